@@ -1,0 +1,9 @@
+//! pgsluice: a transaction-mode PostgreSQL connection pooler, a drop-in
+//! replacement for PgBouncer.
+//!
+//! Data flows one way: listener -> client session -> pool checkout -> relay
+//! between client and server -> pool checkin. See `docs/ARCHITECTURE.md`.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
