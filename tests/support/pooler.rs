@@ -1,0 +1,237 @@
+//! Start pgsluice in-process on 127.0.0.1:0 with a given configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::pg::PgCluster;
+
+/// Writes pgbouncer.ini (+ userlist.txt) into a temp dir and starts a pooler.
+pub struct PoolerBuilder {
+    settings: Vec<(String, String)>,
+    databases: Vec<(String, String)>,
+    users: Vec<(String, String)>,
+    userlist: Vec<(String, String)>,
+    extra_lines: Vec<String>,
+}
+
+impl Default for PoolerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolerBuilder {
+    /// listen_addr 127.0.0.1, listen_port 0, auth_type trust, transaction mode.
+    pub fn new() -> Self {
+        let mut b = PoolerBuilder {
+            settings: Vec::new(),
+            databases: Vec::new(),
+            users: Vec::new(),
+            userlist: Vec::new(),
+            extra_lines: Vec::new(),
+        };
+        b = b
+            .set("listen_addr", "127.0.0.1")
+            .set("listen_port", "0")
+            .set("auth_type", "trust")
+            .set("pool_mode", "transaction")
+            .set("server_connect_timeout", "5")
+            .set("server_login_retry", "1");
+        b
+    }
+
+    /// Set a `[pgbouncer]` key (replaces an earlier value of the same key).
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Add a `[databases]` entry with a raw libpq-style connection string.
+    pub fn database(mut self, name: &str, connstr: &str) -> Self {
+        self.databases.push((name.to_string(), connstr.to_string()));
+        self
+    }
+
+    /// A `[databases]` entry for database `db` on `cluster` (127.0.0.1) with
+    /// extra `key=value` pairs (e.g. "user=x pool_size=5").
+    pub fn pg_database(self, cluster: &PgCluster, db: &str, extra: &str) -> Self {
+        let connstr = format!("host=127.0.0.1 port={} dbname={db} {extra}", cluster.port());
+        self.database(db, connstr.trim_end())
+    }
+
+    /// Add a `[users]` entry.
+    pub fn user(mut self, name: &str, settings: &str) -> Self {
+        self.users.push((name.to_string(), settings.to_string()));
+        self
+    }
+
+    /// Add a userlist.txt line `"user" "secret"`; sets auth_file.
+    pub fn auth_user(mut self, user: &str, secret: &str) -> Self {
+        self.userlist.push((user.to_string(), secret.to_string()));
+        self
+    }
+
+    /// A raw line appended at the end of pgbouncer.ini.
+    pub fn raw_line(mut self, line: &str) -> Self {
+        self.extra_lines.push(line.to_string());
+        self
+    }
+
+    /// Write the files into a new temp dir; returns the dir and the ini path.
+    pub fn write(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("pgsluice-pooler-")
+            .tempdir()
+            .unwrap();
+        let mut ini = String::from("[pgbouncer]\n");
+        ini.push_str(&format!("unix_socket_dir = {}\n", dir.path().display()));
+        if !self.userlist.is_empty() {
+            let path = dir.path().join("userlist.txt");
+            let mut text = String::from("; written by the pgsluice test support\n");
+            for (u, s) in &self.userlist {
+                text.push_str(&format!("{} {}\n", quote(u), quote(s)));
+            }
+            std::fs::write(&path, text).unwrap();
+            ini.push_str(&format!("auth_file = {}\n", path.display()));
+        }
+        for (k, v) in &self.settings {
+            ini.push_str(&format!("{k} = {v}\n"));
+        }
+        ini.push_str("\n[databases]\n");
+        for (k, v) in &self.databases {
+            ini.push_str(&format!("{k} = {v}\n"));
+        }
+        ini.push_str("\n[users]\n");
+        for (k, v) in &self.users {
+            ini.push_str(&format!("{k} = {v}\n"));
+        }
+        for l in &self.extra_lines {
+            ini.push_str(l);
+            ini.push('\n');
+        }
+        let path = dir.path().join("pgbouncer.ini");
+        std::fs::write(&path, ini).unwrap();
+        (dir, path)
+    }
+
+    /// Load the written config with `pgsluice::config::load` and start the
+    /// pooler in the current tokio runtime.
+    pub async fn start(self) -> TestPooler {
+        let (dir, path) = self.write();
+        let loaded = match pgsluice::config::load(&path) {
+            Ok(l) => l,
+            Err(e) => panic!(
+                "config rejected: {e}\n--- {} ---\n{}",
+                path.display(),
+                std::fs::read_to_string(&path).unwrap()
+            ),
+        };
+        let pooler = pgsluice::Pooler::start(loaded.config)
+            .await
+            .expect("start pooler");
+        TestPooler {
+            pooler: Some(pooler),
+            _dir: dir,
+            ini: path,
+        }
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A running pooler plus its config files.
+pub struct TestPooler {
+    pooler: Option<pgsluice::Pooler>,
+    _dir: tempfile::TempDir,
+    ini: PathBuf,
+}
+
+impl TestPooler {
+    /// The TCP address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.pooler().tcp_addr().expect("pooler has a TCP listener")
+    }
+
+    /// Path of the Unix socket, if any.
+    pub fn unix_socket_path(&self) -> Option<PathBuf> {
+        self.pooler().unix_socket_path()
+    }
+
+    /// Path of the pgbouncer.ini in use.
+    pub fn ini_path(&self) -> &Path {
+        &self.ini
+    }
+
+    /// The library handle.
+    pub fn pooler(&self) -> &pgsluice::Pooler {
+        self.pooler.as_ref().expect("pooler already shut down")
+    }
+
+    /// Shut the pooler down (like SIGTERM) and wait for it.
+    pub async fn shutdown(mut self) {
+        let p = self.pooler.take().expect("pooler already shut down");
+        p.shutdown().await;
+    }
+
+    /// tokio-postgres config for a connection through the pooler over TCP.
+    pub fn config(&self, db: &str, user: &str, password: &str) -> tokio_postgres::Config {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(self.addr().port())
+            .dbname(db)
+            .user(user)
+            .connect_timeout(Duration::from_secs(30));
+        if !password.is_empty() {
+            cfg.password(password);
+        }
+        cfg
+    }
+
+    /// Connect through the pooler; the connection task is spawned.
+    pub async fn try_connect(
+        &self,
+        db: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let cfg = self.config(db, user, password);
+        let fut = cfg.connect(tokio_postgres::NoTls);
+        let (client, conn) = tokio::time::timeout(Duration::from_secs(60), fut)
+            .await
+            .expect("login through the pooler hung for 60 s")?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Connect through the pooler or panic.
+    pub async fn connect(&self, db: &str, user: &str, password: &str) -> tokio_postgres::Client {
+        self.try_connect(db, user, password)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {db} as {user} through the pooler: {e:?}"))
+    }
+
+    /// A raw TCP connection to the pooler (nothing sent yet).
+    pub async fn raw_connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr())
+            .await
+            .expect("connect to pooler")
+    }
+}
+
+/// SQLSTATE of a tokio-postgres error, if the server sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_string())
+}
+
+/// Message of a tokio-postgres error from the server, if any.
+pub fn db_message(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.message().to_string())
+}
