@@ -8,7 +8,9 @@ pub mod pg;
 pub mod pooler;
 pub mod wire;
 
+#[allow(unused_imports)]
 pub use pg::{Encryption, PgCluster, tool};
+#[allow(unused_imports)]
 pub use pooler::{PoolerBuilder, TestPooler, db_message, sqlstate};
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,4 +34,28 @@ where
         tokio::time::sleep(every).await;
     }
     None
+}
+
+/// Run a test body with an upper bound on its run time, so that a hung
+/// pooler fails the test instead of hanging the suite.
+pub async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
+    bounded_for(std::time::Duration::from_secs(120), fut).await
+}
+
+/// [`bounded`] with an explicit limit.
+pub async fn bounded_for<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {limit:?}"))
+}
+
+/// `md5` + hex(md5(password || user)), the auth_file / pg_authid md5 form.
+pub fn md5_secret(user: &str, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(format!("{password}{user}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("md5{hex}")
 }

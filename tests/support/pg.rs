@@ -171,7 +171,7 @@ impl PgCluster {
         // Roles whose membership selects the pg_hba method (see module docs),
         // created in single-user mode so that no SQL connection is needed.
         let mut single = self
-            .command(&postgres_bin(&self.bindir))
+            .command(postgres_bin(&self.bindir))
             .args(["--single", "-D"])
             .arg(self.data_dir())
             .arg("postgres")
