@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (README and CI): installs what the tests need when it
+# is missing, then runs the whole test suite against a real PostgreSQL that
+# the test support starts itself (no running server needed).
+#
+#   scripts/test.sh [extra cargo test arguments]
+#
+# Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
+# installed with apt-get when initdb or pgbench cannot be found (root or sudo).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+have_pg_bin() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
+
+if ! have_pg_bin initdb || ! have_pg_bin pgbench || ! have_pg_bin psql; then
+    echo "test.sh: installing PostgreSQL (initdb/pgbench/psql missing)" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends postgresql postgresql-client
+    # The Debian package starts a cluster of its own; the tests do not use it.
+fi
+
+if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
+    echo "test.sh: running as root needs the 'postgres' OS user (PostgreSQL refuses root)" >&2
+    exit 1
+fi
+
+# CI-friendly: no colour codes in logs, full backtraces on failure, and tools
+# that are missing make the tests fail instead of skipping (see tests/support).
+export CI="${CI:-1}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+# Test binaries run one after the other; the tests inside one binary share a
+# PostgreSQL cluster and run in parallel, a few at a time on small machines.
+threads="${RUST_TEST_THREADS:-$(( $(nproc) * 2 > 4 ? $(nproc) * 2 : 4 ))}"
+exec cargo test --all-targets --locked "$@" -- --test-threads="$threads"
