@@ -6,5 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cancel;
+pub mod client;
 pub mod config;
+pub mod context;
+pub mod net;
+pub mod pool;
 pub mod protocol;
+pub mod server;

@@ -6,3 +6,5 @@
 pub mod secret;
 
 pub use secret::{ScramSecret, Secret};
+mod placeholder;
+pub use placeholder::*;

@@ -220,19 +220,27 @@ pub fn empty_query_response(buf: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postgres_protocol::message::backend::{ErrorFields, Message};
     use fallible_iterator::FallibleIterator;
+    use postgres_protocol::message::backend::{ErrorFields, Message};
 
     #[test]
     fn error_response_parses_with_postgres_protocol() {
         let mut buf = BytesMut::new();
-        error_response(&mut buf, Severity::Fatal, "28P01", "password authentication failed");
+        error_response(
+            &mut buf,
+            Severity::Fatal,
+            "28P01",
+            "password authentication failed",
+        );
         match Message::parse(&mut buf).unwrap().unwrap() {
             Message::ErrorResponse(body) => {
                 let mut fields: ErrorFields<'_> = body.fields();
                 let mut seen = Vec::new();
                 while let Some(f) = fields.next().unwrap() {
-                    seen.push((f.type_(), String::from_utf8_lossy(f.value_bytes()).to_string()));
+                    seen.push((
+                        f.type_(),
+                        String::from_utf8_lossy(f.value_bytes()).to_string(),
+                    ));
                 }
                 assert!(seen.contains(&(b'C', "28P01".into())));
                 assert!(seen.contains(&(b'S', "FATAL".into())));
@@ -250,7 +258,10 @@ mod tests {
         parameter_status(&mut buf, "server_version", "15.4");
         backend_key_data(&mut buf, 7, -9);
         ready_for_query(&mut buf, b'I');
-        assert!(matches!(Message::parse(&mut buf).unwrap(), Some(Message::AuthenticationOk)));
+        assert!(matches!(
+            Message::parse(&mut buf).unwrap(),
+            Some(Message::AuthenticationOk)
+        ));
         match Message::parse(&mut buf).unwrap() {
             Some(Message::ParameterStatus(p)) => {
                 assert_eq!(p.name().unwrap(), "server_version");
@@ -274,15 +285,25 @@ mod tests {
     fn result_set_parses_with_postgres_protocol() {
         let mut buf = BytesMut::new();
         let cols = [
-            Column { name: "database", type_oid: 25 },
-            Column { name: "cl_active", type_oid: 20 },
+            Column {
+                name: "database",
+                type_oid: 25,
+            },
+            Column {
+                name: "cl_active",
+                type_oid: 20,
+            },
         ];
         row_description(&mut buf, &cols);
         data_row(&mut buf, &[Some("db"), None]);
         command_complete(&mut buf, "SHOW");
         match Message::parse(&mut buf).unwrap() {
             Some(Message::RowDescription(r)) => {
-                let names: Vec<String> = r.fields().map(|f| Ok(f.name().to_string())).collect().unwrap();
+                let names: Vec<String> = r
+                    .fields()
+                    .map(|f| Ok(f.name().to_string()))
+                    .collect()
+                    .unwrap();
                 assert_eq!(names, ["database", "cl_active"]);
             }
             _ => panic!("not RowDescription"),
@@ -298,6 +319,9 @@ mod tests {
             }
             _ => panic!("not DataRow"),
         }
-        assert!(matches!(Message::parse(&mut buf).unwrap(), Some(Message::CommandComplete(_))));
+        assert!(matches!(
+            Message::parse(&mut buf).unwrap(),
+            Some(Message::CommandComplete(_))
+        ));
     }
 }

@@ -115,9 +115,8 @@ pub fn read_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Protoco
         SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE => {
             Err(ProtocolError::BadStartupLength(len))
         }
-        _ if (code >> 16) == 3 => {
-            parse_startup_params((code & 0xffff) as u16, body).map(|s| Some(StartupPacket::Startup(s)))
-        }
+        _ if (code >> 16) == 3 => parse_startup_params((code & 0xffff) as u16, body)
+            .map(|s| Some(StartupPacket::Startup(s))),
         _ => Err(ProtocolError::UnsupportedVersion(code as u32)),
     }
 }

@@ -24,8 +24,11 @@ fn startup_bytes(version: i32, params: &[(&str, &str)]) -> BytesMut {
 #[test]
 fn startup_message_3_0() {
     let mut buf = BytesMut::new();
-    frontend::startup_message([("user", "alice"), ("database", "db")].into_iter(), &mut buf)
-        .unwrap();
+    frontend::startup_message(
+        [("user", "alice"), ("database", "db")].into_iter(),
+        &mut buf,
+    )
+    .unwrap();
     let whole = buf.clone();
     // Not whole yet: every proper prefix gives None and consumes nothing.
     for n in 0..whole.len() {
@@ -47,10 +50,7 @@ fn startup_message_3_0() {
 
 #[test]
 fn startup_3_2_keeps_protocol_options_apart() {
-    let mut buf = startup_bytes(
-        (3 << 16) | 2,
-        &[("user", "u"), ("_pq_.compression", "on")],
-    );
+    let mut buf = startup_bytes((3 << 16) | 2, &[("user", "u"), ("_pq_.compression", "on")]);
     match read_startup(&mut buf).unwrap() {
         Some(StartupPacket::Startup(s)) => {
             assert_eq!(s.minor, 2);
@@ -65,16 +65,25 @@ fn startup_3_2_keeps_protocol_options_apart() {
 fn ssl_gss_and_cancel_requests() {
     let mut buf = BytesMut::new();
     frontend::ssl_request(&mut buf);
-    assert_eq!(read_startup(&mut buf).unwrap(), Some(StartupPacket::SslRequest));
+    assert_eq!(
+        read_startup(&mut buf).unwrap(),
+        Some(StartupPacket::SslRequest)
+    );
     let mut buf = BytesMut::new();
     buf.put_i32(8);
     buf.put_i32(GSSENC_REQUEST_CODE);
-    assert_eq!(read_startup(&mut buf).unwrap(), Some(StartupPacket::GssEncRequest));
+    assert_eq!(
+        read_startup(&mut buf).unwrap(),
+        Some(StartupPacket::GssEncRequest)
+    );
     let mut buf = BytesMut::new();
     frontend::cancel_request(42, -7, &mut buf);
     assert_eq!(
         read_startup(&mut buf).unwrap(),
-        Some(StartupPacket::Cancel { process_id: 42, secret_key: -7 })
+        Some(StartupPacket::Cancel {
+            process_id: 42,
+            secret_key: -7
+        })
     );
 }
 
@@ -87,9 +96,15 @@ fn unsupported_versions_and_bad_lengths() {
     assert!(err.to_string().contains("4.0"));
 
     let mut buf = BytesMut::from(&[0u8, 0, 0, 4, 0, 3, 0, 0][..]);
-    assert!(matches!(read_startup(&mut buf), Err(ProtocolError::BadStartupLength(4))));
+    assert!(matches!(
+        read_startup(&mut buf),
+        Err(ProtocolError::BadStartupLength(4))
+    ));
     let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0][..]);
-    assert!(matches!(read_startup(&mut buf), Err(ProtocolError::BadStartupLength(_))));
+    assert!(matches!(
+        read_startup(&mut buf),
+        Err(ProtocolError::BadStartupLength(_))
+    ));
     // An SSLRequest with a wrong length.
     let mut buf = BytesMut::new();
     buf.put_i32(12);
@@ -105,7 +120,10 @@ fn startup_without_terminator_is_malformed() {
     buf.put_i32(crate::protocol::PROTOCOL_3_0);
     buf.put_slice(b"use");
     buf.put_u8(b'r');
-    assert!(matches!(read_startup(&mut buf), Err(ProtocolError::Malformed { .. })));
+    assert!(matches!(
+        read_startup(&mut buf),
+        Err(ProtocolError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -135,7 +153,9 @@ fn every_tagged_message_round_trips() {
     frontend::close(b'P', "p1", &mut buf).unwrap();
     frontend::flush(&mut buf);
     frontend::sync(&mut buf);
-    frontend::CopyData::new(&b"a\tb\n"[..]).unwrap().write(&mut buf);
+    frontend::CopyData::new(&b"a\tb\n"[..])
+        .unwrap()
+        .write(&mut buf);
     frontend::copy_done(&mut buf);
     frontend::copy_fail("stop", &mut buf).unwrap();
     frontend::password_message(b"secret", &mut buf).unwrap();
@@ -149,10 +169,20 @@ fn every_tagged_message_round_trips() {
     assert_eq!(got[0], FrontendMessage::Query("SELECT 1".into()));
     assert_eq!(
         got[1],
-        FrontendMessage::Parse { name: "s1".into(), query: "SELECT $1".into(), param_types: vec![23] }
+        FrontendMessage::Parse {
+            name: "s1".into(),
+            query: "SELECT $1".into(),
+            param_types: vec![23]
+        }
     );
     match &got[2] {
-        FrontendMessage::Bind { portal, statement, param_formats, params, result_formats } => {
+        FrontendMessage::Bind {
+            portal,
+            statement,
+            param_formats,
+            params,
+            result_formats,
+        } => {
             assert_eq!((portal.as_str(), statement.as_str()), ("p1", "s1"));
             assert_eq!(param_formats, &[1]);
             assert_eq!(params, &[Some(Bytes::from_static(&[0, 0, 0, 7]))]);
@@ -160,12 +190,33 @@ fn every_tagged_message_round_trips() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(got[3], FrontendMessage::Describe { kind: b'S', name: "s1".into() });
-    assert_eq!(got[4], FrontendMessage::Execute { portal: "p1".into(), max_rows: 10 });
-    assert_eq!(got[5], FrontendMessage::Close { kind: b'P', name: "p1".into() });
+    assert_eq!(
+        got[3],
+        FrontendMessage::Describe {
+            kind: b'S',
+            name: "s1".into()
+        }
+    );
+    assert_eq!(
+        got[4],
+        FrontendMessage::Execute {
+            portal: "p1".into(),
+            max_rows: 10
+        }
+    );
+    assert_eq!(
+        got[5],
+        FrontendMessage::Close {
+            kind: b'P',
+            name: "p1".into()
+        }
+    );
     assert_eq!(got[6], FrontendMessage::Flush);
     assert_eq!(got[7], FrontendMessage::Sync);
-    assert_eq!(got[8], FrontendMessage::CopyData(Bytes::from_static(b"a\tb\n")));
+    assert_eq!(
+        got[8],
+        FrontendMessage::CopyData(Bytes::from_static(b"a\tb\n"))
+    );
     assert_eq!(got[9], FrontendMessage::CopyDone);
     assert_eq!(got[10], FrontendMessage::CopyFail("stop".into()));
     match &got[11] {
@@ -187,13 +238,19 @@ fn length_is_checked_before_buffering() {
     assert!(matches!(err, ProtocolError::TooLong { len, max: 4096, .. } if len == 1 << 20));
     assert_eq!(err.sqlstate(), "08P01");
     let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
-    assert!(matches!(read_message(&mut buf, 4096), Err(ProtocolError::BadLength { len: 3, .. })));
+    assert!(matches!(
+        read_message(&mut buf, 4096),
+        Err(ProtocolError::BadLength { len: 3, .. })
+    ));
 }
 
 #[test]
 fn garbage_is_rejected() {
     let mut buf = BytesMut::from(&[b'!', 0, 0, 0, 4][..]);
-    assert!(matches!(read_message(&mut buf, 4096), Err(ProtocolError::UnknownTag(b'!'))));
+    assert!(matches!(
+        read_message(&mut buf, 4096),
+        Err(ProtocolError::UnknownTag(b'!'))
+    ));
     // A Query whose string is not terminated.
     let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 6, b'a', b'b'][..]);
     assert!(read_message(&mut buf, 4096).is_err());
@@ -213,7 +270,9 @@ fn sasl_initial_response() {
     let mut buf = BytesMut::new();
     frontend::sasl_initial_response("SCRAM-SHA-256", b"n,,n=,r=abc", &mut buf).unwrap();
     let msg = read_message(&mut buf, 4096).unwrap().unwrap();
-    let FrontendMessage::Password(body) = msg else { panic!() };
+    let FrontendMessage::Password(body) = msg else {
+        panic!()
+    };
     let r = SaslInitialResponse::parse(body).unwrap();
     assert_eq!(r.mechanism, "SCRAM-SHA-256");
     assert_eq!(&r.data[..], b"n,,n=,r=abc");
