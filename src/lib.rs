@@ -14,3 +14,8 @@ pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod app;
+pub mod listen;
+
+pub use app::Pooler;
+pub mod logging;

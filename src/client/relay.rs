@@ -109,7 +109,6 @@ pub(super) async fn relay(
     } = server;
     let (cr, cw) = client.split();
     let (sr, sw) = stream.split();
-    let tracked = |name: &str| tracked_name(name, extra_tracked).is_some();
     let up = client_to_server(cr, sw, cbuf, &link, max_len);
     let down = server_to_client(
         sr,
@@ -118,7 +117,7 @@ pub(super) async fn relay(
         &link,
         sparams,
         params,
-        &tracked,
+        extra_tracked,
         release_when_idle,
     );
     let end = tokio::select! {
@@ -196,7 +195,7 @@ async fn server_to_client(
     link: &Link,
     server_params: &mut Params,
     client_params: &mut Params,
-    tracked: &dyn Fn(&str) -> bool,
+    extra_tracked: &[String],
     release_when_idle: bool,
 ) -> ServerEnd {
     let mut skip = 0usize;
@@ -209,7 +208,7 @@ async fn server_to_client(
         }
         let batch = scan_server(sbuf, &mut skip, |name, value| {
             server_params.set(name, value);
-            if tracked(name) {
+            if tracked_name(name, extra_tracked).is_some() {
                 client_params.set(name, value);
             }
         });

@@ -145,3 +145,18 @@ impl Pool {
         (st.idle.len(), st.total, st.waiters.len())
     }
 }
+
+impl Pool {
+    /// Close every idle server (at shutdown).
+    pub fn close_idle(&self) {
+        let idle = {
+            let mut st = self.state.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len();
+            idle
+        };
+        for s in idle {
+            s.terminate();
+        }
+    }
+}
