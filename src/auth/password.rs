@@ -35,7 +35,8 @@ fn verify_scram(secret: &ScramSecret, password: &str) -> bool {
 /// For a password whose SASLprep form we cannot reproduce: let
 /// postgres-protocol's client (full SASLprep) log in to a simulated server
 /// holding `secret`, checking its proof (StoredKey) and letting it check our
-/// signature (ServerKey).
+/// signature (ServerKey). postgres-protocol refuses more than 100,000
+/// iterations, so such a verifier gives `false` on this (rare) path.
 fn verify_scram_via_postgres_protocol(secret: &ScramSecret, password: &str) -> bool {
     let Some(mut ex) =
         saslprep::postgres_protocol_exchange(password, &secret.salt, secret.iterations)
