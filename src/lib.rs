@@ -6,4 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cancel;
+pub mod client;
 pub mod config;
+pub mod context;
+pub mod net;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+pub mod app;
+pub mod listen;
+
+pub use app::Pooler;
+pub mod logging;
