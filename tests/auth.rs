@@ -6,17 +6,13 @@ mod support;
 
 use support::{
     Encryption, PgCluster, PoolerBuilder, TestPooler, bounded, db_message, md5_secret, sqlstate,
-    unique,
+    unique, value,
 };
 
 /// Who the pooled session really is on PostgreSQL.
 async fn whoami(pooler: &TestPooler, db: &str, user: &str, pw: &str) -> String {
     let c = pooler.connect(db, user, pw).await;
-    let rows = c.simple_query("SELECT current_user").await.unwrap();
-    match &rows[0] {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap().to_string(),
-        other => panic!("expected a row, got {other:?}"),
-    }
+    value(&c, "SELECT current_user").await
 }
 
 /// Assert that a login through the pooler fails with 28P01 and the
@@ -59,11 +55,16 @@ async fn trust_accepts_any_password() {
         let (db, user) = trusted_setup(pg).await;
         let pooler = PoolerBuilder::new()
             .set("auth_type", "trust")
+            .trust(&user)
             .pg_database(pg, &db, "")
             .start()
             .await;
         assert_eq!(whoami(&pooler, &db, &user, "").await, user);
         assert_eq!(whoami(&pooler, &db, &user, "anything").await, user);
+        // As in PgBouncer, trust still needs the user in auth_file.
+        let stranger = unique("stranger");
+        pg.create_trusted_role(&stranger).await;
+        assert_auth_fails(&pooler, &db, &stranger, "").await;
     })
     .await
 }
@@ -87,7 +88,7 @@ async fn client_auth_case(auth_type: &str, secret_kind: &str) {
         .await;
     assert_eq!(whoami(&pooler, &db, &user, &password).await, user);
     assert_auth_fails(&pooler, &db, &user, "wrong").await;
-    assert_auth_fails(&pooler, &db, &user, "").await;
+    assert_auth_fails(&pooler, &db, &user, &password[1..]).await;
     // A user not in auth_file gets the same answer as a wrong password.
     let stranger = unique("stranger");
     assert_auth_fails(&pooler, &db, &stranger, &password).await;
@@ -148,9 +149,9 @@ async fn server_login_with_database_password() {
                 .database(&alias, &conn)
                 .start()
                 .await;
-            // Any client user: the entry forces `user=`.
+            // The entry forces `user=`: the client name does not reach PostgreSQL.
             assert_eq!(
-                whoami(&pooler, &alias, "someone", "").await,
+                whoami(&pooler, &alias, "postgres", "").await,
                 role,
                 "{enc:?}"
             );
@@ -238,9 +239,7 @@ async fn server_login_scram_passthrough() {
             }
             for c in &clients {
                 for _ in 0..3 {
-                    let rows = c.simple_query("SELECT current_user").await.unwrap();
-                    assert!(matches!(&rows[0],
-                        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(role.as_str())));
+                    assert_eq!(value(c, "SELECT current_user").await, role);
                 }
             }
             assert_auth_fails(&pooler, &db, &role, "guess").await;
@@ -263,7 +262,7 @@ async fn server_login_wrong_password_reports_error() {
             pg.port()
         );
         let pooler = PoolerBuilder::new().database(&db, &conn).start().await;
-        let result = match pooler.try_connect(&db, "anyone", "").await {
+        let result = match pooler.try_connect(&db, "postgres", "").await {
             Ok(c) => c.simple_query("SELECT 1").await.map(|_| ()),
             Err(e) => Err(e),
         };

@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, bounded, pg::free_port, poll, unique};
+use support::{PgCluster, PoolerBuilder, bounded, pg::free_port, poll, unique, value};
 
 fn bin() -> &'static str {
     // option_env!: the suite still compiles while the binary does not exist.
@@ -130,9 +130,7 @@ async fn serves_and_stops_on_sigterm() {
         })
         .await
         .expect("the binary never accepted a client");
-        let rows = client.simple_query("SELECT 7 * 6").await.unwrap();
-        assert!(matches!(&rows[0],
-            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("42")));
+        assert_eq!(value(&client, "SELECT 7 * 6").await, "42");
         drop(client);
 
         let pid = child.id().unwrap().to_string();

@@ -8,30 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::SimpleQueryMessage;
-
-use support::{PgCluster, PoolerBuilder, bounded, bounded_for, poll, unique, wire};
-
-/// First column of every row of a simple query.
-fn col0(msgs: &[SimpleQueryMessage]) -> Vec<String> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn one(c: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    col0(&rows)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
+use support::{
+    PgCluster, PoolerBuilder, bounded, bounded_for, poll, rows_col0 as col0, unique, value as one,
+    wire,
+};
 
 /// Number of backends PostgreSQL has for (db, user), seen directly.
 async fn backends(direct: &tokio_postgres::Client, db: &str, user: &str) -> i64 {
@@ -67,6 +47,7 @@ async fn two_hundred_clients_through_five_servers() {
             PoolerBuilder::new()
                 .set("max_client_conn", "300")
                 .set("default_pool_size", "20")
+                .trust(&user)
                 .pg_database(pg, &db, "pool_size=5")
                 .start()
                 .await,

@@ -59,3 +59,27 @@ pub fn md5_secret(user: &str, password: &str) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("md5{hex}")
 }
+
+/// First column of every row of a simple-query answer (NULL as "NULL").
+pub fn rows_col0(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some(r.get(0).unwrap_or("NULL").to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Run a simple query and return the first column of its first row.
+pub async fn value(c: &tokio_postgres::Client, sql: &str) -> String {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows_col0(&msgs)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}

@@ -24,7 +24,9 @@ impl Default for PoolerBuilder {
 }
 
 impl PoolerBuilder {
-    /// listen_addr 127.0.0.1, listen_port 0, auth_type trust, transaction mode.
+    /// listen_addr 127.0.0.1, listen_port 0, transaction mode, auth_type
+    /// trust with `postgres` in auth_file (as in PgBouncer, trust still needs
+    /// the user in auth_file: add others with [`trust`](Self::trust)).
     pub fn new() -> Self {
         let mut b = PoolerBuilder {
             settings: Vec::new(),
@@ -39,8 +41,15 @@ impl PoolerBuilder {
             .set("auth_type", "trust")
             .set("pool_mode", "transaction")
             .set("server_connect_timeout", "5")
-            .set("server_login_retry", "1");
+            .set("server_login_retry", "1")
+            .trust("postgres");
         b
+    }
+
+    /// Put `user` into auth_file with a dummy secret, so that auth_type trust
+    /// lets it in (any password is accepted).
+    pub fn trust(self, user: &str) -> Self {
+        self.auth_user(user, "trusted-by-test-support")
     }
 
     /// Set a `[pgbouncer]` key (replaces an earlier value of the same key).
