@@ -133,6 +133,22 @@ async fn statements_inside_a_transaction() {
     bounded(async {
         let (pooler, db) = setup(2).await;
         let mut c = pooler.connect(&db, "postgres", "").await;
+        // Other clients keep the pool busy, so that a server released too
+        // early would be taken by one of them.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut noise = Vec::new();
+        for _ in 0..3 {
+            let other = pooler.connect(&db, "postgres", "").await;
+            let stop = stop.clone();
+            noise.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    other
+                        .query_typed("SELECT pg_sleep(0.001)", &[])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
         // Named statements are fine inside one transaction: the server stays
         // linked from BEGIN to COMMIT.
         let tx = c.transaction().await.unwrap();
@@ -172,6 +188,10 @@ async fn statements_inside_a_transaction() {
             .await
             .unwrap();
         assert_eq!(rows[0].get::<_, i64>(0), 10);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in noise {
+            t.await.unwrap();
+        }
     })
     .await
 }
