@@ -59,8 +59,8 @@ fn parse_line(s: &str) -> Result<(String, String), String> {
     let Some(start) = rest.find('"') else {
         return Err(format!("missing quoted secret for user {user:?}"));
     };
-    let (secret, _ignored) =
-        quoted(&rest[start + 1..]).ok_or_else(|| format!("unterminated secret for user {user:?}"))?;
+    let (secret, _ignored) = quoted(&rest[start + 1..])
+        .ok_or_else(|| format!("unterminated secret for user {user:?}"))?;
     Ok((user, secret))
 }
 
@@ -87,10 +87,11 @@ fn quoted(s: &str) -> Option<(String, &str)> {
 /// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` is SCRAM; anything
 /// else, including a malformed SCRAM string, is a plain-text password.
 pub fn parse_secret(s: &str) -> Secret {
-    if let Some(hex) = s.strip_prefix("md5") {
-        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Secret::Md5(s.to_string());
-        }
+    if let Some(hex) = s.strip_prefix("md5")
+        && hex.len() == 32
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Secret::Md5(s.to_string());
     }
     match parse_scram(s) {
         Some(scram) => Secret::Scram(scram),
@@ -140,8 +141,14 @@ mod tests {
         assert_eq!(x.iterations, 4096);
         assert_eq!(x.salt.len(), 12);
         assert_eq!(STANDARD.encode(&x.salt), "QSXCR+Q6sek8bf92");
-        assert_eq!(STANDARD.encode(x.stored_key), "6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=");
-        assert_eq!(STANDARD.encode(x.server_key), "YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=");
+        assert_eq!(
+            STANDARD.encode(x.stored_key),
+            "6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA="
+        );
+        assert_eq!(
+            STANDARD.encode(x.server_key),
+            "YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM="
+        );
     }
 
     #[test]
@@ -173,10 +180,13 @@ mod tests {
         assert_eq!(users.len(), 4);
         assert_eq!(users["alice"], Secret::Plain("second wins".into()));
         assert!(matches!(&users["bob"], Secret::Md5(s) if s.len() == 35));
-        assert_eq!(scram(PENCIL), match &users["ca\"rol"] {
-            Secret::Scram(x) => x.clone(),
-            other => panic!("{other:?}"),
-        });
+        assert_eq!(
+            scram(PENCIL),
+            match &users["ca\"rol"] {
+                Secret::Scram(x) => x.clone(),
+                other => panic!("{other:?}"),
+            }
+        );
         assert_eq!(users["empty"], Secret::Plain(String::new()));
         let users = parse_userlist("\"a\"\"\" \"x\"", Path::new("u")).expect("valid");
         assert!(users.contains_key("a\""));
@@ -188,7 +198,11 @@ mod tests {
         let errs = parse_userlist(text, Path::new("/etc/u.txt")).expect_err("malformed");
         let lines: Vec<usize> = errs.0.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 5]);
-        assert!(errs.0[0].to_string().starts_with("/etc/u.txt:2: auth_file: "));
+        assert!(
+            errs.0[0]
+                .to_string()
+                .starts_with("/etc/u.txt:2: auth_file: ")
+        );
     }
 
     #[test]
@@ -198,6 +212,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("u.txt");
         std::fs::write(&p, "\"x\" \"y\"\n").expect("write");
-        assert_eq!(load_userlist(&p).expect("ok")["x"], Secret::Plain("y".into()));
+        assert_eq!(
+            load_userlist(&p).expect("ok")["x"],
+            Secret::Plain("y".into())
+        );
     }
 }
