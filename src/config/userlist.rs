@@ -122,10 +122,13 @@ fn key32(b64: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A verifier PostgreSQL generated for the password "pencil".
+    /// The verifier the brief supplied as PostgreSQL's for "pencil". It is
+    /// well formed (4096 iterations, 12-byte salt, two 32-byte keys) but its
+    /// keys do NOT derive from "pencil" (checked with Python's hashlib too),
+    /// so it is only used for decoding.
     const PENCIL: &str = "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=";
 
     fn scram(s: &str) -> ScramSecret {
@@ -136,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn real_scram_verifier_decodes() {
+    fn brief_scram_fixture_decodes() {
         let x = scram(PENCIL);
         assert_eq!(x.iterations, 4096);
         assert_eq!(x.salt.len(), 12);
@@ -149,6 +152,33 @@ mod tests {
             STANDARD.encode(x.server_key),
             "YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM="
         );
+    }
+
+    /// A genuine verifier for "pencil" with RFC 7677's salt and iteration
+    /// count; with RFC 7677's nonces its ServerKey yields the RFC's server
+    /// signature `6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=`.
+    pub(crate) const RFC7677_PENCIL: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    /// The keys really derive from "pencil" (RFC 5802 key derivation), so
+    /// the fixture is a genuine verifier, not just well-formed base64.
+    #[test]
+    fn genuine_scram_verifier_matches_its_password() {
+        use hmac::{KeyInit, Mac};
+        use sha2::{Digest, Sha256};
+        let x = scram(RFC7677_PENCIL);
+        assert_eq!(x.salt.len(), 16);
+        let mut salted = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(b"pencil", &x.salt, x.iterations, &mut salted);
+        let hmac = |msg: &[u8]| {
+            let mut m =
+                <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&salted).expect("any key size");
+            m.update(msg);
+            m.finalize().into_bytes()
+        };
+        let stored: [u8; 32] = Sha256::digest(hmac(b"Client Key")).into();
+        let server: [u8; 32] = hmac(b"Server Key").into();
+        assert_eq!(stored, x.stored_key);
+        assert_eq!(server, x.server_key);
     }
 
     #[test]
