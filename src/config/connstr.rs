@@ -132,7 +132,10 @@ mod tests {
         assert!(opt_count("-2").is_err() && opt_count("x").is_err());
         assert_eq!(opt_seconds("1.5"), Ok(Some(Duration::from_millis(1500))));
         assert_eq!(opt_seconds("-1"), Ok(None));
-        assert_eq!(choice("ROUND-robin", &["round-robin", "disable"]), Ok("round-robin"));
+        assert_eq!(
+            choice("ROUND-robin", &["round-robin", "disable"]),
+            Ok("round-robin")
+        );
         assert!(choice("x", &["a"]).is_err());
     }
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::PoolMode;
 use super::connstr::{choice, opt_count, opt_seconds, parse_pairs};
 use super::error::ConfigError;
 use super::settings::POOL_MODES;
-use super::PoolMode;
 
 /// The `[databases]` section.
 #[derive(Debug, Clone, Default)]
@@ -243,7 +243,10 @@ mod tests {
 
     #[test]
     fn every_bad_key_is_reported() {
-        let (db, e, _) = parse("app", "hots=x port=0 pool_size=-3 pool_mode=bogus port=99999");
+        let (db, e, _) = parse(
+            "app",
+            "hots=x port=0 pool_size=-3 pool_mode=bogus port=99999",
+        );
         assert!(db.is_none());
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, vec!["hots", "port", "pool_size", "pool_mode", "port"]);

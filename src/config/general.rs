@@ -205,11 +205,19 @@ impl General {
 fn settings(v: &Values, file: &Path) -> Vec<Setting> {
     KEYS.iter()
         .map(|def| {
-            let mut value = v.get(def.name).map(|x| x.text(def.kind)).unwrap_or_default();
+            let mut value = v
+                .get(def.name)
+                .map(|x| x.text(def.kind))
+                .unwrap_or_default();
             if def.name == "conffile" && v.origin("conffile").is_none() {
                 value = file.display().to_string();
             }
-            Setting { key: def.name, value, default: def.default, changeable: def.changeable }
+            Setting {
+                key: def.name,
+                value,
+                default: def.default,
+                changeable: def.changeable,
+            }
         })
         .collect()
 }
@@ -240,6 +248,7 @@ fn auth_type(s: &str) -> AuthType {
 
 #[cfg(test)]
 mod tests {
+    use super::super::settings::parse_value;
     use super::*;
 
     #[test]
@@ -287,11 +296,12 @@ mod tests {
         assert_eq!(g.stats_period, Duration::from_secs(60));
         assert_eq!(g.max_prepared_statements, 200);
         assert_eq!(g.settings.len(), KEYS.len());
-        for s in &g.settings {
+        // Every row shows its default, canonically formatted.
+        for (s, def) in g.settings.iter().zip(KEYS) {
+            assert_eq!(s.key, def.name);
             if s.key != "conffile" {
-                let def = KEYS.iter().find(|k| k.name == s.key).map(|k| k.kind);
-                let want = def.and_then(|k| super::super::settings::parse_value(k, s.default).ok());
-                assert_eq!(want.map(|w| w.text(def.unwrap_or(super::super::settings::Kind::Str))), Some(s.value.clone()), "{}", s.key);
+                let want = parse_value(def.kind, def.default).map(|v| v.text(def.kind));
+                assert_eq!(want.as_deref(), Ok(s.value.as_str()), "{}", s.key);
             }
         }
     }

@@ -83,11 +83,11 @@ fn lex_into(
             continue;
         }
         let err = |key: &str, msg: String| ConfigError::new(file, line, key, msg);
-        if let Some(rest) = s.strip_prefix("%include") {
-            if rest.starts_with([' ', '\t']) {
-                include(rest.trim(), file, line, depth, stack, out, errors);
-                continue;
-            }
+        if let Some(rest) = s.strip_prefix("%include")
+            && (rest.is_empty() || rest.starts_with([' ', '\t']))
+        {
+            include(rest.trim(), file, line, depth, stack, out, errors);
+            continue;
         }
         if let Some(rest) = s.strip_prefix('[') {
             match rest.split_once(']') {

@@ -163,10 +163,16 @@ impl Sections {
 
     /// Records a `[pgbouncer]` value; a later one for the same key wins.
     fn set_main(&mut self, key: &str, value: &str, e: &Entry, warnings: &mut Vec<String>) {
-        let origin = Origin { file: e.file.clone(), line: e.line };
+        let origin = Origin {
+            file: e.file.clone(),
+            line: e.line,
+        };
         match settings::find(key) {
             Some(def) => {
-                let raw = RawSetting { value: value.to_string(), origin };
+                let raw = RawSetting {
+                    value: value.to_string(),
+                    origin,
+                };
                 self.raw.insert(def.name, raw);
             }
             None => warnings.push(format!(
@@ -193,14 +199,29 @@ fn check_security(values: &Values, errors: &mut Vec<ConfigError>) {
             errors.push(ConfigError::new(&o.file, o.line, key, msg));
         }
     };
-    if matches!(values.str("client_tls_sslmode"), "require" | "verify-ca" | "verify-full") {
-        refuse("client_tls_sslmode", "tls is not supported by pgsluice yet; refusing to run without the required client encryption");
+    if matches!(
+        values.str("client_tls_sslmode"),
+        "require" | "verify-ca" | "verify-full"
+    ) {
+        refuse(
+            "client_tls_sslmode",
+            "tls is not supported by pgsluice yet; refusing to run without the required client encryption",
+        );
     }
-    if matches!(values.str("server_tls_sslmode"), "require" | "verify-ca" | "verify-full") {
-        refuse("server_tls_sslmode", "tls is not supported by pgsluice yet; refusing to connect to servers without the required encryption");
+    if matches!(
+        values.str("server_tls_sslmode"),
+        "require" | "verify-ca" | "verify-full"
+    ) {
+        refuse(
+            "server_tls_sslmode",
+            "tls is not supported by pgsluice yet; refusing to connect to servers without the required encryption",
+        );
     }
     if values.bool("disable_pqexec") {
-        refuse("disable_pqexec", "disable_pqexec is not supported by pgsluice yet; refusing to allow simple queries it would block");
+        refuse(
+            "disable_pqexec",
+            "disable_pqexec is not supported by pgsluice yet; refusing to allow simple queries it would block",
+        );
     }
 }
 

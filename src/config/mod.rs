@@ -4,8 +4,8 @@
 //! PgBouncer's defaults. Loading reports every problem at once, each naming
 //! file, line and key, and warns about settings pgsluice ignores.
 //!
-//! Module map: `ini` (line lexer, `%include`), `settings` (the
-//! `[pgbouncer]` key table and value parsers), `general` ([`General`]),
+//! Module map: `ini` (line lexer, `%include`), `keys` (the `[pgbouncer]`
+//! key table), `settings` (value parsers), `general` ([`General`]),
 //! `connstr` (connection strings), `databases`, `users`, `peers`,
 //! `userlist` (auth_file and secrets), `loader` (putting it together and
 //! cross-field validation), `error`.
@@ -22,6 +22,7 @@ mod databases;
 mod error;
 mod general;
 mod ini;
+mod keys;
 mod loader;
 mod peers;
 mod settings;
@@ -39,8 +40,8 @@ use crate::auth::Secret;
 pub use databases::{Database, Databases};
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
+pub use keys::NOT_YET_IMPLEMENTED;
 pub use loader::{load, load_str};
-pub use settings::NOT_YET_IMPLEMENTED;
 pub use userlist::{load_userlist, parse_secret};
 pub use users::UserSettings;
 

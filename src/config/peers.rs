@@ -8,7 +8,13 @@ use super::connstr::{opt_count, parse_pairs};
 use super::error::ConfigError;
 
 /// Checks one `[peers]` line, reporting every problem.
-pub fn check_peer(id: &str, connstr: &str, file: &Path, line: usize, errors: &mut Vec<ConfigError>) {
+pub fn check_peer(
+    id: &str,
+    connstr: &str,
+    file: &Path,
+    line: usize,
+    errors: &mut Vec<ConfigError>,
+) {
     let err = |key: &str, msg: String| ConfigError::new(file, line, key, msg);
     if !matches!(id.parse::<u32>(), Ok(1..=65535)) {
         errors.push(err(id, "peer id must be a number from 1 to 65535".into()));
@@ -24,7 +30,9 @@ pub fn check_peer(id: &str, connstr: &str, file: &Path, line: usize, errors: &mu
                 has_host = true;
                 None
             }
-            "port" => (!matches!(v.parse::<u16>(), Ok(1..))).then(|| format!("invalid port: {v:?}")),
+            "port" => {
+                (!matches!(v.parse::<u16>(), Ok(1..))).then(|| format!("invalid port: {v:?}"))
+            }
             "pool_size" => opt_count(&v).err(),
             _ => Some("unknown peer parameter".to_string()),
         };
@@ -44,7 +52,13 @@ mod tests {
     #[test]
     fn peers_are_checked() {
         let mut e = vec![];
-        check_peer("1", "host=/tmp/pgb1 port=6433 pool_size=4", Path::new("p"), 1, &mut e);
+        check_peer(
+            "1",
+            "host=/tmp/pgb1 port=6433 pool_size=4",
+            Path::new("p"),
+            1,
+            &mut e,
+        );
         assert!(e.is_empty(), "{e:?}");
         check_peer("0", "port=0 colour=red", Path::new("p"), 2, &mut e);
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();

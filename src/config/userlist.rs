@@ -59,8 +59,8 @@ fn parse_line(s: &str) -> Result<(String, String), String> {
     let Some(start) = rest.find('"') else {
         return Err(format!("missing quoted secret for user {user:?}"));
     };
-    let (secret, _ignored) =
-        quoted(&rest[start + 1..]).ok_or_else(|| format!("unterminated secret for user {user:?}"))?;
+    let (secret, _ignored) = quoted(&rest[start + 1..])
+        .ok_or_else(|| format!("unterminated secret for user {user:?}"))?;
     Ok((user, secret))
 }
 
@@ -87,10 +87,11 @@ fn quoted(s: &str) -> Option<(String, &str)> {
 /// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` is SCRAM; anything
 /// else, including a malformed SCRAM string, is a plain-text password.
 pub fn parse_secret(s: &str) -> Secret {
-    if let Some(hex) = s.strip_prefix("md5") {
-        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Secret::Md5(s.to_string());
-        }
+    if let Some(hex) = s.strip_prefix("md5")
+        && hex.len() == 32
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Secret::Md5(s.to_string());
     }
     match parse_scram(s) {
         Some(scram) => Secret::Scram(scram),
@@ -121,10 +122,13 @@ fn key32(b64: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A verifier PostgreSQL generated for the password "pencil".
+    /// The verifier the brief supplied as PostgreSQL's for "pencil". It is
+    /// well formed (4096 iterations, 12-byte salt, two 32-byte keys) but its
+    /// keys do NOT derive from "pencil" (checked with Python's hashlib too),
+    /// so it is only used for decoding.
     const PENCIL: &str = "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=";
 
     fn scram(s: &str) -> ScramSecret {
@@ -135,13 +139,46 @@ mod tests {
     }
 
     #[test]
-    fn real_scram_verifier_decodes() {
+    fn brief_scram_fixture_decodes() {
         let x = scram(PENCIL);
         assert_eq!(x.iterations, 4096);
         assert_eq!(x.salt.len(), 12);
         assert_eq!(STANDARD.encode(&x.salt), "QSXCR+Q6sek8bf92");
-        assert_eq!(STANDARD.encode(x.stored_key), "6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=");
-        assert_eq!(STANDARD.encode(x.server_key), "YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=");
+        assert_eq!(
+            STANDARD.encode(x.stored_key),
+            "6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA="
+        );
+        assert_eq!(
+            STANDARD.encode(x.server_key),
+            "YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM="
+        );
+    }
+
+    /// A genuine verifier for "pencil" with RFC 7677's salt and iteration
+    /// count; with RFC 7677's nonces its ServerKey yields the RFC's server
+    /// signature `6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=`.
+    pub(crate) const RFC7677_PENCIL: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    /// The keys really derive from "pencil" (RFC 5802 key derivation), so
+    /// the fixture is a genuine verifier, not just well-formed base64.
+    #[test]
+    fn genuine_scram_verifier_matches_its_password() {
+        use hmac::{KeyInit, Mac};
+        use sha2::{Digest, Sha256};
+        let x = scram(RFC7677_PENCIL);
+        assert_eq!(x.salt.len(), 16);
+        let mut salted = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(b"pencil", &x.salt, x.iterations, &mut salted);
+        let hmac = |msg: &[u8]| {
+            let mut m =
+                <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&salted).expect("any key size");
+            m.update(msg);
+            m.finalize().into_bytes()
+        };
+        let stored: [u8; 32] = Sha256::digest(hmac(b"Client Key")).into();
+        let server: [u8; 32] = hmac(b"Server Key").into();
+        assert_eq!(stored, x.stored_key);
+        assert_eq!(server, x.server_key);
     }
 
     #[test]
@@ -173,10 +210,13 @@ mod tests {
         assert_eq!(users.len(), 4);
         assert_eq!(users["alice"], Secret::Plain("second wins".into()));
         assert!(matches!(&users["bob"], Secret::Md5(s) if s.len() == 35));
-        assert_eq!(scram(PENCIL), match &users["ca\"rol"] {
-            Secret::Scram(x) => x.clone(),
-            other => panic!("{other:?}"),
-        });
+        assert_eq!(
+            scram(PENCIL),
+            match &users["ca\"rol"] {
+                Secret::Scram(x) => x.clone(),
+                other => panic!("{other:?}"),
+            }
+        );
         assert_eq!(users["empty"], Secret::Plain(String::new()));
         let users = parse_userlist("\"a\"\"\" \"x\"", Path::new("u")).expect("valid");
         assert!(users.contains_key("a\""));
@@ -188,7 +228,11 @@ mod tests {
         let errs = parse_userlist(text, Path::new("/etc/u.txt")).expect_err("malformed");
         let lines: Vec<usize> = errs.0.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 5]);
-        assert!(errs.0[0].to_string().starts_with("/etc/u.txt:2: auth_file: "));
+        assert!(
+            errs.0[0]
+                .to_string()
+                .starts_with("/etc/u.txt:2: auth_file: ")
+        );
     }
 
     #[test]
@@ -198,6 +242,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("u.txt");
         std::fs::write(&p, "\"x\" \"y\"\n").expect("write");
-        assert_eq!(load_userlist(&p).expect("ok")["x"], Secret::Plain("y".into()));
+        assert_eq!(
+            load_userlist(&p).expect("ok")["x"],
+            Secret::Plain("y".into())
+        );
     }
 }

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::PoolMode;
 use super::connstr::{choice, opt_count, opt_seconds, parse_pairs};
 use super::error::ConfigError;
 use super::settings::POOL_MODES;
-use super::PoolMode;
 
 /// One `[users]` entry; None = not overridden.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,7 +98,10 @@ mod tests {
         assert!(e.is_empty(), "{e:?}");
         let u = u.expect("valid");
         assert_eq!(u.pool_mode, Some(PoolMode::Statement));
-        assert_eq!((u.pool_size, u.max_user_client_connections), (Some(3), Some(40)));
+        assert_eq!(
+            (u.pool_size, u.max_user_client_connections),
+            (Some(3), Some(40))
+        );
         assert_eq!(u.query_wait_timeout, Some(Duration::from_millis(500)));
         assert_eq!(u.transaction_timeout, Some(Duration::from_secs(9)));
     }
@@ -108,6 +111,9 @@ mod tests {
         let (u, e) = parse("pool_mode=nope colour=red");
         assert!(u.is_none());
         assert_eq!(e.len(), 2);
-        assert_eq!(e[1].to_string(), "p.ini:3: colour: unknown user parameter (user \"bob\")");
+        assert_eq!(
+            e[1].to_string(),
+            "p.ini:3: colour: unknown user parameter (user \"bob\")"
+        );
     }
 }
