@@ -54,11 +54,11 @@ fn main() -> ExitCode {
         }
     };
     let pidfile = g.pidfile.clone();
-    if let Some(p) = &pidfile {
-        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            error!("cannot write pidfile {}: {e}", p.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(p) = &pidfile
+        && let Err(e) = std::fs::write(p, format!("{}\n", std::process::id()))
+    {
+        error!("cannot write pidfile {}: {e}", p.display());
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -37,7 +37,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
 #[test]
 fn extended_batch_waits_for_sync() {
     let mut buf = BytesMut::new();
-    frontend::parse("", "SELECT $1", [23].into_iter(), &mut buf).unwrap();
+    frontend::parse("", "SELECT $1", [23], &mut buf).unwrap();
     frontend::describe(b'S', "", &mut buf).unwrap();
     frontend::flush(&mut buf);
     let mut skip = 0;
@@ -53,7 +53,7 @@ fn extended_batch_waits_for_sync() {
     // A second batch started after the Sync keeps the link.
     let mut buf = BytesMut::new();
     frontend::sync(&mut buf);
-    frontend::parse("", "SELECT 2", [].into_iter(), &mut buf).unwrap();
+    frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
     let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
 }
