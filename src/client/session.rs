@@ -75,10 +75,11 @@ pub(super) async fn run(stream: &mut Stream, ctx: &Context) -> Result<(), Client
             pool.checkin(server);
             return Ok(());
         }
-        if let Some(sql) = params.sync_query(&server.params)
-            && let Err(e) = server.run_quiet(&sql).await
-        {
-            return Err(server_failed(&pool, server, e));
+        if let Some(sql) = params.sync_query(&server.params) {
+            if let Err(e) = server.run_quiet(&sql).await {
+                return Err(server_failed(&pool, server, e));
+            }
+            params.adopt(&server.params);
         }
         registration.target.link(server.addr.clone(), server.key);
         let outcome = relay(
