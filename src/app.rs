@@ -113,7 +113,12 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
                 let keepalive = ctx.config().general.tcp_keepalive;
                 let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                tokio::spawn(client::serve(Stream::Tcp(stream), Peer::Tcp(addr), ctx.clone(), permit));
+                tokio::spawn(client::serve(
+                    Stream::Tcp(stream),
+                    Peer::Tcp(addr),
+                    ctx.clone(),
+                    permit,
+                ));
             }
             Err(e) => accept_error(e).await,
         }
@@ -125,7 +130,12 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                tokio::spawn(client::serve(Stream::Unix(stream), Peer::Unix, ctx.clone(), permit));
+                tokio::spawn(client::serve(
+                    Stream::Unix(stream),
+                    Peer::Unix,
+                    ctx.clone(),
+                    permit,
+                ));
             }
             Err(e) => accept_error(e).await,
         }

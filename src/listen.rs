@@ -65,7 +65,8 @@ fn listen_addrs(general: &General) -> io::Result<Vec<SocketAddr>> {
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
-    let with_addr = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let with_addr =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(with_addr)?;
     socket.set_reuse_address(true).map_err(with_addr)?;
     if addr.is_ipv6() {
@@ -81,7 +82,10 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
 
 fn bind_unix(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
     let with_path = |e: io::Error| {
-        io::Error::new(e.kind(), format!("cannot listen on {}: {e}", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", path.display()),
+        )
     };
     if path.exists() {
         // A socket file left by a crashed process is removed; one that

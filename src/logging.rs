@@ -17,18 +17,38 @@ pub fn init(verbosity: u32, quiet: bool, logfile: Option<&Path>) -> std::io::Res
         _ => "trace",
     };
     let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("pgsluice={level}")))
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(format!("pgsluice={level}")))
     };
-    let stderr = (!quiet).then(|| fmt::layer().with_writer(std::io::stderr).with_filter(filter()));
+    let stderr = (!quiet).then(|| {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
     let file = match logfile {
         Some(path) => {
-            let f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot open logfile {}: {e}", path.display()))
-            })?;
-            Some(fmt::layer().with_ansi(false).with_writer(Mutex::new(f)).with_filter(filter()))
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot open logfile {}: {e}", path.display()),
+                    )
+                })?;
+            Some(
+                fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(Mutex::new(f))
+                    .with_filter(filter()),
+            )
         }
         None => None,
     };
-    tracing_subscriber::registry().with(stderr).with(file).init();
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
     Ok(())
 }

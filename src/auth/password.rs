@@ -3,7 +3,7 @@
 
 use subtle::ConstantTimeEq;
 
-use super::scram::{client_key, h, hi, hmac, saslprep, server_key, xor};
+use super::scram::{client_key, h, hi, saslprep, server_key};
 use super::{ScramSecret, Secret, md5_secret};
 
 /// Constant-time check of a cleartext password against any [`Secret`]:
@@ -23,34 +23,14 @@ pub fn verify_password(secret: &Secret, user: &str, password: &str) -> bool {
 
 /// Derives keys from `password` and compares them with the verifier.
 fn verify_scram(secret: &ScramSecret, password: &str) -> bool {
-    let Some(normalized) = saslprep::normalize(password) else {
-        return verify_scram_via_postgres_protocol(secret, password);
-    };
-    let salted = hi(&normalized, &secret.salt, secret.iterations);
+    let salted = hi(
+        &saslprep::normalize(password),
+        &secret.salt,
+        secret.iterations,
+    );
     let stored_ok = h(&client_key(&salted)).ct_eq(&secret.stored_key);
     let server_ok = server_key(&salted).ct_eq(&secret.server_key);
     (stored_ok & server_ok).into()
-}
-
-/// For a password whose SASLprep form we cannot reproduce: let
-/// postgres-protocol's client (full SASLprep) log in to a simulated server
-/// holding `secret`, checking its proof (StoredKey) and letting it check our
-/// signature (ServerKey). postgres-protocol refuses more than 100,000
-/// iterations, so such a verifier gives `false` on this (rare) path.
-fn verify_scram_via_postgres_protocol(secret: &ScramSecret, password: &str) -> bool {
-    let Some(mut ex) =
-        saslprep::postgres_protocol_exchange(password, &secret.salt, secret.iterations)
-    else {
-        return false;
-    };
-    let signature = hmac(&secret.stored_key, &[ex.auth_message.as_bytes()]);
-    let client_key = xor(&ex.proof, &signature);
-    if !bool::from(h(&client_key).ct_eq(&secret.stored_key)) {
-        return false;
-    }
-    let server_signature = hmac(&secret.server_key, &[ex.auth_message.as_bytes()]);
-    let server_final = format!("v={}", super::scram::b64(&server_signature));
-    ex.client.finish(server_final.as_bytes()).is_ok()
 }
 
 #[cfg(test)]
@@ -99,10 +79,9 @@ mod tests {
     }
 
     #[test]
-    fn scram_password_not_reproducible_uses_postgres_protocol() {
+    fn scram_password_is_saslprep_normalized() {
         // Full-width letters: NFKC maps them to ASCII "pass".
         let fullwidth = "\u{FF50}\u{FF41}\u{FF53}\u{FF53}";
-        assert!(ScramSecret::try_from_password(fullwidth, b"salt", 16).is_none());
         let secret = Secret::Scram(ScramSecret::from_password("pass", b"salt", 16));
         assert!(verify_password(&secret, "u", fullwidth));
         assert!(!verify_password(&secret, "u", "\u{FF50}\u{FF41}\u{FF53}"));

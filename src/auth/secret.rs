@@ -89,21 +89,9 @@ impl ScramSecret {
 
     /// Builds a verifier from a cleartext password (SASLprep-normalized) with
     /// the given salt and iteration count.
-    ///
-    /// Best effort for the rare non-ASCII password that Unicode NFKC changes
-    /// (see `scram::saslprep`): then the verifier uses the RFC 4013 mapping
-    /// step only and may not match what PostgreSQL and clients derive;
-    /// [`ScramSecret::try_from_password`] reports that case instead.
     pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> ScramSecret {
-        let normalized = crate::auth::scram::saslprep::normalize_best_effort(password);
+        let normalized = crate::auth::scram::saslprep::normalize(password);
         Self::from_normalized(&normalized, salt, iterations)
-    }
-
-    /// Like [`ScramSecret::from_password`], but `None` when the password's
-    /// SASLprep form cannot be reproduced exactly.
-    pub fn try_from_password(password: &str, salt: &[u8], iterations: u32) -> Option<ScramSecret> {
-        let normalized = crate::auth::scram::saslprep::normalize(password)?;
-        Some(Self::from_normalized(&normalized, salt, iterations))
     }
 
     fn from_normalized(normalized: &[u8], salt: &[u8], iterations: u32) -> ScramSecret {
@@ -170,10 +158,6 @@ mod tests {
         assert_eq!(
             Secret::parse(&secret.to_verifier_string()),
             Secret::Scram(secret.clone())
-        );
-        assert_eq!(
-            ScramSecret::try_from_password("pencil", b"salt1234", 4096),
-            Some(secret)
         );
     }
 }

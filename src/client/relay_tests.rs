@@ -22,14 +22,22 @@ fn simple_queries_are_counted_and_forwarded_whole() {
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
     let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
-    assert_eq!(b, ClientBatch { forward: buf.len(), answers: 2, extended: None, terminate: false });
+    assert_eq!(
+        b,
+        ClientBatch {
+            forward: buf.len(),
+            answers: 2,
+            extended: None,
+            terminate: false
+        }
+    );
     assert_eq!(skip, 0);
 }
 
 #[test]
 fn extended_batch_waits_for_sync() {
     let mut buf = BytesMut::new();
-    frontend::parse("", "SELECT $1", [23].into_iter(), &mut buf).unwrap();
+    frontend::parse("", "SELECT $1", [23], &mut buf).unwrap();
     frontend::describe(b'S', "", &mut buf).unwrap();
     frontend::flush(&mut buf);
     let mut skip = 0;
@@ -45,7 +53,7 @@ fn extended_batch_waits_for_sync() {
     // A second batch started after the Sync keeps the link.
     let mut buf = BytesMut::new();
     frontend::sync(&mut buf);
-    frontend::parse("", "SELECT 2", [].into_iter(), &mut buf).unwrap();
+    frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
     let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
 }
@@ -86,12 +94,18 @@ fn oversized_and_garbage_are_errors() {
     let mut buf = BytesMut::new();
     frontend::query(&"y".repeat(5000), &mut buf).unwrap();
     let mut skip = 0;
-    assert!(matches!(scan_client(&buf, &mut skip, 4096), Err(ProtocolError::TooLong { .. })));
+    assert!(matches!(
+        scan_client(&buf, &mut skip, 4096),
+        Err(ProtocolError::TooLong { .. })
+    ));
     assert!(matches!(
         scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, 4096),
         Err(ProtocolError::UnknownTag(1))
     ));
-    assert!(matches!(scan_client(b"Q\x00\x00\x00\x02", &mut 0, 4096), Err(ProtocolError::BadLength { .. })));
+    assert!(matches!(
+        scan_client(b"Q\x00\x00\x00\x02", &mut 0, 4096),
+        Err(ProtocolError::BadLength { .. })
+    ));
     // A PasswordMessage after login is a protocol violation.
     assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, 4096).is_err());
 }
@@ -106,8 +120,17 @@ fn server_ready_for_query_and_parameter_status() {
     rfq(&mut buf, b'I');
     let mut seen = Vec::new();
     let mut skip = 0;
-    let b = scan_server(&buf, &mut skip, |n, v| seen.push((n.to_string(), v.to_string())));
-    assert_eq!(b, ServerBatch { forward: buf.len(), ready_count: 2, last_status: b'I' });
+    let b = scan_server(&buf, &mut skip, |n, v| {
+        seen.push((n.to_string(), v.to_string()))
+    });
+    assert_eq!(
+        b,
+        ServerBatch {
+            forward: buf.len(),
+            ready_count: 2,
+            last_status: b'I'
+        }
+    );
     assert_eq!(seen, [("TimeZone".to_string(), "UTC".to_string())]);
 }
 

@@ -79,6 +79,7 @@ pub(super) async fn run(stream: &mut Stream, ctx: &Context) -> Result<(), Client
             if let Err(e) = server.run_quiet(&sql).await {
                 return Err(server_failed(&pool, server, e));
             }
+            params.adopt(&server.params);
         }
         registration.target.link(server.addr.clone(), server.key);
         let outcome = relay(

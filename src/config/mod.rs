@@ -1,127 +1,141 @@
-//! Configuration in PgBouncer's `pgbouncer.ini` format.
-//! PLACEHOLDER with the agreed interface types; replaced by the config module.
-#![allow(missing_docs)]
+//! Configuration in PgBouncer's format: `pgbouncer.ini` (with `%include`),
+//! libpq-style connection strings in `[databases]`, `[users]` overrides and
+//! the auth_file (`userlist.txt`), read into a typed [`Config`] with
+//! PgBouncer's defaults. Loading reports every problem at once, each naming
+//! file, line and key, and warns about settings pgsluice ignores.
+//!
+//! Module map: `ini` (line lexer, `%include`), `keys` (the `[pgbouncer]`
+//! key table), `settings` (value parsers), `general` ([`General`]),
+//! `connstr` (connection strings), `databases`, `users`, `peers`,
+//! `userlist` (auth_file and secrets), `loader` (putting it together and
+//! cross-field validation), `error`.
+//!
+//! Paths are used as PgBouncer uses them: a relative `%include` file or
+//! `auth_file` is relative to the current working directory, not to the
+//! config file's directory.
+//!
+//! This module does not watch files or apply a RELOAD; callers call
+//! [`load`] again and compare.
+
+mod connstr;
+mod databases;
+mod error;
+mod general;
+mod ini;
+mod keys;
+mod loader;
+mod peers;
+mod settings;
+mod userlist;
+mod users;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use crate::auth::Secret;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolMode {
-    Session,
-    Transaction,
-    Statement,
-}
+pub use databases::{Database, Databases};
+pub use error::{ConfigError, ConfigErrors};
+pub use general::{General, Setting};
+pub use keys::NOT_YET_IMPLEMENTED;
+pub use loader::{load, load_str};
+pub use userlist::{load_userlist, parse_secret};
+pub use users::UserSettings;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthType {
-    Any,
-    Trust,
-    Plain,
-    Md5,
-    ScramSha256,
-    Cert,
-    Hba,
-    Pam,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}:{line}: {key}: {message}", file.display())]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub key: String,
-    pub message: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
+/// A loaded configuration and the warnings produced while loading it.
+#[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The configuration.
     pub config: Config,
+    /// One line per ignored setting, formatted `"{file}:{line}: {key}: {message}"`:
+    /// unknown `[pgbouncer]` keys, known keys pgsluice does not implement yet
+    /// that are set to a non-default value, and similar notes.
     pub warnings: Vec<String>,
 }
 
-pub fn load(_path: &Path) -> Result<Loaded, ConfigErrors> {
-    Err(ConfigErrors(vec![]))
-}
-
+/// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The main config file.
     pub file: PathBuf,
+    /// `[pgbouncer]`.
     pub general: General,
+    /// `[databases]`.
     pub databases: Databases,
+    /// `[users]`, by user name.
     pub users: HashMap<String, UserSettings>,
+    /// auth_file contents by user name (empty when auth_file is unset).
     pub userlist: HashMap<String, Secret>,
 }
 
-#[derive(Debug, Clone)]
-pub struct General {
-    pub listen_addr: Vec<String>,
-    pub listen_port: u16,
-    pub unix_socket_dir: String,
-    pub unix_socket_mode: u32,
-    pub auth_type: AuthType,
-    pub auth_file: Option<PathBuf>,
-    pub pool_mode: PoolMode,
-    pub max_client_conn: u32,
-    pub default_pool_size: u32,
-    pub server_reset_query: String,
-    pub server_reset_query_always: bool,
-    pub server_connect_timeout: Duration,
-    pub server_login_retry: Duration,
-    pub client_login_timeout: Duration,
-    pub query_wait_timeout: Duration,
-    pub cancel_wait_timeout: Duration,
-    pub max_packet_size: u32,
-    pub pkt_buf: u32,
-    pub listen_backlog: u32,
-    pub tcp_keepalive: bool,
-    pub logfile: Option<PathBuf>,
-    pub pidfile: Option<PathBuf>,
-    pub admin_users: Vec<String>,
-    pub stats_users: Vec<String>,
-    pub ignore_startup_parameters: Vec<String>,
-    pub track_extra_parameters: Vec<String>,
-    pub log_connections: bool,
-    pub log_disconnections: bool,
-    pub log_pooler_errors: bool,
-    pub verbose: u32,
+/// pool_mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A server is linked to a client for the client's whole session.
+    Session,
+    /// A server is linked to a client for one transaction.
+    Transaction,
+    /// A server is linked to a client for one statement.
+    Statement,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Databases {
-    pub entries: HashMap<String, Database>,
-    pub fallback: Option<Database>,
-}
+impl PoolMode {
+    /// The mode for a (case-insensitive) PgBouncer name.
+    pub fn from_name(name: &str) -> Option<PoolMode> {
+        match name.to_ascii_lowercase().as_str() {
+            "session" => Some(PoolMode::Session),
+            "transaction" => Some(PoolMode::Transaction),
+            "statement" => Some(PoolMode::Statement),
+            _ => None,
+        }
+    }
 
-impl Databases {
-    pub fn lookup(&self, name: &str) -> Option<&Database> {
-        self.entries.get(name).or(self.fallback.as_ref())
+    /// PgBouncer's name for the mode, as SHOW POOLS prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Database {
-    pub name: String,
-    pub dbname: Option<String>,
-    pub host: Option<String>,
-    pub port: u16,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub pool_size: Option<u32>,
-    pub pool_mode: Option<PoolMode>,
-    pub client_encoding: Option<String>,
-    pub datestyle: Option<String>,
-    pub timezone: Option<String>,
-    pub connect_query: Option<String>,
+/// auth_type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// No authentication; the user name is ignored too.
+    Any,
+    /// No authentication; the user must be in the auth_file.
+    Trust,
+    /// Clear-text password.
+    Plain,
+    /// MD5 (SCRAM for users whose secret is SCRAM).
+    Md5,
+    /// SCRAM-SHA-256.
+    ScramSha256,
+    /// TLS client certificate (not supported yet).
+    Cert,
+    /// Rules from auth_hba_file (not supported yet).
+    Hba,
+    /// PAM (not supported yet).
+    Pam,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct UserSettings {
-    pub pool_mode: Option<PoolMode>,
-    pub pool_size: Option<u32>,
+impl AuthType {
+    /// PgBouncer's name for the method.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthType::Any => "any",
+            AuthType::Trust => "trust",
+            AuthType::Plain => "plain",
+            AuthType::Md5 => "md5",
+            AuthType::ScramSha256 => "scram-sha-256",
+            AuthType::Cert => "cert",
+            AuthType::Hba => "hba",
+            AuthType::Pam => "pam",
+        }
+    }
 }

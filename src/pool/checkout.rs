@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::pool::{Grant, Pool};
+use super::server_pool::{Grant, Pool};
 use crate::server::{self, ServerConn, ServerError};
 
 /// Why no server could be had.

@@ -4,7 +4,7 @@
 //! The admin console and stats read pools; they never reach into sessions.
 
 mod checkout;
-mod pool;
+mod server_pool;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use checkout::CheckoutError;
-pub use pool::{Pool, PoolSettings};
+pub use server_pool::{Pool, PoolSettings, Welcome};
 
 /// Identity of a pool: the database name clients use and the user the
 /// pooler logs in to PostgreSQL as (the forced user, or the client's).

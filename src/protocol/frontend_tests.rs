@@ -24,11 +24,7 @@ fn startup_bytes(version: i32, params: &[(&str, &str)]) -> BytesMut {
 #[test]
 fn startup_message_3_0() {
     let mut buf = BytesMut::new();
-    frontend::startup_message(
-        [("user", "alice"), ("database", "db")].into_iter(),
-        &mut buf,
-    )
-    .unwrap();
+    frontend::startup_message([("user", "alice"), ("database", "db")], &mut buf).unwrap();
     let whole = buf.clone();
     // Not whole yet: every proper prefix gives None and consumes nothing.
     for n in 0..whole.len() {
@@ -130,11 +126,11 @@ fn startup_without_terminator_is_malformed() {
 fn every_tagged_message_round_trips() {
     let mut buf = BytesMut::new();
     frontend::query("SELECT 1", &mut buf).unwrap();
-    frontend::parse("s1", "SELECT $1", [23u32].into_iter(), &mut buf).unwrap();
+    frontend::parse("s1", "SELECT $1", [23u32], &mut buf).unwrap();
     frontend::bind(
         "p1",
         "s1",
-        [1i16].into_iter(),
+        [1i16],
         [Some(7i32)],
         |v, out| {
             match v {
@@ -143,7 +139,7 @@ fn every_tagged_message_round_trips() {
             }
             Ok::<_, Box<dyn std::error::Error + Sync + Send>>(postgres_protocol::IsNull::No)
         },
-        [0i16].into_iter(),
+        [0i16],
         &mut buf,
     )
     .map_err(|_| ())

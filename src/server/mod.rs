@@ -101,10 +101,8 @@ impl ServerConn {
                     let value = p.value().map_err(ServerError::Io)?;
                     self.params.set(name, value);
                 }
-                backend::Message::ErrorResponse(body) => {
-                    if failure.is_none() {
-                        failure = Some(ServerError::from_error_fields(body.fields()));
-                    }
+                backend::Message::ErrorResponse(body) if failure.is_none() => {
+                    failure = Some(ServerError::from_error_fields(body.fields()));
                 }
                 _ => {}
             }

@@ -56,6 +56,19 @@ impl Params {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// After a sync, take the server's spelling of every value we track
+    /// (PostgreSQL reports `UTF8` for `utf8`, `ISO, MDY` for `ISO`), so the
+    /// next comparison finds them equal instead of setting them again.
+    pub fn adopt(&mut self, server: &Params) {
+        for (name, value) in &mut self.values {
+            if let Some(canonical) = server.get(name)
+                && canonical != value
+            {
+                canonical.clone_into(value);
+            }
+        }
+    }
+
     /// The SET statements that make `server` match `self` (the client's
     /// wanted values), as one simple-protocol query; None when equal.
     pub fn sync_query(&self, server: &Params) -> Option<String> {
@@ -152,6 +165,18 @@ mod tests {
         );
         server.set("application_name", "it's");
         server.set("DateStyle", "ISO, MDY");
+        assert_eq!(client.sync_query(&server), None);
+    }
+
+    #[test]
+    fn adopting_the_server_spelling_ends_resyncing() {
+        let mut client = Params::new();
+        client.set("client_encoding", "utf8");
+        let mut server = Params::new();
+        server.set("client_encoding", "UTF8");
+        assert!(client.sync_query(&server).is_some());
+        client.adopt(&server);
+        assert_eq!(client.get("client_encoding"), Some("UTF8"));
         assert_eq!(client.sync_query(&server), None);
     }
 

@@ -116,7 +116,7 @@ impl ScramClient {
         }
         let (ck, sk) = match &self.credentials {
             ScramCredentials::Password(password) => {
-                let normalized = saslprep::normalize_best_effort(password);
+                let normalized = saslprep::normalize(password);
                 let salted = hi(&normalized, &msg.salt, msg.iterations);
                 (client_key(&salted), server_key(&salted))
             }

@@ -34,6 +34,9 @@ pub struct PoolSettings {
     pub reset_query_always: bool,
 }
 
+/// The ParameterStatus list a pool's servers reported at login.
+pub type Welcome = Arc<Vec<(String, String)>>;
+
 /// What a waiting client is handed.
 pub(super) enum Grant {
     /// An idle server, ready to use.
@@ -60,7 +63,7 @@ pub struct Pool {
     pub(super) state: Mutex<State>,
     /// ParameterStatus of the latest server login, replayed to clients at
     /// their login.
-    welcome: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    welcome: Mutex<Option<Welcome>>,
     /// SCRAM keys proven by a client, used when no password is configured.
     scram_keys: Mutex<Option<ScramKeys>>,
 }
@@ -116,7 +119,7 @@ impl Pool {
     }
 
     /// The ParameterStatus list for client logins, if a server logged in.
-    pub fn welcome(&self) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn welcome(&self) -> Option<Welcome> {
         self.welcome.lock().clone()
     }
 
@@ -131,10 +134,10 @@ impl Pool {
     }
 
     pub(super) fn credentials(&self) -> ServerCredentials {
-        if let ServerCredentials::None = self.settings.credentials {
-            if let Some(keys) = self.scram_keys.lock().clone() {
-                return ServerCredentials::ScramKeys(keys);
-            }
+        if let ServerCredentials::None = self.settings.credentials
+            && let Some(keys) = self.scram_keys.lock().clone()
+        {
+            return ServerCredentials::ScramKeys(keys);
         }
         self.settings.credentials.clone()
     }
