@@ -181,7 +181,8 @@ fn startup_params(startup: &Startup, cfg: &Config) -> Result<Params, ClientError
     let g = &cfg.general;
     let mut wanted = Params::new();
     for (name, value) in &startup.params {
-        if name == "user" || name == "database" {
+        // An empty `options` (some drivers always send it) asks for nothing.
+        if name == "user" || name == "database" || (name == "options" && value.trim().is_empty()) {
             continue;
         }
         if let Some(canonical) = tracked_name(name, &g.track_extra_parameters) {
@@ -239,6 +240,7 @@ fn pool_settings(cfg: &Config, db: &Database, database: &str, pool_user: &str) -
         ("client_encoding", &db.client_encoding),
         ("datestyle", &db.datestyle),
         ("timezone", &db.timezone),
+        ("application_name", &db.application_name),
     ] {
         if let Some(v) = v {
             startup_params.push((name.to_string(), v.clone()));
@@ -255,9 +257,13 @@ fn pool_settings(cfg: &Config, db: &Database, database: &str, pool_user: &str) -
         size: size.max(1),
         mode,
         connect_timeout: g.server_connect_timeout,
-        wait_timeout: g.query_wait_timeout,
+        wait_timeout: user_cfg
+            .and_then(|u| u.query_wait_timeout)
+            .or(db.query_wait_timeout)
+            .unwrap_or(g.query_wait_timeout),
         reset_query: g.server_reset_query.clone(),
         reset_query_always: g.server_reset_query_always,
+        connect_query: db.connect_query.clone(),
     }
 }
 

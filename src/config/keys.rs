@@ -243,7 +243,10 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "unix_socket_group",
     "log_stats",
     "application_name_add_host",
-    "server_reset_query_always",
+    "server_login_retry",
+    "pkt_buf",
+    "admin_users",
+    "stats_users",
     // Not in `General` at all:
     "auth_dbname",
     "auth_hba_file",

@@ -103,7 +103,7 @@ impl Sections {
                     }
                 }
                 Some(Section::Users) => {
-                    if let Some(u) = parse_user(key, value, f, l, errors) {
+                    if let Some(u) = parse_user(key, value, f, l, errors, warnings) {
                         out.users.insert(key.to_string(), u);
                     }
                 }

@@ -157,11 +157,23 @@ fn real_world_config_with_include_quoting_fallback_and_users() {
 
     let w = &loaded.warnings;
     let p = path.display();
+    let t = path.parent().unwrap().join("tuning.ini");
+    let t = t.display();
+    let ni = "setting is not implemented by pgsluice yet; ignored";
     assert_eq!(
         w,
         &vec![
+            format!(
+                "{p}:5: host: several hosts: only the first is used until load balancing lands (database \"replicas\")"
+            ),
+            format!("{p}:5: load_balance_hosts: {ni} (database \"replicas\")"),
             format!("{p}:38: made_up_setting: unknown setting; ignored"),
-            format!("{p}:37: server_lifetime: setting is not implemented by pgsluice yet; ignored"),
+            format!("{t}:5: max_user_connections: {ni} (user \"reporting\")"),
+            format!("{p}:40: query_timeout: {ni} (user \"app\")"),
+            format!("{p}:23: admin_users: {ni}"),
+            format!("{p}:34: pkt_buf: {ni}"),
+            format!("{p}:37: server_lifetime: {ni}"),
+            format!("{p}:24: stats_users: {ni}"),
         ]
     );
 

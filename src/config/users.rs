@@ -35,6 +35,17 @@ pub struct UserSettings {
     pub transaction_timeout: Option<Duration>,
 }
 
+/// `[users]` keys that are parsed and checked but not acted on yet.
+pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
+    "reserve_pool_size",
+    "max_user_connections",
+    "max_user_client_connections",
+    "query_timeout",
+    "idle_transaction_timeout",
+    "client_idle_timeout",
+    "transaction_timeout",
+];
+
 /// Parses one `[users]` line, reporting every bad key; returns the
 /// settings only when the whole line is valid.
 pub fn parse_user(
@@ -43,6 +54,7 @@ pub fn parse_user(
     file: &Path,
     line: usize,
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
 ) -> Option<UserSettings> {
     let pairs = match parse_pairs(settings) {
         Ok(p) => p,
@@ -57,6 +69,11 @@ pub fn parse_user(
         if let Err(msg) = set_key(&mut u, &key, &value) {
             let msg = format!("{msg} (user {name:?})");
             errors.push(ConfigError::new(file, line, &key, msg));
+        } else if USER_KEYS_NOT_YET_IMPLEMENTED.contains(&key.as_str()) {
+            warnings.push(format!(
+                "{}:{line}: {key}: setting is not implemented by pgsluice yet; ignored (user {name:?})",
+                file.display()
+            ));
         }
     }
     (errors.len() == before).then_some(u)
@@ -85,7 +102,11 @@ mod tests {
 
     fn parse(s: &str) -> (Option<UserSettings>, Vec<ConfigError>) {
         let mut e = vec![];
-        (parse_user("bob", s, Path::new("p.ini"), 3, &mut e), e)
+        let mut w = vec![];
+        (
+            parse_user("bob", s, Path::new("p.ini"), 3, &mut e, &mut w),
+            e,
+        )
     }
 
     #[test]
@@ -104,6 +125,25 @@ mod tests {
         );
         assert_eq!(u.query_wait_timeout, Some(Duration::from_millis(500)));
         assert_eq!(u.transaction_timeout, Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn unimplemented_keys_warn() {
+        let (mut e, mut w) = (vec![], vec![]);
+        let u = parse_user(
+            "bob",
+            "pool_size=2 query_timeout=5",
+            Path::new("p.ini"),
+            3,
+            &mut e,
+            &mut w,
+        );
+        assert!(u.is_some() && e.is_empty());
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("p.ini:3: query_timeout: setting is not implemented"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -136,7 +136,10 @@ impl Pool {
     async fn open(&self, mut slot: SlotGuard<'_>) -> Result<ServerConn, CheckoutError> {
         let creds = self.credentials();
         let s = &self.settings;
-        let (conn, reported) = server::connect(&s.target, &creds, s.connect_timeout).await?;
+        let (mut conn, reported) = server::connect(&s.target, &creds, s.connect_timeout).await?;
+        if let Some(q) = &s.connect_query {
+            conn.run_quiet(q).await?;
+        }
         self.set_welcome(reported);
         debug!(server = conn.id, addr = %conn.addr, "new server connection");
         slot.armed = false;

@@ -32,6 +32,8 @@ pub struct PoolSettings {
     pub reset_query: String,
     /// server_reset_query_always.
     pub reset_query_always: bool,
+    /// connect_query of the [databases] entry, run once per new server.
+    pub connect_query: Option<String>,
 }
 
 /// The ParameterStatus list a pool's servers reported at login.
