@@ -176,6 +176,13 @@ def render(rows, s6, meta) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     notes = []
+    # A target that failed every scenario with one and the same error gets one line.
+    down_throughout = set()
+    for t in TARGETS:
+        errs = {agg[t].error if not agg[t].ok else None for _, agg in rows if t in agg}
+        if rows and len(errs) == 1 and None not in errs:
+            down_throughout.add(t)
+            notes.append(f"- {t}, every scenario: {errs.pop()}")
     for sc, agg in rows:
         d, b, s = (agg.get(t) for t in TARGETS)
         lines.append(
@@ -184,7 +191,7 @@ def render(rows, s6, meta) -> str:
             f"| {f_failed(d)}/{f_failed(b)}/{f_failed(s)} |")
         for t in TARGETS:
             r = agg.get(t)
-            if r is not None and not r.ok:
+            if r is not None and not r.ok and t not in down_throughout:
                 notes.append(f"- {sc.label}, {t}: {r.error}")
     lines += ["", "Latency: avg/p50/p99 from pgbench's per-transaction log (`-l`) where "
               "logged (S1, S5), else pgbench's `latency average`. CPU: the pooler's utime+stime "
@@ -235,8 +242,17 @@ def git_rev() -> str:
         return "?"
 
 
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def main() -> int:
     t_start = time.monotonic()
+    load_start = loadavg()
+    if load_start > 0.7:
+        log(f"warning: load average {load_start:.2f} before the run: something else is using "
+            f"the CPU, timing figures will be noisy (cost.sh is not affected)")
     duration = env_int("DURATION", 5)
     rounds = env_int("ROUNDS", 2)
     scale = env_int("SCALE", 10)
@@ -288,7 +304,10 @@ def main() -> int:
             f"{platform.release()} · {pg_version} · {version([pgbouncer_bin(), '--version'])} · "
             f"pool_mode=transaction, default_pool_size=20 · DURATION={duration}s × ROUNDS={rounds} "
             f"(targets alternated run by run; figures are means) · scale {scale} · "
-            f"run took {elapsed:.0f} s")
+            f"run took {elapsed:.0f} s · load average {load_start:.2f} at start, {loadavg():.2f} at end")
+    if load_start > 0.7:
+        meta += ("\n\n**Warning: the machine was busy before the run started (load average "
+                 f"{load_start:.2f}); timing figures are unreliable.**")
     text = render(rows, s6, meta)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(text)

@@ -77,7 +77,7 @@ def latency_from_logs(prefix: str) -> tuple[float, float, float] | None:
 
 
 def run(session: Session, target: Target, args: list[str], duration: int,
-        tag: str, latency_log: bool = False, timeout_extra: int = 120) -> Result:
+        tag: str, latency_log: bool = False, timeout_extra: int = 30) -> Result:
     """pgbench ARGS -T DURATION against TARGET; measures the pooler's CPU."""
     if not target.ok:
         return Result(target.name, False, error=target.why_down() or "down")

@@ -49,7 +49,7 @@ class _Conn:
 
 
 def open_idle(host: str, port: int, user: str, database: str, n: int,
-              batch: int = 200, timeout: float = 60.0) -> tuple[list[socket.socket], list[str]]:
+              batch: int = 200, timeout: float = 30.0) -> tuple[list[socket.socket], list[str]]:
     """Log N clients in and leave them idle. Returns (sockets, errors)."""
     msg = startup_message(user, database)
     sockets: list[socket.socket] = []
