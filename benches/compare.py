@@ -272,7 +272,7 @@ def main() -> int:
     s6 = {}
     with Session() as session:
         session.start_postgres(scale)
-        pgb = session.start_pooler("pgbouncer", pgbouncer_bin())
+        session.start_pooler("pgbouncer", pgbouncer_bin())
         sl = session.start_pooler("pgsluice", pgsluice_bin)
         if not pgsluice_bin:
             sl.error = "no pgsluice binary (build failed or not built)"

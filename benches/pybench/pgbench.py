@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from .procs import CLK_TCK, Session, Target, cpu_ticks
 
