@@ -314,6 +314,8 @@ def main() -> int:
     print()
     print(text)
     log(f"wrote {out_path}")
+    if os.environ.get("BENCH_START", "").isdigit():
+        log(f"total including install and build: {time.time() - int(os.environ['BENCH_START']):.0f} s")
     return 0
 
 

@@ -3,7 +3,7 @@
 # See benches/README.md. Run as root on Debian 12 (installs what is missing).
 set -euo pipefail
 
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 start=$(date +%s)
@@ -13,8 +13,7 @@ PGSLUICE_BIN="$(build_pgsluice)"
 export PGSLUICE_BIN
 
 # compare.py owns every process and the temp dir and cleans them up itself
-# (try/finally, SIGTERM/SIGHUP handlers); Ctrl-C reaches it as KeyboardInterrupt.
-status=0
-python3 "$BENCH_DIR/compare.py" || status=$?
-log "compare.sh finished in $(( $(date +%s) - start )) s (status $status)"
-exit "$status"
+# (try/finally; SIGTERM/SIGHUP handlers; Ctrl-C as KeyboardInterrupt), so it
+# replaces this shell: a signal sent to compare.sh's PID reaches it directly.
+export BENCH_START="$start"
+exec python3 "$BENCH_DIR/compare.py"
