@@ -17,6 +17,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -24,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -221,6 +222,23 @@ def render(rows, s6, meta) -> str:
     return "\n".join(lines)
 
 
+def render_runs(raw) -> str:
+    """Appendix: every run's tps, to judge the noise behind the means."""
+    if not raw:
+        return ""
+    n = max(len(v) for _, per in raw for v in per.values())
+    lines = ["", "## Every run (tps; rounds in the order they ran)", "",
+             "| scenario | target | " + " | ".join(f"round {i + 1}" for i in range(n)) + " |",
+             "| --- | --- |" + " ---: |" * n]
+    for sc, per in raw:
+        for t in TARGETS:
+            cells = [f_tps(r) for r in per.get(t, [])]
+            if all(c == "failed" for c in cells):
+                continue
+            lines.append(f"| {sc.label} | {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def meta_idle(s6) -> str:
     n = max((r.get("ok_clients", 0) for r in s6.values()), default=0)
     return f"{n} clients"
@@ -269,6 +287,7 @@ def main() -> int:
 
     scenarios = [s for s in SCENARIOS if not wanted or s.sid in wanted]
     rows = []
+    raw = []  # per-round results, for the appendix and the JSON file
     s6 = {}
     with Session() as session:
         session.start_postgres(scale)
@@ -295,6 +314,7 @@ def main() -> int:
                     cpu = f", {r.cpu_us_per_txn:.1f} µs CPU/txn" if r.cpu_us_per_txn else ""
                     log(f"{sc.label} round {rnd + 1}/{rounds} {name}: {status}{cpu}")
             rows.append((sc, {t: aggregate(v) for t, v in per_target.items()}))
+            raw.append((sc, per_target))
         if not wanted or "S6" in wanted:
             s6 = s6_idle(session, pgsluice_bin, idle_n)
         pg_version = version([str(session.bindir / "postgres"), "--version"])
@@ -308,7 +328,14 @@ def main() -> int:
     if load_start > 0.7:
         meta += ("\n\n**Warning: the machine was busy before the run started (load average "
                  f"{load_start:.2f}); timing figures are unreliable.**")
-    text = render(rows, s6, meta)
+    text = render(rows, s6, meta) + render_runs(raw)
+    json_path = out_path.with_suffix(".json")
+    json_path.write_text(json.dumps({
+        "meta": meta,
+        "scenarios": [{"label": sc.label, "args": sc.args,
+                       "runs": {t: [asdict(r) for r in v] for t, v in per.items()}}
+                      for sc, per in raw],
+        "s6": s6}, indent=1))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(text)
     print()
