@@ -13,6 +13,7 @@ Environment:
   SCENARIOS     comma list of scenario ids to run, e.g. S1,S2 (default all)
   OUT           markdown output (default benches/results/latest.md)
   KEEP_TMP=1    keep the temp dir (logs, configs, pgbench outputs)
+  WAIT_QUIET    wait up to N seconds for the 1-minute load average to fall below 0.7
 """
 
 from __future__ import annotations
@@ -267,6 +268,12 @@ def loadavg() -> float:
 
 def main() -> int:
     t_start = time.monotonic()
+    wait_quiet = env_int("WAIT_QUIET", 0)
+    if wait_quiet and loadavg() > 0.7:
+        log(f"waiting up to {wait_quiet} s for the load average to fall below 0.7")
+        deadline = time.monotonic() + wait_quiet
+        while loadavg() > 0.7 and time.monotonic() < deadline:
+            time.sleep(5)
     load_start = loadavg()
     if load_start > 0.7:
         log(f"warning: load average {load_start:.2f} before the run: something else is using "

@@ -186,6 +186,12 @@ def commit_id() -> str:
     return rev + ("+dirty" if dirty.strip() else "")
 
 
+def pooler_version() -> str:
+    out = subprocess.run([pgbouncer_bin(), "--version"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True).stdout
+    return out.splitlines()[0].strip() if out else "?"
+
+
 def previous(pooler: str, tool: str) -> tuple[str, float, float | None] | None:
     if not COST_MD.exists():
         return None
@@ -205,7 +211,9 @@ def record(pooler: str, tool: str, per_txn: float, sys_per_txn: float | None, tx
     if not COST_MD.exists():
         COST_MD.write_text(HEADER)
     sys_cell = f"{sys_per_txn:.2f}" if sys_per_txn is not None else "—"
-    row = (f"| {time.strftime('%Y-%m-%d')} | {commit_id()} | {pooler} | {tool} | {per_txn:,.0f} "
+    # For the reference pooler the version matters, not this repository's commit.
+    ident = commit_id() if pooler == "pgsluice" else pooler_version()
+    row = (f"| {time.strftime('%Y-%m-%d')} | {ident} | {pooler} | {tool} | {per_txn:,.0f} "
            f"| {sys_cell} | {txns} | `{COMMAND}` |\n")
     with COST_MD.open("a") as f:
         f.write(row)
