@@ -5,5 +5,17 @@
 //! between client and server -> pool checkin. See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
+pub mod cancel;
+pub mod client;
 pub mod config;
+pub mod context;
+pub mod listen;
+pub mod net;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+
+pub use app::Pooler;
+pub mod logging;

@@ -42,3 +42,122 @@ impl fmt::Debug for ScramSecret {
         write!(f, "ScramSecret(iterations={}, <redacted>)", self.iterations)
     }
 }
+
+/// Prefix of a SCRAM-SHA-256 verifier.
+const SCRAM_PREFIX: &str = "SCRAM-SHA-256$";
+
+impl Secret {
+    /// Parses an auth_file / pg_authid secret: `md5` + 32 hex digits -> `Md5`
+    /// (lowercased), a well-formed
+    /// `SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>` ->
+    /// `Scram`, anything else (including a malformed verifier) -> `Plain`.
+    pub fn parse(s: &str) -> Secret {
+        if let Some(hex) = s.strip_prefix("md5")
+            && hex.len() == 32
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Secret::Md5(s.to_ascii_lowercase());
+        }
+        match ScramSecret::parse(s) {
+            Some(scram) => Secret::Scram(scram),
+            None => Secret::Plain(s.to_owned()),
+        }
+    }
+}
+
+impl ScramSecret {
+    /// Parses `SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>`;
+    /// `None` unless every part is well formed (iterations >= 1, non-empty
+    /// salt, 32-byte keys).
+    pub fn parse(s: &str) -> Option<ScramSecret> {
+        let rest = s.strip_prefix(SCRAM_PREFIX)?;
+        let (params, keys) = rest.split_once('$')?;
+        let (iterations, salt) = params.split_once(':')?;
+        let (stored_key, server_key) = keys.split_once(':')?;
+        if !iterations.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let iterations = iterations.parse::<u32>().ok().filter(|&i| i >= 1)?;
+        let salt = crate::auth::scram::b64_decode(salt).filter(|s| !s.is_empty())?;
+        Some(ScramSecret {
+            iterations,
+            salt,
+            stored_key: crate::auth::scram::b64_decode_32(stored_key)?,
+            server_key: crate::auth::scram::b64_decode_32(server_key)?,
+        })
+    }
+
+    /// Builds a verifier from a cleartext password (SASLprep-normalized) with
+    /// the given salt and iteration count.
+    pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> ScramSecret {
+        let normalized = crate::auth::scram::saslprep::normalize(password);
+        Self::from_normalized(&normalized, salt, iterations)
+    }
+
+    fn from_normalized(normalized: &[u8], salt: &[u8], iterations: u32) -> ScramSecret {
+        use crate::auth::scram::{client_key, h, hi, server_key};
+        let salted = hi(normalized, salt, iterations);
+        ScramSecret {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: h(&client_key(&salted)),
+            server_key: server_key(&salted),
+        }
+    }
+
+    /// The verifier in pg_authid / auth_file form (contains key material:
+    /// do not log it).
+    pub fn to_verifier_string(&self) -> String {
+        use crate::auth::scram::b64;
+        format!(
+            "{SCRAM_PREFIX}{}:{}${}:{}",
+            self.iterations,
+            b64(&self.salt),
+            b64(&self.stored_key),
+            b64(&self.server_key)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=";
+
+    #[test]
+    fn parse_three_forms() {
+        assert_eq!(Secret::parse("hunter2"), Secret::Plain("hunter2".into()));
+        let md5 = "md53175BCE1D3201D16594CEBF9D7EB3F9D";
+        assert_eq!(Secret::parse(md5), Secret::Md5(md5.to_ascii_lowercase()));
+        let Secret::Scram(scram) = Secret::parse(PG_VERIFIER) else {
+            panic!("not scram")
+        };
+        assert_eq!((scram.iterations, scram.salt.len()), (4096, 12));
+        assert_eq!(scram.to_verifier_string(), PG_VERIFIER);
+    }
+
+    #[test]
+    fn malformed_is_plain() {
+        for s in [
+            "md5abc",
+            "md53175bce1d3201d16594cebf9d7eb3f9dx",
+            "md53175bce1d3201d16594cebf9d7eb3fzz",
+            "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=",
+            "SCRAM-SHA-256$0:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=",
+            "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzz=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=",
+            "SCRAM-SHA-256$4096:!!$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=",
+        ] {
+            assert_eq!(Secret::parse(s), Secret::Plain(s.into()), "{s}");
+        }
+    }
+
+    #[test]
+    fn from_password_round_trips_through_parse() {
+        let secret = ScramSecret::from_password("pencil", b"salt1234", 4096);
+        assert_eq!(
+            Secret::parse(&secret.to_verifier_string()),
+            Secret::Scram(secret.clone())
+        );
+    }
+}

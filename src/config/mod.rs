@@ -1,29 +1,141 @@
-//! Configuration in PgBouncer's `pgbouncer.ini` format (placeholder for the
-//! config helper's work; the types below are the agreed interface).
+//! Configuration in PgBouncer's format: `pgbouncer.ini` (with `%include`),
+//! libpq-style connection strings in `[databases]`, `[users]` overrides and
+//! the auth_file (`userlist.txt`), read into a typed [`Config`] with
+//! PgBouncer's defaults. Loading reports every problem at once, each naming
+//! file, line and key, and warns about settings pgsluice ignores.
+//!
+//! Module map: `ini` (line lexer, `%include`), `keys` (the `[pgbouncer]`
+//! key table), `settings` (value parsers), `general` ([`General`]),
+//! `connstr` (connection strings), `databases`, `users`, `peers`,
+//! `userlist` (auth_file and secrets), `loader` (putting it together and
+//! cross-field validation), `error`.
+//!
+//! Paths are used as PgBouncer uses them: a relative `%include` file or
+//! `auth_file` is relative to the current working directory, not to the
+//! config file's directory.
+//!
+//! This module does not watch files or apply a RELOAD; callers call
+//! [`load`] again and compare.
+
+mod connstr;
+mod databases;
+mod error;
+mod general;
+mod ini;
+mod keys;
+mod loader;
+mod peers;
+mod settings;
+mod userlist;
+mod users;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::auth::Secret;
+
+pub use databases::{Database, Databases};
+pub use error::{ConfigError, ConfigErrors};
+pub use general::{General, Setting};
+pub use keys::NOT_YET_IMPLEMENTED;
+pub use loader::{load, load_str};
+pub use userlist::{load_userlist, parse_secret};
+pub use users::UserSettings;
+
+/// A loaded configuration and the warnings produced while loading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// One line per ignored setting, formatted `"{file}:{line}: {key}: {message}"`:
+    /// unknown `[pgbouncer]` keys, known keys pgsluice does not implement yet
+    /// that are set to a non-default value, and similar notes.
+    pub warnings: Vec<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main config file.
+    pub file: PathBuf,
+    /// `[pgbouncer]`.
+    pub general: General,
+    /// `[databases]`.
+    pub databases: Databases,
+    /// `[users]`, by user name.
+    pub users: HashMap<String, UserSettings>,
+    /// auth_file contents by user name (empty when auth_file is unset).
+    pub userlist: HashMap<String, Secret>,
+}
 
 /// pool_mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
+    /// A server is linked to a client for the client's whole session.
     Session,
+    /// A server is linked to a client for one transaction.
     Transaction,
+    /// A server is linked to a client for one statement.
     Statement,
+}
+
+impl PoolMode {
+    /// The mode for a (case-insensitive) PgBouncer name.
+    pub fn from_name(name: &str) -> Option<PoolMode> {
+        match name.to_ascii_lowercase().as_str() {
+            "session" => Some(PoolMode::Session),
+            "transaction" => Some(PoolMode::Transaction),
+            "statement" => Some(PoolMode::Statement),
+            _ => None,
+        }
+    }
+
+    /// PgBouncer's name for the mode, as SHOW POOLS prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
 }
 
 /// auth_type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthType {
+    /// No authentication; the user name is ignored too.
     Any,
+    /// No authentication; the user must be in the auth_file.
     Trust,
+    /// Clear-text password.
     Plain,
+    /// MD5 (SCRAM for users whose secret is SCRAM).
     Md5,
+    /// SCRAM-SHA-256.
     ScramSha256,
+    /// TLS client certificate (not supported yet).
     Cert,
+    /// Rules from auth_hba_file (not supported yet).
     Hba,
+    /// PAM (not supported yet).
     Pam,
+}
+
+impl AuthType {
+    /// PgBouncer's name for the method.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthType::Any => "any",
+            AuthType::Trust => "trust",
+            AuthType::Plain => "plain",
+            AuthType::Md5 => "md5",
+            AuthType::ScramSha256 => "scram-sha-256",
+            AuthType::Cert => "cert",
+            AuthType::Hba => "hba",
+            AuthType::Pam => "pam",
+        }
+    }
 }

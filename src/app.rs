@@ -1,0 +1,150 @@
+//! A running pooler: accept loops for the listeners, one task per client
+//! session, and graceful shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::client::{self, Peer};
+use crate::config::Config;
+use crate::context::Context;
+use crate::listen::{self, Listeners};
+use crate::net::Stream;
+
+/// How long shutdown waits for running transactions before giving up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A pooler serving in the current tokio runtime.
+pub struct Pooler {
+    ctx: Arc<Context>,
+    shutdown_tx: watch::Sender<bool>,
+    tcp_addrs: Vec<SocketAddr>,
+    unix_path: Option<PathBuf>,
+    acceptors: Vec<JoinHandle<()>>,
+}
+
+impl Pooler {
+    /// Bind the listeners of `config` and start serving.
+    pub async fn start(config: Config) -> io::Result<Pooler> {
+        let listeners = listen::bind(&config.general)?;
+        Pooler::serve(listeners, config)
+    }
+
+    /// Start serving on listeners bound earlier (by `main`, before
+    /// anything else happens).
+    pub fn serve(listeners: Listeners, config: Config) -> io::Result<Pooler> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(Context::new(config, shutdown_rx));
+        let mut tcp_addrs = Vec::new();
+        let mut acceptors = Vec::new();
+        for l in listeners.tcp {
+            let l = TcpListener::from_std(l)?;
+            let addr = l.local_addr()?;
+            info!(%addr, "listening");
+            tcp_addrs.push(addr);
+            acceptors.push(tokio::spawn(accept_tcp(l, ctx.clone())));
+        }
+        let mut unix_path = None;
+        if let Some((l, path)) = listeners.unix {
+            let l = UnixListener::from_std(l)?;
+            info!(path = %path.display(), "listening");
+            unix_path = Some(path);
+            acceptors.push(tokio::spawn(accept_unix(l, ctx.clone())));
+        }
+        Ok(Pooler {
+            ctx,
+            shutdown_tx,
+            tcp_addrs,
+            unix_path,
+            acceptors,
+        })
+    }
+
+    /// The first TCP address listened on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addrs.first().copied()
+    }
+
+    /// The Unix socket path, if any.
+    pub fn unix_socket_path(&self) -> Option<PathBuf> {
+        self.unix_path.clone()
+    }
+
+    /// The shared state (for the admin console and tests).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Stop accepting, tell idle clients, let running transactions finish
+    /// (for at most [`SHUTDOWN_GRACE`]), close the servers.
+    pub async fn shutdown(self) {
+        info!("shutting down: no new connections, waiting for running transactions");
+        let _ = self.shutdown_tx.send(true);
+        for a in &self.acceptors {
+            a.abort();
+        }
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        let all = self.ctx.config().general.max_client_conn;
+        let wait = self.ctx.client_slots.acquire_many(all);
+        match tokio::time::timeout(SHUTDOWN_GRACE, wait).await {
+            Ok(_) => info!("all clients are gone"),
+            Err(_) => warn!("shutdown grace period over; closing remaining connections"),
+        }
+        for pool in self.ctx.pools.all() {
+            pool.close_idle();
+        }
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let keepalive = ctx.config().general.tcp_keepalive;
+                let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
+                let permit = ctx.client_slots.clone().try_acquire_owned().ok();
+                tokio::spawn(client::serve(
+                    Stream::Tcp(stream),
+                    Peer::Tcp(addr),
+                    ctx.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => accept_error(e).await,
+        }
+    }
+}
+
+async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let permit = ctx.client_slots.clone().try_acquire_owned().ok();
+                tokio::spawn(client::serve(
+                    Stream::Unix(stream),
+                    Peer::Unix,
+                    ctx.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => accept_error(e).await,
+        }
+    }
+}
+
+/// Out of file descriptors and the like: log and back off a little
+/// instead of spinning.
+async fn accept_error(e: io::Error) {
+    error!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}

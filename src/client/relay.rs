@@ -1,0 +1,356 @@
+//! The relay between a client and its server: the product's heart.
+//!
+//! Both directions run at once inside the client's task (so neither side can
+//! block the other: a client pipelining large requests while the server
+//! streams results does not deadlock). Each direction reads a batch, scans
+//! message headers (never parsing bodies, except the small ReadyForQuery
+//! and ParameterStatus), and forwards the whole scanned prefix with one
+//! write straight from the read buffer: no allocation, no copy per message.
+//! Large messages are streamed: only their header must be seen.
+//!
+//! The link ends (server back to the pool) when the server sent
+//! ReadyForQuery 'I', every Query/Sync/FunctionCall the client sent has
+//! been answered, no extended-protocol message is waiting for its Sync, and
+//! no message is half-forwarded in either direction.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+
+use bytes::{Buf, BytesMut};
+use memchr::memchr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::{ReadHalf, Stream, WriteHalf};
+use crate::protocol::frontend::is_frontend_tag;
+use crate::protocol::{Header, ProtocolError};
+use crate::server::ServerConn;
+use crate::server::params::{Params, tracked_name};
+
+/// Read buffers grow in steps of this size.
+const READ_CHUNK: usize = 8192;
+
+/// State shared by the two directions of one link. Both run in the same
+/// task, so the atomics are never contended; they only make the shared
+/// borrows `Send`. Decisions are taken only while the other direction is
+/// suspended at an await.
+struct Link {
+    /// ReadyForQuery messages still expected (Query, Sync, FunctionCall sent).
+    pending: AtomicU32,
+    /// Extended-protocol messages were sent since the last Sync.
+    extended: AtomicBool,
+    /// The client direction is writing, or is inside a streamed message.
+    client_busy: AtomicBool,
+    /// The server direction is inside a streamed message.
+    server_busy: AtomicBool,
+    /// The last ReadyForQuery said 'I'.
+    idle: AtomicBool,
+}
+
+impl Link {
+    fn can_release(&self) -> bool {
+        self.pending.load(Relaxed) == 0
+            && self.idle.load(Relaxed)
+            && !self.extended.load(Relaxed)
+            && !self.client_busy.load(Relaxed)
+            && !self.server_busy.load(Relaxed)
+    }
+}
+
+/// How a link ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// The transaction is over; the server is clean.
+    Released,
+    /// The client sent Terminate or closed. `clean`: the server can be reused.
+    ClientGone { clean: bool },
+    /// The client broke the protocol. `clean` as above.
+    ClientError { error: ProtocolError, clean: bool },
+    /// The server connection failed or closed.
+    ServerGone(std::io::Error),
+}
+
+enum ClientEnd {
+    Terminate,
+    Eof,
+    Error(ProtocolError),
+    ClientIo,
+    ServerIo(std::io::Error),
+}
+
+enum ServerEnd {
+    Released,
+    ServerIo(std::io::Error),
+    ClientIo,
+}
+
+/// Relay between `client` and `server` until the link ends. `cbuf` holds
+/// client bytes not yet forwarded (kept across links); `params` are the
+/// client's wanted tracked parameters, updated from ParameterStatus.
+pub(super) async fn relay(
+    client: &mut Stream,
+    cbuf: &mut BytesMut,
+    server: &mut ServerConn,
+    params: &mut Params,
+    extra_tracked: &[String],
+    release_when_idle: bool,
+    max_len: u32,
+) -> Outcome {
+    let link = Link {
+        pending: AtomicU32::new(0),
+        extended: AtomicBool::new(false),
+        client_busy: AtomicBool::new(false),
+        server_busy: AtomicBool::new(false),
+        idle: AtomicBool::new(true),
+    };
+    let ServerConn {
+        stream,
+        buf: sbuf,
+        params: sparams,
+        ..
+    } = server;
+    let (cr, cw) = client.split();
+    let (sr, sw) = stream.split();
+    let up = client_to_server(cr, sw, cbuf, &link, max_len);
+    let down = server_to_client(
+        sr,
+        cw,
+        sbuf,
+        &link,
+        sparams,
+        params,
+        extra_tracked,
+        release_when_idle,
+    );
+    let end = tokio::select! {
+        biased;
+        s = down => Err(s),
+        c = up => Ok(c),
+    };
+    let clean = || link.can_release() && sbuf.is_empty();
+    match end {
+        Err(ServerEnd::Released) => Outcome::Released,
+        Err(ServerEnd::ServerIo(e)) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
+        Err(ServerEnd::ClientIo) => Outcome::ClientGone { clean: false },
+        Ok(ClientEnd::Terminate | ClientEnd::Eof | ClientEnd::ClientIo) => {
+            Outcome::ClientGone { clean: clean() }
+        }
+        Ok(ClientEnd::Error(error)) => Outcome::ClientError {
+            error,
+            clean: clean(),
+        },
+    }
+}
+
+fn reserve_for_read(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 8 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+async fn client_to_server(
+    mut cr: ReadHalf<'_>,
+    mut sw: WriteHalf<'_>,
+    cbuf: &mut BytesMut,
+    link: &Link,
+    max_len: u32,
+) -> ClientEnd {
+    let mut skip = 0usize;
+    loop {
+        if !cbuf.is_empty() {
+            let batch = match scan_client(cbuf, &mut skip, max_len) {
+                Ok(b) => b,
+                Err(e) => return ClientEnd::Error(e),
+            };
+            if batch.answers > 0 {
+                link.pending.fetch_add(batch.answers, Relaxed);
+            }
+            if let Some(ext) = batch.extended {
+                link.extended.store(ext, Relaxed);
+            }
+            if batch.forward > 0 {
+                link.client_busy.store(true, Relaxed);
+                if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
+                    return ClientEnd::ServerIo(e);
+                }
+                cbuf.advance(batch.forward);
+            }
+            link.client_busy.store(skip > 0, Relaxed);
+            if batch.terminate {
+                return ClientEnd::Terminate;
+            }
+        }
+        reserve_for_read(cbuf);
+        match cr.read_buf(cbuf).await {
+            Ok(0) => return ClientEnd::Eof,
+            Ok(_) => {}
+            Err(_) => return ClientEnd::ClientIo,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn server_to_client(
+    mut sr: ReadHalf<'_>,
+    mut cw: WriteHalf<'_>,
+    sbuf: &mut BytesMut,
+    link: &Link,
+    server_params: &mut Params,
+    client_params: &mut Params,
+    extra_tracked: &[String],
+    release_when_idle: bool,
+) -> ServerEnd {
+    let mut skip = 0usize;
+    loop {
+        reserve_for_read(sbuf);
+        match sr.read_buf(sbuf).await {
+            Ok(0) => return ServerEnd::ServerIo(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) => return ServerEnd::ServerIo(e),
+        }
+        let batch = scan_server(sbuf, &mut skip, |name, value| {
+            server_params.set(name, value);
+            if tracked_name(name, extra_tracked).is_some() {
+                client_params.set(name, value);
+            }
+        });
+        if batch.ready_count > 0 {
+            let left = link.pending.load(Relaxed).saturating_sub(batch.ready_count);
+            link.pending.store(left, Relaxed);
+            link.idle.store(batch.last_status == b'I', Relaxed);
+        }
+        link.server_busy.store(skip > 0, Relaxed);
+        if batch.forward > 0 {
+            if cw.write_all(&sbuf[..batch.forward]).await.is_err() {
+                return ServerEnd::ClientIo;
+            }
+            sbuf.advance(batch.forward);
+        }
+        if release_when_idle && sbuf.is_empty() && link.can_release() {
+            return ServerEnd::Released;
+        }
+    }
+}
+
+/// What a scan of client bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ClientBatch {
+    /// Bytes that can be forwarded now.
+    forward: usize,
+    /// ReadyForQuery messages these bytes will cause.
+    answers: u32,
+    /// Some(true) if the last extended-protocol message is not yet followed
+    /// by a Sync, Some(false) if a Sync came last, None if neither was seen.
+    extended: Option<bool>,
+    /// A Terminate follows the forwarded bytes (and is not forwarded).
+    terminate: bool,
+}
+
+/// Scan client bytes. `skip` carries the unforwarded rest of a streamed
+/// message across calls. Every header is checked before anything of its
+/// message is forwarded.
+fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch, ProtocolError> {
+    let mut b = ClientBatch::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        if *skip > 0 {
+            let n = (*skip).min(buf.len() - pos);
+            pos += n;
+            *skip -= n;
+            continue;
+        }
+        let Some(h) = Header::parse(&buf[pos..]) else {
+            break;
+        };
+        if !is_frontend_tag(h.tag) {
+            return Err(ProtocolError::UnknownTag(h.tag));
+        }
+        h.check(max_len)?;
+        match h.tag {
+            b'X' => {
+                b.terminate = true;
+                break;
+            }
+            b'Q' | b'F' => b.answers += 1,
+            b'S' => {
+                b.answers += 1;
+                b.extended = Some(false);
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => b.extended = Some(true),
+            _ => {}
+        }
+        let avail = buf.len() - pos;
+        if avail >= h.total() {
+            pos += h.total();
+        } else {
+            *skip = h.total() - avail;
+            pos = buf.len();
+        }
+    }
+    b.forward = pos;
+    Ok(b)
+}
+
+/// What a scan of server bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ServerBatch {
+    /// Bytes that can be forwarded now.
+    forward: usize,
+    /// ReadyForQuery messages among them.
+    ready_count: u32,
+    /// Status of the last of them.
+    last_status: u8,
+}
+
+/// Scan server bytes. ReadyForQuery and ParameterStatus are inspected (and
+/// so must be whole before they are forwarded); everything else streams.
+fn scan_server(buf: &[u8], skip: &mut usize, mut on_param: impl FnMut(&str, &str)) -> ServerBatch {
+    let mut b = ServerBatch::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        if *skip > 0 {
+            let n = (*skip).min(buf.len() - pos);
+            pos += n;
+            *skip -= n;
+            continue;
+        }
+        let Some(h) = Header::parse(&buf[pos..]) else {
+            break;
+        };
+        let total = h.total().max(5);
+        let avail = buf.len() - pos;
+        match h.tag {
+            b'Z' | b'S' if avail < total => break,
+            b'Z' => {
+                b.ready_count += 1;
+                b.last_status = buf.get(pos + 5).copied().unwrap_or(b'E');
+            }
+            b'S' => {
+                if let Some((name, value)) = parameter_status(&buf[pos + 5..pos + total]) {
+                    on_param(name, value);
+                }
+            }
+            _ => {}
+        }
+        if avail >= total {
+            pos += total;
+        } else {
+            *skip = total - avail;
+            pos = buf.len();
+        }
+    }
+    b.forward = pos;
+    b
+}
+
+fn parameter_status(body: &[u8]) -> Option<(&str, &str)> {
+    let n = memchr(0, body)?;
+    let rest = &body[n + 1..];
+    let v = memchr(0, rest)?;
+    Some((
+        std::str::from_utf8(&body[..n]).ok()?,
+        std::str::from_utf8(&rest[..v]).ok()?,
+    ))
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,185 @@
+//! Unit tests for the relay's header scanners: transaction boundaries,
+//! streaming of large messages, and length checks.
+
+use super::*;
+use bytes::BufMut;
+use postgres_protocol::message::frontend;
+
+fn rfq(buf: &mut BytesMut, status: u8) {
+    buf.put_u8(b'Z');
+    buf.put_i32(5);
+    buf.put_u8(status);
+}
+
+fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
+    crate::protocol::backend::parameter_status(buf, name, value);
+}
+
+#[test]
+fn simple_queries_are_counted_and_forwarded_whole() {
+    let mut buf = BytesMut::new();
+    frontend::query("BEGIN", &mut buf).unwrap();
+    frontend::query("SELECT 1", &mut buf).unwrap();
+    let mut skip = 0;
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!(
+        b,
+        ClientBatch {
+            forward: buf.len(),
+            answers: 2,
+            extended: None,
+            terminate: false
+        }
+    );
+    assert_eq!(skip, 0);
+}
+
+#[test]
+fn extended_batch_waits_for_sync() {
+    let mut buf = BytesMut::new();
+    frontend::parse("", "SELECT $1", [23], &mut buf).unwrap();
+    frontend::describe(b'S', "", &mut buf).unwrap();
+    frontend::flush(&mut buf);
+    let mut skip = 0;
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!(b.extended, Some(true));
+    assert_eq!(b.answers, 0);
+    let mut buf = BytesMut::new();
+    frontend::execute("", 0, &mut buf).unwrap();
+    frontend::sync(&mut buf);
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!(b.extended, Some(false));
+    assert_eq!(b.answers, 1);
+    // A second batch started after the Sync keeps the link.
+    let mut buf = BytesMut::new();
+    frontend::sync(&mut buf);
+    frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.extended, b.answers), (Some(true), 1));
+}
+
+#[test]
+fn terminate_is_not_forwarded() {
+    let mut buf = BytesMut::new();
+    frontend::query("SELECT 1", &mut buf).unwrap();
+    let q = buf.len();
+    frontend::terminate(&mut buf);
+    let mut skip = 0;
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.forward, b.answers, b.terminate), (q, 1, true));
+}
+
+#[test]
+fn partial_header_waits_and_large_messages_stream() {
+    let mut buf = BytesMut::new();
+    let big = "x".repeat(100_000);
+    frontend::query(&big, &mut buf).unwrap();
+    let whole = buf.len();
+    let mut skip = 0;
+    // Only 3 bytes: not even a header.
+    let b = scan_client(&buf[..3], &mut skip, 1 << 20).unwrap();
+    assert_eq!(b.forward, 0);
+    // The first 1000 bytes stream through, counting the query once.
+    let b = scan_client(&buf[..1000], &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.forward, b.answers), (1000, 1));
+    assert_eq!(skip, whole - 1000);
+    // The rest is forwarded without being counted again.
+    let b = scan_client(&buf[1000..], &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.forward, b.answers), (whole - 1000, 0));
+    assert_eq!(skip, 0);
+}
+
+#[test]
+fn oversized_and_garbage_are_errors() {
+    let mut buf = BytesMut::new();
+    frontend::query(&"y".repeat(5000), &mut buf).unwrap();
+    let mut skip = 0;
+    assert!(matches!(
+        scan_client(&buf, &mut skip, 4096),
+        Err(ProtocolError::TooLong { .. })
+    ));
+    assert!(matches!(
+        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, 4096),
+        Err(ProtocolError::UnknownTag(1))
+    ));
+    assert!(matches!(
+        scan_client(b"Q\x00\x00\x00\x02", &mut 0, 4096),
+        Err(ProtocolError::BadLength { .. })
+    ));
+    // A PasswordMessage after login is a protocol violation.
+    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, 4096).is_err());
+}
+
+#[test]
+fn server_ready_for_query_and_parameter_status() {
+    let mut buf = BytesMut::new();
+    crate::protocol::backend::command_complete(&mut buf, "SET");
+    param_status(&mut buf, "TimeZone", "UTC");
+    rfq(&mut buf, b'T');
+    crate::protocol::backend::command_complete(&mut buf, "COMMIT");
+    rfq(&mut buf, b'I');
+    let mut seen = Vec::new();
+    let mut skip = 0;
+    let b = scan_server(&buf, &mut skip, |n, v| {
+        seen.push((n.to_string(), v.to_string()))
+    });
+    assert_eq!(
+        b,
+        ServerBatch {
+            forward: buf.len(),
+            ready_count: 2,
+            last_status: b'I'
+        }
+    );
+    assert_eq!(seen, [("TimeZone".to_string(), "UTC".to_string())]);
+}
+
+#[test]
+fn server_ready_for_query_split_across_reads_is_held_back() {
+    let mut buf = BytesMut::new();
+    crate::protocol::backend::command_complete(&mut buf, "SELECT 1");
+    let cc = buf.len();
+    rfq(&mut buf, b'I');
+    let mut skip = 0;
+    let b = scan_server(&buf[..cc + 3], &mut skip, |_, _| {});
+    assert_eq!((b.forward, b.ready_count), (cc, 0));
+    let b = scan_server(&buf[cc..], &mut skip, |_, _| {});
+    assert_eq!((b.forward, b.ready_count, b.last_status), (6, 1, b'I'));
+}
+
+#[test]
+fn large_data_rows_stream() {
+    let mut buf = BytesMut::new();
+    crate::protocol::backend::data_row(&mut buf, &[Some(&"z".repeat(50_000))]);
+    let whole = buf.len();
+    rfq(&mut buf, b'I');
+    let mut skip = 0;
+    let b = scan_server(&buf[..100], &mut skip, |_, _| {});
+    assert_eq!(b.forward, 100);
+    assert_eq!(skip, whole - 100);
+    let b = scan_server(&buf[100..], &mut skip, |_, _| {});
+    assert_eq!((b.forward, b.ready_count), (buf.len() - 100, 1));
+}
+
+#[test]
+fn link_release_rules() {
+    let link = Link {
+        pending: AtomicU32::new(0),
+        extended: AtomicBool::new(false),
+        client_busy: AtomicBool::new(false),
+        server_busy: AtomicBool::new(false),
+        idle: AtomicBool::new(true),
+    };
+    assert!(link.can_release());
+    link.pending.store(1, Relaxed);
+    assert!(!link.can_release());
+    link.pending.store(0, Relaxed);
+    link.idle.store(false, Relaxed); // 'T' or 'E'
+    assert!(!link.can_release());
+    link.idle.store(true, Relaxed);
+    link.extended.store(true, Relaxed);
+    assert!(!link.can_release());
+    link.extended.store(false, Relaxed);
+    link.client_busy.store(true, Relaxed);
+    assert!(!link.can_release());
+}

@@ -1,0 +1,279 @@
+//! The `[databases]` section: one [`Database`] per `name = connstring`
+//! line, the `*` fallback, and [`Databases::lookup`]. Connection strings
+//! are split by `connstr.rs`; this module knows the allowed keys.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::PoolMode;
+use super::connstr::{choice, opt_count, opt_seconds, parse_pairs};
+use super::error::ConfigError;
+use super::settings::POOL_MODES;
+
+/// The `[databases]` section.
+#[derive(Debug, Clone, Default)]
+pub struct Databases {
+    /// Named entries by client-side database name.
+    pub entries: HashMap<String, Database>,
+    /// The `*` entry, used for names not listed.
+    pub fallback: Option<Database>,
+}
+
+impl Databases {
+    /// The entry for a client's database name: the named entry, else the
+    /// `*` fallback (whose `dbname` is None unless set, meaning the client's
+    /// name). None when neither exists.
+    pub fn lookup(&self, name: &str) -> Option<&Database> {
+        self.entries.get(name).or(self.fallback.as_ref())
+    }
+}
+
+/// One `[databases]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Database {
+    /// The key in `[databases]` (`*` for the fallback).
+    pub name: String,
+    /// Server-side database name; None = the client's database name.
+    pub dbname: Option<String>,
+    /// None = the default Unix socket; a value starting with `/` is a socket
+    /// directory; may be a comma list (kept raw).
+    pub host: Option<String>,
+    /// Server port (5432).
+    pub port: u16,
+    /// Forced server user (one pool for all clients).
+    pub user: Option<String>,
+    /// Password for the forced user.
+    pub password: Option<String>,
+    /// Per-database `auth_user`.
+    pub auth_user: Option<String>,
+    /// Per-database `auth_query`.
+    pub auth_query: Option<String>,
+    /// Per-database `auth_dbname`.
+    pub auth_dbname: Option<String>,
+    /// Pool size override.
+    pub pool_size: Option<u32>,
+    /// min_pool_size override.
+    pub min_pool_size: Option<u32>,
+    /// reserve_pool_size override (`reserve_pool` is an alias).
+    pub reserve_pool_size: Option<u32>,
+    /// Query run on each new server connection.
+    pub connect_query: Option<String>,
+    /// Pool mode override.
+    pub pool_mode: Option<PoolMode>,
+    /// Server connection limit for this database.
+    pub max_db_connections: Option<u32>,
+    /// Client connection limit for this database.
+    pub max_db_client_connections: Option<u32>,
+    /// server_lifetime override.
+    pub server_lifetime: Option<Duration>,
+    /// query_wait_timeout override.
+    pub query_wait_timeout: Option<Duration>,
+    /// client_encoding sent to the server.
+    pub client_encoding: Option<String>,
+    /// DateStyle sent to the server.
+    pub datestyle: Option<String>,
+    /// TimeZone sent to the server.
+    pub timezone: Option<String>,
+    /// `round-robin` or `disable`, canonical spelling.
+    pub load_balance_hosts: Option<String>,
+    /// application_name sent to the server.
+    pub application_name: Option<String>,
+}
+
+impl Database {
+    /// An entry with every key unset (port 5432).
+    pub fn new(name: &str) -> Database {
+        Database {
+            name: name.to_string(),
+            dbname: None,
+            host: None,
+            port: 5432,
+            user: None,
+            password: None,
+            auth_user: None,
+            auth_query: None,
+            auth_dbname: None,
+            pool_size: None,
+            min_pool_size: None,
+            reserve_pool_size: None,
+            connect_query: None,
+            pool_mode: None,
+            max_db_connections: None,
+            max_db_client_connections: None,
+            server_lifetime: None,
+            query_wait_timeout: None,
+            client_encoding: None,
+            datestyle: None,
+            timezone: None,
+            load_balance_hosts: None,
+            application_name: None,
+        }
+    }
+}
+
+/// `target_session_attrs` values (accepted, not implemented).
+const SESSION_ATTRS: &[&str] = &["any", "read-write", "read-only", "primary", "standby"];
+
+/// Parses one `[databases]` line. Every bad key is reported; the entry is
+/// returned only when the whole line is valid.
+pub fn parse_database(
+    name: &str,
+    connstr: &str,
+    file: &Path,
+    line: usize,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<Database> {
+    if name == "pgbouncer" {
+        let msg = "database name \"pgbouncer\" is reserved for the admin console";
+        errors.push(ConfigError::new(file, line, name, msg));
+        return None;
+    }
+    let pairs = match parse_pairs(connstr) {
+        Ok(p) => p,
+        Err(msg) => {
+            errors.push(ConfigError::new(file, line, name, msg));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut db = Database::new(name);
+    for (key, value) in pairs {
+        match set_key(&mut db, &key, &value) {
+            Ok(None) => {}
+            Ok(Some(note)) => warnings.push(format!(
+                "{}:{line}: {key}: {note} (database {name:?})",
+                file.display()
+            )),
+            Err(msg) => errors.push(ConfigError::new(
+                file,
+                line,
+                &key,
+                format!("{msg} (database {name:?})"),
+            )),
+        }
+    }
+    (errors.len() == before).then_some(db)
+}
+
+/// Applies one key. `Ok(Some(note))` means accepted but ignored.
+fn set_key(db: &mut Database, key: &str, v: &str) -> Result<Option<&'static str>, String> {
+    let s = || Some(v.to_string());
+    match key {
+        "dbname" => db.dbname = s(),
+        "host" => db.host = s(),
+        "port" => {
+            db.port = v
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("invalid port: {v:?}"))?
+        }
+        "user" => db.user = s(),
+        "password" => db.password = s(),
+        "auth_user" => db.auth_user = s(),
+        "auth_query" => db.auth_query = s(),
+        "auth_dbname" => db.auth_dbname = s(),
+        "pool_size" => db.pool_size = opt_count(v)?,
+        "min_pool_size" => db.min_pool_size = opt_count(v)?,
+        "reserve_pool_size" | "reserve_pool" => db.reserve_pool_size = opt_count(v)?,
+        "connect_query" => db.connect_query = s(),
+        "pool_mode" => db.pool_mode = PoolMode::from_name(choice(v, POOL_MODES)?),
+        "max_db_connections" => db.max_db_connections = opt_count(v)?,
+        "max_db_client_connections" => db.max_db_client_connections = opt_count(v)?,
+        "server_lifetime" => db.server_lifetime = opt_seconds(v)?,
+        "query_wait_timeout" => db.query_wait_timeout = opt_seconds(v)?,
+        "client_encoding" => db.client_encoding = s(),
+        "datestyle" => db.datestyle = s(),
+        "timezone" => db.timezone = s(),
+        "application_name" => db.application_name = s(),
+        "load_balance_hosts" => {
+            db.load_balance_hosts = Some(choice(v, &["round-robin", "disable"])?.to_string())
+        }
+        "target_session_attrs" => {
+            if choice(v, SESSION_ATTRS)? != "any" {
+                return Ok(Some("setting is not implemented by pgsluice yet; ignored"));
+            }
+        }
+        _ => return Err("unknown connection parameter".into()),
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, s: &str) -> (Option<Database>, Vec<ConfigError>, Vec<String>) {
+        let (mut e, mut w) = (vec![], vec![]);
+        let db = parse_database(name, s, Path::new("p.ini"), 9, &mut e, &mut w);
+        (db, e, w)
+    }
+
+    #[test]
+    fn every_key() {
+        let s = "dbname=real host=/var/run/postgresql,10.0.0.2 port=5433 user=u password='p w' \
+                 auth_user=au auth_query='SELECT 1' auth_dbname=ad pool_size=5 min_pool_size=1 \
+                 reserve_pool=2 connect_query='SET x=1' pool_mode=Transaction max_db_connections=9 \
+                 max_db_client_connections=99 server_lifetime=1.5 query_wait_timeout=-1 \
+                 client_encoding=UTF8 datestyle='ISO, MDY' timezone=UTC load_balance_hosts=disable \
+                 application_name=app target_session_attrs=any";
+        let (db, e, w) = parse("app", s);
+        assert!(e.is_empty() && w.is_empty(), "{e:?} {w:?}");
+        let db = db.expect("valid");
+        assert_eq!(db.dbname.as_deref(), Some("real"));
+        assert_eq!(db.host.as_deref(), Some("/var/run/postgresql,10.0.0.2"));
+        assert_eq!(db.port, 5433);
+        assert_eq!(db.password.as_deref(), Some("p w"));
+        assert_eq!((db.pool_size, db.reserve_pool_size), (Some(5), Some(2)));
+        assert_eq!(db.pool_mode, Some(PoolMode::Transaction));
+        assert_eq!(db.server_lifetime, Some(Duration::from_millis(1500)));
+        assert_eq!(db.query_wait_timeout, None);
+        assert_eq!(db.datestyle.as_deref(), Some("ISO, MDY"));
+        assert_eq!(db.load_balance_hosts.as_deref(), Some("disable"));
+    }
+
+    #[test]
+    fn empty_connstring_means_all_defaults() {
+        let (db, e, _) = parse("foodb", "");
+        assert!(e.is_empty());
+        assert_eq!(db, Some(Database::new("foodb")));
+    }
+
+    #[test]
+    fn every_bad_key_is_reported() {
+        let (db, e, _) = parse(
+            "app",
+            "hots=x port=0 pool_size=-3 pool_mode=bogus port=99999",
+        );
+        assert!(db.is_none());
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["hots", "port", "pool_size", "pool_mode", "port"]);
+        assert_eq!(
+            e[0].to_string(),
+            "p.ini:9: hots: unknown connection parameter (database \"app\")"
+        );
+    }
+
+    #[test]
+    fn reserved_name_and_syntax_errors() {
+        let (db, e, _) = parse("pgbouncer", "host=x");
+        assert!(db.is_none() && e[0].message.contains("reserved"));
+        let (db, e, _) = parse("app", "host='open");
+        assert!(db.is_none() && e[0].key == "app");
+        let (_, _, w) = parse("app", "target_session_attrs=primary");
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn lookup_prefers_named_entry_then_fallback() {
+        let mut dbs = Databases::default();
+        assert!(dbs.lookup("x").is_none());
+        dbs.entries.insert("a".into(), Database::new("a"));
+        dbs.fallback = Some(Database::new("*"));
+        assert_eq!(dbs.lookup("a").map(|d| d.name.as_str()), Some("a"));
+        let other = dbs.lookup("other").expect("fallback");
+        assert_eq!((other.name.as_str(), other.dbname.as_deref()), ("*", None));
+    }
+}

@@ -1,0 +1,304 @@
+//! The table of `[pgbouncer]` keys: every PgBouncer 1.25 setting with its
+//! type, default and reloadability ([`KEYS`], in PgBouncer's SHOW CONFIG
+//! order), and the settings pgsluice does not implement yet
+//! ([`NOT_YET_IMPLEMENTED`]). Data only; parsing is in `settings.rs`.
+//!
+//! Sources: PgBouncer's `doc/config.md` and its parameter table. Two keys
+//! from PgBouncer's current documentation (`pool_idle_timeout`,
+//! `login_notify_message`) are included so newer files load too.
+
+/// The type of a setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An integer within `min..=max`.
+    Int {
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+    /// 0/1, yes/no, on/off, true/false; any other integer is true if nonzero.
+    Bool,
+    /// Seconds, possibly fractional, not negative.
+    Time,
+    /// Free text.
+    Str,
+    /// A file mode; shown in octal.
+    Mode,
+    /// One of these words (case-insensitive).
+    Choice(&'static [&'static str]),
+}
+
+/// One known `[pgbouncer]` key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    /// The key, lowercase.
+    pub name: &'static str,
+    /// Its value type.
+    pub kind: Kind,
+    /// PgBouncer's default, as text.
+    pub default: &'static str,
+    /// Whether it can change at run time (RELOAD / SET), as SHOW CONFIG says.
+    pub changeable: bool,
+}
+
+const fn key(name: &'static str, kind: Kind, default: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        kind,
+        default,
+        changeable: true,
+    }
+}
+
+const fn fixed(name: &'static str, kind: Kind, default: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        kind,
+        default,
+        changeable: false,
+    }
+}
+
+const COUNT: Kind = Kind::Int {
+    min: 0,
+    max: i32::MAX as i64,
+};
+const PORT: Kind = Kind::Int { min: 0, max: 65535 };
+const UINT: Kind = Kind::Int {
+    min: 0,
+    max: u32::MAX as i64,
+};
+const T: Kind = Kind::Time;
+const S: Kind = Kind::Str;
+const B: Kind = Kind::Bool;
+const SSLMODES: Kind = Kind::Choice(&[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+]);
+
+/// `auth_type` values PgBouncer knows.
+pub const AUTH_TYPES: &[&str] = &[
+    "any",
+    "trust",
+    "plain",
+    "md5",
+    "cert",
+    "hba",
+    "ldap",
+    "pam",
+    "scram-sha-256",
+];
+/// `pool_mode` values.
+pub const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
+
+/// PgBouncer's default `auth_query`.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
+
+/// Every `[pgbouncer]` key, in PgBouncer's (alphabetical) SHOW CONFIG order.
+pub const KEYS: &[KeyDef] = &[
+    key("admin_users", S, ""),
+    key("application_name_add_host", B, "0"),
+    key("auth_dbname", S, ""),
+    key("auth_file", S, ""),
+    key("auth_hba_file", S, ""),
+    key("auth_ident_file", S, ""),
+    key("auth_ldap_options", S, ""),
+    key("auth_query", S, DEFAULT_AUTH_QUERY),
+    key("auth_type", Kind::Choice(AUTH_TYPES), "md5"),
+    key("auth_user", S, ""),
+    key("autodb_idle_timeout", T, "3600"),
+    key("cancel_wait_timeout", T, "10"),
+    key("client_idle_timeout", T, "0"),
+    key("client_login_timeout", T, "60"),
+    key("client_tls13_ciphers", S, ""),
+    key("client_tls_ca_file", S, ""),
+    key("client_tls_cert_file", S, ""),
+    key("client_tls_ciphers", S, "default"),
+    key("client_tls_dheparams", S, "auto"),
+    key("client_tls_ecdhcurve", S, "auto"),
+    key("client_tls_key_file", S, ""),
+    key("client_tls_protocols", S, "secure"),
+    key("client_tls_sslmode", SSLMODES, "disable"),
+    key("conffile", S, ""),
+    key("default_pool_size", COUNT, "20"),
+    fixed("disable_pqexec", B, "0"),
+    key("dns_max_ttl", T, "15"),
+    key("dns_nxdomain_ttl", T, "15"),
+    key("dns_zone_check_period", T, "0"),
+    key("idle_transaction_timeout", T, "0"),
+    key("ignore_startup_parameters", S, ""),
+    fixed("job_name", S, "pgbouncer"),
+    fixed("listen_addr", S, ""),
+    fixed("listen_backlog", COUNT, "128"),
+    fixed("listen_port", PORT, "6432"),
+    key("log_connections", B, "1"),
+    key("log_disconnections", B, "1"),
+    key("log_pooler_errors", B, "1"),
+    key("log_stats", B, "1"),
+    key("logfile", S, ""),
+    key("login_notify_message", S, ""),
+    key("max_client_conn", COUNT, "100"),
+    key("max_db_client_connections", COUNT, "0"),
+    key("max_db_connections", COUNT, "0"),
+    key("max_packet_size", UINT, "2147483647"),
+    key("max_prepared_statements", COUNT, "200"),
+    key("max_user_client_connections", COUNT, "0"),
+    key("max_user_connections", COUNT, "0"),
+    key("min_pool_size", COUNT, "0"),
+    key("peer_id", Kind::Int { min: 0, max: 16383 }, "0"),
+    fixed("pidfile", S, ""),
+    fixed("pkt_buf", COUNT, "4096"),
+    key("pool_idle_timeout", T, "0"),
+    key("pool_mode", Kind::Choice(POOL_MODES), "session"),
+    key("query_timeout", T, "0"),
+    key("query_wait_notify", T, "5"),
+    key("query_wait_timeout", T, "120"),
+    key("reserve_pool_size", COUNT, "0"),
+    key("reserve_pool_timeout", T, "5"),
+    fixed("resolv_conf", S, ""),
+    key("sbuf_loopcnt", COUNT, "5"),
+    key(
+        "scram_iterations",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        "4096",
+    ),
+    key("server_check_delay", T, "30"),
+    key("server_check_query", S, "<empty>"),
+    key("server_connect_timeout", T, "15"),
+    key("server_fast_close", B, "0"),
+    key("server_idle_timeout", T, "600"),
+    key("server_lifetime", T, "3600"),
+    key("server_login_retry", T, "15"),
+    key("server_reset_query", S, "DISCARD ALL"),
+    key("server_reset_query_always", B, "0"),
+    key("server_round_robin", B, "0"),
+    key("server_tls13_ciphers", S, ""),
+    key("server_tls_ca_file", S, ""),
+    key("server_tls_cert_file", S, ""),
+    key("server_tls_ciphers", S, "default"),
+    key("server_tls_key_file", S, ""),
+    key("server_tls_protocols", S, "secure"),
+    key("server_tls_sslmode", SSLMODES, "prefer"),
+    fixed("service_name", S, "pgbouncer"),
+    fixed("so_reuseport", B, "0"),
+    key(
+        "stats_period",
+        Kind::Int {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        "60",
+    ),
+    key("stats_users", S, ""),
+    key("suspend_timeout", T, "10"),
+    key("syslog", B, "0"),
+    key("syslog_facility", S, "daemon"),
+    key("syslog_ident", S, "pgbouncer"),
+    key("tcp_defer_accept", B, "1"),
+    key("tcp_keepalive", B, "1"),
+    key("tcp_keepcnt", COUNT, "0"),
+    key("tcp_keepidle", COUNT, "0"),
+    key("tcp_keepintvl", COUNT, "0"),
+    key("tcp_socket_buffer", COUNT, "0"),
+    key("tcp_user_timeout", COUNT, "0"),
+    fixed("track_extra_parameters", S, "IntervalStyle"),
+    key("transaction_timeout", T, "0"),
+    fixed("unix_socket_dir", S, "/tmp"),
+    fixed("unix_socket_group", S, ""),
+    fixed("unix_socket_mode", Kind::Mode, "0777"),
+    fixed("user", S, ""),
+    key("verbose", COUNT, "0"),
+];
+
+/// Known keys pgsluice parses but does not act on yet. Setting one of them
+/// to a non-default value produces a warning. Remove a key from this list
+/// when the feature lands.
+pub const NOT_YET_IMPLEMENTED: &[&str] = &[
+    // In `General`, waiting for their features:
+    "min_pool_size",
+    "reserve_pool_size",
+    "reserve_pool_timeout",
+    "max_db_connections",
+    "max_user_connections",
+    "server_round_robin",
+    "server_check_delay",
+    "server_check_query",
+    "server_lifetime",
+    "server_idle_timeout",
+    "query_timeout",
+    "client_idle_timeout",
+    "idle_transaction_timeout",
+    "suspend_timeout",
+    "stats_period",
+    "max_prepared_statements",
+    "so_reuseport",
+    "unix_socket_group",
+    "log_stats",
+    "application_name_add_host",
+    "server_reset_query_always",
+    // Not in `General` at all:
+    "auth_dbname",
+    "auth_hba_file",
+    "auth_ident_file",
+    "auth_ldap_options",
+    "auth_query",
+    "auth_user",
+    "autodb_idle_timeout",
+    "client_tls13_ciphers",
+    "client_tls_ca_file",
+    "client_tls_cert_file",
+    "client_tls_ciphers",
+    "client_tls_dheparams",
+    "client_tls_ecdhcurve",
+    "client_tls_key_file",
+    "client_tls_protocols",
+    "client_tls_sslmode",
+    "conffile",
+    "disable_pqexec",
+    "dns_max_ttl",
+    "dns_nxdomain_ttl",
+    "dns_zone_check_period",
+    "job_name",
+    "login_notify_message",
+    "max_db_client_connections",
+    "max_user_client_connections",
+    "peer_id",
+    "pool_idle_timeout",
+    "query_wait_notify",
+    "resolv_conf",
+    "sbuf_loopcnt",
+    "scram_iterations",
+    "server_fast_close",
+    "server_tls13_ciphers",
+    "server_tls_ca_file",
+    "server_tls_cert_file",
+    "server_tls_ciphers",
+    "server_tls_key_file",
+    "server_tls_protocols",
+    "server_tls_sslmode",
+    "service_name",
+    "syslog",
+    "syslog_facility",
+    "syslog_ident",
+    "tcp_defer_accept",
+    "tcp_keepcnt",
+    "tcp_keepidle",
+    "tcp_keepintvl",
+    "tcp_socket_buffer",
+    "tcp_user_timeout",
+    "transaction_timeout",
+    "user",
+];
+
+/// Finds a key's definition, ignoring case.
+pub fn find(name: &str) -> Option<&'static KeyDef> {
+    KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))
+}

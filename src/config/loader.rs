@@ -1,0 +1,277 @@
+//! Putting the configuration together: walks the lexed lines section by
+//! section, hands each line to its section's parser, types the
+//! `[pgbouncer]` values, checks the rules that span fields, and loads the
+//! auth_file. Every problem is collected before returning.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::databases::{Databases, parse_database};
+use super::error::{ConfigError, ConfigErrors};
+use super::general::General;
+use super::ini::{self, Entry, EntryKind};
+use super::peers::check_peer;
+use super::settings::{self, Origin, RawSetting, Values};
+use super::userlist::parse_userlist;
+use super::users::{UserSettings, parse_user};
+use super::{AuthType, Config, Loaded};
+
+/// Loads the config file (following `%include`), validates it, and loads
+/// the auth_file when one is set.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let msg = format!("could not read config file: {e}");
+        ConfigErrors(vec![ConfigError::new(path, 0, "conffile", msg)])
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses `text` as if it were the contents of `file`. `%include` and
+/// auth_file paths are used as written (relative ones against the current
+/// working directory), exactly as [`load`] does.
+pub fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let entries = ini::lex(text, file, &mut errors);
+    let sections = Sections::collect(&entries, file, &mut errors, &mut warnings);
+    let values = Values::resolve(&sections.raw, &mut errors, &mut warnings);
+    let general = General::from_values(&values, file);
+    check_security(&values, &mut errors);
+    let userlist = check_auth(&values, &general, file, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let config = Config {
+        file: file.to_path_buf(),
+        general,
+        databases: sections.databases,
+        users: sections.users,
+        userlist,
+    };
+    Ok(Loaded { config, warnings })
+}
+
+/// Which section a line is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Main,
+    Databases,
+    Users,
+    Peers,
+    Unknown,
+}
+
+/// The sections' contents, untyped for `[pgbouncer]`.
+#[derive(Default)]
+struct Sections {
+    raw: HashMap<&'static str, RawSetting>,
+    databases: Databases,
+    users: HashMap<String, UserSettings>,
+}
+
+impl Sections {
+    fn collect(
+        entries: &[Entry],
+        file: &Path,
+        errors: &mut Vec<ConfigError>,
+        warnings: &mut Vec<String>,
+    ) -> Sections {
+        let mut out = Sections::default();
+        let mut section = None;
+        let mut got_main = false;
+        let mut peers = None;
+        for e in entries {
+            let (key, value) = match &e.kind {
+                EntryKind::Section(name) => {
+                    section = Some(out.enter(name, e, errors, warnings));
+                    got_main |= section == Some(Section::Main);
+                    continue;
+                }
+                EntryKind::Pair { key, value } => (key.as_str(), value.as_str()),
+            };
+            let (f, l) = (e.file.as_path(), e.line);
+            match section {
+                None => errors.push(ConfigError::new(f, l, key, "value outside any section")),
+                Some(Section::Main) => out.set_main(key, value, e, warnings),
+                Some(Section::Databases) => {
+                    if let Some(db) = parse_database(key, value, f, l, errors, warnings) {
+                        if key == "*" {
+                            out.databases.fallback = Some(db);
+                        } else {
+                            out.databases.entries.insert(key.to_string(), db);
+                        }
+                    }
+                }
+                Some(Section::Users) => {
+                    if let Some(u) = parse_user(key, value, f, l, errors) {
+                        out.users.insert(key.to_string(), u);
+                    }
+                }
+                Some(Section::Peers) => {
+                    check_peer(key, value, f, l, errors);
+                    peers.get_or_insert((f.to_path_buf(), l));
+                }
+                Some(Section::Unknown) => {}
+            }
+        }
+        if !got_main {
+            let msg = "main section [pgbouncer] is missing";
+            errors.push(ConfigError::new(file, 0, "pgbouncer", msg));
+        }
+        if let Some((f, l)) = peers {
+            warnings.push(format!(
+                "{}:{l}: peers: peering is not implemented by pgsluice yet; ignored",
+                f.display()
+            ));
+        }
+        out
+    }
+
+    /// Starts a section. Like PgBouncer, a `[pgbouncer]` header resets the
+    /// `[pgbouncer]` settings read so far to their defaults.
+    fn enter(
+        &mut self,
+        name: &str,
+        e: &Entry,
+        errors: &mut Vec<ConfigError>,
+        warnings: &mut Vec<String>,
+    ) -> Section {
+        match name.to_ascii_lowercase().as_str() {
+            "pgbouncer" => {
+                if !self.raw.is_empty() {
+                    warnings.push(format!(
+                        "{}:{}: pgbouncer: a second [pgbouncer] header resets the {} settings \
+                         before it to their defaults, as in PgBouncer",
+                        e.file.display(),
+                        e.line,
+                        self.raw.len()
+                    ));
+                    self.raw.clear();
+                }
+                Section::Main
+            }
+            "databases" => Section::Databases,
+            "users" => Section::Users,
+            "peers" => Section::Peers,
+            _ => {
+                let msg = "unknown section (expected pgbouncer, databases, users or peers)";
+                errors.push(ConfigError::new(&e.file, e.line, name, msg));
+                Section::Unknown
+            }
+        }
+    }
+
+    /// Records a `[pgbouncer]` value; a later one for the same key wins.
+    fn set_main(&mut self, key: &str, value: &str, e: &Entry, warnings: &mut Vec<String>) {
+        let origin = Origin {
+            file: e.file.clone(),
+            line: e.line,
+        };
+        match settings::find(key) {
+            Some(def) => {
+                let raw = RawSetting {
+                    value: value.to_string(),
+                    origin,
+                };
+                self.raw.insert(def.name, raw);
+            }
+            None => warnings.push(format!(
+                "{}:{}: {key}: unknown setting; ignored",
+                e.file.display(),
+                e.line
+            )),
+        }
+    }
+}
+
+/// Where `key` was set, or the main file with line 0.
+fn at(values: &Values, key: &str, file: &Path) -> (std::path::PathBuf, usize) {
+    match values.origin(key) {
+        Some(o) => (o.file.clone(), o.line),
+        None => (file.to_path_buf(), 0),
+    }
+}
+
+/// Settings whose being ignored would silently weaken security are errors.
+fn check_security(values: &Values, errors: &mut Vec<ConfigError>) {
+    let mut refuse = |key: &str, msg: &str| {
+        if let Some(o) = values.origin(key) {
+            errors.push(ConfigError::new(&o.file, o.line, key, msg));
+        }
+    };
+    if matches!(
+        values.str("client_tls_sslmode"),
+        "require" | "verify-ca" | "verify-full"
+    ) {
+        refuse(
+            "client_tls_sslmode",
+            "tls is not supported by pgsluice yet; refusing to run without the required client encryption",
+        );
+    }
+    if matches!(
+        values.str("server_tls_sslmode"),
+        "require" | "verify-ca" | "verify-full"
+    ) {
+        refuse(
+            "server_tls_sslmode",
+            "tls is not supported by pgsluice yet; refusing to connect to servers without the required encryption",
+        );
+    }
+    if values.bool("disable_pqexec") {
+        refuse(
+            "disable_pqexec",
+            "disable_pqexec is not supported by pgsluice yet; refusing to allow simple queries it would block",
+        );
+    }
+}
+
+/// Checks auth_type against what is supported and loads the auth_file.
+fn check_auth(
+    values: &Values,
+    general: &General,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, crate::auth::Secret> {
+    let method = values.str("auth_type");
+    let (f, l) = at(values, "auth_type", file);
+    match general.auth_type {
+        AuthType::Cert | AuthType::Hba | AuthType::Pam => errors.push(ConfigError::new(
+            &f,
+            l,
+            "auth_type",
+            format!(
+                "auth_type {method} is not supported by pgsluice yet \
+                 (supported: any, trust, plain, md5, scram-sha-256)"
+            ),
+        )),
+        AuthType::Trust | AuthType::Plain | AuthType::Md5 | AuthType::ScramSha256
+            if general.auth_file.is_none() =>
+        {
+            errors.push(ConfigError::new(
+                &f,
+                l,
+                "auth_file",
+                format!(
+                    "auth_type {method} needs auth_file to be set \
+                     (auth_user/auth_query lookups are not supported yet)"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let Some(path) = &general.auth_file else {
+        return HashMap::new();
+    };
+    let (f, l) = at(values, "auth_file", file);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_userlist(&text, path).unwrap_or_else(|e| {
+            errors.extend(e.0);
+            HashMap::new()
+        }),
+        Err(e) => {
+            let msg = format!("could not read auth_file {}: {e}", path.display());
+            errors.push(ConfigError::new(&f, l, "auth_file", msg));
+            HashMap::new()
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The `[users]` section: per-user overrides ([`UserSettings`]) from
+//! `name = key=value ...` lines. Connection strings are split by
+//! `connstr.rs`; this module knows the allowed keys.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::PoolMode;
+use super::connstr::{choice, opt_count, opt_seconds, parse_pairs};
+use super::error::ConfigError;
+use super::settings::POOL_MODES;
+
+/// One `[users]` entry; None = not overridden.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserSettings {
+    /// Pool mode for all of this user's pools.
+    pub pool_mode: Option<PoolMode>,
+    /// Pool size for this user's pools.
+    pub pool_size: Option<u32>,
+    /// Reserve pool size for this user's pools.
+    pub reserve_pool_size: Option<u32>,
+    /// Server connection limit for this user.
+    pub max_user_connections: Option<u32>,
+    /// Client connection limit for this user.
+    pub max_user_client_connections: Option<u32>,
+    /// query_timeout override.
+    pub query_timeout: Option<Duration>,
+    /// query_wait_timeout override.
+    pub query_wait_timeout: Option<Duration>,
+    /// idle_transaction_timeout override.
+    pub idle_transaction_timeout: Option<Duration>,
+    /// client_idle_timeout override.
+    pub client_idle_timeout: Option<Duration>,
+    /// transaction_timeout override.
+    pub transaction_timeout: Option<Duration>,
+}
+
+/// Parses one `[users]` line, reporting every bad key; returns the
+/// settings only when the whole line is valid.
+pub fn parse_user(
+    name: &str,
+    settings: &str,
+    file: &Path,
+    line: usize,
+    errors: &mut Vec<ConfigError>,
+) -> Option<UserSettings> {
+    let pairs = match parse_pairs(settings) {
+        Ok(p) => p,
+        Err(msg) => {
+            errors.push(ConfigError::new(file, line, name, msg));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut u = UserSettings::default();
+    for (key, value) in pairs {
+        if let Err(msg) = set_key(&mut u, &key, &value) {
+            let msg = format!("{msg} (user {name:?})");
+            errors.push(ConfigError::new(file, line, &key, msg));
+        }
+    }
+    (errors.len() == before).then_some(u)
+}
+
+fn set_key(u: &mut UserSettings, key: &str, v: &str) -> Result<(), String> {
+    match key {
+        "pool_mode" => u.pool_mode = PoolMode::from_name(choice(v, POOL_MODES)?),
+        "pool_size" => u.pool_size = opt_count(v)?,
+        "reserve_pool_size" => u.reserve_pool_size = opt_count(v)?,
+        "max_user_connections" => u.max_user_connections = opt_count(v)?,
+        "max_user_client_connections" => u.max_user_client_connections = opt_count(v)?,
+        "query_timeout" => u.query_timeout = opt_seconds(v)?,
+        "query_wait_timeout" => u.query_wait_timeout = opt_seconds(v)?,
+        "idle_transaction_timeout" => u.idle_transaction_timeout = opt_seconds(v)?,
+        "client_idle_timeout" => u.client_idle_timeout = opt_seconds(v)?,
+        "transaction_timeout" => u.transaction_timeout = opt_seconds(v)?,
+        _ => return Err("unknown user parameter".into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> (Option<UserSettings>, Vec<ConfigError>) {
+        let mut e = vec![];
+        (parse_user("bob", s, Path::new("p.ini"), 3, &mut e), e)
+    }
+
+    #[test]
+    fn every_key() {
+        let (u, e) = parse(
+            "pool_mode=statement pool_size=3 reserve_pool_size=1 max_user_connections=4 \
+             max_user_client_connections=40 query_timeout=2 query_wait_timeout=0.5 \
+             idle_transaction_timeout=7 client_idle_timeout=8 transaction_timeout=9",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let u = u.expect("valid");
+        assert_eq!(u.pool_mode, Some(PoolMode::Statement));
+        assert_eq!(
+            (u.pool_size, u.max_user_client_connections),
+            (Some(3), Some(40))
+        );
+        assert_eq!(u.query_wait_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(u.transaction_timeout, Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn bad_keys_are_errors() {
+        let (u, e) = parse("pool_mode=nope colour=red");
+        assert!(u.is_none());
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[1].to_string(),
+            "p.ini:3: colour: unknown user parameter (user \"bob\")"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! What every session shares: the current config, the pools, the cancel
+//! registry and the shutdown signal. Read at login, not per message.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::{Semaphore, watch};
+
+use crate::cancel::CancelRegistry;
+use crate::config::Config;
+use crate::pool::Pools;
+
+/// Shared state of one running pooler.
+pub struct Context {
+    config: RwLock<Arc<Config>>,
+    /// All pools.
+    pub pools: Pools,
+    /// Client cancel keys.
+    pub cancel: CancelRegistry,
+    /// max_client_conn permits; all of them are free again once every
+    /// client session has ended (used to wait for shutdown).
+    pub client_slots: Arc<Semaphore>,
+    /// Becomes true when the pooler shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// A context for `config`.
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Context {
+        let slots = config.general.max_client_conn as usize;
+        Context {
+            config: RwLock::new(Arc::new(config)),
+            pools: Pools::new(),
+            cancel: CancelRegistry::new(),
+            client_slots: Arc::new(Semaphore::new(slots)),
+            shutdown,
+        }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

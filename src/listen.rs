@@ -1,0 +1,105 @@
+//! Binding the listening sockets: TCP on every listen_addr (with `*` for
+//! all IPv4 and IPv6 addresses) and the Unix socket `.s.PGSQL.<port>` in
+//! unix_socket_dir. Done before the pooler starts, so that a bad address or
+//! a port in use is reported at once.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::config::General;
+
+/// Bound listening sockets, not yet accepting.
+#[derive(Debug)]
+pub struct Listeners {
+    /// TCP listeners.
+    pub tcp: Vec<std::net::TcpListener>,
+    /// The Unix listener and its path.
+    pub unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+}
+
+/// Bind everything `general` asks for.
+pub fn bind(general: &General) -> io::Result<Listeners> {
+    let mut tcp = Vec::new();
+    let mut port = general.listen_port;
+    for addr in listen_addrs(general)? {
+        let addr = SocketAddr::new(addr.ip(), port);
+        let listener = bind_tcp(addr, general.listen_backlog)?;
+        if port == 0 {
+            // An ephemeral port: every other address (and the socket) uses it too.
+            port = listener.local_addr()?.port();
+        }
+        tcp.push(listener);
+    }
+    let unix = if general.unix_socket_dir.is_empty() {
+        None
+    } else {
+        let path = Path::new(&general.unix_socket_dir).join(format!(".s.PGSQL.{port}"));
+        Some((bind_unix(&path, general.unix_socket_mode)?, path))
+    };
+    Ok(Listeners { tcp, unix })
+}
+
+fn listen_addrs(general: &General) -> io::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for a in &general.listen_addr {
+        if a == "*" {
+            out.push(SocketAddr::from(([0, 0, 0, 0], 0)));
+            out.push(SocketAddr::from(([0u16; 8], 0)));
+            continue;
+        }
+        let host = a.trim_start_matches('[').trim_end_matches(']');
+        let resolved = (host, 0).to_socket_addrs().map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot resolve listen_addr {a}: {e}"))
+        })?;
+        for r in resolved {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let with_addr =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(with_addr)?;
+    socket.set_reuse_address(true).map_err(with_addr)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(with_addr)?;
+    }
+    socket.bind(&addr.into()).map_err(with_addr)?;
+    socket
+        .listen(backlog.clamp(1, i32::MAX as u32) as i32)
+        .map_err(with_addr)?;
+    socket.set_nonblocking(true).map_err(with_addr)?;
+    Ok(socket.into())
+}
+
+fn bind_unix(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
+    let with_path = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", path.display()),
+        )
+    };
+    if path.exists() {
+        // A socket file left by a crashed process is removed; one that
+        // still answers belongs to a running pooler or server.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(with_path(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "socket is in use by another process",
+            )));
+        }
+        std::fs::remove_file(path).map_err(with_path)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(with_path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(with_path)?;
+    listener.set_nonblocking(true).map_err(with_path)?;
+    Ok(listener)
+}

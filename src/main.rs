@@ -1,0 +1,111 @@
+//! The `pgsluice` binary: parse the command line, load and check the config
+//! (exit 64 on a bad one, before any port is bound), set up logging, bind,
+//! wire signals and run the pooler in the foreground.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+/// A PostgreSQL connection pooler, a drop-in replacement for PgBouncer.
+#[derive(Parser, Debug)]
+#[command(name = "pgsluice", version, about)]
+struct Cli {
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No logging to stderr (the logfile still gets it).
+    #[arg(short, long)]
+    quiet: bool,
+    /// The configuration file, in pgbouncer.ini format.
+    config_file: PathBuf,
+}
+
+/// EX_CONFIG-like status for a bad configuration (sysexits EX_USAGE = 64).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match pgsluice::config::load(&cli.config_file) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pgsluice: invalid configuration:\n{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config = loaded.config;
+    let g = &config.general;
+    let verbosity = u32::from(cli.verbose) + g.verbose;
+    if let Err(e) = pgsluice::logging::init(verbosity, cli.quiet, g.logfile.as_deref()) {
+        eprintln!("pgsluice: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let listeners = match pgsluice::listen::bind(g) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pidfile = g.pidfile.clone();
+    if let Some(p) = &pidfile
+        && let Err(e) = std::fs::write(p, format!("{}\n", std::process::id()))
+    {
+        error!("cannot write pidfile {}: {e}", p.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(listeners, config));
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    code
+}
+
+async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::Config) -> ExitCode {
+    let pooler = match pgsluice::Pooler::serve(listeners, config) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("got SIGTERM"); break }
+            _ = int.recv() => { info!("got SIGINT"); break }
+            _ = hup.recv() => warn!("got SIGHUP: configuration reload is not implemented yet; ignored"),
+        }
+    }
+    // A second SIGTERM or SIGINT during shutdown exits at once.
+    tokio::select! {
+        _ = pooler.shutdown() => info!("shutdown complete"),
+        _ = term.recv() => warn!("second signal: exiting immediately"),
+        _ = int.recv() => warn!("second signal: exiting immediately"),
+    }
+    ExitCode::SUCCESS
+}

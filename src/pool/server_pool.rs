@@ -1,0 +1,165 @@
+//! One pool: idle servers, the count of open ones, clients waiting in FIFO
+//! order, and the cached login answers (ParameterStatus) of its servers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::PoolKey;
+use crate::auth::ScramKeys;
+use crate::config::PoolMode;
+use crate::server::{ServerConn, ServerCredentials, ServerTarget};
+
+/// Settings of a pool, resolved from the config when it is created.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Where and as whom to connect.
+    pub target: ServerTarget,
+    /// The secret to log in with (SCRAM keys may be added later).
+    pub credentials: ServerCredentials,
+    /// Maximum number of server connections.
+    pub size: usize,
+    /// session or transaction.
+    pub mode: PoolMode,
+    /// server_connect_timeout.
+    pub connect_timeout: Duration,
+    /// query_wait_timeout (zero = wait forever).
+    pub wait_timeout: Duration,
+    /// server_reset_query.
+    pub reset_query: String,
+    /// server_reset_query_always.
+    pub reset_query_always: bool,
+}
+
+/// The ParameterStatus list a pool's servers reported at login.
+pub type Welcome = Arc<Vec<(String, String)>>;
+
+/// What a waiting client is handed.
+pub(super) enum Grant {
+    /// An idle server, ready to use.
+    Server(ServerConn),
+    /// A slot already counted in `total`: open a new connection with it.
+    Slot,
+}
+
+pub(super) struct State {
+    /// Idle servers; the most recently used is last (LIFO reuse).
+    pub idle: Vec<ServerConn>,
+    /// Servers that exist or are being opened (idle + in use + connecting).
+    pub total: usize,
+    /// Clients waiting for a server, first come first served.
+    pub waiters: VecDeque<oneshot::Sender<Grant>>,
+}
+
+/// A pool of server connections for one (database, user).
+pub struct Pool {
+    /// Its identity.
+    pub key: PoolKey,
+    /// Its settings.
+    pub settings: PoolSettings,
+    pub(super) state: Mutex<State>,
+    /// ParameterStatus of the latest server login, replayed to clients at
+    /// their login.
+    welcome: Mutex<Option<Welcome>>,
+    /// SCRAM keys proven by a client, used when no password is configured.
+    scram_keys: Mutex<Option<ScramKeys>>,
+}
+
+impl Pool {
+    /// A new empty pool.
+    pub fn new(key: PoolKey, settings: PoolSettings) -> Pool {
+        Pool {
+            key,
+            settings,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                total: 0,
+                waiters: VecDeque::new(),
+            }),
+            welcome: Mutex::new(None),
+            scram_keys: Mutex::new(None),
+        }
+    }
+
+    /// Return a server after use. It must be idle with nothing outstanding.
+    /// It goes to the longest-waiting client, else to the idle list.
+    pub fn checkin(&self, server: ServerConn) {
+        debug_assert!(server.buf.is_empty());
+        let mut server = server;
+        let mut st = self.state.lock();
+        while let Some(tx) = st.waiters.pop_front() {
+            match tx.send(Grant::Server(server)) {
+                Ok(()) => return,
+                Err(Grant::Server(back)) => server = back,
+                Err(Grant::Slot) => unreachable!("sent a server"),
+            }
+        }
+        st.idle.push(server);
+    }
+
+    /// Close a server that cannot be reused, freeing its slot.
+    pub fn discard(&self, server: ServerConn) {
+        server.terminate();
+        self.free_slot();
+    }
+
+    /// Give up one slot: hand it to the longest-waiting client (who will
+    /// open a connection with it), or decrement the count.
+    pub(super) fn free_slot(&self) {
+        let mut st = self.state.lock();
+        while let Some(tx) = st.waiters.pop_front() {
+            if tx.send(Grant::Slot).is_ok() {
+                return;
+            }
+        }
+        st.total -= 1;
+    }
+
+    /// The ParameterStatus list for client logins, if a server logged in.
+    pub fn welcome(&self) -> Option<Welcome> {
+        self.welcome.lock().clone()
+    }
+
+    pub(super) fn set_welcome(&self, params: Vec<(String, String)>) {
+        *self.welcome.lock() = Some(Arc::new(params));
+    }
+
+    /// Remember SCRAM keys a client proved, for server logins that have no
+    /// other secret.
+    pub fn remember_scram_keys(&self, keys: ScramKeys) {
+        *self.scram_keys.lock() = Some(keys);
+    }
+
+    pub(super) fn credentials(&self) -> ServerCredentials {
+        if let ServerCredentials::None = self.settings.credentials
+            && let Some(keys) = self.scram_keys.lock().clone()
+        {
+            return ServerCredentials::ScramKeys(keys);
+        }
+        self.settings.credentials.clone()
+    }
+
+    /// Counts for the admin console: (idle, total, waiting).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let st = self.state.lock();
+        (st.idle.len(), st.total, st.waiters.len())
+    }
+}
+
+impl Pool {
+    /// Close every idle server (at shutdown).
+    pub fn close_idle(&self) {
+        let idle = {
+            let mut st = self.state.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.total -= idle.len();
+            idle
+        };
+        for s in idle {
+            s.terminate();
+        }
+    }
+}

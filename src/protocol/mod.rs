@@ -1,0 +1,70 @@
+//! The PostgreSQL wire protocol as the pooler needs it: parsing what clients
+//! send (`frontend`), writing the server-side messages the pooler makes
+//! itself (`backend`), SQLSTATE codes, and header scanning for the relay.
+//!
+//! Messages sent by PostgreSQL are parsed with `postgres_protocol` where a
+//! full parse is needed; this module does not duplicate that.
+
+pub mod backend;
+pub mod frontend;
+pub mod sqlstate;
+
+pub use frontend::{FrontendMessage, ProtocolError, Startup, StartupPacket};
+
+/// Protocol version 3.0 as sent in a StartupMessage.
+pub const PROTOCOL_3_0: i32 = 196_608;
+/// SSLRequest code.
+pub const SSL_REQUEST_CODE: i32 = 80_877_103;
+/// GSSENCRequest code.
+pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
+/// CancelRequest code.
+pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+/// Largest startup packet accepted, as in PostgreSQL (MAX_STARTUP_PACKET_LENGTH).
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+
+/// The header of a tagged message: its type byte and its length field
+/// (which counts itself but not the tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Message type byte.
+    pub tag: u8,
+    /// Length field: body length + 4.
+    pub len: u32,
+}
+
+impl Header {
+    /// Read a header from the start of `buf`, if five bytes are there.
+    #[inline]
+    pub fn parse(buf: &[u8]) -> Option<Header> {
+        if buf.len() < 5 {
+            return None;
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        Some(Header { tag: buf[0], len })
+    }
+
+    /// Total size of the message on the wire (tag + length + body).
+    #[inline]
+    pub fn total(&self) -> usize {
+        self.len as usize + 1
+    }
+
+    /// Check the length field against the protocol minimum and `max`.
+    #[inline]
+    pub fn check(&self, max: u32) -> Result<(), ProtocolError> {
+        if self.len < 4 {
+            return Err(ProtocolError::BadLength {
+                tag: self.tag,
+                len: self.len,
+            });
+        }
+        if self.len > max {
+            return Err(ProtocolError::TooLong {
+                tag: self.tag,
+                len: self.len,
+                max,
+            });
+        }
+        Ok(())
+    }
+}

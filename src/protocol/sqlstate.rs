@@ -1,0 +1,26 @@
+//! SQLSTATE codes the pooler reports itself (PostgreSQL's Appendix A).
+
+/// 08P01 protocol_violation.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
+/// 08006 connection_failure.
+pub const CONNECTION_FAILURE: &str = "08006";
+/// 08000 connection_exception.
+pub const CONNECTION_EXCEPTION: &str = "08000";
+/// 28P01 invalid_password.
+pub const INVALID_PASSWORD: &str = "28P01";
+/// 28000 invalid_authorization_specification.
+pub const INVALID_AUTHORIZATION: &str = "28000";
+/// 3D000 invalid_catalog_name (unknown database).
+pub const INVALID_CATALOG_NAME: &str = "3D000";
+/// 53300 too_many_connections.
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// 57P01 admin_shutdown.
+pub const ADMIN_SHUTDOWN: &str = "57P01";
+/// 0A000 feature_not_supported.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// 57014 query_canceled (used for wait timeouts).
+pub const QUERY_CANCELED: &str = "57014";
+/// 08004 sqlserver_rejected_establishment_of_sqlconnection.
+pub const REJECTED_CONNECTION: &str = "08004";
+/// XX000 internal_error.
+pub const INTERNAL_ERROR: &str = "XX000";

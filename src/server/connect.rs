@@ -1,0 +1,255 @@
+//! Connecting and logging in to PostgreSQL: trust, cleartext, md5 and
+//! SCRAM-SHA-256 (with a password, or with the keys a client proved).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::{backend::Message, frontend};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+
+use super::{BackendKey, Params, ServerAddr, ServerConn, ServerError};
+use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
+use crate::net::Stream;
+
+/// The secret the pooler logs in to PostgreSQL with.
+#[derive(Clone)]
+pub enum ServerCredentials {
+    /// No secret known: only trust (or a server that asks for nothing) works.
+    None,
+    /// A plain-text password.
+    Password(String),
+    /// An md5 secret (`md5...`): enough for md5 authentication.
+    Md5Secret(String),
+    /// SCRAM keys a client proved; work when PostgreSQL holds the same verifier.
+    ScramKeys(ScramKeys),
+}
+
+impl std::fmt::Debug for ServerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerCredentials::None => "None",
+            ServerCredentials::Password(_) => "Password(<redacted>)",
+            ServerCredentials::Md5Secret(_) => "Md5Secret(<redacted>)",
+            ServerCredentials::ScramKeys(_) => "ScramKeys(<redacted>)",
+        })
+    }
+}
+
+/// Everything needed to open a server connection.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// Where.
+    pub addr: Arc<ServerAddr>,
+    /// Database name on the server.
+    pub database: String,
+    /// User name on the server.
+    pub user: String,
+    /// Extra startup parameters (client_encoding, DateStyle, ... from the
+    /// [databases] entry).
+    pub startup_params: Vec<(String, String)>,
+}
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Open and log in a server connection within `timeout`. Returns the
+/// connection and every ParameterStatus PostgreSQL reported at login.
+pub async fn connect(
+    target: &ServerTarget,
+    credentials: &ServerCredentials,
+    timeout: Duration,
+) -> Result<(ServerConn, Vec<(String, String)>), ServerError> {
+    let fut = connect_inner(target, credentials);
+    if timeout.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ServerError::Timeout {
+            addr: (*target.addr).clone(),
+        }),
+    }
+}
+
+async fn open_stream(addr: &ServerAddr) -> Result<Stream, ServerError> {
+    let err = |source| ServerError::Connect {
+        addr: addr.clone(),
+        source,
+    };
+    match addr {
+        ServerAddr::Tcp { host, port } => {
+            let s = TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(err)?;
+            s.set_nodelay(true).map_err(err)?;
+            Ok(Stream::Tcp(s))
+        }
+        ServerAddr::Unix { dir, port } => {
+            let s = UnixStream::connect(ServerAddr::socket_path(dir, *port))
+                .await
+                .map_err(err)?;
+            Ok(Stream::Unix(s))
+        }
+    }
+}
+
+async fn connect_inner(
+    target: &ServerTarget,
+    credentials: &ServerCredentials,
+) -> Result<(ServerConn, Vec<(String, String)>), ServerError> {
+    let stream = open_stream(&target.addr).await?;
+    let mut conn = ServerConn {
+        stream,
+        buf: BytesMut::with_capacity(4096),
+        params: Params::new(),
+        key: BackendKey {
+            process_id: 0,
+            secret_key: 0,
+        },
+        addr: target.addr.clone(),
+        created: Instant::now(),
+        id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+    };
+    let mut out = BytesMut::new();
+    let params = [
+        ("user", target.user.as_str()),
+        ("database", target.database.as_str()),
+    ];
+    let extra = target
+        .startup_params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    frontend::startup_message(params.into_iter().chain(extra), &mut out)
+        .map_err(ServerError::Io)?;
+    conn.stream.write_all(&out).await.map_err(ServerError::Io)?;
+
+    authenticate(&mut conn, &target.user, credentials).await?;
+
+    let mut reported = Vec::new();
+    loop {
+        match conn.read_message().await? {
+            Message::ParameterStatus(p) => {
+                let name = p.name().map_err(ServerError::Io)?.to_string();
+                let value = p.value().map_err(ServerError::Io)?.to_string();
+                conn.params.set(&name, &value);
+                reported.push((name, value));
+            }
+            Message::BackendKeyData(k) => {
+                conn.key = BackendKey {
+                    process_id: k.process_id(),
+                    secret_key: k.secret_key(),
+                }
+            }
+            Message::ReadyForQuery(_) => break,
+            Message::ErrorResponse(body) => {
+                return Err(ServerError::from_error_fields(body.fields()));
+            }
+            Message::NoticeResponse(_) => {}
+            _ => {
+                return Err(ServerError::Protocol(
+                    "unexpected message during login".into(),
+                ));
+            }
+        }
+    }
+    conn.buf.clear();
+    Ok((conn, reported))
+}
+
+async fn send(conn: &mut ServerConn, out: &mut BytesMut) -> Result<(), ServerError> {
+    conn.stream.write_all(out).await.map_err(ServerError::Io)?;
+    out.clear();
+    Ok(())
+}
+
+/// Answer PostgreSQL's authentication requests until AuthenticationOk.
+async fn authenticate(
+    conn: &mut ServerConn,
+    user: &str,
+    credentials: &ServerCredentials,
+) -> Result<(), ServerError> {
+    let mut out = BytesMut::new();
+    loop {
+        match conn.read_message().await? {
+            Message::AuthenticationOk => return Ok(()),
+            Message::AuthenticationCleartextPassword => {
+                let ServerCredentials::Password(pw) = credentials else {
+                    return Err(no_secret("cleartext password", user));
+                };
+                frontend::password_message(pw.as_bytes(), &mut out).map_err(ServerError::Io)?;
+                send(conn, &mut out).await?;
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let secret = match credentials {
+                    ServerCredentials::Password(pw) => auth::md5_secret(user, pw),
+                    ServerCredentials::Md5Secret(s) => s.clone(),
+                    _ => return Err(no_secret("md5", user)),
+                };
+                let answer = auth::md5_response(&secret, body.salt());
+                frontend::password_message(answer.as_bytes(), &mut out).map_err(ServerError::Io)?;
+                send(conn, &mut out).await?;
+            }
+            Message::AuthenticationSasl(body) => {
+                let mut mechanisms = body.mechanisms();
+                let mut offered = false;
+                while let Some(m) = mechanisms.next().map_err(ServerError::Io)? {
+                    offered |= m == auth::SCRAM_SHA_256;
+                }
+                if !offered {
+                    return Err(ServerError::Auth(
+                        "server offers no supported SASL mechanism".into(),
+                    ));
+                }
+                scram(conn, user, credentials, &mut out).await?;
+            }
+            Message::ErrorResponse(body) => {
+                return Err(ServerError::from_error_fields(body.fields()));
+            }
+            _ => {
+                return Err(ServerError::Auth(
+                    "server asks for an unsupported authentication method".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn no_secret(method: &str, user: &str) -> ServerError {
+    ServerError::Auth(format!(
+        "server asks for {method} authentication but no usable password for user \"{user}\" is configured"
+    ))
+}
+
+async fn scram(
+    conn: &mut ServerConn,
+    user: &str,
+    credentials: &ServerCredentials,
+    out: &mut BytesMut,
+) -> Result<(), ServerError> {
+    let creds = match credentials {
+        ServerCredentials::Password(pw) => ScramCredentials::Password(pw.clone()),
+        ServerCredentials::ScramKeys(k) => ScramCredentials::Keys(k.clone()),
+        _ => return Err(no_secret("SCRAM-SHA-256", user)),
+    };
+    let scram_err = |e: auth::ScramError| ServerError::Auth(format!("SCRAM: {e}"));
+    let mut client = ScramClient::new(creds);
+    frontend::sasl_initial_response(auth::SCRAM_SHA_256, &client.client_first(), out)
+        .map_err(ServerError::Io)?;
+    send(conn, out).await?;
+    let server_first = match conn.read_message().await? {
+        Message::AuthenticationSaslContinue(b) => b.data().to_vec(),
+        Message::ErrorResponse(body) => return Err(ServerError::from_error_fields(body.fields())),
+        _ => return Err(ServerError::Protocol("expected SASLContinue".into())),
+    };
+    let client_final = client.server_first(&server_first).map_err(scram_err)?;
+    frontend::sasl_response(&client_final, out).map_err(ServerError::Io)?;
+    send(conn, out).await?;
+    match conn.read_message().await? {
+        Message::AuthenticationSaslFinal(b) => client.server_final(b.data()).map_err(scram_err),
+        Message::ErrorResponse(body) => Err(ServerError::from_error_fields(body.fields())),
+        _ => Err(ServerError::Protocol("expected SASLFinal".into())),
+    }
+}

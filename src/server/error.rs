@@ -1,0 +1,84 @@
+//! Errors of a server connection, keeping track of which side failed.
+
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::ErrorFields;
+
+use super::ServerAddr;
+
+/// What went wrong with a server connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The TCP/Unix connect failed.
+    #[error("could not connect to server {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: ServerAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting and logging in took longer than server_connect_timeout.
+    #[error("timed out connecting to server {addr}")]
+    Timeout {
+        /// Where.
+        addr: ServerAddr,
+    },
+    /// PostgreSQL answered with an ErrorResponse.
+    #[error("server error {code}: {message}")]
+    Rejected {
+        /// FATAL, ERROR, ...
+        severity: String,
+        /// SQLSTATE.
+        code: String,
+        /// Message text.
+        message: String,
+    },
+    /// PostgreSQL asked for an authentication method or secret we cannot use.
+    #[error("cannot log in to server: {0}")]
+    Auth(String),
+    /// PostgreSQL sent something unexpected.
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    /// The server closed the connection.
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+    /// An I/O error on an established connection.
+    #[error("server connection error: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl ServerError {
+    /// Build a `Rejected` from the fields of an ErrorResponse.
+    pub fn from_error_fields(mut fields: ErrorFields<'_>) -> ServerError {
+        let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+        while let Ok(Some(f)) = fields.next() {
+            let v = String::from_utf8_lossy(f.value_bytes()).into_owned();
+            match f.type_() {
+                b'V' => severity = v,
+                b'S' if severity.is_empty() => severity = v,
+                b'C' => code = v,
+                b'M' => message = v,
+                _ => {}
+            }
+        }
+        ServerError::Rejected {
+            severity,
+            code,
+            message,
+        }
+    }
+
+    /// SQLSTATE and message to send to a client that this error affects.
+    pub fn client_error(&self) -> (String, String) {
+        use crate::protocol::sqlstate;
+        match self {
+            ServerError::Rejected { code, message, .. } => (code.clone(), message.clone()),
+            ServerError::Connect { .. } | ServerError::Timeout { .. } | ServerError::Closed => {
+                (sqlstate::CONNECTION_FAILURE.into(), self.to_string())
+            }
+            ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION.into(), self.to_string()),
+            ServerError::Protocol(_) | ServerError::Io(_) => {
+                (sqlstate::CONNECTION_FAILURE.into(), self.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! One server connection to PostgreSQL: connecting and logging in
+//! (`connect`), the tracked session parameters (`params`), and the small
+//! request/response exchanges the pooler makes itself (parameter sync,
+//! reset query).
+
+mod connect;
+mod error;
+pub mod params;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::message::{backend, frontend};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use connect::{ServerCredentials, ServerTarget, connect};
+pub use error::ServerError;
+pub use params::Params;
+
+use crate::net::Stream;
+
+/// Where a PostgreSQL server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerAddr {
+    /// host:port over TCP.
+    Tcp { host: String, port: u16 },
+    /// A Unix socket: the directory and port (socket file `.s.PGSQL.<port>`).
+    Unix { dir: PathBuf, port: u16 },
+}
+
+impl ServerAddr {
+    /// The socket file of a Unix address.
+    pub fn socket_path(dir: &std::path::Path, port: u16) -> PathBuf {
+        dir.join(format!(".s.PGSQL.{port}"))
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            ServerAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ServerAddr::Unix { dir, port } => {
+                write!(f, "{}", ServerAddr::socket_path(dir, *port).display())
+            }
+        }
+    }
+}
+
+/// The cancel key PostgreSQL gave a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendKey {
+    /// Backend process id.
+    pub process_id: i32,
+    /// Secret key.
+    pub secret_key: i32,
+}
+
+/// A logged-in connection to PostgreSQL.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// The socket.
+    pub stream: Stream,
+    /// Read buffer; empty whenever the server is idle in its pool.
+    pub buf: BytesMut,
+    /// Current values of the tracked parameters on this connection.
+    pub params: Params,
+    /// Cancel key of the backend.
+    pub key: BackendKey,
+    /// Where it is connected.
+    pub addr: Arc<ServerAddr>,
+    /// When it was opened.
+    pub created: Instant,
+    /// Unique id, for logs and the admin console.
+    pub id: u64,
+}
+
+impl ServerConn {
+    /// Run `sql` (simple protocol) and read up to ReadyForQuery, tracking
+    /// ParameterStatus. Results are discarded; the first error is returned.
+    /// The server must be idle (nothing outstanding) when this is called.
+    pub async fn run_quiet(&mut self, sql: &str) -> Result<u8, ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out).map_err(ServerError::Io)?;
+        self.stream.write_all(&out).await.map_err(ServerError::Io)?;
+        let mut failure = None;
+        loop {
+            let msg = self.read_message().await?;
+            match msg {
+                backend::Message::ReadyForQuery(r) => {
+                    return match failure {
+                        Some(e) => Err(e),
+                        None => Ok(r.status()),
+                    };
+                }
+                backend::Message::ParameterStatus(p) => {
+                    let name = p.name().map_err(ServerError::Io)?;
+                    let value = p.value().map_err(ServerError::Io)?;
+                    self.params.set(name, value);
+                }
+                backend::Message::ErrorResponse(body) if failure.is_none() => {
+                    failure = Some(ServerError::from_error_fields(body.fields()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Read one whole message sent by the server (outside the relay).
+    pub(crate) async fn read_message(&mut self) -> Result<backend::Message, ServerError> {
+        loop {
+            if let Some(msg) = backend::Message::parse(&mut self.buf).map_err(ServerError::Io)? {
+                return Ok(msg);
+            }
+            self.buf.reserve(4096);
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ServerError::Io)?;
+            if n == 0 {
+                return Err(ServerError::Closed);
+            }
+        }
+    }
+
+    /// Send Terminate without waiting, then drop the connection.
+    pub fn terminate(self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = self.stream_try_write(&out);
+    }
+
+    fn stream_try_write(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let n = match &self.stream {
+                Stream::Tcp(s) => s.try_write(data)?,
+                Stream::Unix(s) => s.try_write(data)?,
+            };
+            data.advance(n);
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is unusable before reuse: the server closed
+    /// it, or sent something while idle (e.g. a FATAL at shutdown).
+    pub fn is_broken(&self) -> bool {
+        !self.buf.is_empty() || self.stream.has_pending_input()
+    }
+}
