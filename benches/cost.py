@@ -179,8 +179,11 @@ def measure_perf(session: Session, name: str, binary: str) -> tuple[float, int]:
 
 def commit_id() -> str:
     repo = Path(__file__).resolve().parent.parent
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    # The last commit that changed the pooler itself (not benches/): it names the
+    # measured code even when the row is recorded on a branch with other commits.
+    rev = subprocess.run(["git", "log", "-1", "--format=%h", "--", "src", "Cargo.toml", "Cargo.lock"],
+                         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True).stdout.strip() or "?"
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
     return rev + ("+dirty" if dirty.strip() else "")
