@@ -100,6 +100,7 @@ def warm_up(session: Session, names) -> None:
 def s6_idle(session: Session, pgsluice_bin: str | None, n: int) -> dict:
     """Fresh poolers; RSS before/after N idle logged-in clients."""
     out = {}
+    session.ensure_postgres()
     for name in POOLERS:
         binary = pgbouncer_bin() if name == "pgbouncer" else pgsluice_bin
         t = session.start_pooler(name, binary)
@@ -307,11 +308,16 @@ def main() -> int:
             per_target: dict = {t: [] for t in TARGETS}
             for rnd in range(rounds):
                 for name in TARGETS:
+                    if session.ensure_postgres():
+                        time.sleep(2.0)
+                        warm_up(session, TARGETS)
                     t = session.targets[name]
                     if name in POOLERS and t.proc is not None and not t.ok and t.error is None:
                         # A pooler that died in an earlier scenario: restart it
                         # so one crash does not fail every later scenario.
-                        log(f"{name} is down ({t.why_down()}); restarting it")
+                        msg = f"{name} exited ({t.why_down()}) before {sc.label} round {rnd + 1}; restarted it"
+                        log(msg)
+                        session.incidents.append(msg)
                         t = session.start_pooler(name, pgbouncer_bin() if name == "pgbouncer" else pgsluice_bin)
                         warm_up(session, [name])
                     r = pgbench.run(session, t, sc.args, duration + sc.extra_s, f"{sc.sid}.{idx}.{rnd}",
@@ -335,6 +341,9 @@ def main() -> int:
     if load_start > 0.7:
         meta += ("\n\n**Warning: the machine was busy before the run started (load average "
                  f"{load_start:.2f}); timing figures are unreliable.**")
+    if session.incidents:
+        meta += ("\n\n**Interrupted: " + "; ".join(session.incidents) + ". Figures next to these "
+                 "events are suspect.**")
     text = render(rows, s6, meta) + render_runs(raw)
     json_path = out_path.with_suffix(".json")
     json_path.write_text(json.dumps({

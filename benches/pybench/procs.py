@@ -124,10 +124,11 @@ class Session:
     """Temp dir, cluster and poolers. Use as a context manager."""
     dbname: str = "bench"
     user: str = "postgres"
-    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pgsluice-bench-")))
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="poolbench-")))
     procs: list = field(default_factory=list)
     pg_port: int = 0
     targets: dict = field(default_factory=dict)
+    incidents: list = field(default_factory=list)   # outside interference seen during the run
 
     def __post_init__(self) -> None:
         self.bindir = pg_bindir()
@@ -207,7 +208,8 @@ class Session:
                 "-c", f"port={self.pg_port}", "-c", "listen_addresses=127.0.0.1",
                 "-c", f"unix_socket_directories={self.tmp}",
                 "-c", "max_connections=1100", "-c", "shared_buffers=128MB"]
-        p = self._popen(argv, "postgres.log")
+        self.pg_argv = argv
+        p = self.pg_proc = self._popen(argv, "postgres.log")
         if not wait_port(self.pg_port, p):
             raise SystemExit(f"PostgreSQL did not start; see {self.tmp}/postgres.log:\n"
                              + (self.tmp / "postgres.log").read_text()[-2000:])
@@ -228,6 +230,19 @@ class Session:
         t = Target("direct", self.pg_port)
         self.targets["direct"] = t
         return t
+
+    def ensure_postgres(self) -> bool:
+        """Restart PostgreSQL if something outside stopped it. True if it was restarted."""
+        if self.pg_proc.poll() is None:
+            return False
+        msg = f"PostgreSQL exited (status {self.pg_proc.returncode}) during the run; restarted it"
+        log("warning: " + msg)
+        self.incidents.append(msg)
+        time.sleep(1.0)
+        self.pg_proc = self._popen(self.pg_argv, "postgres.log")
+        if not wait_port(self.pg_port, self.pg_proc, timeout=60):
+            raise SystemExit("PostgreSQL could not be restarted; see postgres.log")
+        return True
 
     # -- poolers ----------------------------------------------------------
     def write_pooler_ini(self, name: str, port: int, pool_size: int = 20,
