@@ -13,6 +13,7 @@ Environment:
   SCENARIOS     comma list of scenario ids to run, e.g. S1,S2 (default all)
   OUT           markdown output (default benches/results/latest.md)
   KEEP_TMP=1    keep the temp dir (logs, configs, pgbench outputs)
+  MAX_SECONDS   skip the remaining runs after this many seconds (default 1200)
   WAIT_QUIET    wait up to N seconds for the 1-minute load average to fall below 0.7
 """
 
@@ -283,6 +284,7 @@ def main() -> int:
     rounds = env_int("ROUNDS", 2)
     scale = env_int("SCALE", 10)
     idle_n = env_int("IDLE_CLIENTS", 5000)
+    max_s = env_int("MAX_SECONDS", 1200)  # a hung target cannot keep the harness forever
     wanted = {s.strip().upper() for s in os.environ.get("SCENARIOS", "").split(",") if s.strip()}
     out_path = Path(os.environ.get("OUT") or Path(__file__).resolve().parent / "results" / "latest.md")
     pgsluice_bin = os.environ.get("PGSLUICE_BIN") or None
@@ -320,6 +322,10 @@ def main() -> int:
                         session.incidents.append(msg)
                         t = session.start_pooler(name, pgbouncer_bin() if name == "pgbouncer" else pgsluice_bin)
                         warm_up(session, [name])
+                    if time.monotonic() - t_start > max_s:
+                        r = pgbench.Result(name, False, error=f"skipped: MAX_SECONDS={max_s} reached")
+                        per_target[name].append(r)
+                        continue
                     r = pgbench.run(session, t, sc.args, duration + sc.extra_s, f"{sc.sid}.{idx}.{rnd}",
                                     latency_log=sc.latency_log)
                     per_target[name].append(r)
@@ -328,7 +334,7 @@ def main() -> int:
                     log(f"{sc.label} round {rnd + 1}/{rounds} {name}: {status}{cpu}")
             rows.append((sc, {t: aggregate(v) for t, v in per_target.items()}))
             raw.append((sc, per_target))
-        if not wanted or "S6" in wanted:
+        if (not wanted or "S6" in wanted) and time.monotonic() - t_start <= max_s:
             s6 = s6_idle(session, pgsluice_bin, idle_n)
         pg_version = version([str(session.bindir / "postgres"), "--version"])
 
