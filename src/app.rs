@@ -90,6 +90,7 @@ impl Pooler {
         for a in &self.acceptors {
             a.abort();
         }
+        self.ctx.cancel.close_all();
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }

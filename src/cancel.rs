@@ -1,10 +1,14 @@
-//! Cancel requests. Each client gets a random BackendKeyData from the
-//! pooler; while it is linked to a server, a CancelRequest carrying that key
-//! is forwarded on a new connection to that server with the server's key.
-//! When the client has no server, the request is ignored.
+//! The registry of client sessions, keyed by the BackendKeyData the pooler
+//! gave them. It serves cancel requests: while a client is linked to a
+//! server, a CancelRequest carrying its key is forwarded on a new connection
+//! to that server with the server's key (ignored when it has no server). It
+//! also lets the pooler tell idle sessions to close (shutdown) without each
+//! of them holding a wait future: an idle session registers its waker here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,10 +20,13 @@ use tracing::{debug, warn};
 
 use crate::server::{BackendKey, ServerAddr};
 
-/// Where a client's cancel request must go right now.
+/// One client session's shared state: where its cancel request must go
+/// right now, and whether it was told to close.
 #[derive(Default)]
 pub struct CancelTarget {
     linked: Mutex<Option<(Arc<ServerAddr>, BackendKey)>>,
+    closing: AtomicBool,
+    waker: Mutex<Option<Waker>>,
 }
 
 impl CancelTarget {
@@ -31,6 +38,30 @@ impl CancelTarget {
     /// The client's server was released.
     pub fn unlink(&self) {
         *self.linked.lock() = None;
+    }
+
+    /// Whether the session was told to close; if not, `cx` is woken when it is.
+    pub fn poll_closing(&self, cx: &mut Context<'_>) -> bool {
+        if self.closing.load(Ordering::Acquire) {
+            return true;
+        }
+        {
+            let mut slot = self.waker.lock();
+            match &*slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        // Checked again: close() may have run before the waker was stored.
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tell the session to close when it is next idle.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        if let Some(w) = self.waker.lock().take() {
+            w.wake();
+        }
     }
 }
 
@@ -82,6 +113,14 @@ impl CancelRegistry {
             registry: self,
             key,
             target,
+        }
+    }
+
+    /// Tell every registered session to close when idle (shutdown).
+    pub fn close_all(&self) {
+        let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
+        for t in targets {
+            t.close();
         }
     }
 

@@ -58,6 +58,15 @@ impl Stream {
         }
     }
 
+    /// Poll for readability without a future: the waker is kept in the
+    /// socket's own registration, so an idle client holds no wait state.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
     /// Read what is available without waiting.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -26,7 +26,7 @@ pub(super) struct LoggedIn {
     /// Its pool.
     pub pool: Arc<Pool>,
     /// The tracked parameters it wants on every server it uses.
-    pub params: Params,
+    pub params: Arc<Params>,
 }
 
 /// Read more bytes from the client; EOF is an error.
@@ -172,6 +172,7 @@ pub(super) async fn login(
     if cfg.general.log_connections {
         info!(%user, %database, "login ok");
     }
+    let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))
 }
 

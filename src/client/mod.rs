@@ -81,38 +81,48 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serve one client connection until it ends. `permit` is its
 /// max_client_conn slot (None when over the limit: it gets 53300).
-pub async fn serve(
-    mut stream: Stream,
+/// (A plain fn returning the instrumented future: no extra async layer to
+/// carry the arguments twice.)
+pub fn serve(
+    stream: Stream,
     peer: Peer,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
     let span = info_span!("client", id, %peer);
-    async move {
-        let result = match permit {
-            Some(_permit) => session::run(&mut stream, &ctx).await,
-            None => login::refuse(&mut stream, &ctx).await,
-        };
-        match result {
-            Ok(()) => debug!("session ended"),
-            Err(e) => {
-                if let Some((code, message)) = e.response() {
-                    if ctx.config().general.log_pooler_errors {
-                        warn!(sqlstate = code, "closing client: {message}");
-                    }
-                    let mut out = BytesMut::new();
-                    error_response(&mut out, Severity::Fatal, code, &message);
-                    let _ = stream.write_all(&out).await;
-                } else {
-                    info!("client connection closed: {e}");
-                }
-            }
-        }
-        let _ = stream.shutdown().await;
+    serve_in_span(stream, ctx, permit).instrument(span)
+}
+
+async fn serve_in_span(
+    mut stream: Stream,
+    ctx: Arc<Context>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let result = match permit {
+        Some(_permit) => session::run(&mut stream, &ctx).await,
+        None => Box::pin(login::refuse(&mut stream, &ctx)).await,
+    };
+    match result {
+        Ok(()) => debug!("session ended"),
+        // Boxed: a cold path that every idle session would otherwise carry.
+        Err(e) => Box::pin(report(&mut stream, &ctx, e)).await,
     }
-    .instrument(span)
-    .await
+    let _ = stream.shutdown().await;
+}
+
+/// Log why a session ends and tell the client, when it can still be told.
+async fn report(stream: &mut Stream, ctx: &Context, e: ClientError) {
+    let Some((code, message)) = e.response() else {
+        info!("client connection closed: {e}");
+        return;
+    };
+    if ctx.config().general.log_pooler_errors {
+        warn!(sqlstate = code, "closing client: {message}");
+    }
+    let mut out = BytesMut::new();
+    error_response(&mut out, Severity::Fatal, code, &message);
+    let _ = stream.write_all(&out).await;
 }
 
 /// Shorthand for the "too many connections" error.
@@ -121,4 +131,39 @@ pub(crate) fn too_many_clients() -> ClientError {
         sqlstate::TOO_MANY_CONNECTIONS,
         "no more connections allowed (max_client_conn)",
     )
+}
+
+#[cfg(test)]
+mod size_probe {
+    /// Every idle client holds its session future: keep it small (the
+    /// per-transaction state is boxed, see `session`).
+    #[test]
+    fn idle_session_future_stays_small() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let cfg = crate::config::load_str(
+            "[pgbouncer]\nauth_type=any\n",
+            std::path::Path::new("x.ini"),
+        )
+        .unwrap()
+        .config;
+        let ctx = std::sync::Arc::new(crate::context::Context::new(cfg, rx));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let f = super::serve(
+                crate::net::Stream::Tcp(s),
+                super::Peer::Unix,
+                ctx.clone(),
+                None,
+            );
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 600, "client future grew to {size} bytes");
+        });
+    }
 }

@@ -13,6 +13,7 @@
 //! been answered, no extended-protocol message is waiting for its Sync, and
 //! no message is half-forwarded in either direction.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use bytes::{Buf, BytesMut};
@@ -89,7 +90,7 @@ pub(super) async fn relay(
     client: &mut Stream,
     cbuf: &mut BytesMut,
     server: &mut ServerConn,
-    params: &mut Params,
+    params: &mut Arc<Params>,
     extra_tracked: &[String],
     release_when_idle: bool,
     max_len: u32,
@@ -105,6 +106,7 @@ pub(super) async fn relay(
         stream,
         buf: sbuf,
         params: sparams,
+        synced,
         ..
     } = server;
     let (cr, cw) = client.split();
@@ -115,7 +117,7 @@ pub(super) async fn relay(
         cw,
         sbuf,
         &link,
-        sparams,
+        (sparams, synced),
         params,
         extra_tracked,
         release_when_idle,
@@ -193,8 +195,8 @@ async fn server_to_client(
     mut cw: WriteHalf<'_>,
     sbuf: &mut BytesMut,
     link: &Link,
-    server_params: &mut Params,
-    client_params: &mut Params,
+    (server_params, synced): (&mut Params, &mut Option<Arc<Params>>),
+    client_params: &mut Arc<Params>,
     extra_tracked: &[String],
     release_when_idle: bool,
 ) -> ServerEnd {
@@ -208,8 +210,11 @@ async fn server_to_client(
         }
         let batch = scan_server(sbuf, &mut skip, |name, value| {
             server_params.set(name, value);
-            if tracked_name(name, extra_tracked).is_some() {
-                client_params.set(name, value);
+            *synced = None;
+            if tracked_name(name, extra_tracked).is_some() && client_params.get(name) != Some(value)
+            {
+                // Copy-on-write: the set may be shared with other clients.
+                Arc::make_mut(client_params).set(name, value);
             }
         });
         if batch.ready_count > 0 {

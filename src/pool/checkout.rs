@@ -96,7 +96,9 @@ impl Pool {
                     }
                 }
             };
-            return self.open(slot).await;
+            // Boxed: connecting is rare, and its state would otherwise be
+            // carried by every checkout future.
+            return Box::pin(self.open(slot)).await;
         }
     }
 
@@ -154,7 +156,7 @@ impl Pool {
         if let Some(w) = self.welcome() {
             return Ok(w);
         }
-        let server = self.checkout().await?;
+        let server = Box::pin(self.checkout()).await?;
         self.checkin(server);
         self.welcome()
             .ok_or(CheckoutError::Server(ServerError::Closed))

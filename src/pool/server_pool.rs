@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::PoolKey;
 use crate::auth::ScramKeys;
 use crate::config::PoolMode;
+use crate::server::params::Params;
 use crate::server::{ServerConn, ServerCredentials, ServerTarget};
 
 /// Settings of a pool, resolved from the config when it is created.
@@ -68,7 +69,13 @@ pub struct Pool {
     welcome: Mutex<Option<Welcome>>,
     /// SCRAM keys proven by a client, used when no password is configured.
     scram_keys: Mutex<Option<ScramKeys>>,
+    /// Parameter sets of this pool's clients, shared so that thousands of
+    /// clients asking for the same settings hold one copy.
+    interned: Mutex<Vec<Arc<Params>>>,
 }
+
+/// Most distinct parameter sets kept for sharing per pool.
+const MAX_INTERNED: usize = 64;
 
 impl Pool {
     /// A new empty pool.
@@ -83,6 +90,7 @@ impl Pool {
             }),
             welcome: Mutex::new(None),
             scram_keys: Mutex::new(None),
+            interned: Mutex::new(Vec::new()),
         }
     }
 
@@ -142,6 +150,25 @@ impl Pool {
             return ServerCredentials::ScramKeys(keys);
         }
         self.settings.credentials.clone()
+    }
+
+    /// A shared copy of `params`: an equal set already in use by another
+    /// client of this pool, or this one, remembered for the next.
+    pub fn intern(&self, params: Params) -> Arc<Params> {
+        let mut interned = self.interned.lock();
+        if let Some(p) = interned.iter().find(|p| ***p == params) {
+            return p.clone();
+        }
+        let p = Arc::new(params);
+        if interned.len() >= MAX_INTERNED {
+            // Forget sets nobody uses any more, else the oldest.
+            interned.retain(|p| Arc::strong_count(p) > 1);
+            if interned.len() >= MAX_INTERNED {
+                interned.remove(0);
+            }
+        }
+        interned.push(p.clone());
+        p
     }
 
     /// Counts for the admin console: (idle, total, waiting).

@@ -105,6 +105,7 @@ async fn connect_inner(
         stream,
         buf: BytesMut::with_capacity(4096),
         params: Params::new(),
+        synced: None,
         key: BackendKey {
             process_id: 0,
             secret_key: 0,

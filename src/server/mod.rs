@@ -68,6 +68,10 @@ pub struct ServerConn {
     pub buf: BytesMut,
     /// Current values of the tracked parameters on this connection.
     pub params: Params,
+    /// The client parameter set `params` is known to match (set after a
+    /// sync, cleared whenever the server reports a change), so that a
+    /// checkout by a client with that same set needs no comparison.
+    pub synced: Option<Arc<Params>>,
     /// Cancel key of the backend.
     pub key: BackendKey,
     /// Where it is connected.
@@ -100,6 +104,7 @@ impl ServerConn {
                     let name = p.name().map_err(ServerError::Io)?;
                     let value = p.value().map_err(ServerError::Io)?;
                     self.params.set(name, value);
+                    self.synced = None;
                 }
                 backend::Message::ErrorResponse(body) if failure.is_none() => {
                     failure = Some(ServerError::from_error_fields(body.fields()));

@@ -56,6 +56,13 @@ impl Params {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Whether [`Params::adopt`] would change anything.
+    pub fn needs_adopt(&self, server: &Params) -> bool {
+        self.values
+            .iter()
+            .any(|(name, value)| server.get(name).is_some_and(|s| s != value))
+    }
+
     /// After a sync, take the server's spelling of every value we track
     /// (PostgreSQL reports `UTF8` for `utf8`, `ISO, MDY` for `ISO`), so the
     /// next comparison finds them equal instead of setting them again.
@@ -175,7 +182,9 @@ mod tests {
         let mut server = Params::new();
         server.set("client_encoding", "UTF8");
         assert!(client.sync_query(&server).is_some());
+        assert!(client.needs_adopt(&server));
         client.adopt(&server);
+        assert!(!client.needs_adopt(&server));
         assert_eq!(client.get("client_encoding"), Some("UTF8"));
         assert_eq!(client.sync_query(&server), None);
     }
