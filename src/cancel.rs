@@ -20,10 +20,16 @@ use tracing::{debug, warn};
 
 use crate::server::{BackendKey, ServerAddr};
 
-/// One client session's shared state: where its cancel request must go
-/// right now, and whether it was told to close.
+/// One client session's shared state: who it is, where its cancel request
+/// must go right now, and whether it was told to close.
 #[derive(Default)]
 pub struct CancelTarget {
+    /// The session's id, as in the logs.
+    pub id: u64,
+    /// Where the client connected from.
+    pub peer: Option<crate::client::Peer>,
+    /// The BackendKeyData the pooler gave the client.
+    pub key: BackendKey,
     linked: Mutex<Option<(Arc<ServerAddr>, BackendKey)>>,
     closing: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -96,8 +102,7 @@ impl CancelRegistry {
     }
 
     /// Give a client a fresh random key.
-    pub fn register(&self) -> Registration<'_> {
-        let target = Arc::new(CancelTarget::default());
+    pub fn register(&self, id: u64, peer: crate::client::Peer) -> Registration<'_> {
         let mut map = self.map.lock();
         let key = loop {
             let key = BackendKey {
@@ -108,6 +113,12 @@ impl CancelRegistry {
                 break key;
             }
         };
+        let target = Arc::new(CancelTarget {
+            id,
+            peer: Some(peer),
+            key,
+            ..CancelTarget::default()
+        });
         map.insert((key.process_id, key.secret_key), target.clone());
         Registration {
             registry: self,

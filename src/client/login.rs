@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
 use super::{ClientError, auth};
+use crate::cancel::CancelTarget;
 use crate::config::{Config, Database, PoolMode};
 use crate::context::Context;
 use crate::net::Stream;
@@ -96,7 +97,7 @@ pub(super) async fn login(
     stream: &mut Stream,
     buf: &mut BytesMut,
     ctx: &Context,
-    key: BackendKey,
+    client: &CancelTarget,
 ) -> Result<Option<LoggedIn>, ClientError> {
     let Some(startup) = read_startup_message(stream, buf, ctx).await? else {
         return Ok(None);
@@ -123,7 +124,12 @@ pub(super) async fn login(
     };
     let wanted = startup_params(&startup, &cfg)?;
     if cfg.general.log_connections {
-        info!(%user, %database, "login attempt");
+        let peer = client
+            .peer
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        info!(client = client.id, %peer, %user, %database, "login attempt");
     }
     let db = cfg.databases.lookup(&database).ok_or_else(|| {
         ClientError::fatal(
@@ -166,11 +172,12 @@ pub(super) async fn login(
         let value = params.get(name).unwrap_or(value);
         backend::parameter_status(&mut out, name, value);
     }
+    let key = client.key;
     backend::backend_key_data(&mut out, key.process_id, key.secret_key);
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     if cfg.general.log_connections {
-        info!(%user, %database, "login ok");
+        info!(client = client.id, %user, %database, "login ok");
     }
     let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::context::Context;
 use crate::net::Stream;
@@ -90,35 +90,40 @@ pub fn serve(
     permit: Option<OwnedSemaphorePermit>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
-    let span = info_span!("client", id, %peer);
-    serve_in_span(stream, ctx, permit).instrument(span)
+    // A debug-level span: at the default level it costs nothing per client
+    // (an info span would allocate in the subscriber for every session);
+    // info lines carry `client = id` themselves.
+    let span = debug_span!("client", id);
+    serve_in_span(stream, peer, id, ctx, permit).instrument(span)
 }
 
 async fn serve_in_span(
     mut stream: Stream,
+    peer: Peer,
+    id: u64,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let result = match permit {
-        Some(_permit) => session::run(&mut stream, &ctx).await,
+        Some(_permit) => session::run(&mut stream, peer, id, &ctx).await,
         None => Box::pin(login::refuse(&mut stream, &ctx)).await,
     };
     match result {
-        Ok(()) => debug!("session ended"),
+        Ok(()) => debug!(client = id, "session ended"),
         // Boxed: a cold path that every idle session would otherwise carry.
-        Err(e) => Box::pin(report(&mut stream, &ctx, e)).await,
+        Err(e) => Box::pin(report(&mut stream, id, &ctx, e)).await,
     }
     let _ = stream.shutdown().await;
 }
 
 /// Log why a session ends and tell the client, when it can still be told.
-async fn report(stream: &mut Stream, ctx: &Context, e: ClientError) {
+async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: ClientError) {
     let Some((code, message)) = e.response() else {
-        info!("client connection closed: {e}");
+        info!(client = id, "client connection closed: {e}");
         return;
     };
     if ctx.config().general.log_pooler_errors {
-        warn!(sqlstate = code, "closing client: {message}");
+        warn!(client = id, sqlstate = code, "closing client: {message}");
     }
     let mut out = BytesMut::new();
     error_response(&mut out, Severity::Fatal, code, &message);
@@ -163,6 +168,7 @@ mod size_probe {
                 None,
             );
             let size = std::mem::size_of_val(&f);
+            eprintln!("serve future: {size} bytes");
             assert!(size <= 600, "client future grew to {size} bytes");
         });
     }

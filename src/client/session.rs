@@ -54,18 +54,28 @@ enum Step {
 }
 
 /// Run a whole client session.
-pub(super) async fn run(stream: &mut Stream, ctx: &Context) -> Result<(), ClientError> {
-    let registration = ctx.cancel.register();
+pub(super) async fn run(
+    stream: &mut Stream,
+    peer: super::Peer,
+    id: u64,
+    ctx: &Context,
+) -> Result<(), ClientError> {
+    let registration = ctx.cancel.register(id, peer);
     let mut buf = BytesMut::new();
     let cfg = ctx.config();
-    // Boxed: the idle session future must not carry the login's state.
-    let login = Box::pin(login(stream, &mut buf, ctx, registration.key));
-    let logged_in = match cfg.general.client_login_timeout {
-        t if t.is_zero() => login.await?,
-        t => tokio::time::timeout(t, login).await.map_err(|_| {
-            ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout")
-        })??,
-    };
+    // Boxed, timeout included: the idle session future must not carry the
+    // login's state.
+    let login_timeout = cfg.general.client_login_timeout;
+    let logged_in = Box::pin(async {
+        let login = login(stream, &mut buf, ctx, &registration.target);
+        if login_timeout.is_zero() {
+            return login.await;
+        }
+        tokio::time::timeout(login_timeout, login)
+            .await
+            .map_err(|_| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout"))?
+    })
+    .await?;
     let Some(LoggedIn { pool, params }) = logged_in else {
         return Ok(());
     };
@@ -120,7 +130,7 @@ impl Session<'_> {
         let g = &cfg.general;
         if !self.read_request(g.max_packet_size).await? {
             if g.log_disconnections {
-                info!("client close request");
+                info!(client = self.cancel.id, "client close request");
             }
             return Ok(Step::End);
         }
@@ -155,7 +165,7 @@ impl Session<'_> {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if g.log_disconnections {
-                    info!("client closed the connection");
+                    info!(client = self.cancel.id, "client closed the connection");
                 }
                 Ok(Step::End)
             }

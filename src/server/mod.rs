@@ -51,7 +51,7 @@ impl fmt::Display for ServerAddr {
 }
 
 /// The cancel key PostgreSQL gave a server connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BackendKey {
     /// Backend process id.
     pub process_id: i32,
