@@ -77,21 +77,35 @@ pub struct CancelRegistry {
     map: Mutex<HashMap<(i32, i32), Arc<CancelTarget>>>,
 }
 
-/// Unregisters a client's key when its session ends.
-pub struct Registration<'a> {
-    registry: &'a CancelRegistry,
-    /// The key given to the client.
-    pub key: BackendKey,
-    /// Its cancel target.
+/// A client's entry in the registry, removed when this is dropped (the
+/// session ended). Owns what it needs, so a session can move between tasks.
+pub struct Registration {
+    ctx: Arc<crate::context::Context>,
+    /// The session's shared state.
     pub target: Arc<CancelTarget>,
 }
 
-impl Drop for Registration<'_> {
+impl Registration {
+    /// Register a new session of `ctx`.
+    pub fn new(ctx: Arc<crate::context::Context>, id: u64, peer: crate::client::Peer) -> Self {
+        let target = ctx.cancel.register(id, peer);
+        Registration { ctx, target }
+    }
+
+    /// The pooler's shared state.
+    pub fn context(&self) -> &Arc<crate::context::Context> {
+        &self.ctx
+    }
+}
+
+impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry
+        let key = self.target.key;
+        self.ctx
+            .cancel
             .map
             .lock()
-            .remove(&(self.key.process_id, self.key.secret_key));
+            .remove(&(key.process_id, key.secret_key));
     }
 }
 
@@ -101,8 +115,8 @@ impl CancelRegistry {
         CancelRegistry::default()
     }
 
-    /// Give a client a fresh random key.
-    pub fn register(&self, id: u64, peer: crate::client::Peer) -> Registration<'_> {
+    /// Give a client a fresh random key (see [`Registration::new`]).
+    fn register(&self, id: u64, peer: crate::client::Peer) -> Arc<CancelTarget> {
         let mut map = self.map.lock();
         let key = loop {
             let key = BackendKey {
@@ -120,11 +134,7 @@ impl CancelRegistry {
             ..CancelTarget::default()
         });
         map.insert((key.process_id, key.secret_key), target.clone());
-        Registration {
-            registry: self,
-            key,
-            target,
-        }
+        target
     }
 
     /// Tell every registered session to close when idle (shutdown).

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
+use crate::cancel::Registration;
 use crate::context::Context;
 use crate::net::Stream;
 use crate::protocol::backend::{Severity, error_response};
@@ -104,20 +105,27 @@ async fn serve_in_span(
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let result = match permit {
-        Some(_permit) => session::run(&mut stream, peer, id, &ctx).await,
-        None => Box::pin(login::refuse(&mut stream, &ctx)).await,
+    let Some(permit) = permit else {
+        if let Err(e) = login::refuse(&mut stream, &ctx).await {
+            report(&mut stream, id, &ctx, e).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
     };
-    match result {
-        Ok(()) => debug!(client = id, "session ended"),
-        // Boxed: a cold path that every idle session would otherwise carry.
-        Err(e) => Box::pin(report(&mut stream, id, &ctx, e)).await,
+    let registration = Registration::new(ctx.clone(), id, peer);
+    match session::login_phase(stream, registration, permit).await {
+        // The session goes on in a small task of its own; this one ends.
+        Ok(Some(client)) => drop(tokio::spawn(session::run(client))),
+        Ok(None) => debug!(client = id, "connection ended during login"),
+        Err((mut stream, e)) => {
+            report(&mut stream, id, &ctx, e).await;
+            let _ = stream.shutdown().await;
+        }
     }
-    let _ = stream.shutdown().await;
 }
 
 /// Log why a session ends and tell the client, when it can still be told.
-async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: ClientError) {
+pub(crate) async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: ClientError) {
     let Some((code, message)) = e.response() else {
         info!(client = id, "client connection closed: {e}");
         return;
@@ -136,40 +144,4 @@ pub(crate) fn too_many_clients() -> ClientError {
         sqlstate::TOO_MANY_CONNECTIONS,
         "no more connections allowed (max_client_conn)",
     )
-}
-
-#[cfg(test)]
-mod size_probe {
-    /// Every idle client holds its session future: keep it small (the
-    /// per-transaction state is boxed, see `session`).
-    #[test]
-    fn idle_session_future_stays_small() {
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let cfg = crate::config::load_str(
-            "[pgbouncer]\nauth_type=any\n",
-            std::path::Path::new("x.ini"),
-        )
-        .unwrap()
-        .config;
-        let ctx = std::sync::Arc::new(crate::context::Context::new(cfg, rx));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-                .await
-                .unwrap();
-            let f = super::serve(
-                crate::net::Stream::Tcp(s),
-                super::Peer::Unix,
-                ctx.clone(),
-                None,
-            );
-            let size = std::mem::size_of_val(&f);
-            eprintln!("serve future: {size} bytes");
-            assert!(size <= 600, "client future grew to {size} bytes");
-        });
-    }
 }

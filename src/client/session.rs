@@ -11,17 +11,19 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info};
 
 use super::ClientError;
 use super::login::{LoggedIn, login};
 use super::relay::{Outcome, relay};
-use crate::cancel::CancelTarget;
+use crate::cancel::Registration;
 use crate::config::{Config, PoolMode};
-use crate::context::Context;
 use crate::net::Stream;
 use crate::pool::{CheckoutError, Pool};
 use crate::protocol::frontend::is_frontend_tag;
@@ -32,15 +34,17 @@ use crate::server::{ServerConn, ServerError};
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;
 
-/// What a logged-in client carries between transactions.
-struct Session<'a> {
-    stream: &'a mut Stream,
+/// A logged-in client: everything its session needs, owned, so that the
+/// session runs in a small task of its own after login.
+pub(super) struct Client {
+    stream: Stream,
+    registration: Registration,
+    _permit: OwnedSemaphorePermit,
     cfg: Arc<Config>,
     pool: Arc<Pool>,
     /// Tracked parameters the client wants; shared copy-on-write with other
     /// clients of the pool that want the same.
     params: Arc<Params>,
-    cancel: &'a CancelTarget,
     /// Bytes read but not yet forwarded (usually empty and unallocated).
     buf: BytesMut,
 }
@@ -53,21 +57,21 @@ enum Step {
     End,
 }
 
-/// Run a whole client session.
-pub(super) async fn run(
-    stream: &mut Stream,
-    peer: super::Peer,
-    id: u64,
-    ctx: &Context,
-) -> Result<(), ClientError> {
-    let registration = ctx.cancel.register(id, peer);
-    let mut buf = BytesMut::new();
+/// Log the client in (in the accepting task); the session itself then runs
+/// in a task of its own ([`run`]), so the login's large state is not kept
+/// for the life of the session. None when the connection ended during login
+/// (a CancelRequest, or a client that left).
+pub(super) async fn login_phase(
+    mut stream: Stream,
+    registration: Registration,
+    permit: OwnedSemaphorePermit,
+) -> Result<Option<Client>, (Stream, ClientError)> {
+    let ctx = registration.context().clone();
     let cfg = ctx.config();
-    // Boxed, timeout included: the idle session future must not carry the
-    // login's state.
+    let mut buf = BytesMut::new();
     let login_timeout = cfg.general.client_login_timeout;
-    let logged_in = Box::pin(async {
-        let login = login(stream, &mut buf, ctx, &registration.target);
+    let result = Box::pin(async {
+        let login = login(&mut stream, &mut buf, &ctx, &registration.target);
         if login_timeout.is_zero() {
             return login.await;
         }
@@ -75,54 +79,131 @@ pub(super) async fn run(
             .await
             .map_err(|_| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout"))?
     })
-    .await?;
-    let Some(LoggedIn { pool, params }) = logged_in else {
-        return Ok(());
-    };
-    let mut session = Session {
-        stream,
-        cfg,
-        pool,
-        params,
-        cancel: &registration.target,
-        buf,
-    };
-    loop {
-        if session.buf.is_empty() {
-            session.buf = BytesMut::new();
-            // Shutdown may have begun while this client was logging in,
-            // after close_all() went over the registry.
-            if ctx.shutting_down() || idle_wait(session.stream, session.cancel).await? {
-                return Err(ClientError::fatal(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    "pgsluice is shutting down",
-                ));
+    .await;
+    match result {
+        Ok(Some(LoggedIn { pool, params })) => Ok(Some(Client {
+            stream,
+            registration,
+            _permit: permit,
+            cfg,
+            pool,
+            params,
+            buf,
+        })),
+        Ok(None) => Ok(None),
+        Err(e) => Err((stream, e)),
+    }
+}
+
+/// A logged-in client's session, as the future of its task: hand-written
+/// so that an idle session is nothing but its [`Client`] (an `async fn`
+/// would keep the client twice plus every await point's state). A request
+/// moves the client into a boxed future and gets it back when it ends.
+pub(super) struct SessionTask {
+    state: State,
+}
+
+type Busy = Pin<Box<dyn Future<Output = (Client, Result<Step, ClientError>)> + Send>>;
+
+enum State {
+    /// Waiting for the client's next message (or for shutdown).
+    Idle(Client),
+    /// Serving one request.
+    Busy(Busy),
+    /// Telling the client why it ends, closing the socket.
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Over.
+    Done,
+}
+
+/// Run a logged-in client's session until it ends.
+pub(super) fn run(client: Client) -> SessionTask {
+    SessionTask {
+        state: State::Idle(client),
+    }
+}
+
+impl Future for SessionTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.state {
+                State::Idle(client) => {
+                    if client.buf.is_empty() {
+                        match client.poll_idle(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(e)) => {
+                                let State::Idle(client) =
+                                    std::mem::replace(&mut self.state, State::Done)
+                                else {
+                                    unreachable!()
+                                };
+                                self.state = State::Closing(Box::pin(client.close(Some(e))));
+                                continue;
+                            }
+                        }
+                    }
+                    let State::Idle(mut client) = std::mem::replace(&mut self.state, State::Done)
+                    else {
+                        unreachable!()
+                    };
+                    self.state = State::Busy(Box::pin(async move {
+                        let step = client.request().await;
+                        (client, step)
+                    }));
+                }
+                State::Busy(fut) => {
+                    let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
+                    self.state = match step {
+                        Ok(Step::Idle) => {
+                            if client.buf.is_empty() {
+                                // Give the buffer back while idle.
+                                client.buf = BytesMut::new();
+                            }
+                            State::Idle(client)
+                        }
+                        Ok(Step::End) => State::Closing(Box::pin(client.close(None))),
+                        Err(e) => State::Closing(Box::pin(client.close(Some(e)))),
+                    };
+                }
+                State::Closing(fut) => {
+                    std::task::ready!(fut.as_mut().poll(cx));
+                    self.state = State::Done;
+                }
+                State::Done => return Poll::Ready(()),
             }
-        }
-        // Boxed: allocated per transaction (see the module comment).
-        match Box::pin(session.request()).await? {
-            Step::Idle => {}
-            Step::End => return Ok(()),
         }
     }
 }
 
-/// Wait until the client sends something; true if the session was told to
-/// close first (shutdown). A `poll_fn` over the socket's readiness and the
-/// session's close flag: nothing but two references is held while idle.
-async fn idle_wait(stream: &Stream, target: &CancelTarget) -> Result<bool, ClientError> {
-    std::future::poll_fn(|cx| {
-        if target.poll_closing(cx) {
-            return Poll::Ready(Ok(true));
+impl Client {
+    /// Ready when the client sent something; an error when the session
+    /// must end first (shutdown). Holds no state: the waker is kept by the
+    /// socket's registration and the session's registry entry.
+    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
+        let target = &self.registration.target;
+        // Shutdown may have begun while this client was logging in, after
+        // close_all() went over the registry: check the flag as well.
+        if self.registration.context().shutting_down() || target.poll_closing(cx) {
+            return Poll::Ready(Err(ClientError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "pgsluice is shutting down",
+            )));
         }
-        stream
-            .poll_read_ready(cx)
-            .map(|r| r.map(|()| false).map_err(Into::into))
-    })
-    .await
-}
+        self.stream.poll_read_ready(cx).map_err(Into::into)
+    }
 
-impl Session<'_> {
+    /// End the session: tell the client why (if it can still be told), close.
+    async fn close(mut self, error: Option<ClientError>) {
+        if let Some(e) = error {
+            let id = self.registration.target.id;
+            super::report(&mut self.stream, id, self.registration.context(), e).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+
     /// Serve one request: read the first message, link a server, relay,
     /// give the server back.
     async fn request(&mut self) -> Result<Step, ClientError> {
@@ -130,7 +211,7 @@ impl Session<'_> {
         let g = &cfg.general;
         if !self.read_request(g.max_packet_size).await? {
             if g.log_disconnections {
-                info!(client = self.cancel.id, "client close request");
+                info!(client = self.registration.target.id, "client close request");
             }
             return Ok(Step::End);
         }
@@ -145,9 +226,11 @@ impl Session<'_> {
             return Err(server_failed(&pool, server, e));
         }
         let session_mode = pool.settings.mode == PoolMode::Session;
-        self.cancel.link(server.addr.clone(), server.key);
+        self.registration
+            .target
+            .link(server.addr.clone(), server.key);
         let outcome = relay(
-            self.stream,
+            &mut self.stream,
             &mut self.buf,
             &mut server,
             &mut self.params,
@@ -156,7 +239,7 @@ impl Session<'_> {
             g.max_packet_size,
         )
         .await;
-        self.cancel.unlink();
+        self.registration.target.unlink();
         match outcome {
             Outcome::Released => {
                 release(&pool, server, false).await;
@@ -165,7 +248,10 @@ impl Session<'_> {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if g.log_disconnections {
-                    info!(client = self.cancel.id, "client closed the connection");
+                    info!(
+                        client = self.registration.target.id,
+                        "client closed the connection"
+                    );
                 }
                 Ok(Step::End)
             }
@@ -270,5 +356,72 @@ async fn finish(pool: &Pool, server: ServerConn, clean: bool, session_mode: bool
             "closing a server left in use by its client"
         );
         pool.discard(server);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle client is a task holding this future: keep it small (the
+    /// login and per-transaction state live elsewhere). tokio rounds a task
+    /// to 128 bytes, so about 150 bytes of future fit in a 256-byte task.
+    #[test]
+    fn idle_session_task_stays_small() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let loaded = crate::config::load_str(
+            "[pgbouncer]\nauth_type=any\n",
+            std::path::Path::new("x.ini"),
+        );
+        let cfg = loaded.unwrap().config;
+        let ctx = Arc::new(crate::context::Context::new(cfg, rx));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let pool = Arc::new(Pool::new(
+                crate::pool::PoolKey {
+                    database: "d".into(),
+                    user: "u".into(),
+                },
+                crate::pool::PoolSettings {
+                    target: crate::server::ServerTarget {
+                        addr: Arc::new(crate::server::ServerAddr::Tcp {
+                            host: "h".into(),
+                            port: 1,
+                        }),
+                        database: "d".into(),
+                        user: "u".into(),
+                        startup_params: vec![],
+                    },
+                    credentials: crate::server::ServerCredentials::None,
+                    size: 1,
+                    mode: PoolMode::Transaction,
+                    connect_timeout: std::time::Duration::ZERO,
+                    wait_timeout: std::time::Duration::ZERO,
+                    reset_query: String::new(),
+                    reset_query_always: false,
+                    connect_query: None,
+                },
+            ));
+            let client = Client {
+                stream: Stream::Tcp(s),
+                registration: Registration::new(ctx.clone(), 1, super::super::Peer::Unix),
+                _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
+                cfg: ctx.config(),
+                params: pool.intern(Params::new()),
+                pool,
+                buf: BytesMut::new(),
+            };
+            let fut = run(client);
+            let size = std::mem::size_of_val(&fut);
+            eprintln!("session task future: {size} bytes");
+            assert!(size <= 152, "session future grew to {size} bytes");
+        });
     }
 }
