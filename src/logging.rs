@@ -20,8 +20,11 @@ pub fn init(verbosity: u32, quiet: bool, logfile: Option<&Path>) -> std::io::Res
         EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(format!("pgsluice={level}")))
     };
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = (!quiet).then(|| {
         fmt::layer()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .with_filter(filter())
     });

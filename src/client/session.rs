@@ -80,6 +80,10 @@ pub(super) async fn login_phase(
             .map_err(|_| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout"))?
     })
     .await;
+    if buf.is_empty() {
+        // The login's read buffer is not kept while the client idles.
+        buf = BytesMut::new();
+    }
     match result {
         Ok(Some(LoggedIn { pool, params })) => Ok(Some(Client {
             stream,
