@@ -26,8 +26,8 @@ use crate::protocol::{Header, ProtocolError};
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 
-/// Read buffers grow in steps of this size.
-const READ_CHUNK: usize = 8192;
+/// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
+pub(super) const READ_CHUNK: usize = 4096;
 
 /// State shared by the two directions of one link. Both run in the same
 /// task, so the atomics are never contended; they only make the shared
@@ -143,7 +143,7 @@ pub(super) async fn relay(
 }
 
 fn reserve_for_read(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 8 {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
 }

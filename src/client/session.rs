@@ -291,7 +291,9 @@ impl Client {
                     return Ok(true);
                 }
             }
-            self.buf.reserve(1024);
+            // One allocation of the size the relay reads with: no growth
+            // (and copy) when the relay starts.
+            self.buf.reserve(super::relay::READ_CHUNK);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Ok(false);
             }
@@ -331,7 +333,7 @@ fn checkout_error(e: CheckoutError) -> ClientError {
     }
 }
 
-fn server_failed(pool: &Pool, server: ServerConn, e: ServerError) -> ClientError {
+fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError) -> ClientError {
     pool.discard(server);
     let (code, message) = e.client_error();
     ClientError::fatal(code, message)
@@ -339,7 +341,7 @@ fn server_failed(pool: &Pool, server: ServerConn, e: ServerError) -> ClientError
 
 /// Give a server back after a transaction (running the reset query first
 /// when server_reset_query_always or `session_end` in session mode).
-async fn release(pool: &Pool, mut server: ServerConn, session_end: bool) {
+async fn release(pool: &Pool, mut server: Box<ServerConn>, session_end: bool) {
     let s = &pool.settings;
     if (session_end || s.reset_query_always) && !s.reset_query.is_empty() {
         match Box::pin(server.run_quiet(&s.reset_query)).await {
@@ -351,7 +353,7 @@ async fn release(pool: &Pool, mut server: ServerConn, session_end: bool) {
 }
 
 /// The client is gone: reuse its server only if it is clean.
-async fn finish(pool: &Pool, server: ServerConn, clean: bool, session_mode: bool) {
+async fn finish(pool: &Pool, server: Box<ServerConn>, clean: bool, session_mode: bool) {
     if clean {
         release(pool, server, session_mode).await;
     } else {

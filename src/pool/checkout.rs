@@ -58,7 +58,7 @@ impl Drop for WaitGuard<'_> {
 }
 
 enum Next {
-    Ready(ServerConn),
+    Ready(Box<ServerConn>),
     Open,
     Wait(oneshot::Receiver<Grant>),
 }
@@ -66,7 +66,7 @@ enum Next {
 impl Pool {
     /// Get a server for a client: idle (LIFO), new (below size), or after
     /// waiting in FIFO order for at most query_wait_timeout.
-    pub async fn checkout(&self) -> Result<ServerConn, CheckoutError> {
+    pub async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
         let wait = self.settings.wait_timeout;
         let deadline = (!wait.is_zero()).then(|| Instant::now() + wait);
         loop {
@@ -135,7 +135,7 @@ impl Pool {
         next
     }
 
-    async fn open(&self, mut slot: SlotGuard<'_>) -> Result<ServerConn, CheckoutError> {
+    async fn open(&self, mut slot: SlotGuard<'_>) -> Result<Box<ServerConn>, CheckoutError> {
         let creds = self.credentials();
         let s = &self.settings;
         let (mut conn, reported) = server::connect(&s.target, &creds, s.connect_timeout).await?;

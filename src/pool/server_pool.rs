@@ -43,14 +43,14 @@ pub type Welcome = Arc<Vec<(String, String)>>;
 /// What a waiting client is handed.
 pub(super) enum Grant {
     /// An idle server, ready to use.
-    Server(ServerConn),
+    Server(Box<ServerConn>),
     /// A slot already counted in `total`: open a new connection with it.
     Slot,
 }
 
 pub(super) struct State {
     /// Idle servers; the most recently used is last (LIFO reuse).
-    pub idle: Vec<ServerConn>,
+    pub idle: Vec<Box<ServerConn>>,
     /// Servers that exist or are being opened (idle + in use + connecting).
     pub total: usize,
     /// Clients waiting for a server, first come first served.
@@ -96,7 +96,7 @@ impl Pool {
 
     /// Return a server after use. It must be idle with nothing outstanding.
     /// It goes to the longest-waiting client, else to the idle list.
-    pub fn checkin(&self, server: ServerConn) {
+    pub fn checkin(&self, server: Box<ServerConn>) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
         let mut st = self.state.lock();
@@ -111,7 +111,7 @@ impl Pool {
     }
 
     /// Close a server that cannot be reused, freeing its slot.
-    pub fn discard(&self, server: ServerConn) {
+    pub fn discard(&self, server: Box<ServerConn>) {
         server.terminate();
         self.free_slot();
     }

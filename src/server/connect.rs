@@ -61,7 +61,7 @@ pub async fn connect(
     target: &ServerTarget,
     credentials: &ServerCredentials,
     timeout: Duration,
-) -> Result<(ServerConn, Vec<(String, String)>), ServerError> {
+) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
     let fut = connect_inner(target, credentials);
     if timeout.is_zero() {
         return fut.await;
@@ -99,9 +99,11 @@ async fn open_stream(addr: &ServerAddr) -> Result<Stream, ServerError> {
 async fn connect_inner(
     target: &ServerTarget,
     credentials: &ServerCredentials,
-) -> Result<(ServerConn, Vec<(String, String)>), ServerError> {
+) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
     let stream = open_stream(&target.addr).await?;
-    let mut conn = ServerConn {
+    // Boxed: a server moves between the pool and sessions on every
+    // transaction; a pointer moves cheaper than the whole struct.
+    let mut conn = Box::new(ServerConn {
         stream,
         buf: BytesMut::with_capacity(4096),
         params: Params::new(),
@@ -113,7 +115,7 @@ async fn connect_inner(
         addr: target.addr.clone(),
         created: Instant::now(),
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
-    };
+    });
     let mut out = BytesMut::new();
     let params = [
         ("user", target.user.as_str()),
