@@ -50,6 +50,8 @@ pub(super) enum Grant {
 
 pub(super) struct State {
     /// Idle servers; the most recently used is last (LIFO reuse).
+    #[allow(clippy::vec_box)]
+    // popped and pushed per transaction: pointer moves (measured with callgrind)
     pub idle: Vec<Box<ServerConn>>,
     /// Servers that exist or are being opened (idle + in use + connecting).
     pub total: usize,
@@ -111,6 +113,7 @@ impl Pool {
     }
 
     /// Close a server that cannot be reused, freeing its slot.
+    #[allow(clippy::boxed_local)] // callers hold servers boxed; unboxing would copy
     pub fn discard(&self, server: Box<ServerConn>) {
         server.terminate();
         self.free_slot();
