@@ -7,9 +7,12 @@ mod login;
 mod relay;
 mod session;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -82,44 +85,85 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serve one client connection until it ends. `permit` is its
 /// max_client_conn slot (None when over the limit: it gets 53300).
-/// (A plain fn returning the instrumented future: no extra async layer to
-/// carry the arguments twice.)
 pub fn serve(
     stream: Stream,
     peer: Peer,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
-) -> impl std::future::Future<Output = ()> + Send {
+) -> ClientTask {
     let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
     // A debug-level span: at the default level it costs nothing per client
     // (an info span would allocate in the subscriber for every session);
     // info lines carry `client = id` themselves.
     let span = debug_span!("client", id);
-    serve_in_span(stream, peer, id, ctx, permit).instrument(span)
+    let login = login_task(stream, peer, id, ctx, permit).instrument(span);
+    ClientTask(Stage::Login(Box::pin(login)))
 }
 
-async fn serve_in_span(
+/// The future of a client's task: the login (boxed: large, short-lived),
+/// then, in the same task, the session (small, long-lived). One task per
+/// connection: a second spawn would cost a cross-thread wake-up per login.
+pub struct ClientTask(Stage);
+
+enum Stage {
+    /// Logging in.
+    Login(Pin<Box<dyn Future<Output = Option<session::Client>> + Send>>),
+    /// Logged in.
+    Session(session::SessionTask),
+    /// Over.
+    Done,
+}
+
+impl Future for ClientTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let stage = &mut self.0;
+        loop {
+            match stage {
+                Stage::Login(login) => {
+                    *stage = match std::task::ready!(login.as_mut().poll(cx)) {
+                        Some(client) => Stage::Session(session::run(client)),
+                        None => Stage::Done,
+                    };
+                }
+                Stage::Session(session) => {
+                    std::task::ready!(Pin::new(session).poll(cx));
+                    *stage = Stage::Done;
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// Log a client in; None when the connection ended during login (after
+/// being told why, when it could be told).
+async fn login_task(
     mut stream: Stream,
     peer: Peer,
     id: u64,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
-) {
+) -> Option<session::Client> {
     let Some(permit) = permit else {
         if let Err(e) = login::refuse(&mut stream, &ctx).await {
             report(&mut stream, id, &ctx, e).await;
         }
         let _ = stream.shutdown().await;
-        return;
+        return None;
     };
     let registration = Registration::new(ctx.clone(), id, peer);
     match session::login_phase(stream, registration, permit).await {
-        // The session goes on in a small task of its own; this one ends.
-        Ok(Some(client)) => drop(tokio::spawn(session::run(client))),
-        Ok(None) => debug!(client = id, "connection ended during login"),
+        Ok(Some(client)) => Some(client),
+        Ok(None) => {
+            debug!(client = id, "connection ended during login");
+            None
+        }
         Err((mut stream, e)) => {
             report(&mut stream, id, &ctx, e).await;
             let _ = stream.shutdown().await;
+            None
         }
     }
 }

@@ -428,6 +428,10 @@ mod tests {
             let size = std::mem::size_of_val(&fut);
             eprintln!("session task future: {size} bytes");
             assert!(size <= 152, "session future grew to {size} bytes");
+            // The task's whole future: boxed login, then this session.
+            let task = std::mem::size_of::<super::super::ClientTask>();
+            eprintln!("client task future: {task} bytes");
+            assert!(task <= 152, "client task future grew to {task} bytes");
         });
     }
 }
