@@ -51,6 +51,8 @@ impl Pooler {
             tcp_addrs.push(addr);
             acceptors.push(tokio::spawn(accept_tcp(l, ctx.clone())));
         }
+        // Parks sessions idle for a second or more (see CancelRegistry::sweep).
+        acceptors.push(tokio::spawn(sweep_idle(ctx.clone())));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
             let l = UnixListener::from_std(l)?;
@@ -140,6 +142,18 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
             }
             Err(e) => accept_error(e).await,
         }
+    }
+}
+
+/// How often idle sessions are considered for parking.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+async fn sweep_idle(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        ctx.cancel.sweep(&ctx.epoch);
     }
 }
 

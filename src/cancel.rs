@@ -4,11 +4,14 @@
 //! to that server with the server's key (ignored when it has no server). It
 //! also lets the pooler tell idle sessions to close (shutdown) without each
 //! of them holding a wait future: an idle session registers its waker here.
+//! A session idle for a while is parked here, with no task at all: the entry
+//! itself is the waker its socket calls, and it starts a task again (see
+//! `client::session` and [`CancelRegistry::sweep`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -33,6 +36,13 @@ pub struct CancelTarget {
     linked: Mutex<Option<(Arc<ServerAddr>, BackendKey)>>,
     closing: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    /// Registry epoch of the session's last request.
+    last_active: AtomicU64,
+    /// The sweeper asked the session to park when next idle.
+    park: AtomicBool,
+    /// The client while it is parked (no task); boxed so that the entries
+    /// of clients that are not parked stay small.
+    parked: Mutex<Option<Box<crate::client::Parked>>>,
 }
 
 impl CancelTarget {
@@ -62,11 +72,56 @@ impl CancelTarget {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// The session starts a request in registry epoch `epoch`.
+    pub fn active(&self, epoch: u64) {
+        self.last_active.store(epoch, Ordering::Relaxed);
+        self.park.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the sweeper asked the session to park (clears the request).
+    pub fn take_park_request(&self) -> bool {
+        self.park.swap(false, Ordering::Relaxed)
+    }
+
+    /// Keep `client` here until its socket (or a close) wakes this entry.
+    /// `ready` is called with this entry as the waker, while the client is
+    /// already in place (so a wake-up cannot be missed); when it reports
+    /// the client ready at once, the client is given back instead.
+    pub fn park(
+        self: &Arc<Self>,
+        client: crate::client::Parked,
+        ready: impl FnOnce(&mut crate::client::Parked, &mut Context<'_>) -> bool,
+    ) -> Option<crate::client::Parked> {
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut slot = self.parked.lock();
+        let parked = slot.insert(Box::new(client));
+        if ready(parked, &mut cx) {
+            return slot.take().map(|c| *c);
+        }
+        None
+    }
+
     /// Tell the session to close when it is next idle.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
         if let Some(w) = self.waker.lock().take() {
             w.wake();
+        }
+    }
+}
+
+/// A parked session's socket (or a close) wakes its entry: the client goes
+/// back to a task of its own.
+impl Wake for CancelTarget {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let client = self.parked.lock().take();
+        if let Some(client) = client {
+            crate::client::resume(*client);
         }
     }
 }
@@ -100,6 +155,9 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // The entry may hold a waker pointing at itself (a parked client's):
+        // drop it, or the entry would keep itself alive.
+        self.target.waker.lock().take();
         let key = self.target.key;
         self.ctx
             .cancel
@@ -135,6 +193,30 @@ impl CancelRegistry {
         });
         map.insert((key.process_id, key.secret_key), target.clone());
         target
+    }
+
+    /// Ask every session idle since before the previous sweep to park, and
+    /// start a new epoch. Called about once a second.
+    pub fn sweep(&self, epoch: &AtomicU64) {
+        let now = epoch.fetch_add(1, Ordering::Relaxed);
+        let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
+        for t in targets {
+            let idle = t.last_active.load(Ordering::Relaxed) < now;
+            if !idle || t.parked.lock().is_some() || t.park.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            let waker = t.waker.lock().clone();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// (registered sessions, parked sessions), for the admin console and tests.
+    pub fn counts(&self) -> (usize, usize) {
+        let map = self.map.lock();
+        let parked = map.values().filter(|t| t.parked.lock().is_some()).count();
+        (map.len(), parked)
     }
 
     /// Tell every registered session to close when idle (shutdown).

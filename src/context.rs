@@ -2,6 +2,7 @@
 //! registry and the shutdown signal. Read at login, not per message.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::RwLock;
 use tokio::sync::{Semaphore, watch};
@@ -22,10 +23,14 @@ pub struct Context {
     pub client_slots: Arc<Semaphore>,
     /// Becomes true when the pooler shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Parking epoch, advanced by the sweeper (see `CancelRegistry::sweep`).
+    pub epoch: AtomicU64,
+    /// The runtime, to start tasks for parked clients from any thread.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Context {
-    /// A context for `config`.
+    /// A context for `config`. Must be called inside the runtime.
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Context {
         let slots = config.general.max_client_conn as usize;
         Context {
@@ -34,6 +39,8 @@ impl Context {
             cancel: CancelRegistry::new(),
             client_slots: Arc::new(Semaphore::new(slots)),
             shutdown,
+            epoch: AtomicU64::new(1),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 

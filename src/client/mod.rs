@@ -137,6 +137,15 @@ impl Future for ClientTask {
     }
 }
 
+/// A parked client (see `CancelTarget::park`).
+pub type Parked = session::Client;
+
+/// Give a parked client a task again.
+pub(crate) fn resume(client: Parked) {
+    let runtime = client.runtime();
+    drop(runtime.spawn(ClientTask(Stage::Session(session::run(client)))));
+}
+
 /// Log a client in; None when the connection ended during login (after
 /// being told why, when it could be told).
 async fn login_task(

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +37,7 @@ const EAGER_LINK_BYTES: usize = 8192;
 
 /// A logged-in client: everything its session needs, owned, so that the
 /// session runs in a small task of its own after login.
-pub(super) struct Client {
+pub struct Client {
     stream: Stream,
     registration: Registration,
     _permit: OwnedSemaphorePermit,
@@ -136,6 +137,19 @@ impl Future for SessionTask {
                 State::Idle(client) => {
                     if client.buf.is_empty() {
                         match client.poll_idle(cx) {
+                            Poll::Pending if client.registration.target.take_park_request() => {
+                                // Idle for a while: park without a task.
+                                let State::Idle(client) =
+                                    std::mem::replace(&mut self.state, State::Done)
+                                else {
+                                    unreachable!()
+                                };
+                                match client.park() {
+                                    None => return Poll::Ready(()),
+                                    Some(client) => self.state = State::Idle(client),
+                                }
+                                continue;
+                            }
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Ok(())) => {}
                             Poll::Ready(Err(e)) => {
@@ -153,6 +167,8 @@ impl Future for SessionTask {
                     else {
                         unreachable!()
                     };
+                    let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
+                    client.registration.target.active(epoch);
                     self.state = State::Busy(Box::pin(async move {
                         let step = client.request().await;
                         (client, step)
@@ -197,6 +213,19 @@ impl Client {
             )));
         }
         self.stream.poll_read_ready(cx).map_err(Into::into)
+    }
+
+    /// Move into the registry entry until the socket or a close wakes it
+    /// (see `CancelTarget::park`); None when parked, the client back when it
+    /// turned out to be ready already.
+    fn park(self) -> Option<Client> {
+        let entry = self.registration.target.clone();
+        entry.park(self, |client, cx| client.poll_idle(cx).is_ready())
+    }
+
+    /// The runtime to resume on.
+    pub(super) fn runtime(&self) -> tokio::runtime::Handle {
+        self.registration.context().runtime.clone()
     }
 
     /// End the session: tell the client why (if it can still be told), close.
@@ -374,18 +403,18 @@ mod tests {
     /// to 128 bytes, so about 150 bytes of future fit in a 256-byte task.
     #[test]
     fn idle_session_task_stays_small() {
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let loaded = crate::config::load_str(
-            "[pgbouncer]\nauth_type=any\n",
-            std::path::Path::new("x.ini"),
-        );
-        let cfg = loaded.unwrap().config;
-        let ctx = Arc::new(crate::context::Context::new(cfg, rx));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let loaded = crate::config::load_str(
+                "[pgbouncer]\nauth_type=any\n",
+                std::path::Path::new("x.ini"),
+            );
+            let cfg = loaded.unwrap().config;
+            let ctx = Arc::new(crate::context::Context::new(cfg, rx));
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
                 .await

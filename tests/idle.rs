@@ -1,0 +1,93 @@
+//! Idle clients: after a second or so without a request a session is parked
+//! (no task, only its registry entry); a parked client's next query, its
+//! disconnection and a shutdown all still work.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{PgCluster, PoolerBuilder, bounded, poll, unique, value as one};
+
+async fn wait_counts(
+    pooler: &support::TestPooler,
+    want: impl Fn(usize, usize) -> bool,
+) -> (usize, usize) {
+    let ctx = pooler.pooler().context().clone();
+    poll(200, Duration::from_millis(50), || {
+        let ctx = ctx.clone();
+        let want = &want;
+        async move {
+            let (registered, parked) = ctx.cancel.counts();
+            want(registered, parked).then_some((registered, parked))
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "registry never reached the wanted state: {:?}",
+            ctx.cancel.counts()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_clients_wake_up_for_their_next_query() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("idle_db");
+        pg.create_db(&db).await;
+        let pooler = PoolerBuilder::new()
+            .set("pool_mode", "transaction")
+            .pg_database(pg, &db, "pool_size=2")
+            .start()
+            .await;
+        let mut clients = Vec::new();
+        for i in 0..20 {
+            let c = pooler.connect(&db, "postgres", "").await;
+            assert_eq!(one(&c, &format!("SELECT {i}")).await, i.to_string());
+            clients.push(c);
+        }
+        // All twenty park once idle.
+        wait_counts(&pooler, |reg, parked| reg == 20 && parked == 20).await;
+        // Each wakes up for its next query and answers it correctly.
+        for (i, c) in clients.iter().enumerate() {
+            assert_eq!(
+                one(c, &format!("SELECT {i} + 100")).await,
+                (i + 100).to_string()
+            );
+        }
+        // A transaction spanning a park-length pause keeps its server.
+        let c = &clients[0];
+        c.simple_query("BEGIN").await.unwrap();
+        let pid = one(c, "SELECT pg_backend_pid()").await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(one(c, "SELECT pg_backend_pid()").await, pid);
+        c.simple_query("COMMIT").await.unwrap();
+        // Parked clients that disconnect leave the registry.
+        wait_counts(&pooler, |_, parked| parked >= 19).await;
+        clients.truncate(5);
+        wait_counts(&pooler, |reg, _| reg == 5).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reaches_parked_clients() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("idle_shutdown_db");
+        pg.create_db(&db).await;
+        let pooler = PoolerBuilder::new()
+            .set("pool_mode", "transaction")
+            .pg_database(pg, &db, "pool_size=1")
+            .start()
+            .await;
+        let c = pooler.connect(&db, "postgres", "").await;
+        assert_eq!(one(&c, "SELECT 1").await, "1");
+        wait_counts(&pooler, |reg, parked| reg == 1 && parked == 1).await;
+        pooler.shutdown().await;
+        // The parked client was told and closed: its next query fails.
+        assert!(c.simple_query("SELECT 1").await.is_err());
+    })
+    .await
+}
