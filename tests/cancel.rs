@@ -5,25 +5,18 @@ mod support;
 
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, bounded, sqlstate, unique, value as one};
+use support::{PgCluster, bounded, sqlstate, value as one};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_the_linked_server_only() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("cancel_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=2")
-            .start()
-            .await;
+        let (db, pooler) = support::transaction_pooler("cancel_db", "pool_size=2").await;
         let victim = pooler.connect(&db, "postgres", "").await;
         let bystander = pooler.connect(&db, "postgres", "").await;
         let token = victim.cancel_token();
         let sleeper = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(60)").await });
         // Wait until the sleep runs on a server, then cancel it through the pooler.
-        let direct = pg.direct_client(&db, "postgres").await;
+        let direct = PgCluster::shared().direct_client(&db, "postgres").await;
         let mut running = false;
         for _ in 0..200 {
             let n = one(
@@ -55,14 +48,7 @@ async fn cancel_reaches_the_linked_server_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_for_an_idle_client_is_ignored() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("cancel_idle_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=1")
-            .start()
-            .await;
+        let (db, pooler) = support::transaction_pooler("cancel_idle_db", "pool_size=1").await;
         let idle = pooler.connect(&db, "postgres", "").await;
         let busy = pooler.connect(&db, "postgres", "").await;
         assert_eq!(one(&idle, "SELECT 1").await, "1");

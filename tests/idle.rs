@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, bounded, poll, unique, value as one};
+use support::{bounded, poll, value as one};
 
 async fn wait_counts(
     pooler: &support::TestPooler,
@@ -33,14 +33,7 @@ async fn wait_counts(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_clients_wake_up_for_their_next_query() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("idle_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=2")
-            .start()
-            .await;
+        let (db, pooler) = support::transaction_pooler("idle_db", "pool_size=2").await;
         let mut clients = Vec::new();
         for i in 0..20 {
             let c = pooler.connect(&db, "postgres", "").await;
@@ -74,14 +67,7 @@ async fn parked_clients_wake_up_for_their_next_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reaches_parked_clients() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("idle_shutdown_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=1")
-            .start()
-            .await;
+        let (db, pooler) = support::transaction_pooler("idle_shutdown_db", "pool_size=1").await;
         let c = pooler.connect(&db, "postgres", "").await;
         assert_eq!(one(&c, "SELECT 1").await, "1");
         wait_counts(&pooler, |reg, parked| reg == 1 && parked == 1).await;

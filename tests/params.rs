@@ -9,14 +9,7 @@ use support::{PgCluster, PoolerBuilder, bounded, sqlstate, unique, value as one}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_sharing_one_server_keep_their_own_settings() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("params_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=1")
-            .start()
-            .await;
+        let (db, pooler) = support::transaction_pooler("params_db", "pool_size=1").await;
         let mut a_cfg = pooler.config(&db, "postgres", "");
         a_cfg.application_name("client_a").options("");
         let mut b_cfg = pooler.config(&db, "postgres", "");
@@ -50,7 +43,11 @@ async fn clients_sharing_one_server_keep_their_own_settings() {
         let c = pooler.connect(&db, "postgres", "").await;
         assert_eq!(
             one(&c, "SHOW TimeZone").await,
-            one(&pg.direct_client(&db, "postgres").await, "SHOW TimeZone").await
+            one(
+                &PgCluster::shared().direct_client(&db, "postgres").await,
+                "SHOW TimeZone"
+            )
+            .await
         );
         assert_ne!(one(&c, "SHOW application_name").await, "client_b");
         // A SET rolled back is undone for the client too.
@@ -96,14 +93,8 @@ async fn connect_query_runs_on_each_new_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_longer_than_query_wait_timeout_fails_with_57014() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let db = unique("wait_db");
-        pg.create_db(&db).await;
-        let pooler = PoolerBuilder::new()
-            .set("pool_mode", "transaction")
-            .pg_database(pg, &db, "pool_size=1 query_wait_timeout=0.5")
-            .start()
-            .await;
+        let (db, pooler) =
+            support::transaction_pooler("wait_db", "pool_size=1 query_wait_timeout=0.5").await;
         let holder = pooler.connect(&db, "postgres", "").await;
         holder.simple_query("BEGIN").await.unwrap();
         let waiter = pooler.connect(&db, "postgres", "").await;

@@ -47,6 +47,17 @@ struct Link {
 }
 
 impl Link {
+    /// A new link: the server is idle, nothing is outstanding.
+    fn new() -> Link {
+        Link {
+            pending: AtomicU32::new(0),
+            extended: AtomicBool::new(false),
+            client_busy: AtomicBool::new(false),
+            server_busy: AtomicBool::new(false),
+            idle: AtomicBool::new(true),
+        }
+    }
+
     fn can_release(&self) -> bool {
         self.pending.load(Relaxed) == 0
             && self.idle.load(Relaxed)
@@ -95,13 +106,7 @@ pub(super) async fn relay(
     release_when_idle: bool,
     max_len: u32,
 ) -> Outcome {
-    let link = Link {
-        pending: AtomicU32::new(0),
-        extended: AtomicBool::new(false),
-        client_busy: AtomicBool::new(false),
-        server_busy: AtomicBool::new(false),
-        idle: AtomicBool::new(true),
-    };
+    let link = Link::new();
     let ServerConn {
         stream,
         buf: sbuf,
@@ -249,6 +254,15 @@ struct ClientBatch {
     terminate: bool,
 }
 
+/// Pass over the rest of a streamed message: up to `avail` of the `skip`
+/// bytes still to forward. Returns how many were taken.
+#[inline]
+fn take_skip(skip: &mut usize, avail: usize) -> usize {
+    let n = (*skip).min(avail);
+    *skip -= n;
+    n
+}
+
 /// Scan client bytes. `skip` carries the unforwarded rest of a streamed
 /// message across calls. Every header is checked before anything of its
 /// message is forwarded.
@@ -257,9 +271,7 @@ fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch
     let mut pos = 0;
     while pos < buf.len() {
         if *skip > 0 {
-            let n = (*skip).min(buf.len() - pos);
-            pos += n;
-            *skip -= n;
+            pos += take_skip(skip, buf.len() - pos);
             continue;
         }
         let Some(h) = Header::parse(&buf[pos..]) else {
@@ -312,9 +324,7 @@ fn scan_server(buf: &[u8], skip: &mut usize, mut on_param: impl FnMut(&str, &str
     let mut pos = 0;
     while pos < buf.len() {
         if *skip > 0 {
-            let n = (*skip).min(buf.len() - pos);
-            pos += n;
-            *skip -= n;
+            pos += take_skip(skip, buf.len() - pos);
             continue;
         }
         let Some(h) = Header::parse(&buf[pos..]) else {

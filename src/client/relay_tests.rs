@@ -163,13 +163,7 @@ fn large_data_rows_stream() {
 
 #[test]
 fn link_release_rules() {
-    let link = Link {
-        pending: AtomicU32::new(0),
-        extended: AtomicBool::new(false),
-        client_busy: AtomicBool::new(false),
-        server_busy: AtomicBool::new(false),
-        idle: AtomicBool::new(true),
-    };
+    let link = Link::new();
     assert!(link.can_release());
     link.pending.store(1, Relaxed);
     assert!(!link.can_release());

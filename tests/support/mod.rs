@@ -83,3 +83,18 @@ pub async fn value(c: &tokio_postgres::Client, sql: &str) -> String {
         .next()
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
+
+/// A fresh database on the shared cluster and a transaction-mode pooler in
+/// front of it; `extra` goes into its [databases] entry (e.g. "pool_size=2").
+#[allow(dead_code)]
+pub async fn transaction_pooler(prefix: &str, extra: &str) -> (String, TestPooler) {
+    let pg = PgCluster::shared();
+    let db = unique(prefix);
+    pg.create_db(&db).await;
+    let pooler = PoolerBuilder::new()
+        .set("pool_mode", "transaction")
+        .pg_database(pg, &db, extra)
+        .start()
+        .await;
+    (db, pooler)
+}
