@@ -83,7 +83,6 @@ auth_file = $WORK/userlist.txt
 pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 1000
-admin_users = $DBUSER
 INI
 printf '"%s" ""\n' "$DBUSER" >"$WORK/userlist.txt"
 

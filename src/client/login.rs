@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{ClientError, auth};
 use crate::cancel::CancelTarget;
@@ -177,7 +177,7 @@ pub(super) async fn login(
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
     if cfg.general.log_connections {
-        info!(client = client.id, %user, %database, "login ok");
+        debug!(client = client.id, %user, %database, "login ok");
     }
     let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))
