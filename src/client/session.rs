@@ -4,7 +4,7 @@
 //! and give the server back.
 //!
 //! Memory: an idle client costs its task, its socket and the small future of
-//! [`idle_wait`]. Everything a transaction needs (buffer, relay state) lives in
+//! its `Client` in a [`SessionTask`] (or, parked, in its registry entry). Everything a transaction needs (buffer, relay state) lives in
 //! a boxed future allocated per transaction, so ten thousand idle clients cost
 //! little.
 
