@@ -3,10 +3,10 @@
 //! parameters in line with the client's, relay until the transaction ends,
 //! and give the server back.
 //!
-//! Memory: an idle client costs its task, its socket and the small future of
-//! its `Client` in a [`SessionTask`] (or, parked, in its registry entry). Everything a transaction needs (buffer, relay state) lives in
-//! a boxed future allocated per transaction, so ten thousand idle clients cost
-//! little.
+//! Memory: an idle client costs its socket and its `Client`, held by a small
+//! [`SessionTask`] (or, once parked, by its registry entry with no task).
+//! Everything a transaction needs (buffer, relay state) lives in a boxed
+//! future allocated per transaction, so ten thousand idle clients cost little.
 
 use std::sync::Arc;
 
