@@ -2,7 +2,6 @@
 //! pool, authentication (see `auth`), and the login answers
 //! (AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,17 +9,18 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
 
+use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
 use crate::cancel::CancelTarget;
-use crate::config::{Config, Database, PoolMode};
+use crate::config::PoolMode;
 use crate::context::Context;
 use crate::net::Stream;
 use crate::pool::{Pool, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
-use crate::server::params::{Params, tracked_name};
-use crate::server::{BackendKey, ServerAddr, ServerCredentials, ServerTarget};
+use crate::server::BackendKey;
+use crate::server::params::Params;
 
 /// A logged-in client.
 pub(super) struct LoggedIn {
@@ -146,7 +146,7 @@ pub(super) async fn login(
         user: pool_user.clone(),
     };
     let pool = ctx.pools.get_or_create(key_for_pool, || {
-        pool_settings(&cfg, db, &database, &pool_user)
+        PoolSettings::resolve(&cfg, db, &database, &pool_user)
     });
     if pool.settings.mode == PoolMode::Statement {
         return Err(ClientError::fatal(
@@ -181,126 +181,4 @@ pub(super) async fn login(
     }
     let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))
-}
-
-/// Check startup parameters: tracked ones are kept, ignored ones dropped,
-/// anything else refused (as PgBouncer does).
-fn startup_params(startup: &Startup, cfg: &Config) -> Result<Params, ClientError> {
-    let g = &cfg.general;
-    let mut wanted = Params::new();
-    for (name, value) in &startup.params {
-        // An empty `options` (some drivers always send it) asks for nothing.
-        if name == "user" || name == "database" || (name == "options" && value.trim().is_empty()) {
-            continue;
-        }
-        if let Some(canonical) = tracked_name(name, &g.track_extra_parameters) {
-            wanted.set(canonical, value);
-        } else if !g
-            .ignore_startup_parameters
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(name))
-        {
-            return Err(ClientError::fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("unsupported startup parameter: {name}"),
-            ));
-        }
-    }
-    Ok(wanted)
-}
-
-/// The client's wanted tracked parameters: the server defaults from the
-/// pool's login answers, overridden by what the client asked for.
-fn client_params(welcome: &[(String, String)], wanted: &Params, extra: &[String]) -> Params {
-    let mut params = Params::new();
-    for (name, value) in welcome {
-        if tracked_name(name, extra).is_some() {
-            params.set(name, value);
-        }
-    }
-    for (name, value) in wanted.iter() {
-        params.set(name, value);
-    }
-    params
-}
-
-/// Resolve a pool's settings from its [databases] entry, [users] and
-/// [pgbouncer] (user settings win over database settings over defaults).
-fn pool_settings(cfg: &Config, db: &Database, database: &str, pool_user: &str) -> PoolSettings {
-    let g = &cfg.general;
-    let user_cfg = cfg.users.get(pool_user);
-    let mode = user_cfg
-        .and_then(|u| u.pool_mode)
-        .or(db.pool_mode)
-        .unwrap_or(g.pool_mode);
-    let size = db
-        .pool_size
-        .or(user_cfg.and_then(|u| u.pool_size))
-        .unwrap_or(g.default_pool_size) as usize;
-    let credentials = match (&db.password, cfg.userlist.get(pool_user)) {
-        (Some(pw), _) => ServerCredentials::Password(pw.clone()),
-        (None, Some(crate::auth::Secret::Plain(pw))) => ServerCredentials::Password(pw.clone()),
-        (None, Some(crate::auth::Secret::Md5(s))) => ServerCredentials::Md5Secret(s.clone()),
-        _ => ServerCredentials::None,
-    };
-    let mut startup_params = Vec::new();
-    for (name, v) in [
-        ("client_encoding", &db.client_encoding),
-        ("datestyle", &db.datestyle),
-        ("timezone", &db.timezone),
-        ("application_name", &db.application_name),
-    ] {
-        if let Some(v) = v {
-            startup_params.push((name.to_string(), v.clone()));
-        }
-    }
-    PoolSettings {
-        target: ServerTarget {
-            addr: Arc::new(server_addr(db)),
-            database: db.dbname.clone().unwrap_or_else(|| database.to_string()),
-            user: pool_user.to_string(),
-            startup_params,
-        },
-        credentials,
-        size: size.max(1),
-        mode,
-        connect_timeout: g.server_connect_timeout,
-        wait_timeout: user_cfg
-            .and_then(|u| u.query_wait_timeout)
-            .or(db.query_wait_timeout)
-            .unwrap_or(g.query_wait_timeout),
-        reset_query: g.server_reset_query.clone(),
-        reset_query_always: g.server_reset_query_always,
-        connect_query: db.connect_query.clone(),
-    }
-}
-
-/// The server address of a [databases] entry. Without host, the Unix
-/// socket in the usual directory (/var/run/postgresql when it exists, else
-/// /tmp); a host starting with '/' is a socket directory; of a host list,
-/// the first host is used (load balancing comes later).
-fn server_addr(db: &Database) -> ServerAddr {
-    let host = db
-        .host
-        .as_deref()
-        .and_then(|h| h.split(',').map(str::trim).find(|h| !h.is_empty()));
-    match host {
-        Some(h) if !h.starts_with('/') => ServerAddr::Tcp {
-            host: h.to_string(),
-            port: db.port,
-        },
-        Some(dir) => ServerAddr::Unix {
-            dir: PathBuf::from(dir),
-            port: db.port,
-        },
-        None => {
-            let debian = PathBuf::from("/var/run/postgresql");
-            let dir = if debian.is_dir() {
-                debian
-            } else {
-                PathBuf::from("/tmp")
-            };
-            ServerAddr::Unix { dir, port: db.port }
-        }
-    }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod login;
 mod relay;
 mod session;
+mod startup;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -424,8 +424,8 @@ mod tests {
                     database: "d".into(),
                     user: "u".into(),
                 },
-                crate::pool::PoolSettings {
-                    target: crate::server::ServerTarget {
+                crate::pool::PoolSettings::with_defaults(
+                    crate::server::ServerTarget {
                         addr: Arc::new(crate::server::ServerAddr::Tcp {
                             host: "h".into(),
                             port: 1,
@@ -434,15 +434,8 @@ mod tests {
                         user: "u".into(),
                         startup_params: vec![],
                     },
-                    credentials: crate::server::ServerCredentials::None,
-                    size: 1,
-                    mode: PoolMode::Transaction,
-                    connect_timeout: std::time::Duration::ZERO,
-                    wait_timeout: std::time::Duration::ZERO,
-                    reset_query: String::new(),
-                    reset_query_always: false,
-                    connect_query: None,
-                },
+                    crate::server::ServerCredentials::None,
+                ),
             ));
             let client = Client {
                 stream: Stream::Tcp(s),

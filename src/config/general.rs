@@ -42,6 +42,12 @@ pub struct General {
     pub max_db_connections: u32,
     /// Server connections per user, 0 = unlimited.
     pub max_user_connections: u32,
+    /// Client connections per database, 0 = unlimited.
+    pub max_db_client_connections: u32,
+    /// Client connections per user, 0 = unlimited.
+    pub max_user_client_connections: u32,
+    /// Drop pools made from the `*` entry after this long unused (3600s).
+    pub autodb_idle_timeout: Duration,
     /// Reuse idle servers round-robin instead of LIFO (false).
     pub server_round_robin: bool,
     /// Run on server release ("DISCARD ALL"; session mode only unless `server_reset_query_always`).
@@ -160,6 +166,9 @@ impl General {
             reserve_pool_timeout: v.time("reserve_pool_timeout"),
             max_db_connections: v.u32("max_db_connections"),
             max_user_connections: v.u32("max_user_connections"),
+            max_db_client_connections: v.u32("max_db_client_connections"),
+            max_user_client_connections: v.u32("max_user_client_connections"),
+            autodb_idle_timeout: v.time("autodb_idle_timeout"),
             server_round_robin: v.bool("server_round_robin"),
             server_reset_query: v.str("server_reset_query").to_string(),
             server_reset_query_always: v.bool("server_reset_query_always"),
@@ -266,6 +275,11 @@ mod tests {
         assert_eq!((g.min_pool_size, g.reserve_pool_size), (0, 0));
         assert_eq!(g.reserve_pool_timeout, Duration::from_secs(5));
         assert_eq!((g.max_db_connections, g.max_user_connections), (0, 0));
+        assert_eq!(
+            (g.max_db_client_connections, g.max_user_client_connections),
+            (0, 0)
+        );
+        assert_eq!(g.autodb_idle_timeout, Duration::from_secs(3600));
         assert!(!g.server_round_robin);
         assert_eq!(g.server_reset_query, "DISCARD ALL");
         assert!(!g.server_reset_query_always);

@@ -5,6 +5,7 @@
 
 mod checkout;
 mod server_pool;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use checkout::CheckoutError;
-pub use server_pool::{Pool, PoolSettings, Welcome};
+pub use server_pool::{Pool, Welcome};
+pub use settings::PoolSettings;
 
 /// Identity of a pool: the database name clients use and the user the
 /// pooler logs in to PostgreSQL as (the forced user, or the client's).

@@ -3,39 +3,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::PoolKey;
+use super::PoolSettings;
 use crate::auth::ScramKeys;
-use crate::config::PoolMode;
 use crate::server::params::Params;
-use crate::server::{ServerConn, ServerCredentials, ServerTarget};
-
-/// Settings of a pool, resolved from the config when it is created.
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    /// Where and as whom to connect.
-    pub target: ServerTarget,
-    /// The secret to log in with (SCRAM keys may be added later).
-    pub credentials: ServerCredentials,
-    /// Maximum number of server connections.
-    pub size: usize,
-    /// session or transaction.
-    pub mode: PoolMode,
-    /// server_connect_timeout.
-    pub connect_timeout: Duration,
-    /// query_wait_timeout (zero = wait forever).
-    pub wait_timeout: Duration,
-    /// server_reset_query.
-    pub reset_query: String,
-    /// server_reset_query_always.
-    pub reset_query_always: bool,
-    /// connect_query of the [databases] entry, run once per new server.
-    pub connect_query: Option<String>,
-}
+use crate::server::{ServerConn, ServerCredentials};
 
 /// The ParameterStatus list a pool's servers reported at login.
 pub type Welcome = Arc<Vec<(String, String)>>;

@@ -114,6 +114,8 @@ async fn connect_inner(
         },
         addr: target.addr.clone(),
         created: Instant::now(),
+        last_used: Instant::now(),
+        close_needed: false,
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
     });
     let mut out = BytesMut::new();

@@ -78,6 +78,11 @@ pub struct ServerConn {
     pub addr: Arc<ServerAddr>,
     /// When it was opened.
     pub created: Instant,
+    /// When it was last given back to its pool (or opened).
+    pub last_used: Instant,
+    /// Close it instead of reusing it when it is released (RECONNECT,
+    /// a changed database entry, statement-mode refusal, ...).
+    pub close_needed: bool,
     /// Unique id, for logs and the admin console.
     pub id: u64,
 }

@@ -1,0 +1,259 @@
+//! A pool's settings, resolved from the config when the pool is created:
+//! the [databases] entry, the [users] entry of the pool's user and
+//! [pgbouncer], with PgBouncer's precedence.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Database, General, PoolMode};
+use crate::server::{ServerAddr, ServerCredentials, ServerTarget};
+
+/// Settings of one pool. Durations of zero mean "off" unless noted.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Where and as whom to connect.
+    pub target: ServerTarget,
+    /// The secret to log in with (SCRAM keys may be added later).
+    pub credentials: ServerCredentials,
+    /// pool_size: server connections in normal use.
+    pub size: usize,
+    /// min_pool_size: connections kept open even when idle (capped at `size`).
+    pub min_size: usize,
+    /// reserve_pool_size: extra connections for clients that waited
+    /// `reserve_timeout`.
+    pub reserve_size: usize,
+    /// reserve_pool_timeout.
+    pub reserve_timeout: Duration,
+    /// session, transaction or statement.
+    pub mode: PoolMode,
+    /// server_connect_timeout.
+    pub connect_timeout: Duration,
+    /// server_login_retry: after a failed login, new connections are not
+    /// tried (and clients needing one fail at once) for this long.
+    pub login_retry: Duration,
+    /// query_wait_timeout.
+    pub wait_timeout: Duration,
+    /// server_reset_query.
+    pub reset_query: String,
+    /// server_reset_query_always.
+    pub reset_query_always: bool,
+    /// connect_query of the [databases] entry, run once per new server.
+    pub connect_query: Option<String>,
+    /// server_lifetime: unused servers older than this are closed.
+    pub lifetime: Duration,
+    /// server_idle_timeout: servers idle longer than this are closed.
+    pub idle_timeout: Duration,
+    /// server_check_delay: a server idle longer than this is checked with
+    /// `check_query` before it is handed out (zero = always checked).
+    pub check_delay: Duration,
+    /// server_check_query; None = checks disabled ("" = the empty query).
+    pub check_query: Option<String>,
+    /// server_round_robin: reuse idle servers in turn instead of LIFO.
+    pub round_robin: bool,
+    /// query_timeout (for the pool's clients).
+    pub query_timeout: Duration,
+    /// idle_transaction_timeout (for the pool's clients).
+    pub idle_transaction_timeout: Duration,
+    /// client_idle_timeout (for the pool's clients).
+    pub client_idle_timeout: Duration,
+    /// max_db_connections of the pool's database (0 = no limit).
+    pub max_db_connections: usize,
+    /// max_user_connections of the pool's user (0 = no limit).
+    pub max_user_connections: usize,
+    /// max_db_client_connections of the pool's database (0 = no limit).
+    pub max_db_client_connections: usize,
+    /// max_user_client_connections of the pool's user (0 = no limit).
+    pub max_user_client_connections: usize,
+    /// The pool was made from the `*` entry: dropped after
+    /// autodb_idle_timeout without use (zero = kept).
+    pub autodb_idle_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// Settings with [pgbouncer]'s defaults for `target`.
+    pub fn with_defaults(target: ServerTarget, credentials: ServerCredentials) -> PoolSettings {
+        let g = General::defaults();
+        let db = Database::new(&target.database);
+        let mut s = Self::build(&g, &db, None, target);
+        s.credentials = credentials;
+        s
+    }
+
+    /// Resolve a pool's settings from its [databases] entry `db`, [users]
+    /// and [pgbouncer]. `database` is the client-side database name,
+    /// `pool_user` the user pgsluice logs in to PostgreSQL as.
+    pub fn resolve(cfg: &Config, db: &Database, database: &str, pool_user: &str) -> PoolSettings {
+        let credentials = match (&db.password, cfg.userlist.get(pool_user)) {
+            (Some(pw), _) => ServerCredentials::Password(pw.clone()),
+            (None, Some(crate::auth::Secret::Plain(pw))) => ServerCredentials::Password(pw.clone()),
+            (None, Some(crate::auth::Secret::Md5(s))) => ServerCredentials::Md5Secret(s.clone()),
+            _ => ServerCredentials::None,
+        };
+        let mut startup_params = Vec::new();
+        for (name, v) in [
+            ("client_encoding", &db.client_encoding),
+            ("datestyle", &db.datestyle),
+            ("timezone", &db.timezone),
+            ("application_name", &db.application_name),
+        ] {
+            if let Some(v) = v {
+                startup_params.push((name.to_string(), v.clone()));
+            }
+        }
+        let target = ServerTarget {
+            addr: Arc::new(server_addr(db)),
+            database: db.dbname.clone().unwrap_or_else(|| database.to_string()),
+            user: pool_user.to_string(),
+            startup_params,
+        };
+        let mut s = Self::build(&cfg.general, db, cfg.users.get(pool_user), target);
+        s.credentials = credentials;
+        s
+    }
+
+    fn build(
+        g: &General,
+        db: &Database,
+        user: Option<&crate::config::UserSettings>,
+        target: ServerTarget,
+    ) -> PoolSettings {
+        let n = |v: u32| v as usize;
+        let size = db
+            .pool_size
+            .or(user.and_then(|u| u.pool_size))
+            .unwrap_or(g.default_pool_size);
+        let user_time = |f: fn(&crate::config::UserSettings) -> Option<Duration>,
+                         global: Duration| {
+            user.and_then(f).unwrap_or(global)
+        };
+        PoolSettings {
+            target,
+            credentials: ServerCredentials::None,
+            size: n(size).max(1),
+            min_size: n(db.min_pool_size.unwrap_or(g.min_pool_size)),
+            reserve_size: n(db
+                .reserve_pool_size
+                .or(user.and_then(|u| u.reserve_pool_size))
+                .unwrap_or(g.reserve_pool_size)),
+            reserve_timeout: g.reserve_pool_timeout,
+            mode: user
+                .and_then(|u| u.pool_mode)
+                .or(db.pool_mode)
+                .unwrap_or(g.pool_mode),
+            connect_timeout: g.server_connect_timeout,
+            login_retry: g.server_login_retry,
+            wait_timeout: user
+                .and_then(|u| u.query_wait_timeout)
+                .or(db.query_wait_timeout)
+                .unwrap_or(g.query_wait_timeout),
+            reset_query: g.server_reset_query.clone(),
+            reset_query_always: g.server_reset_query_always,
+            connect_query: db.connect_query.clone(),
+            lifetime: db.server_lifetime.unwrap_or(g.server_lifetime),
+            idle_timeout: g.server_idle_timeout,
+            check_delay: g.server_check_delay,
+            check_query: g.server_check_enabled.then(|| g.server_check_query.clone()),
+            round_robin: g.server_round_robin,
+            query_timeout: user_time(|u| u.query_timeout, g.query_timeout),
+            idle_transaction_timeout: user_time(
+                |u| u.idle_transaction_timeout,
+                g.idle_transaction_timeout,
+            ),
+            client_idle_timeout: user_time(|u| u.client_idle_timeout, g.client_idle_timeout),
+            max_db_connections: n(db.max_db_connections.unwrap_or(g.max_db_connections)),
+            max_user_connections: n(user
+                .and_then(|u| u.max_user_connections)
+                .unwrap_or(g.max_user_connections)),
+            max_db_client_connections: n(db
+                .max_db_client_connections
+                .unwrap_or(g.max_db_client_connections)),
+            max_user_client_connections: n(user
+                .and_then(|u| u.max_user_client_connections)
+                .unwrap_or(g.max_user_client_connections)),
+            autodb_idle_timeout: (db.name == "*").then_some(g.autodb_idle_timeout),
+        }
+    }
+}
+
+/// The server address of a [databases] entry. Without host, the Unix
+/// socket in the usual directory (/var/run/postgresql when it exists, else
+/// /tmp); a host starting with '/' is a socket directory; of a host list,
+/// the first host is used (load balancing comes later).
+fn server_addr(db: &Database) -> ServerAddr {
+    let host = db
+        .host
+        .as_deref()
+        .and_then(|h| h.split(',').map(str::trim).find(|h| !h.is_empty()));
+    match host {
+        Some(h) if !h.starts_with('/') => ServerAddr::Tcp {
+            host: h.to_string(),
+            port: db.port,
+        },
+        Some(dir) => ServerAddr::Unix {
+            dir: PathBuf::from(dir),
+            port: db.port,
+        },
+        None => {
+            let debian = PathBuf::from("/var/run/postgresql");
+            let dir = if debian.is_dir() {
+                debian
+            } else {
+                PathBuf::from("/tmp")
+            };
+            ServerAddr::Unix { dir, port: db.port }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(ini: &str, database: &str, user: &str) -> PoolSettings {
+        let cfg = crate::config::load_str(ini, std::path::Path::new("t.ini"))
+            .unwrap()
+            .config;
+        let db = cfg.databases.lookup(database).unwrap().clone();
+        PoolSettings::resolve(&cfg, &db, database, user)
+    }
+
+    #[test]
+    fn precedence_database_then_user_then_global() {
+        let ini = "[databases]\n\
+                   a = host=h pool_size=7 min_pool_size=2 reserve_pool_size=3 server_lifetime=9 max_db_connections=11\n\
+                   b = host=h\n\
+                   [users]\n\
+                   u = pool_size=5 reserve_pool_size=4 pool_mode=statement max_user_connections=6 query_timeout=8 client_idle_timeout=12 idle_transaction_timeout=13\n\
+                   [pgbouncer]\n\
+                   auth_type=any\ndefault_pool_size=20\nmin_pool_size=1\nreserve_pool_size=1\nmax_db_connections=30\n";
+        let a = resolve(ini, "a", "u");
+        assert_eq!((a.size, a.min_size, a.reserve_size), (7, 2, 3));
+        assert_eq!(a.lifetime, Duration::from_secs(9));
+        assert_eq!(a.max_db_connections, 11);
+        assert_eq!(a.mode, PoolMode::Statement);
+        assert_eq!(a.max_user_connections, 6);
+        assert_eq!(a.query_timeout, Duration::from_secs(8));
+        assert_eq!(a.client_idle_timeout, Duration::from_secs(12));
+        assert_eq!(a.idle_transaction_timeout, Duration::from_secs(13));
+        let b = resolve(ini, "b", "u");
+        assert_eq!((b.size, b.min_size, b.reserve_size), (5, 1, 4));
+        assert_eq!(b.max_db_connections, 30);
+        let other = resolve(ini, "b", "v");
+        assert_eq!((other.size, other.reserve_size), (20, 1));
+        assert_eq!(other.mode, PoolMode::Session);
+        assert_eq!(other.query_timeout, Duration::ZERO);
+        assert_eq!(other.autodb_idle_timeout, None);
+    }
+
+    #[test]
+    fn fallback_entry_makes_autodb_pools() {
+        let s = resolve(
+            "[databases]\n* = host=h\n[pgbouncer]\nauth_type=any\nautodb_idle_timeout=5\n",
+            "x",
+            "u",
+        );
+        assert_eq!(s.autodb_idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.target.database, "x");
+    }
+}
