@@ -53,6 +53,8 @@ impl Pooler {
         }
         // Parks sessions idle for a second or more (see CancelRegistry::sweep).
         acceptors.push(tokio::spawn(sweep_idle(ctx.clone())));
+        // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
+        acceptors.push(tokio::spawn(maintain_pools(ctx.clone())));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
             let l = UnixListener::from_std(l)?;
@@ -154,6 +156,21 @@ async fn sweep_idle(ctx: Arc<Context>) {
     loop {
         tick.tick().await;
         ctx.cancel.sweep(&ctx.epoch);
+    }
+}
+
+/// How often pools are maintained (PgBouncer's janitor runs as often).
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
+async fn maintain_pools(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if ctx.shutting_down() {
+            return;
+        }
+        ctx.pools.maintain(&ctx.config());
     }
 }
 

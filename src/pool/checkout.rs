@@ -1,5 +1,8 @@
-//! Taking a server from a pool: an idle one, a new one while below the pool
-//! size, or a place in the FIFO queue until one is handed over.
+//! Taking a server from a pool: an idle one (checked first if it idled
+//! longer than server_check_delay), a new one while below the pool size and
+//! the shared limits, or a place in the FIFO queue until one is handed over
+//! (with the reserve pool opened to clients that waited
+//! reserve_pool_timeout).
 //!
 //! Cancel safety: a checkout future may be dropped at any await (the client
 //! left, shutdown). Guards make sure a slot or a server handed to a waiter
@@ -9,9 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::server_pool::{Grant, Pool};
+use super::server_pool::{Grant, LoginFailure, Pool, Waiter};
 use crate::server::{self, ServerConn, ServerError};
 
 /// Why no server could be had.
@@ -26,7 +29,7 @@ pub enum CheckoutError {
 }
 
 /// A counted slot that is freed on drop unless used.
-struct SlotGuard<'a> {
+pub(super) struct SlotGuard<'a> {
     pool: &'a Pool,
     armed: bool,
 }
@@ -34,6 +37,7 @@ struct SlotGuard<'a> {
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
+            self.pool.state.lock().opening -= 1;
             self.pool.free_slot();
         }
     }
@@ -57,42 +61,48 @@ impl Drop for WaitGuard<'_> {
     }
 }
 
-enum Next {
+pub(super) enum Next {
     Ready(Box<ServerConn>),
     Open,
     Wait(oneshot::Receiver<Grant>),
+    /// Left the queue without a grant (the queue was cleared): start over.
+    Retry,
 }
 
 impl Pool {
-    /// Get a server for a client: idle (LIFO), new (below size), or after
-    /// waiting in FIFO order for at most query_wait_timeout.
+    /// Get a server for a client: idle (LIFO, or round robin), new (below
+    /// size and limits), or after waiting in FIFO order for at most
+    /// query_wait_timeout.
     pub async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
         let wait = self.settings.wait_timeout;
-        let deadline = (!wait.is_zero()).then(|| Instant::now() + wait);
+        let mut deadline = None;
         loop {
-            let next = self.try_take();
-            let slot = match next {
-                Next::Ready(s) => return Ok(s),
-                Next::Open => SlotGuard {
-                    pool: self,
-                    armed: true,
+            let slot = match self.try_take()? {
+                Next::Ready(s) => match self.check(s).await {
+                    Some(s) => return Ok(s),
+                    None => continue,
                 },
+                Next::Open => self.slot(),
+                Next::Retry => continue,
                 Next::Wait(rx) => {
-                    let mut guard = WaitGuard { pool: self, rx };
-                    let got = match deadline {
-                        Some(d) => tokio::time::timeout_at(d, &mut guard.rx).await,
-                        None => Ok((&mut guard.rx).await),
-                    };
-                    match got {
-                        Ok(Ok(Grant::Server(s))) => return Ok(s),
-                        Ok(Ok(Grant::Slot)) => SlotGuard {
-                            pool: self,
-                            armed: true,
+                    let d = *deadline
+                        .get_or_insert_with(|| (!wait.is_zero()).then(|| Instant::now() + wait));
+                    match Box::pin(self.wait(rx, d)).await? {
+                        Next::Ready(s) => match self.check(s).await {
+                            Some(s) => return Ok(s),
+                            None => continue,
                         },
-                        // The sender is only dropped with the pool itself.
-                        Ok(Err(_)) => continue,
-                        // Dropping the guard returns anything sent meanwhile.
-                        Err(_) => return Err(CheckoutError::WaitTimeout(wait)),
+                        Next::Open => {
+                            let slot = self.slot();
+                            let failure = self.state.lock().login_failure.clone();
+                            if let Some(e) = self.recent_login_failure(&failure) {
+                                // Dropping the slot hands it to the next
+                                // waiter, who fails fast the same way.
+                                return Err(e);
+                            }
+                            slot
+                        }
+                        Next::Wait(_) | Next::Retry => continue,
                     }
                 }
             };
@@ -102,50 +112,213 @@ impl Pool {
         }
     }
 
+    pub(super) fn slot(&self) -> SlotGuard<'_> {
+        self.state.lock().opening += 1;
+        SlotGuard {
+            pool: self,
+            armed: true,
+        }
+    }
+
+    /// Wait in the queue until `deadline`; after reserve_pool_timeout, try
+    /// the reserve pool.
+    async fn wait(
+        &self,
+        rx: oneshot::Receiver<Grant>,
+        deadline: Option<Instant>,
+    ) -> Result<Next, CheckoutError> {
+        let mut guard = WaitGuard { pool: self, rx };
+        let s = &self.settings;
+        let mut reserve_at = (s.reserve_size > 0).then(|| Instant::now() + s.reserve_timeout);
+        loop {
+            let until = match (deadline, reserve_at) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
+            let got = match until {
+                Some(u) => tokio::time::timeout_at(u, &mut guard.rx).await,
+                None => Ok((&mut guard.rx).await),
+            };
+            match got {
+                Ok(Ok(Grant::Server(s))) => return Ok(Next::Ready(s)),
+                Ok(Ok(Grant::Slot)) => return Ok(Next::Open),
+                Ok(Err(_)) => return Ok(Next::Retry),
+                Err(_) if reserve_at.is_some_and(|r| Instant::now() >= r) => {
+                    reserve_at = None;
+                    if let Some(next) = self.try_reserve(&mut guard.rx) {
+                        return Ok(next);
+                    }
+                }
+                // Dropping the guard returns anything sent meanwhile.
+                Err(_) => return Err(CheckoutError::WaitTimeout(s.wait_timeout)),
+            }
+        }
+    }
+
     /// One short critical section: no await inside.
-    fn try_take(&self) -> Next {
+    fn try_take(&self) -> Result<Next, CheckoutError> {
         let mut broken = Vec::new();
+        let mut starved_on = None;
         let next = {
             let mut st = self.state.lock();
             loop {
-                match st.idle.pop() {
+                let popped = if self.settings.round_robin {
+                    st.idle.pop_front()
+                } else {
+                    st.idle.pop_back()
+                };
+                match popped {
                     Some(s) if s.is_broken() => {
                         st.total -= 1;
                         broken.push(s);
                     }
-                    Some(s) => break Next::Ready(s),
+                    Some(s) => break Ok(Next::Ready(s)),
                     None if st.total < self.settings.size => {
-                        st.total += 1;
-                        break Next::Open;
+                        if let Some(e) = self.recent_login_failure(&st.login_failure) {
+                            break Err(e);
+                        }
+                        match self.acquire_limits() {
+                            Ok(()) => {
+                                st.total += 1;
+                                break Ok(Next::Open);
+                            }
+                            Err(limit) => {
+                                limit.starve(&self.me);
+                                starved_on = Some(limit.clone());
+                                break Ok(Next::Wait(enqueue(&mut st.waiters)));
+                            }
+                        }
                     }
-                    None => {
-                        let (tx, rx) = oneshot::channel();
-                        st.waiters.push_back(tx);
-                        break Next::Wait(rx);
-                    }
+                    None => break Ok(Next::Wait(enqueue(&mut st.waiters))),
                 }
             }
         };
+        let n = broken.len();
         for s in broken {
             debug!(
                 server = s.id,
                 "dropping a server connection closed while idle"
             );
         }
+        if n > 0 {
+            self.release_limits(n);
+        }
+        if let Some(limit) = starved_on {
+            // Make room by closing an idle server of another pool.
+            for other in limit.others(&self.me) {
+                if other.close_one_idle() {
+                    break;
+                }
+            }
+        }
         next
     }
 
-    async fn open(&self, mut slot: SlotGuard<'_>) -> Result<Box<ServerConn>, CheckoutError> {
+    /// After reserve_pool_timeout: a server handed over meanwhile, an idle
+    /// one, or a slot of the reserve pool. Leaves the queue when it
+    /// returns something.
+    fn try_reserve(&self, rx: &mut oneshot::Receiver<Grant>) -> Option<Next> {
+        let mut st = self.state.lock();
+        // Grants are sent under this lock: nothing can arrive after this.
+        match rx.try_recv() {
+            Ok(Grant::Server(s)) => return Some(Next::Ready(s)),
+            Ok(Grant::Slot) => return Some(Next::Open),
+            Err(_) => {}
+        }
+        if let Some(s) = st.idle.pop_back() {
+            rx.close();
+            return Some(Next::Ready(s));
+        }
+        let cap = self.settings.size + self.settings.reserve_size;
+        if st.total >= cap || self.recent_login_failure(&st.login_failure).is_some() {
+            return None;
+        }
+        if self.acquire_limits().is_err() {
+            return None;
+        }
+        st.total += 1;
+        rx.close();
+        debug!(pool = %self.key, "using the reserve pool");
+        Some(Next::Open)
+    }
+
+    fn recent_login_failure(&self, f: &Option<LoginFailure>) -> Option<CheckoutError> {
+        let f = f.as_ref()?;
+        // Reported as the failure itself, marked as not retried.
+        (f.at.elapsed() < self.settings.login_retry).then(|| {
+            CheckoutError::Server(ServerError::Rejected {
+                severity: "FATAL".into(),
+                code: f.code.clone(),
+                message: format!(
+                    "{} (server login failed {:.1}s ago; retried after server_login_retry)",
+                    f.message,
+                    f.at.elapsed().as_secs_f64()
+                ),
+            })
+        })
+    }
+
+    /// server_check_query on a server idle longer than server_check_delay;
+    /// None (and the server closed) when it fails.
+    async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
+        let s = &self.settings;
+        let Some(query) = &s.check_query else {
+            return Some(server);
+        };
+        if server.last_used.elapsed() < s.check_delay {
+            return Some(server);
+        }
+        match Box::pin(server.run_quiet(query)).await {
+            Ok(b'I') => Some(server),
+            other => {
+                debug!(server = server.id, result = ?other.err(), "server failed its check; closing it");
+                self.discard(server);
+                None
+            }
+        }
+    }
+
+    pub(super) async fn open(
+        &self,
+        mut slot: SlotGuard<'_>,
+    ) -> Result<Box<ServerConn>, CheckoutError> {
         let creds = self.credentials();
         let s = &self.settings;
-        let (mut conn, reported) = server::connect(&s.target, &creds, s.connect_timeout).await?;
-        if let Some(q) = &s.connect_query {
-            conn.run_quiet(q).await?;
+        let result = async {
+            let (mut conn, reported) =
+                server::connect(&s.target, &creds, s.connect_timeout).await?;
+            if let Some(q) = &s.connect_query {
+                conn.run_quiet(q).await?;
+            }
+            Ok::<_, ServerError>((conn, reported))
         }
-        self.set_welcome(reported);
-        debug!(server = conn.id, addr = %conn.addr, "new server connection");
+        .await;
+        let mut st = self.state.lock();
+        st.opening -= 1;
         slot.armed = false;
-        Ok(conn)
+        match result {
+            Ok((conn, reported)) => {
+                st.login_failure = None;
+                drop(st);
+                self.set_welcome(reported);
+                debug!(server = conn.id, addr = %conn.addr, "new server connection");
+                Ok(conn)
+            }
+            Err(e) => {
+                if !s.login_retry.is_zero() {
+                    let (code, message) = e.client_error();
+                    st.login_failure = Some(LoginFailure {
+                        at: std::time::Instant::now(),
+                        code,
+                        message,
+                    });
+                }
+                drop(st);
+                warn!(pool = %self.key, error = %e, "server login failed");
+                self.free_slot();
+                Err(e.into())
+            }
+        }
     }
 
     /// Make sure the pool knows its servers' ParameterStatus, opening a
@@ -161,4 +334,13 @@ impl Pool {
         self.welcome()
             .ok_or(CheckoutError::Server(ServerError::Closed))
     }
+}
+
+fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>) -> oneshot::Receiver<Grant> {
+    let (tx, rx) = oneshot::channel();
+    waiters.push_back(Waiter {
+        tx,
+        since: std::time::Instant::now(),
+    });
+    rx
 }

@@ -4,6 +4,8 @@
 //! The admin console and stats read pools; they never reach into sessions.
 
 mod checkout;
+mod limits;
+mod maintain;
 mod server_pool;
 mod settings;
 
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use checkout::CheckoutError;
-pub use server_pool::{Pool, Welcome};
+pub use limits::Limit;
+pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
 
 /// Identity of a pool: the database name clients use and the user the
@@ -26,10 +29,20 @@ pub struct PoolKey {
     pub user: String,
 }
 
-/// All pools, created on first use.
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.database, self.user)
+    }
+}
+
+/// All pools, created on first use, and the limits they share.
 #[derive(Default)]
 pub struct Pools {
     map: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// max_db_connections, by client-side database name.
+    db_limits: Mutex<HashMap<String, Arc<Limit>>>,
+    /// max_user_connections, by server-side user name.
+    user_limits: Mutex<HashMap<String, Arc<Limit>>>,
 }
 
 impl Pools {
@@ -42,13 +55,41 @@ impl Pools {
     /// per client login, never on the hot path.
     pub fn get_or_create(&self, key: PoolKey, make: impl FnOnce() -> PoolSettings) -> Arc<Pool> {
         let mut map = self.map.lock();
-        map.entry(key.clone())
-            .or_insert_with(|| Arc::new(Pool::new(key, make())))
+        if let Some(p) = map.get(&key) {
+            return p.clone();
+        }
+        let settings = make();
+        let db_limit = Self::limit(&self.db_limits, &key.database, settings.max_db_connections);
+        let user_limit = Self::limit(&self.user_limits, &key.user, settings.max_user_connections);
+        let pool = Pool::with_limits(key.clone(), settings, db_limit, user_limit);
+        map.insert(key, pool.clone());
+        pool
+    }
+
+    fn limit(map: &Mutex<HashMap<String, Arc<Limit>>>, name: &str, max: usize) -> Arc<Limit> {
+        map.lock()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Limit::new(max)))
             .clone()
     }
 
     /// A snapshot of all pools (for the admin console and stats).
     pub fn all(&self) -> Vec<Arc<Pool>> {
         self.map.lock().values().cloned().collect()
+    }
+
+    /// The pool for `key`, if it exists.
+    pub fn get(&self, key: &PoolKey) -> Option<Arc<Pool>> {
+        self.map.lock().get(key).cloned()
+    }
+
+    /// (max, open) server connections of a database's limit.
+    pub fn db_limit(&self, database: &str) -> Option<(usize, usize)> {
+        self.db_limits.lock().get(database).map(|l| l.counts())
+    }
+
+    /// (max, open) server connections of a user's limit.
+    pub fn user_limit(&self, user: &str) -> Option<(usize, usize)> {
+        self.user_limits.lock().get(user).map(|l| l.counts())
     }
 }

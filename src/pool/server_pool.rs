@@ -2,13 +2,17 @@
 //! order, and the cached login answers (ParameterStatus) of its servers.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use tracing::debug;
+
 use super::PoolKey;
 use super::PoolSettings;
+use super::limits::Limit;
 use crate::auth::ScramKeys;
 use crate::server::params::Params;
 use crate::server::{ServerConn, ServerCredentials};
@@ -20,19 +24,42 @@ pub type Welcome = Arc<Vec<(String, String)>>;
 pub(super) enum Grant {
     /// An idle server, ready to use.
     Server(Box<ServerConn>),
-    /// A slot already counted in `total`: open a new connection with it.
+    /// A slot already counted in `total` and in the limits: open a new
+    /// connection with it.
     Slot,
 }
 
+/// A client waiting for a server.
+pub(super) struct Waiter {
+    pub tx: oneshot::Sender<Grant>,
+    /// When it started waiting (SHOW POOLS maxwait).
+    pub since: Instant,
+}
+
+/// The last failed server login, for server_login_retry.
+#[derive(Clone)]
+pub(super) struct LoginFailure {
+    pub at: Instant,
+    pub code: String,
+    pub message: String,
+}
+
 pub(super) struct State {
-    /// Idle servers; the most recently used is last (LIFO reuse).
+    /// Idle servers; the most recently returned is last.
     #[allow(clippy::vec_box)]
     // popped and pushed per transaction: pointer moves (measured with callgrind)
-    pub idle: Vec<Box<ServerConn>>,
-    /// Servers that exist or are being opened (idle + in use + connecting).
+    pub idle: VecDeque<Box<ServerConn>>,
+    /// Servers that exist or are being opened (idle + in use + connecting),
+    /// each counted in the pool's limits too.
     pub total: usize,
+    /// Servers being opened (part of `total`).
+    pub opening: usize,
     /// Clients waiting for a server, first come first served.
-    pub waiters: VecDeque<oneshot::Sender<Grant>>,
+    pub waiters: VecDeque<Waiter>,
+    /// The last server login failure, cleared by a successful one.
+    pub login_failure: Option<LoginFailure>,
+    /// Since when no client used the pool (autodb_idle_timeout).
+    pub unused_since: Option<Instant>,
 }
 
 /// A pool of server connections for one (database, user).
@@ -41,6 +68,13 @@ pub struct Pool {
     pub key: PoolKey,
     /// Its settings.
     pub settings: PoolSettings,
+    /// This pool, for limits to refer to it (dangling for a pool made with
+    /// [`Pool::new`], which has limits of its own that never fill).
+    pub(super) me: Weak<Pool>,
+    /// max_db_connections of its database.
+    pub(super) db_limit: Arc<Limit>,
+    /// max_user_connections of its user.
+    pub(super) user_limit: Arc<Limit>,
     pub(super) state: Mutex<State>,
     /// ParameterStatus of the latest server login, replayed to clients at
     /// their login.
@@ -56,15 +90,58 @@ pub struct Pool {
 const MAX_INTERNED: usize = 64;
 
 impl Pool {
-    /// A new empty pool.
+    /// A new empty pool with no shared limits.
     pub fn new(key: PoolKey, settings: PoolSettings) -> Pool {
+        Self::build(
+            key,
+            settings,
+            Weak::new(),
+            Arc::new(Limit::new(0)),
+            Arc::new(Limit::new(0)),
+        )
+    }
+
+    /// A new empty pool counted under shared limits.
+    pub(super) fn with_limits(
+        key: PoolKey,
+        settings: PoolSettings,
+        db_limit: Arc<Limit>,
+        user_limit: Arc<Limit>,
+    ) -> Arc<Pool> {
+        let pool = Arc::new_cyclic(|me| {
+            Self::build(
+                key,
+                settings,
+                me.clone(),
+                db_limit.clone(),
+                user_limit.clone(),
+            )
+        });
+        db_limit.join(&pool.me);
+        user_limit.join(&pool.me);
+        pool
+    }
+
+    fn build(
+        key: PoolKey,
+        settings: PoolSettings,
+        me: Weak<Pool>,
+        db_limit: Arc<Limit>,
+        user_limit: Arc<Limit>,
+    ) -> Pool {
         Pool {
             key,
             settings,
+            me,
+            db_limit,
+            user_limit,
             state: Mutex::new(State {
-                idle: Vec::new(),
+                idle: VecDeque::new(),
                 total: 0,
+                opening: 0,
                 waiters: VecDeque::new(),
+                login_failure: None,
+                unused_since: None,
             }),
             welcome: Mutex::new(None),
             scram_keys: Mutex::new(None),
@@ -73,19 +150,40 @@ impl Pool {
     }
 
     /// Return a server after use. It must be idle with nothing outstanding.
-    /// It goes to the longest-waiting client, else to the idle list.
+    /// It goes to the longest-waiting client, else to the idle list; it is
+    /// closed instead when it must not be reused (past server_lifetime,
+    /// marked for closing) or when another pool waits for room under a
+    /// shared limit.
     pub fn checkin(&self, server: Box<ServerConn>) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
-        let mut st = self.state.lock();
-        while let Some(tx) = st.waiters.pop_front() {
-            match tx.send(Grant::Server(server)) {
-                Ok(()) => return,
-                Err(Grant::Server(back)) => server = back,
-                Err(Grant::Slot) => unreachable!("sent a server"),
+        let now = Instant::now();
+        let lifetime = self.settings.lifetime;
+        if server.close_needed || (!lifetime.is_zero() && now - server.created >= lifetime) {
+            debug!(server = server.id, "closing a server past its lifetime");
+            return self.discard(server);
+        }
+        server.last_used = now;
+        let evict = self.db_limit.has_starved() || self.user_limit.has_starved();
+        {
+            let mut st = self.state.lock();
+            while let Some(w) = st.waiters.pop_front() {
+                match w.tx.send(Grant::Server(server)) {
+                    Ok(()) => return,
+                    Err(Grant::Server(back)) => server = back,
+                    Err(Grant::Slot) => unreachable!("sent a server"),
+                }
+            }
+            if !evict {
+                st.idle.push_back(server);
+                return;
             }
         }
-        st.idle.push(server);
+        debug!(
+            server = server.id,
+            "closing an idle server: another pool needs room"
+        );
+        self.discard(server);
     }
 
     /// Close a server that cannot be reused, freeing its slot.
@@ -96,15 +194,91 @@ impl Pool {
     }
 
     /// Give up one slot: hand it to the longest-waiting client (who will
-    /// open a connection with it), or decrement the count.
+    /// open a connection with it) while the pool is within its size, or
+    /// uncount it (here and in the limits).
     pub(super) fn free_slot(&self) {
-        let mut st = self.state.lock();
-        while let Some(tx) = st.waiters.pop_front() {
-            if tx.send(Grant::Slot).is_ok() {
-                return;
+        {
+            let mut st = self.state.lock();
+            if st.total <= self.settings.size {
+                while let Some(w) = st.waiters.pop_front() {
+                    if w.tx.send(Grant::Slot).is_ok() {
+                        return;
+                    }
+                }
+            }
+            st.total -= 1;
+        }
+        self.release_limits(1);
+    }
+
+    /// Uncount `n` closed connections from the shared limits, waking pools
+    /// that wait for room. No lock may be held by the caller.
+    pub(super) fn release_limits(&self, n: usize) {
+        for _ in 0..n {
+            for limit in [&self.db_limit, &self.user_limit] {
+                if let Some(pool) = limit.release() {
+                    pool.on_room();
+                }
             }
         }
-        st.total -= 1;
+    }
+
+    /// Count a new connection in both limits; on failure, the limit that is
+    /// full (nothing stays counted).
+    pub(super) fn acquire_limits(&self) -> Result<(), &Arc<Limit>> {
+        if !self.db_limit.try_acquire() {
+            return Err(&self.db_limit);
+        }
+        if !self.user_limit.try_acquire() {
+            // Uncounted without waking anyone: callers may hold a pool lock.
+            // A pool that found the database full during this short window
+            // is retried by the maintenance pass (`Pool::maintain`).
+            self.db_limit.undo();
+            return Err(&self.user_limit);
+        }
+        Ok(())
+    }
+
+    /// Room was made under a limit this pool waits on: open a connection
+    /// for the longest-waiting client if the pool is still short of one.
+    pub(super) fn on_room(&self) {
+        let mut st = self.state.lock();
+        if st.waiters.is_empty() || st.total >= self.settings.size {
+            return;
+        }
+        match self.acquire_limits() {
+            Ok(()) => {
+                while let Some(w) = st.waiters.pop_front() {
+                    if w.tx.send(Grant::Slot).is_ok() {
+                        st.total += 1;
+                        return;
+                    }
+                }
+                drop(st);
+                self.release_limits(1);
+            }
+            Err(limit) => limit.starve(&self.me),
+        }
+    }
+
+    /// Close the idle server unused the longest, if any (to make room for
+    /// another pool under a shared limit). True if one was closed.
+    pub(super) fn close_one_idle(&self) -> bool {
+        let server = {
+            let mut st = self.state.lock();
+            let Some(s) = st.idle.pop_front() else {
+                return false;
+            };
+            st.total -= 1;
+            s
+        };
+        debug!(
+            server = server.id,
+            "closing an idle server: another pool needs room"
+        );
+        server.terminate();
+        self.release_limits(1);
+        true
     }
 
     /// The ParameterStatus list for client logins, if a server logged in.
@@ -150,11 +324,32 @@ impl Pool {
         p
     }
 
-    /// Counts for the admin console: (idle, total, waiting).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// Counts for the admin console and tests.
+    pub fn counts(&self) -> PoolCounts {
         let st = self.state.lock();
-        (st.idle.len(), st.total, st.waiters.len())
+        PoolCounts {
+            idle: st.idle.len(),
+            total: st.total,
+            opening: st.opening,
+            waiting: st.waiters.len(),
+            max_wait: st.waiters.front().map(|w| w.since.elapsed()),
+        }
     }
+}
+
+/// A snapshot of a pool's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Idle servers.
+    pub idle: usize,
+    /// Servers open or being opened.
+    pub total: usize,
+    /// Servers being opened.
+    pub opening: usize,
+    /// Clients waiting for a server.
+    pub waiting: usize,
+    /// How long the longest-waiting client has waited.
+    pub max_wait: Option<std::time::Duration>,
 }
 
 impl Pool {
@@ -166,8 +361,10 @@ impl Pool {
             st.total -= idle.len();
             idle
         };
+        let n = idle.len();
         for s in idle {
             s.terminate();
         }
+        self.release_limits(n);
     }
 }

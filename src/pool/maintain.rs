@@ -1,0 +1,136 @@
+//! Pool maintenance, run about once a second (PgBouncer's janitor): close
+//! idle servers past server_lifetime or server_idle_timeout (keeping
+//! min_pool_size), drop idle servers that broke, open servers up to
+//! min_pool_size, retry clients waiting on a shared limit, and free pools
+//! made from the `*` entry once unused for autodb_idle_timeout.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, info};
+
+use super::{Pool, PoolKey, PoolSettings, Pools};
+use crate::config::Config;
+
+impl Pools {
+    /// One maintenance pass over every pool. Pools of databases with a
+    /// forced user exist from the start, as in PgBouncer (so min_pool_size
+    /// applies to them before any client comes).
+    pub fn maintain(&self, cfg: &Config) {
+        for (name, db) in &cfg.databases.entries {
+            if let Some(user) = &db.user {
+                let key = PoolKey {
+                    database: name.clone(),
+                    user: user.clone(),
+                };
+                self.get_or_create(key, || PoolSettings::resolve(cfg, db, name, user));
+            }
+        }
+        let now = Instant::now();
+        for pool in self.all() {
+            pool.maintain(now);
+        }
+        self.free_unused_autodb(now);
+    }
+
+    /// Remove pools made from `*` that nobody used for autodb_idle_timeout.
+    fn free_unused_autodb(&self, now: Instant) {
+        let mut removed = Vec::new();
+        self.map.lock().retain(|_, pool| {
+            let Some(timeout) = pool.settings.autodb_idle_timeout else {
+                return true;
+            };
+            let mut st = pool.state.lock();
+            // Held only by this registry: no client is logged in to it.
+            let unused =
+                Arc::strong_count(pool) == 1 && st.total == st.idle.len() && st.waiters.is_empty();
+            if !unused {
+                st.unused_since = None;
+                return true;
+            }
+            let since = *st.unused_since.get_or_insert(now);
+            if timeout.is_zero() || now - since < timeout {
+                return true;
+            }
+            drop(st);
+            removed.push(pool.clone());
+            false
+        });
+        for pool in removed {
+            info!(pool = %pool.key, "freeing an unused automatic database pool (autodb_idle_timeout)");
+            pool.close_idle();
+        }
+    }
+}
+
+impl Pool {
+    /// One maintenance pass over this pool.
+    pub(super) fn maintain(self: &Arc<Self>, now: Instant) {
+        let s = &self.settings;
+        let mut closing = Vec::new();
+        let (spare, starved) = {
+            let mut st = self.state.lock();
+            let mut i = 0;
+            // Oldest first: idle-timeout closes the longest-unused servers.
+            while i < st.idle.len() {
+                let srv = &st.idle[i];
+                let keep_min = st.total - closing.len() <= s.min_size;
+                let expired = srv.is_broken()
+                    || srv.close_needed
+                    || (!s.lifetime.is_zero() && now - srv.created >= s.lifetime)
+                    || (!s.idle_timeout.is_zero()
+                        && now - srv.last_used >= s.idle_timeout
+                        && !keep_min);
+                match expired {
+                    true => closing.extend(st.idle.remove(i)),
+                    false => i += 1,
+                }
+            }
+            st.total -= closing.len();
+            let want = s.min_size.min(s.size);
+            let failing = st
+                .login_failure
+                .as_ref()
+                .is_some_and(|f| f.at.elapsed() < s.login_retry);
+            let spare = if failing {
+                0
+            } else {
+                want.saturating_sub(st.total)
+            };
+            (spare, !st.waiters.is_empty() && st.total < s.size)
+        };
+        let n = closing.len();
+        for srv in closing {
+            debug!(server = srv.id, pool = %self.key, "closing an idle server (lifetime, idle timeout or broken)");
+            srv.terminate();
+        }
+        if n > 0 {
+            self.release_limits(n);
+        }
+        if starved {
+            // A wake-up lost to a race (see `acquire_limits`) is made up here.
+            self.on_room();
+        }
+        for _ in 0..spare {
+            tokio::spawn(self.clone().open_spare());
+        }
+    }
+
+    /// Open one server for min_pool_size, if still short of it.
+    async fn open_spare(self: Arc<Self>) {
+        {
+            let mut st = self.state.lock();
+            if st.total >= self.settings.min_size.min(self.settings.size)
+                || self.acquire_limits().is_err()
+            {
+                return;
+            }
+            st.total += 1;
+        }
+        let slot = self.slot();
+        if let Ok(conn) = self.open(slot).await {
+            debug!(server = conn.id, pool = %self.key, "opened a server for min_pool_size");
+            self.checkin(conn);
+        }
+    }
+}
