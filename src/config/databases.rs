@@ -117,12 +117,7 @@ pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
     "auth_user",
     "auth_query",
     "auth_dbname",
-    "min_pool_size",
-    "reserve_pool_size",
-    "reserve_pool",
-    "max_db_connections",
     "max_db_client_connections",
-    "server_lifetime",
     "load_balance_hosts",
 ];
 
@@ -253,11 +248,7 @@ mod tests {
                 "auth_user",
                 "auth_query",
                 "auth_dbname",
-                "min_pool_size",
-                "reserve_pool",
-                "max_db_connections",
                 "max_db_client_connections",
-                "server_lifetime",
                 "load_balance_hosts"
             ]
         );

@@ -223,16 +223,6 @@ pub const KEYS: &[KeyDef] = &[
 /// when the feature lands.
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     // In `General`, waiting for their features:
-    "min_pool_size",
-    "reserve_pool_size",
-    "reserve_pool_timeout",
-    "max_db_connections",
-    "max_user_connections",
-    "server_round_robin",
-    "server_check_delay",
-    "server_check_query",
-    "server_lifetime",
-    "server_idle_timeout",
     "query_timeout",
     "client_idle_timeout",
     "idle_transaction_timeout",
@@ -243,7 +233,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "unix_socket_group",
     "log_stats",
     "application_name_add_host",
-    "server_login_retry",
     "pkt_buf",
     "admin_users",
     "stats_users",
@@ -254,7 +243,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "auth_ldap_options",
     "auth_query",
     "auth_user",
-    "autodb_idle_timeout",
     "client_tls13_ciphers",
     "client_tls_ca_file",
     "client_tls_cert_file",

@@ -37,8 +37,6 @@ pub struct UserSettings {
 
 /// `[users]` keys that are parsed and checked but not acted on yet.
 pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
-    "reserve_pool_size",
-    "max_user_connections",
     "max_user_client_connections",
     "query_timeout",
     "idle_transaction_timeout",
