@@ -157,8 +157,6 @@ fn real_world_config_with_include_quoting_fallback_and_users() {
 
     let w = &loaded.warnings;
     let p = path.display();
-    let t = path.parent().unwrap().join("tuning.ini");
-    let t = t.display();
     let ni = "setting is not implemented by pgsluice yet; ignored";
     assert_eq!(
         w,
