@@ -6,6 +6,9 @@
 //! checks it against that count while the load runs, and at the end every
 //! row and every client's event log must match exactly: nothing lost,
 //! duplicated or done on another client's behalf, and no error at all.
+//! Three clients in four have an application_name of their own (so servers
+//! are re-synced all the time), and every update also checks that the
+//! server it ran on had the client's own name.
 
 mod support;
 
@@ -52,11 +55,27 @@ struct Tally {
     transactions: u64,
 }
 
-/// The first column of the only row of a simple query, as an integer.
-fn single_int(msgs: &[tokio_postgres::SimpleQueryMessage]) -> i64 {
-    let values = support::rows_col0(msgs);
-    assert_eq!(values.len(), 1, "one row expected: {values:?}");
-    values[0].parse().unwrap()
+/// The application_name client `id` logs in with ("" for the default).
+fn app_name(id: i32) -> String {
+    if id % 4 == 0 {
+        String::new()
+    } else {
+        format!("soak_{id}")
+    }
+}
+
+/// The only row of a simple query: (counter, application_name).
+fn counter_row(msgs: &[tokio_postgres::SimpleQueryMessage]) -> (i64, String) {
+    let rows: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one row expected");
+    let n = rows[0].get(0).unwrap().parse().unwrap();
+    (n, rows[0].get(1).unwrap().to_string())
 }
 
 /// One random transaction for client `id`; updates `t` only for what
@@ -68,28 +87,33 @@ async fn one_transaction(
     t: &mut Tally,
 ) -> Result<(), String> {
     let want = t.commits + 1;
-    let check = |what: &str, got: i64, expected: i64| {
-        if got == expected {
+    let name = app_name(id);
+    let check = |what: &str, (got, app): (i64, String), expected: i64| {
+        if got == expected && app == name {
             Ok(())
         } else {
             Err(format!(
-                "client {id}: {what}: counter is {got}, expected {expected}"
+                "client {id}: {what}: counter is {got}, expected {expected}; \
+                 application_name {app:?}, expected {name:?}"
             ))
         }
     };
-    let update = format!("UPDATE counters SET n = n + 1 WHERE id = {id} RETURNING n");
+    let update = format!(
+        "UPDATE counters SET n = n + 1 WHERE id = {id} \
+         RETURNING n, current_setting('application_name')"
+    );
     let e = |e: tokio_postgres::Error| format!("client {id}: {e:?}");
     match rng.below(6) {
         0 => {
             let msgs = c.simple_query(&update).await.map_err(e)?;
-            check("single statement", single_int(&msgs), want)?;
+            check("single statement", counter_row(&msgs), want)?;
             t.commits += 1;
         }
         1 => {
             let seq = t.events + 1;
             let sql = format!("BEGIN; {update}; INSERT INTO events VALUES ({id}, {seq}); COMMIT");
             let msgs = c.simple_query(&sql).await.map_err(e)?;
-            check("BEGIN..COMMIT", single_int(&msgs), want)?;
+            check("BEGIN..COMMIT", counter_row(&msgs), want)?;
             t.commits += 1;
             t.events += 1;
         }
@@ -104,12 +128,13 @@ async fn one_transaction(
             // Extended protocol, unnamed statement (Parse/Bind/Execute/Sync).
             let row = c
                 .query_typed_one(
-                    "UPDATE counters SET n = n + $2 WHERE id = $1 RETURNING n",
+                    "UPDATE counters SET n = n + $2 WHERE id = $1 \
+                     RETURNING n, current_setting('application_name')",
                     &[(&id, Type::INT4), (&1i64, Type::INT8)],
                 )
                 .await
                 .map_err(e)?;
-            check("extended protocol", row.get(0), want)?;
+            check("extended protocol", (row.get(0), row.get(1)), want)?;
             t.commits += 1;
         }
         4 => {
@@ -118,7 +143,7 @@ async fn one_transaction(
             let commit = rng.below(3) != 0;
             let tx = c.transaction().await.map_err(e)?;
             let row = tx.query_typed_one(&update, &[]).await.map_err(e)?;
-            check("interactive transaction", row.get(0), want)?;
+            check("interactive transaction", (row.get(0), row.get(1)), want)?;
             let seq = t.events + 1;
             tx.execute_typed(
                 "INSERT INTO events VALUES ($1, $2)",
@@ -139,7 +164,13 @@ async fn one_transaction(
                 .query_typed_one("SELECT n FROM counters WHERE id = $1", &[(&id, Type::INT4)])
                 .await
                 .map_err(e)?;
-            check("read", row.get(0), t.commits)?;
+            if row.get::<_, i64>(0) != t.commits {
+                return Err(format!(
+                    "client {id}: read {}, expected {}",
+                    row.get::<_, i64>(0),
+                    t.commits
+                ));
+            }
         }
     }
     t.transactions += 1;
@@ -213,7 +244,12 @@ async fn soak_1000_clients_on_a_pool_of_10() {
             let (start, deadline) = (start.clone(), deadline.clone());
             tasks.push(tokio::spawn(async move {
                 let permit = connecting.acquire_owned().await.unwrap();
-                let c = pooler.try_connect(&db, "postgres", "").await;
+                let mut cfg = pooler.config(&db, "postgres", "");
+                cfg.application_name(app_name(id as i32));
+                let c = cfg.connect(tokio_postgres::NoTls).await.map(|(c, conn)| {
+                    tokio::spawn(conn);
+                    c
+                });
                 drop(permit);
                 match c {
                     Ok(c) => client_loop(c, id as i32, start, deadline).await,
