@@ -226,10 +226,21 @@ async fn jdbc_startup_parameters_need_no_configuration() {
         )
         .await;
         let mut other_cfg = pooler.config(&db, "postgres", "");
-        other_cfg.options("-c extra_float_digits=-3");
+        other_cfg.options("-c extra_float_digits=-3 -c DateStyle=German");
         let other = connect(other_cfg).await;
         let third = "SELECT (1/3::float8)::text";
+        // DateStyle=ISO keeps the server's default order, as on a direct
+        // connection, even when the server was left with another order.
+        let order = one(
+            &PgCluster::shared().direct_client(&db, "postgres").await,
+            "SHOW DateStyle",
+        )
+        .await;
+        let iso = format!("ISO, {}", order.split(", ").nth(1).unwrap());
+        assert_eq!(one(&other, "SHOW DateStyle").await, "German, DMY");
         for _ in 0..3 {
+            assert_eq!(raw_one(&mut jdbc, "SHOW DateStyle").await, iso);
+            assert_eq!(one(&other, "SHOW DateStyle").await, "German, DMY");
             assert_eq!(raw_one(&mut jdbc, "SHOW extra_float_digits").await, "3");
             assert_eq!(raw_one(&mut jdbc, third).await, "0.3333333333333333");
             assert_eq!(raw_one(&mut jdbc, "SHOW TimeZone").await, "Europe/Paris");

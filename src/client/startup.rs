@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use crate::config::{Config, General};
 use crate::net::Stream;
 use crate::protocol::{Startup, sqlstate};
-use crate::server::params::{Params, tracked_name};
+use crate::server::params::{Params, datestyle_in_full, tracked_name};
 
 use super::ClientError;
 
@@ -173,7 +173,9 @@ fn hostname() -> &'static str {
 /// The client's wanted tracked parameters: the server defaults from the
 /// pool's login answers, overridden by what the client asked for. A
 /// tracked name missing from the login answers is one PostgreSQL does not
-/// report (extra_float_digits, for one); it is kept as unreported.
+/// report (extra_float_digits, for one); it is kept as unreported. A
+/// partial DateStyle (JDBC sends `ISO`) is completed from the server's
+/// default, as PostgreSQL does for a startup value.
 pub(super) fn client_params(
     welcome: &[(String, String)],
     wanted: &Params,
@@ -186,8 +188,12 @@ pub(super) fn client_params(
         }
     }
     for (name, value) in wanted.iter() {
-        if welcome.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            params.set(name, value);
+        if let Some((_, default)) = welcome.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            let full = name
+                .eq_ignore_ascii_case("DateStyle")
+                .then(|| datestyle_in_full(value, default))
+                .flatten();
+            params.set(name, full.as_deref().unwrap_or(value));
         } else {
             params.set_unreported(name, value);
         }

@@ -185,6 +185,50 @@ where
         .find(|t| t.eq_ignore_ascii_case(name))
 }
 
+/// A DateStyle value in the full form PostgreSQL reports (`ISO, MDY`),
+/// completed from `default` (the server's value at login) where `value`
+/// names only a style or only an order, as PostgreSQL completes a startup
+/// DateStyle from its defaults (German alone means DMY). Setting a partial
+/// value with SET would instead keep the order the server was last left
+/// with, which depends on the previous client. None when `value` is not
+/// understood here (PostgreSQL will judge it).
+pub fn datestyle_in_full(value: &str, default: &str) -> Option<String> {
+    let (mut style, mut order) = (None, None);
+    let mut german = false;
+    for token in value.split(',').map(str::trim) {
+        let t = token.to_ascii_uppercase();
+        let (new_style, new_order) = match t.as_str() {
+            "ISO" => (Some("ISO"), None),
+            "SQL" => (Some("SQL"), None),
+            "GERMAN" => (Some("German"), None),
+            _ if t.starts_with("POSTGRES") => (Some("Postgres"), None),
+            "YMD" => (None, Some("YMD")),
+            "DMY" => (None, Some("DMY")),
+            _ if t.starts_with("EURO") => (None, Some("DMY")),
+            "MDY" | "US" => (None, Some("MDY")),
+            _ if t.starts_with("NONEURO") => (None, Some("MDY")),
+            _ => return None,
+        };
+        if let Some(s) = new_style {
+            if style.is_some_and(|old| old != s) {
+                return None;
+            }
+            german = s == "German";
+            style = Some(s);
+        }
+        if let Some(o) = new_order {
+            if order.is_some_and(|old| old != o) {
+                return None;
+            }
+            order = Some(o);
+        }
+    }
+    let mut current = default.split(',').map(str::trim);
+    let (default_style, default_order) = (current.next()?, current.next()?);
+    let order = order.unwrap_or(if german { "DMY" } else { default_order });
+    Some(format!("{}, {order}", style.unwrap_or(default_style)))
+}
+
 fn push_ident(sql: &mut String, name: &str) {
     sql.push('"');
     for c in name.chars() {
@@ -303,6 +347,24 @@ mod tests {
         jdbc.set("extra_float_digits", "2");
         assert_eq!(jdbc.get("extra_float_digits"), Some("2"));
         assert!(!jdbc.needs_adopt(&server));
+    }
+
+    #[test]
+    fn datestyle_is_completed_from_the_default() {
+        let full = |v| datestyle_in_full(v, "ISO, MDY");
+        assert_eq!(full("ISO").as_deref(), Some("ISO, MDY"));
+        assert_eq!(full("iso, dmy").as_deref(), Some("ISO, DMY"));
+        assert_eq!(full("German").as_deref(), Some("German, DMY"));
+        assert_eq!(full("German, YMD").as_deref(), Some("German, YMD"));
+        assert_eq!(full("European").as_deref(), Some("ISO, DMY"));
+        assert_eq!(full("Postgres,US").as_deref(), Some("Postgres, MDY"));
+        assert_eq!(
+            datestyle_in_full("SQL", "Postgres, DMY").as_deref(),
+            Some("SQL, DMY")
+        );
+        assert_eq!(full("ISO, SQL"), None);
+        assert_eq!(full("DEFAULT"), None);
+        assert_eq!(full("nonsense"), None);
     }
 
     #[test]
