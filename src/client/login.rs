@@ -122,7 +122,7 @@ pub(super) async fn login(
         Some(d) if !d.is_empty() => d.to_string(),
         _ => user.clone(),
     };
-    let wanted = startup_params(&startup, &cfg)?;
+    let wanted = startup_params(&startup, &cfg, stream)?;
     if cfg.general.log_connections {
         let peer = client
             .peer
