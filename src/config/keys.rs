@@ -232,7 +232,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "so_reuseport",
     "unix_socket_group",
     "log_stats",
-    "application_name_add_host",
     "pkt_buf",
     "admin_users",
     "stats_users",
