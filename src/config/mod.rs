@@ -37,13 +37,13 @@ use std::path::PathBuf;
 
 use crate::auth::Secret;
 
-pub use databases::{Database, Databases};
+pub use databases::{DATABASE_KEYS_NOT_YET_IMPLEMENTED, Database, Databases};
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
 pub use keys::NOT_YET_IMPLEMENTED;
 pub use loader::{load, load_str};
 pub use userlist::{load_userlist, parse_secret};
-pub use users::UserSettings;
+pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 
 /// A loaded configuration and the warnings produced while loading it.
 #[derive(Debug, Clone)]
