@@ -7,6 +7,7 @@ mod login;
 mod relay;
 mod session;
 mod startup;
+mod timeouts;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -18,12 +18,13 @@ use std::task::Poll;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::ClientError;
 use super::login::{LoggedIn, login};
-use super::relay::{Outcome, relay};
-use crate::cancel::Registration;
+use super::relay::{Outcome, Rules, relay};
+use super::timeouts::{self, Limits};
+use crate::cancel::{CloseReason, Registration};
 use crate::config::{Config, PoolMode};
 use crate::net::Stream;
 use crate::pool::{CheckoutError, Pool};
@@ -86,15 +87,20 @@ pub(super) async fn login_phase(
         buf = BytesMut::new();
     }
     match result {
-        Ok(Some(LoggedIn { pool, params })) => Ok(Some(Client {
-            stream,
-            registration,
-            _permit: permit,
-            cfg,
-            pool,
-            params,
-            buf,
-        })),
+        Ok(Some(LoggedIn { pool, params })) => {
+            let epoch = ctx.epoch.load(Ordering::Relaxed);
+            let target = &registration.target;
+            target.logged_in(pool.settings.client_idle_timeout, epoch);
+            Ok(Some(Client {
+                stream,
+                registration,
+                _permit: permit,
+                cfg,
+                pool,
+                params,
+                buf,
+            }))
+        }
         Ok(None) => Ok(None),
         Err(e) => Err((stream, e)),
     }
@@ -167,8 +173,7 @@ impl Future for SessionTask {
                     else {
                         unreachable!()
                     };
-                    let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
-                    client.registration.target.active(epoch);
+                    client.registration.target.active();
                     self.state = State::Busy(Box::pin(async move {
                         let step = client.request().await;
                         (client, step)
@@ -178,6 +183,8 @@ impl Future for SessionTask {
                     let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
                     self.state = match step {
                         Ok(Step::Idle) => {
+                            let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
+                            client.registration.target.idle(epoch);
                             if client.buf.is_empty() {
                                 // Give the buffer back while idle.
                                 client.buf = BytesMut::new();
@@ -204,15 +211,30 @@ impl Client {
     /// socket's registration and the session's registry entry.
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
         let target = &self.registration.target;
+        let ctx = self.registration.context();
         // Shutdown may have begun while this client was logging in, after
         // close_all() went over the registry: check the flag as well.
-        if self.registration.context().shutting_down() || target.poll_closing(cx) {
-            return Poll::Ready(Err(ClientError::fatal(
+        let reason = match ctx.shutting_down() {
+            true => Some(CloseReason::Shutdown),
+            false => target.poll_closing(cx, ctx.epoch.load(Ordering::Relaxed)),
+        };
+        match reason {
+            None => self.stream.poll_read_ready(cx).map_err(Into::into),
+            Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
-            )));
+            ))),
+            Some(CloseReason::IdleTimeout) => {
+                info!(
+                    client = target.id,
+                    "client_idle_timeout: closing idle client"
+                );
+                Poll::Ready(Err(ClientError::fatal(
+                    timeouts::IDLE_SESSION_TIMEOUT,
+                    "client_idle_timeout: client idle too long",
+                )))
+            }
         }
-        self.stream.poll_read_ready(cx).map_err(Into::into)
     }
 
     /// Move into the registry entry until the socket or a close wakes it
@@ -258,21 +280,42 @@ impl Client {
         if let Err(e) = sync_params(&mut server, &mut self.params).await {
             return Err(server_failed(&pool, server, e));
         }
-        let session_mode = pool.settings.mode == PoolMode::Session;
-        self.registration
-            .target
-            .link(server.addr.clone(), server.key);
+        let settings = &pool.settings;
+        let session_mode = settings.mode == PoolMode::Session;
+        let rules = Rules {
+            extra_tracked: &g.track_extra_parameters,
+            release_when_idle: !session_mode,
+            statement_mode: settings.mode == PoolMode::Statement,
+            max_len: g.max_packet_size,
+            limits: Limits {
+                query: settings.query_timeout,
+                idle_transaction: settings.idle_transaction_timeout,
+            },
+        };
+        let target = &self.registration.target;
+        target.link(server.addr.clone(), server.key);
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
             &mut server,
             &mut self.params,
-            &g.track_extra_parameters,
-            !session_mode,
-            g.max_packet_size,
+            &rules,
         )
         .await;
-        self.registration.target.unlink();
+        if target.unlink() && !target.wait_cancels(g.cancel_wait_timeout).await {
+            // A cancel may still reach this server: nobody else may get it.
+            warn!(
+                client = target.id,
+                server = server.id,
+                "cancel request still in flight after cancel_wait_timeout: closing the server"
+            );
+            pool.discard(server);
+            return match outcome {
+                Outcome::Released => Ok(Step::Idle),
+                Outcome::ClientGone { .. } => Ok(Step::End),
+                other => Err(self.link_failed(other)),
+            };
+        }
         match outcome {
             Outcome::Released => {
                 release(&pool, server, false).await;
@@ -281,10 +324,7 @@ impl Client {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if g.log_disconnections {
-                    info!(
-                        client = self.registration.target.id,
-                        "client closed the connection"
-                    );
+                    info!(client = target.id, "client closed the connection");
                 }
                 Ok(Step::End)
             }
@@ -292,14 +332,67 @@ impl Client {
                 finish(&pool, server, clean, session_mode).await;
                 Err(error.into())
             }
-            Outcome::ServerGone(e) => {
-                debug!(server = server.id, "server connection lost: {e}");
+            other => {
+                if let Outcome::Expired {
+                    what: timeouts::Expired::Query,
+                    ..
+                } = other
+                {
+                    // Closing the connection does not stop a running
+                    // query: cancel it too, so the backend goes away now.
+                    let (addr, key) = (server.addr.clone(), server.key);
+                    let limit = g.cancel_wait_timeout;
+                    tokio::spawn(crate::cancel::cancel_server(addr, key, limit));
+                }
+                let id = server.id;
                 pool.discard(server);
-                Err(ClientError::fatal(
+                debug!(server = id, "server connection discarded");
+                Err(self.link_failed(other))
+            }
+        }
+    }
+
+    /// The error that ends the session after a link that ended with the
+    /// server unusable (the server is already discarded). Logs why.
+    fn link_failed(&self, outcome: Outcome) -> ClientError {
+        let id = self.registration.target.id;
+        match outcome {
+            Outcome::ServerGone(e) => {
+                debug!(client = id, "server connection lost: {e}");
+                ClientError::fatal(
                     sqlstate::CONNECTION_FAILURE,
                     "server connection closed unexpectedly",
-                ))
+                )
             }
+            Outcome::TransactionBlock => {
+                warn!(
+                    client = id,
+                    "transaction blocks not allowed in statement pooling mode: \
+                     closing the client and its server (the transaction rolls back)"
+                );
+                ClientError::fatal(
+                    timeouts::TRANSACTION_BLOCK_REFUSED,
+                    "transaction blocks not allowed in statement pooling mode",
+                )
+            }
+            Outcome::Expired { what, midstream } => {
+                warn!(
+                    client = id,
+                    "{}: closing the client and its server",
+                    what.setting()
+                );
+                if midstream {
+                    // A server message is half-forwarded: an ErrorResponse
+                    // now would be garbage to the client; just close.
+                    let io = std::io::Error::other(what.setting());
+                    return ClientError::Io(io);
+                }
+                what.client_error()
+            }
+            Outcome::Released | Outcome::ClientGone { .. } => {
+                ClientError::Io(std::io::ErrorKind::ConnectionAborted.into())
+            }
+            Outcome::ClientError { error, .. } => error.into(),
         }
     }
 
