@@ -122,10 +122,10 @@ impl CancelTarget {
     }
 
     /// Why the session was told to close, if it was; if not, `cx` is woken
-    /// when it is. `epoch` is the registry's current epoch: a close for
+    /// when it is. `epoch` is the registry's epoch counter: a close for
     /// client_idle_timeout that the client's own activity overtook (it
     /// sent a request between the sweep's look and now) is withdrawn.
-    pub fn poll_closing(&self, cx: &mut Context<'_>, epoch: u64) -> Option<CloseReason> {
+    pub fn poll_closing(&self, cx: &mut Context<'_>, epoch: &AtomicU64) -> Option<CloseReason> {
         if let Some(reason) = self.closing_reason(epoch) {
             return Some(reason);
         }
@@ -134,9 +134,11 @@ impl CancelTarget {
         self.closing_reason(epoch)
     }
 
-    fn closing_reason(&self, epoch: u64) -> Option<CloseReason> {
+    #[inline]
+    fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseReason> {
         let reason = CloseReason::from_u8(self.closing.load(Ordering::Acquire))?;
-        if reason == CloseReason::IdleTimeout && !self.idle_expired(epoch.saturating_sub(1)) {
+        let now = epoch.load(Ordering::Relaxed).saturating_sub(1);
+        if reason == CloseReason::IdleTimeout && !self.idle_expired(now) {
             // Only an idle timeout is withdrawn; a shutdown that came
             // meanwhile stays (the exchange fails).
             let _ =

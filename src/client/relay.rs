@@ -19,7 +19,6 @@
 //! link (see `timeouts`); without, it is disabled and costs nothing.
 
 use std::future::poll_fn;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
@@ -169,22 +168,30 @@ pub(super) async fn relay(
     let (sr, sw) = stream.split();
     let up = client_to_server(cr, sw, cbuf, &link, rules.max_len);
     let down = server_to_client(sr, cw, sbuf, &link, (sparams, synced), params, rules);
-    // The timer exists only when a timeout is set; the branch is disabled
-    // otherwise (its future is then never polled).
-    let timed = rules.limits.any();
-    let mut sleep = pin!(timed.then(|| tokio::time::sleep(Duration::ZERO)));
-    let mut watch = Watch::new(rules.limits);
-    let timer = poll_fn(|cx| match sleep.as_mut().as_pin_mut() {
-        Some(sleep) => watch.poll(link.phase(), link.answered.load(Relaxed), sleep, cx),
-        None => std::task::Poll::Pending,
-    });
-    // Biased, timer last: it sees every phase change the directions made
-    // in the same poll.
-    let end = tokio::select! {
-        biased;
-        s = down => Err(Ok(s)),
-        c = up => Ok(c),
-        t = timer, if timed => Err(Err(t)),
+    // The timer exists only when a timeout is set: without, the link runs
+    // exactly as if there were no timeouts at all.
+    let end = if rules.limits.any() {
+        // Boxed: the (large) timer does not grow every link's future.
+        let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let mut watch = Watch::new(rules.limits);
+        let timer = poll_fn(|cx| {
+            let answered = link.answered.load(Relaxed);
+            watch.poll(link.phase(), answered, sleep.as_mut(), cx)
+        });
+        // Biased, timer last: it sees every phase change the directions
+        // made in the same poll.
+        tokio::select! {
+            biased;
+            s = down => Err(Ok(s)),
+            c = up => Ok(c),
+            t = timer => Err(Err(t)),
+        }
+    } else {
+        tokio::select! {
+            biased;
+            s = down => Err(Ok(s)),
+            c = up => Ok(c),
+        }
     };
     let clean = || link.can_release() && sbuf.is_empty();
     match end {

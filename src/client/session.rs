@@ -91,6 +91,12 @@ pub(super) async fn login_phase(
             let epoch = ctx.epoch.load(Ordering::Relaxed);
             let target = &registration.target;
             target.logged_in(pool.settings.client_idle_timeout, epoch);
+            // The entry was registered before this look: a shutdown whose
+            // close_all() missed it had already set the flag. So one check
+            // here covers the session (no per-request check needed).
+            if ctx.shutting_down() {
+                target.close(CloseReason::Shutdown);
+            }
             Ok(Some(Client {
                 stream,
                 registration,
@@ -212,13 +218,7 @@ impl Client {
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
         let target = &self.registration.target;
         let ctx = self.registration.context();
-        // Shutdown may have begun while this client was logging in, after
-        // close_all() went over the registry: check the flag as well.
-        let reason = match ctx.shutting_down() {
-            true => Some(CloseReason::Shutdown),
-            false => target.poll_closing(cx, ctx.epoch.load(Ordering::Relaxed)),
-        };
-        match reason {
+        match target.poll_closing(cx, &ctx.epoch) {
             None => self.stream.poll_read_ready(cx).map_err(Into::into),
             Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
