@@ -170,7 +170,9 @@ async fn client_idle_timeout_closes_idle_and_parked_clients_only() {
         in_tx.simple_query("BEGIN").await.unwrap();
         let long = pooler.connect(&db, "postgres", "").await;
         let long_query =
-            tokio::spawn(async move { long.simple_query("SELECT pg_sleep(5)").await.map(|_| long) });
+            tokio::spawn(
+                async move { long.simple_query("SELECT pg_sleep(5)").await.map(|_| long) },
+            );
 
         // The idle ones are parked (no task) before the timeout.
         let parked = poll(100, Duration::from_millis(50), || {
@@ -178,7 +180,11 @@ async fn client_idle_timeout_closes_idle_and_parked_clients_only() {
             async move { (ctx.cancel.counts().1 >= 2).then_some(()) }
         })
         .await;
-        assert!(parked.is_some(), "idle clients never parked: {:?}", ctx.cancel.counts());
+        assert!(
+            parked.is_some(),
+            "idle clients never parked: {:?}",
+            ctx.cancel.counts()
+        );
         for s in [&mut after_query, &mut never] {
             let err = fatal_then_closed(s).await;
             assert_eq!(err.sqlstate(), "57P05", "{:?}", err.fields());

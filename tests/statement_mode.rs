@@ -99,12 +99,18 @@ async fn statement_mode_releases_after_each_statement_and_refuses_transactions()
         .await;
         assert!(msgs.iter().any(|m| m.tag == b'D'), "{msgs:?}");
         no_open_transaction(&direct, &db).await;
-        assert_eq!(one(&direct, "SELECT count(*) FROM t WHERE n = 2").await, "0");
+        assert_eq!(
+            one(&direct, "SELECT count(*) FROM t WHERE n = 2").await,
+            "0"
+        );
         // tokio-postgres' transaction API is refused the same way.
         let c = pooler.connect(&db, "postgres", "").await;
         let mut c = c;
         let err = c.transaction().await.err().expect("BEGIN must be refused");
-        assert!(err.to_string().contains(REFUSED) || c.is_closed(), "{err:?}");
+        assert!(
+            err.to_string().contains(REFUSED) || c.is_closed(),
+            "{err:?}"
+        );
 
         // The pool still serves the others.
         assert_eq!(one(&a, "SELECT 7").await, "7");
