@@ -3,6 +3,7 @@
 //! them (`relay`).
 
 mod auth;
+mod handoff;
 mod login;
 mod relay;
 mod session;
