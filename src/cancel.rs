@@ -52,6 +52,10 @@ pub struct CancelTarget {
     idle_limit: AtomicU32,
     /// Cancel requests for the linked server still being delivered.
     cancels_in_flight: AtomicU32,
+    /// While linked with query_timeout or idle_transaction_timeout set:
+    /// the epoch whose end makes the link's current phase too long (0 =
+    /// none); the sweep wakes the session then (see `client::timeouts`).
+    link_deadline: AtomicU64,
     /// The sweeper asked the session to park when next idle.
     park: AtomicBool,
     /// The client while it is parked (no task); boxed so that the entries
@@ -149,12 +153,23 @@ impl CancelTarget {
         Some(reason)
     }
 
-    fn register_waker(&self, cx: &mut Context<'_>) {
+    /// Make `cx` the waker the pooler wakes the session with.
+    pub fn register_waker(&self, cx: &mut Context<'_>) {
         let mut slot = self.waker.lock();
         match &*slot {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
+    }
+
+    /// Publish the linked session's timeout deadline (0 = none).
+    pub fn set_link_deadline(&self, epoch: u64) {
+        self.link_deadline.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The published timeout deadline (0 = none).
+    pub fn link_deadline(&self) -> u64 {
+        self.link_deadline.load(Ordering::Relaxed)
     }
 
     /// The session logged in to a pool whose client_idle_timeout is
@@ -336,12 +351,19 @@ impl CancelRegistry {
     }
 
     /// Ask every session idle since before the previous sweep to park, close
-    /// those idle for longer than their client_idle_timeout, and start a
-    /// new epoch. Called about once a second.
+    /// those idle for longer than their client_idle_timeout, wake linked
+    /// ones whose query_timeout / idle_transaction_timeout deadline passed
+    /// (they end the link themselves), and start a new epoch. Called about
+    /// once a second.
     pub fn sweep(&self, epoch: &AtomicU64) {
         let now = epoch.fetch_add(1, Ordering::Relaxed);
         let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
         for t in targets {
+            let deadline = t.link_deadline.load(Ordering::Relaxed);
+            if deadline != 0 && now >= deadline {
+                t.wake_session();
+                continue;
+            }
             if t.idle_expired(now) {
                 // Parked or not: the wake-up gives a parked client a task,
                 // which then finds the close (see `client::session`).

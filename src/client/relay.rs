@@ -22,8 +22,6 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
-use std::time::Duration;
-
 use bytes::{Buf, BytesMut};
 use memchr::memchr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +32,7 @@ use crate::protocol::{Header, ProtocolError};
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 
-use super::timeouts::{Expired, Limits, Phase, Watch};
+use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
 pub(super) const READ_CHUNK: usize = 4096;
@@ -129,6 +127,8 @@ pub(super) struct Rules<'a> {
     pub max_len: u32,
     /// query_timeout and idle_transaction_timeout.
     pub limits: Limits,
+    /// Where their deadlines are published (see `timeouts`).
+    pub clock: Clock<'a>,
 }
 
 enum ClientEnd {
@@ -168,24 +168,24 @@ pub(super) async fn relay(
     let (sr, sw) = stream.split();
     let up = client_to_server(cr, sw, cbuf, &link, rules.max_len);
     let down = server_to_client(sr, cw, sbuf, &link, (sparams, synced), params, rules);
-    // The timer exists only when a timeout is set: without, the link runs
-    // exactly as if there were no timeouts at all.
+    // The timer branch exists only when a timeout is set: without, the
+    // link runs exactly as if there were no timeouts at all.
     let end = if rules.limits.any() {
-        // Boxed: the (large) timer does not grow every link's future.
-        let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut watch = Watch::new(rules.limits);
         let timer = poll_fn(|cx| {
             let answered = link.answered.load(Relaxed);
-            watch.poll(link.phase(), answered, sleep.as_mut(), cx)
+            watch.poll(link.phase(), answered, rules.clock, cx)
         });
         // Biased, timer last: it sees every phase change the directions
         // made in the same poll.
-        tokio::select! {
+        let end = tokio::select! {
             biased;
             s = down => Err(Ok(s)),
             c = up => Ok(c),
             t = timer => Err(Err(t)),
-        }
+        };
+        rules.clock.target.set_link_deadline(0);
+        end
     } else {
         tokio::select! {
             biased;

@@ -24,7 +24,7 @@ use super::ClientError;
 use super::handoff::{checkout_error, finish, link_failed, release, server_failed, sync_params};
 use super::login::{LoggedIn, login};
 use super::relay::{Outcome, Rules, relay};
-use super::timeouts::{self, Limits};
+use super::timeouts::{self, Clock, Limits};
 use crate::cancel::{CloseReason, Registration};
 use crate::config::{Config, PoolMode};
 use crate::net::Stream;
@@ -174,6 +174,12 @@ impl Future for SessionTask {
                                 continue;
                             }
                         }
+                    } else {
+                        // Bytes left over from the last request: no idle
+                        // wait registered this task's waker with the
+                        // entry, and the sweep must be able to wake the
+                        // request (timeouts, cancels in flight).
+                        client.registration.target.register_waker(cx);
                     }
                     let State::Idle(mut client) = std::mem::replace(&mut self.state, State::Done)
                     else {
@@ -290,6 +296,10 @@ impl Client {
             limits: Limits {
                 query: settings.query_timeout,
                 idle_transaction: settings.idle_transaction_timeout,
+            },
+            clock: Clock {
+                target: &self.registration.target,
+                epoch: &self.registration.context().epoch,
             },
         };
         let target = &self.registration.target;

@@ -1,23 +1,26 @@
 //! The timeouts of a linked client: query_timeout (one request runs too
 //! long) and idle_transaction_timeout (the client sits in a transaction
 //! without sending anything). client_idle_timeout, for clients without a
-//! server, is enforced by the registry's sweep instead (`cancel.rs`), so an
-//! idle client has no timer at all.
+//! server, is enforced by the registry's sweep alone (`cancel.rs`).
 //!
-//! Cost: nothing unless a timeout is set. Then one `Sleep` per link, armed
-//! (`reset`) only when the link enters a new phase: a request starts or is
-//! answered, a transaction goes idle. The phase is read from the relay's
-//! shared state each time the relay's task is polled (a few relaxed loads);
-//! every phase change happens inside such a poll, before the timer's turn,
-//! so the timer never misses one and needs no waker of its own for it.
+//! Like PgBouncer's janitor, and unlike a timer per link, these cost (next
+//! to) nothing per transaction: there is no `Sleep`, no timer-wheel entry,
+//! no allocation. The relay's timer branch (present only when a timeout is
+//! set) notes where the link is each time the task is polled (a few relaxed
+//! loads; every phase change happens inside such a poll). When a timed
+//! phase starts (a request is sent, a transaction goes idle) it publishes
+//! the phase's deadline, in epochs of the registry's 1 Hz sweep, on the
+//! session's registry entry; the sweep wakes the session once the deadline
+//! passed and the branch, seeing it, ends the link. Granularity is the
+//! sweep's: a limit of N s (rounded up to whole seconds) fires after more
+//! than N and at most about N + 1 seconds.
 
-use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
-
 use super::ClientError;
+use crate::cancel::CancelTarget;
 
 /// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
 /// session closed for idling in a transaction.
@@ -94,60 +97,91 @@ pub(super) enum Phase {
     Quiet,
 }
 
-/// The timer of one link: which phase it is armed for, identified by the
-/// phase and the number of ReadyForQuery messages seen when it started
-/// (so that a new request directly after the previous one restarts it).
+/// What the timer of a link needs: the session's registry entry (where
+/// the deadline is published and the waker is kept) and the registry's
+/// epoch counter.
+#[derive(Clone, Copy)]
+pub(super) struct Clock<'a> {
+    /// The session's registry entry.
+    pub target: &'a CancelTarget,
+    /// The sweep's epoch counter (`Context::epoch`).
+    pub epoch: &'a AtomicU64,
+}
+
+/// Whole seconds (rounded up) = sweep epochs.
+fn epochs(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX / 4)
+}
+
+/// The timer of one link: which phase it was last told of, identified by
+/// the phase and the number of ReadyForQuery messages seen when it started
+/// (so that a new request directly after the previous one restarts it),
+/// and the deadline of that phase, if timed.
 pub(super) struct Watch {
-    limits: Limits,
+    query: u64,
+    idle_transaction: u64,
     armed: Option<(Phase, u32)>,
-    /// What the running `Sleep` stands for (None: nothing to time).
-    timing: Option<Expired>,
+    deadline: Option<(u64, Expired)>,
 }
 
 impl Watch {
     /// A timer for `limits`, not armed yet.
     pub fn new(limits: Limits) -> Watch {
         Watch {
-            limits,
+            query: epochs(limits.query),
+            idle_transaction: epochs(limits.idle_transaction),
             armed: None,
-            timing: None,
+            deadline: None,
         }
     }
 
-    /// Ready with the timeout that expired. `phase` and `answered` describe
-    /// the link now; `sleep` is this link's timer.
+    /// Ready with the timeout that expired. `phase` and `answered`
+    /// describe the link now.
     pub fn poll(
         &mut self,
         phase: Phase,
         answered: u32,
-        mut sleep: Pin<&mut Sleep>,
+        clock: Clock<'_>,
         cx: &mut Context<'_>,
     ) -> Poll<Expired> {
-        if let Some(limit) = self.enter(phase, answered) {
-            sleep.as_mut().reset(Instant::now() + limit);
+        // The sweep wakes the session through its entry's waker, which the
+        // session registered before the request (see `client::session`).
+        let _ = cx;
+        let epoch = clock.epoch.load(Ordering::Relaxed);
+        if let Some(deadline) = self.enter(phase, answered, epoch) {
+            clock.target.set_link_deadline(deadline);
         }
-        match self.timing {
-            // A stale registration may still wake the task once; harmless.
+        match self.expired(epoch) {
+            Some(what) => Poll::Ready(what),
             None => Poll::Pending,
-            Some(what) => sleep.poll(cx).map(|()| what),
         }
     }
 
-    /// Note where the link is; when that starts a timed phase, the time it
-    /// may last (the timer must be reset to now + that).
-    fn enter(&mut self, phase: Phase, answered: u32) -> Option<Duration> {
+    /// Note where the link is in (open) epoch `epoch`. When that is a new
+    /// phase, the deadline to publish (0: none).
+    fn enter(&mut self, phase: Phase, answered: u32, epoch: u64) -> Option<u64> {
         let key = (phase, answered);
         if self.armed == Some(key) {
             return None;
         }
         self.armed = Some(key);
         let (limit, what) = match phase {
-            Phase::Request => (self.limits.query, Expired::Query),
-            Phase::IdleInTransaction => (self.limits.idle_transaction, Expired::IdleTransaction),
-            Phase::Quiet => (Duration::ZERO, Expired::Query),
+            Phase::Request => (self.query, Expired::Query),
+            Phase::IdleInTransaction => (self.idle_transaction, Expired::IdleTransaction),
+            Phase::Quiet => (0, Expired::Query),
         };
-        self.timing = (!limit.is_zero()).then_some(what);
-        self.timing.map(|_| limit)
+        // A phase that starts in epoch e and must not last `limit` seconds
+        // is over when the sweep closes epoch e + limit: by then it lasted
+        // more than `limit` seconds.
+        self.deadline = (limit > 0).then(|| (epoch + limit, what));
+        Some(self.deadline.map_or(0, |(d, _)| d))
+    }
+
+    /// The expired timeout, if the sweep closed the deadline's epoch
+    /// (`epoch` is the open one).
+    fn expired(&self, epoch: u64) -> Option<Expired> {
+        let (deadline, what) = self.deadline?;
+        (epoch.saturating_sub(1) >= deadline).then_some(what)
     }
 }
 
@@ -155,69 +189,72 @@ impl Watch {
 mod tests {
     use super::*;
 
-    const Q: Duration = Duration::from_secs(2);
-    const I: Duration = Duration::from_secs(1);
+    fn watch(query: u64, idle_transaction: u64) -> Watch {
+        Watch::new(Limits {
+            query: Duration::from_secs(query),
+            idle_transaction: Duration::from_secs(idle_transaction),
+        })
+    }
 
     #[test]
     fn query_timeout_restarts_per_request() {
-        let mut w = Watch::new(Limits {
-            query: Q,
-            idle_transaction: Duration::ZERO,
-        });
-        assert_eq!(w.enter(Phase::Request, 0), Some(Q));
-        // Polled again in the same request: the timer keeps running.
-        assert_eq!(w.enter(Phase::Request, 0), None);
-        assert_eq!(w.timing, Some(Expired::Query));
+        let mut w = watch(2, 0);
+        assert_eq!(w.enter(Phase::Request, 0, 10), Some(12));
+        // Polled again in the same request: the deadline stays.
+        assert_eq!(w.enter(Phase::Request, 0, 11), None);
+        assert_eq!(w.expired(12), None);
+        assert_eq!(w.expired(13), Some(Expired::Query));
         // Answered, and the next request came at once: timed anew.
-        assert_eq!(w.enter(Phase::Request, 1), Some(Q));
+        assert_eq!(w.enter(Phase::Request, 1, 13), Some(15));
+        assert_eq!(w.expired(15), None);
         // Idle in a transaction: not timed without idle_transaction_timeout.
-        assert_eq!(w.enter(Phase::IdleInTransaction, 2), None);
-        assert_eq!(w.timing, None);
-        assert_eq!(w.enter(Phase::Request, 2), Some(Q));
-        assert_eq!(w.enter(Phase::Quiet, 3), None);
-        assert_eq!(w.timing, None);
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 20), Some(0));
+        assert_eq!(w.expired(100), None);
+        assert_eq!(w.enter(Phase::Request, 2, 100), Some(102));
+        assert_eq!(w.enter(Phase::Quiet, 3, 101), Some(0));
+        assert_eq!(w.expired(200), None);
     }
 
     #[test]
     fn idle_transaction_timeout_only_while_idle_in_a_transaction() {
-        let mut w = Watch::new(Limits {
-            query: Duration::ZERO,
-            idle_transaction: I,
-        });
-        assert_eq!(w.enter(Phase::Request, 0), None);
-        assert_eq!(w.timing, None);
-        assert_eq!(w.enter(Phase::IdleInTransaction, 1), Some(I));
-        assert_eq!(w.enter(Phase::IdleInTransaction, 1), None);
-        assert_eq!(w.timing, Some(Expired::IdleTransaction));
-        // The client sent something: the idle clock stops...
-        assert_eq!(w.enter(Phase::Request, 1), None);
-        assert_eq!(w.timing, None);
+        let mut w = watch(0, 1);
+        assert_eq!(w.enter(Phase::Request, 0, 5), Some(0));
+        assert_eq!(w.expired(50), None);
+        assert_eq!(w.enter(Phase::IdleInTransaction, 1, 50), Some(51));
+        assert_eq!(w.expired(51), None);
+        // The client sent something in time: the idle clock stops...
+        assert_eq!(w.enter(Phase::Request, 1, 51), Some(0));
+        assert_eq!(w.expired(60), None);
         // ...and starts afresh after the answer.
-        assert_eq!(w.enter(Phase::IdleInTransaction, 2), Some(I));
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 60), Some(61));
+        assert_eq!(w.expired(62), Some(Expired::IdleTransaction));
     }
 
     #[test]
-    fn both_timeouts_switch_with_the_phase() {
-        let mut w = Watch::new(Limits {
-            query: Q,
-            idle_transaction: I,
+    fn limits_are_whole_seconds_rounded_up() {
+        let w = Watch::new(Limits {
+            query: Duration::from_millis(1500),
+            idle_transaction: Duration::from_millis(1),
         });
-        assert_eq!(w.enter(Phase::Request, 0), Some(Q));
-        assert_eq!(w.enter(Phase::IdleInTransaction, 1), Some(I));
-        assert_eq!(w.timing, Some(Expired::IdleTransaction));
-        assert_eq!(w.enter(Phase::Request, 1), Some(Q));
-        assert_eq!(w.timing, Some(Expired::Query));
+        assert_eq!((w.query, w.idle_transaction), (2, 1));
     }
 
-    /// With a real (short) timer: the phase's limit expires, once armed.
+    /// Through the registry entry: the published deadline is what the
+    /// sweep looks at, and the sweep's wake-up reaches this task.
     #[tokio::test]
-    async fn expires_through_the_sleep() {
-        let mut w = Watch::new(Limits {
-            query: Duration::from_millis(20),
-            idle_transaction: Duration::ZERO,
-        });
-        let mut sleep = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
-        let what = std::future::poll_fn(|cx| w.poll(Phase::Request, 0, sleep.as_mut(), cx)).await;
-        assert_eq!(what, Expired::Query);
+    async fn published_deadline_and_expiry() {
+        let target = CancelTarget::default();
+        let epoch = AtomicU64::new(7);
+        let clock = Clock {
+            target: &target,
+            epoch: &epoch,
+        };
+        let mut w = watch(1, 0);
+        let first = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        assert_eq!(first.await, Poll::Pending);
+        assert_eq!(target.link_deadline(), 8);
+        epoch.store(9, Ordering::Relaxed); // the sweep closed epoch 8
+        let second = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        assert_eq!(second.await, Poll::Ready(Expired::Query));
     }
 }
