@@ -6,18 +6,25 @@
 //! of them holding a wait future: an idle session registers its waker here.
 //! A session idle for a while is parked here, with no task at all: the entry
 //! itself is the waker its socket calls, and it starts a task again (see
-//! `client::session` and [`CancelRegistry::sweep`]).
+//! `client::session` and [`CancelRegistry::sweep`]). The same sweep enforces
+//! client_idle_timeout, so an idle client costs no timer of its own.
+//!
+//! Cancel requests in flight: a cancel counts itself on the entry while it
+//! is being delivered, and a session that gives its server back first waits
+//! for that count to drop to zero ([`CancelTarget::unlink`],
+//! [`CancelTarget::wait_cancels`]), so a late cancel can never hit the next
+//! client's query on the same server.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use postgres_protocol::message::frontend;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tracing::{debug, warn};
 
@@ -34,15 +41,49 @@ pub struct CancelTarget {
     /// The BackendKeyData the pooler gave the client.
     pub key: BackendKey,
     linked: Mutex<Option<(Arc<ServerAddr>, BackendKey)>>,
-    closing: AtomicBool,
+    /// Why the session was told to close ([`CloseReason`] as u8, 0 = not).
+    closing: AtomicU8,
     waker: Mutex<Option<Waker>>,
-    /// Registry epoch of the session's last request.
+    /// Registry epoch in which the session last became idle; [`BUSY`] while
+    /// it serves a request (busy sessions neither park nor time out).
     last_active: AtomicU64,
+    /// client_idle_timeout of the session's pool in whole seconds (rounded
+    /// up), 0 = off. Set once logged in.
+    idle_limit: AtomicU32,
+    /// Cancel requests for the linked server still being delivered.
+    cancels_in_flight: AtomicU32,
+    /// While linked with query_timeout or idle_transaction_timeout set:
+    /// the epoch whose end makes the link's current phase too long (0 =
+    /// none); the sweep wakes the session then (see `client::timeouts`).
+    link_deadline: AtomicU64,
     /// The sweeper asked the session to park when next idle.
     park: AtomicBool,
     /// The client while it is parked (no task); boxed so that the entries
     /// of clients that are not parked stay small.
     parked: Mutex<Option<Box<crate::client::Parked>>>,
+}
+
+/// `last_active` of a session serving a request.
+const BUSY: u64 = u64::MAX;
+
+/// Why the pooler tells an idle session to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// The pooler shuts down (57P01).
+    Shutdown = 1,
+    /// The client was idle, with no server, longer than client_idle_timeout.
+    IdleTimeout = 2,
+}
+
+impl CloseReason {
+    fn from_u8(v: u8) -> Option<CloseReason> {
+        match v {
+            1 => Some(CloseReason::Shutdown),
+            2 => Some(CloseReason::IdleTimeout),
+            _ => None,
+        }
+    }
 }
 
 impl CancelTarget {
@@ -51,31 +92,114 @@ impl CancelTarget {
         *self.linked.lock() = Some((addr, key));
     }
 
-    /// The client's server was released.
-    pub fn unlink(&self) {
-        *self.linked.lock() = None;
+    /// The client's server was released. Returns whether cancel requests
+    /// for it are still being delivered: then the server must not be given
+    /// to anyone else before [`wait_cancels`](Self::wait_cancels). No new
+    /// cancel can start for it once this returned (both run under `linked`).
+    pub fn unlink(&self) -> bool {
+        let mut linked = self.linked.lock();
+        *linked = None;
+        self.cancels_in_flight.load(Ordering::Acquire) > 0
     }
 
-    /// Whether the session was told to close; if not, `cx` is woken when it is.
-    pub fn poll_closing(&self, cx: &mut Context<'_>) -> bool {
-        if self.closing.load(Ordering::Acquire) {
+    /// Wait until no cancel request for the server just unlinked is in
+    /// flight, at most `limit` (zero = no limit, as cancel_wait_timeout).
+    /// False when the limit passed first.
+    pub async fn wait_cancels(&self, limit: Duration) -> bool {
+        let done = std::future::poll_fn(|cx| {
+            if self.cancels_in_flight.load(Ordering::Acquire) == 0 {
+                return std::task::Poll::Ready(());
+            }
+            self.register_waker(cx);
+            // Checked again: the last cancel may have ended before the
+            // waker was stored.
+            if self.cancels_in_flight.load(Ordering::Acquire) == 0 {
+                return std::task::Poll::Ready(());
+            }
+            std::task::Poll::Pending
+        });
+        if limit.is_zero() {
+            done.await;
             return true;
         }
-        {
-            let mut slot = self.waker.lock();
-            match &*slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            }
-        }
-        // Checked again: close() may have run before the waker was stored.
-        self.closing.load(Ordering::Acquire)
+        tokio::time::timeout(limit, done).await.is_ok()
     }
 
-    /// The session starts a request in registry epoch `epoch`.
-    pub fn active(&self, epoch: u64) {
+    /// Why the session was told to close, if it was; if not, `cx` is woken
+    /// when it is. `epoch` is the registry's epoch counter: a close for
+    /// client_idle_timeout that the client's own activity overtook (it
+    /// sent a request between the sweep's look and now) is withdrawn.
+    pub fn poll_closing(&self, cx: &mut Context<'_>, epoch: &AtomicU64) -> Option<CloseReason> {
+        if let Some(reason) = self.closing_reason(epoch) {
+            return Some(reason);
+        }
+        self.register_waker(cx);
+        // Checked again: close() may have run before the waker was stored.
+        self.closing_reason(epoch)
+    }
+
+    #[inline]
+    fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseReason> {
+        let reason = CloseReason::from_u8(self.closing.load(Ordering::Acquire))?;
+        let now = epoch.load(Ordering::Relaxed).saturating_sub(1);
+        if reason == CloseReason::IdleTimeout && !self.idle_expired(now) {
+            // Only an idle timeout is withdrawn; a shutdown that came
+            // meanwhile stays (the exchange fails).
+            let _ =
+                self.closing
+                    .compare_exchange(reason as u8, 0, Ordering::AcqRel, Ordering::Acquire);
+            return CloseReason::from_u8(self.closing.load(Ordering::Acquire));
+        }
+        Some(reason)
+    }
+
+    /// Make `cx` the waker the pooler wakes the session with.
+    pub fn register_waker(&self, cx: &mut Context<'_>) {
+        let mut slot = self.waker.lock();
+        match &*slot {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Publish the linked session's timeout deadline (0 = none).
+    pub fn set_link_deadline(&self, epoch: u64) {
+        self.link_deadline.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The published timeout deadline (0 = none).
+    pub fn link_deadline(&self) -> u64 {
+        self.link_deadline.load(Ordering::Relaxed)
+    }
+
+    /// The session logged in to a pool whose client_idle_timeout is
+    /// `limit`, in registry epoch `epoch`.
+    pub fn logged_in(&self, limit: Duration, epoch: u64) {
+        let secs = limit.as_nanos().div_ceil(1_000_000_000);
+        self.idle_limit
+            .store(u32::try_from(secs).unwrap_or(u32::MAX), Ordering::Relaxed);
         self.last_active.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The session starts a request.
+    pub fn active(&self) {
+        self.last_active.store(BUSY, Ordering::Relaxed);
         self.park.store(false, Ordering::Relaxed);
+    }
+
+    /// The session is idle again (its request ended) in registry epoch `epoch`.
+    pub fn idle(&self, epoch: u64) {
+        self.last_active.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Whether the session has been idle, with no server, for at least its
+    /// client_idle_timeout as of the sweep that closes epoch `now`: it went
+    /// idle during epoch `e` and every epoch lasts a second, so it has been
+    /// idle for more than `now - e` seconds.
+    fn idle_expired(&self, now: u64) -> bool {
+        let limit = u64::from(self.idle_limit.load(Ordering::Relaxed));
+        let last = self.last_active.load(Ordering::Relaxed);
+        limit > 0 && last != BUSY && now.saturating_sub(last) >= limit
     }
 
     /// Whether the sweeper asked the session to park (clears the request).
@@ -102,11 +226,42 @@ impl CancelTarget {
         None
     }
 
-    /// Tell the session to close when it is next idle.
-    pub fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-        if let Some(w) = self.waker.lock().take() {
+    /// Tell the session to close when it is next idle (at once if it is).
+    pub fn close(&self, reason: CloseReason) {
+        match reason {
+            CloseReason::Shutdown => self.closing.store(reason as u8, Ordering::Release),
+            // Never replaces a shutdown.
+            CloseReason::IdleTimeout => {
+                let _ = self.closing.compare_exchange(
+                    0,
+                    reason as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+        }
+        self.wake_session();
+    }
+
+    /// Wake the session's task (or, when parked, the entry itself, which
+    /// gives the client a task again). The waker stays for later wake-ups.
+    fn wake_session(&self) {
+        let waker = self.waker.lock().clone();
+        if let Some(w) = waker {
             w.wake();
+        }
+    }
+}
+
+/// Counts one cancel request in flight on its entry; dropping it (the
+/// cancel ended, failed, timed out, or its task went away) uncounts it and
+/// wakes a session waiting in [`CancelTarget::wait_cancels`].
+struct InFlight(Arc<CancelTarget>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.cancels_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.wake_session();
         }
     }
 }
@@ -195,20 +350,31 @@ impl CancelRegistry {
         target
     }
 
-    /// Ask every session idle since before the previous sweep to park, and
-    /// start a new epoch. Called about once a second.
+    /// Ask every session idle since before the previous sweep to park, close
+    /// those idle for longer than their client_idle_timeout, wake linked
+    /// ones whose query_timeout / idle_transaction_timeout deadline passed
+    /// (they end the link themselves), and start a new epoch. Called about
+    /// once a second.
     pub fn sweep(&self, epoch: &AtomicU64) {
         let now = epoch.fetch_add(1, Ordering::Relaxed);
         let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
         for t in targets {
+            let deadline = t.link_deadline.load(Ordering::Relaxed);
+            if deadline != 0 && now >= deadline {
+                t.wake_session();
+                continue;
+            }
+            if t.idle_expired(now) {
+                // Parked or not: the wake-up gives a parked client a task,
+                // which then finds the close (see `client::session`).
+                t.close(CloseReason::IdleTimeout);
+                continue;
+            }
             let idle = t.last_active.load(Ordering::Relaxed) < now;
             if !idle || t.parked.lock().is_some() || t.park.swap(true, Ordering::Relaxed) {
                 continue;
             }
-            let waker = t.waker.lock().clone();
-            if let Some(w) = waker {
-                w.wake();
-            }
+            t.wake_session();
         }
     }
 
@@ -223,43 +389,212 @@ impl CancelRegistry {
     pub fn close_all(&self) {
         let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
         for t in targets {
-            t.close();
+            t.close(CloseReason::Shutdown);
         }
     }
 
-    /// Forward a CancelRequest for the client with `key`, if it has a server.
+    /// Forward a CancelRequest for the client with `key`, if it has a
+    /// server, and wait until the server processed it (closed the cancel
+    /// connection), at most `timeout` (zero = no limit). Meanwhile the
+    /// cancel counts as in flight on the client's entry, so the client's
+    /// session keeps the server from other clients until it is done.
     pub async fn cancel(&self, key: BackendKey, timeout: Duration) {
         let linked = {
             let map = self.map.lock();
-            map.get(&(key.process_id, key.secret_key))
-                .and_then(|t| t.linked.lock().clone())
+            map.get(&(key.process_id, key.secret_key)).and_then(|t| {
+                // Counted under `linked`: the session's unlink() sees it.
+                let linked = t.linked.lock();
+                let (addr, key) = linked.clone()?;
+                t.cancels_in_flight.fetch_add(1, Ordering::AcqRel);
+                Some((addr, key, InFlight(t.clone())))
+            })
         };
-        let Some((addr, server_key)) = linked else {
+        let Some((addr, server_key, _in_flight)) = linked else {
             debug!("cancel request for an unknown or idle client ignored");
             return;
         };
         let send = send_cancel(&addr, server_key);
-        match tokio::time::timeout(timeout, send).await {
+        let result = if timeout.is_zero() {
+            Ok(send.await)
+        } else {
+            tokio::time::timeout(timeout, send).await
+        };
+        match result {
             Ok(Ok(())) => debug!(%addr, "cancel request forwarded"),
             Ok(Err(e)) => warn!(%addr, error = %e, "could not forward cancel request"),
-            Err(_) => warn!(%addr, "timed out forwarding cancel request"),
+            Err(_) => warn!(%addr, "timed out forwarding cancel request (cancel_wait_timeout)"),
         }
     }
 }
 
+/// Cancel what the backend with `key` at `addr` is running, for the pooler
+/// itself (query_timeout: closing the connection alone would leave the
+/// query running until it next talks to its client). At most `timeout`
+/// (zero = no limit).
+pub async fn cancel_server(addr: Arc<ServerAddr>, key: BackendKey, timeout: Duration) {
+    let send = send_cancel(&addr, key);
+    let result = if timeout.is_zero() {
+        send.await
+    } else {
+        tokio::time::timeout(timeout, send)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    };
+    if let Err(e) = result {
+        warn!(%addr, error = %e, "could not cancel the query of a closed server connection");
+    }
+}
+
 async fn send_cancel(addr: &ServerAddr, key: BackendKey) -> std::io::Result<()> {
-    let mut buf = BytesMut::new();
-    frontend::cancel_request(key.process_id, key.secret_key, &mut buf);
     match addr {
         ServerAddr::Tcp { host, port } => {
-            let mut s = TcpStream::connect((host.as_str(), *port)).await?;
-            s.write_all(&buf).await?;
-            s.shutdown().await
+            deliver(TcpStream::connect((host.as_str(), *port)).await?, key).await
         }
         ServerAddr::Unix { dir, port } => {
-            let mut s = UnixStream::connect(ServerAddr::socket_path(dir, *port)).await?;
-            s.write_all(&buf).await?;
-            s.shutdown().await
+            deliver(
+                UnixStream::connect(ServerAddr::socket_path(dir, *port)).await?,
+                key,
+            )
+            .await
         }
+    }
+}
+
+/// Send the CancelRequest and wait for the server to close the connection:
+/// PostgreSQL closes it once it has signalled the backend (as libpq's
+/// PQcancel waits, so that a cancel cannot hit the next query instead).
+async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    key: BackendKey,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    frontend::cancel_request(key.process_id, key.secret_key, &mut buf);
+    s.write_all(&buf).await?;
+    s.shutdown().await?;
+    let mut sink = [0u8; 64];
+    while s.read(&mut sink).await? > 0 {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+
+    /// A linked entry and a fake postmaster that reads one CancelRequest,
+    /// reports it, and closes the connection only when told to (`None`:
+    /// never).
+    async fn linked_to_fake_server() -> (
+        Arc<CancelRegistry>,
+        Arc<CancelTarget>,
+        oneshot::Receiver<[u8; 16]>,
+        oneshot::Sender<()>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (got_tx, got_rx) = oneshot::channel();
+        let (close_tx, close_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 16];
+            s.read_exact(&mut req).await.unwrap();
+            let _ = got_tx.send(req);
+            let _ = close_rx.await;
+        });
+        let registry = Arc::new(CancelRegistry::new());
+        let target = registry.register(1, crate::client::Peer::Unix);
+        let addr = ServerAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let server_key = BackendKey {
+            process_id: 7,
+            secret_key: 9,
+        };
+        target.link(Arc::new(addr), server_key);
+        (registry, target, got_rx, close_tx)
+    }
+
+    fn spawn_cancel(registry: &Arc<CancelRegistry>, key: BackendKey, limit: Duration) {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.cancel(key, limit).await });
+    }
+
+    #[tokio::test]
+    async fn release_waits_until_the_server_processed_the_cancel() {
+        let (registry, target, got, close) = linked_to_fake_server().await;
+        spawn_cancel(&registry, target.key, Duration::from_secs(60));
+        let req = got.await.unwrap();
+        // The server's key went out, not the client's.
+        assert_eq!(&req[8..], &[0, 0, 0, 7, 0, 0, 0, 9]);
+        // The session ends its link while the cancel is in flight.
+        assert!(target.unlink(), "the cancel must count as in flight");
+        let mut wait = std::pin::pin!(target.wait_cancels(Duration::from_secs(60)));
+        let early = tokio::time::timeout(Duration::from_millis(200), wait.as_mut()).await;
+        assert!(early.is_err(), "released before the cancel was processed");
+        // The server closes the cancel connection: the wait ends.
+        close.send(()).unwrap();
+        assert!(wait.await, "the wait must end when the cancel is done");
+        assert_eq!(target.cancels_in_flight.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn wait_is_bounded_and_a_stuck_cancel_uncounts_itself() {
+        let (registry, target, got, _never) = linked_to_fake_server().await;
+        spawn_cancel(&registry, target.key, Duration::from_millis(300));
+        got.await.unwrap();
+        assert!(target.unlink());
+        // The session gives up first (its limit is shorter)...
+        assert!(!target.wait_cancels(Duration::from_millis(50)).await);
+        // ...and the cancel itself stops at its own limit, uncounted.
+        assert!(target.wait_cancels(Duration::from_secs(60)).await);
+    }
+
+    #[tokio::test]
+    async fn no_cancel_in_flight_for_an_unlinked_client() {
+        let (registry, target, _got, _close) = linked_to_fake_server().await;
+        assert!(!target.unlink());
+        // A cancel for a client without a server is ignored at once.
+        registry.cancel(target.key, Duration::from_secs(60)).await;
+        assert_eq!(target.cancels_in_flight.load(Ordering::Acquire), 0);
+        assert!(target.wait_cancels(Duration::ZERO).await);
+    }
+
+    #[test]
+    fn idle_timeout_counts_whole_epochs_since_the_last_request() {
+        let t = CancelTarget::default();
+        t.logged_in(Duration::from_millis(1500), 10);
+        // Rounded up to 2 s: idle during epoch 10, expired when epoch 12 closes.
+        assert!(!t.idle_expired(10));
+        assert!(!t.idle_expired(11));
+        assert!(t.idle_expired(12));
+        // Busy: never expired.
+        t.active();
+        assert!(!t.idle_expired(100));
+        t.idle(100);
+        assert!(!t.idle_expired(101));
+        assert!(t.idle_expired(102));
+        // Off.
+        t.logged_in(Duration::ZERO, 0);
+        assert!(!t.idle_expired(1000));
+    }
+
+    #[test]
+    fn an_idle_timeout_overtaken_by_activity_is_withdrawn_but_a_shutdown_is_not() {
+        let t = CancelTarget::default();
+        let epoch = AtomicU64::new(5);
+        t.logged_in(Duration::from_secs(1), 3);
+        t.close(CloseReason::IdleTimeout);
+        // Still idle since epoch 3: the close stands.
+        assert_eq!(t.closing_reason(&epoch), Some(CloseReason::IdleTimeout));
+        // The client sent a request (and finished it) meanwhile.
+        t.active();
+        t.idle(5);
+        assert_eq!(t.closing_reason(&epoch), None);
+        // A shutdown replaces nothing and is never withdrawn.
+        t.close(CloseReason::Shutdown);
+        t.close(CloseReason::IdleTimeout);
+        assert_eq!(t.closing_reason(&epoch), Some(CloseReason::Shutdown));
     }
 }

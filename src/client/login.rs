@@ -12,7 +12,6 @@ use tracing::{debug, info};
 use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
 use crate::cancel::CancelTarget;
-use crate::config::PoolMode;
 use crate::context::Context;
 use crate::net::Stream;
 use crate::pool::{Pool, PoolKey, PoolSettings};
@@ -148,12 +147,6 @@ pub(super) async fn login(
     let pool = ctx.pools.get_or_create(key_for_pool, || {
         PoolSettings::resolve(&cfg, db, &database, &pool_user)
     });
-    if pool.settings.mode == PoolMode::Statement {
-        return Err(ClientError::fatal(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "pool_mode statement is not supported by pgsluice yet",
-        ));
-    }
     if let (Some(keys), false) = (scram_keys, forced_user) {
         pool.remember_scram_keys(keys);
     }

@@ -3,10 +3,12 @@
 //! them (`relay`).
 
 mod auth;
+mod handoff;
 mod login;
 mod relay;
 mod session;
 mod startup;
+mod timeouts;
 
 use std::future::Future;
 use std::net::SocketAddr;

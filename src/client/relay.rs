@@ -12,7 +12,13 @@
 //! ReadyForQuery 'I', every Query/Sync/FunctionCall the client sent has
 //! been answered, no extended-protocol message is waiting for its Sync, and
 //! no message is half-forwarded in either direction.
+//!
+//! In statement mode a ReadyForQuery saying 'T' or 'E' ends the link at once
+//! (what came before it is forwarded, the ReadyForQuery is not). With
+//! query_timeout or idle_transaction_timeout set, a third branch times the
+//! link (see `timeouts`); without, it is disabled and costs nothing.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
@@ -25,6 +31,8 @@ use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
+
+use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
 pub(super) const READ_CHUNK: usize = 4096;
@@ -44,6 +52,9 @@ struct Link {
     server_busy: AtomicBool,
     /// The last ReadyForQuery said 'I'.
     idle: AtomicBool,
+    /// ReadyForQuery messages seen on this link (wrapping); tells the
+    /// timer that a new request began.
+    answered: AtomicU32,
 }
 
 impl Link {
@@ -55,6 +66,22 @@ impl Link {
             client_busy: AtomicBool::new(false),
             server_busy: AtomicBool::new(false),
             idle: AtomicBool::new(true),
+            answered: AtomicU32::new(0),
+        }
+    }
+
+    /// Where the link is, for the timer.
+    fn phase(&self) -> Phase {
+        if self.pending.load(Relaxed) > 0
+            || self.extended.load(Relaxed)
+            || self.client_busy.load(Relaxed)
+            || self.server_busy.load(Relaxed)
+        {
+            Phase::Request
+        } else if self.idle.load(Relaxed) {
+            Phase::Quiet
+        } else {
+            Phase::IdleInTransaction
         }
     }
 
@@ -78,6 +105,30 @@ pub(super) enum Outcome {
     ClientError { error: ProtocolError, clean: bool },
     /// The server connection failed or closed.
     ServerGone(std::io::Error),
+    /// Statement mode: the server went into a transaction block. Everything
+    /// before its ReadyForQuery was forwarded; the server is in a transaction.
+    TransactionBlock,
+    /// A timeout expired; the server is busy or in a transaction.
+    /// `midstream`: a server message may be half-forwarded to the client
+    /// (so nothing more can be written to it in protocol).
+    Expired { what: Expired, midstream: bool },
+}
+
+/// How a link is run: the session's settings that the relay acts on.
+pub(super) struct Rules<'a> {
+    /// track_extra_parameters.
+    pub extra_tracked: &'a [String],
+    /// Give the server back at the end of each transaction (transaction
+    /// and statement mode), not only when the client leaves.
+    pub release_when_idle: bool,
+    /// Statement mode: a transaction block ends the link.
+    pub statement_mode: bool,
+    /// max_packet_size.
+    pub max_len: u32,
+    /// query_timeout and idle_transaction_timeout.
+    pub limits: Limits,
+    /// Where their deadlines are published (see `timeouts`).
+    pub clock: Clock<'a>,
 }
 
 enum ClientEnd {
@@ -90,6 +141,7 @@ enum ClientEnd {
 
 enum ServerEnd {
     Released,
+    TransactionBlock,
     ServerIo(std::io::Error),
     ClientIo,
 }
@@ -102,9 +154,7 @@ pub(super) async fn relay(
     cbuf: &mut BytesMut,
     server: &mut ServerConn,
     params: &mut Arc<Params>,
-    extra_tracked: &[String],
-    release_when_idle: bool,
-    max_len: u32,
+    rules: &Rules<'_>,
 ) -> Outcome {
     let link = Link::new();
     let ServerConn {
@@ -116,27 +166,43 @@ pub(super) async fn relay(
     } = server;
     let (cr, cw) = client.split();
     let (sr, sw) = stream.split();
-    let up = client_to_server(cr, sw, cbuf, &link, max_len);
-    let down = server_to_client(
-        sr,
-        cw,
-        sbuf,
-        &link,
-        (sparams, synced),
-        params,
-        extra_tracked,
-        release_when_idle,
-    );
-    let end = tokio::select! {
-        biased;
-        s = down => Err(s),
-        c = up => Ok(c),
+    let up = client_to_server(cr, sw, cbuf, &link, rules.max_len);
+    let down = server_to_client(sr, cw, sbuf, &link, (sparams, synced), params, rules);
+    // The timer branch exists only when a timeout is set: without, the
+    // link runs exactly as if there were no timeouts at all.
+    let end = if rules.limits.any() {
+        let mut watch = Watch::new(rules.limits);
+        let timer = poll_fn(|cx| {
+            let answered = link.answered.load(Relaxed);
+            watch.poll(link.phase(), answered, rules.clock, cx)
+        });
+        // Biased, timer last: it sees every phase change the directions
+        // made in the same poll.
+        let end = tokio::select! {
+            biased;
+            s = down => Err(Ok(s)),
+            c = up => Ok(c),
+            t = timer => Err(Err(t)),
+        };
+        rules.clock.target.set_link_deadline(0);
+        end
+    } else {
+        tokio::select! {
+            biased;
+            s = down => Err(Ok(s)),
+            c = up => Ok(c),
+        }
     };
     let clean = || link.can_release() && sbuf.is_empty();
     match end {
-        Err(ServerEnd::Released) => Outcome::Released,
-        Err(ServerEnd::ServerIo(e)) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
-        Err(ServerEnd::ClientIo) => Outcome::ClientGone { clean: false },
+        Err(Ok(ServerEnd::Released)) => Outcome::Released,
+        Err(Ok(ServerEnd::TransactionBlock)) => Outcome::TransactionBlock,
+        Err(Ok(ServerEnd::ServerIo(e))) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
+        Err(Ok(ServerEnd::ClientIo)) => Outcome::ClientGone { clean: false },
+        Err(Err(what)) => Outcome::Expired {
+            what,
+            midstream: link.server_busy.load(Relaxed) || !sbuf.is_empty(),
+        },
         Ok(ClientEnd::Terminate | ClientEnd::Eof | ClientEnd::ClientIo) => {
             Outcome::ClientGone { clean: clean() }
         }
@@ -194,7 +260,6 @@ async fn client_to_server(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn server_to_client(
     mut sr: ReadHalf<'_>,
     mut cw: WriteHalf<'_>,
@@ -202,9 +267,9 @@ async fn server_to_client(
     link: &Link,
     (server_params, synced): (&mut Params, &mut Option<Arc<Params>>),
     client_params: &mut Arc<Params>,
-    extra_tracked: &[String],
-    release_when_idle: bool,
+    rules: &Rules<'_>,
 ) -> ServerEnd {
+    let extra_tracked = rules.extra_tracked;
     let mut skip = 0usize;
     loop {
         reserve_for_read(sbuf);
@@ -213,7 +278,7 @@ async fn server_to_client(
             Ok(_) => {}
             Err(e) => return ServerEnd::ServerIo(e),
         }
-        let batch = scan_server(sbuf, &mut skip, |name, value| {
+        let batch = scan_server(sbuf, &mut skip, rules.statement_mode, |name, value| {
             server_params.set(name, value);
             *synced = None;
             if tracked_name(name, extra_tracked).is_some() && client_params.get(name) != Some(value)
@@ -226,6 +291,9 @@ async fn server_to_client(
             let left = link.pending.load(Relaxed).saturating_sub(batch.ready_count);
             link.pending.store(left, Relaxed);
             link.idle.store(batch.last_status == b'I', Relaxed);
+            let seen = link.answered.load(Relaxed);
+            link.answered
+                .store(seen.wrapping_add(batch.ready_count), Relaxed);
         }
         link.server_busy.store(skip > 0, Relaxed);
         if batch.forward > 0 {
@@ -234,7 +302,10 @@ async fn server_to_client(
             }
             sbuf.advance(batch.forward);
         }
-        if release_when_idle && sbuf.is_empty() && link.can_release() {
+        if batch.transaction_block {
+            return ServerEnd::TransactionBlock;
+        }
+        if rules.release_when_idle && sbuf.is_empty() && link.can_release() {
             return ServerEnd::Released;
         }
     }
@@ -315,11 +386,21 @@ struct ServerBatch {
     ready_count: u32,
     /// Status of the last of them.
     last_status: u8,
+    /// A ReadyForQuery 'T' or 'E' came when told to stop at one; `forward`
+    /// ends before it.
+    transaction_block: bool,
 }
 
 /// Scan server bytes. ReadyForQuery and ParameterStatus are inspected (and
 /// so must be whole before they are forwarded); everything else streams.
-fn scan_server(buf: &[u8], skip: &mut usize, mut on_param: impl FnMut(&str, &str)) -> ServerBatch {
+/// With `stop_in_transaction` (statement mode), the scan stops before a
+/// ReadyForQuery that is not 'I'.
+fn scan_server(
+    buf: &[u8],
+    skip: &mut usize,
+    stop_in_transaction: bool,
+    mut on_param: impl FnMut(&str, &str),
+) -> ServerBatch {
     let mut b = ServerBatch::default();
     let mut pos = 0;
     while pos < buf.len() {
@@ -335,8 +416,13 @@ fn scan_server(buf: &[u8], skip: &mut usize, mut on_param: impl FnMut(&str, &str
         match h.tag {
             b'Z' | b'S' if avail < total => break,
             b'Z' => {
+                let status = buf.get(pos + 5).copied().unwrap_or(b'E');
+                if stop_in_transaction && status != b'I' {
+                    b.transaction_block = true;
+                    break;
+                }
                 b.ready_count += 1;
-                b.last_status = buf.get(pos + 5).copied().unwrap_or(b'E');
+                b.last_status = status;
             }
             b'S' => {
                 if let Some((name, value)) = parameter_status(&buf[pos + 5..pos + total]) {

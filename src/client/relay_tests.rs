@@ -120,7 +120,7 @@ fn server_ready_for_query_and_parameter_status() {
     rfq(&mut buf, b'I');
     let mut seen = Vec::new();
     let mut skip = 0;
-    let b = scan_server(&buf, &mut skip, |n, v| {
+    let b = scan_server(&buf, &mut skip, false, |n, v| {
         seen.push((n.to_string(), v.to_string()))
     });
     assert_eq!(
@@ -128,7 +128,8 @@ fn server_ready_for_query_and_parameter_status() {
         ServerBatch {
             forward: buf.len(),
             ready_count: 2,
-            last_status: b'I'
+            last_status: b'I',
+            transaction_block: false,
         }
     );
     assert_eq!(seen, [("TimeZone".to_string(), "UTC".to_string())]);
@@ -141,9 +142,9 @@ fn server_ready_for_query_split_across_reads_is_held_back() {
     let cc = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..cc + 3], &mut skip, |_, _| {});
+    let b = scan_server(&buf[..cc + 3], &mut skip, false, |_, _| {});
     assert_eq!((b.forward, b.ready_count), (cc, 0));
-    let b = scan_server(&buf[cc..], &mut skip, |_, _| {});
+    let b = scan_server(&buf[cc..], &mut skip, false, |_, _| {});
     assert_eq!((b.forward, b.ready_count, b.last_status), (6, 1, b'I'));
 }
 
@@ -154,10 +155,10 @@ fn large_data_rows_stream() {
     let whole = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..100], &mut skip, |_, _| {});
+    let b = scan_server(&buf[..100], &mut skip, false, |_, _| {});
     assert_eq!(b.forward, 100);
     assert_eq!(skip, whole - 100);
-    let b = scan_server(&buf[100..], &mut skip, |_, _| {});
+    let b = scan_server(&buf[100..], &mut skip, false, |_, _| {});
     assert_eq!((b.forward, b.ready_count), (buf.len() - 100, 1));
 }
 
@@ -176,4 +177,57 @@ fn link_release_rules() {
     link.extended.store(false, Relaxed);
     link.client_busy.store(true, Relaxed);
     assert!(!link.can_release());
+}
+
+#[test]
+fn statement_mode_stops_before_a_transaction_block() {
+    let mut buf = BytesMut::new();
+    crate::protocol::backend::command_complete(&mut buf, "SELECT 1");
+    rfq(&mut buf, b'I');
+    let first = buf.len();
+    crate::protocol::backend::command_complete(&mut buf, "BEGIN");
+    let before = buf.len();
+    rfq(&mut buf, b'T');
+    let mut skip = 0;
+    let b = scan_server(&buf, &mut skip, true, |_, _| {});
+    assert_eq!(
+        b,
+        ServerBatch {
+            forward: before,
+            ready_count: 1,
+            last_status: b'I',
+            transaction_block: true,
+        }
+    );
+    assert!(first < before);
+    // Without statement mode the same bytes are simply forwarded.
+    let b = scan_server(&buf, &mut skip, false, |_, _| {});
+    assert_eq!(
+        (b.forward, b.ready_count, b.last_status),
+        (buf.len(), 2, b'T')
+    );
+    assert!(!b.transaction_block);
+    // 'E' (failed transaction) is a transaction block too; 'I' is not.
+    let mut buf = BytesMut::new();
+    rfq(&mut buf, b'E');
+    assert!(scan_server(&buf, &mut 0, true, |_, _| {}).transaction_block);
+    let mut buf = BytesMut::new();
+    rfq(&mut buf, b'I');
+    assert!(!scan_server(&buf, &mut 0, true, |_, _| {}).transaction_block);
+}
+
+#[test]
+fn link_phases_for_the_timer() {
+    let link = Link::new();
+    assert_eq!(link.phase(), Phase::Quiet);
+    link.pending.store(1, Relaxed);
+    assert_eq!(link.phase(), Phase::Request);
+    link.pending.store(0, Relaxed);
+    link.idle.store(false, Relaxed);
+    assert_eq!(link.phase(), Phase::IdleInTransaction);
+    link.extended.store(true, Relaxed);
+    assert_eq!(link.phase(), Phase::Request);
+    link.extended.store(false, Relaxed);
+    link.server_busy.store(true, Relaxed);
+    assert_eq!(link.phase(), Phase::Request);
 }

@@ -18,19 +18,20 @@ use std::task::Poll;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::ClientError;
+use super::handoff::{checkout_error, finish, link_failed, release, server_failed, sync_params};
 use super::login::{LoggedIn, login};
-use super::relay::{Outcome, relay};
-use crate::cancel::Registration;
+use super::relay::{Outcome, Rules, relay};
+use super::timeouts::{self, Clock, Limits};
+use crate::cancel::{CloseReason, Registration};
 use crate::config::{Config, PoolMode};
 use crate::net::Stream;
-use crate::pool::{CheckoutError, Pool};
+use crate::pool::Pool;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::server::params::Params;
-use crate::server::{ServerConn, ServerError};
 
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;
@@ -86,15 +87,26 @@ pub(super) async fn login_phase(
         buf = BytesMut::new();
     }
     match result {
-        Ok(Some(LoggedIn { pool, params })) => Ok(Some(Client {
-            stream,
-            registration,
-            _permit: permit,
-            cfg,
-            pool,
-            params,
-            buf,
-        })),
+        Ok(Some(LoggedIn { pool, params })) => {
+            let epoch = ctx.epoch.load(Ordering::Relaxed);
+            let target = &registration.target;
+            target.logged_in(pool.settings.client_idle_timeout, epoch);
+            // The entry was registered before this look: a shutdown whose
+            // close_all() missed it had already set the flag. So one check
+            // here covers the session (no per-request check needed).
+            if ctx.shutting_down() {
+                target.close(CloseReason::Shutdown);
+            }
+            Ok(Some(Client {
+                stream,
+                registration,
+                _permit: permit,
+                cfg,
+                pool,
+                params,
+                buf,
+            }))
+        }
         Ok(None) => Ok(None),
         Err(e) => Err((stream, e)),
     }
@@ -162,13 +174,18 @@ impl Future for SessionTask {
                                 continue;
                             }
                         }
+                    } else {
+                        // Bytes left over from the last request: no idle
+                        // wait registered this task's waker with the
+                        // entry, and the sweep must be able to wake the
+                        // request (timeouts, cancels in flight).
+                        client.registration.target.register_waker(cx);
                     }
                     let State::Idle(mut client) = std::mem::replace(&mut self.state, State::Done)
                     else {
                         unreachable!()
                     };
-                    let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
-                    client.registration.target.active(epoch);
+                    client.registration.target.active();
                     self.state = State::Busy(Box::pin(async move {
                         let step = client.request().await;
                         (client, step)
@@ -178,6 +195,8 @@ impl Future for SessionTask {
                     let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
                     self.state = match step {
                         Ok(Step::Idle) => {
+                            let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
+                            client.registration.target.idle(epoch);
                             if client.buf.is_empty() {
                                 // Give the buffer back while idle.
                                 client.buf = BytesMut::new();
@@ -204,15 +223,24 @@ impl Client {
     /// socket's registration and the session's registry entry.
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
         let target = &self.registration.target;
-        // Shutdown may have begun while this client was logging in, after
-        // close_all() went over the registry: check the flag as well.
-        if self.registration.context().shutting_down() || target.poll_closing(cx) {
-            return Poll::Ready(Err(ClientError::fatal(
+        let ctx = self.registration.context();
+        match target.poll_closing(cx, &ctx.epoch) {
+            None => self.stream.poll_read_ready(cx).map_err(Into::into),
+            Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
-            )));
+            ))),
+            Some(CloseReason::IdleTimeout) => {
+                info!(
+                    client = target.id,
+                    "client_idle_timeout: closing idle client"
+                );
+                Poll::Ready(Err(ClientError::fatal(
+                    timeouts::IDLE_SESSION_TIMEOUT,
+                    "client_idle_timeout: client idle too long",
+                )))
+            }
         }
-        self.stream.poll_read_ready(cx).map_err(Into::into)
     }
 
     /// Move into the registry entry until the socket or a close wakes it
@@ -258,21 +286,46 @@ impl Client {
         if let Err(e) = sync_params(&mut server, &mut self.params).await {
             return Err(server_failed(&pool, server, e));
         }
-        let session_mode = pool.settings.mode == PoolMode::Session;
-        self.registration
-            .target
-            .link(server.addr.clone(), server.key);
+        let settings = &pool.settings;
+        let session_mode = settings.mode == PoolMode::Session;
+        let rules = Rules {
+            extra_tracked: &g.track_extra_parameters,
+            release_when_idle: !session_mode,
+            statement_mode: settings.mode == PoolMode::Statement,
+            max_len: g.max_packet_size,
+            limits: Limits {
+                query: settings.query_timeout,
+                idle_transaction: settings.idle_transaction_timeout,
+            },
+            clock: Clock {
+                target: &self.registration.target,
+                epoch: &self.registration.context().epoch,
+            },
+        };
+        let target = &self.registration.target;
+        target.link(server.addr.clone(), server.key);
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
             &mut server,
             &mut self.params,
-            &g.track_extra_parameters,
-            !session_mode,
-            g.max_packet_size,
+            &rules,
         )
         .await;
-        self.registration.target.unlink();
+        if target.unlink() && !target.wait_cancels(g.cancel_wait_timeout).await {
+            // A cancel may still reach this server: nobody else may get it.
+            warn!(
+                client = target.id,
+                server = server.id,
+                "cancel request still in flight after cancel_wait_timeout: closing the server"
+            );
+            pool.discard(server);
+            return match outcome {
+                Outcome::Released => Ok(Step::Idle),
+                Outcome::ClientGone { .. } => Ok(Step::End),
+                other => Err(link_failed(target.id, other)),
+            };
+        }
         match outcome {
             Outcome::Released => {
                 release(&pool, server, false).await;
@@ -281,10 +334,7 @@ impl Client {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if g.log_disconnections {
-                    info!(
-                        client = self.registration.target.id,
-                        "client closed the connection"
-                    );
+                    info!(client = target.id, "client closed the connection");
                 }
                 Ok(Step::End)
             }
@@ -292,13 +342,22 @@ impl Client {
                 finish(&pool, server, clean, session_mode).await;
                 Err(error.into())
             }
-            Outcome::ServerGone(e) => {
-                debug!(server = server.id, "server connection lost: {e}");
+            other => {
+                if let Outcome::Expired {
+                    what: timeouts::Expired::Query,
+                    ..
+                } = other
+                {
+                    // Closing the connection does not stop a running
+                    // query: cancel it too, so the backend goes away now.
+                    let (addr, key) = (server.addr.clone(), server.key);
+                    let limit = g.cancel_wait_timeout;
+                    tokio::spawn(crate::cancel::cancel_server(addr, key, limit));
+                }
+                let id = server.id;
                 pool.discard(server);
-                Err(ClientError::fatal(
-                    sqlstate::CONNECTION_FAILURE,
-                    "server connection closed unexpectedly",
-                ))
+                debug!(server = id, "server connection discarded");
+                Err(link_failed(target.id, other))
             }
         }
     }
@@ -327,70 +386,6 @@ impl Client {
                 return Ok(false);
             }
         }
-    }
-}
-
-/// Bring the server's tracked parameters in line with the client's. A
-/// server last synced to this very parameter set needs no look at all.
-async fn sync_params(server: &mut ServerConn, params: &mut Arc<Params>) -> Result<(), ServerError> {
-    if server
-        .synced
-        .as_ref()
-        .is_some_and(|s| Arc::ptr_eq(s, params))
-    {
-        return Ok(());
-    }
-    if let Some(sql) = params.sync_query(&server.params) {
-        Box::pin(server.run_quiet(&sql)).await?;
-        if params.needs_adopt(&server.params) {
-            Arc::make_mut(params).adopt(&server.params);
-        }
-    }
-    server.synced = Some(params.clone());
-    Ok(())
-}
-
-fn checkout_error(e: CheckoutError) -> ClientError {
-    match e {
-        CheckoutError::Server(s) => {
-            let (code, message) = s.client_error();
-            ClientError::fatal(code, message)
-        }
-        CheckoutError::WaitTimeout(_) => {
-            ClientError::fatal(sqlstate::QUERY_CANCELED, e.to_string())
-        }
-    }
-}
-
-fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError) -> ClientError {
-    pool.discard(server);
-    let (code, message) = e.client_error();
-    ClientError::fatal(code, message)
-}
-
-/// Give a server back after a transaction (running the reset query first
-/// when server_reset_query_always or `session_end` in session mode).
-async fn release(pool: &Pool, mut server: Box<ServerConn>, session_end: bool) {
-    let s = &pool.settings;
-    if (session_end || s.reset_query_always) && !s.reset_query.is_empty() {
-        match Box::pin(server.run_quiet(&s.reset_query)).await {
-            Ok(b'I') => {}
-            _ => return pool.discard(server),
-        }
-    }
-    pool.checkin(server);
-}
-
-/// The client is gone: reuse its server only if it is clean.
-async fn finish(pool: &Pool, server: Box<ServerConn>, clean: bool, session_mode: bool) {
-    if clean {
-        release(pool, server, session_mode).await;
-    } else {
-        debug!(
-            server = server.id,
-            "closing a server left in use by its client"
-        );
-        pool.discard(server);
     }
 }
 

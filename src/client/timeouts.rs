@@ -1,0 +1,260 @@
+//! The timeouts of a linked client: query_timeout (one request runs too
+//! long) and idle_transaction_timeout (the client sits in a transaction
+//! without sending anything). client_idle_timeout, for clients without a
+//! server, is enforced by the registry's sweep alone (`cancel.rs`).
+//!
+//! Like PgBouncer's janitor, and unlike a timer per link, these cost (next
+//! to) nothing per transaction: there is no `Sleep`, no timer-wheel entry,
+//! no allocation. The relay's timer branch (present only when a timeout is
+//! set) notes where the link is each time the task is polled (a few relaxed
+//! loads; every phase change happens inside such a poll). When a timed
+//! phase starts (a request is sent, a transaction goes idle) it publishes
+//! the phase's deadline, in epochs of the registry's 1 Hz sweep, on the
+//! session's registry entry; the sweep wakes the session once the deadline
+//! passed and the branch, seeing it, ends the link. Granularity is the
+//! sweep's: a limit of N s (rounded up to whole seconds) fires after more
+//! than N and at most about N + 1 seconds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::ClientError;
+use crate::cancel::CancelTarget;
+
+/// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
+/// session closed for idling in a transaction.
+pub(super) const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+/// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
+/// for idling outside a transaction.
+pub(super) const IDLE_SESSION_TIMEOUT: &str = "57P05";
+/// 25000 invalid_transaction_state, for a transaction block in statement
+/// pooling mode: the statement itself is fine (so not 0A000
+/// feature_not_supported, nor a syntax or protocol error); what is refused
+/// is the transaction state it left the server in, and class 25 is where
+/// clients and people look for that.
+pub(super) const TRANSACTION_BLOCK_REFUSED: &str = "25000";
+
+/// The timeouts that apply while a client is linked (zero = off).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Limits {
+    /// query_timeout.
+    pub query: Duration,
+    /// idle_transaction_timeout.
+    pub idle_transaction: Duration,
+}
+
+impl Limits {
+    /// Whether any timer is needed.
+    pub fn any(&self) -> bool {
+        !self.query.is_zero() || !self.idle_transaction.is_zero()
+    }
+}
+
+/// Which timeout ended a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expired {
+    /// A request ran longer than query_timeout.
+    Query,
+    /// The client idled in a transaction longer than idle_transaction_timeout.
+    IdleTransaction,
+}
+
+impl Expired {
+    /// The FATAL error the client gets.
+    pub fn client_error(self) -> ClientError {
+        match self {
+            // 57014 query_canceled, as PostgreSQL's statement_timeout.
+            Expired::Query => ClientError::fatal(
+                crate::protocol::sqlstate::QUERY_CANCELED,
+                "query_timeout: the query ran too long; server connection closed",
+            ),
+            Expired::IdleTransaction => ClientError::fatal(
+                IDLE_IN_TRANSACTION_TIMEOUT,
+                "idle_transaction_timeout: idle in transaction too long; \
+                 server connection closed, the transaction is rolled back",
+            ),
+        }
+    }
+
+    /// The setting's name, for the log.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Expired::Query => "query_timeout",
+            Expired::IdleTransaction => "idle_transaction_timeout",
+        }
+    }
+}
+
+/// Where a link is, as far as timeouts care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// A request is outstanding (sent, or being sent, and not answered).
+    Request,
+    /// Nothing outstanding, the server is in a transaction ('T' or 'E').
+    IdleInTransaction,
+    /// Nothing outstanding, no transaction.
+    Quiet,
+}
+
+/// What the timer of a link needs: the session's registry entry (where
+/// the deadline is published and the waker is kept) and the registry's
+/// epoch counter.
+#[derive(Clone, Copy)]
+pub(super) struct Clock<'a> {
+    /// The session's registry entry.
+    pub target: &'a CancelTarget,
+    /// The sweep's epoch counter (`Context::epoch`).
+    pub epoch: &'a AtomicU64,
+}
+
+/// Whole seconds (rounded up) = sweep epochs.
+fn epochs(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX / 4)
+}
+
+/// The timer of one link: which phase it was last told of, identified by
+/// the phase and the number of ReadyForQuery messages seen when it started
+/// (so that a new request directly after the previous one restarts it),
+/// and the deadline of that phase, if timed.
+pub(super) struct Watch {
+    query: u64,
+    idle_transaction: u64,
+    armed: Option<(Phase, u32)>,
+    deadline: Option<(u64, Expired)>,
+}
+
+impl Watch {
+    /// A timer for `limits`, not armed yet.
+    pub fn new(limits: Limits) -> Watch {
+        Watch {
+            query: epochs(limits.query),
+            idle_transaction: epochs(limits.idle_transaction),
+            armed: None,
+            deadline: None,
+        }
+    }
+
+    /// Ready with the timeout that expired. `phase` and `answered`
+    /// describe the link now.
+    pub fn poll(
+        &mut self,
+        phase: Phase,
+        answered: u32,
+        clock: Clock<'_>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Expired> {
+        // The sweep wakes the session through its entry's waker, which the
+        // session registered before the request (see `client::session`).
+        let _ = cx;
+        let epoch = clock.epoch.load(Ordering::Relaxed);
+        if let Some(deadline) = self.enter(phase, answered, epoch) {
+            clock.target.set_link_deadline(deadline);
+        }
+        match self.expired(epoch) {
+            Some(what) => Poll::Ready(what),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Note where the link is in (open) epoch `epoch`. When that is a new
+    /// phase, the deadline to publish (0: none).
+    fn enter(&mut self, phase: Phase, answered: u32, epoch: u64) -> Option<u64> {
+        let key = (phase, answered);
+        if self.armed == Some(key) {
+            return None;
+        }
+        self.armed = Some(key);
+        let (limit, what) = match phase {
+            Phase::Request => (self.query, Expired::Query),
+            Phase::IdleInTransaction => (self.idle_transaction, Expired::IdleTransaction),
+            Phase::Quiet => (0, Expired::Query),
+        };
+        // A phase that starts in epoch e and must not last `limit` seconds
+        // is over when the sweep closes epoch e + limit: by then it lasted
+        // more than `limit` seconds.
+        self.deadline = (limit > 0).then(|| (epoch + limit, what));
+        Some(self.deadline.map_or(0, |(d, _)| d))
+    }
+
+    /// The expired timeout, if the sweep closed the deadline's epoch
+    /// (`epoch` is the open one).
+    fn expired(&self, epoch: u64) -> Option<Expired> {
+        let (deadline, what) = self.deadline?;
+        (epoch.saturating_sub(1) >= deadline).then_some(what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(query: u64, idle_transaction: u64) -> Watch {
+        Watch::new(Limits {
+            query: Duration::from_secs(query),
+            idle_transaction: Duration::from_secs(idle_transaction),
+        })
+    }
+
+    #[test]
+    fn query_timeout_restarts_per_request() {
+        let mut w = watch(2, 0);
+        assert_eq!(w.enter(Phase::Request, 0, 10), Some(12));
+        // Polled again in the same request: the deadline stays.
+        assert_eq!(w.enter(Phase::Request, 0, 11), None);
+        assert_eq!(w.expired(12), None);
+        assert_eq!(w.expired(13), Some(Expired::Query));
+        // Answered, and the next request came at once: timed anew.
+        assert_eq!(w.enter(Phase::Request, 1, 13), Some(15));
+        assert_eq!(w.expired(15), None);
+        // Idle in a transaction: not timed without idle_transaction_timeout.
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 20), Some(0));
+        assert_eq!(w.expired(100), None);
+        assert_eq!(w.enter(Phase::Request, 2, 100), Some(102));
+        assert_eq!(w.enter(Phase::Quiet, 3, 101), Some(0));
+        assert_eq!(w.expired(200), None);
+    }
+
+    #[test]
+    fn idle_transaction_timeout_only_while_idle_in_a_transaction() {
+        let mut w = watch(0, 1);
+        assert_eq!(w.enter(Phase::Request, 0, 5), Some(0));
+        assert_eq!(w.expired(50), None);
+        assert_eq!(w.enter(Phase::IdleInTransaction, 1, 50), Some(51));
+        assert_eq!(w.expired(51), None);
+        // The client sent something in time: the idle clock stops...
+        assert_eq!(w.enter(Phase::Request, 1, 51), Some(0));
+        assert_eq!(w.expired(60), None);
+        // ...and starts afresh after the answer.
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 60), Some(61));
+        assert_eq!(w.expired(62), Some(Expired::IdleTransaction));
+    }
+
+    #[test]
+    fn limits_are_whole_seconds_rounded_up() {
+        let w = Watch::new(Limits {
+            query: Duration::from_millis(1500),
+            idle_transaction: Duration::from_millis(1),
+        });
+        assert_eq!((w.query, w.idle_transaction), (2, 1));
+    }
+
+    /// Through the registry entry: the published deadline is what the
+    /// sweep looks at, and the sweep's wake-up reaches this task.
+    #[tokio::test]
+    async fn published_deadline_and_expiry() {
+        let target = CancelTarget::default();
+        let epoch = AtomicU64::new(7);
+        let clock = Clock {
+            target: &target,
+            epoch: &epoch,
+        };
+        let mut w = watch(1, 0);
+        let first = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        assert_eq!(first.await, Poll::Pending);
+        assert_eq!(target.link_deadline(), 8);
+        epoch.store(9, Ordering::Relaxed); // the sweep closed epoch 8
+        let second = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        assert_eq!(second.await, Poll::Ready(Expired::Query));
+    }
+}
