@@ -261,7 +261,6 @@ async fn jdbc_startup_parameters_need_no_configuration() {
 /// after a successful sync query); until then such a client may see the
 /// extra_float_digits of the previous client of its server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs client/session.rs sync_params to call Params::note_synced"]
 async fn a_client_that_did_not_ask_gets_the_default_extra_float_digits() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("efd_db", "pool_size=1").await;

@@ -3,8 +3,7 @@
 //! implemented yet; the same for `[databases]` and `[users]` keys.
 
 use pgsluice::config::{
-    DATABASE_KEYS_NOT_YET_IMPLEMENTED, General, NOT_YET_IMPLEMENTED,
-    USER_KEYS_NOT_YET_IMPLEMENTED,
+    DATABASE_KEYS_NOT_YET_IMPLEMENTED, General, NOT_YET_IMPLEMENTED, USER_KEYS_NOT_YET_IMPLEMENTED,
 };
 
 fn section<'a>(text: &'a str, start: &str) -> &'a str {
@@ -47,7 +46,11 @@ fn every_pgbouncer_key_is_documented_with_its_default() {
     for s in General::defaults().settings {
         let row = rows.iter().find(|r| r[1] == format!("`{}`", s.key));
         if NOT_YET_IMPLEMENTED.contains(&s.key) {
-            assert!(row.is_none(), "{} is in the table but not implemented", s.key);
+            assert!(
+                row.is_none(),
+                "{} is in the table but not implemented",
+                s.key
+            );
             assert!(
                 missing.iter().any(|m| m == s.key),
                 "{} missing from README's not-implemented list",

@@ -10,7 +10,6 @@ use tracing::{debug, warn};
 
 use super::ClientError;
 use super::relay::Outcome;
-use super::timeouts;
 use crate::pool::{CheckoutError, Pool};
 use crate::protocol::sqlstate;
 use crate::server::params::Params;
@@ -34,7 +33,7 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
                  closing the client and its server (the transaction rolls back)"
             );
             ClientError::fatal(
-                timeouts::TRANSACTION_BLOCK_REFUSED,
+                crate::protocol::sqlstate::INVALID_TRANSACTION_STATE,
                 "transaction blocks not allowed in statement pooling mode",
             )
         }
@@ -74,6 +73,8 @@ pub(super) async fn sync_params(
     }
     if let Some(sql) = params.sync_query(&server.params) {
         Box::pin(server.run_quiet(&sql)).await?;
+        // Unreported parameters: the server now has what was SET.
+        server.params.note_synced(params);
         if params.needs_adopt(&server.params) {
             Arc::make_mut(params).adopt(&server.params);
         }

@@ -236,7 +236,7 @@ impl Client {
                     "client_idle_timeout: closing idle client"
                 );
                 Poll::Ready(Err(ClientError::fatal(
-                    timeouts::IDLE_SESSION_TIMEOUT,
+                    crate::protocol::sqlstate::IDLE_SESSION_TIMEOUT,
                     "client_idle_timeout: client idle too long",
                 )))
             }

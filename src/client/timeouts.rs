@@ -22,18 +22,7 @@ use std::time::Duration;
 use super::ClientError;
 use crate::cancel::CancelTarget;
 
-/// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
-/// session closed for idling in a transaction.
-pub(super) const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
-/// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
-/// for idling outside a transaction.
-pub(super) const IDLE_SESSION_TIMEOUT: &str = "57P05";
-/// 25000 invalid_transaction_state, for a transaction block in statement
-/// pooling mode: the statement itself is fine (so not 0A000
-/// feature_not_supported, nor a syntax or protocol error); what is refused
-/// is the transaction state it left the server in, and class 25 is where
-/// clients and people look for that.
-pub(super) const TRANSACTION_BLOCK_REFUSED: &str = "25000";
+use crate::protocol::sqlstate::IDLE_IN_TRANSACTION_TIMEOUT;
 
 /// The timeouts that apply while a client is linked (zero = off).
 #[derive(Debug, Clone, Copy, Default)]

@@ -223,9 +223,6 @@ pub const KEYS: &[KeyDef] = &[
 /// when the feature lands.
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     // In `General`, waiting for their features:
-    "query_timeout",
-    "client_idle_timeout",
-    "idle_transaction_timeout",
     "suspend_timeout",
     "stats_period",
     "max_prepared_statements",

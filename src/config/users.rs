@@ -36,13 +36,8 @@ pub struct UserSettings {
 }
 
 /// `[users]` keys that are parsed and checked but not acted on yet.
-pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
-    "max_user_client_connections",
-    "query_timeout",
-    "idle_transaction_timeout",
-    "client_idle_timeout",
-    "transaction_timeout",
-];
+pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] =
+    &["max_user_client_connections", "transaction_timeout"];
 
 /// Parses one `[users]` line, reporting every bad key; returns the
 /// settings only when the whole line is valid.
@@ -130,7 +125,7 @@ mod tests {
         let (mut e, mut w) = (vec![], vec![]);
         let u = parse_user(
             "bob",
-            "pool_size=2 query_timeout=5",
+            "pool_size=2 transaction_timeout=5",
             Path::new("p.ini"),
             3,
             &mut e,
@@ -139,7 +134,7 @@ mod tests {
         assert!(u.is_some() && e.is_empty());
         assert_eq!(w.len(), 1);
         assert!(
-            w[0].starts_with("p.ini:3: query_timeout: setting is not implemented"),
+            w[0].starts_with("p.ini:3: transaction_timeout: setting is not implemented"),
             "{w:?}"
         );
     }

@@ -24,3 +24,15 @@ pub const QUERY_CANCELED: &str = "57014";
 pub const REJECTED_CONNECTION: &str = "08004";
 /// XX000 internal_error.
 pub const INTERNAL_ERROR: &str = "XX000";
+/// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
+/// session closed for idling in a transaction (idle_transaction_timeout).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+/// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
+/// for idling outside a transaction (client_idle_timeout).
+pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+/// 25000 invalid_transaction_state, for a transaction block in statement
+/// pooling mode: the statement itself is fine (so not 0A000
+/// feature_not_supported, nor a syntax or protocol error); what is refused
+/// is the transaction state it left the server in, and class 25 is where
+/// clients and people look for that.
+pub const INVALID_TRANSACTION_STATE: &str = "25000";
