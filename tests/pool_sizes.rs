@@ -332,3 +332,54 @@ async fn autodb_pools_are_freed_when_unused() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connection_limits_per_database_and_user() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let (db, other) = (unique("maxcl_db"), unique("maxcl_other"));
+        let user = unique("maxcl_u");
+        pg.create_db(&db).await;
+        pg.create_db(&other).await;
+        pg.create_trusted_role(&user).await;
+        let p = PoolerBuilder::new()
+            .trust(&user)
+            .user(&user, "max_user_client_connections=3")
+            .pg_database(pg, &db, "max_db_client_connections=2")
+            .pg_database(pg, &other, "")
+            .start()
+            .await;
+        let refused = |e: tokio_postgres::Error, what: &str| {
+            assert_eq!(support::sqlstate(&e).as_deref(), Some("53300"), "{e:?}");
+            let msg = support::db_message(&e).unwrap_or_default();
+            assert!(msg.contains(what), "{msg}");
+        };
+        // max_db_client_connections counts every user of the database.
+        let a = p.connect(&db, "postgres", "").await;
+        let b = p.connect(&db, &user, "").await;
+        let e = p.try_connect(&db, "postgres", "").await.unwrap_err();
+        refused(e, "max_db_client_connections");
+        assert_eq!(p.pooler().context().pools.db_clients(&db), 2);
+        // Another database is not limited by it.
+        let c = p.connect(&other, "postgres", "").await;
+        // The user's limit counts its clients in every database.
+        let u2 = p.connect(&other, &user, "").await;
+        let u3 = p.connect(&other, &user, "").await;
+        let e = p.try_connect(&other, &user, "").await.unwrap_err();
+        refused(e, "max_user_client_connections");
+        // A client that leaves makes room.
+        drop(a);
+        drop(u3);
+        let back = poll(50, Duration::from_millis(100), || async {
+            p.try_connect(&db, "postgres", "").await.ok()
+        })
+        .await
+        .expect("room after a client left");
+        assert_eq!(one(&back, "SELECT 1").await, "1");
+        let u4 = p.connect(&other, &user, "").await;
+        for c in [&b, &c, &u2, &u4] {
+            assert_eq!(one(c, "SELECT 2").await, "2");
+        }
+    })
+    .await
+}

@@ -14,7 +14,7 @@ use super::{ClientError, auth};
 use crate::cancel::CancelTarget;
 use crate::context::Context;
 use crate::net::Stream;
-use crate::pool::{Pool, PoolKey, PoolSettings};
+use crate::pool::{PoolClient, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
@@ -23,8 +23,8 @@ use crate::server::params::Params;
 
 /// A logged-in client.
 pub(super) struct LoggedIn {
-    /// Its pool.
-    pub pool: Arc<Pool>,
+    /// Its pool (the client is counted in it while this is held).
+    pub pool: PoolClient,
     /// The tracked parameters it wants on every server it uses.
     pub params: Arc<Params>,
 }
@@ -147,6 +147,10 @@ pub(super) async fn login(
     let pool = ctx.pools.get_or_create(key_for_pool, || {
         PoolSettings::resolve(&cfg, db, &database, &pool_user)
     });
+    // Counted from here until the session ends.
+    let pool = pool
+        .add_client()
+        .map_err(|e| ClientError::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
     if let (Some(keys), false) = (scram_keys, forced_user) {
         pool.remember_scram_keys(keys);
     }

@@ -28,7 +28,7 @@ use super::timeouts::{self, Clock, Limits};
 use crate::cancel::{CloseReason, Registration};
 use crate::config::{Config, PoolMode};
 use crate::net::Stream;
-use crate::pool::Pool;
+use crate::pool::PoolClient;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::server::params::Params;
@@ -43,7 +43,8 @@ pub struct Client {
     registration: Registration,
     _permit: OwnedSemaphorePermit,
     cfg: Arc<Config>,
-    pool: Arc<Pool>,
+    /// Its pool; the client is counted in it while this is held.
+    pool: PoolClient,
     /// Tracked parameters the client wants; shared copy-on-write with other
     /// clients of the pool that want the same.
     params: Arc<Params>,
@@ -414,7 +415,7 @@ mod tests {
             let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
                 .await
                 .unwrap();
-            let pool = Arc::new(Pool::new(
+            let pool = Arc::new(crate::pool::Pool::new(
                 crate::pool::PoolKey {
                     database: "d".into(),
                     user: "u".into(),
@@ -438,7 +439,7 @@ mod tests {
                 _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
                 cfg: ctx.config(),
                 params: pool.intern(Params::new()),
-                pool,
+                pool: pool.add_client().unwrap(),
                 buf: BytesMut::new(),
             };
             let fut = run(client);

@@ -117,7 +117,6 @@ pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
     "auth_user",
     "auth_query",
     "auth_dbname",
-    "max_db_client_connections",
     "load_balance_hosts",
 ];
 
@@ -248,7 +247,6 @@ mod tests {
                 "auth_user",
                 "auth_query",
                 "auth_dbname",
-                "max_db_client_connections",
                 "load_balance_hosts"
             ]
         );

@@ -255,8 +255,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "dns_zone_check_period",
     "job_name",
     "login_notify_message",
-    "max_db_client_connections",
-    "max_user_client_connections",
     "peer_id",
     "pool_idle_timeout",
     "query_wait_notify",

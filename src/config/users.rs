@@ -36,8 +36,7 @@ pub struct UserSettings {
 }
 
 /// `[users]` keys that are parsed and checked but not acted on yet.
-pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] =
-    &["max_user_client_connections", "transaction_timeout"];
+pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &["transaction_timeout"];
 
 /// Parses one `[users]` line, reporting every bad key; returns the
 /// settings only when the whole line is valid.

@@ -4,6 +4,7 @@
 //! The admin console and stats read pools; they never reach into sessions.
 
 mod checkout;
+mod clients;
 mod limits;
 mod maintain;
 mod server_pool;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use checkout::CheckoutError;
+pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use limits::Limit;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
@@ -39,10 +41,10 @@ impl std::fmt::Display for PoolKey {
 #[derive(Default)]
 pub struct Pools {
     map: Mutex<HashMap<PoolKey, Arc<Pool>>>,
-    /// max_db_connections, by client-side database name.
-    db_limits: Mutex<HashMap<String, Arc<Limit>>>,
-    /// max_user_connections, by server-side user name.
-    user_limits: Mutex<HashMap<String, Arc<Limit>>>,
+    /// max_db_connections and client counts, by client-side database name.
+    db_limits: Mutex<HashMap<String, server_pool::Shared>>,
+    /// max_user_connections and client counts, by server-side user name.
+    user_limits: Mutex<HashMap<String, server_pool::Shared>>,
 }
 
 impl Pools {
@@ -66,10 +68,14 @@ impl Pools {
         pool
     }
 
-    fn limit(map: &Mutex<HashMap<String, Arc<Limit>>>, name: &str, max: usize) -> Arc<Limit> {
+    fn limit(
+        map: &Mutex<HashMap<String, server_pool::Shared>>,
+        name: &str,
+        max: usize,
+    ) -> server_pool::Shared {
         map.lock()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Limit::new(max)))
+            .or_insert_with(|| (Arc::new(Limit::new(max)), Arc::default()))
             .clone()
     }
 
@@ -85,11 +91,21 @@ impl Pools {
 
     /// (max, open) server connections of a database's limit.
     pub fn db_limit(&self, database: &str) -> Option<(usize, usize)> {
-        self.db_limits.lock().get(database).map(|l| l.counts())
+        self.db_limits.lock().get(database).map(|l| l.0.counts())
     }
 
     /// (max, open) server connections of a user's limit.
     pub fn user_limit(&self, user: &str) -> Option<(usize, usize)> {
-        self.user_limits.lock().get(user).map(|l| l.counts())
+        self.user_limits.lock().get(user).map(|l| l.0.counts())
+    }
+
+    /// Clients logged in to a database's pools.
+    pub fn db_clients(&self, database: &str) -> usize {
+        self.db_limits.lock().get(database).map_or(0, |l| l.1.get())
+    }
+
+    /// Clients logged in to a user's pools.
+    pub fn user_clients(&self, user: &str) -> usize {
+        self.user_limits.lock().get(user).map_or(0, |l| l.1.get())
     }
 }

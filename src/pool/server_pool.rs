@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::PoolKey;
 use super::PoolSettings;
+use super::clients::ClientCount;
 use super::limits::Limit;
 use crate::auth::ScramKeys;
 use crate::server::params::Params;
@@ -75,6 +76,12 @@ pub struct Pool {
     pub(super) db_limit: Arc<Limit>,
     /// max_user_connections of its user.
     pub(super) user_limit: Arc<Limit>,
+    /// Clients logged in to this pool.
+    pub(super) clients: ClientCount,
+    /// Clients of its database (all its pools).
+    pub(super) db_clients: Arc<ClientCount>,
+    /// Clients of its user (all its pools).
+    pub(super) user_clients: Arc<ClientCount>,
     pub(super) state: Mutex<State>,
     /// ParameterStatus of the latest server login, replayed to clients at
     /// their login.
@@ -86,6 +93,10 @@ pub struct Pool {
     interned: Mutex<Vec<Arc<Params>>>,
 }
 
+/// What the pools of one database (or one user) share: the server
+/// connection limit and the client count.
+pub(super) type Shared = (Arc<Limit>, Arc<ClientCount>);
+
 /// Most distinct parameter sets kept for sharing per pool.
 const MAX_INTERNED: usize = 64;
 
@@ -96,8 +107,8 @@ impl Pool {
             key,
             settings,
             Weak::new(),
-            Arc::new(Limit::new(0)),
-            Arc::new(Limit::new(0)),
+            Default::default(),
+            Default::default(),
         )
     }
 
@@ -105,20 +116,13 @@ impl Pool {
     pub(super) fn with_limits(
         key: PoolKey,
         settings: PoolSettings,
-        db_limit: Arc<Limit>,
-        user_limit: Arc<Limit>,
+        db: Shared,
+        user: Shared,
     ) -> Arc<Pool> {
-        let pool = Arc::new_cyclic(|me| {
-            Self::build(
-                key,
-                settings,
-                me.clone(),
-                db_limit.clone(),
-                user_limit.clone(),
-            )
-        });
-        db_limit.join(&pool.me);
-        user_limit.join(&pool.me);
+        let pool =
+            Arc::new_cyclic(|me| Self::build(key, settings, me.clone(), db.clone(), user.clone()));
+        db.0.join(&pool.me);
+        user.0.join(&pool.me);
         pool
     }
 
@@ -126,15 +130,18 @@ impl Pool {
         key: PoolKey,
         settings: PoolSettings,
         me: Weak<Pool>,
-        db_limit: Arc<Limit>,
-        user_limit: Arc<Limit>,
+        db: Shared,
+        user: Shared,
     ) -> Pool {
         Pool {
             key,
             settings,
             me,
-            db_limit,
-            user_limit,
+            db_limit: db.0,
+            user_limit: user.0,
+            clients: ClientCount::default(),
+            db_clients: db.1,
+            user_clients: user.1,
             state: Mutex::new(State {
                 idle: VecDeque::new(),
                 total: 0,
