@@ -7,33 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, TestPooler, bounded, poll, unique, value as one};
+use support::{
+    PgCluster, PoolerBuilder, TestPooler, backends, backends_settle, bounded, fresh_dbs, poll,
+    unique, value as one,
+};
 use tokio_postgres::Client;
-
-/// Client backends PostgreSQL has in `db` (as `user`, if given).
-async fn backends(db: &str, user: Option<&str>) -> i64 {
-    let direct = PgCluster::shared()
-        .direct_client("postgres", "postgres")
-        .await;
-    direct
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-             AND backend_type = 'client backend' AND ($2::text IS NULL OR usename = $2)",
-            &[&db, &user],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// Wait until `db` has exactly `n` backends (as `user`); false if it never does.
-async fn settles_at(db: &str, user: Option<&str>, n: i64) -> bool {
-    poll(100, Duration::from_millis(100), || async {
-        (backends(db, user).await == n).then_some(())
-    })
-    .await
-    .is_some()
-}
 
 /// A client holding a server: connected, inside a transaction.
 async fn holder(p: &TestPooler, db: &str, user: &str) -> Client {
@@ -104,9 +82,7 @@ async fn pool_size_precedence() {
 async fn min_pool_size_opens_ahead_and_outlives_idle_timeout() {
     bounded(async {
         let pg = PgCluster::shared();
-        let (forced, plain) = (unique("min_forced"), unique("min_plain"));
-        pg.create_db(&forced).await;
-        pg.create_db(&plain).await;
+        let [forced, plain] = fresh_dbs(["min_forced", "min_plain"]).await;
         let p = PoolerBuilder::new()
             .set("server_idle_timeout", "1")
             .pg_database(pg, &forced, "user=postgres min_pool_size=3 pool_size=5")
@@ -115,11 +91,17 @@ async fn min_pool_size_opens_ahead_and_outlives_idle_timeout() {
             .await;
         // A forced-user database's pool exists from the start and fills up
         // to min_pool_size before any client comes.
-        assert!(settles_at(&forced, None, 3).await, "forced pool not warmed");
+        assert!(
+            backends_settle(&forced, None, 3).await,
+            "forced pool not warmed"
+        );
         // Other pools fill once a client created them.
         let c = p.connect(&plain, "postgres", "").await;
         assert_eq!(one(&c, "SELECT 1").await, "1");
-        assert!(settles_at(&plain, None, 2).await, "pool not warmed to 2");
+        assert!(
+            backends_settle(&plain, None, 2).await,
+            "pool not warmed to 2"
+        );
         // server_idle_timeout (1 s) does not close them below the minimum.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(backends(&forced, None).await, 3);
@@ -130,7 +112,10 @@ async fn min_pool_size_opens_ahead_and_outlives_idle_timeout() {
         for c in held {
             c.simple_query("COMMIT").await.unwrap();
         }
-        assert!(settles_at(&forced, None, 3).await, "idle extras not closed");
+        assert!(
+            backends_settle(&forced, None, 3).await,
+            "idle extras not closed"
+        );
     })
     .await
 }
@@ -151,9 +136,7 @@ where
 async fn reserve_pool_serves_clients_that_waited() {
     bounded(async {
         let pg = PgCluster::shared();
-        let (with, without) = (unique("reserve_on"), unique("reserve_off"));
-        pg.create_db(&with).await;
-        pg.create_db(&without).await;
+        let [with, without] = fresh_dbs(["reserve_on", "reserve_off"]).await;
         let p = PoolerBuilder::new()
             .set("reserve_pool_timeout", "0.5")
             .set("query_wait_timeout", "0")
@@ -215,7 +198,7 @@ async fn max_db_connections_caps_every_pool_of_a_database() {
             .expect("the waiting client was not served")
             .unwrap()
             .unwrap();
-        assert!(settles_at(&db, Some(&u1), 2).await);
+        assert!(backends_settle(&db, Some(&u1), 2).await);
         assert_eq!(backends(&db, None).await, 2);
         // And an idle server of another pool makes room for a new request.
         a.simple_query("COMMIT").await.unwrap();
@@ -323,7 +306,7 @@ async fn autodb_pools_are_freed_when_unused() {
         .await;
         assert!(gone.is_some(), "unused autodb pool not freed");
         assert!(
-            settles_at(&db, None, 0).await,
+            backends_settle(&db, None, 0).await,
             "its servers were not closed"
         );
         // A new client gets a new pool.

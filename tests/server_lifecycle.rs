@@ -7,22 +7,10 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, bounded, db_message, poll, unique, value as one};
-
-async fn backends(db: &str) -> i64 {
-    let direct = PgCluster::shared()
-        .direct_client("postgres", "postgres")
-        .await;
-    direct
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-             AND backend_type = 'client backend'",
-            &[&db],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use support::{
+    PgCluster, PoolerBuilder, backends, backends_settle, bounded, db_message, fresh_dbs, unique,
+    value as one,
+};
 
 /// The backend pids a client sees over `n` transactions, `every` apart.
 async fn pids(c: &tokio_postgres::Client, n: usize, every: Duration) -> Vec<String> {
@@ -38,9 +26,7 @@ async fn pids(c: &tokio_postgres::Client, n: usize, every: Duration) -> Vec<Stri
 async fn server_lifetime_replaces_old_servers_even_when_busy() {
     bounded(async {
         let pg = PgCluster::shared();
-        let (short, long) = (unique("lifetime_short"), unique("lifetime_long"));
-        pg.create_db(&short).await;
-        pg.create_db(&long).await;
+        let [short, long] = fresh_dbs(["lifetime_short", "lifetime_long"]).await;
         let p = PoolerBuilder::new()
             .set("server_lifetime", "1")
             .set("server_idle_timeout", "1")
@@ -65,13 +51,7 @@ async fn server_lifetime_replaces_old_servers_even_when_busy() {
             .collect();
         assert_eq!(seen.len(), 1, "per-database server_lifetime ignored");
         // Unused, a server past its lifetime is closed by itself.
-        assert!(
-            poll(50, Duration::from_millis(100), || async {
-                (backends(&short).await == 0).then_some(())
-            })
-            .await
-            .is_some()
-        );
+        assert!(backends_settle(&short, None, 0).await);
     })
     .await
 }
@@ -80,9 +60,7 @@ async fn server_lifetime_replaces_old_servers_even_when_busy() {
 async fn server_idle_timeout_closes_idle_servers() {
     bounded(async {
         let pg = PgCluster::shared();
-        let (db, keep) = (unique("idle_timeout"), unique("idle_keep"));
-        pg.create_db(&db).await;
-        pg.create_db(&keep).await;
+        let [db, keep] = fresh_dbs(["idle_timeout", "idle_keep"]).await;
         let p = PoolerBuilder::new()
             .set("server_idle_timeout", "1")
             .pg_database(pg, &db, "pool_size=2")
@@ -90,12 +68,9 @@ async fn server_idle_timeout_closes_idle_servers() {
             .await;
         let c = p.connect(&db, "postgres", "").await;
         let first = one(&c, "SELECT pg_backend_pid()").await;
-        assert_eq!(backends(&db).await, 1);
-        let closed = poll(50, Duration::from_millis(100), || async {
-            (backends(&db).await == 0).then_some(())
-        })
-        .await;
-        assert!(closed.is_some(), "idle server not closed");
+        assert_eq!(backends(&db, None).await, 1);
+        let closed = backends_settle(&db, None, 0).await;
+        assert!(closed, "idle server not closed");
         // The client is not affected: its next transaction gets a new server.
         let second = one(&c, "SELECT pg_backend_pid()").await;
         assert_ne!(first, second);
@@ -107,7 +82,7 @@ async fn server_idle_timeout_closes_idle_servers() {
         let c2 = p2.connect(&keep, "postgres", "").await;
         one(&c2, "SELECT 1").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(backends(&keep).await, 1);
+        assert_eq!(backends(&keep, None).await, 1);
     })
     .await
 }
@@ -207,9 +182,7 @@ async fn server_check_query_runs_after_server_check_delay() {
 async fn server_round_robin_rotates_idle_servers() {
     bounded(async {
         let pg = PgCluster::shared();
-        let (rr, lifo) = (unique("rr"), unique("lifo"));
-        pg.create_db(&rr).await;
-        pg.create_db(&lifo).await;
+        let [rr, lifo] = fresh_dbs(["rr", "lifo"]).await;
         for (db, round_robin, want) in [(&rr, "1", 3), (&lifo, "0", 1)] {
             let p = PoolerBuilder::new()
                 .set("server_round_robin", round_robin)
@@ -217,11 +190,8 @@ async fn server_round_robin_rotates_idle_servers() {
                 .start()
                 .await;
             let c = p.connect(db, "postgres", "").await;
-            let warm = poll(100, Duration::from_millis(100), || async {
-                (backends(db).await == 3).then_some(())
-            })
-            .await;
-            assert!(warm.is_some());
+            let warm = backends_settle(db, None, 3).await;
+            assert!(warm);
             let seen: HashSet<String> = pids(&c, 9, Duration::ZERO).await.into_iter().collect();
             assert_eq!(
                 seen.len(),

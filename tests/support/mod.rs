@@ -98,3 +98,38 @@ pub async fn transaction_pooler(prefix: &str, extra: &str) -> (String, TestPoole
         .await;
     (db, pooler)
 }
+
+/// Client backends PostgreSQL has in `db` (as `user`, if given), counted
+/// on the shared cluster directly.
+pub async fn backends(db: &str, user: Option<&str>) -> i64 {
+    let direct = PgCluster::shared()
+        .direct_client("postgres", "postgres")
+        .await;
+    direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND backend_type = 'client backend' AND ($2::text IS NULL OR usename = $2)",
+            &[&db, &user],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Wait up to 10 s until `db` has exactly `n` backends (as `user`).
+pub async fn backends_settle(db: &str, user: Option<&str>, n: i64) -> bool {
+    poll(100, std::time::Duration::from_millis(100), || async {
+        (backends(db, user).await == n).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// Fresh databases on the shared cluster, one per prefix.
+pub async fn fresh_dbs<const N: usize>(prefixes: [&str; N]) -> [String; N] {
+    let names = prefixes.map(unique);
+    for d in &names {
+        PgCluster::shared().create_db(d).await;
+    }
+    names
+}
