@@ -91,7 +91,7 @@ pub(super) async fn login_phase(
         Ok(Some(LoggedIn { pool, params })) => {
             let epoch = ctx.epoch.load(Ordering::Relaxed);
             let target = &registration.target;
-            target.logged_in(pool.settings.client_idle_timeout, epoch);
+            target.logged_in(pool.settings().client_idle_timeout, epoch);
             // The entry was registered before this look: a shutdown whose
             // close_all() missed it had already set the flag. So one check
             // here covers the session (no per-request check needed).
@@ -287,7 +287,7 @@ impl Client {
         if let Err(e) = sync_params(&mut server, &mut self.params).await {
             return Err(server_failed(&pool, server, e));
         }
-        let settings = &pool.settings;
+        let settings = pool.settings_full();
         let session_mode = settings.mode == PoolMode::Session;
         let rules = Rules {
             extra_tracked: &g.track_extra_parameters,

@@ -74,7 +74,7 @@ impl Pool {
     /// size and limits), or after waiting in FIFO order for at most
     /// query_wait_timeout.
     pub async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
-        let wait = self.settings.wait_timeout;
+        let wait = self.settings().wait_timeout;
         let mut deadline = None;
         loop {
             let slot = match self.try_take()? {
@@ -128,7 +128,7 @@ impl Pool {
         deadline: Option<Instant>,
     ) -> Result<Next, CheckoutError> {
         let mut guard = WaitGuard { pool: self, rx };
-        let s = &self.settings;
+        let s = self.settings_full();
         let mut reserve_at = (s.reserve_size > 0).then(|| Instant::now() + s.reserve_timeout);
         loop {
             let until = match (deadline, reserve_at) {
@@ -160,9 +160,10 @@ impl Pool {
         let mut broken = Vec::new();
         let mut starved_on = None;
         let next = {
+            let s = self.settings();
             let mut st = self.state.lock();
             loop {
-                let popped = if self.settings.round_robin {
+                let popped = if s.round_robin {
                     st.idle.pop_front()
                 } else {
                     st.idle.pop_back()
@@ -173,7 +174,7 @@ impl Pool {
                         broken.push(s);
                     }
                     Some(s) => break Ok(Next::Ready(s)),
-                    None if st.total < self.settings.size => {
+                    None if st.total < s.size => {
                         if let Some(e) = self.recent_login_failure(&st.login_failure) {
                             break Err(e);
                         }
@@ -229,7 +230,8 @@ impl Pool {
             rx.close();
             return Some(Next::Ready(s));
         }
-        let cap = self.settings.size + self.settings.reserve_size;
+        let s = self.settings();
+        let cap = s.size + s.reserve_size;
         if st.total >= cap || self.recent_login_failure(&st.login_failure).is_some() {
             return None;
         }
@@ -245,7 +247,7 @@ impl Pool {
     fn recent_login_failure(&self, f: &Option<LoginFailure>) -> Option<CheckoutError> {
         let f = f.as_ref()?;
         // Reported as the failure itself, marked as not retried.
-        (f.at.elapsed() < self.settings.login_retry).then(|| {
+        (f.at.elapsed() < self.settings().login_retry).then(|| {
             CheckoutError::Server(ServerError::Rejected {
                 severity: "FATAL".into(),
                 code: f.code.clone(),
@@ -261,7 +263,7 @@ impl Pool {
     /// server_check_query on a server idle longer than server_check_delay;
     /// None (and the server closed) when it fails.
     async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
-        let s = &self.settings;
+        let s = self.settings_full();
         let Some(query) = &s.check_query else {
             return Some(server);
         };
@@ -283,7 +285,7 @@ impl Pool {
         mut slot: SlotGuard<'_>,
     ) -> Result<Box<ServerConn>, CheckoutError> {
         let creds = self.credentials();
-        let s = &self.settings;
+        let s = self.settings_full();
         let result = async {
             let (mut conn, reported) =
                 server::connect(&s.target, &creds, s.connect_timeout).await?;

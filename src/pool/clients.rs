@@ -69,7 +69,7 @@ impl Pool {
     /// Count a new client of this pool, within max_db_client_connections
     /// and max_user_client_connections.
     pub fn add_client(self: &Arc<Self>) -> Result<PoolClient, ClientLimit> {
-        let s = &self.settings;
+        let s = self.settings();
         if !self.db_clients.try_add(s.max_db_client_connections) {
             return Err(ClientLimit::Database);
         }

@@ -37,7 +37,7 @@ impl Pools {
     fn free_unused_autodb(&self, now: Instant) {
         let mut removed = Vec::new();
         self.map.lock().retain(|_, pool| {
-            let Some(timeout) = pool.settings.autodb_idle_timeout else {
+            let Some(timeout) = pool.settings().autodb_idle_timeout else {
                 return true;
             };
             let mut st = pool.state.lock();
@@ -66,7 +66,7 @@ impl Pools {
 impl Pool {
     /// One maintenance pass over this pool.
     pub(super) fn maintain(self: &Arc<Self>, now: Instant) {
-        let s = &self.settings;
+        let s = self.settings();
         let mut closing = Vec::new();
         let (spare, starved) = {
             let mut st = self.state.lock();
@@ -120,7 +120,7 @@ impl Pool {
     async fn open_spare(self: Arc<Self>) {
         {
             let mut st = self.state.lock();
-            if st.total >= self.settings.min_size.min(self.settings.size)
+            if st.total >= self.settings().min_size.min(self.settings().size)
                 || self.acquire_limits().is_err()
             {
                 return;

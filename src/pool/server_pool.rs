@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use arc_swap::{ArcSwap, Guard};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -68,7 +69,7 @@ pub struct Pool {
     /// Its identity.
     pub key: PoolKey,
     /// Its settings.
-    pub settings: PoolSettings,
+    settings: ArcSwap<PoolSettings>,
     /// This pool, for limits to refer to it (dangling for a pool made with
     /// [`Pool::new`], which has limits of its own that never fill).
     pub(super) me: Weak<Pool>,
@@ -135,7 +136,7 @@ impl Pool {
     ) -> Pool {
         Pool {
             key,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             me,
             db_limit: db.0,
             user_limit: user.0,
@@ -156,6 +157,23 @@ impl Pool {
         }
     }
 
+    /// The pool's current settings (cheap: no shared write; for short
+    /// synchronous use).
+    pub fn settings(&self) -> Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
+    /// The pool's current settings, to keep across awaits.
+    pub fn settings_full(&self) -> Arc<PoolSettings> {
+        self.settings.load_full()
+    }
+
+    /// Replace the settings (RELOAD). Sizes, limits and timeouts apply from
+    /// the next decision taken; servers are not touched here.
+    pub(super) fn set_settings(&self, settings: PoolSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
     /// Return a server after use. It must be idle with nothing outstanding.
     /// It goes to the longest-waiting client, else to the idle list; it is
     /// closed instead when it must not be reused (past server_lifetime,
@@ -165,7 +183,7 @@ impl Pool {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
         let now = Instant::now();
-        let lifetime = self.settings.lifetime;
+        let lifetime = self.settings().lifetime;
         if server.close_needed || (!lifetime.is_zero() && now - server.created >= lifetime) {
             debug!(server = server.id, "closing a server past its lifetime");
             return self.discard(server);
@@ -206,7 +224,7 @@ impl Pool {
     pub(super) fn free_slot(&self) {
         {
             let mut st = self.state.lock();
-            if st.total <= self.settings.size {
+            if st.total <= self.settings().size {
                 while let Some(w) = st.waiters.pop_front() {
                     if w.tx.send(Grant::Slot).is_ok() {
                         return;
@@ -250,7 +268,7 @@ impl Pool {
     /// for the longest-waiting client if the pool is still short of one.
     pub(super) fn on_room(&self) {
         let mut st = self.state.lock();
-        if st.waiters.is_empty() || st.total >= self.settings.size {
+        if st.waiters.is_empty() || st.total >= self.settings().size {
             return;
         }
         match self.acquire_limits() {
@@ -304,12 +322,13 @@ impl Pool {
     }
 
     pub(super) fn credentials(&self) -> ServerCredentials {
-        if let ServerCredentials::None = self.settings.credentials
+        let s = self.settings();
+        if let ServerCredentials::None = s.credentials
             && let Some(keys) = self.scram_keys.lock().clone()
         {
             return ServerCredentials::ScramKeys(keys);
         }
-        self.settings.credentials.clone()
+        s.credentials.clone()
     }
 
     /// A shared copy of `params`: an equal set already in use by another
