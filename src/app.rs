@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::client::{self, Peer};
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Context, ShutdownMode};
 use crate::listen::{self, Listeners};
 use crate::net::Stream;
 
@@ -87,22 +87,42 @@ impl Pooler {
     }
 
     /// Stop accepting, tell idle clients, let running transactions finish
-    /// (for at most [`SHUTDOWN_GRACE`]), close the servers.
+    /// (for at most [`SHUTDOWN_GRACE`]), close the servers
+    /// (`SHUTDOWN WAIT_FOR_SERVERS`).
     pub async fn shutdown(self) {
-        info!("shutting down: no new connections, waiting for running transactions");
-        let _ = self.shutdown_tx.send(true);
+        self.shutdown_with(ShutdownMode::WaitForServers).await
+    }
+
+    /// Stop in the given way (see [`ShutdownMode`]).
+    pub async fn shutdown_with(self, mode: ShutdownMode) {
         for a in &self.acceptors {
             a.abort();
         }
-        self.ctx.cancel.close_all();
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }
-        let all = self.ctx.config().general.max_client_conn;
-        let wait = self.ctx.client_slots.acquire_many(all);
-        match tokio::time::timeout(SHUTDOWN_GRACE, wait).await {
-            Ok(_) => info!("all clients are gone"),
-            Err(_) => warn!("shutdown grace period over; closing remaining connections"),
+        let all = self.ctx.client_capacity();
+        match mode {
+            ShutdownMode::WaitForClients => {
+                info!("shutting down: no new connections, waiting for every client to leave");
+                let _ = self.ctx.client_slots.acquire_many(all).await;
+                info!("all clients are gone");
+            }
+            ShutdownMode::WaitForServers => {
+                info!("shutting down: no new connections, waiting for running transactions");
+                let _ = self.shutdown_tx.send(true);
+                self.ctx.cancel.close_all();
+                let wait = self.ctx.client_slots.acquire_many(all);
+                match tokio::time::timeout(SHUTDOWN_GRACE, wait).await {
+                    Ok(_) => info!("all clients are gone"),
+                    Err(_) => warn!("shutdown grace period over; closing remaining connections"),
+                }
+            }
+            ShutdownMode::Immediate => {
+                info!("shutting down now");
+                let _ = self.shutdown_tx.send(true);
+                self.ctx.cancel.close_all();
+            }
         }
         for pool in self.ctx.pools.all() {
             pool.close_idle();

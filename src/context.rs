@@ -2,10 +2,11 @@
 //! registry and the shutdown signal. Read at login, not per message.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, watch};
+use tracing::{info, warn};
 
 use crate::cancel::CancelRegistry;
 use crate::config::Config;
@@ -18,6 +19,13 @@ pub struct Context {
     pub pools: Pools,
     /// Client cancel keys.
     pub cancel: CancelRegistry,
+    /// How many permits `client_slots` has (max_client_conn, as far as a
+    /// reload could change it).
+    client_capacity: AtomicU32,
+    /// Shutdown asked for by the admin console or a signal.
+    shutdown_request: watch::Sender<Option<ShutdownMode>>,
+    /// Serializes reloads.
+    reloading: Mutex<()>,
     /// max_client_conn permits; all of them are free again once every
     /// client session has ended (used to wait for shutdown).
     pub client_slots: Arc<Semaphore>,
@@ -38,6 +46,9 @@ impl Context {
             pools: Pools::new(),
             cancel: CancelRegistry::new(),
             client_slots: Arc::new(Semaphore::new(slots)),
+            client_capacity: AtomicU32::new(slots as u32),
+            shutdown_request: watch::channel(None).0,
+            reloading: Mutex::new(()),
             shutdown,
             epoch: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
@@ -53,4 +64,73 @@ impl Context {
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    /// The number of client slots (max_client_conn in force).
+    pub fn client_capacity(&self) -> u32 {
+        self.client_capacity.load(Ordering::Relaxed)
+    }
+
+    /// RELOAD: re-read the config file and auth_file and apply them: sizes,
+    /// limits and timeouts to live pools, replaced connection settings as
+    /// servers are released, new and removed databases for new logins,
+    /// passwords for the next login. An invalid file leaves everything as
+    /// it was; the error says why.
+    pub fn reload(&self) -> Result<(), String> {
+        let _one_at_a_time = self.reloading.lock();
+        let path = self.config().file.clone();
+        let loaded = crate::config::load(&path).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        let cfg = Arc::new(loaded.config);
+        self.resize_client_slots(cfg.general.max_client_conn);
+        *self.config.write() = cfg.clone();
+        self.pools.apply_config(&cfg);
+        info!(file = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    fn resize_client_slots(&self, want: u32) {
+        let have = self.client_capacity.load(Ordering::Relaxed);
+        if want > have {
+            self.client_slots.add_permits((want - have) as usize);
+            self.client_capacity.store(want, Ordering::Relaxed);
+        } else if want < have {
+            // Only free permits can go; more go as clients leave and the
+            // next reload tries again.
+            let gone = self.client_slots.forget_permits((have - want) as usize) as u32;
+            self.client_capacity.store(have - gone, Ordering::Relaxed);
+        }
+    }
+
+    /// Ask the process to shut down (admin console SHUTDOWN).
+    pub fn request_shutdown(&self, mode: ShutdownMode) {
+        self.shutdown_request.send_replace(Some(mode));
+    }
+
+    /// Wait for a shutdown request.
+    pub async fn shutdown_requested(&self) -> ShutdownMode {
+        let mut rx = self.shutdown_request.subscribe();
+        loop {
+            if let Some(m) = *rx.borrow_and_update() {
+                return m;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// How the pooler stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// SHUTDOWN, SIGQUIT, a second signal: exit now.
+    Immediate,
+    /// SHUTDOWN WAIT_FOR_SERVERS, SIGINT: stop accepting, let running
+    /// transactions finish (idle clients are told and closed), then exit.
+    WaitForServers,
+    /// SHUTDOWN WAIT_FOR_CLIENTS, SIGTERM: stop accepting, exit when the
+    /// last client has left on its own.
+    WaitForClients,
 }

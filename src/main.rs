@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pgsluice::context::ShutdownMode;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -86,26 +87,63 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
         }
     };
     info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let Ok([mut term, mut int, mut hup, mut quit, mut usr1, mut usr2]) = signals() else {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    loop {
+    let ctx = pooler.context().clone();
+    let mode = loop {
         tokio::select! {
-            _ = term.recv() => { info!("got SIGTERM"); break }
-            _ = int.recv() => { info!("got SIGINT"); break }
-            _ = hup.recv() => warn!("got SIGHUP: configuration reload is not implemented yet; ignored"),
+            _ = term.recv() => { info!("got SIGTERM: shutdown once every client has left"); break ShutdownMode::WaitForClients }
+            _ = int.recv() => { info!("got SIGINT: shutdown once running transactions are done"); break ShutdownMode::WaitForServers }
+            _ = quit.recv() => { info!("got SIGQUIT: exiting now"); break ShutdownMode::Immediate }
+            m = ctx.shutdown_requested() => { info!(?m, "shutdown requested from the admin console"); break m }
+            _ = hup.recv() => {
+                info!("got SIGHUP: reloading the configuration");
+                if let Err(e) = ctx.reload() {
+                    error!("reload failed, keeping the running configuration: {e}");
+                }
+            }
+            _ = usr1.recv() => {
+                info!("got SIGUSR1: PAUSE");
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let cfg = ctx.config();
+                    if let Err(e) = ctx.pools.pause(&cfg, None).await {
+                        error!("PAUSE: {e}");
+                    }
+                });
+            }
+            _ = usr2.recv() => {
+                info!("got SIGUSR2: RESUME");
+                if let Err(e) = ctx.pools.resume(&ctx.config(), None) {
+                    warn!("RESUME: {e}");
+                }
+            }
         }
+    };
+    if mode == ShutdownMode::Immediate {
+        pooler.shutdown_with(mode).await;
+        return ExitCode::SUCCESS;
     }
-    // A second SIGTERM or SIGINT during shutdown exits at once.
+    // A second SIGTERM or SIGINT (or SIGQUIT) during shutdown exits at once.
     tokio::select! {
-        _ = pooler.shutdown() => info!("shutdown complete"),
+        _ = pooler.shutdown_with(mode) => info!("shutdown complete"),
         _ = term.recv() => warn!("second signal: exiting immediately"),
         _ = int.recv() => warn!("second signal: exiting immediately"),
+        _ = quit.recv() => warn!("SIGQUIT: exiting immediately"),
     }
     ExitCode::SUCCESS
+}
+
+/// SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, in that order.
+fn signals() -> std::io::Result<[tokio::signal::unix::Signal; 6]> {
+    Ok([
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::hangup())?,
+        signal(SignalKind::quit())?,
+        signal(SignalKind::user_defined1())?,
+        signal(SignalKind::user_defined2())?,
+    ])
 }

@@ -147,6 +147,12 @@ pub(super) async fn login(
     let pool = ctx.pools.get_or_create(key_for_pool, || {
         PoolSettings::resolve(&cfg, db, &database, &pool_user)
     });
+    if pool.db_control().disabled() {
+        return Err(ClientError::fatal(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!("database \"{database}\" does not allow connections (DISABLE)"),
+        ));
+    }
     // Counted from here until the session ends.
     let pool = pool
         .add_client()

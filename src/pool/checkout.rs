@@ -163,6 +163,10 @@ impl Pool {
             let s = self.settings();
             let mut st = self.state.lock();
             loop {
+                if self.control.blocked() {
+                    // PAUSE / SUSPEND: wait without taking anything.
+                    break Ok(Next::Wait(enqueue(&mut st.waiters)));
+                }
                 let popped = if s.round_robin {
                     st.idle.pop_front()
                 } else {
@@ -229,6 +233,9 @@ impl Pool {
         if let Some(s) = st.idle.pop_back() {
             rx.close();
             return Some(Next::Ready(s));
+        }
+        if self.control.blocked() {
+            return None;
         }
         let s = self.settings();
         let cap = s.size + s.reserve_size;
@@ -299,7 +306,8 @@ impl Pool {
         st.opening -= 1;
         slot.armed = false;
         match result {
-            Ok((conn, reported)) => {
+            Ok((mut conn, reported)) => {
+                conn.generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
                 st.login_failure = None;
                 drop(st);
                 self.set_welcome(reported);

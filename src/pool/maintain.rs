@@ -92,7 +92,7 @@ impl Pool {
                 .login_failure
                 .as_ref()
                 .is_some_and(|f| f.at.elapsed() < s.login_retry);
-            let spare = if failing {
+            let spare = if failing || self.control.blocked() {
                 0
             } else {
                 want.saturating_sub(st.total)

@@ -5,6 +5,7 @@
 
 mod checkout;
 mod clients;
+mod control;
 mod limits;
 mod maintain;
 mod server_pool;
@@ -17,6 +18,7 @@ use parking_lot::Mutex;
 
 pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
+pub use control::{ControlError, DbControl};
 pub use limits::Limit;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
@@ -45,6 +47,10 @@ pub struct Pools {
     db_limits: Mutex<HashMap<String, server_pool::Shared>>,
     /// max_user_connections and client counts, by server-side user name.
     user_limits: Mutex<HashMap<String, server_pool::Shared>>,
+    /// PAUSE/SUSPEND/DISABLE state, by client-side database name.
+    controls: Mutex<HashMap<String, Arc<DbControl>>>,
+    /// The state new databases start in (a global PAUSE or SUSPEND).
+    global: std::sync::atomic::AtomicU8,
 }
 
 impl Pools {
@@ -63,7 +69,8 @@ impl Pools {
         let settings = make();
         let db_limit = Self::limit(&self.db_limits, &key.database, settings.max_db_connections);
         let user_limit = Self::limit(&self.user_limits, &key.user, settings.max_user_connections);
-        let pool = Pool::with_limits(key.clone(), settings, db_limit, user_limit);
+        let control = self.db_control(&key.database);
+        let pool = Pool::with_limits(key.clone(), settings, (db_limit, control), user_limit);
         map.insert(key, pool.clone());
         pool
     }

@@ -2,6 +2,7 @@
 //! order, and the cached login answers (ParameterStatus) of its servers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use tracing::debug;
 use super::PoolKey;
 use super::PoolSettings;
 use super::clients::ClientCount;
+use super::control::{DbControl, OldServers};
 use super::limits::Limit;
 use crate::auth::ScramKeys;
 use crate::server::params::Params;
@@ -77,6 +79,12 @@ pub struct Pool {
     pub(super) db_limit: Arc<Limit>,
     /// max_user_connections of its user.
     pub(super) user_limit: Arc<Limit>,
+    /// Run-time state of its database (PAUSE, SUSPEND, DISABLE).
+    pub(super) control: Arc<DbControl>,
+    /// Current server generation (see `ServerConn::generation`).
+    pub(super) generation: AtomicU64,
+    /// Servers of older generations still open (for WAIT_CLOSE).
+    pub(super) old_servers: OldServers,
     /// Clients logged in to this pool.
     pub(super) clients: ClientCount,
     /// Clients of its database (all its pools).
@@ -108,7 +116,7 @@ impl Pool {
             key,
             settings,
             Weak::new(),
-            Default::default(),
+            (Default::default(), Default::default()),
             Default::default(),
         )
     }
@@ -117,12 +125,12 @@ impl Pool {
     pub(super) fn with_limits(
         key: PoolKey,
         settings: PoolSettings,
-        db: Shared,
+        db: (Shared, Arc<DbControl>),
         user: Shared,
     ) -> Arc<Pool> {
         let pool =
             Arc::new_cyclic(|me| Self::build(key, settings, me.clone(), db.clone(), user.clone()));
-        db.0.join(&pool.me);
+        db.0.0.join(&pool.me);
         user.0.join(&pool.me);
         pool
     }
@@ -131,7 +139,7 @@ impl Pool {
         key: PoolKey,
         settings: PoolSettings,
         me: Weak<Pool>,
-        db: Shared,
+        (db, control): (Shared, Arc<DbControl>),
         user: Shared,
     ) -> Pool {
         Pool {
@@ -140,6 +148,9 @@ impl Pool {
             me,
             db_limit: db.0,
             user_limit: user.0,
+            control,
+            generation: AtomicU64::new(0),
+            old_servers: OldServers::new(0),
             clients: ClientCount::default(),
             db_clients: db.1,
             user_clients: user.1,
@@ -184,12 +195,26 @@ impl Pool {
         let mut server = server;
         let now = Instant::now();
         let lifetime = self.settings().lifetime;
-        if server.close_needed || (!lifetime.is_zero() && now - server.created >= lifetime) {
-            debug!(server = server.id, "closing a server past its lifetime");
+        if server.close_needed
+            || (!lifetime.is_zero() && now - server.created >= lifetime)
+            || server.generation < self.generation.load(Ordering::Relaxed)
+        {
+            debug!(
+                server = server.id,
+                "closing a server past its lifetime or marked for closing"
+            );
             return self.discard(server);
         }
         server.last_used = now;
         let evict = self.db_limit.has_starved() || self.user_limit.has_starved();
+        if self.control.blocked() {
+            if self.control.paused() {
+                return self.discard(server);
+            }
+            // Suspended: kept, handed to no one.
+            self.state.lock().idle.push_back(server);
+            return;
+        }
         {
             let mut st = self.state.lock();
             while let Some(w) = st.waiters.pop_front() {
@@ -214,6 +239,11 @@ impl Pool {
     /// Close a server that cannot be reused, freeing its slot.
     #[allow(clippy::boxed_local)] // callers hold servers boxed; unboxing would copy
     pub fn discard(&self, server: Box<ServerConn>) {
+        if server.generation < self.generation.load(Ordering::Relaxed) {
+            let _ = self
+                .old_servers
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
         server.terminate();
         self.free_slot();
     }
@@ -224,7 +254,7 @@ impl Pool {
     pub(super) fn free_slot(&self) {
         {
             let mut st = self.state.lock();
-            if st.total <= self.settings().size {
+            if st.total <= self.settings().size && !self.control.blocked() {
                 while let Some(w) = st.waiters.pop_front() {
                     if w.tx.send(Grant::Slot).is_ok() {
                         return;
@@ -268,7 +298,7 @@ impl Pool {
     /// for the longest-waiting client if the pool is still short of one.
     pub(super) fn on_room(&self) {
         let mut st = self.state.lock();
-        if st.waiters.is_empty() || st.total >= self.settings().size {
+        if st.waiters.is_empty() || st.total >= self.settings().size || self.control.blocked() {
             return;
         }
         match self.acquire_limits() {

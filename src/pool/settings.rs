@@ -176,6 +176,28 @@ impl PoolSettings {
     }
 }
 
+impl PoolSettings {
+    /// Whether servers opened with `other` are the same as ones opened
+    /// with these settings (same address, database, user, startup
+    /// parameters, secret and connect_query).
+    pub fn same_connection(&self, other: &PoolSettings) -> bool {
+        use ServerCredentials as C;
+        let same_secret = match (&self.credentials, &other.credentials) {
+            (C::None, C::None) => true,
+            (C::Password(a), C::Password(b)) | (C::Md5Secret(a), C::Md5Secret(b)) => a == b,
+            (C::ScramKeys(_), C::ScramKeys(_)) => true,
+            _ => false,
+        };
+        let (a, b) = (&self.target, &other.target);
+        same_secret
+            && a.addr == b.addr
+            && a.database == b.database
+            && a.user == b.user
+            && a.startup_params == b.startup_params
+            && self.connect_query == other.connect_query
+    }
+}
+
 /// The server address of a [databases] entry. Without host, the Unix
 /// socket in the usual directory (/var/run/postgresql when it exists, else
 /// /tmp); a host starting with '/' is a socket directory; of a host list,

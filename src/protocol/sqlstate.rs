@@ -36,3 +36,5 @@ pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 /// is the transaction state it left the server in, and class 25 is where
 /// clients and people look for that.
 pub const INVALID_TRANSACTION_STATE: &str = "25000";
+/// 57P03 cannot_connect_now (a database disabled with DISABLE).
+pub const CANNOT_CONNECT_NOW: &str = "57P03";

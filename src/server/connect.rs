@@ -116,6 +116,7 @@ async fn connect_inner(
         created: Instant::now(),
         last_used: Instant::now(),
         close_needed: false,
+        generation: 0,
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
     });
     let mut out = BytesMut::new();

@@ -80,9 +80,12 @@ pub struct ServerConn {
     pub created: Instant,
     /// When it was last given back to its pool (or opened).
     pub last_used: Instant,
-    /// Close it instead of reusing it when it is released (RECONNECT,
-    /// a changed database entry, statement-mode refusal, ...).
+    /// Close it instead of reusing it when it is released.
     pub close_needed: bool,
+    /// Its pool's generation when it was opened; a RECONNECT (or a reload
+    /// that changed the connection settings) starts a new generation, and
+    /// servers of older ones are closed when released.
+    pub generation: u64,
     /// Unique id, for logs and the admin console.
     pub id: u64,
 }
