@@ -204,6 +204,7 @@ impl Pool {
                 server = s.id,
                 "dropping a server connection closed while idle"
             );
+            s.terminate();
         }
         if n > 0 {
             self.release_limits(n);
@@ -308,6 +309,8 @@ impl Pool {
         match result {
             Ok((mut conn, reported)) => {
                 conn.generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+                let me: std::sync::Weak<dyn crate::server::SlotOwner> = self.me.clone();
+                conn.owner = Some(me);
                 st.login_failure = None;
                 drop(st);
                 self.set_welcome(reported);

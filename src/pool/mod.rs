@@ -116,3 +116,6 @@ impl Pools {
         self.user_limits.lock().get(user).map_or(0, |l| l.1.get())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -239,13 +239,9 @@ impl Pool {
     /// Close a server that cannot be reused, freeing its slot.
     #[allow(clippy::boxed_local)] // callers hold servers boxed; unboxing would copy
     pub fn discard(&self, server: Box<ServerConn>) {
-        if server.generation < self.generation.load(Ordering::Relaxed) {
-            let _ = self
-                .old_servers
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
+        let generation = server.generation;
         server.terminate();
-        self.free_slot();
+        crate::server::SlotOwner::lost(self, generation);
     }
 
     /// Give up one slot: hand it to the longest-waiting client (who will
@@ -422,5 +418,18 @@ impl Pool {
             s.terminate();
         }
         self.release_limits(n);
+    }
+}
+
+/// A server dropped without being given back (its session was aborted):
+/// its slot is freed like a discarded one's.
+impl crate::server::SlotOwner for Pool {
+    fn lost(&self, generation: u64) {
+        if generation < self.generation.load(Ordering::Relaxed) {
+            let _ = self
+                .old_servers
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+        self.free_slot();
     }
 }

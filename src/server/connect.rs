@@ -117,6 +117,7 @@ async fn connect_inner(
         last_used: Instant::now(),
         close_needed: false,
         generation: 0,
+        owner: None,
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
     });
     let mut out = BytesMut::new();

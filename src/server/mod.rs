@@ -9,7 +9,7 @@ pub mod params;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -82,12 +82,31 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Close it instead of reusing it when it is released.
     pub close_needed: bool,
+    /// The pool it is counted in, told if the connection is dropped
+    /// without being given back (a session aborted mid-transaction), so
+    /// that its slot is not lost. None once the pool has uncounted it.
+    pub owner: Option<Weak<dyn SlotOwner>>,
     /// Its pool's generation when it was opened; a RECONNECT (or a reload
     /// that changed the connection settings) starts a new generation, and
     /// servers of older ones are closed when released.
     pub generation: u64,
     /// Unique id, for logs and the admin console.
     pub id: u64,
+}
+
+/// Whoever counts a server connection (its pool).
+pub trait SlotOwner: Send + Sync {
+    /// A counted connection of `generation` was dropped without being
+    /// given back: uncount it.
+    fn lost(&self, generation: u64);
+}
+
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take().and_then(|w| w.upgrade()) {
+            owner.lost(self.generation);
+        }
+    }
 }
 
 impl ServerConn {
@@ -140,8 +159,10 @@ impl ServerConn {
         }
     }
 
-    /// Send Terminate without waiting, then drop the connection.
-    pub fn terminate(self) {
+    /// Send Terminate without waiting, then drop the connection. The
+    /// caller has uncounted it from its pool (or does so next).
+    pub fn terminate(mut self) {
+        self.owner = None;
         let mut out = BytesMut::new();
         frontend::terminate(&mut out);
         let _ = self.stream_try_write(&out);

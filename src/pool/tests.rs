@@ -1,0 +1,115 @@
+//! Unit tests of pool accounting that need no PostgreSQL: a server
+//! connection is faked over a local socket.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::{Pool, PoolKey, PoolSettings, Pools};
+use crate::net::Stream;
+use crate::server::{BackendKey, Params, ServerAddr, ServerConn, ServerCredentials, ServerTarget};
+
+fn settings(size: usize) -> PoolSettings {
+    let target = ServerTarget {
+        addr: Arc::new(ServerAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 1,
+        }),
+        database: "d".into(),
+        user: "u".into(),
+        startup_params: vec![],
+    };
+    let mut s = PoolSettings::with_defaults(target, ServerCredentials::None);
+    s.size = size;
+    s
+}
+
+/// A counted server of `pool` over a loopback socket.
+async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+        .await
+        .unwrap();
+    pool.state.lock().total += 1;
+    let owner: std::sync::Weak<dyn crate::server::SlotOwner> = Arc::downgrade(pool) as _;
+    Box::new(ServerConn {
+        stream: Stream::Tcp(stream),
+        buf: BytesMut::new(),
+        params: Params::new(),
+        synced: None,
+        key: BackendKey::default(),
+        addr: pool.settings().target.addr.clone(),
+        created: Instant::now(),
+        last_used: Instant::now(),
+        close_needed: false,
+        generation: 0,
+        owner: Some(owner),
+        id: 0,
+    })
+}
+
+fn pool(size: usize) -> Arc<Pool> {
+    let pools = Pools::new();
+    let key = PoolKey {
+        database: "d".into(),
+        user: "u".into(),
+    };
+    pools.get_or_create(key, || settings(size))
+}
+
+#[tokio::test]
+async fn a_server_dropped_in_use_frees_its_slot() {
+    let pool = pool(1);
+    let s = fake_server(&pool).await;
+    assert_eq!(pool.counts().total, 1);
+    // A session aborted mid-transaction drops its server.
+    drop(s);
+    assert_eq!(pool.counts().total, 0);
+}
+
+#[tokio::test]
+async fn discarded_and_idle_closed_servers_are_counted_once() {
+    let pool = pool(2);
+    let a = fake_server(&pool).await;
+    let b = fake_server(&pool).await;
+    pool.discard(a);
+    assert_eq!(pool.counts().total, 1);
+    pool.checkin(b);
+    assert_eq!((pool.counts().total, pool.counts().idle), (1, 1));
+    pool.close_idle();
+    assert_eq!(pool.counts().total, 0);
+}
+
+#[tokio::test]
+async fn a_paused_pool_closes_released_servers_and_hands_out_nothing() {
+    let pools = Pools::new();
+    let key = PoolKey {
+        database: "d".into(),
+        user: "u".into(),
+    };
+    let pool = pools.get_or_create(key, || settings(1));
+    let s = fake_server(&pool).await;
+    let cfg = crate::config::load_str(
+        "[pgbouncer]\nauth_type=any\n[databases]\nd=host=127.0.0.1\n",
+        std::path::Path::new("t.ini"),
+    )
+    .unwrap()
+    .config;
+    let pause = pools.pause(&cfg, Some("d"));
+    tokio::pin!(pause);
+    // Not done while the server is in use.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), &mut pause)
+            .await
+            .is_err()
+    );
+    pool.checkin(s);
+    tokio::time::timeout(std::time::Duration::from_secs(2), &mut pause)
+        .await
+        .expect("PAUSE returns once the server is released")
+        .unwrap();
+    assert_eq!(pool.counts().total, 0);
+    assert!(pools.resume(&cfg, Some("d")).is_ok());
+    assert!(pools.resume(&cfg, Some("d")).is_err());
+}
