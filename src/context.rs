@@ -24,8 +24,9 @@ pub struct Context {
     client_capacity: AtomicU32,
     /// Shutdown asked for by the admin console or a signal.
     shutdown_request: watch::Sender<Option<ShutdownMode>>,
-    /// Serializes reloads.
-    reloading: Mutex<()>,
+    /// Serializes reloads; holds the values set with SET (kept over
+    /// reloads, as long as the process runs).
+    reloading: Mutex<Vec<(String, String)>>,
     /// max_client_conn permits; all of them are free again once every
     /// client session has ended (used to wait for shutdown).
     pub client_slots: Arc<Semaphore>,
@@ -48,7 +49,7 @@ impl Context {
             client_slots: Arc::new(Semaphore::new(slots)),
             client_capacity: AtomicU32::new(slots as u32),
             shutdown_request: watch::channel(None).0,
-            reloading: Mutex::new(()),
+            reloading: Mutex::new(Vec::new()),
             shutdown,
             epoch: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
@@ -76,9 +77,31 @@ impl Context {
     /// passwords for the next login. An invalid file leaves everything as
     /// it was; the error says why.
     pub fn reload(&self) -> Result<(), String> {
-        let _one_at_a_time = self.reloading.lock();
+        let sets = self.reloading.lock();
+        self.apply(&sets)
+    }
+
+    /// SET key = value: change a setting that can change at run time; it
+    /// stays over reloads until the process ends.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), String> {
+        let key = key.to_ascii_lowercase();
+        match crate::config::changeable(&key) {
+            None => return Err(format!("unknown config variable: {key}")),
+            Some(false) => return Err(format!("{key} cannot be changed at run time")),
+            Some(true) => {}
+        }
+        let mut sets = self.reloading.lock();
+        let mut next = sets.clone();
+        next.retain(|(k, _)| *k != key);
+        next.push((key, value.to_string()));
+        self.apply(&next)?;
+        *sets = next;
+        Ok(())
+    }
+
+    fn apply(&self, sets: &[(String, String)]) -> Result<(), String> {
         let path = self.config().file.clone();
-        let loaded = crate::config::load(&path).map_err(|e| e.to_string())?;
+        let loaded = crate::config::load_with(&path, sets).map_err(|e| e.to_string())?;
         for w in &loaded.warnings {
             warn!("{w}");
         }
@@ -86,7 +109,7 @@ impl Context {
         self.resize_client_slots(cfg.general.max_client_conn);
         *self.config.write() = cfg.clone();
         self.pools.apply_config(&cfg);
-        info!(file = %path.display(), "configuration reloaded");
+        info!(file = %path.display(), "configuration applied");
         Ok(())
     }
 

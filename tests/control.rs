@@ -319,3 +319,40 @@ async fn rows_in(pg: &PgCluster, db: &str) -> i64 {
     let c = pg.direct_client(db, "postgres").await;
     one(&c, "SELECT count(*) FROM t").await.parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_changes_a_setting_for_good() {
+    bounded(async {
+        let [db] = fresh_dbs(["set"]).await;
+        let p = PoolerBuilder::new()
+            .set("default_pool_size", "1")
+            .pg_database(PgCluster::shared(), &db, "")
+            .start()
+            .await;
+        let ctx = p.pooler().context().clone();
+        let a = p.connect(&db, "postgres", "").await;
+        a.simple_query("BEGIN").await.unwrap();
+        let b = p.connect(&db, "postgres", "").await;
+        let waiting = tokio::spawn(async move { one(&b, "SELECT 9").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished());
+        ctx.set("DEFAULT_POOL_SIZE", "2").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(got.expect("SET not applied").unwrap(), "9");
+        assert_eq!(ctx.config().general.default_pool_size, 2);
+        // Kept over a reload.
+        ctx.reload().unwrap();
+        assert_eq!(ctx.config().general.default_pool_size, 2);
+        // Refused: unknown, not changeable at run time, bad value.
+        assert!(
+            ctx.set("no_such_thing", "1")
+                .unwrap_err()
+                .contains("unknown")
+        );
+        assert!(ctx.set("listen_port", "1").is_err());
+        assert!(ctx.set("default_pool_size", "many").is_err());
+        assert_eq!(ctx.config().general.default_pool_size, 2);
+        a.simple_query("COMMIT").await.unwrap();
+    })
+    .await
+}

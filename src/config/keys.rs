@@ -283,6 +283,11 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "user",
 ];
 
+/// Whether `name` is a known key that can change at run time (RELOAD, SET).
+pub fn changeable(name: &str) -> Option<bool> {
+    find(name).map(|k| k.changeable)
+}
+
 /// Finds a key's definition, ignoring case.
 pub fn find(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))

@@ -19,21 +19,44 @@ use super::{AuthType, Config, Loaded};
 /// Loads the config file (following `%include`), validates it, and loads
 /// the auth_file when one is set.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_with(path, &[])
+}
+
+/// [`load`], with `[pgbouncer]` values set at run time (the admin
+/// console's `SET key = value`) applied over the file's.
+pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Loaded, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let msg = format!("could not read config file: {e}");
         ConfigErrors(vec![ConfigError::new(path, 0, "conffile", msg)])
     })?;
-    load_str(&text, path)
+    parse(&text, path, overrides)
 }
 
 /// Parses `text` as if it were the contents of `file`. `%include` and
 /// auth_file paths are used as written (relative ones against the current
 /// working directory), exactly as [`load`] does.
 pub fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
+    parse(text, file, &[])
+}
+
+fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let entries = ini::lex(text, file, &mut errors);
-    let sections = Sections::collect(&entries, file, &mut errors, &mut warnings);
+    let mut sections = Sections::collect(&entries, file, &mut errors, &mut warnings);
+    for (key, value) in overrides {
+        match settings::find(key) {
+            Some(def) => {
+                let origin = Origin {
+                    file: file.with_file_name("<SET>"),
+                    line: 0,
+                };
+                let value = value.clone();
+                sections.raw.insert(def.name, RawSetting { value, origin });
+            }
+            None => errors.push(ConfigError::new(file, 0, key, "unknown setting")),
+        }
+    }
     let values = Values::resolve(&sections.raw, &mut errors, &mut warnings);
     let general = General::from_values(&values, file);
     check_security(&values, &mut errors);
