@@ -5,6 +5,7 @@
 
 mod checkout;
 mod clients;
+pub mod info;
 mod limits;
 mod maintain;
 mod server_pool;
