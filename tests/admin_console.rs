@@ -273,16 +273,16 @@ async fn who_may_do_what() {
         let e = p
             .try_connect("pgbouncer", "someone_else", "")
             .await
-            .err()
-            .expect("refused");
+            .map(drop)
+            .expect_err("refused");
         assert_eq!(sqlstate(&e).as_deref(), Some("28000"), "{e:?}");
         assert_eq!(db_message(&e).as_deref(), Some("not allowed"));
         // Not in auth_file at all: the usual authentication failure.
         let e = p
             .try_connect("pgbouncer", "nobody_at_all", "")
             .await
-            .err()
-            .expect("refused");
+            .map(drop)
+            .expect_err("refused");
         assert!(sqlstate(&e).is_some(), "{e:?}");
 
         let stats = console(&p, STATS).await;
@@ -335,8 +335,8 @@ async fn auth_type_any_still_needs_a_listed_user() {
         let e = p
             .try_connect("pgbouncer", "random_user", "")
             .await
-            .err()
-            .expect("refused");
+            .map(drop)
+            .expect_err("refused");
         assert_eq!(sqlstate(&e).as_deref(), Some("28000"));
         let c = console(&p, STATS).await;
         show(&c, "SHOW VERSION").await;
@@ -394,8 +394,8 @@ async fn extended_protocol_is_refused_and_closes() {
         let e = c
             .query("SHOW POOLS", &[])
             .await
-            .err()
-            .expect("extended protocol refused");
+            .map(drop)
+            .expect_err("extended protocol refused");
         assert_eq!(sqlstate(&e).as_deref(), Some("08P01"), "{e:?}");
         assert_eq!(
             db_message(&e).as_deref(),
@@ -448,8 +448,8 @@ async fn own_os_user_logs_in_as_pgbouncer_over_the_unix_socket() {
         let e = p
             .try_connect("pgbouncer", "pgbouncer", "wrong")
             .await
-            .err()
-            .expect("refused over TCP");
+            .map(drop)
+            .expect_err("refused over TCP");
         assert_eq!(sqlstate(&e).as_deref(), Some("28P01"), "{e:?}");
         p.shutdown().await;
     })

@@ -75,7 +75,7 @@ pub fn show_pools(ctx: &Context, out: &mut BytesMut) {
     let cols: Vec<(&str, u32)> = POOL_COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, n)| (*n, if i < 2 || i > 14 { TEXT } else { INT }))
+        .map(|(i, n)| (*n, if (2..=14).contains(&i) { INT } else { TEXT }))
         .collect();
     let mut t = Table::new(out, &cols);
     let admins = admin_clients(ctx);
