@@ -61,6 +61,25 @@ pub struct CancelTarget {
     /// The client while it is parked (no task); boxed so that the entries
     /// of clients that are not parked stay small.
     parked: Mutex<Option<Box<crate::client::Parked>>>,
+    /// When the client connected, in microseconds since the Unix epoch.
+    pub connected_us: u64,
+    /// Who the client is, set once logged in (for SHOW CLIENTS / SERVERS);
+    /// boxed so that an entry grows by one word.
+    info: std::sync::OnceLock<Box<ClientInfo>>,
+}
+
+/// A logged-in client's identity, as the admin console shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The user the client logged in as.
+    pub user: String,
+    /// The database it asked for (`pgbouncer` for the admin console).
+    pub database: String,
+    /// The user its pool logs in to PostgreSQL as (the forced user or
+    /// the client's own).
+    pub pool_user: String,
+    /// application_name from the startup packet (empty when not set).
+    pub application_name: String,
 }
 
 /// `last_active` of a session serving a request.
@@ -87,6 +106,33 @@ impl CloseReason {
 }
 
 impl CancelTarget {
+    /// Record who the client is, once logged in (later calls are ignored).
+    pub fn set_info(&self, info: ClientInfo) {
+        let _ = self.info.set(Box::new(info));
+    }
+
+    /// Who the client is; None while it is logging in.
+    pub fn info(&self) -> Option<&ClientInfo> {
+        self.info.get().map(|b| &**b)
+    }
+
+    /// The server the client is linked to now (its address and backend key).
+    pub fn linked(&self) -> Option<(Arc<ServerAddr>, BackendKey)> {
+        self.linked.lock().clone()
+    }
+
+    /// Whether the session is serving a request (linked, or waiting for a
+    /// server) rather than idle.
+    pub fn is_busy(&self) -> bool {
+        self.last_active.load(Ordering::Relaxed) == BUSY
+    }
+
+    /// Registry epoch in which the session last became idle (None while busy).
+    pub fn idle_since_epoch(&self) -> Option<u64> {
+        let e = self.last_active.load(Ordering::Relaxed);
+        (e != BUSY).then_some(e)
+    }
+
     /// The client was linked to a server.
     pub fn link(&self, addr: Arc<ServerAddr>, key: BackendKey) {
         *self.linked.lock() = Some((addr, key));
@@ -340,10 +386,14 @@ impl CancelRegistry {
                 break key;
             }
         };
+        let connected_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let target = Arc::new(CancelTarget {
             id,
             peer: Some(peer),
             key,
+            connected_us,
             ..CancelTarget::default()
         });
         map.insert((key.process_id, key.secret_key), target.clone());
@@ -383,6 +433,11 @@ impl CancelRegistry {
         let map = self.map.lock();
         let parked = map.values().filter(|t| t.parked.lock().is_some()).count();
         (map.len(), parked)
+    }
+
+    /// A snapshot of every registered session (for the admin console).
+    pub fn all(&self) -> Vec<Arc<CancelTarget>> {
+        self.map.lock().values().cloned().collect()
     }
 
     /// Tell every registered session to close when idle (shutdown).

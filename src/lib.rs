@@ -5,6 +5,7 @@
 //! between client and server -> pool checkin. See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cancel;

@@ -11,7 +11,8 @@ use tracing::{debug, info};
 
 use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
-use crate::cancel::CancelTarget;
+use crate::admin::{self, AdminLogin};
+use crate::cancel::{CancelTarget, ClientInfo};
 use crate::context::Context;
 use crate::net::Stream;
 use crate::pool::{PoolClient, PoolKey, PoolSettings};
@@ -130,6 +131,10 @@ pub(super) async fn login(
             .unwrap_or_default();
         info!(client = client.id, %peer, %user, %database, "login attempt");
     }
+    if database == crate::admin::ADMIN_DB {
+        let login = admin_login(stream, buf, &cfg, &user, &startup).await?;
+        return Err(ClientError::Console(Box::new(login)));
+    }
     let db = cfg.databases.lookup(&database).ok_or_else(|| {
         ClientError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
@@ -182,6 +187,41 @@ pub(super) async fn login(
     if cfg.general.log_connections {
         debug!(client = client.id, %user, %database, "login ok");
     }
+    client.set_info(ClientInfo {
+        user,
+        database,
+        pool_user,
+        application_name: params.get("application_name").unwrap_or("").to_string(),
+    });
     let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))
+}
+
+/// Log a client in to the admin console: the pooler's own OS user as
+/// `pgbouncer` over the Unix socket without a password; anyone else
+/// authenticates as usual and must be in admin_users or stats_users (also
+/// with auth_type any or trust).
+async fn admin_login(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    cfg: &crate::config::Config,
+    user: &str,
+    startup: &Startup,
+) -> Result<AdminLogin, ClientError> {
+    let application_name = startup.param("application_name").unwrap_or("").to_string();
+    if user == crate::admin::ADMIN_DB && admin::peer_is_own_user(stream) {
+        return Ok(AdminLogin {
+            user: user.to_string(),
+            role: admin::Role::Admin,
+            application_name,
+        });
+    }
+    auth::authenticate(stream, buf, cfg, user).await?;
+    let role = admin::role_of(cfg, user)
+        .ok_or_else(|| ClientError::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
+    Ok(AdminLogin {
+        user: user.to_string(),
+        role,
+        application_name,
+    })
 }

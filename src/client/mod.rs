@@ -63,6 +63,10 @@ pub enum ClientError {
     /// Socket error or EOF.
     #[error("client connection error: {0}")]
     Io(#[from] std::io::Error),
+    /// Not an error: the client logged in to the admin console, whose
+    /// session runs instead of a pool session (see `login_task`).
+    #[error("client logged in to the admin console")]
+    Console(Box<crate::admin::AdminLogin>),
 }
 
 impl ClientError {
@@ -79,7 +83,7 @@ impl ClientError {
         match self {
             ClientError::Protocol(e) => Some((e.sqlstate(), e.to_string())),
             ClientError::Fatal { code, message } => Some((code, message.clone())),
-            ClientError::Io(_) => None,
+            ClientError::Io(_) | ClientError::Console(_) => None,
         }
     }
 }
@@ -165,9 +169,15 @@ async fn login_task(
         let _ = stream.shutdown().await;
         return None;
     };
-    let registration = Registration::new(ctx.clone(), id, peer);
+    let registration = Registration::new(ctx.clone(), id, peer.clone());
     match session::login_phase(stream, registration, permit).await {
         Ok(Some(client)) => Some(client),
+        Err((stream, ClientError::Console(login))) => {
+            // The console session runs here, in the login's (boxed) future:
+            // it is rare and short-lived, unlike pool sessions.
+            crate::admin::serve(stream, peer, id, ctx, *login).await;
+            None
+        }
         Ok(None) => {
             debug!(client = id, "connection ended during login");
             None

@@ -6,6 +6,7 @@
 mod checkout;
 mod clients;
 mod control;
+pub mod info;
 mod limits;
 mod maintain;
 mod server_pool;

@@ -1,0 +1,274 @@
+//! The admin console: the virtual database `pgbouncer`. A client that logs
+//! in to it (see `client::login`) never reaches PostgreSQL: its session is
+//! [`serve`], a simple-query loop answering SHOW commands (`show`, `pools`,
+//! `sockets`, `stats_show`) and control commands (`control`).
+//!
+//! Who may log in: users in admin_users (everything) and stats_users (every
+//! SHOW but FDS), after the usual authentication; over the Unix socket, the
+//! OS user running pgsluice as user `pgbouncer` without a password.
+//! The console reads pools and the client registry; it changes nothing
+//! itself (control commands are the pool's business).
+
+mod control;
+mod parse;
+mod pools;
+mod rows;
+mod show;
+mod sockets;
+mod stats_show;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info};
+
+pub use parse::{Command, Control, ShutdownMode, parse};
+pub use pools::ADMIN_DB;
+pub use stats_show::{Counters, StatsRow, stats_rows};
+
+use crate::cancel::{ClientInfo, Registration};
+use crate::client::Peer;
+use crate::config::Config;
+use crate::context::Context;
+use crate::net::Stream;
+use crate::protocol::backend::{self, Severity};
+use crate::protocol::frontend::{FrontendMessage, read_message};
+use crate::protocol::sqlstate;
+
+/// 42601 syntax_error: a command the console does not know.
+pub const SYNTAX_ERROR: &str = "42601";
+/// 42501 insufficient_privilege: a stats user tried a control command.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// admin_users (and the pooler's own OS user): everything.
+    Admin,
+    /// stats_users: every SHOW except FDS.
+    Stats,
+}
+
+/// A client that logged in to the console.
+#[derive(Debug, Clone)]
+pub struct AdminLogin {
+    /// Its user name.
+    pub user: String,
+    /// What it may do.
+    pub role: Role,
+    /// application_name from its startup packet.
+    pub application_name: String,
+}
+
+/// A command that failed (the session goes on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AdminError {
+    /// SQLSTATE.
+    pub code: &'static str,
+    /// Message for the client.
+    pub message: String,
+}
+
+impl AdminError {
+    /// An error with a SQLSTATE.
+    pub fn new(code: &'static str, message: impl Into<String>) -> AdminError {
+        AdminError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A stats user tried something only admin_users may do.
+    pub fn admin_needed() -> AdminError {
+        AdminError::new(INSUFFICIENT_PRIVILEGE, "admin access needed")
+    }
+}
+
+/// The console role of `user`, if it may use the console at all.
+pub fn role_of(cfg: &Config, user: &str) -> Option<Role> {
+    let g = &cfg.general;
+    if g.admin_users.iter().any(|u| u == user) {
+        Some(Role::Admin)
+    } else if g.stats_users.iter().any(|u| u == user) {
+        Some(Role::Stats)
+    } else {
+        None
+    }
+}
+
+/// The uid pgsluice runs as (the owner of `/proc/self`); None where there
+/// is no procfs.
+pub fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Whether a Unix-socket peer runs as the same OS user as pgsluice.
+pub fn peer_is_own_user(stream: &Stream) -> bool {
+    match stream {
+        Stream::Unix(s) => match (s.peer_cred(), own_uid()) {
+            (Ok(cred), Some(uid)) => cred.uid() == uid,
+            _ => false,
+        },
+        Stream::Tcp(_) => false,
+    }
+}
+
+/// Run a console session for a client that logged in. Counts toward
+/// max_client_conn while it lasts.
+///
+/// # Concurrency note
+/// The login's max_client_conn permit was released when the login handed
+/// the client over; a new one is taken here. A client accepted in between
+/// may take the last slot: the console client is then refused with 53300
+/// like any other client over the limit.
+pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, login: AdminLogin) {
+    let Ok(permit) = ctx.client_slots.clone().try_acquire_owned() else {
+        fatal(
+            &mut stream,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "no more connections allowed (max_client_conn)",
+        )
+        .await;
+        return;
+    };
+    let registration = Registration::new(ctx.clone(), id, peer);
+    registration.target.set_info(ClientInfo {
+        user: login.user.clone(),
+        database: ADMIN_DB.to_string(),
+        pool_user: ADMIN_DB.to_string(),
+        application_name: login.application_name.clone(),
+    });
+    info!(client = id, user = %login.user, role = ?login.role, "admin console login");
+    let mut out = BytesMut::new();
+    welcome(&mut out, &registration, &login);
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let result = session(&mut stream, &ctx, &registration, login.role).await;
+    if let Err((code, message)) = result {
+        fatal(&mut stream, code, &message).await;
+    }
+    let _ = stream.shutdown().await;
+    debug!(client = id, "admin console session ended");
+    drop(permit);
+}
+
+/// The login answers: AuthenticationOk, ParameterStatus, BackendKeyData,
+/// ReadyForQuery.
+fn welcome(out: &mut BytesMut, registration: &Registration, login: &AdminLogin) {
+    backend::authentication_ok(out);
+    let params = [
+        ("server_version", "1.25.0/bouncer"),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "GMT"),
+        ("standard_conforming_strings", "on"),
+        ("integer_datetimes", "on"),
+        ("application_name", login.application_name.as_str()),
+    ];
+    for (name, value) in params {
+        backend::parameter_status(out, name, value);
+    }
+    let key = registration.target.key;
+    backend::backend_key_data(out, key.process_id, key.secret_key);
+    backend::ready_for_query(out, b'I');
+}
+
+async fn fatal(stream: &mut Stream, code: &str, message: &str) {
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, Severity::Fatal, code, message);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Why a session ends with an error: SQLSTATE and message.
+type End = (&'static str, String);
+
+/// Read and answer queries until the client leaves, breaks the protocol
+/// or the pooler shuts down.
+async fn session(
+    stream: &mut Stream,
+    ctx: &Arc<Context>,
+    registration: &Registration,
+    role: Role,
+) -> Result<(), End> {
+    let max = ctx.config().general.max_packet_size;
+    let mut buf = BytesMut::new();
+    loop {
+        let msg = read_message(&mut buf, max).map_err(|e| (e.sqlstate(), e.to_string()))?;
+        let Some(msg) = msg else {
+            buf.reserve(1024);
+            let target = &registration.target;
+            let closing = std::future::poll_fn(|cx| match target.poll_closing(cx, &ctx.epoch) {
+                Some(reason) => std::task::Poll::Ready(reason),
+                None => std::task::Poll::Pending,
+            });
+            tokio::select! {
+                n = stream.read_buf(&mut buf) => match n {
+                    Ok(0) | Err(_) => return Ok(()),
+                    Ok(_) => continue,
+                },
+                _ = closing => {
+                    return Err((sqlstate::ADMIN_SHUTDOWN, "pgsluice is shutting down".into()));
+                }
+            }
+        };
+        match msg {
+            FrontendMessage::Query(q) => {
+                let mut out = BytesMut::new();
+                answer(ctx, role, &q, &mut out).await;
+                backend::ready_for_query(&mut out, b'I');
+                if stream.write_all(&out).await.is_err() {
+                    return Ok(());
+                }
+            }
+            FrontendMessage::Terminate => return Ok(()),
+            FrontendMessage::Parse { .. }
+            | FrontendMessage::Bind { .. }
+            | FrontendMessage::Describe { .. }
+            | FrontendMessage::Execute { .. }
+            | FrontendMessage::Close { .. }
+            | FrontendMessage::Sync
+            | FrontendMessage::Flush => {
+                return Err((
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "extended query protocol not supported by admin console".into(),
+                ));
+            }
+            other => {
+                return Err((
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("unexpected message in the admin console: {other:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Answer one query string into `out` (without the ReadyForQuery).
+async fn answer(ctx: &Arc<Context>, role: Role, query: &str, out: &mut BytesMut) {
+    let result = match parse(query) {
+        Ok(Command::Empty) => {
+            backend::empty_query_response(out);
+            Ok(())
+        }
+        Ok(Command::Show(what)) => show::show(ctx, role, &what, out),
+        Ok(Command::Control(Control::Set { key, .. }))
+            if show::FAKE_PARAMS.iter().any(|(n, _)| *n == key) =>
+        {
+            // As PgBouncer: drivers SET these on connect; nothing to do.
+            backend::error_response(out, Severity::Notice, "00000", "SET ignored");
+            backend::command_complete(out, "SET");
+            Ok(())
+        }
+        Ok(Command::Control(_)) if role != Role::Admin => Err(AdminError::admin_needed()),
+        Ok(Command::Control(cmd)) => control::run(ctx, &cmd, out).await,
+        Err(e) => Err(AdminError::new(SYNTAX_ERROR, e.0)),
+    };
+    if let Err(e) = result {
+        backend::error_response(out, Severity::Error, e.code, &e.message);
+    }
+}
