@@ -138,12 +138,7 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
                 let keepalive = ctx.config().general.tcp_keepalive;
                 let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                tokio::spawn(client::serve(
-                    Stream::Tcp(stream),
-                    Peer::Tcp(addr),
-                    ctx.clone(),
-                    permit,
-                ));
+                client::spawn(Stream::Tcp(stream), Peer::Tcp(addr), ctx.clone(), permit);
             }
             Err(e) => accept_error(e).await,
         }
@@ -155,12 +150,7 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                tokio::spawn(client::serve(
-                    Stream::Unix(stream),
-                    Peer::Unix,
-                    ctx.clone(),
-                    permit,
-                ));
+                client::spawn(Stream::Unix(stream), Peer::Unix, ctx.clone(), permit);
             }
             Err(e) => accept_error(e).await,
         }

@@ -63,6 +63,9 @@ pub struct CancelTarget {
     parked: Mutex<Option<Box<crate::client::Parked>>>,
     /// When the client connected, in microseconds since the Unix epoch.
     pub connected_us: u64,
+    /// The task running the session (for KILL), replaced when a parked
+    /// session gets a task again.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Who the client is, set once logged in (for SHOW CLIENTS / SERVERS);
     /// boxed so that an entry grows by one word.
     info: std::sync::OnceLock<Box<ClientInfo>>,
@@ -93,6 +96,8 @@ pub enum CloseReason {
     Shutdown = 1,
     /// The client was idle, with no server, longer than client_idle_timeout.
     IdleTimeout = 2,
+    /// KILL / KILL_CLIENT from the admin console (57P01).
+    Killed = 3,
 }
 
 impl CloseReason {
@@ -100,6 +105,7 @@ impl CloseReason {
         match v {
             1 => Some(CloseReason::Shutdown),
             2 => Some(CloseReason::IdleTimeout),
+            3 => Some(CloseReason::Killed),
             _ => None,
         }
     }
@@ -272,10 +278,35 @@ impl CancelTarget {
         None
     }
 
+    /// The task now running the session.
+    pub fn set_task(&self, task: tokio::task::AbortHandle) {
+        *self.task.lock() = Some(task);
+    }
+
+    /// KILL: an idle (or parked) session is told why and closed; a busy
+    /// one is stopped now: its task is aborted, which closes the client
+    /// socket and the server connection (PostgreSQL rolls back; the pool
+    /// uncounts the server, see `server::SlotOwner`).
+    pub fn kill(&self) {
+        self.close(CloseReason::Killed);
+        if self.last_active.load(Ordering::Relaxed) == BUSY
+            && let Some(task) = self.task.lock().as_ref()
+        {
+            task.abort();
+        }
+    }
+
+    /// Whether the session was logged in to database `db` (client side).
+    pub fn database_is(&self, db: &str) -> bool {
+        self.info.get().is_some_and(|i| i.database == db)
+    }
+
     /// Tell the session to close when it is next idle (at once if it is).
     pub fn close(&self, reason: CloseReason) {
         match reason {
-            CloseReason::Shutdown => self.closing.store(reason as u8, Ordering::Release),
+            CloseReason::Shutdown | CloseReason::Killed => {
+                self.closing.store(reason as u8, Ordering::Release)
+            }
             // Never replaces a shutdown.
             CloseReason::IdleTimeout => {
                 let _ = self.closing.compare_exchange(

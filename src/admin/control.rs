@@ -1,27 +1,77 @@
 //! Control commands (PAUSE, RESUME, RELOAD, KILL, ...), admin_users only.
-//! The console has checked the permission before calling [`run`].
-//!
-//! Placeholder on the `admin-console` branch: the pool control itself is
-//! built on another branch, which replaces this file's body on merge.
+//! The console has checked the permission before calling [`run`]; the work
+//! itself is done by the pools (`pool::control`), the context (reload, SET,
+//! shutdown) and the client registry (KILL).
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
 use super::AdminError;
-use super::parse::Control;
-use crate::context::Context;
+use super::parse::{Control, ShutdownMode as Mode};
+use crate::context::{Context, ShutdownMode};
+use crate::pool::ControlError;
+use crate::protocol::backend;
 use crate::protocol::sqlstate;
 
 /// Run a control command, writing its answer (CommandComplete with
-/// `cmd.tag()`, notices) into `out`.
-pub async fn run(
-    _ctx: &Arc<Context>,
-    cmd: &Control,
-    _out: &mut BytesMut,
-) -> Result<(), AdminError> {
-    Err(AdminError::new(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        format!("{} is not implemented yet", cmd.tag()),
-    ))
+/// `cmd.tag()`) into `out`.
+pub async fn run(ctx: &Arc<Context>, cmd: &Control, out: &mut BytesMut) -> Result<(), AdminError> {
+    let cfg = ctx.config();
+    let pools = &ctx.pools;
+    match cmd {
+        Control::Pause(db) => pools.pause(&cfg, db.as_deref()).await.map_err(control)?,
+        Control::Resume(db) => pools.resume(&cfg, db.as_deref()).map_err(control)?,
+        Control::Suspend => pools.suspend(&cfg).await.map_err(control)?,
+        Control::Disable(db) => pools.set_disabled(&cfg, db, true).map_err(control)?,
+        Control::Enable(db) => pools.set_disabled(&cfg, db, false).map_err(control)?,
+        Control::Reconnect(db) => pools.reconnect(&cfg, db.as_deref()).map_err(control)?,
+        Control::WaitClose(db) => pools
+            .wait_close(&cfg, db.as_deref())
+            .await
+            .map_err(control)?,
+        Control::Kill(db) => {
+            pools.pause_now(&cfg, db.as_deref()).map_err(control)?;
+            for client in ctx.cancel.all() {
+                let in_db = db.as_deref().is_none_or(|d| client.database_is(d));
+                if in_db && !client.database_is("pgbouncer") {
+                    client.kill();
+                }
+            }
+        }
+        Control::KillClient(id) => {
+            let client = ctx.cancel.all().into_iter().find(|c| c.id == *id);
+            match client {
+                Some(c) => c.kill(),
+                None => {
+                    return Err(AdminError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("no such client: {id}"),
+                    ));
+                }
+            }
+        }
+        Control::Reload => ctx
+            .reload()
+            .map_err(|e| AdminError::new(sqlstate::CONFIG_FILE_ERROR, e))?,
+        Control::Set { key, value } => ctx
+            .set(key, value)
+            .map_err(|e| AdminError::new(sqlstate::CANT_CHANGE_RUNTIME_PARAM, e))?,
+        Control::Shutdown(mode) => ctx.request_shutdown(match mode {
+            Mode::Now => ShutdownMode::Immediate,
+            Mode::WaitForServers => ShutdownMode::WaitForServers,
+            Mode::WaitForClients => ShutdownMode::WaitForClients,
+        }),
+    }
+    backend::command_complete(out, cmd.tag());
+    Ok(())
+}
+
+fn control(e: ControlError) -> AdminError {
+    let code = match e {
+        ControlError::NotPaused => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ControlError::NoSuchDatabase(_) => sqlstate::INVALID_CATALOG_NAME,
+        ControlError::DatabaseRequired => sqlstate::SYNTAX_ERROR,
+    };
+    AdminError::new(code, e.to_string())
 }

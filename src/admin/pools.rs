@@ -138,7 +138,7 @@ const DATABASE_COLUMNS: [(&str, u32); 17] = [
     ("disabled", INT),
 ];
 
-/// SHOW DATABASES. paused/disabled are 0 until pool control lands.
+/// SHOW DATABASES.
 pub fn show_databases(ctx: &Context, out: &mut BytesMut) {
     let cfg = ctx.config();
     let g = &cfg.general;
@@ -170,6 +170,7 @@ pub fn show_databases(ctx: &Context, out: &mut BytesMut) {
             continue;
         };
         let (_, open) = ctx.pools.db_limit(&name).unwrap_or((0, 0));
+        let control = ctx.pools.db_control(&name);
         let lifetime = db.server_lifetime.unwrap_or(g.server_lifetime);
         t.row(vec![
             name.as_str().into(),
@@ -189,8 +190,8 @@ pub fn show_databases(ctx: &Context, out: &mut BytesMut) {
                 .unwrap_or(g.max_db_client_connections)
                 .into(),
             ctx.pools.db_clients(&name).into(),
-            Cell::Int(0),
-            Cell::Int(0),
+            i64::from(control.paused() || control.suspended()).into(),
+            i64::from(control.disabled()).into(),
         ]);
     }
     t.finish();

@@ -45,7 +45,7 @@ pub fn show(ctx: &Context, role: Role, what: &str, out: &mut BytesMut) -> Result
             t.finish();
         }
         "lists" => lists(ctx, out),
-        "state" => state(out),
+        "state" => state(ctx, out),
         "mem" => mem(ctx, out),
         "stats" => stats_show::show_stats(ctx, out),
         "stats_totals" => stats_show::show_stats_part(ctx, false, out),
@@ -198,10 +198,16 @@ fn lists(ctx: &Context, out: &mut BytesMut) {
     t.finish();
 }
 
-/// SHOW STATE: active until pool control (PAUSE / SUSPEND) lands.
-fn state(out: &mut BytesMut) {
+/// SHOW STATE: whether a global PAUSE or SUSPEND is in force.
+fn state(ctx: &Context, out: &mut BytesMut) {
+    let (paused, suspended) = ctx.pools.global_state();
+    let yes = |b: bool| if b { "yes" } else { "no" };
     let mut t = Table::new(out, &[("key", TEXT), ("value", TEXT)]);
-    for (k, v) in [("active", "yes"), ("paused", "no"), ("suspended", "no")] {
+    for (k, v) in [
+        ("active", yes(!paused && !suspended)),
+        ("paused", yes(paused)),
+        ("suspended", yes(suspended)),
+    ] {
         t.row(vec![k.into(), v.into()]);
     }
     t.finish();

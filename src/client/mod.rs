@@ -90,20 +90,37 @@ impl ClientError {
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Serve one client connection until it ends. `permit` is its
-/// max_client_conn slot (None when over the limit: it gets 53300).
+/// Start a task serving one client connection until it ends. `permit` is
+/// its max_client_conn slot (None when over the limit: it gets 53300).
+pub fn spawn(stream: Stream, peer: Peer, ctx: Arc<Context>, permit: Option<OwnedSemaphorePermit>) {
+    let registration = permit
+        .is_some()
+        .then(|| Registration::new(ctx.clone(), next_id(), peer.clone()));
+    let target = registration.as_ref().map(|r| r.target.clone());
+    let task = tokio::spawn(serve(stream, peer, ctx, permit, registration));
+    if let Some(t) = target {
+        t.set_task(task.abort_handle());
+    }
+}
+
+fn next_id() -> u64 {
+    NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Serve one client connection until it ends (see [`spawn`]).
 pub fn serve(
     stream: Stream,
     peer: Peer,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
+    registration: Option<Registration>,
 ) -> ClientTask {
-    let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = registration.as_ref().map_or_else(next_id, |r| r.target.id);
     // A debug-level span: at the default level it costs nothing per client
     // (an info span would allocate in the subscriber for every session);
     // info lines carry `client = id` themselves.
     let span = debug_span!("client", id);
-    let login = login_task(stream, peer, id, ctx, permit).instrument(span);
+    let login = login_task(stream, peer, id, ctx, permit, registration).instrument(span);
     ClientTask(Stage::Login(Box::pin(login)))
 }
 
@@ -150,7 +167,9 @@ pub type Parked = session::Client;
 /// Give a parked client a task again.
 pub(crate) fn resume(client: Parked) {
     let runtime = client.runtime();
-    drop(runtime.spawn(ClientTask(Stage::Session(session::run(client)))));
+    let target = client.target().clone();
+    let task = runtime.spawn(ClientTask(Stage::Session(session::run(client))));
+    target.set_task(task.abort_handle());
 }
 
 /// Log a client in; None when the connection ended during login (after
@@ -161,15 +180,15 @@ async fn login_task(
     id: u64,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
+    registration: Option<Registration>,
 ) -> Option<session::Client> {
-    let Some(permit) = permit else {
+    let (Some(permit), Some(registration)) = (permit, registration) else {
         if let Err(e) = login::refuse(&mut stream, &ctx).await {
             report(&mut stream, id, &ctx, e).await;
         }
         let _ = stream.shutdown().await;
         return None;
     };
-    let registration = Registration::new(ctx.clone(), id, peer.clone());
     match session::login_phase(stream, registration, permit).await {
         Ok(Some(client)) => Some(client),
         Err((stream, ClientError::Console(login))) => {

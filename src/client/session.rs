@@ -231,6 +231,10 @@ impl Client {
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
             ))),
+            Some(CloseReason::Killed) => Poll::Ready(Err(ClientError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command (KILL)",
+            ))),
             Some(CloseReason::IdleTimeout) => {
                 info!(
                     client = target.id,
@@ -250,6 +254,11 @@ impl Client {
     fn park(self) -> Option<Client> {
         let entry = self.registration.target.clone();
         entry.park(self, |client, cx| client.poll_idle(cx).is_ready())
+    }
+
+    /// The session's registry entry.
+    pub(super) fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
+        &self.registration.target
     }
 
     /// The runtime to resume on.

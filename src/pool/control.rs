@@ -141,6 +141,21 @@ impl Pools {
         }
     }
 
+    /// KILL's half on the pools: pause db (or all) at once and close their
+    /// idle servers; servers in use close with their killed sessions.
+    pub fn pause_now(&self, cfg: &Config, db: Option<&str>) -> Result<(), ControlError> {
+        for p in self.set_state(cfg, db, PAUSED)? {
+            p.close_idle();
+        }
+        Ok(())
+    }
+
+    /// Whether a global PAUSE (or KILL) / SUSPEND is in force, for SHOW STATE.
+    pub fn global_state(&self) -> (bool, bool) {
+        let s = self.global.load(Ordering::Relaxed);
+        (s == PAUSED, s == SUSPENDED)
+    }
+
     /// SUSPEND: stop handing out servers (kept open) and return once every
     /// server is back in its pool.
     pub async fn suspend(&self, cfg: &Config) -> Result<(), ControlError> {

@@ -38,3 +38,13 @@ pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const INVALID_TRANSACTION_STATE: &str = "25000";
 /// 57P03 cannot_connect_now (a database disabled with DISABLE).
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
+/// 42704 undefined_object (KILL_CLIENT of an unknown client).
+pub const UNDEFINED_OBJECT: &str = "42704";
+/// F0000 config_file_error (RELOAD of an invalid file).
+pub const CONFIG_FILE_ERROR: &str = "F0000";
+/// 55P02 cant_change_runtime_param (SET refused).
+pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+/// 55000 object_not_in_prerequisite_state (RESUME when not paused).
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+/// 42601 syntax_error.
+pub const SYNTAX_ERROR: &str = "42601";
