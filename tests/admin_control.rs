@@ -210,3 +210,85 @@ async fn shutdown_wait_for_clients_from_the_console() {
     })
     .await
 }
+
+/// psql (as DBAs use it) against the console: every SHOW and every control
+/// command succeeds and SHOWs print their header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_every_console_command() {
+    bounded(async {
+        let [db] = fresh_dbs(["ctl_psql"]).await;
+        let p = pooler(&db, "").await;
+        let psql = tool("psql").expect("psql (installed by scripts/test.sh)");
+        let port = p.addr().port().to_string();
+        let shows = [
+            "POOLS",
+            "STATS",
+            "STATS_TOTALS",
+            "STATS_AVERAGES",
+            "TOTALS",
+            "CLIENTS",
+            "SERVERS",
+            "DATABASES",
+            "USERS",
+            "CONFIG",
+            "LISTS",
+            "STATE",
+            "VERSION",
+            "MEM",
+            "HELP",
+            "SOCKETS",
+            "ACTIVE_SOCKETS",
+            "FDS",
+            "DNS_HOSTS",
+            "DNS_ZONES",
+            "PEERS",
+            "PEER_POOLS",
+        ];
+        let mut commands: Vec<String> = shows.iter().map(|s| format!("SHOW {s}")).collect();
+        for c in [
+            "PAUSE {db}",
+            "RESUME {db}",
+            "SUSPEND",
+            "RESUME",
+            "DISABLE {db}",
+            "ENABLE {db}",
+            "RECONNECT {db}",
+            "WAIT_CLOSE {db}",
+            "RELOAD",
+            "SET query_wait_timeout = 60",
+            "KILL {db}",
+            "RESUME {db}",
+            "pause;",
+            "resume;",
+        ] {
+            commands.push(c.replace("{db}", &db));
+        }
+        for cmd in &commands {
+            let out = tokio::process::Command::new(&psql)
+                .args([
+                    "-X",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                ])
+                .args(["-U", ADMIN, "-d", "pgbouncer", "-c", cmd])
+                .env("PGCONNECT_TIMEOUT", "20")
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{cmd}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if cmd.starts_with("SHOW") && *cmd != "SHOW HELP" {
+                assert!(text.contains('|') || text.contains("row"), "{cmd}: {text}");
+            }
+        }
+    })
+    .await
+}

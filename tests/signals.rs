@@ -172,3 +172,48 @@ async fn sighup_reloads_and_usr1_usr2_pause_and_resume() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_under_pgbench_load_fails_nothing() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let [db] = fresh_dbs(["sighup_bench"]).await;
+        let pgbench = support::tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
+        let init = tokio::process::Command::new(&pgbench)
+            .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
+            .args(["-p", &pg.port().to_string(), "-U", "postgres", &db])
+            .output()
+            .await
+            .unwrap();
+        assert!(init.status.success(), "{init:?}");
+        let mut r = start(&db, "pool_size=2").await;
+        let bench = tokio::process::Command::new(&pgbench)
+            .args(["-n", "-c", "8", "-j", "2", "-T", "5", "-h", "127.0.0.1"])
+            .args(["-p", &r.port.to_string(), "-U", "postgres", &db])
+            .output();
+        let bench = tokio::spawn(bench);
+        for size in ["4", "1", "3"] {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            let text = std::fs::read_to_string(&r.ini).unwrap();
+            let start = text.find("pool_size=").unwrap();
+            let end = start
+                + text[start..]
+                    .find(|c: char| c.is_whitespace())
+                    .unwrap_or(text.len() - start);
+            let text = format!("{}pool_size={size}{}", &text[..start], &text[end..]);
+            std::fs::write(&r.ini, text).unwrap();
+            r.signal("HUP");
+        }
+        let out = bench.await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("number of failed transactions: 0"), "{text}");
+        r.signal("QUIT");
+        assert!(r.exits_within(Duration::from_secs(10)).await);
+    })
+    .await
+}
