@@ -21,7 +21,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::ClientError;
-use super::handoff::{checkout_error, finish, link_failed, release, server_failed, sync_params};
+use super::handoff::{
+    checkout_error, finish, link_failed, release, server_failed, sync_params, timed_checkout,
+};
 use super::login::{LoggedIn, login};
 use super::relay::{Outcome, Rules, relay};
 use super::timeouts::{self, Clock, Limits};
@@ -89,6 +91,7 @@ pub(super) async fn login_phase(
     }
     match result {
         Ok(Some(LoggedIn { pool, params })) => {
+            pool.stats.count_login();
             let epoch = ctx.epoch.load(Ordering::Relaxed);
             let target = &registration.target;
             target.logged_in(pool.settings.client_idle_timeout, epoch);
@@ -278,13 +281,15 @@ impl Client {
             return Ok(Step::End);
         }
         let pool = self.pool.clone();
-        let mut server = pool.checkout().await.map_err(checkout_error)?;
+        let (mut server, started, wait) = timed_checkout(&pool).await.map_err(checkout_error)?;
         if let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
             // The client left while waiting for a server.
+            pool.stats.count_assignment(wait);
             pool.checkin(server);
             return Ok(Step::End);
         }
         if let Err(e) = sync_params(&mut server, &mut self.params).await {
+            pool.stats.count_assignment(wait);
             return Err(server_failed(&pool, server, e));
         }
         let settings = &pool.settings;
@@ -302,6 +307,9 @@ impl Client {
                 target: &self.registration.target,
                 epoch: &self.registration.context().epoch,
             },
+            stats: &pool.stats,
+            started,
+            wait,
         };
         let target = &self.registration.target;
         target.link(server.addr.clone(), server.key);
