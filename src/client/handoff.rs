@@ -4,11 +4,7 @@
 //! first, or closed) with the error that ends the session when the link
 //! ended badly (server lost, statement-mode transaction block, timeouts).
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -85,27 +81,6 @@ pub(super) async fn sync_params(
     }
     server.synced = Some(params.clone());
     Ok(())
-}
-
-/// Take a server from the pool, timing the client's wait for the
-/// statistics. A checkout that completes at its first poll (an idle
-/// server) did not wait: its request's clock starts at the one clock read
-/// made before. Otherwise the wait lasts until the server is had (a new
-/// connection's login included, as in PgBouncer) and the request's clock
-/// starts then. Returns the server, when the request's time starts, and
-/// the wait.
-pub(super) async fn timed_checkout(
-    pool: &Pool,
-) -> Result<(Box<ServerConn>, Instant, Duration), CheckoutError> {
-    let asked = Instant::now();
-    let mut checkout = pin!(pool.checkout());
-    let first = poll_fn(|cx| Poll::Ready(checkout.as_mut().poll(cx))).await;
-    let server = match first {
-        Poll::Ready(result) => return result.map(|s| (s, asked, Duration::ZERO)),
-        Poll::Pending => checkout.await?,
-    };
-    let got = Instant::now();
-    Ok((server, got, got - asked))
 }
 
 pub(super) fn checkout_error(e: CheckoutError) -> ClientError {

@@ -21,7 +21,6 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use memchr::memchr;
@@ -138,10 +137,11 @@ pub(super) struct Rules<'a> {
     /// (and, when servers are not released per transaction, at each
     /// transaction's end).
     pub stats: &'a PoolStats,
-    /// When the link's first request started (after the wait).
-    pub started: Instant,
-    /// How long the client waited for the server.
-    pub wait: Duration,
+    /// When the link's first request started (after the wait), on the
+    /// statistics clock (`stats::clock_ns`).
+    pub started: u64,
+    /// How long the client waited for the server, µs.
+    pub wait_us: u64,
 }
 
 enum ClientEnd {
@@ -169,7 +169,7 @@ pub(super) async fn relay(
     params: &mut Arc<Params>,
     rules: &Rules<'_>,
 ) -> Outcome {
-    let link = Link::new(LinkStats::new(rules.started, rules.wait));
+    let link = Link::new(LinkStats::new(rules.started, rules.wait_us));
     let ServerConn {
         stream,
         buf: sbuf,
@@ -206,25 +206,20 @@ pub(super) async fn relay(
             c = up => Ok(c),
         }
     };
+    let clean = link.can_release() && sbuf.is_empty();
+    let midstream = link.server_busy.load(Relaxed) || !sbuf.is_empty();
     // Once per link: one batch of relaxed adds to the pool's counters.
-    rules.stats.add(&link.stats.take());
-    let clean = || link.can_release() && sbuf.is_empty();
+    rules.stats.add(&link.stats.finish());
     match end {
         Err(Ok(ServerEnd::Released)) => Outcome::Released,
         Err(Ok(ServerEnd::TransactionBlock)) => Outcome::TransactionBlock,
         Err(Ok(ServerEnd::ServerIo(e))) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
         Err(Ok(ServerEnd::ClientIo)) => Outcome::ClientGone { clean: false },
-        Err(Err(what)) => Outcome::Expired {
-            what,
-            midstream: link.server_busy.load(Relaxed) || !sbuf.is_empty(),
-        },
+        Err(Err(what)) => Outcome::Expired { what, midstream },
         Ok(ClientEnd::Terminate | ClientEnd::Eof | ClientEnd::ClientIo) => {
-            Outcome::ClientGone { clean: clean() }
+            Outcome::ClientGone { clean }
         }
-        Ok(ClientEnd::Error(error)) => Outcome::ClientError {
-            error,
-            clean: clean(),
-        },
+        Ok(ClientEnd::Error(error)) => Outcome::ClientError { error, clean },
     }
 }
 

@@ -16,7 +16,7 @@ fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
 }
 
 fn test_link() -> Link {
-    Link::new(LinkStats::new(Instant::now(), Duration::ZERO))
+    Link::new(LinkStats::new(crate::stats::clock_ns(), 0))
 }
 
 #[test]

@@ -11,8 +11,7 @@ const MS: Duration = Duration::from_millis(1);
 
 #[test]
 fn a_single_statement_is_one_query_and_one_transaction() {
-    let start = Instant::now();
-    let link = LinkStats::new(start, Duration::from_micros(1500));
+    let link = LinkStats::new(clock_ns(), 1500);
     // The first request's query was opened by the link itself.
     link.client_sent(30, 0, 0);
     sleep(2 * MS);
@@ -34,7 +33,7 @@ fn a_single_statement_is_one_query_and_one_transaction() {
 
 #[test]
 fn a_transaction_block_is_one_transaction_of_several_queries() {
-    let link = LinkStats::new(Instant::now(), Duration::ZERO);
+    let link = LinkStats::new(clock_ns(), 0);
     link.client_sent(10, 0, 0); // BEGIN
     assert!(!link.answered(false, false));
     sleep(MS); // idle in transaction: counts in xact_time only
@@ -63,7 +62,7 @@ fn a_transaction_block_is_one_transaction_of_several_queries() {
 
 #[test]
 fn extended_protocol_counts_parses_binds_and_pipelined_batches() {
-    let link = LinkStats::new(Instant::now(), Duration::ZERO);
+    let link = LinkStats::new(clock_ns(), 0);
     // Parse/Bind/Execute/Sync, then Bind/Execute sent before the answer
     // came: the next query starts with that answer.
     link.client_sent(60, 1, 1);
@@ -81,7 +80,7 @@ fn extended_protocol_counts_parses_binds_and_pipelined_batches() {
 
 #[test]
 fn an_answer_without_an_open_query_is_not_counted() {
-    let link = LinkStats::new(Instant::now(), Duration::ZERO);
+    let link = LinkStats::new(clock_ns(), 0);
     link.answered(true, false);
     assert!(!link.answered(true, false));
     let t = link.take();
@@ -104,7 +103,7 @@ fn pool_counters_are_exact_across_threads() {
                     });
                     stats.count_login();
                 }
-                stats.count_assignment(Duration::from_micros(7));
+                stats.count_assignment(7);
             })
         })
         .collect();
