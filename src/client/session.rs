@@ -21,7 +21,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::ClientError;
-use super::handoff::{checkout_error, finish, link_failed, release, server_failed, sync_params};
+use super::handoff::{
+    checkout_error, finish, link_failed, note_poll, poll_mark, release, server_failed, sync_params,
+    waited,
+};
 use super::login::{LoggedIn, login};
 use super::relay::{Outcome, Rules, relay};
 use super::timeouts::{self, Clock, Limits};
@@ -147,6 +150,7 @@ impl Future for SessionTask {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        note_poll();
         loop {
             match &mut self.state {
                 State::Idle(client) => {
@@ -280,16 +284,11 @@ impl Client {
             return Ok(Step::End);
         }
         let pool = self.pool.clone();
-        // The client's wait for a server, for the statistics: the time in
-        // checkout truncated to whole µs, so that an idle server taken at
-        // once (well under a µs) counts none, while a client queued for a
-        // server (or for a new connection's login, as in PgBouncer) counts
-        // its wait. Two clock reads; telling an immediate checkout from a
-        // wait by polling it once first cost more (callgrind).
-        let asked = clock_ns();
+        // The request's clock starts here; a checkout that had to wait (it
+        // yielded) counts that as wait_time and starts it again.
+        let (asked, mark) = (clock_ns(), poll_mark());
         let mut server = pool.checkout().await.map_err(checkout_error)?;
-        let started = clock_ns();
-        let wait_us = started.saturating_sub(asked) / 1000;
+        let (started, wait_us) = waited(asked, mark);
         if let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
             // The client left while waiting for a server.
             pool.stats.count_assignment(wait_us);
