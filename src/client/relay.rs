@@ -206,20 +206,25 @@ pub(super) async fn relay(
             c = up => Ok(c),
         }
     };
-    let clean = link.can_release() && sbuf.is_empty();
-    let midstream = link.server_busy.load(Relaxed) || !sbuf.is_empty();
     // Once per link: one batch of relaxed adds to the pool's counters.
     rules.stats.add(&link.stats.finish());
+    let clean = || link.can_release() && sbuf.is_empty();
     match end {
         Err(Ok(ServerEnd::Released)) => Outcome::Released,
         Err(Ok(ServerEnd::TransactionBlock)) => Outcome::TransactionBlock,
         Err(Ok(ServerEnd::ServerIo(e))) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
         Err(Ok(ServerEnd::ClientIo)) => Outcome::ClientGone { clean: false },
-        Err(Err(what)) => Outcome::Expired { what, midstream },
+        Err(Err(what)) => Outcome::Expired {
+            what,
+            midstream: link.server_busy.load(Relaxed) || !sbuf.is_empty(),
+        },
         Ok(ClientEnd::Terminate | ClientEnd::Eof | ClientEnd::ClientIo) => {
-            Outcome::ClientGone { clean }
+            Outcome::ClientGone { clean: clean() }
         }
-        Ok(ClientEnd::Error(error)) => Outcome::ClientError { error, clean },
+        Ok(ClientEnd::Error(error)) => Outcome::ClientError {
+            error,
+            clean: clean(),
+        },
     }
 }
 

@@ -168,24 +168,24 @@ impl LinkStats {
         ended
     }
 
-    /// Everything counted (times rounded to µs), at the link's end: no
-    /// need to leave zeros behind.
-    pub fn finish(self) -> Totals {
-        let parses = u64::from(self.parses.into_inner());
-        let wait = self.wait_us.into_inner();
+    /// Everything counted (times rounded to µs), at the link's end: read
+    /// only, no need to leave zeros behind.
+    pub fn finish(&self) -> Totals {
+        let parses = u64::from(self.parses.load(Relaxed));
+        let wait = self.wait_us.load(Relaxed);
         let assigned = wait != NONE;
         Totals {
             server_assignment_count: u64::from(assigned),
-            xact_count: u64::from(self.xacts.into_inner()),
-            query_count: u64::from(self.queries.into_inner()),
-            bytes_received: self.received.into_inner(),
-            bytes_sent: self.sent.into_inner(),
-            xact_time: ns_to_us(self.xact_ns.into_inner()),
-            query_time: ns_to_us(self.query_ns.into_inner()),
+            xact_count: u64::from(self.xacts.load(Relaxed)),
+            query_count: u64::from(self.queries.load(Relaxed)),
+            bytes_received: self.received.load(Relaxed),
+            bytes_sent: self.sent.load(Relaxed),
+            xact_time: ns_to_us(self.xact_ns.load(Relaxed)),
+            query_time: ns_to_us(self.query_ns.load(Relaxed)),
             wait_time: if assigned { wait } else { 0 },
             client_parse_count: parses,
             server_parse_count: parses,
-            bind_count: u64::from(self.binds.into_inner()),
+            bind_count: u64::from(self.binds.load(Relaxed)),
             client_login_count: 0,
         }
     }
