@@ -182,6 +182,59 @@ async fn session_mode_counts_each_transaction_before_the_client_leaves() {
     .await;
 }
 
+/// pgbench's TPC-B script over the extended protocol, a real client:
+/// each transaction is 7 statements, each Parse/Bind/Describe/Execute/Sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_transactions_and_statements_are_counted() {
+    let Some(pgbench) = support::tool("pgbench") else {
+        return;
+    };
+    bounded(async {
+        let pg = support::PgCluster::shared();
+        let db = support::unique("stats_bench");
+        pg.create_db(&db).await;
+        let run = |args: Vec<String>| {
+            let mut cmd = tokio::process::Command::new(&pgbench);
+            cmd.args(args)
+                .kill_on_drop(true)
+                .env("PGSSLMODE", "disable");
+            async move { cmd.output().await.unwrap() }
+        };
+        let args = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let port = pg.port();
+        let out = run(args(&format!(
+            "-i -s 1 -q -h 127.0.0.1 -p {port} -U postgres {db}"
+        )))
+        .await;
+        assert!(out.status.success(), "pgbench -i: {out:?}");
+        let pooler = PoolerBuilder::new()
+            .pg_database(pg, &db, "pool_size=2")
+            .start()
+            .await;
+        let port = pooler.addr().port();
+        let out = run(args(&format!(
+            "-n -M extended -c 4 -j 2 -t 100 -h 127.0.0.1 -p {port} -U postgres {db}"
+        )))
+        .await;
+        assert!(out.status.success(), "pgbench: {out:?}");
+        let r = row_with(&pooler, &db, 400).await;
+        // pgbench's own set-up (its scale query) is a statement or two
+        // beside the 400 transactions of 7 statements.
+        let setup = r.total_xact_count - 400;
+        assert!(setup <= 3, "{r:?}");
+        assert_eq!(r.total_query_count, 7 * 400 + setup, "{r:?}");
+        assert_eq!(
+            (r.total_client_parse_count, r.total_bind_count),
+            (2800, 2800)
+        );
+        assert!(r.total_client_login_count >= 4, "{r:?}");
+        assert!(r.total_server_assignment_count >= 400, "{r:?}");
+        assert!(r.total_xact_time > r.total_query_time, "{r:?}");
+        pooler.shutdown().await;
+    })
+    .await;
+}
+
 /// Log lines, captured from the whole test binary.
 fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();

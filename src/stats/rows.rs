@@ -10,9 +10,10 @@ use tracing::info;
 use super::{FIELDS, Totals};
 use crate::context::Context;
 
-/// One row of SHOW STATS: a database's totals and averages, named like
-/// PgBouncer's columns (times in microseconds).
-#[allow(missing_docs)]
+/// One row of SHOW STATS: a database's totals and averages, each field
+/// named as PgBouncer's column (times in microseconds; averages per second
+/// over the last stats_period, times per transaction / query /
+/// assignment).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DatabaseStats {
     pub database: String,
