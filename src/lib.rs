@@ -17,6 +17,7 @@ pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod stats;
 
 pub use app::Pooler;
 pub mod logging;

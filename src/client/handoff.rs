@@ -4,6 +4,7 @@
 //! first, or closed) with the error that ends the session when the link
 //! ended badly (server lost, statement-mode transaction block, timeouts).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -14,6 +15,7 @@ use crate::pool::{CheckoutError, Pool};
 use crate::protocol::sqlstate;
 use crate::server::params::Params;
 use crate::server::{ServerConn, ServerError};
+use crate::stats::clock_ns;
 
 /// The error that ends the session after a link that ended with the
 /// server unusable (the server is already discarded). Logs why.
@@ -83,6 +85,40 @@ pub(super) async fn sync_params(
     Ok(())
 }
 
+thread_local! {
+    /// Session polls on this thread (wrapping).
+    static POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Count a poll of a session task (at the start of each).
+#[inline]
+pub(super) fn note_poll() {
+    POLLS.with(|p| p.set(p.get().wrapping_add(1)));
+}
+
+/// This thread and its session poll count: unchanged after an await
+/// means the await completed without yielding (nothing else can poll a
+/// session on this thread meanwhile, and a task resumed on another
+/// thread sees another thread).
+#[inline]
+pub(super) fn poll_mark() -> (usize, u64) {
+    POLLS.with(|p| (std::ptr::from_ref(p).addr(), p.get()))
+}
+
+/// After a checkout asked for at `asked` (`stats::clock_ns`) with poll
+/// mark `mark`: when the request's time starts and the client's wait in
+/// µs. A checkout that did not yield (an idle server) waited for nothing
+/// and costs no clock read; one that yielded (queued for a server, or for
+/// a new connection's login or a server check, as PgBouncer counts it)
+/// waited until now.
+pub(super) fn waited(asked: u64, mark: (usize, u64)) -> (u64, u64) {
+    if poll_mark() == mark {
+        return (asked, 0);
+    }
+    let now = clock_ns();
+    (now, now.saturating_sub(asked) / 1000)
+}
+
 pub(super) fn checkout_error(e: CheckoutError) -> ClientError {
     match e {
         CheckoutError::Server(s) => {
@@ -124,5 +160,25 @@ pub(super) async fn finish(pool: &Pool, server: Box<ServerConn>, clean: bool, se
             "closing a server left in use by its client"
         );
         pool.discard(server);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkout_that_did_not_yield_waited_for_nothing() {
+        let asked = clock_ns();
+        let mark = poll_mark();
+        assert_eq!(waited(asked, mark), (asked, 0));
+        // The session was polled again (it had yielded): the wait ends now.
+        note_poll();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (started, wait_us) = waited(asked, mark);
+        assert!(started > asked && wait_us >= 2000, "{wait_us}");
+        // Resumed on another thread: another counter, another mark.
+        let other = std::thread::spawn(poll_mark).join().unwrap();
+        assert_ne!(other.0, mark.0);
     }
 }

@@ -31,6 +31,7 @@ use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
+use crate::stats::{LinkStats, PoolStats};
 
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
@@ -55,11 +56,13 @@ struct Link {
     /// ReadyForQuery messages seen on this link (wrapping); tells the
     /// timer that a new request began.
     answered: AtomicU32,
+    /// What the link did, for the pool's statistics.
+    stats: LinkStats,
 }
 
 impl Link {
     /// A new link: the server is idle, nothing is outstanding.
-    fn new() -> Link {
+    fn new(stats: LinkStats) -> Link {
         Link {
             pending: AtomicU32::new(0),
             extended: AtomicBool::new(false),
@@ -67,6 +70,7 @@ impl Link {
             server_busy: AtomicBool::new(false),
             idle: AtomicBool::new(true),
             answered: AtomicU32::new(0),
+            stats,
         }
     }
 
@@ -129,6 +133,15 @@ pub(super) struct Rules<'a> {
     pub limits: Limits,
     /// Where their deadlines are published (see `timeouts`).
     pub clock: Clock<'a>,
+    /// The pool's statistics: the link's figures are added when it ends
+    /// (and, when servers are not released per transaction, at each
+    /// transaction's end).
+    pub stats: &'a PoolStats,
+    /// When the link's first request started (after the wait), on the
+    /// statistics clock (`stats::clock_ns`).
+    pub started: u64,
+    /// How long the client waited for the server, µs.
+    pub wait_us: u64,
 }
 
 enum ClientEnd {
@@ -156,7 +169,7 @@ pub(super) async fn relay(
     params: &mut Arc<Params>,
     rules: &Rules<'_>,
 ) -> Outcome {
-    let link = Link::new();
+    let link = Link::new(LinkStats::new(rules.started, rules.wait_us));
     let ServerConn {
         stream,
         buf: sbuf,
@@ -193,6 +206,8 @@ pub(super) async fn relay(
             c = up => Ok(c),
         }
     };
+    // Once per link: one batch of relaxed adds to the pool's counters.
+    rules.stats.add(&link.stats.finish());
     let clean = || link.can_release() && sbuf.is_empty();
     match end {
         Err(Ok(ServerEnd::Released)) => Outcome::Released,
@@ -240,6 +255,8 @@ async fn client_to_server(
                 link.extended.store(ext, Relaxed);
             }
             if batch.forward > 0 {
+                link.stats
+                    .client_sent(batch.forward, batch.parses, batch.binds);
                 link.client_busy.store(true, Relaxed);
                 if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
                     return ClientEnd::ServerIo(e);
@@ -294,9 +311,19 @@ async fn server_to_client(
             let seen = link.answered.load(Relaxed);
             link.answered
                 .store(seen.wrapping_add(batch.ready_count), Relaxed);
+            if left == 0 {
+                let idle = batch.last_status == b'I';
+                let more = link.extended.load(Relaxed);
+                if link.stats.answered(idle, more) && !rules.release_when_idle {
+                    // Session mode: a link lasts the session; publish
+                    // at each transaction's end.
+                    rules.stats.add(&link.stats.take());
+                }
+            }
         }
         link.server_busy.store(skip > 0, Relaxed);
         if batch.forward > 0 {
+            link.stats.server_sent(batch.forward);
             if cw.write_all(&sbuf[..batch.forward]).await.is_err() {
                 return ServerEnd::ClientIo;
             }
@@ -323,6 +350,10 @@ struct ClientBatch {
     extended: Option<bool>,
     /// A Terminate follows the forwarded bytes (and is not forwarded).
     terminate: bool,
+    /// Parse messages among them.
+    parses: u32,
+    /// Bind messages among them.
+    binds: u32,
 }
 
 /// Pass over the rest of a streamed message: up to `avail` of the `skip`
@@ -362,7 +393,15 @@ fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch
                 b.answers += 1;
                 b.extended = Some(false);
             }
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => b.extended = Some(true),
+            b'P' => {
+                b.parses += 1;
+                b.extended = Some(true);
+            }
+            b'B' => {
+                b.binds += 1;
+                b.extended = Some(true);
+            }
+            b'D' | b'E' | b'C' | b'H' => b.extended = Some(true),
             _ => {}
         }
         let avail = buf.len() - pos;

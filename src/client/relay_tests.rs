@@ -15,6 +15,10 @@ fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
     crate::protocol::backend::parameter_status(buf, name, value);
 }
 
+fn test_link() -> Link {
+    Link::new(LinkStats::new(crate::stats::clock_ns(), 0))
+}
+
 #[test]
 fn simple_queries_are_counted_and_forwarded_whole() {
     let mut buf = BytesMut::new();
@@ -28,7 +32,9 @@ fn simple_queries_are_counted_and_forwarded_whole() {
             forward: buf.len(),
             answers: 2,
             extended: None,
-            terminate: false
+            terminate: false,
+            parses: 0,
+            binds: 0,
         }
     );
     assert_eq!(skip, 0);
@@ -56,6 +62,36 @@ fn extended_batch_waits_for_sync() {
     frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
     let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
+}
+
+fn bind(buf: &mut BytesMut) {
+    let no_values = std::iter::empty::<i32>();
+    let serializer = |_: i32, _: &mut BytesMut| Ok(postgres_protocol::IsNull::No);
+    frontend::bind("", "s1", [0i16; 0], no_values, serializer, [1i16], buf)
+        .map_err(|_| ())
+        .unwrap();
+}
+
+#[test]
+fn parse_and_bind_messages_are_counted_even_when_streamed() {
+    let mut buf = BytesMut::new();
+    frontend::parse("s1", "SELECT $1", [23], &mut buf).unwrap();
+    bind(&mut buf);
+    frontend::execute("", 0, &mut buf).unwrap();
+    bind(&mut buf);
+    frontend::execute("", 0, &mut buf).unwrap();
+    frontend::sync(&mut buf);
+    frontend::query("SELECT 1", &mut buf).unwrap();
+    let mut skip = 0;
+    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.parses, b.binds, b.answers), (1, 2, 2));
+    // A Parse larger than the read: counted once, when its header is seen.
+    let mut big = BytesMut::new();
+    frontend::parse("", &"x".repeat(10_000), [], &mut big).unwrap();
+    let b = scan_client(&big[..100], &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.parses, b.forward), (1, 100));
+    let b = scan_client(&big[100..], &mut skip, 1 << 20).unwrap();
+    assert_eq!((b.parses, skip), (0, 0));
 }
 
 #[test]
@@ -164,7 +200,7 @@ fn large_data_rows_stream() {
 
 #[test]
 fn link_release_rules() {
-    let link = Link::new();
+    let link = test_link();
     assert!(link.can_release());
     link.pending.store(1, Relaxed);
     assert!(!link.can_release());
@@ -218,7 +254,7 @@ fn statement_mode_stops_before_a_transaction_block() {
 
 #[test]
 fn link_phases_for_the_timer() {
-    let link = Link::new();
+    let link = test_link();
     assert_eq!(link.phase(), Phase::Quiet);
     link.pending.store(1, Relaxed);
     assert_eq!(link.phase(), Phase::Request);

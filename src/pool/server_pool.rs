@@ -100,6 +100,8 @@ pub struct Pool {
     /// Parameter sets of this pool's clients, shared so that thousands of
     /// clients asking for the same settings hold one copy.
     interned: Mutex<Vec<Arc<Params>>>,
+    /// Statistics (SHOW STATS), written by the relay.
+    pub stats: crate::stats::PoolStats,
 }
 
 /// What the pools of one database (or one user) share: the server
@@ -165,6 +167,7 @@ impl Pool {
             welcome: Mutex::new(None),
             scram_keys: Mutex::new(None),
             interned: Mutex::new(Vec::new()),
+            stats: crate::stats::PoolStats::new(),
         }
     }
 
