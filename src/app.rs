@@ -55,6 +55,8 @@ impl Pooler {
         acceptors.push(tokio::spawn(sweep_idle(ctx.clone())));
         // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
         acceptors.push(tokio::spawn(maintain_pools(ctx.clone())));
+        // SHOW STATS averages and the log_stats line, every stats_period.
+        acceptors.push(tokio::spawn(crate::stats::run_stats_period(ctx.clone())));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
             let l = UnixListener::from_std(l)?;

@@ -292,3 +292,32 @@ async fn psql_runs_every_console_command() {
     })
     .await
 }
+
+/// SHOW STATS / STATS_TOTALS / TOTALS through the console equal the
+/// transactions a test ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_stats_counts_the_transactions_that_ran() {
+    bounded(async {
+        let [db] = fresh_dbs(["ctl_stats"]).await;
+        let p = pooler(&db, "pool_size=2").await;
+        let client = p.connect(&db, "postgres", "").await;
+        for i in 0..25 {
+            one(&client, &format!("SELECT {i}")).await;
+        }
+        for _ in 0..5 {
+            client
+                .batch_execute("BEGIN; SELECT 1; SELECT 2; COMMIT")
+                .await
+                .unwrap();
+        }
+        let c = admin(&p).await;
+        // total_xact_count (column 2) and total_query_count (column 3).
+        assert_eq!(show_value(&c, "SHOW STATS", &db, 2).await, "30");
+        assert_eq!(show_value(&c, "SHOW STATS_TOTALS", &db, 2).await, "30");
+        let logins = show_value(&c, "SHOW STATS_TOTALS", &db, 12).await;
+        assert_eq!(logins, "1");
+        let xacts = show_value(&c, "SHOW TOTALS", "total_xact_count", 1).await;
+        assert_eq!(xacts, "30");
+    })
+    .await
+}

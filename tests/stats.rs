@@ -275,10 +275,7 @@ async fn averages_and_the_log_line_follow_the_load() {
             .pg_database(pg, &db, "pool_size=2")
             .start()
             .await;
-        // The lead wires the period task into the pooler; until then the
-        // test runs it.
-        let ctx = pooler.pooler().context().clone();
-        let period = tokio::spawn(pgsluice::stats::run_stats_period(ctx));
+        // The pooler runs the stats_period task itself.
         let stop = Arc::new(AtomicBool::new(false));
         let load = {
             let (stop, c) = (stop.clone(), pooler.connect(&db, "postgres", "").await);
@@ -320,7 +317,6 @@ async fn averages_and_the_log_line_follow_the_load() {
         );
         stop.store(true, Ordering::Relaxed);
         load.await.unwrap();
-        period.abort();
         pooler.shutdown().await;
     })
     .await;

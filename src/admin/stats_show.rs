@@ -49,6 +49,23 @@ pub struct Counters {
 }
 
 impl Counters {
+    fn from_values(v: [u64; 12]) -> Counters {
+        Counters {
+            server_assignment_count: v[0],
+            xact_count: v[1],
+            query_count: v[2],
+            bytes_received: v[3],
+            bytes_sent: v[4],
+            xact_time: v[5],
+            query_time: v[6],
+            wait_time: v[7],
+            client_parse_count: v[8],
+            server_parse_count: v[9],
+            bind_count: v[10],
+            client_login_count: v[11],
+        }
+    }
+
     fn values(&self) -> [u64; 12] {
         [
             self.server_assignment_count,
@@ -64,29 +81,6 @@ impl Counters {
             self.bind_count,
             self.client_login_count,
         ]
-    }
-
-    fn add(&mut self, o: &Counters) {
-        let sum: Vec<u64> = self
-            .values()
-            .iter()
-            .zip(o.values())
-            .map(|(a, b)| a.saturating_add(b))
-            .collect();
-        *self = Counters {
-            server_assignment_count: sum[0],
-            xact_count: sum[1],
-            query_count: sum[2],
-            bytes_received: sum[3],
-            bytes_sent: sum[4],
-            xact_time: sum[5],
-            query_time: sum[6],
-            wait_time: sum[7],
-            client_parse_count: sum[8],
-            server_parse_count: sum[9],
-            bind_count: sum[10],
-            client_login_count: sum[11],
-        };
     }
 }
 
@@ -139,15 +133,31 @@ const AVG_NAMES: [&str; 12] = [
 ];
 
 /// One row per database: every database in the config and every database
-/// a pool was made for.
+/// a pool was made for, with the figures of `crate::stats` (zeros for a
+/// database nothing ran on yet).
 pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
-    // wired to stats.rs on merge: zeros until the statistics engine lands.
-    super::pools::database_names(ctx)
+    let measured = crate::stats::stats_rows(ctx);
+    let mut names = super::pools::database_names(ctx);
+    for m in &measured {
+        if !names.contains(&m.database) {
+            names.push(m.database.clone());
+        }
+    }
+    names
         .into_iter()
-        .map(|database| StatsRow {
-            database,
-            ..StatsRow::default()
-        })
+        .map(
+            |database| match measured.iter().find(|m| m.database == database) {
+                Some(m) => StatsRow {
+                    database,
+                    total: Counters::from_values(m.totals()),
+                    avg: Counters::from_values(m.averages()),
+                },
+                None => StatsRow {
+                    database,
+                    ..StatsRow::default()
+                },
+            },
+        )
         .collect()
 }
 
@@ -183,13 +193,14 @@ pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
     t.finish();
 }
 
-/// SHOW TOTALS: SHOW STATS summed over all databases, as (name, value) rows.
+/// SHOW TOTALS: SHOW STATS over all databases, as (name, value) rows
+/// (averages over all of them, not sums of per-database averages).
 pub fn show_totals(ctx: &Context, out: &mut BytesMut) {
-    let (mut total, mut avg) = (Counters::default(), Counters::default());
-    for r in stats_rows(ctx) {
-        total.add(&r.total);
-        avg.add(&r.avg);
-    }
+    let all = crate::stats::stats_totals(ctx);
+    let (total, avg) = (
+        Counters::from_values(all.totals()),
+        Counters::from_values(all.averages()),
+    );
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);
     for (names, c) in [(&TOTAL_NAMES, &total), (&AVG_NAMES, &avg)] {
         for (n, v) in names.iter().zip(c.values()) {

@@ -224,11 +224,9 @@ pub const KEYS: &[KeyDef] = &[
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     // In `General`, waiting for their features:
     "suspend_timeout",
-    "stats_period",
     "max_prepared_statements",
     "so_reuseport",
     "unix_socket_group",
-    "log_stats",
     "pkt_buf",
     "admin_users",
     "stats_users",

@@ -324,7 +324,6 @@ fn not_implemented_settings_warn_only_when_not_default() {
         vec![
             "/etc/pgb.ini:8: auth_user: setting is not implemented by pgsluice yet; ignored",
             "/etc/pgb.ini:7: peer_id: setting is not implemented by pgsluice yet; ignored",
-            "/etc/pgb.ini:6: stats_period: setting is not implemented by pgsluice yet; ignored",
         ]
     );
     assert_eq!(l.config.general.stats_period, Duration::from_secs(30));
