@@ -113,6 +113,8 @@ def measure_callgrind(session: Session, name: str, binary: str, run_no: int) -> 
     if not dumps:
         raise RuntimeError("callgrind wrote no dump")
     total = callgrind_total(Path(dumps[-1]))
+    if os.environ.get("CALLGRIND_KEEP"):  # for callgrind_annotate
+        shutil.copy(dumps[-1], os.environ["CALLGRIND_KEEP"])
     session.stop(t.proc)
     return total / txns, txns
 

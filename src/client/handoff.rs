@@ -140,9 +140,13 @@ pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError
 /// Give a server back after a transaction (running the reset query first
 /// when server_reset_query_always or `session_end` in session mode).
 pub(super) async fn release(pool: &Pool, mut server: Box<ServerConn>, session_end: bool) {
-    let s = pool.settings_full();
-    if (session_end || s.reset_query_always) && !s.reset_query.is_empty() {
-        match Box::pin(server.run_quiet(&s.reset_query)).await {
+    let reset = {
+        let s = pool.settings();
+        ((session_end || s.reset_query_always) && !s.reset_query.is_empty())
+            .then(|| s.reset_query.clone())
+    };
+    if let Some(reset) = reset {
+        match Box::pin(server.run_quiet(&reset)).await {
             Ok(b'I') => {}
             _ => return pool.discard(server),
         }

@@ -308,16 +308,20 @@ impl Client {
             pool.stats.count_assignment(wait_us);
             return Err(server_failed(&pool, server, e));
         }
-        let settings = pool.settings_full();
-        let session_mode = settings.mode == PoolMode::Session;
+        // Copied out: the settings guard is not kept across the relay.
+        let (mode, query_timeout, idle_transaction_timeout) = {
+            let s = pool.settings();
+            (s.mode, s.query_timeout, s.idle_transaction_timeout)
+        };
+        let session_mode = mode == PoolMode::Session;
         let rules = Rules {
             extra_tracked: &g.track_extra_parameters,
             release_when_idle: !session_mode,
-            statement_mode: settings.mode == PoolMode::Statement,
+            statement_mode: mode == PoolMode::Statement,
             max_len: g.max_packet_size,
             limits: Limits {
-                query: settings.query_timeout,
-                idle_transaction: settings.idle_transaction_timeout,
+                query: query_timeout,
+                idle_transaction: idle_transaction_timeout,
             },
             clock: Clock {
                 target: &self.registration.target,

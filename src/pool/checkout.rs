@@ -271,14 +271,14 @@ impl Pool {
     /// server_check_query on a server idle longer than server_check_delay;
     /// None (and the server closed) when it fails.
     async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
-        let s = self.settings_full();
-        let Some(query) = &s.check_query else {
-            return Some(server);
+        let query = {
+            let s = self.settings();
+            match &s.check_query {
+                Some(q) if server.last_used.elapsed() >= s.check_delay => q.clone(),
+                _ => return Some(server),
+            }
         };
-        if server.last_used.elapsed() < s.check_delay {
-            return Some(server);
-        }
-        match Box::pin(server.run_quiet(query)).await {
+        match Box::pin(server.run_quiet(&query)).await {
             Ok(b'I') => Some(server),
             other => {
                 debug!(server = server.id, result = ?other.err(), "server failed its check; closing it");
