@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::server_pool::{Grant, LoginFailure, Pool, Waiter};
+use super::server_pool::{Grant, LoginFailure, Pool, Waiter, nanos};
 use crate::server::{self, ServerConn, ServerError};
 
 /// Why no server could be had.
@@ -274,7 +274,9 @@ impl Pool {
         let query = {
             let s = self.settings();
             match &s.check_query {
-                Some(q) if server.last_used.elapsed() >= s.check_delay => q.clone(),
+                Some(q) if server.idle_ns(crate::stats::clock_ns()) >= nanos(s.check_delay) => {
+                    q.clone()
+                }
                 _ => return Some(server),
             }
         };

@@ -65,7 +65,7 @@ impl Pool {
         let used = st
             .idle
             .iter()
-            .filter(|s| self.needs_check(s.last_used, now))
+            .filter(|s| self.needs_check(s.last_used(), now))
             .count();
         let idle = st.idle.len();
         let waiting = st.waiters.len();
@@ -98,9 +98,9 @@ impl Pool {
                     Stream::Unix(_) => None,
                 },
                 created: s.created,
-                last_used: s.last_used,
+                last_used: s.last_used(),
                 close_needed: s.close_needed,
-                used: self.needs_check(s.last_used, now),
+                used: self.needs_check(s.last_used(), now),
             })
             .collect()
     }

@@ -67,6 +67,7 @@ impl Pool {
     /// One maintenance pass over this pool.
     pub(super) fn maintain(self: &Arc<Self>, now: Instant) {
         let s = self.settings();
+        let now_ns = crate::stats::clock_ns();
         let mut closing = Vec::new();
         let (spare, starved) = {
             let mut st = self.state.lock();
@@ -79,7 +80,7 @@ impl Pool {
                     || srv.close_needed
                     || (!s.lifetime.is_zero() && now - srv.created >= s.lifetime)
                     || (!s.idle_timeout.is_zero()
-                        && now - srv.last_used >= s.idle_timeout
+                        && srv.idle_ns(now_ns) >= super::server_pool::nanos(s.idle_timeout)
                         && !keep_min);
                 match expired {
                     true => closing.extend(st.idle.remove(i)),

@@ -196,10 +196,10 @@ impl Pool {
     pub fn checkin(&self, server: Box<ServerConn>) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
-        let now = Instant::now();
+        let now = crate::stats::clock_ns();
         let lifetime = self.settings().lifetime;
         if server.close_needed
-            || (!lifetime.is_zero() && now - server.created >= lifetime)
+            || (!lifetime.is_zero() && now.saturating_sub(server.created_ns) >= nanos(lifetime))
             || server.generation < self.generation.load(Ordering::Relaxed)
         {
             debug!(
@@ -208,7 +208,7 @@ impl Pool {
             );
             return self.discard(server);
         }
-        server.last_used = now;
+        server.last_used_ns = now;
         let evict = self.db_limit.has_starved() || self.user_limit.has_starved();
         if self.control.blocked() {
             if self.control.paused() {
@@ -435,4 +435,10 @@ impl crate::server::SlotOwner for Pool {
         }
         self.free_slot();
     }
+}
+
+/// A setting's duration in nanoseconds (saturating).
+#[inline]
+pub(super) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
