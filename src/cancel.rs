@@ -68,11 +68,11 @@ pub struct CancelTarget {
     task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Who the client is, set once logged in (for SHOW CLIENTS / SERVERS);
     /// boxed so that an entry grows by one word.
-    info: std::sync::OnceLock<Box<ClientInfo>>,
+    info: std::sync::OnceLock<Arc<ClientInfo>>,
 }
 
 /// A logged-in client's identity, as the admin console shows it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {
     /// The user the client logged in as.
     pub user: String,
@@ -113,8 +113,8 @@ impl CloseReason {
 
 impl CancelTarget {
     /// Record who the client is, once logged in (later calls are ignored).
-    pub fn set_info(&self, info: ClientInfo) {
-        let _ = self.info.set(Box::new(info));
+    pub fn set_info(&self, info: Arc<ClientInfo>) {
+        let _ = self.info.set(info);
     }
 
     /// Who the client is; None while it is logging in.

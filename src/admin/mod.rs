@@ -135,12 +135,14 @@ pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, l
         return;
     };
     let registration = Registration::new(ctx.clone(), id, peer);
-    registration.target.set_info(ClientInfo {
-        user: login.user.clone(),
-        database: ADMIN_DB.to_string(),
-        pool_user: ADMIN_DB.to_string(),
-        application_name: login.application_name.clone(),
-    });
+    registration
+        .target
+        .set_info(std::sync::Arc::new(ClientInfo {
+            user: login.user.clone(),
+            database: ADMIN_DB.to_string(),
+            pool_user: ADMIN_DB.to_string(),
+            application_name: login.application_name.clone(),
+        }));
     info!(client = id, user = %login.user, role = ?login.role, "admin console login");
     let mut out = BytesMut::new();
     welcome(&mut out, &registration, &login);

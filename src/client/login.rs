@@ -187,12 +187,13 @@ pub(super) async fn login(
     if cfg.general.log_connections {
         debug!(client = client.id, %user, %database, "login ok");
     }
-    client.set_info(ClientInfo {
+    // Shared with the pool's other clients of the same identity.
+    client.set_info(pool.intern_info(ClientInfo {
         user,
         database,
         pool_user,
         application_name: params.get("application_name").unwrap_or("").to_string(),
-    });
+    }));
     let params = pool.intern(params);
     Ok(Some(LoggedIn { pool, params }))
 }

@@ -7,6 +7,7 @@ mod checkout;
 mod clients;
 mod control;
 pub mod info;
+mod intern;
 mod limits;
 mod maintain;
 mod server_pool;

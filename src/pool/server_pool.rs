@@ -16,6 +16,7 @@ use super::PoolKey;
 use super::PoolSettings;
 use super::clients::ClientCount;
 use super::control::{DbControl, OldServers};
+use super::intern::Interner;
 use super::limits::Limit;
 use crate::auth::ScramKeys;
 use crate::server::params::Params;
@@ -99,7 +100,9 @@ pub struct Pool {
     scram_keys: Mutex<Option<ScramKeys>>,
     /// Parameter sets of this pool's clients, shared so that thousands of
     /// clients asking for the same settings hold one copy.
-    interned: Mutex<Vec<Arc<Params>>>,
+    interned: Interner<Params>,
+    /// Identities of this pool's clients, shared likewise.
+    infos: Interner<crate::cancel::ClientInfo>,
     /// Statistics (SHOW STATS), written by the relay.
     pub stats: crate::stats::PoolStats,
 }
@@ -107,9 +110,6 @@ pub struct Pool {
 /// What the pools of one database (or one user) share: the server
 /// connection limit and the client count.
 pub(super) type Shared = (Arc<Limit>, Arc<ClientCount>);
-
-/// Most distinct parameter sets kept for sharing per pool.
-const MAX_INTERNED: usize = 64;
 
 impl Pool {
     /// A new empty pool with no shared limits.
@@ -166,7 +166,8 @@ impl Pool {
             }),
             welcome: Mutex::new(None),
             scram_keys: Mutex::new(None),
-            interned: Mutex::new(Vec::new()),
+            interned: Interner::default(),
+            infos: Interner::default(),
             stats: crate::stats::PoolStats::new(),
         }
     }
@@ -363,20 +364,12 @@ impl Pool {
     /// A shared copy of `params`: an equal set already in use by another
     /// client of this pool, or this one, remembered for the next.
     pub fn intern(&self, params: Params) -> Arc<Params> {
-        let mut interned = self.interned.lock();
-        if let Some(p) = interned.iter().find(|p| ***p == params) {
-            return p.clone();
-        }
-        let p = Arc::new(params);
-        if interned.len() >= MAX_INTERNED {
-            // Forget sets nobody uses any more, else the oldest.
-            interned.retain(|p| Arc::strong_count(p) > 1);
-            if interned.len() >= MAX_INTERNED {
-                interned.remove(0);
-            }
-        }
-        interned.push(p.clone());
-        p
+        self.interned.intern(params)
+    }
+
+    /// A shared copy of a client's identity (for the admin console).
+    pub fn intern_info(&self, info: crate::cancel::ClientInfo) -> Arc<crate::cancel::ClientInfo> {
+        self.infos.intern(info)
     }
 
     /// Counts for the admin console and tests.
