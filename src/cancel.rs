@@ -275,6 +275,11 @@ impl CancelTarget {
         if ready(parked, &mut cx) {
             return slot.take().map(|c| *c);
         }
+        // The task ends now: an abort handle would keep its memory alive.
+        // Dropped while `parked` is locked, so a wake-up cannot have given
+        // the client a new task (and a new handle) yet.
+        self.task.lock().take();
+        drop(slot);
         None
     }
 
