@@ -31,7 +31,7 @@ fn text(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_through_the_pooler() {
-    let Some(psql) = tool("psql") else { return };
+    let psql = tool("psql").expect("psql (installed by scripts/test.sh)");
     bounded_for(Duration::from_secs(120), async {
         let pg = PgCluster::shared();
         let db = unique("psql_db");
