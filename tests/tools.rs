@@ -122,9 +122,7 @@ fn pgbench_counts(stdout: &str) -> (u64, Option<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_simple_and_extended() {
-    let Some(pgbench) = tool("pgbench") else {
-        return;
-    };
+    let pgbench = tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
     bounded_for(Duration::from_secs(400), async {
         let pg = PgCluster::shared();
         let db = unique("bench_db");
