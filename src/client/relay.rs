@@ -242,14 +242,20 @@ async fn client_to_server(
     max_len: u32,
 ) -> ClientEnd {
     let mut skip = 0usize;
+    let mut syncs_since_exec = 0u32;
     loop {
         if !cbuf.is_empty() {
-            let batch = match scan_client(cbuf, &mut skip, max_len) {
+            let batch = match scan_client(cbuf, &mut skip, &mut syncs_since_exec, max_len) {
                 Ok(b) => b,
                 Err(e) => return ClientEnd::Error(e),
             };
             if batch.answers > 0 {
                 link.pending.fetch_add(batch.answers, Relaxed);
+            }
+            if batch.ignored > 0 {
+                // Syncs sent during a COPY FROM STDIN get no ReadyForQuery.
+                let left = link.pending.load(Relaxed).saturating_sub(batch.ignored);
+                link.pending.store(left, Relaxed);
             }
             if let Some(ext) = batch.extended {
                 link.extended.store(ext, Relaxed);
@@ -354,6 +360,12 @@ struct ClientBatch {
     parses: u32,
     /// Bind messages among them.
     binds: u32,
+    /// Syncs counted in `answers` (now or in earlier batches) that the
+    /// server ignores: those sent between the Execute that started a COPY
+    /// FROM STDIN and its CopyDone/CopyFail (PostgreSQL ignores Sync and
+    /// Flush in copy-in mode; drivers such as tokio-postgres send one right
+    /// after the Execute, and another after CopyDone).
+    ignored: u32,
 }
 
 /// Pass over the rest of a streamed message: up to `avail` of the `skip`
@@ -368,7 +380,14 @@ fn take_skip(skip: &mut usize, avail: usize) -> usize {
 /// Scan client bytes. `skip` carries the unforwarded rest of a streamed
 /// message across calls. Every header is checked before anything of its
 /// message is forwarded.
-fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch, ProtocolError> {
+/// `since_exec` carries the Syncs sent since the last Execute or Query
+/// across calls (see `ClientBatch::ignored`).
+fn scan_client(
+    buf: &[u8],
+    skip: &mut usize,
+    since_exec: &mut u32,
+    max_len: u32,
+) -> Result<ClientBatch, ProtocolError> {
     let mut b = ClientBatch::default();
     let mut pos = 0;
     while pos < buf.len() {
@@ -388,10 +407,22 @@ fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch
                 b.terminate = true;
                 break;
             }
-            b'Q' | b'F' => b.answers += 1,
+            b'Q' => {
+                b.answers += 1;
+                *since_exec = 0;
+            }
+            b'F' => b.answers += 1,
             b'S' => {
                 b.answers += 1;
+                *since_exec += 1;
                 b.extended = Some(false);
+            }
+            b'c' | b'f' => {
+                b.ignored += std::mem::take(since_exec);
+            }
+            b'E' => {
+                *since_exec = 0;
+                b.extended = Some(true);
             }
             b'P' => {
                 b.parses += 1;
@@ -401,7 +432,7 @@ fn scan_client(buf: &[u8], skip: &mut usize, max_len: u32) -> Result<ClientBatch
                 b.binds += 1;
                 b.extended = Some(true);
             }
-            b'D' | b'E' | b'C' | b'H' => b.extended = Some(true),
+            b'D' | b'C' | b'H' => b.extended = Some(true),
             _ => {}
         }
         let avail = buf.len() - pos;

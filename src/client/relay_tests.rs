@@ -25,7 +25,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
     frontend::query("BEGIN", &mut buf).unwrap();
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!(
         b,
         ClientBatch {
@@ -35,9 +35,32 @@ fn simple_queries_are_counted_and_forwarded_whole() {
             terminate: false,
             parses: 0,
             binds: 0,
+            ignored: 0,
         }
     );
     assert_eq!(skip, 0);
+}
+
+#[test]
+fn syncs_during_copy_in_are_not_answered() {
+    // tokio-postgres: Bind, Execute, Sync; then CopyData..., CopyDone, Sync.
+    let mut buf = BytesMut::new();
+    frontend::execute("", 0, &mut buf).unwrap();
+    frontend::sync(&mut buf);
+    let mut since = 0;
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    assert_eq!((b.answers, b.ignored), (1, 0));
+    let mut buf = BytesMut::new();
+    frontend::copy_done(&mut buf);
+    frontend::sync(&mut buf);
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    assert_eq!((b.answers, b.ignored), (1, 1));
+    // A simple-query COPY sends no Sync: nothing to ignore.
+    let mut buf = BytesMut::new();
+    frontend::query("COPY t FROM STDIN", &mut buf).unwrap();
+    frontend::copy_done(&mut buf);
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    assert_eq!((b.answers, b.ignored), (1, 0));
 }
 
 #[test]
@@ -47,20 +70,20 @@ fn extended_batch_waits_for_sync() {
     frontend::describe(b'S', "", &mut buf).unwrap();
     frontend::flush(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!(b.extended, Some(true));
     assert_eq!(b.answers, 0);
     let mut buf = BytesMut::new();
     frontend::execute("", 0, &mut buf).unwrap();
     frontend::sync(&mut buf);
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!(b.extended, Some(false));
     assert_eq!(b.answers, 1);
     // A second batch started after the Sync keeps the link.
     let mut buf = BytesMut::new();
     frontend::sync(&mut buf);
     frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
 }
 
@@ -83,14 +106,14 @@ fn parse_and_bind_messages_are_counted_even_when_streamed() {
     frontend::sync(&mut buf);
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.parses, b.binds, b.answers), (1, 2, 2));
     // A Parse larger than the read: counted once, when its header is seen.
     let mut big = BytesMut::new();
     frontend::parse("", &"x".repeat(10_000), [], &mut big).unwrap();
-    let b = scan_client(&big[..100], &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&big[..100], &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.parses, b.forward), (1, 100));
-    let b = scan_client(&big[100..], &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&big[100..], &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.parses, skip), (0, 0));
 }
 
@@ -101,7 +124,7 @@ fn terminate_is_not_forwarded() {
     let q = buf.len();
     frontend::terminate(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.forward, b.answers, b.terminate), (q, 1, true));
 }
 
@@ -113,14 +136,14 @@ fn partial_header_waits_and_large_messages_stream() {
     let whole = buf.len();
     let mut skip = 0;
     // Only 3 bytes: not even a header.
-    let b = scan_client(&buf[..3], &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf[..3], &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!(b.forward, 0);
     // The first 1000 bytes stream through, counting the query once.
-    let b = scan_client(&buf[..1000], &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf[..1000], &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.forward, b.answers), (1000, 1));
     assert_eq!(skip, whole - 1000);
     // The rest is forwarded without being counted again.
-    let b = scan_client(&buf[1000..], &mut skip, 1 << 20).unwrap();
+    let b = scan_client(&buf[1000..], &mut skip, &mut 0, 1 << 20).unwrap();
     assert_eq!((b.forward, b.answers), (whole - 1000, 0));
     assert_eq!(skip, 0);
 }
@@ -131,19 +154,19 @@ fn oversized_and_garbage_are_errors() {
     frontend::query(&"y".repeat(5000), &mut buf).unwrap();
     let mut skip = 0;
     assert!(matches!(
-        scan_client(&buf, &mut skip, 4096),
+        scan_client(&buf, &mut skip, &mut 0, 4096),
         Err(ProtocolError::TooLong { .. })
     ));
     assert!(matches!(
-        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, 4096),
+        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, &mut 0, 4096),
         Err(ProtocolError::UnknownTag(1))
     ));
     assert!(matches!(
-        scan_client(b"Q\x00\x00\x00\x02", &mut 0, 4096),
+        scan_client(b"Q\x00\x00\x00\x02", &mut 0, &mut 0, 4096),
         Err(ProtocolError::BadLength { .. })
     ));
     // A PasswordMessage after login is a protocol violation.
-    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, 4096).is_err());
+    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, &mut 0, 4096).is_err());
 }
 
 #[test]
