@@ -243,3 +243,40 @@ async fn postgres_unreachable_then_back() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_connections_are_refused_clearly() {
+    bounded(async {
+        let (p, db) = setup(&[]).await;
+        for value in ["true", "database"] {
+            let mut s = p.raw_connect().await;
+            let packet = wire::startup_with_version(
+                196_608,
+                &[
+                    ("user", "postgres"),
+                    ("database", &db),
+                    ("replication", value),
+                ],
+            );
+            wire::send(&mut s, &packet).await.unwrap();
+            let e = closed_with(&mut s).await.expect("an ErrorResponse");
+            let f = e.fields();
+            assert_eq!(f.get(&b'C').map(String::as_str), Some("0A000"), "{f:?}");
+            assert!(f[&b'M'].contains("replication"), "{f:?}");
+        }
+        // replication=false is an ordinary connection.
+        let mut s = p.raw_connect().await;
+        let packet = wire::startup_with_version(
+            196_608,
+            &[
+                ("user", "postgres"),
+                ("database", &db),
+                ("replication", "false"),
+            ],
+        );
+        wire::send(&mut s, &packet).await.unwrap();
+        let msgs = wire::read_until_ready(&mut s).await.expect("a session");
+        assert!(msgs.iter().any(|m| m.tag == b'Z'));
+    })
+    .await
+}

@@ -41,6 +41,16 @@ pub(super) fn startup_params(
         if name == "user" || name == "database" || name == "options" {
             continue;
         }
+        if name == "replication" {
+            // replication=false asks for an ordinary session.
+            if matches!(value.as_str(), "false" | "off" | "no" | "0") {
+                continue;
+            }
+            return Err(ClientError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "replication connections are not supported by pgsluice; connect to PostgreSQL directly",
+            ));
+        }
         if let Some(canonical) = tracked_name(name, &g.track_extra_parameters) {
             wanted.set(canonical, value);
         } else if !ignored(g, name) {
