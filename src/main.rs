@@ -21,8 +21,13 @@ struct Cli {
     /// No logging to stderr (the logfile still gets it).
     #[arg(short, long)]
     quiet: bool,
+    /// Print an auth_file line with a SCRAM-SHA-256 secret for USER (the
+    /// password is read from the first line of standard input) and exit.
+    #[arg(long, value_name = "USER")]
+    hash_password: Option<String>,
     /// The configuration file, in pgbouncer.ini format.
-    config_file: PathBuf,
+    #[arg(required_unless_present = "hash_password")]
+    config_file: Option<PathBuf>,
 }
 
 /// EX_CONFIG-like status for a bad configuration (sysexits EX_USAGE = 64).
@@ -30,7 +35,14 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = match pgsluice::config::load(&cli.config_file) {
+    if let Some(user) = &cli.hash_password {
+        return hash_password(user);
+    }
+    let Some(config_file) = &cli.config_file else {
+        eprintln!("pgsluice: a configuration file is required");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let loaded = match pgsluice::config::load(config_file) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("pgsluice: invalid configuration:\n{e}");
@@ -133,6 +145,22 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
         _ = int.recv() => warn!("second signal: exiting immediately"),
         _ = quit.recv() => warn!("SIGQUIT: exiting immediately"),
     }
+    ExitCode::SUCCESS
+}
+
+/// `--hash-password USER`: read one line (the password) from stdin and
+/// print the auth_file line.
+fn hash_password(user: &str) -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut input) {
+        eprintln!("pgsluice: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let Some(password) = pgsluice::auth::mkauth::password_from_line(&input) else {
+        eprintln!("pgsluice: no password on standard input");
+        return ExitCode::FAILURE;
+    };
+    println!("{}", pgsluice::auth::mkauth::userlist_line(user, password));
     ExitCode::SUCCESS
 }
 
