@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod listen;
 pub mod net;
+pub mod notify;
 pub mod pool;
 pub mod protocol;
 pub mod server;

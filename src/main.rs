@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pgsluice::context::ShutdownMode;
+use pgsluice::notify::Notifier;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -98,11 +99,14 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             return ExitCode::FAILURE;
         }
     };
-    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
     let Ok([mut term, mut int, mut hup, mut quit, mut usr1, mut usr2]) = signals() else {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    // systemd Type=notify: the listeners are bound and the accept loops run.
+    let notify = Notifier::from_env();
+    notify.ready();
+    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
     let ctx = pooler.context().clone();
     let mode = loop {
         tokio::select! {
@@ -112,9 +116,11 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             m = ctx.shutdown_requested() => { info!(?m, "shutdown requested from the admin console"); break m }
             _ = hup.recv() => {
                 info!("got SIGHUP: reloading the configuration");
+                notify.reloading();
                 if let Err(e) = ctx.reload() {
                     error!("reload failed, keeping the running configuration: {e}");
                 }
+                notify.ready();
             }
             _ = usr1.recv() => {
                 info!("got SIGUSR1: PAUSE");
@@ -134,6 +140,7 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             }
         }
     };
+    notify.stopping();
     if mode == ShutdownMode::Immediate {
         pooler.shutdown_with(mode).await;
         return ExitCode::SUCCESS;
