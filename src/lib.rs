@@ -12,6 +12,7 @@ pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod exporter;
 pub mod listen;
 pub mod net;
 pub mod notify;

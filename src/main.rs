@@ -53,7 +53,12 @@ fn main() -> ExitCode {
     let config = loaded.config;
     let g = &config.general;
     let verbosity = u32::from(cli.verbose) + g.verbose;
-    if let Err(e) = pgsluice::logging::init(verbosity, cli.quiet, g.logfile.as_deref()) {
+    let format = if g.log_json {
+        pgsluice::logging::Format::Json
+    } else {
+        pgsluice::logging::Format::Text
+    };
+    if let Err(e) = pgsluice::logging::init(verbosity, cli.quiet, g.logfile.as_deref(), format) {
         eprintln!("pgsluice: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
