@@ -69,3 +69,84 @@ fn systemd_unit_verifies() {
     );
     assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }
+
+/// The instruction lines of the Dockerfile (continuations joined).
+fn dockerfile() -> Vec<String> {
+    let text = file("Dockerfile").replace("\\\n", " ");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn dockerfile_builds_like_ci_and_runs_unprivileged() {
+    let lines = dockerfile();
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    let froms: Vec<&String> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "multi-stage: {froms:?}");
+    assert!(froms[0].contains(" AS build"));
+    assert!(froms[1].contains("-slim"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("RUN cargo build --release --locked")),
+        "the release build must be CI's command"
+    );
+    let user = lines.iter().rfind(|l| l.starts_with("USER ")).unwrap();
+    assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("EXPOSE ") && l.contains("6432"))
+    );
+    assert!(has("HEALTHCHECK ") && has("STOPSIGNAL SIGINT"));
+    assert!(has("ENTRYPOINT [\"/usr/local/bin/pgsluice\"]"));
+    assert!(has("CMD [\"/etc/pgsluice/pgsluice.ini\"]"));
+    // Everything COPY takes from the context exists and is not ignored.
+    let ignored: Vec<String> = file(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    assert!(ignored.iter().any(|i| i == "target"));
+    for l in lines
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = l
+            .split_whitespace()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        for src in &words[1..words.len() - 1] {
+            let path = format!("{}/{src}", env!("CARGO_MANIFEST_DIR"));
+            assert!(std::path::Path::new(&path).exists(), "COPY {src}: missing");
+            let top = src.split('/').next().unwrap();
+            assert!(
+                !ignored.iter().any(|i| i == top || i == src),
+                "COPY {src}: ignored"
+            );
+        }
+    }
+}
+
+#[test]
+fn sample_configs_load() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    for (ini, userlist) in [
+        ("etc/pgsluice.ini", "etc/userlist.txt"),
+        ("etc/docker/pgsluice.ini", "etc/docker/userlist.txt"),
+    ] {
+        let sets = [("auth_file".to_string(), format!("{dir}/{userlist}"))];
+        let loaded =
+            pgsluice::config::load_with(std::path::Path::new(&format!("{dir}/{ini}")), &sets)
+                .unwrap_or_else(|e| panic!("{ini}: {e}"));
+        if ini.contains("docker") {
+            let g = &loaded.config.general;
+            assert_eq!(g.metrics_listen_addr.as_deref(), Some("*:9127"));
+            assert!(g.log_json && g.listen_addr == ["0.0.0.0"] && g.listen_port == 6432);
+        }
+    }
+}
