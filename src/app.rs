@@ -27,6 +27,7 @@ pub struct Pooler {
     shutdown_tx: watch::Sender<bool>,
     tcp_addrs: Vec<SocketAddr>,
     unix_path: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
     acceptors: Vec<JoinHandle<()>>,
 }
 
@@ -64,11 +65,20 @@ impl Pooler {
             unix_path = Some(path);
             acceptors.push(tokio::spawn(accept_unix(l, ctx.clone())));
         }
+        let mut metrics_addr = None;
+        if let Some(l) = listeners.metrics {
+            let l = TcpListener::from_std(l)?;
+            let addr = l.local_addr()?;
+            info!(%addr, "serving Prometheus metrics on /metrics");
+            metrics_addr = Some(addr);
+            acceptors.push(tokio::spawn(crate::exporter::serve(l, ctx.clone())));
+        }
         Ok(Pooler {
             ctx,
             shutdown_tx,
             tcp_addrs,
             unix_path,
+            metrics_addr,
             acceptors,
         })
     }
@@ -76,6 +86,11 @@ impl Pooler {
     /// The first TCP address listened on.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addrs.first().copied()
+    }
+
+    /// The Prometheus endpoint's address (`metrics_listen_addr`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The Unix socket path, if any.

@@ -19,6 +19,8 @@ pub struct Listeners {
     pub tcp: Vec<std::net::TcpListener>,
     /// The Unix listener and its path.
     pub unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    /// The Prometheus endpoint (`metrics_listen_addr`), if set.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// Bind everything `general` asks for.
@@ -40,7 +42,27 @@ pub fn bind(general: &General) -> io::Result<Listeners> {
         let path = Path::new(&general.unix_socket_dir).join(format!(".s.PGSQL.{port}"));
         Some((bind_unix(&path, general.unix_socket_mode)?, path))
     };
-    Ok(Listeners { tcp, unix })
+    let metrics = match &general.metrics_listen_addr {
+        Some(a) => Some(bind_tcp(metrics_addr(a)?, general.listen_backlog)?),
+        None => None,
+    };
+    Ok(Listeners { tcp, unix, metrics })
+}
+
+/// `host:port` (`*` = every IPv4 address) resolved to its first address.
+fn metrics_addr(a: &str) -> io::Result<SocketAddr> {
+    let wildcard = a.strip_prefix("*:").map(|port| format!("0.0.0.0:{port}"));
+    let text = wildcard.as_deref().unwrap_or(a);
+    let cannot = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve metrics_listen_addr {a}: {why}"),
+        )
+    };
+    text.to_socket_addrs()
+        .map_err(|e| cannot(e.to_string()))?
+        .next()
+        .ok_or_else(|| cannot("no address".into()))
 }
 
 fn listen_addrs(general: &General) -> io::Result<Vec<SocketAddr>> {

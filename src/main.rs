@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pgsluice::context::ShutdownMode;
+use pgsluice::notify::Notifier;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -21,8 +22,13 @@ struct Cli {
     /// No logging to stderr (the logfile still gets it).
     #[arg(short, long)]
     quiet: bool,
+    /// Print an auth_file line with a SCRAM-SHA-256 secret for USER (the
+    /// password is read from the first line of standard input) and exit.
+    #[arg(long, value_name = "USER")]
+    hash_password: Option<String>,
     /// The configuration file, in pgbouncer.ini format.
-    config_file: PathBuf,
+    #[arg(required_unless_present = "hash_password")]
+    config_file: Option<PathBuf>,
 }
 
 /// EX_CONFIG-like status for a bad configuration (sysexits EX_USAGE = 64).
@@ -30,7 +36,14 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = match pgsluice::config::load(&cli.config_file) {
+    if let Some(user) = &cli.hash_password {
+        return hash_password(user);
+    }
+    let Some(config_file) = &cli.config_file else {
+        eprintln!("pgsluice: a configuration file is required");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let loaded = match pgsluice::config::load(config_file) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("pgsluice: invalid configuration:\n{e}");
@@ -40,7 +53,12 @@ fn main() -> ExitCode {
     let config = loaded.config;
     let g = &config.general;
     let verbosity = u32::from(cli.verbose) + g.verbose;
-    if let Err(e) = pgsluice::logging::init(verbosity, cli.quiet, g.logfile.as_deref()) {
+    let format = if g.log_json {
+        pgsluice::logging::Format::Json
+    } else {
+        pgsluice::logging::Format::Text
+    };
+    if let Err(e) = pgsluice::logging::init(verbosity, cli.quiet, g.logfile.as_deref(), format) {
         eprintln!("pgsluice: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -86,11 +104,14 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             return ExitCode::FAILURE;
         }
     };
-    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
     let Ok([mut term, mut int, mut hup, mut quit, mut usr1, mut usr2]) = signals() else {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    // systemd Type=notify: the listeners are bound and the accept loops run.
+    let notify = Notifier::from_env();
+    notify.ready();
+    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
     let ctx = pooler.context().clone();
     let mode = loop {
         tokio::select! {
@@ -100,9 +121,11 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             m = ctx.shutdown_requested() => { info!(?m, "shutdown requested from the admin console"); break m }
             _ = hup.recv() => {
                 info!("got SIGHUP: reloading the configuration");
+                notify.reloading();
                 if let Err(e) = ctx.reload() {
                     error!("reload failed, keeping the running configuration: {e}");
                 }
+                notify.ready();
             }
             _ = usr1.recv() => {
                 info!("got SIGUSR1: PAUSE");
@@ -122,6 +145,7 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
             }
         }
     };
+    notify.stopping();
     if mode == ShutdownMode::Immediate {
         pooler.shutdown_with(mode).await;
         return ExitCode::SUCCESS;
@@ -133,6 +157,22 @@ async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::C
         _ = int.recv() => warn!("second signal: exiting immediately"),
         _ = quit.recv() => warn!("SIGQUIT: exiting immediately"),
     }
+    ExitCode::SUCCESS
+}
+
+/// `--hash-password USER`: read one line (the password) from stdin and
+/// print the auth_file line.
+fn hash_password(user: &str) -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut input) {
+        eprintln!("pgsluice: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let Some(password) = pgsluice::auth::mkauth::password_from_line(&input) else {
+        eprintln!("pgsluice: no password on standard input");
+        return ExitCode::FAILURE;
+    };
+    println!("{}", pgsluice::auth::mkauth::userlist_line(user, password));
     ExitCode::SUCCESS
 }
 

@@ -4,6 +4,7 @@
 //! in `client/` and `server/` moves the bytes.
 
 pub mod md5;
+pub mod mkauth;
 pub mod password;
 pub mod scram;
 pub mod secret;

@@ -120,6 +120,11 @@ pub struct General {
     pub stats_period: Duration,
     /// Prepared statements tracked per server (200), 0 = off.
     pub max_prepared_statements: u32,
+    /// pgsluice extension: `host:port` of the Prometheus endpoint; None = off.
+    pub metrics_listen_addr: Option<String>,
+    /// pgsluice extension: log lines as JSON objects (`log_format = json`)
+    /// instead of text (false).
+    pub log_json: bool,
     /// Every known key with its effective value, in SHOW CONFIG order.
     pub settings: Vec<Setting>,
 }
@@ -205,6 +210,10 @@ impl General {
             verbose: v.u32("verbose"),
             stats_period: Duration::from_secs(u64::try_from(v.int("stats_period")).unwrap_or(60)),
             max_prepared_statements: v.u32("max_prepared_statements"),
+            metrics_listen_addr: Some(v.str("metrics_listen_addr").trim())
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            log_json: v.str("log_format") == "json",
             settings: settings(v, file),
         }
     }
@@ -309,6 +318,7 @@ mod tests {
         assert_eq!(g.verbose, 0);
         assert_eq!(g.stats_period, Duration::from_secs(60));
         assert_eq!(g.max_prepared_statements, 200);
+        assert_eq!((g.metrics_listen_addr.clone(), g.log_json), (None, false));
         assert_eq!(g.settings.len(), KEYS.len());
         // Every row shows its default, canonically formatted.
         for (s, def) in g.settings.iter().zip(KEYS) {
@@ -318,6 +328,26 @@ mod tests {
                 assert_eq!(want.as_deref(), Ok(s.value.as_str()), "{}", s.key);
             }
         }
+    }
+
+    #[test]
+    fn pgsluice_extensions_metrics_listen_addr_and_log_format() {
+        let load = |extra: &str| {
+            let text = format!("[pgbouncer]\nauth_type = any\n{extra}\n");
+            super::super::load_str(&text, Path::new("/etc/p.ini"))
+        };
+        let g = load("metrics_listen_addr = 127.0.0.1:9127\nlog_format = JSON")
+            .unwrap()
+            .config
+            .general;
+        assert_eq!(g.metrics_listen_addr.as_deref(), Some("127.0.0.1:9127"));
+        assert!(g.log_json);
+        assert!(load("metrics_listen_addr = [::1]:0").is_ok());
+        for bad in ["9127", "localhost", ":9127", "host:port", "h:70000"] {
+            let e = load(&format!("metrics_listen_addr = {bad}")).unwrap_err();
+            assert!(e.to_string().contains("metrics_listen_addr"), "{bad}: {e}");
+        }
+        assert!(load("log_format = xml").is_err());
     }
 
     #[test]

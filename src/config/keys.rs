@@ -3,7 +3,8 @@
 //! order), and the settings pgsluice does not implement yet
 //! ([`NOT_YET_IMPLEMENTED`]). Data only; parsing is in `settings.rs`.
 //!
-//! Sources: PgBouncer's `doc/config.md` and its parameter table. Two keys
+//! Sources: PgBouncer's `doc/config.md` and its parameter table. pgsluice's
+//! own keys are listed in [`EXTENSIONS`]. Two keys
 //! from PgBouncer's current documentation (`pool_idle_timeout`,
 //! `login_notify_message`) are included so newer files load too.
 
@@ -96,6 +97,12 @@ pub const AUTH_TYPES: &[&str] = &[
 /// `pool_mode` values.
 pub const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
 
+/// `log_format` values (a pgsluice extension).
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
+
+/// Keys pgsluice adds to PgBouncer's (PgBouncer would reject them).
+pub const EXTENSIONS: &[&str] = &["log_format", "metrics_listen_addr"];
+
 /// PgBouncer's default `auth_query`.
 pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
 
@@ -138,6 +145,7 @@ pub const KEYS: &[KeyDef] = &[
     fixed("listen_port", PORT, "6432"),
     key("log_connections", B, "1"),
     key("log_disconnections", B, "1"),
+    fixed("log_format", Kind::Choice(LOG_FORMATS), "text"),
     key("log_pooler_errors", B, "1"),
     key("log_stats", B, "1"),
     key("logfile", S, ""),
@@ -149,6 +157,7 @@ pub const KEYS: &[KeyDef] = &[
     key("max_prepared_statements", COUNT, "200"),
     key("max_user_client_connections", COUNT, "0"),
     key("max_user_connections", COUNT, "0"),
+    fixed("metrics_listen_addr", S, ""),
     key("min_pool_size", COUNT, "0"),
     key("peer_id", Kind::Int { min: 0, max: 16383 }, "0"),
     fixed("pidfile", S, ""),

@@ -60,6 +60,7 @@ fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Load
     let values = Values::resolve(&sections.raw, &mut errors, &mut warnings);
     let general = General::from_values(&values, file);
     check_security(&values, &mut errors);
+    check_metrics_addr(&values, &general, file, &mut errors);
     let userlist = check_auth(&values, &general, file, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -245,6 +246,26 @@ fn check_security(values: &Values, errors: &mut Vec<ConfigError>) {
             "disable_pqexec",
             "disable_pqexec is not supported by pgsluice yet; refusing to allow simple queries it would block",
         );
+    }
+}
+
+/// metrics_listen_addr must be `host:port` (an IPv6 host in brackets).
+fn check_metrics_addr(
+    values: &Values,
+    general: &General,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(addr) = &general.metrics_listen_addr else {
+        return;
+    };
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !ok {
+        let (f, l) = at(values, "metrics_listen_addr", file);
+        let msg = format!("expected host:port, got {addr:?}");
+        errors.push(ConfigError::new(&f, l, "metrics_listen_addr", msg));
     }
 }
 

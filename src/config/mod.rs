@@ -40,8 +40,10 @@ use crate::auth::Secret;
 pub use databases::{DATABASE_KEYS_NOT_YET_IMPLEMENTED, Database, Databases};
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
-pub use keys::{NOT_YET_IMPLEMENTED, changeable};
+pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 pub use loader::{load, load_str, load_with};
+#[cfg(test)]
+pub(crate) use userlist::parse_userlist;
 pub use userlist::{load_userlist, parse_secret};
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 

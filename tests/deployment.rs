@@ -1,0 +1,152 @@
+//! The deployment files stay true: the systemd unit has what README
+//! promises and passes `systemd-analyze verify` (when systemd's tools are
+//! installed) with the freshly built binary in place of the installed one.
+
+use std::process::Command;
+
+fn file(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// The `Key=Value` lines of a unit file (comments dropped).
+fn directives(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('[') && !l.is_empty())
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn systemd_unit_is_notify_reloadable_and_hardened() {
+    let unit = file("systemd/pgsluice.service");
+    let d = directives(&unit);
+    let get = |k: &str| {
+        d.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{k} missing from the unit"))
+    };
+    assert_eq!(get("Type"), "notify");
+    assert_eq!(get("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(get("KillSignal"), "SIGINT");
+    assert_eq!(get("User"), "pgsluice");
+    assert!(get("LimitNOFILE").parse::<u32>().unwrap() >= 65536);
+    for (k, v) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+    ] {
+        assert_eq!(get(k), v, "{k}");
+    }
+    assert!(get("ReadWritePaths").contains("/var/log/pgsluice"));
+    assert!(get("ReadWritePaths").contains("/run/pgsluice"));
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: verify skipped");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let unit = file("systemd/pgsluice.service")
+        .replace("/usr/local/bin/pgsluice", env!("CARGO_BIN_EXE_pgsluice"));
+    let path = dir.path().join("pgsluice.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
+}
+
+/// The instruction lines of the Dockerfile (continuations joined).
+fn dockerfile() -> Vec<String> {
+    let text = file("Dockerfile").replace("\\\n", " ");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn dockerfile_builds_like_ci_and_runs_unprivileged() {
+    let lines = dockerfile();
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    let froms: Vec<&String> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "multi-stage: {froms:?}");
+    assert!(froms[0].contains(" AS build"));
+    assert!(froms[1].contains("-slim"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("RUN cargo build --release --locked")),
+        "the release build must be CI's command"
+    );
+    let user = lines.iter().rfind(|l| l.starts_with("USER ")).unwrap();
+    assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("EXPOSE ") && l.contains("6432"))
+    );
+    assert!(has("HEALTHCHECK ") && has("STOPSIGNAL SIGINT"));
+    assert!(has("ENTRYPOINT [\"/usr/local/bin/pgsluice\"]"));
+    assert!(has("CMD [\"/etc/pgsluice/pgsluice.ini\"]"));
+    // Everything COPY takes from the context exists and is not ignored.
+    let ignored: Vec<String> = file(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    assert!(ignored.iter().any(|i| i == "target"));
+    for l in lines
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = l
+            .split_whitespace()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        for src in &words[1..words.len() - 1] {
+            let path = format!("{}/{src}", env!("CARGO_MANIFEST_DIR"));
+            assert!(std::path::Path::new(&path).exists(), "COPY {src}: missing");
+            let top = src.split('/').next().unwrap();
+            assert!(
+                !ignored.iter().any(|i| i == top || i == src),
+                "COPY {src}: ignored"
+            );
+        }
+    }
+}
+
+#[test]
+fn sample_configs_load() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    for (ini, userlist) in [
+        ("etc/pgsluice.ini", "etc/userlist.txt"),
+        ("etc/docker/pgsluice.ini", "etc/docker/userlist.txt"),
+    ] {
+        let sets = [("auth_file".to_string(), format!("{dir}/{userlist}"))];
+        let loaded =
+            pgsluice::config::load_with(std::path::Path::new(&format!("{dir}/{ini}")), &sets)
+                .unwrap_or_else(|e| panic!("{ini}: {e}"));
+        if ini.contains("docker") {
+            let g = &loaded.config.general;
+            assert_eq!(g.metrics_listen_addr.as_deref(), Some("*:9127"));
+            assert!(g.log_json && g.listen_addr == ["0.0.0.0"] && g.listen_port == 6432);
+        }
+    }
+}
