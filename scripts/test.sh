@@ -25,6 +25,14 @@ if ! have_pg_bin initdb || ! have_pg_bin pgbench || ! have_pg_bin psql; then
     # The Debian package starts a cluster of its own; the tests do not use it.
 fi
 
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "test.sh: installing systemd (systemd-analyze checks the unit file)" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends systemd
+fi
+
 if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
     echo "test.sh: running as root needs the 'postgres' OS user (PostgreSQL refuses root)" >&2
     exit 1
