@@ -24,6 +24,10 @@ pub struct Context {
     client_capacity: AtomicU32,
     /// Shutdown asked for by the admin console or a signal.
     shutdown_request: watch::Sender<Option<ShutdownMode>>,
+    /// Errors sent to clients, by SQLSTATE (for the metrics endpoint).
+    pub client_errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Failed logins, by SQLSTATE.
+    pub login_failures: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Serializes reloads; holds the values set with SET (kept over
     /// reloads, as long as the process runs).
     reloading: Mutex<Vec<(String, String)>>,
@@ -50,6 +54,8 @@ impl Context {
             client_capacity: AtomicU32::new(slots as u32),
             shutdown_request: watch::channel(None).0,
             reloading: Mutex::new(Vec::new()),
+            client_errors: Mutex::new(Default::default()),
+            login_failures: Mutex::new(Default::default()),
             shutdown,
             epoch: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),

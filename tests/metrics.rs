@@ -207,3 +207,44 @@ async fn scraped_figures_equal_show_stats_and_show_pools() {
     })
     .await
 }
+
+/// Server connections opened and closed by reason, login failures and
+/// client errors by SQLSTATE class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_events_and_errors_are_counted() {
+    bounded_for(Duration::from_secs(120), async {
+        let [db] = fresh_dbs(["metrics_events"]).await;
+        let p = PoolerBuilder::new()
+            .set("metrics_listen_addr", "127.0.0.1:0")
+            .set("auth_type", "md5")
+            .set("server_lifetime", "1")
+            .auth_user("pw_user", "right")
+            .pg_database(PgCluster::shared(), &db, "user=postgres pool_size=2")
+            .start()
+            .await;
+        // A wrong password: a login failure, an error of class 28.
+        assert!(p.try_connect(&db, "pw_user", "wrong").await.is_err());
+        let c = p.connect(&db, "pw_user", "right").await;
+        assert_eq!(support::value(&c, "SELECT 1").await, "1");
+        // Past server_lifetime the server is closed at release or by the janitor.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(support::value(&c, "SELECT 2").await, "2");
+        let labels = [("database", db.as_str()), ("user", "postgres")];
+        let page = poll(50, Duration::from_millis(100), || async {
+            let (_, page) = get(&p, "/metrics").await;
+            let lifetime = [labels[0], labels[1], ("reason", "lifetime")];
+            (sample(&page, "pgsluice_server_connections_closed_total", &lifetime) >= 1.0)
+                .then_some(page)
+        })
+        .await
+        .expect("no server closed for lifetime");
+        assert!(sample(&page, "pgsluice_server_connections_opened_total", &labels) >= 2.0);
+        let failures = [("sqlstate", "28P01")];
+        assert_eq!(
+            sample(&page, "pgsluice_login_failures_total", &failures),
+            1.0
+        );
+        assert!(sample(&page, "pgsluice_client_errors_total", &[("class", "28")]) >= 1.0);
+    })
+    .await
+}

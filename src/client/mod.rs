@@ -202,6 +202,12 @@ async fn login_task(
             None
         }
         Err((mut stream, e)) => {
+            if let Some((code, _)) = e.response() {
+                *ctx.login_failures
+                    .lock()
+                    .entry(code.to_string())
+                    .or_default() += 1;
+            }
             report(&mut stream, id, &ctx, e).await;
             let _ = stream.shutdown().await;
             None
@@ -215,6 +221,10 @@ pub(crate) async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: Clien
         info!(client = id, "client connection closed: {e}");
         return;
     };
+    *ctx.client_errors
+        .lock()
+        .entry(code.to_string())
+        .or_default() += 1;
     if ctx.config().general.log_pooler_errors {
         warn!(client = id, sqlstate = code, "closing client: {message}");
     }

@@ -5,6 +5,7 @@
 
 use super::text::{Exposition, Kind, seconds};
 use crate::context::Context;
+use crate::pool::CloseReason;
 use crate::pool::info::PoolFigures;
 use crate::stats::Totals;
 
@@ -121,9 +122,13 @@ const COUNTERS: &[CounterDef] = &[
     ),
 ];
 
-fn rows(ctx: &Context) -> Vec<PoolRow> {
+fn sorted_pools(ctx: &Context) -> Vec<std::sync::Arc<crate::pool::Pool>> {
     let mut pools = ctx.pools.all();
     pools.sort_by(|a, b| (&a.key.database, &a.key.user).cmp(&(&b.key.database, &b.key.user)));
+    pools
+}
+
+fn rows(pools: &[std::sync::Arc<crate::pool::Pool>]) -> Vec<PoolRow> {
     pools
         .iter()
         .map(|p| {
@@ -143,7 +148,8 @@ fn rows(ctx: &Context) -> Vec<PoolRow> {
 
 /// The whole page.
 pub fn render(ctx: &Context) -> String {
-    let rows = rows(ctx);
+    let pools = sorted_pools(ctx);
+    let rows = rows(&pools);
     let mut e = Exposition::new();
     let name = |n: &str| format!("{PREFIX}{n}");
 
@@ -211,6 +217,42 @@ pub fn render(ctx: &Context) -> String {
         for r in &rows {
             e.sample(&n, &r.labels(), get(&r.totals));
         }
+    }
+    let n = name("server_connections_opened_total");
+    e.family(&n, Kind::Counter, "Server connections opened.");
+    for (p, r) in pools.iter().zip(&rows) {
+        e.sample(&n, &r.labels(), p.events.opened_total());
+    }
+    let n = name("server_connections_closed_total");
+    e.family(
+        &n,
+        Kind::Counter,
+        "Server connections closed, by reason (lifetime, idle_timeout, check_failed, broken, error, admin, evicted, aborted, shutdown).",
+    );
+    for (p, r) in pools.iter().zip(&rows) {
+        let [db, user] = r.labels();
+        for reason in CloseReason::ALL {
+            let v = p.events.closed_total(reason);
+            e.sample(&n, &[db, user, ("reason", reason.label())], v);
+        }
+    }
+    let n = name("login_failures_total");
+    e.family(&n, Kind::Counter, "Client logins refused, by SQLSTATE.");
+    for (code, v) in ctx.login_failures.lock().iter() {
+        e.sample(&n, &[("sqlstate", code)], v);
+    }
+    let n = name("client_errors_total");
+    e.family(
+        &n,
+        Kind::Counter,
+        "Errors sent to clients by the pooler, by SQLSTATE class.",
+    );
+    let mut classes = std::collections::BTreeMap::<String, u64>::new();
+    for (code, v) in ctx.client_errors.lock().iter() {
+        *classes.entry(code.chars().take(2).collect()).or_default() += v;
+    }
+    for (class, v) in &classes {
+        e.sample(&n, &[("class", class)], v);
     }
     let n = name("max_client_connections");
     e.family(

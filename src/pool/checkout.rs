@@ -207,6 +207,7 @@ impl Pool {
             s.terminate();
         }
         if n > 0 {
+            self.events.closed(super::CloseReason::Broken, n);
             self.release_limits(n);
         }
         if let Some(limit) = starved_on {
@@ -284,7 +285,7 @@ impl Pool {
             Ok(b'I') => Some(server),
             other => {
                 debug!(server = server.id, result = ?other.err(), "server failed its check; closing it");
-                self.discard(server);
+                self.discard_for(server, super::CloseReason::CheckFailed);
                 None
             }
         }
@@ -315,6 +316,7 @@ impl Pool {
                 conn.owner = Some(me);
                 st.login_failure = None;
                 drop(st);
+                self.events.opened();
                 self.set_welcome(reported);
                 debug!(server = conn.id, addr = %conn.addr, "new server connection");
                 Ok(conn)

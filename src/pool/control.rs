@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{Pool, PoolSettings, Pools};
+use super::{CloseReason, Pool, PoolSettings, Pools};
 use crate::config::Config;
 
 const RUNNING: u8 = 0;
@@ -132,7 +132,7 @@ impl Pools {
         );
         loop {
             for p in &pools {
-                p.close_idle();
+                p.close_idle_for(CloseReason::Admin);
             }
             if pools.iter().all(|p| p.counts().total == 0) {
                 return Ok(());
@@ -145,7 +145,7 @@ impl Pools {
     /// idle servers; servers in use close with their killed sessions.
     pub fn pause_now(&self, cfg: &Config, db: Option<&str>) -> Result<(), ControlError> {
         for p in self.set_state(cfg, db, PAUSED)? {
-            p.close_idle();
+            p.close_idle_for(CloseReason::Admin);
         }
         Ok(())
     }
@@ -269,6 +269,7 @@ impl Pool {
         for s in closing {
             s.terminate();
         }
+        self.events.closed(CloseReason::Admin, n);
         self.release_limits(n);
     }
 

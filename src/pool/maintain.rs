@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::{Pool, PoolKey, PoolSettings, Pools};
+use super::{CloseReason, Pool, PoolKey, PoolSettings, Pools};
 use crate::config::Config;
 
 impl Pools {
@@ -76,15 +76,23 @@ impl Pool {
             while i < st.idle.len() {
                 let srv = &st.idle[i];
                 let keep_min = st.total - closing.len() <= s.min_size;
-                let expired = srv.is_broken()
-                    || srv.close_needed
-                    || (!s.lifetime.is_zero() && now - srv.created >= s.lifetime)
-                    || (!s.idle_timeout.is_zero()
-                        && srv.idle_ns(now_ns) >= super::server_pool::nanos(s.idle_timeout)
-                        && !keep_min);
-                match expired {
-                    true => closing.extend(st.idle.remove(i)),
-                    false => i += 1,
+                let reason = if srv.is_broken() {
+                    Some(CloseReason::Broken)
+                } else if srv.close_needed {
+                    Some(CloseReason::Admin)
+                } else if !s.lifetime.is_zero() && now - srv.created >= s.lifetime {
+                    Some(CloseReason::Lifetime)
+                } else if !s.idle_timeout.is_zero()
+                    && srv.idle_ns(now_ns) >= super::server_pool::nanos(s.idle_timeout)
+                    && !keep_min
+                {
+                    Some(CloseReason::IdleTimeout)
+                } else {
+                    None
+                };
+                match reason {
+                    Some(r) => closing.extend(st.idle.remove(i).map(|srv| (srv, r))),
+                    None => i += 1,
                 }
             }
             st.total -= closing.len();
@@ -101,9 +109,10 @@ impl Pool {
             (spare, !st.waiters.is_empty() && st.total < s.size)
         };
         let n = closing.len();
-        for srv in closing {
-            debug!(server = srv.id, pool = %self.key, "closing an idle server (lifetime, idle timeout or broken)");
+        for (srv, reason) in closing {
+            debug!(server = srv.id, pool = %self.key, reason = reason.label(), "closing an idle server");
             srv.terminate();
+            self.events.closed(reason, 1);
         }
         if n > 0 {
             self.release_limits(n);

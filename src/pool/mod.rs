@@ -6,6 +6,7 @@
 mod checkout;
 mod clients;
 mod control;
+mod events;
 pub mod info;
 mod intern;
 mod limits;
@@ -21,6 +22,7 @@ use parking_lot::Mutex;
 pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use control::{ControlError, DbControl};
+pub use events::{CloseReason, ServerEvents};
 pub use limits::Limit;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;

@@ -16,6 +16,7 @@ use super::PoolKey;
 use super::PoolSettings;
 use super::clients::ClientCount;
 use super::control::{DbControl, OldServers};
+use super::events::{CloseReason, ServerEvents};
 use super::intern::Interner;
 use super::limits::Limit;
 use crate::auth::ScramKeys;
@@ -86,6 +87,8 @@ pub struct Pool {
     pub(super) generation: AtomicU64,
     /// Servers of older generations still open (for WAIT_CLOSE).
     pub(super) old_servers: OldServers,
+    /// Server connections opened and closed, by reason.
+    pub events: ServerEvents,
     /// Clients logged in to this pool.
     pub(super) clients: ClientCount,
     /// Clients of its database (all its pools).
@@ -153,6 +156,7 @@ impl Pool {
             control,
             generation: AtomicU64::new(0),
             old_servers: OldServers::new(0),
+            events: ServerEvents::default(),
             clients: ClientCount::default(),
             db_clients: db.1,
             user_clients: user.1,
@@ -199,21 +203,19 @@ impl Pool {
         let mut server = server;
         let now = crate::stats::clock_ns();
         let lifetime = self.settings().lifetime;
-        if server.close_needed
-            || (!lifetime.is_zero() && now.saturating_sub(server.created_ns) >= nanos(lifetime))
-            || server.generation < self.generation.load(Ordering::Relaxed)
-        {
-            debug!(
-                server = server.id,
-                "closing a server past its lifetime or marked for closing"
-            );
-            return self.discard(server);
+        if !lifetime.is_zero() && now.saturating_sub(server.created_ns) >= nanos(lifetime) {
+            debug!(server = server.id, "closing a server past server_lifetime");
+            return self.discard_for(server, CloseReason::Lifetime);
+        }
+        if server.close_needed || server.generation < self.generation.load(Ordering::Relaxed) {
+            debug!(server = server.id, "closing a server marked for closing");
+            return self.discard_for(server, CloseReason::Admin);
         }
         server.last_used_ns = now;
         let evict = self.db_limit.has_starved() || self.user_limit.has_starved();
         if self.control.blocked() {
             if self.control.paused() {
-                return self.discard(server);
+                return self.discard_for(server, CloseReason::Admin);
             }
             // Suspended: kept, handed to no one.
             self.state.lock().idle.push_back(server);
@@ -237,15 +239,22 @@ impl Pool {
             server = server.id,
             "closing an idle server: another pool needs room"
         );
-        self.discard(server);
+        self.discard_for(server, CloseReason::Evicted);
     }
 
     /// Close a server that cannot be reused, freeing its slot.
     #[allow(clippy::boxed_local)] // callers hold servers boxed; unboxing would copy
     pub fn discard(&self, server: Box<ServerConn>) {
+        self.discard_for(server, CloseReason::Error);
+    }
+
+    /// [`discard`](Self::discard), counted under `reason`.
+    #[allow(clippy::boxed_local)] // as above
+    pub fn discard_for(&self, server: Box<ServerConn>, reason: CloseReason) {
         let generation = server.generation;
         server.terminate();
-        crate::server::SlotOwner::lost(self, generation);
+        self.events.closed(reason, 1);
+        self.forget(generation);
     }
 
     /// Give up one slot: hand it to the longest-waiting client (who will
@@ -332,6 +341,7 @@ impl Pool {
             "closing an idle server: another pool needs room"
         );
         server.terminate();
+        self.events.closed(CloseReason::Evicted, 1);
         self.release_limits(1);
         true
     }
@@ -403,6 +413,11 @@ pub struct PoolCounts {
 impl Pool {
     /// Close every idle server (at shutdown).
     pub fn close_idle(&self) {
+        self.close_idle_for(CloseReason::Shutdown);
+    }
+
+    /// Close every idle server, counted under `reason`.
+    pub fn close_idle_for(&self, reason: CloseReason) {
         let idle = {
             let mut st = self.state.lock();
             let idle = std::mem::take(&mut st.idle);
@@ -413,6 +428,7 @@ impl Pool {
         for s in idle {
             s.terminate();
         }
+        self.events.closed(reason, n);
         self.release_limits(n);
     }
 }
@@ -421,6 +437,14 @@ impl Pool {
 /// its slot is freed like a discarded one's.
 impl crate::server::SlotOwner for Pool {
     fn lost(&self, generation: u64) {
+        self.events.closed(CloseReason::Aborted, 1);
+        self.forget(generation);
+    }
+}
+
+impl Pool {
+    /// Uncount a closed server (its generation for WAIT_CLOSE).
+    fn forget(&self, generation: u64) {
         if generation < self.generation.load(Ordering::Relaxed) {
             let _ = self
                 .old_servers
