@@ -18,6 +18,7 @@
 //! microseconds. What this module does not own: when a link starts or ends
 //! (the relay), the admin console's formatting.
 
+pub mod histogram;
 mod link;
 mod rows;
 #[cfg(test)]
@@ -197,6 +198,8 @@ struct Periods {
 /// The counters of one pool.
 pub struct PoolStats {
     shards: [Shard; SHARDS],
+    /// Latency histograms, sharded the same way (boxed: ~3 kB).
+    histograms: Box<[histogram::Histograms; SHARDS]>,
     periods: Mutex<Periods>,
 }
 
@@ -215,6 +218,7 @@ impl PoolStats {
         };
         PoolStats {
             shards: Default::default(),
+            histograms: Default::default(),
             periods: Mutex::new(Periods {
                 newer: first,
                 older: first,
@@ -231,7 +235,9 @@ impl PoolStats {
                 slot.fetch_add(v, Relaxed);
             }
         }
-        let s = &self.shards[my_shard() % SHARDS].0;
+        let shard = my_shard() % SHARDS;
+        self.observe(shard, t);
+        let s = &self.shards[shard].0;
         add(&s[0], t.server_assignment_count);
         add(&s[1], t.xact_count);
         add(&s[2], t.query_count);
@@ -247,6 +253,37 @@ impl PoolStats {
             add(&s[10], t.bind_count);
             add(&s[11], t.client_login_count);
         }
+    }
+
+    /// Histogram observations of what a link published: its transactions
+    /// and queries (several of one link are observed at their mean time),
+    /// and its wait for a server.
+    #[inline]
+    fn observe(&self, shard: usize, t: &Totals) {
+        use histogram::Which;
+        let h = &self.histograms[shard];
+        if t.xact_count > 0 {
+            h.observe(Which::Transaction, t.xact_time / t.xact_count, t.xact_count);
+        }
+        if t.query_count > 0 {
+            h.observe(Which::Query, t.query_time / t.query_count, t.query_count);
+        }
+        if t.server_assignment_count > 0 {
+            h.observe(
+                Which::Wait,
+                t.wait_time / t.server_assignment_count,
+                t.server_assignment_count,
+            );
+        }
+    }
+
+    /// One histogram's bucket counts (cumulative, last = `+Inf`).
+    pub fn histogram(&self, which: histogram::Which) -> Vec<u64> {
+        let mut counts = [0u64; histogram::buckets()];
+        for h in self.histograms.iter() {
+            h.sum_into(which, &mut counts);
+        }
+        histogram::cumulative(counts).to_vec()
     }
 
     /// Count a successful client login (client_login_count).

@@ -248,3 +248,50 @@ async fn server_events_and_errors_are_counted() {
     })
     .await
 }
+
+/// Histograms: every transaction, query and assignment observed once; the
+/// `+Inf` bucket equals `_count`, buckets never decrease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_histograms_count_every_transaction() {
+    bounded_for(Duration::from_secs(120), async {
+        let [db] = fresh_dbs(["metrics_hist"]).await;
+        let p = PoolerBuilder::new()
+            .set("metrics_listen_addr", "127.0.0.1:0")
+            .pg_database(PgCluster::shared(), &db, "pool_size=1")
+            .start()
+            .await;
+        let c = p.connect(&db, "postgres", "").await;
+        for i in 0..20 {
+            support::value(&c, &format!("SELECT {i}")).await;
+        }
+        c.batch_execute("SELECT pg_sleep(0.3)").await.unwrap();
+        let labels = [("database", db.as_str()), ("user", "postgres")];
+        let page = poll(50, Duration::from_millis(100), || async {
+            let (_, page) = get(&p, "/metrics").await;
+            let n = sample(
+                &page,
+                "pgsluice_transaction_duration_seconds_count",
+                &labels,
+            );
+            (n == 21.0).then_some(page)
+        })
+        .await
+        .expect("21 transactions observed");
+        for h in ["transaction_duration_seconds", "query_duration_seconds"] {
+            let name = format!("pgsluice_{h}_bucket");
+            let inf = [labels[0], labels[1], ("le", "+Inf")];
+            assert_eq!(sample(&page, &name, &inf), 21.0, "{h}");
+            // The 0.3 s query is above 0.25 s, the others far below.
+            let le = [labels[0], labels[1], ("le", "0.25")];
+            assert_eq!(sample(&page, &name, &le), 20.0, "{h}");
+        }
+        let waits = sample(&page, "pgsluice_client_wait_seconds_count", &labels);
+        let inf = [labels[0], labels[1], ("le", "+Inf")];
+        assert_eq!(
+            sample(&page, "pgsluice_client_wait_seconds_bucket", &inf),
+            waits
+        );
+        assert!(waits >= 21.0);
+    })
+    .await
+}

@@ -8,6 +8,7 @@ use crate::context::Context;
 use crate::pool::CloseReason;
 use crate::pool::info::PoolFigures;
 use crate::stats::Totals;
+use crate::stats::histogram::{BOUNDS_US, Which};
 
 /// Metric name prefix.
 pub const PREFIX: &str = "pgsluice_";
@@ -216,6 +217,50 @@ pub fn render(ctx: &Context) -> String {
         e.family(&n, Kind::Counter, help);
         for r in &rows {
             e.sample(&n, &r.labels(), get(&r.totals));
+        }
+    }
+    type Hist = (&'static str, &'static str, Which, fn(&Totals) -> (u64, u64));
+    let histograms: [Hist; 3] = [
+        (
+            "transaction_duration_seconds",
+            "Transaction time with a server assigned (a link's several transactions are observed at their mean).",
+            Which::Transaction,
+            |t| (t.xact_time, t.xact_count),
+        ),
+        (
+            "query_duration_seconds",
+            "Query time (a transaction's several queries are observed at their mean).",
+            Which::Query,
+            |t| (t.query_time, t.query_count),
+        ),
+        (
+            "client_wait_seconds",
+            "Time a client waited for a server, per assignment.",
+            Which::Wait,
+            |t| (t.wait_time, t.server_assignment_count),
+        ),
+    ];
+    let les: Vec<String> = BOUNDS_US
+        .iter()
+        .map(|us| seconds(*us).to_string())
+        .chain(std::iter::once("+Inf".to_string()))
+        .collect();
+    for (suffix, help, which, sum_count) in histograms {
+        let n = name(suffix);
+        e.family(&n, Kind::Histogram, help);
+        let (bucket, sum, count) = (
+            format!("{n}_bucket"),
+            format!("{n}_sum"),
+            format!("{n}_count"),
+        );
+        for (p, r) in pools.iter().zip(&rows) {
+            let [db, user] = r.labels();
+            for (le, v) in les.iter().zip(p.stats.histogram(which)) {
+                e.sample(&bucket, &[db, user, ("le", le)], v);
+            }
+            let (s, c) = sum_count(&r.totals);
+            e.sample(&sum, &r.labels(), seconds(s));
+            e.sample(&count, &r.labels(), c);
         }
     }
     let n = name("server_connections_opened_total");

@@ -20,6 +20,8 @@ pub enum Kind {
     Gauge,
     /// A total that only goes up (its name ends in `_total`).
     Counter,
+    /// Buckets (`_bucket{le=...}`), `_sum` and `_count`.
+    Histogram,
 }
 
 impl Exposition {
@@ -33,6 +35,7 @@ impl Exposition {
         let kind = match kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
         };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
