@@ -262,18 +262,15 @@ impl PoolStats {
     fn observe(&self, shard: usize, t: &Totals) {
         use histogram::Which;
         let h = &self.histograms[shard];
-        if t.xact_count > 0 {
-            h.observe(Which::Transaction, t.xact_time / t.xact_count, t.xact_count);
-        }
-        if t.query_count > 0 {
-            h.observe(Which::Query, t.query_time / t.query_count, t.query_count);
-        }
-        if t.server_assignment_count > 0 {
-            h.observe(
-                Which::Wait,
-                t.wait_time / t.server_assignment_count,
-                t.server_assignment_count,
-            );
+        let pairs = [
+            (Which::Transaction, t.xact_time, t.xact_count),
+            (Which::Query, t.query_time, t.query_count),
+            (Which::Wait, t.wait_time, t.server_assignment_count),
+        ];
+        for (which, total, n) in pairs {
+            if let Some(mean) = total.checked_div(n) {
+                h.observe(which, mean, n);
+            }
         }
     }
 
