@@ -117,6 +117,19 @@ impl CancelTarget {
         let _ = self.info.set(info);
     }
 
+    /// For log lines: `database/user@address` (`@address` while logging in).
+    pub fn who(&self) -> String {
+        let peer = self
+            .peer
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        match self.info() {
+            Some(i) => format!("{}/{}@{peer}", i.database, i.user),
+            None => format!("@{peer}"),
+        }
+    }
+
     /// Who the client is; None while it is logging in.
     pub fn info(&self) -> Option<&ClientInfo> {
         self.info.get().map(|b| &**b)

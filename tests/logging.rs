@@ -104,6 +104,23 @@ async fn json_lines_name_the_client_and_hold_no_secret() {
             .unwrap();
         assert_eq!(failed["fields"]["sqlstate"], "28P01", "{failed}");
         assert_eq!(failed["level"], "WARN");
+        assert!(
+            failed["fields"]["who"]
+                .as_str()
+                .unwrap()
+                .starts_with("@127.0.0.1:"),
+            "{failed}"
+        );
+        // The disconnection names database, user and address too.
+        let gone = events
+            .iter()
+            .find(|e| e["fields"]["message"] == "client close request")
+            .unwrap_or_else(|| panic!("no disconnection line:\n{lines}"));
+        let who = gone["fields"]["who"].as_str().unwrap();
+        assert!(
+            who.starts_with(&format!("{db}/postgres@127.0.0.1:")),
+            "{gone}"
+        );
     })
     .await
 }

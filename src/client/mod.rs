@@ -184,7 +184,7 @@ async fn login_task(
 ) -> Option<session::Client> {
     let (Some(permit), Some(registration)) = (permit, registration) else {
         if let Err(e) = login::refuse(&mut stream, &ctx).await {
-            report(&mut stream, id, &ctx, e).await;
+            report(&mut stream, id, &format!("@{peer}"), &ctx, e).await;
         }
         let _ = stream.shutdown().await;
         return None;
@@ -208,7 +208,7 @@ async fn login_task(
                     .entry(code.to_string())
                     .or_default() += 1;
             }
-            report(&mut stream, id, &ctx, e).await;
+            report(&mut stream, id, &format!("@{peer}"), &ctx, e).await;
             let _ = stream.shutdown().await;
             None
         }
@@ -216,9 +216,9 @@ async fn login_task(
 }
 
 /// Log why a session ends and tell the client, when it can still be told.
-pub(crate) async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: ClientError) {
+pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Context, e: ClientError) {
     let Some((code, message)) = e.response() else {
-        info!(client = id, "client connection closed: {e}");
+        info!(client = id, who, "client connection closed: {e}");
         return;
     };
     *ctx.client_errors
@@ -226,7 +226,12 @@ pub(crate) async fn report(stream: &mut Stream, id: u64, ctx: &Context, e: Clien
         .entry(code.to_string())
         .or_default() += 1;
     if ctx.config().general.log_pooler_errors {
-        warn!(client = id, sqlstate = code, "closing client: {message}");
+        warn!(
+            client = id,
+            who,
+            sqlstate = code,
+            "closing client: {message}"
+        );
     }
     let mut out = BytesMut::new();
     error_response(&mut out, Severity::Fatal, code, &message);

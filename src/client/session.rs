@@ -244,6 +244,7 @@ impl Client {
             Some(CloseReason::IdleTimeout) => {
                 info!(
                     client = target.id,
+                    who = %target.who(),
                     "client_idle_timeout: closing idle client"
                 );
                 Poll::Ready(Err(ClientError::fatal(
@@ -276,7 +277,8 @@ impl Client {
     async fn close(mut self, error: Option<ClientError>) {
         if let Some(e) = error {
             let id = self.registration.target.id;
-            super::report(&mut self.stream, id, self.registration.context(), e).await;
+            let who = self.registration.target.who();
+            super::report(&mut self.stream, id, &who, self.registration.context(), e).await;
         }
         let _ = self.stream.shutdown().await;
     }
@@ -288,7 +290,7 @@ impl Client {
         let g = &cfg.general;
         if !self.read_request(g.max_packet_size).await? {
             if g.log_disconnections {
-                info!(client = self.registration.target.id, "client close request");
+                info!(client = self.registration.target.id, who = %self.registration.target.who(), "client close request");
             }
             return Ok(Step::End);
         }
@@ -363,7 +365,7 @@ impl Client {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if g.log_disconnections {
-                    info!(client = target.id, "client closed the connection");
+                    info!(client = target.id, who = %target.who(), "client closed the connection");
                 }
                 Ok(Step::End)
             }
