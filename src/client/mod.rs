@@ -5,6 +5,7 @@
 mod auth;
 mod handoff;
 mod login;
+mod notices;
 mod relay;
 mod session;
 mod startup;

@@ -294,6 +294,11 @@ impl Client {
             }
             return Ok(Step::End);
         }
+        if super::notices::starts_with_listen(&self.buf)
+            && self.pool.settings().mode != PoolMode::Session
+        {
+            super::notices::send_listen_notice(&mut self.stream).await?;
+        }
         let pool = self.pool.clone();
         // The request's clock starts here; a checkout that had to wait (it
         // yielded) counts that as wait_time and starts it again.
