@@ -25,7 +25,7 @@ use tracing::{debug, info};
 
 pub use parse::{Command, Control, ShutdownMode, parse};
 pub use pools::ADMIN_DB;
-pub use stats_show::{Counters, StatsRow, stats_rows};
+pub use stats_show::{StatsRow, stats_rows};
 
 use crate::cancel::{ClientInfo, Registration};
 use crate::client::Peer;

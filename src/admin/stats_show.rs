@@ -7,81 +7,17 @@ use bytes::BytesMut;
 use super::rows::{BIGINT, Cell, Table, columns};
 use crate::context::Context;
 
-/// The counters of one database (totals since start, and averages per
-/// second over the last stats_period).
+/// The counters of one database in PgBouncer's column order (see
+/// `crate::stats::DatabaseStats::totals`): totals since start, and
+/// averages per second over the last stats_period.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsRow {
     /// Database name.
     pub database: String,
     /// Totals since start.
-    pub total: Counters,
+    pub total: [u64; 12],
     /// Per second over the last stats_period.
-    pub avg: Counters,
-}
-
-/// The counters PgBouncer reports, in its column order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Times a server was assigned to a client.
-    pub server_assignment_count: u64,
-    /// SQL transactions.
-    pub xact_count: u64,
-    /// SQL commands.
-    pub query_count: u64,
-    /// Bytes received from clients.
-    pub bytes_received: u64,
-    /// Bytes sent to clients.
-    pub bytes_sent: u64,
-    /// Microseconds in transactions (linked to a server).
-    pub xact_time: u64,
-    /// Microseconds running queries.
-    pub query_time: u64,
-    /// Microseconds clients waited for a server.
-    pub wait_time: u64,
-    /// Parse messages from clients.
-    pub client_parse_count: u64,
-    /// Parse messages sent to servers.
-    pub server_parse_count: u64,
-    /// Bind messages.
-    pub bind_count: u64,
-    /// Client logins.
-    pub client_login_count: u64,
-}
-
-impl Counters {
-    fn from_values(v: [u64; 12]) -> Counters {
-        Counters {
-            server_assignment_count: v[0],
-            xact_count: v[1],
-            query_count: v[2],
-            bytes_received: v[3],
-            bytes_sent: v[4],
-            xact_time: v[5],
-            query_time: v[6],
-            wait_time: v[7],
-            client_parse_count: v[8],
-            server_parse_count: v[9],
-            bind_count: v[10],
-            client_login_count: v[11],
-        }
-    }
-
-    fn values(&self) -> [u64; 12] {
-        [
-            self.server_assignment_count,
-            self.xact_count,
-            self.query_count,
-            self.bytes_received,
-            self.bytes_sent,
-            self.xact_time,
-            self.query_time,
-            self.wait_time,
-            self.client_parse_count,
-            self.server_parse_count,
-            self.bind_count,
-            self.client_login_count,
-        ]
-    }
+    pub avg: [u64; 12],
 }
 
 /// SHOW STATS_TOTALS / STATS_AVERAGES counter names.
@@ -149,8 +85,8 @@ pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
             |database| match measured.iter().find(|m| m.database == database) {
                 Some(m) => StatsRow {
                     database,
-                    total: Counters::from_values(m.totals()),
-                    avg: Counters::from_values(m.averages()),
+                    total: m.totals(),
+                    avg: m.averages(),
                 },
                 None => StatsRow {
                     database,
@@ -161,10 +97,10 @@ pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
         .collect()
 }
 
-fn cells(database: &str, parts: &[&Counters]) -> Vec<Cell> {
+fn cells(database: &str, parts: &[&[u64; 12]]) -> Vec<Cell> {
     let mut row = vec![Cell::from(database)];
     for c in parts {
-        row.extend(c.values().iter().map(|v| Cell::from(*v)));
+        row.extend(c.iter().map(|v| Cell::from(*v)));
     }
     row
 }
@@ -197,14 +133,11 @@ pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
 /// (averages over all of them, not sums of per-database averages).
 pub fn show_totals(ctx: &Context, out: &mut BytesMut) {
     let all = crate::stats::stats_totals(ctx);
-    let (total, avg) = (
-        Counters::from_values(all.totals()),
-        Counters::from_values(all.averages()),
-    );
+    let (total, avg) = (all.totals(), all.averages());
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);
     for (names, c) in [(&TOTAL_NAMES, &total), (&AVG_NAMES, &avg)] {
-        for (n, v) in names.iter().zip(c.values()) {
-            t.row(vec![Cell::from(*n), Cell::from(v)]);
+        for (n, v) in names.iter().zip(c) {
+            t.row(vec![Cell::from(*n), Cell::from(*v)]);
         }
     }
     t.finish();
