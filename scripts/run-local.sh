@@ -83,12 +83,14 @@ auth_file = $WORK/userlist.txt
 pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 1000
+admin_users = $DBUSER
 INI
 printf '"%s" ""\n' "$DBUSER" >"$WORK/userlist.txt"
 
 cat <<MSG
 == pgsluice is starting on 127.0.0.1:$PORT (config: $WORK/pgsluice.ini)
    connect with:  psql -h 127.0.0.1 -p $PORT -U $DBUSER postgres
+   admin console: psql -h 127.0.0.1 -p $PORT -U $DBUSER pgbouncer -c 'SHOW POOLS'
    benchmark:     pgbench -h 127.0.0.1 -p $PORT -U $DBUSER -S -c 10 -T 10 postgres   (after pgbench -i)
    stop with Ctrl-C
 MSG
