@@ -59,16 +59,7 @@ async fn show_value(c: &Client, show: &str, key: &str, column: usize) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_under_pgbench_fails_nothing() {
     bounded_for(Duration::from_secs(180), async {
-        let pg = PgCluster::shared();
-        let [db] = fresh_dbs(["ctl_bench"]).await;
-        let pgbench = tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
-        let init = tokio::process::Command::new(&pgbench)
-            .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
-            .args(["-p", &pg.port().to_string(), "-U", "postgres", &db])
-            .output()
-            .await
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
+        let (db, pgbench) = support::pgbench_db("ctl_bench").await;
         let p = pooler(&db, "pool_size=4").await;
         let port = p.addr().port().to_string();
         let bench = tokio::process::Command::new(&pgbench)

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{PgCluster, PoolerBuilder, TestPooler, bounded_for, fresh_dbs, poll, tool};
+use support::{PgCluster, PoolerBuilder, TestPooler, bounded_for, fresh_dbs, poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -77,15 +77,7 @@ fn int(row: &HashMap<String, String>, col: &str) -> u64 {
 async fn scraped_figures_equal_show_stats_and_show_pools() {
     bounded_for(Duration::from_secs(180), async {
         let pg = PgCluster::shared();
-        let [db] = fresh_dbs(["metrics"]).await;
-        let pgbench = tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
-        let init = tokio::process::Command::new(&pgbench)
-            .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
-            .args(["-p", &pg.port().to_string(), "-U", "postgres", &db])
-            .output()
-            .await
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
+        let (db, pgbench) = support::pgbench_db("metrics").await;
         let p = PoolerBuilder::new()
             .trust(ADMIN)
             .set("admin_users", ADMIN)

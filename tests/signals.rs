@@ -176,16 +176,7 @@ async fn sighup_reloads_and_usr1_usr2_pause_and_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_under_pgbench_load_fails_nothing() {
     bounded(async {
-        let pg = PgCluster::shared();
-        let [db] = fresh_dbs(["sighup_bench"]).await;
-        let pgbench = support::tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
-        let init = tokio::process::Command::new(&pgbench)
-            .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
-            .args(["-p", &pg.port().to_string(), "-U", "postgres", &db])
-            .output()
-            .await
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
+        let (db, pgbench) = support::pgbench_db("sighup_bench").await;
         let mut r = start(&db, "pool_size=2").await;
         let bench = tokio::process::Command::new(&pgbench)
             .args(["-n", "-c", "8", "-j", "2", "-T", "5", "-h", "127.0.0.1"])

@@ -20,22 +20,6 @@ pub struct StatsRow {
     pub avg: [u64; 12],
 }
 
-/// SHOW STATS_TOTALS / STATS_AVERAGES counter names.
-const NAMES: [&str; 12] = [
-    "server_assignment_count",
-    "xact_count",
-    "query_count",
-    "bytes_received",
-    "bytes_sent",
-    "xact_time",
-    "query_time",
-    "wait_time",
-    "client_parse_count",
-    "server_parse_count",
-    "bind_count",
-    "client_login_count",
-];
-
 /// SHOW STATS names of the totals (`total_` + ...).
 const TOTAL_NAMES: [&str; 12] = [
     "total_server_assignment_count",
@@ -120,7 +104,7 @@ pub fn show_stats(ctx: &Context, out: &mut BytesMut) {
 /// SHOW STATS_TOTALS (`averages` false) or SHOW STATS_AVERAGES.
 pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
     let mut names = vec!["database"];
-    names.extend(NAMES);
+    names.extend(crate::stats::STATS_COLUMNS);
     let mut t = Table::new(out, &columns(&names, 1, BIGINT));
     for r in stats_rows(ctx) {
         let part = if averages { &r.avg } else { &r.total };

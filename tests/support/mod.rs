@@ -133,3 +133,20 @@ pub async fn fresh_dbs<const N: usize>(prefixes: [&str; N]) -> [String; N] {
     }
     names
 }
+
+/// A fresh database initialised with `pgbench -i -s 1` on the shared
+/// cluster; returns its name and the pgbench binary (found, never skipped:
+/// scripts/test.sh installs it).
+pub async fn pgbench_db(prefix: &str) -> (String, std::path::PathBuf) {
+    let pg = PgCluster::shared();
+    let [db] = fresh_dbs([prefix]).await;
+    let pgbench = tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
+    let init = tokio::process::Command::new(&pgbench)
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1"])
+        .args(["-p", &pg.port().to_string(), "-U", "postgres", &db])
+        .output()
+        .await
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    (db, pgbench)
+}
