@@ -5,7 +5,9 @@
 mod auth;
 mod handoff;
 mod login;
+mod prepared;
 mod relay;
+mod scan;
 mod session;
 mod startup;
 mod timeouts;
