@@ -20,19 +20,21 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
 
 use bytes::{Buf, BytesMut};
-use memchr::memchr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::{ReadHalf, Stream, WriteHalf};
-use crate::protocol::frontend::is_frontend_tag;
-use crate::protocol::{Header, ProtocolError};
+use crate::protocol::ProtocolError;
+use parking_lot::Mutex;
+
+use super::prepared::{ClientPrepared, OFF, TRACKED, Tracking, rewrite};
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 use crate::stats::{LinkStats, PoolStats};
 
+use super::scan::{scan_client, scan_server, scan_server_filtered};
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
@@ -42,7 +44,7 @@ pub(super) const READ_CHUNK: usize = 4096;
 /// task, so the atomics are never contended; they only make the shared
 /// borrows `Send`. Decisions are taken only while the other direction is
 /// suspended at an await.
-struct Link {
+struct Link<'t> {
     /// ReadyForQuery messages still expected (Query, Sync, FunctionCall sent).
     pending: AtomicU32,
     /// Extended-protocol messages were sent since the last Sync.
@@ -58,11 +60,17 @@ struct Link {
     answered: AtomicU32,
     /// What the link did, for the pool's statistics.
     stats: LinkStats,
+    /// Prepared-statement mode (`prepared::OFF`, `WATCH`, `TRACKED`).
+    prepared: AtomicU8,
+    /// Prepared-statement state, when max_prepared_statements is on (here
+    /// rather than a parameter of each direction: their futures are kept
+    /// small).
+    tracking: Option<Mutex<Tracking<'t>>>,
 }
 
-impl Link {
+impl<'t> Link<'t> {
     /// A new link: the server is idle, nothing is outstanding.
-    fn new(stats: LinkStats) -> Link {
+    fn new(stats: LinkStats) -> Link<'t> {
         Link {
             pending: AtomicU32::new(0),
             extended: AtomicBool::new(false),
@@ -71,6 +79,8 @@ impl Link {
             idle: AtomicBool::new(true),
             answered: AtomicU32::new(0),
             stats,
+            prepared: AtomicU8::new(OFF),
+            tracking: None,
         }
     }
 
@@ -87,6 +97,13 @@ impl Link {
         } else {
             Phase::IdleInTransaction
         }
+    }
+
+    /// `n` Syncs counted in `pending` get no ReadyForQuery: they were sent
+    /// during a COPY FROM STDIN (see `ClientBatch::ignored`).
+    fn unexpect(&self, n: u32) {
+        let left = self.pending.load(Relaxed).saturating_sub(n);
+        self.pending.store(left, Relaxed);
     }
 
     fn can_release(&self) -> bool {
@@ -142,6 +159,9 @@ pub(super) struct Rules<'a> {
     pub started: u64,
     /// How long the client waited for the server, µs.
     pub wait_us: u64,
+    /// max_prepared_statements where named statements are tracked
+    /// (transaction and statement mode), else 0.
+    pub max_prepared: u32,
 }
 
 enum ClientEnd {
@@ -167,38 +187,36 @@ pub(super) async fn relay(
     cbuf: &mut BytesMut,
     server: &mut ServerConn,
     params: &mut Arc<Params>,
+    prepared: &mut Option<Box<ClientPrepared>>,
     rules: &Rules<'_>,
 ) -> Outcome {
-    let link = Link::new(LinkStats::new(rules.started, rules.wait_us));
+    let mut link = Link::new(LinkStats::new(rules.started, rules.wait_us));
     let ServerConn {
         stream,
         buf: sbuf,
         params: sparams,
         synced,
+        statements,
         ..
     } = server;
+    if rules.max_prepared > 0 {
+        let mut t = Tracking {
+            client: prepared,
+            server: statements,
+        };
+        link.prepared
+            .store(t.start(rules.max_prepared as usize), Relaxed);
+        link.tracking = Some(Mutex::new(t));
+    }
     let (cr, cw) = client.split();
     let (sr, sw) = stream.split();
     let up = client_to_server(cr, sw, cbuf, &link, rules.max_len);
     let down = server_to_client(sr, cw, sbuf, &link, (sparams, synced), params, rules);
     // The timer branch exists only when a timeout is set: without, the
-    // link runs exactly as if there were no timeouts at all.
+    // link runs exactly as if there were no timeouts at all. The timed
+    // variant is boxed so that its larger future does not size every link.
     let end = if rules.limits.any() {
-        let mut watch = Watch::new(rules.limits);
-        let timer = poll_fn(|cx| {
-            let answered = link.answered.load(Relaxed);
-            watch.poll(link.phase(), answered, rules.clock, cx)
-        });
-        // Biased, timer last: it sees every phase change the directions
-        // made in the same poll.
-        let end = tokio::select! {
-            biased;
-            s = down => Err(Ok(s)),
-            c = up => Ok(c),
-            t = timer => Err(Err(t)),
-        };
-        rules.clock.target.set_link_deadline(0);
-        end
+        Box::pin(timed(up, down, &link, rules)).await
     } else {
         tokio::select! {
             biased;
@@ -207,7 +225,11 @@ pub(super) async fn relay(
         }
     };
     // Once per link: one batch of relaxed adds to the pool's counters.
-    rules.stats.add(&link.stats.finish());
+    let mut totals = link.stats.finish();
+    if let Some(t) = &link.tracking {
+        totals.server_parse_count = t.lock().server_parses(totals.client_parse_count);
+    }
+    rules.stats.add(&totals);
     let clean = || link.can_release() && sbuf.is_empty();
     match end {
         Err(Ok(ServerEnd::Released)) => Outcome::Released,
@@ -228,6 +250,31 @@ pub(super) async fn relay(
     }
 }
 
+/// Both directions and the timer of a link with query_timeout or
+/// idle_transaction_timeout (see `timeouts`).
+async fn timed(
+    up: impl Future<Output = ClientEnd>,
+    down: impl Future<Output = ServerEnd>,
+    link: &Link<'_>,
+    rules: &Rules<'_>,
+) -> Result<ClientEnd, Result<ServerEnd, Expired>> {
+    let mut watch = Watch::new(rules.limits);
+    let timer = poll_fn(|cx| {
+        let answered = link.answered.load(Relaxed);
+        watch.poll(link.phase(), answered, rules.clock, cx)
+    });
+    // Biased, timer last: it sees every phase change the directions made
+    // in the same poll.
+    let end = tokio::select! {
+        biased;
+        s = down => Err(Ok(s)),
+        c = up => Ok(c),
+        t = timer => Err(Err(t)),
+    };
+    rules.clock.target.set_link_deadline(0);
+    end
+}
+
 fn reserve_for_read(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
@@ -238,40 +285,69 @@ async fn client_to_server(
     mut cr: ReadHalf<'_>,
     mut sw: WriteHalf<'_>,
     cbuf: &mut BytesMut,
-    link: &Link,
+    link: &Link<'_>,
     max_len: u32,
 ) -> ClientEnd {
+    let tracking = link.tracking.as_ref();
     let mut skip = 0usize;
     let mut syncs_since_exec = 0u32;
     loop {
+        if let Some(t) = tracking
+            && link.prepared.load(Relaxed) == TRACKED
+        {
+            // Boxed (once per link): the plain path's future stays small
+            // (see the size test in `session`).
+            return Box::pin(tracked_client(
+                cr,
+                sw,
+                cbuf,
+                (skip, syncs_since_exec),
+                link,
+                max_len,
+                t,
+            ))
+            .await;
+        }
         if !cbuf.is_empty() {
-            let batch = match scan_client(cbuf, &mut skip, &mut syncs_since_exec, max_len) {
-                Ok(b) => b,
-                Err(e) => return ClientEnd::Error(e),
-            };
-            if batch.answers > 0 {
-                link.pending.fetch_add(batch.answers, Relaxed);
-            }
-            if batch.ignored > 0 {
-                // Syncs sent during a COPY FROM STDIN get no ReadyForQuery.
-                let left = link.pending.load(Relaxed).saturating_sub(batch.ignored);
-                link.pending.store(left, Relaxed);
-            }
-            if let Some(ext) = batch.extended {
-                link.extended.store(ext, Relaxed);
-            }
-            if batch.forward > 0 {
-                link.stats
-                    .client_sent(batch.forward, batch.parses, batch.binds);
-                link.client_busy.store(true, Relaxed);
-                if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
-                    return ClientEnd::ServerIo(e);
+            {
+                let batch = match scan_client(
+                    cbuf,
+                    &mut skip,
+                    &mut syncs_since_exec,
+                    max_len,
+                    tracking.is_some(),
+                ) {
+                    Ok(b) => b,
+                    Err(e) => return ClientEnd::Error(e),
+                };
+                if batch.answers > 0 {
+                    link.pending.fetch_add(batch.answers, Relaxed);
                 }
-                cbuf.advance(batch.forward);
-            }
-            link.client_busy.store(skip > 0, Relaxed);
-            if batch.terminate {
-                return ClientEnd::Terminate;
+                if batch.ignored > 0 {
+                    link.unexpect(batch.ignored);
+                }
+                if let Some(ext) = batch.extended {
+                    link.extended.store(ext, Relaxed);
+                }
+                if batch.forward > 0 {
+                    link.stats
+                        .client_sent(batch.forward, batch.parses, batch.binds);
+                    link.client_busy.store(true, Relaxed);
+                    if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
+                        return ClientEnd::ServerIo(e);
+                    }
+                    cbuf.advance(batch.forward);
+                }
+                link.client_busy.store(skip > 0, Relaxed);
+                if batch.terminate {
+                    return ClientEnd::Terminate;
+                }
+                if let (true, Some(t)) = (batch.activate, tracking) {
+                    // The client's first extended-protocol message: track it.
+                    t.lock().activate(link.pending.load(Relaxed));
+                    link.prepared.store(TRACKED, Relaxed);
+                    continue;
+                }
             }
         }
         reserve_for_read(cbuf);
@@ -283,11 +359,31 @@ async fn client_to_server(
     }
 }
 
+/// What the server direction needs of a scan.
+struct Figures {
+    forward: usize,
+    ready_count: u32,
+    last_status: u8,
+    transaction_block: bool,
+}
+
+impl Figures {
+    #[inline]
+    fn of(b: crate::client::scan::ServerBatch) -> Figures {
+        Figures {
+            forward: b.forward,
+            ready_count: b.ready_count,
+            last_status: b.last_status,
+            transaction_block: b.transaction_block,
+        }
+    }
+}
+
 async fn server_to_client(
     mut sr: ReadHalf<'_>,
     mut cw: WriteHalf<'_>,
     sbuf: &mut BytesMut,
-    link: &Link,
+    link: &Link<'_>,
     (server_params, synced): (&mut Params, &mut Option<Arc<Params>>),
     client_params: &mut Arc<Params>,
     rules: &Rules<'_>,
@@ -301,7 +397,7 @@ async fn server_to_client(
             Ok(_) => {}
             Err(e) => return ServerEnd::ServerIo(e),
         }
-        let batch = scan_server(sbuf, &mut skip, rules.statement_mode, |name, value| {
+        let on_param = |name: &str, value: &str| {
             server_params.set(name, value);
             *synced = None;
             if tracked_name(name, extra_tracked).is_some() && client_params.get(name) != Some(value)
@@ -309,7 +405,21 @@ async fn server_to_client(
                 // Copy-on-write: the set may be shared with other clients.
                 Arc::make_mut(client_params).set(name, value);
             }
-        });
+        };
+        let stop = rules.statement_mode;
+        // Only the small figures outlive the scan (a batch with a verdict
+        // in it would grow the future held across the write).
+        let batch = match &link.tracking {
+            Some(t) if link.prepared.load(Relaxed) != OFF => {
+                let mode = link.prepared.load(Relaxed);
+                let mut t = t.lock();
+                let mut f = |tag: u8, msg: &[u8]| t.on_server(mode, tag, msg);
+                Figures::of(scan_server_filtered(
+                    sbuf, &mut skip, stop, on_param, &mut f,
+                ))
+            }
+            _ => Figures::of(scan_server(sbuf, &mut skip, stop, on_param, None)),
+        };
         if batch.ready_count > 0 {
             let left = link.pending.load(Relaxed).saturating_sub(batch.ready_count);
             link.pending.store(left, Relaxed);
@@ -344,182 +454,68 @@ async fn server_to_client(
     }
 }
 
-/// What a scan of client bytes found.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct ClientBatch {
-    /// Bytes that can be forwarded now.
-    forward: usize,
-    /// ReadyForQuery messages these bytes will cause.
-    answers: u32,
-    /// Some(true) if the last extended-protocol message is not yet followed
-    /// by a Sync, Some(false) if a Sync came last, None if neither was seen.
-    extended: Option<bool>,
-    /// A Terminate follows the forwarded bytes (and is not forwarded).
-    terminate: bool,
-    /// Parse messages among them.
-    parses: u32,
-    /// Bind messages among them.
-    binds: u32,
-    /// Syncs counted in `answers` (now or in earlier batches) that the
-    /// server ignores: those sent between the Execute that started a COPY
-    /// FROM STDIN and its CopyDone/CopyFail (PostgreSQL ignores Sync and
-    /// Flush in copy-in mode; drivers such as tokio-postgres send one right
-    /// after the Execute, and another after CopyDone).
-    ignored: u32,
-}
-
-/// Pass over the rest of a streamed message: up to `avail` of the `skip`
-/// bytes still to forward. Returns how many were taken.
-#[inline]
-fn take_skip(skip: &mut usize, avail: usize) -> usize {
-    let n = (*skip).min(avail);
-    *skip -= n;
-    n
-}
-
-/// Scan client bytes. `skip` carries the unforwarded rest of a streamed
-/// message across calls. Every header is checked before anything of its
-/// message is forwarded.
-/// `since_exec` carries the Syncs sent since the last Execute or Query
-/// across calls (see `ClientBatch::ignored`).
-fn scan_client(
-    buf: &[u8],
-    skip: &mut usize,
-    since_exec: &mut u32,
+/// The client direction of a tracked link (see `prepared::rewrite`): each
+/// batch of client messages, rewritten, in one write.
+async fn tracked_client(
+    mut cr: ReadHalf<'_>,
+    mut sw: WriteHalf<'_>,
+    cbuf: &mut BytesMut,
+    (mut skip, mut since_exec): (usize, u32),
+    link: &Link<'_>,
     max_len: u32,
-) -> Result<ClientBatch, ProtocolError> {
-    let mut b = ClientBatch::default();
-    let mut pos = 0;
-    while pos < buf.len() {
-        if *skip > 0 {
-            pos += take_skip(skip, buf.len() - pos);
-            continue;
+    t: &Mutex<Tracking<'_>>,
+) -> ClientEnd {
+    loop {
+        if !cbuf.is_empty() {
+            let step = {
+                let mut g = t.lock();
+                let Tracking { client, server } = &mut *g;
+                let c = client
+                    .as_deref_mut()
+                    .expect("a tracked client has its state");
+                rewrite::client_batch(c, server, cbuf, (&mut skip, &mut since_exec), max_len)
+                    .map(|step| (step, std::mem::take(&mut c.out)))
+            };
+            let (step, mut out) = match step {
+                Ok(s) => s,
+                Err(e) => return ClientEnd::Error(e),
+            };
+            if step.answers > 0 {
+                link.pending.fetch_add(step.answers, Relaxed);
+            }
+            if step.ignored > 0 {
+                link.unexpect(step.ignored);
+            }
+            if let Some(ext) = step.extended {
+                link.extended.store(ext, Relaxed);
+            }
+            if step.consumed > 0 {
+                link.stats
+                    .client_sent(step.consumed, step.parses, step.binds);
+            }
+            if !out.is_empty() {
+                link.client_busy.store(true, Relaxed);
+                if let Err(e) = sw.write_all(&out).await {
+                    return ClientEnd::ServerIo(e);
+                }
+                out.clear();
+            }
+            if let Some(c) = t.lock().client.as_deref_mut() {
+                c.out = out;
+            }
+            cbuf.advance(step.consumed);
+            link.client_busy.store(skip > 0, Relaxed);
+            if step.terminate {
+                return ClientEnd::Terminate;
+            }
         }
-        let Some(h) = Header::parse(&buf[pos..]) else {
-            break;
-        };
-        if !is_frontend_tag(h.tag) {
-            return Err(ProtocolError::UnknownTag(h.tag));
-        }
-        h.check(max_len)?;
-        match h.tag {
-            b'X' => {
-                b.terminate = true;
-                break;
-            }
-            b'Q' => {
-                b.answers += 1;
-                *since_exec = 0;
-            }
-            b'F' => b.answers += 1,
-            b'S' => {
-                b.answers += 1;
-                *since_exec += 1;
-                b.extended = Some(false);
-            }
-            b'c' | b'f' => {
-                b.ignored += std::mem::take(since_exec);
-            }
-            b'E' => {
-                *since_exec = 0;
-                b.extended = Some(true);
-            }
-            b'P' => {
-                b.parses += 1;
-                b.extended = Some(true);
-            }
-            b'B' => {
-                b.binds += 1;
-                b.extended = Some(true);
-            }
-            b'D' | b'C' | b'H' => b.extended = Some(true),
-            _ => {}
-        }
-        let avail = buf.len() - pos;
-        if avail >= h.total() {
-            pos += h.total();
-        } else {
-            *skip = h.total() - avail;
-            pos = buf.len();
+        reserve_for_read(cbuf);
+        match cr.read_buf(cbuf).await {
+            Ok(0) => return ClientEnd::Eof,
+            Ok(_) => {}
+            Err(_) => return ClientEnd::ClientIo,
         }
     }
-    b.forward = pos;
-    Ok(b)
-}
-
-/// What a scan of server bytes found.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct ServerBatch {
-    /// Bytes that can be forwarded now.
-    forward: usize,
-    /// ReadyForQuery messages among them.
-    ready_count: u32,
-    /// Status of the last of them.
-    last_status: u8,
-    /// A ReadyForQuery 'T' or 'E' came when told to stop at one; `forward`
-    /// ends before it.
-    transaction_block: bool,
-}
-
-/// Scan server bytes. ReadyForQuery and ParameterStatus are inspected (and
-/// so must be whole before they are forwarded); everything else streams.
-/// With `stop_in_transaction` (statement mode), the scan stops before a
-/// ReadyForQuery that is not 'I'.
-fn scan_server(
-    buf: &[u8],
-    skip: &mut usize,
-    stop_in_transaction: bool,
-    mut on_param: impl FnMut(&str, &str),
-) -> ServerBatch {
-    let mut b = ServerBatch::default();
-    let mut pos = 0;
-    while pos < buf.len() {
-        if *skip > 0 {
-            pos += take_skip(skip, buf.len() - pos);
-            continue;
-        }
-        let Some(h) = Header::parse(&buf[pos..]) else {
-            break;
-        };
-        let total = h.total().max(5);
-        let avail = buf.len() - pos;
-        match h.tag {
-            b'Z' | b'S' if avail < total => break,
-            b'Z' => {
-                let status = buf.get(pos + 5).copied().unwrap_or(b'E');
-                if stop_in_transaction && status != b'I' {
-                    b.transaction_block = true;
-                    break;
-                }
-                b.ready_count += 1;
-                b.last_status = status;
-            }
-            b'S' => {
-                if let Some((name, value)) = parameter_status(&buf[pos + 5..pos + total]) {
-                    on_param(name, value);
-                }
-            }
-            _ => {}
-        }
-        if avail >= total {
-            pos += total;
-        } else {
-            *skip = total - avail;
-            pos = buf.len();
-        }
-    }
-    b.forward = pos;
-    b
-}
-
-fn parameter_status(body: &[u8]) -> Option<(&str, &str)> {
-    let n = memchr(0, body)?;
-    let rest = &body[n + 1..];
-    let v = memchr(0, rest)?;
-    Some((
-        std::str::from_utf8(&body[..n]).ok()?,
-        std::str::from_utf8(&rest[..v]).ok()?,
-    ))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! streaming of large messages, and length checks.
 
 use super::*;
+use crate::client::scan::{ClientBatch, ServerBatch};
 use bytes::BufMut;
 use postgres_protocol::message::frontend;
 
@@ -15,7 +16,7 @@ fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
     crate::protocol::backend::parameter_status(buf, name, value);
 }
 
-fn test_link() -> Link {
+fn test_link() -> Link<'static> {
     Link::new(LinkStats::new(crate::stats::clock_ns(), 0))
 }
 
@@ -25,7 +26,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
     frontend::query("BEGIN", &mut buf).unwrap();
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!(
         b,
         ClientBatch {
@@ -36,6 +37,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
             parses: 0,
             binds: 0,
             ignored: 0,
+            activate: false,
         }
     );
     assert_eq!(skip, 0);
@@ -48,18 +50,18 @@ fn syncs_during_copy_in_are_not_answered() {
     frontend::execute("", 0, &mut buf).unwrap();
     frontend::sync(&mut buf);
     let mut since = 0;
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 0));
     let mut buf = BytesMut::new();
     frontend::copy_done(&mut buf);
     frontend::sync(&mut buf);
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 1));
     // A simple-query COPY sends no Sync: nothing to ignore.
     let mut buf = BytesMut::new();
     frontend::query("COPY t FROM STDIN", &mut buf).unwrap();
     frontend::copy_done(&mut buf);
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 0));
 }
 
@@ -70,20 +72,20 @@ fn extended_batch_waits_for_sync() {
     frontend::describe(b'S', "", &mut buf).unwrap();
     frontend::flush(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!(b.extended, Some(true));
     assert_eq!(b.answers, 0);
     let mut buf = BytesMut::new();
     frontend::execute("", 0, &mut buf).unwrap();
     frontend::sync(&mut buf);
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!(b.extended, Some(false));
     assert_eq!(b.answers, 1);
     // A second batch started after the Sync keeps the link.
     let mut buf = BytesMut::new();
     frontend::sync(&mut buf);
     frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
 }
 
@@ -106,14 +108,14 @@ fn parse_and_bind_messages_are_counted_even_when_streamed() {
     frontend::sync(&mut buf);
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.parses, b.binds, b.answers), (1, 2, 2));
     // A Parse larger than the read: counted once, when its header is seen.
     let mut big = BytesMut::new();
     frontend::parse("", &"x".repeat(10_000), [], &mut big).unwrap();
-    let b = scan_client(&big[..100], &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&big[..100], &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.parses, b.forward), (1, 100));
-    let b = scan_client(&big[100..], &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&big[100..], &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.parses, skip), (0, 0));
 }
 
@@ -124,7 +126,7 @@ fn terminate_is_not_forwarded() {
     let q = buf.len();
     frontend::terminate(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.forward, b.answers, b.terminate), (q, 1, true));
 }
 
@@ -136,14 +138,14 @@ fn partial_header_waits_and_large_messages_stream() {
     let whole = buf.len();
     let mut skip = 0;
     // Only 3 bytes: not even a header.
-    let b = scan_client(&buf[..3], &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf[..3], &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!(b.forward, 0);
     // The first 1000 bytes stream through, counting the query once.
-    let b = scan_client(&buf[..1000], &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf[..1000], &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.forward, b.answers), (1000, 1));
     assert_eq!(skip, whole - 1000);
     // The rest is forwarded without being counted again.
-    let b = scan_client(&buf[1000..], &mut skip, &mut 0, 1 << 20).unwrap();
+    let b = scan_client(&buf[1000..], &mut skip, &mut 0, 1 << 20, false).unwrap();
     assert_eq!((b.forward, b.answers), (whole - 1000, 0));
     assert_eq!(skip, 0);
 }
@@ -154,19 +156,19 @@ fn oversized_and_garbage_are_errors() {
     frontend::query(&"y".repeat(5000), &mut buf).unwrap();
     let mut skip = 0;
     assert!(matches!(
-        scan_client(&buf, &mut skip, &mut 0, 4096),
+        scan_client(&buf, &mut skip, &mut 0, 4096, false),
         Err(ProtocolError::TooLong { .. })
     ));
     assert!(matches!(
-        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, &mut 0, 4096),
+        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, &mut 0, 4096, false),
         Err(ProtocolError::UnknownTag(1))
     ));
     assert!(matches!(
-        scan_client(b"Q\x00\x00\x00\x02", &mut 0, &mut 0, 4096),
+        scan_client(b"Q\x00\x00\x00\x02", &mut 0, &mut 0, 4096, false),
         Err(ProtocolError::BadLength { .. })
     ));
     // A PasswordMessage after login is a protocol violation.
-    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, &mut 0, 4096).is_err());
+    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, &mut 0, 4096, false).is_err());
 }
 
 #[test]
@@ -179,9 +181,13 @@ fn server_ready_for_query_and_parameter_status() {
     rfq(&mut buf, b'I');
     let mut seen = Vec::new();
     let mut skip = 0;
-    let b = scan_server(&buf, &mut skip, false, |n, v| {
-        seen.push((n.to_string(), v.to_string()))
-    });
+    let b = scan_server(
+        &buf,
+        &mut skip,
+        false,
+        |n, v| seen.push((n.to_string(), v.to_string())),
+        None,
+    );
     assert_eq!(
         b,
         ServerBatch {
@@ -189,6 +195,7 @@ fn server_ready_for_query_and_parameter_status() {
             ready_count: 2,
             last_status: b'I',
             transaction_block: false,
+            special: None,
         }
     );
     assert_eq!(seen, [("TimeZone".to_string(), "UTC".to_string())]);
@@ -201,9 +208,9 @@ fn server_ready_for_query_split_across_reads_is_held_back() {
     let cc = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..cc + 3], &mut skip, false, |_, _| {});
+    let b = scan_server(&buf[..cc + 3], &mut skip, false, |_, _| {}, None);
     assert_eq!((b.forward, b.ready_count), (cc, 0));
-    let b = scan_server(&buf[cc..], &mut skip, false, |_, _| {});
+    let b = scan_server(&buf[cc..], &mut skip, false, |_, _| {}, None);
     assert_eq!((b.forward, b.ready_count, b.last_status), (6, 1, b'I'));
 }
 
@@ -214,10 +221,10 @@ fn large_data_rows_stream() {
     let whole = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..100], &mut skip, false, |_, _| {});
+    let b = scan_server(&buf[..100], &mut skip, false, |_, _| {}, None);
     assert_eq!(b.forward, 100);
     assert_eq!(skip, whole - 100);
-    let b = scan_server(&buf[100..], &mut skip, false, |_, _| {});
+    let b = scan_server(&buf[100..], &mut skip, false, |_, _| {}, None);
     assert_eq!((b.forward, b.ready_count), (buf.len() - 100, 1));
 }
 
@@ -248,7 +255,7 @@ fn statement_mode_stops_before_a_transaction_block() {
     let before = buf.len();
     rfq(&mut buf, b'T');
     let mut skip = 0;
-    let b = scan_server(&buf, &mut skip, true, |_, _| {});
+    let b = scan_server(&buf, &mut skip, true, |_, _| {}, None);
     assert_eq!(
         b,
         ServerBatch {
@@ -256,11 +263,12 @@ fn statement_mode_stops_before_a_transaction_block() {
             ready_count: 1,
             last_status: b'I',
             transaction_block: true,
+            special: None,
         }
     );
     assert!(first < before);
     // Without statement mode the same bytes are simply forwarded.
-    let b = scan_server(&buf, &mut skip, false, |_, _| {});
+    let b = scan_server(&buf, &mut skip, false, |_, _| {}, None);
     assert_eq!(
         (b.forward, b.ready_count, b.last_status),
         (buf.len(), 2, b'T')
@@ -269,10 +277,10 @@ fn statement_mode_stops_before_a_transaction_block() {
     // 'E' (failed transaction) is a transaction block too; 'I' is not.
     let mut buf = BytesMut::new();
     rfq(&mut buf, b'E');
-    assert!(scan_server(&buf, &mut 0, true, |_, _| {}).transaction_block);
+    assert!(scan_server(&buf, &mut 0, true, |_, _| {}, None).transaction_block);
     let mut buf = BytesMut::new();
     rfq(&mut buf, b'I');
-    assert!(!scan_server(&buf, &mut 0, true, |_, _| {}).transaction_block);
+    assert!(!scan_server(&buf, &mut 0, true, |_, _| {}, None).transaction_block);
 }
 
 #[test]

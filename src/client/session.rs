@@ -26,6 +26,7 @@ use super::handoff::{
     waited,
 };
 use super::login::{LoggedIn, login};
+use super::prepared::ClientPrepared;
 use super::relay::{Outcome, Rules, relay};
 use super::timeouts::{self, Clock, Limits};
 use crate::cancel::{CloseReason, Registration};
@@ -54,6 +55,9 @@ pub struct Client {
     params: Arc<Params>,
     /// Bytes read but not yet forwarded (usually empty and unallocated).
     buf: BytesMut,
+    /// Its named prepared statements, once it sent an extended-protocol
+    /// message with max_prepared_statements on (`prepared`).
+    prepared: Option<Box<ClientPrepared>>,
 }
 
 /// How one request (a transaction, or the whole session in session mode) ended.
@@ -111,6 +115,7 @@ pub(super) async fn login_phase(
                 pool,
                 params,
                 buf,
+                prepared: None,
             }))
         }
         Ok(None) => Ok(None),
@@ -337,6 +342,11 @@ impl Client {
             stats: &pool.stats,
             started,
             wait_us,
+            max_prepared: if session_mode {
+                0
+            } else {
+                g.max_prepared_statements
+            },
         };
         let target = &self.registration.target;
         target.link(server.addr.clone(), server.key);
@@ -345,6 +355,7 @@ impl Client {
             &mut self.buf,
             &mut server,
             &mut self.params,
+            &mut self.prepared,
             &rules,
         )
         .await;
@@ -476,6 +487,7 @@ mod tests {
                 params: pool.intern(Params::new()),
                 pool: pool.add_client().unwrap(),
                 buf: BytesMut::new(),
+                prepared: None,
             };
             // A request's future is boxed per transaction: with the client
             // it must stay under glibc's tcache limit (1,032 bytes), else

@@ -233,12 +233,9 @@ pub const KEYS: &[KeyDef] = &[
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     // In `General`, waiting for their features:
     "suspend_timeout",
-    "max_prepared_statements",
     "so_reuseport",
     "unix_socket_group",
     "pkt_buf",
-    "admin_users",
-    "stats_users",
     // Not in `General` at all:
     "auth_dbname",
     "auth_hba_file",

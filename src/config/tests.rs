@@ -166,9 +166,7 @@ fn real_world_config_with_include_quoting_fallback_and_users() {
             ),
             format!("{p}:5: load_balance_hosts: {ni} (database \"replicas\")"),
             format!("{p}:38: made_up_setting: unknown setting; ignored"),
-            format!("{p}:23: admin_users: {ni}"),
             format!("{p}:34: pkt_buf: {ni}"),
-            format!("{p}:24: stats_users: {ni}"),
         ]
     );
 

@@ -38,6 +38,7 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
         buf: BytesMut::new(),
         params: Params::new(),
         synced: None,
+        statements: Default::default(),
         key: BackendKey::default(),
         addr: pool.settings().target.addr.clone(),
         created: Instant::now(),

@@ -108,6 +108,7 @@ async fn connect_inner(
         buf: BytesMut::with_capacity(4096),
         params: Params::new(),
         synced: None,
+        statements: Default::default(),
         key: BackendKey {
             process_id: 0,
             secret_key: 0,

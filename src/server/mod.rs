@@ -6,6 +6,7 @@
 mod connect;
 mod error;
 pub mod params;
+pub mod statements;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub struct ServerConn {
     /// sync, cleared whenever the server reports a change), so that a
     /// checkout by a client with that same set needs no comparison.
     pub synced: Option<Arc<Params>>,
+    /// The pooler-named prepared statements it has (`client::prepared`).
+    pub statements: statements::ServerStatements,
     /// Cancel key of the backend.
     pub key: BackendKey,
     /// Where it is connected.
@@ -148,6 +151,13 @@ impl ServerConn {
                     let value = p.value().map_err(ServerError::Io)?;
                     self.params.set(name, value);
                     self.synced = None;
+                }
+                backend::Message::CommandComplete(c) => {
+                    let mut tag = c.tag().map_err(ServerError::Io)?.as_bytes().to_vec();
+                    tag.push(0);
+                    if statements::drops_all_statements(&tag) {
+                        self.statements.clear();
+                    }
                 }
                 backend::Message::ErrorResponse(body) if failure.is_none() => {
                     failure = Some(ServerError::from_error_fields(body.fields()));

@@ -1,0 +1,233 @@
+//! The expected responses of a tracked link, in the order the server will
+//! send them: one entry per message sent to the server that gets an
+//! answer, saying how the answer ends and what to do with it (forward it,
+//! hide it, turn it into another message). PostgreSQL's error rule is
+//! applied here too: after an ErrorResponse to an extended-protocol
+//! message the server skips everything up to Sync, so the entries of the
+//! skipped messages are dropped and their bookkeeping undone (a skipped
+//! Parse means the server does not have that statement, a skipped Close
+//! means the client still has its statement).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::names::Stmt;
+use crate::server::statements::{ServerStatements, drops_all_statements};
+
+/// Which message an answer belongs to, hence how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// ParseComplete.
+    Parse,
+    /// BindComplete.
+    Bind,
+    /// RowDescription or NoData (after ParameterDescription for a statement).
+    Describe,
+    /// CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute,
+    /// CloseComplete.
+    Close,
+    /// ReadyForQuery of a Sync: the end of a skip after an error.
+    Sync,
+    /// ReadyForQuery of a Query or FunctionCall (skipped like any other
+    /// message after an error; an error inside one does not skip).
+    Ready,
+}
+
+impl End {
+    fn ended_by(self, tag: u8) -> bool {
+        match self {
+            End::Parse => tag == b'1',
+            End::Bind => tag == b'2',
+            End::Describe => tag == b'T' || tag == b'n',
+            End::Execute => matches!(tag, b'C' | b'I' | b's'),
+            End::Close => tag == b'3',
+            End::Sync | End::Ready => tag == b'Z',
+        }
+    }
+}
+
+/// What to do with the answer.
+#[derive(Debug)]
+pub enum Act {
+    /// The client's own message: forward its answer.
+    Pass,
+    /// The pooler's own Parse or Close: hide its success (errors are
+    /// forwarded: the client's next message depended on it).
+    Hide,
+    /// A fence: its CloseComplete becomes this one-byte-tag message.
+    Swap(u8),
+    /// The failing Describe: its error becomes this ErrorResponse.
+    Fail(Bytes),
+}
+
+/// What to undo if the message is skipped or fails.
+#[derive(Debug)]
+pub enum Undo {
+    /// Nothing.
+    None,
+    /// The server does not have `id` after all.
+    ServerLacks(u64),
+    /// The client's Parse of `name` did not happen; with `Some(id)`, the
+    /// Parse was sent and the server does not have `id` either.
+    Forget(Box<[u8]>, Option<u64>),
+    /// The client's Close of `name` did not happen.
+    Restore(Box<[u8]>, Arc<Stmt>),
+    /// The eviction of `id` did not happen.
+    ServerHas(u64),
+    /// A DISCARD ALL / DEALLOCATE ALL failed: what was there before.
+    Reset(HashMap<Box<[u8]>, Arc<Stmt>>, ServerStatements),
+}
+
+/// One expected answer.
+#[derive(Debug)]
+pub struct Entry {
+    pub end: End,
+    pub act: Act,
+    pub undo: Undo,
+}
+
+/// What the relay does with one server message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Forward,
+    /// Drop it.
+    Drop,
+    /// Send these bytes instead.
+    Replace(Bytes),
+}
+
+/// The queue of one tracked client (kept across links, empty between them).
+#[derive(Debug, Default)]
+pub struct Queue {
+    entries: VecDeque<Entry>,
+    /// The server reported an error in an extended-protocol message and
+    /// skips messages up to the next Sync.
+    skipping: bool,
+}
+
+impl Queue {
+    /// Expect an answer.
+    pub fn push(&mut self, end: End, act: Act, undo: Undo) {
+        self.entries.push_back(Entry { end, act, undo });
+    }
+
+    /// The last `n` Syncs queued get no answer (PostgreSQL ignored them
+    /// during a COPY FROM STDIN): drop their entries.
+    pub fn forget_last_syncs(&mut self, mut n: u32) {
+        let mut i = self.entries.len();
+        while n > 0 && i > 0 {
+            i -= 1;
+            if self.entries[i].end == End::Sync {
+                self.entries.remove(i);
+                n -= 1;
+            }
+        }
+    }
+
+    /// A new link: nothing is outstanding.
+    pub fn reset(&mut self) {
+        self.entries.clear();
+        self.skipping = false;
+    }
+
+    /// Decide about one server message of type `tag`. `msg` is the whole
+    /// message for ParseComplete, CloseComplete, ErrorResponse and
+    /// CommandComplete, at least the header otherwise.
+    pub fn on_server(
+        &mut self,
+        tag: u8,
+        msg: &[u8],
+        names: &mut HashMap<Box<[u8]>, Arc<Stmt>>,
+        server: &mut ServerStatements,
+    ) -> Verdict {
+        if matches!(tag, b'N' | b'A' | b'S') {
+            return Verdict::Forward;
+        }
+        if self.skipping {
+            self.drop_skipped(names, server);
+        }
+        let Some(front) = self.entries.front() else {
+            return Verdict::Forward;
+        };
+        if tag == b'E' && !matches!(front.end, End::Ready | End::Sync) {
+            let e = self.entries.pop_front().expect("front");
+            undo(e.undo, names, server);
+            self.skipping = true;
+            self.drop_skipped(names, server);
+            return match e.act {
+                Act::Fail(err) => Verdict::Replace(err),
+                _ => Verdict::Forward,
+            };
+        }
+        if tag == b'E' {
+            // An error inside a Query: a DISCARD ALL that failed keeps
+            // what it would have dropped.
+            if let Some(e) = self.entries.front_mut()
+                && matches!(e.undo, Undo::Reset(..))
+            {
+                undo(std::mem::replace(&mut e.undo, Undo::None), names, server);
+            }
+            return Verdict::Forward;
+        }
+        if tag == b'C' && front.end == End::Execute && drops_all_statements(&msg[5..]) {
+            // DEALLOCATE ALL / DISCARD ALL through the extended protocol.
+            server.clear();
+            names.clear();
+        }
+        if !front.end.ended_by(tag) {
+            return Verdict::Forward;
+        }
+        let e = self.entries.pop_front().expect("front");
+        if tag == b'Z' {
+            self.skipping = false;
+        }
+        match e.act {
+            Act::Pass | Act::Fail(_) => Verdict::Forward,
+            Act::Hide => Verdict::Drop,
+            Act::Swap(t) => Verdict::Replace(Bytes::copy_from_slice(&[t, 0, 0, 0, 4])),
+        }
+    }
+
+    /// Drop the entries of messages the server skips (up to the next
+    /// Sync's), undoing what they did.
+    fn drop_skipped(
+        &mut self,
+        names: &mut HashMap<Box<[u8]>, Arc<Stmt>>,
+        server: &mut ServerStatements,
+    ) {
+        while let Some(e) = self.entries.front() {
+            if e.end == End::Sync {
+                break;
+            }
+            let e = self.entries.pop_front().expect("front");
+            undo(e.undo, names, server);
+        }
+    }
+}
+
+fn undo(u: Undo, names: &mut HashMap<Box<[u8]>, Arc<Stmt>>, server: &mut ServerStatements) {
+    match u {
+        Undo::None => {}
+        Undo::ServerLacks(id) => server.remove(id),
+        Undo::Forget(name, sent) => {
+            names.remove(&name);
+            if let Some(id) = sent {
+                server.remove(id);
+            }
+        }
+        Undo::Restore(name, stmt) => {
+            names.entry(name).or_insert(stmt);
+        }
+        Undo::ServerHas(id) => server.insert_oldest(id),
+        Undo::Reset(old_names, old_server) => {
+            for (k, v) in old_names {
+                names.entry(k).or_insert(v);
+            }
+            server.merge(old_server);
+        }
+    }
+}

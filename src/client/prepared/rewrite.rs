@@ -1,0 +1,342 @@
+//! The client direction of a tracked link: every client message is copied
+//! to an output buffer, named statements rewritten to their server-side
+//! names, with the Parse (and the eviction Close) a server needs injected
+//! first and an expected-answer entry queued for each message the server
+//! will answer (see `queue`).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use memchr::memchr;
+
+use super::ClientPrepared;
+use super::names::{
+    Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_name,
+    put_server_named, server_name_len,
+};
+use super::queue::{Act, End, Undo};
+use crate::protocol::backend::{Severity, error_response};
+use crate::protocol::frontend::is_frontend_tag;
+use crate::protocol::{Header, ProtocolError};
+use crate::server::statements::ServerStatements;
+
+/// What a tracked scan of client bytes did; the bytes to send are in
+/// `ClientPrepared::out`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClientStep {
+    /// Client bytes consumed.
+    pub consumed: usize,
+    /// ReadyForQuery messages the client's messages will cause.
+    pub answers: u32,
+    /// As `ClientBatch::extended` in the relay.
+    pub extended: Option<bool>,
+    /// A Terminate follows (not forwarded).
+    pub terminate: bool,
+    /// Parse messages the client sent.
+    pub parses: u32,
+    /// Parse messages sent to the server.
+    pub server_parses: u32,
+    /// Bind messages.
+    pub binds: u32,
+    /// Syncs counted in `answers` now or earlier that the server ignores
+    /// (sent during a COPY FROM STDIN; as `ClientBatch::ignored`); their
+    /// queue entries are gone.
+    pub ignored: u32,
+}
+
+/// Largest Query looked at for DISCARD ALL / DEALLOCATE ALL.
+const SHORT_QUERY: usize = 64;
+
+/// Process the client bytes in `buf`. `skip` carries the rest of a
+/// streamed message (copied as it comes), `since_exec` the Syncs sent
+/// since the last Execute or Query.
+pub fn client_batch(
+    c: &mut ClientPrepared,
+    server: &mut ServerStatements,
+    buf: &[u8],
+    (skip, since_exec): (&mut usize, &mut u32),
+    max_len: u32,
+) -> Result<ClientStep, ProtocolError> {
+    let max = server.limit;
+    let mut st = ClientStep::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let avail = buf.len() - pos;
+        if *skip > 0 {
+            let n = (*skip).min(avail);
+            c.out.put_slice(&buf[pos..pos + n]);
+            *skip -= n;
+            pos += n;
+            continue;
+        }
+        let Some(h) = Header::parse(&buf[pos..]) else {
+            break;
+        };
+        if !is_frontend_tag(h.tag) {
+            return Err(ProtocolError::UnknownTag(h.tag));
+        }
+        h.check(max_len)?;
+        let total = h.total();
+        let whole = avail >= total;
+        let msg = &buf[pos..pos + total.min(avail)];
+        // Messages looked into must be whole (Bind: up to its statement name).
+        let need_whole = match h.tag {
+            b'P' | b'D' | b'C' => true,
+            b'Q' => total <= SHORT_QUERY,
+            _ => false,
+        };
+        if need_whole && !whole {
+            break;
+        }
+        let mut copied = 0;
+        match h.tag {
+            b'X' => {
+                st.terminate = true;
+                break;
+            }
+            b'P' => {
+                st.parses += 1;
+                st.extended = Some(true);
+                st.server_parses += parse(c, server, max, msg);
+                copied = total;
+            }
+            b'B' => {
+                let Some(n) = bind(c, server, max, msg, &mut st) else {
+                    if !whole {
+                        break;
+                    }
+                    // Malformed: PostgreSQL says so.
+                    c.queue.push(End::Bind, Act::Pass, Undo::None);
+                    c.out.put_slice(msg);
+                    st.binds += 1;
+                    pos += total;
+                    continue;
+                };
+                st.binds += 1;
+                st.extended = Some(true);
+                copied = n;
+            }
+            b'D' | b'C' => {
+                st.extended = Some(true);
+                st.server_parses += describe_or_close(c, server, max, msg);
+                copied = total;
+            }
+            b'E' => {
+                st.extended = Some(true);
+                *since_exec = 0;
+                c.queue.push(End::Execute, Act::Pass, Undo::None);
+            }
+            b'H' => st.extended = Some(true),
+            b'S' => {
+                st.answers += 1;
+                *since_exec += 1;
+                st.extended = Some(false);
+                c.queue.push(End::Sync, Act::Pass, Undo::None);
+            }
+            b'c' | b'f' if *since_exec > 0 => {
+                let n = std::mem::take(since_exec);
+                c.queue.forget_last_syncs(n);
+                st.ignored += n;
+            }
+            b'Q' => {
+                st.answers += 1;
+                *since_exec = 0;
+                let undo = if whole && drops_all(&msg[5..]) {
+                    let names = std::mem::take(&mut c.names);
+                    Undo::Reset(names, std::mem::take(server))
+                } else {
+                    Undo::None
+                };
+                c.queue.push(End::Ready, Act::Pass, undo);
+            }
+            b'F' => {
+                st.answers += 1;
+                c.queue.push(End::Ready, Act::Pass, Undo::None);
+            }
+            _ => {}
+        }
+        if copied == 0 {
+            c.out.put_slice(msg);
+            copied = msg.len();
+        }
+        if copied < total {
+            *skip = total - copied;
+        }
+        pos += copied.min(avail);
+    }
+    st.consumed = pos;
+    c.parse_delta += i64::from(st.server_parses) - i64::from(st.parses);
+    Ok(st)
+}
+
+/// The C string at the start of `b`, without its NUL.
+fn cstr(b: &[u8]) -> Option<&[u8]> {
+    memchr(0, b).map(|n| &b[..n])
+}
+
+/// Whether a Query body is DISCARD ALL or DEALLOCATE ALL.
+fn drops_all(body: &[u8]) -> bool {
+    let Some(sql) = cstr(body) else { return false };
+    let sql = sql.trim_ascii();
+    let sql = sql.strip_suffix(b";").unwrap_or(sql).trim_ascii();
+    let words: Vec<&[u8]> = sql
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    matches!(words.as_slice(), [a, b] if (a.eq_ignore_ascii_case(b"discard") || a.eq_ignore_ascii_case(b"deallocate")) && b.eq_ignore_ascii_case(b"all"))
+}
+
+/// Make room on the server for one more statement: Close the least
+/// recently used ones (their CloseComplete hidden).
+fn make_room(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize) {
+    while server.len() >= max.max(1) {
+        let Some(id) = server.oldest() else { break };
+        server.remove(id);
+        put_server_named(&mut c.out, b'C', id);
+        c.queue.push(End::Close, Act::Hide, Undo::ServerHas(id));
+    }
+}
+
+/// Make sure the server has `stmt` before a message that uses it: a
+/// hidden Parse if it lacks it. Returns the Parse messages sent.
+fn ensure(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, stmt: &Stmt) -> u32 {
+    if server.touch(stmt.id) {
+        return 0;
+    }
+    make_room(c, server, max);
+    put_parse(&mut c.out, stmt);
+    server.insert(stmt.id);
+    c.queue
+        .push(End::Parse, Act::Hide, Undo::ServerLacks(stmt.id));
+    1
+}
+
+/// A client Parse (whole). Returns the Parse messages sent to the server.
+fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg: &[u8]) -> u32 {
+    let body = &msg[5..];
+    let name = cstr(body).unwrap_or(b"");
+    if name.is_empty() {
+        c.out.put_slice(msg);
+        c.queue.push(End::Parse, Act::Pass, Undo::None);
+        return 1;
+    }
+    if c.names.contains_key(name) {
+        // PostgreSQL's answer, made to come in order: a Describe that
+        // fails (starting the skip to Sync as the real error would) and
+        // whose error is replaced by this one.
+        let mut err = BytesMut::new();
+        let text = format!(
+            "prepared statement \"{}\" already exists",
+            String::from_utf8_lossy(name)
+        );
+        error_response(&mut err, Severity::Error, "42P05", &text);
+        put_failing_describe(&mut c.out);
+        c.queue
+            .push(End::Describe, Act::Fail(err.freeze()), Undo::None);
+        return 0;
+    }
+    let stmt = intern(&body[name.len() + 1..]);
+    let key: Box<[u8]> = name.into();
+    c.names.insert(key.clone(), stmt.clone());
+    if server.touch(stmt.id) {
+        // The server has it: answered ParseComplete in order.
+        put_fence(&mut c.out);
+        c.queue
+            .push(End::Close, Act::Swap(b'1'), Undo::Forget(key, None));
+        return 0;
+    }
+    make_room(c, server, max);
+    put_parse(&mut c.out, &stmt);
+    server.insert(stmt.id);
+    c.queue
+        .push(End::Parse, Act::Pass, Undo::Forget(key, Some(stmt.id)));
+    1
+}
+
+/// A client Bind: rewrites the statement name once the header, portal and
+/// name are buffered. Returns the bytes of `msg` consumed (the rest of the
+/// message is copied as it comes), None to wait for more.
+fn bind(
+    c: &mut ClientPrepared,
+    server: &mut ServerStatements,
+    max: usize,
+    msg: &[u8],
+    st: &mut ClientStep,
+) -> Option<usize> {
+    let body = &msg[5..];
+    let portal = cstr(body)?;
+    let name = cstr(&body[portal.len() + 1..])?;
+    let stmt = (!name.is_empty())
+        .then(|| c.names.get(name).cloned())
+        .flatten();
+    let Some(stmt) = stmt else {
+        // Unnamed or unknown (PostgreSQL answers the error): as it is.
+        c.out.put_slice(msg);
+        c.queue.push(End::Bind, Act::Pass, Undo::None);
+        return Some(msg.len());
+    };
+    st.server_parses += ensure(c, server, max, &stmt);
+    let old_len = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize - 4;
+    let new_len = old_len - (name.len() + 1) + server_name_len(stmt.id);
+    put_header(&mut c.out, b'B', new_len);
+    c.out.put_slice(&body[..portal.len() + 1]);
+    put_server_name(&mut c.out, stmt.id);
+    let after = 5 + portal.len() + 1 + name.len() + 1;
+    c.out.put_slice(&msg[after..]);
+    c.queue.push(End::Bind, Act::Pass, Undo::None);
+    Some(msg.len())
+}
+
+/// A client Describe or Close (whole). Returns the Parse messages sent.
+fn describe_or_close(
+    c: &mut ClientPrepared,
+    server: &mut ServerStatements,
+    max: usize,
+    msg: &[u8],
+) -> u32 {
+    let tag = msg[0];
+    let end = if tag == b'D' {
+        End::Describe
+    } else {
+        End::Close
+    };
+    let kind = msg.get(5).copied().unwrap_or(0);
+    let name = cstr(msg.get(6..).unwrap_or(b"")).unwrap_or(b"");
+    let stmt: Option<Arc<Stmt>> = if kind == b'S' && !name.is_empty() {
+        c.names.get(name).cloned()
+    } else {
+        None
+    };
+    let Some(stmt) = stmt else {
+        c.out.put_slice(msg);
+        c.queue.push(end, Act::Pass, Undo::None);
+        return 0;
+    };
+    if tag == b'C' {
+        // Answered in order by a Close of nothing; the server keeps its
+        // copy for others.
+        let key: Box<[u8]> = name.into();
+        c.names.remove(&key);
+        put_fence(&mut c.out);
+        c.queue
+            .push(End::Close, Act::Pass, Undo::Restore(key, stmt));
+        return 0;
+    }
+    let n = ensure(c, server, max, &stmt);
+    put_server_named(&mut c.out, b'D', stmt.id);
+    c.queue.push(End::Describe, Act::Pass, Undo::None);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discard_all_is_recognised() {
+        assert!(drops_all(b"DISCARD ALL\0"));
+        assert!(drops_all(b"  deallocate   all ;\0"));
+        assert!(!drops_all(b"DISCARD PLANS\0"));
+        assert!(!drops_all(b"DEALLOCATE s1\0"));
+    }
+}
