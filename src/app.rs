@@ -52,12 +52,18 @@ impl Pooler {
             tcp_addrs.push(addr);
             acceptors.push(tokio::spawn(accept_tcp(l, ctx.clone())));
         }
+        // Periodic work runs on the ticker's clock, not on tokio timers
+        // (see `ticker`).
+        let tick = crate::ticker::start()?;
         // Parks sessions idle for a second or more (see CancelRegistry::sweep).
-        acceptors.push(tokio::spawn(sweep_idle(ctx.clone())));
+        acceptors.push(tokio::spawn(sweep_idle(ctx.clone(), tick.clone())));
         // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
-        acceptors.push(tokio::spawn(maintain_pools(ctx.clone())));
+        acceptors.push(tokio::spawn(maintain_pools(ctx.clone(), tick.clone())));
         // SHOW STATS averages and the log_stats line, every stats_period.
-        acceptors.push(tokio::spawn(crate::stats::run_stats_period(ctx.clone())));
+        acceptors.push(tokio::spawn(crate::stats::run_stats_period(
+            ctx.clone(),
+            tick,
+        )));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
             let l = UnixListener::from_std(l)?;
@@ -174,26 +180,16 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
     }
 }
 
-/// How often idle sessions are considered for parking.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-async fn sweep_idle(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+/// Every tick (1 s): park idle sessions.
+async fn sweep_idle(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
+    while tick.changed().await.is_ok() {
         ctx.cancel.sweep(&ctx.epoch);
     }
 }
 
-/// How often pools are maintained (PgBouncer's janitor runs as often).
-const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
-
-async fn maintain_pools(ctx: Arc<Context>) {
-    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+/// Every tick (1 s, as PgBouncer's janitor): maintain the pools.
+async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
+    while tick.changed().await.is_ok() {
         if ctx.shutting_down() {
             return;
         }

@@ -20,6 +20,7 @@ pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod stats;
+pub mod ticker;
 
 pub use app::Pooler;
 pub mod logging;

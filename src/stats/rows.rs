@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use tokio::sync::watch;
 use tracing::info;
 
 use super::{FIELDS, Totals};
@@ -210,20 +211,23 @@ pub fn tick(ctx: &Context, now: Instant) -> Vec<DatabaseStats> {
     rows
 }
 
-/// Call [`tick`] every stats_period (read again each time, so RELOAD
-/// applies) until shutdown. Spawned once per pooler.
-pub async fn run_stats_period(ctx: Arc<Context>) {
+/// Call [`tick`] every stats_period, counted in ticks of `ticker` (1 s;
+/// the period is read again each time, so RELOAD applies) until shutdown.
+/// Spawned once per pooler.
+pub async fn run_stats_period(ctx: Arc<Context>, mut ticker: watch::Receiver<u64>) {
     let mut shutdown = ctx.shutdown.clone();
+    let mut ticks = 0u64;
     loop {
-        let period = ctx
-            .config()
-            .general
-            .stats_period
-            .max(Duration::from_secs(1));
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            changed = ticker.changed() => if changed.is_err() { return },
             _ = shutdown.wait_for(|down| *down) => return,
         }
-        tick(&ctx, Instant::now());
+        ticks += 1;
+        let period = ctx.config().general.stats_period;
+        let every = period.as_secs_f64().ceil().max(1.0) as u64;
+        if ticks >= every {
+            ticks = 0;
+            tick(&ctx, Instant::now());
+        }
     }
 }
