@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
@@ -58,6 +58,13 @@ pub struct CancelTarget {
     link_deadline: AtomicU64,
     /// The sweeper asked the session to park when next idle.
     park: AtomicBool,
+    /// Named prepared statements of the client (SHOW CLIENTS), updated
+    /// after each link.
+    client_statements: AtomicU32,
+    /// Prepared statements the linked server had when linked (SHOW
+    /// SERVERS; saturating: 16 bits fit in the entry's padding, and a
+    /// server has at most max_prepared_statements).
+    server_statements: AtomicU16,
     /// The client while it is parked (no task); boxed so that the entries
     /// of clients that are not parked stay small.
     parked: Mutex<Option<Box<crate::client::Parked>>>,
@@ -83,6 +90,10 @@ pub struct ClientInfo {
     pub pool_user: String,
     /// application_name from the startup packet (empty when not set).
     pub application_name: String,
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// `last_active` of a session serving a request.
@@ -152,9 +163,26 @@ impl CancelTarget {
         (e != BUSY).then_some(e)
     }
 
-    /// The client was linked to a server.
-    pub fn link(&self, addr: Arc<ServerAddr>, key: BackendKey) {
+    /// The client was linked to a server that has `statements` prepared
+    /// statements.
+    pub fn link(&self, addr: Arc<ServerAddr>, key: BackendKey, statements: usize) {
+        let n = u16::try_from(statements).unwrap_or(u16::MAX);
+        self.server_statements.store(n, Ordering::Relaxed);
         *self.linked.lock() = Some((addr, key));
+    }
+
+    /// The client now has `n` named prepared statements.
+    pub fn set_client_statements(&self, n: usize) {
+        self.client_statements.store(saturate(n), Ordering::Relaxed);
+    }
+
+    /// Named prepared statements of the client, and of its linked server
+    /// (as of the link; meaningless when not linked).
+    pub fn statements(&self) -> (u32, u32) {
+        (
+            self.client_statements.load(Ordering::Relaxed),
+            u32::from(self.server_statements.load(Ordering::Relaxed)),
+        )
     }
 
     /// The client's server was released. Returns whether cancel requests

@@ -33,7 +33,7 @@ async fn linked_to_fake_server() -> (
         process_id: 7,
         secret_key: 9,
     };
-    target.link(Arc::new(addr), server_key);
+    target.link(Arc::new(addr), server_key, 0);
     (registry, target, got_rx, close_tx)
 }
 
@@ -117,4 +117,12 @@ fn an_idle_timeout_overtaken_by_activity_is_withdrawn_but_a_shutdown_is_not() {
     t.close(CloseReason::Shutdown);
     t.close(CloseReason::IdleTimeout);
     assert_eq!(t.closing_reason(&epoch), Some(CloseReason::Shutdown));
+}
+
+/// Every connected client has an entry: it must stay small (S6, memory
+/// per idle client; 184 bytes before the statement counters, which fit in
+/// padding).
+#[test]
+fn entry_stays_small() {
+    assert!(std::mem::size_of::<CancelTarget>() <= 184);
 }

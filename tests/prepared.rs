@@ -220,10 +220,33 @@ async fn close_of_unknown_and_name_reuse() {
     .await
 }
 
+/// The prepared_statements column of `show` (SHOW CLIENTS / SERVERS) for
+/// the rows of database `db`, sorted.
+async fn statements(admin: &tokio_postgres::Client, db: &str, show: &str) -> Vec<String> {
+    let mut counts = Vec::new();
+    for m in admin.simple_query(show).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m
+            && r.get("database") == Some(db)
+        {
+            counts.push(r.get("prepared_statements").unwrap().to_string());
+        }
+    }
+    counts.sort();
+    counts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lru_eviction_with_two_statements_per_server() {
     bounded_for(Duration::from_secs(60), async {
-        let (db, p) = setup("prep_lru", 1, &[("max_prepared_statements", "2")]).await;
+        let (db, p) = setup(
+            "prep_lru",
+            1,
+            &[
+                ("max_prepared_statements", "2"),
+                ("admin_users", "postgres"),
+            ],
+        )
+        .await;
         let mut c = pooled(&p, &db).await;
         let mut prep = Vec::new();
         for i in 1..=3 {
@@ -250,6 +273,12 @@ async fn lru_eviction_with_two_statements_per_server() {
         )
         .await;
         assert_eq!(got, ["T", "D 2", "C", "Z I"]);
+
+        // SHOW CLIENTS / SERVERS count them: the client has three, its
+        // server (idle now) two.
+        let admin = p.connect("pgbouncer", "postgres", "").await;
+        assert_eq!(statements(&admin, &db, "SHOW CLIENTS").await, ["0", "3"]);
+        assert_eq!(statements(&admin, &db, "SHOW SERVERS").await, ["2"]);
     })
     .await
 }

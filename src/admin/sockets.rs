@@ -74,6 +74,8 @@ struct Socket {
     link: String,
     remote_pid: i64,
     application_name: String,
+    /// Named prepared statements (the client's, or the server's).
+    statements: u64,
     id: u64,
 }
 
@@ -142,6 +144,7 @@ fn client_socket(ctx: &Context, t: &CancelTarget, now: u64) -> Socket {
         link: linked.map_or_else(String::new, |(_, k)| server_ptr(k.process_id)),
         remote_pid: 0,
         application_name: info.application_name,
+        statements: u64::from(t.statements().0),
         id: t.id,
     }
 }
@@ -169,6 +172,7 @@ fn servers(ctx: &Context) -> Vec<Socket> {
             link: client_ptr(t.id),
             remote_pid: i64::from(key.process_id),
             application_name: info.application_name.clone(),
+            statements: u64::from(t.statements().1),
             id: key.process_id as u64,
         });
     }
@@ -192,6 +196,7 @@ fn servers(ctx: &Context) -> Vec<Socket> {
                 link: String::new(),
                 remote_pid: i64::from(s.key.process_id),
                 application_name: String::new(),
+                statements: s.statements as u64,
                 id: s.key.process_id as u64,
             });
         }
@@ -220,7 +225,7 @@ fn cells(s: Socket, state: &str, debug: bool) -> Vec<Cell> {
         s.remote_pid.into(),
         "".into(),
         s.application_name.into(),
-        Cell::Int(0),
+        s.statements.into(),
         s.id.into(),
     ];
     if debug {

@@ -349,7 +349,7 @@ impl Client {
             },
         };
         let target = &self.registration.target;
-        target.link(server.addr.clone(), server.key);
+        target.link(server.addr.clone(), server.key, server.statements.len());
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
@@ -359,6 +359,9 @@ impl Client {
             &rules,
         )
         .await;
+        if let Some(p) = &self.prepared {
+            target.set_client_statements(p.names.len());
+        }
         if target.unlink() && !target.wait_cancels(g.cancel_wait_timeout).await {
             // A cancel may still reach this server: nobody else may get it.
             warn!(

@@ -49,6 +49,8 @@ pub struct IdleServer {
     pub close_needed: bool,
     /// Unused for longer than server_check_delay.
     pub used: bool,
+    /// Prepared statements it has (see `server::statements`).
+    pub statements: usize,
 }
 
 impl Pool {
@@ -101,6 +103,7 @@ impl Pool {
                 last_used: s.last_used(),
                 close_needed: s.close_needed,
                 used: self.needs_check(s.last_used(), now),
+                statements: s.statements.len(),
             })
             .collect()
     }
