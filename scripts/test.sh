@@ -6,7 +6,8 @@
 #   scripts/test.sh [extra cargo test arguments]
 #
 # Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
-# installed with apt-get when initdb or pgbench cannot be found (root or sudo).
+# installed with apt-get when initdb or pgbench cannot be found (root or sudo);
+# the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,6 +38,10 @@ if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
     echo "test.sh: running as root needs the 'postgres' OS user (PostgreSQL refuses root)" >&2
     exit 1
 fi
+
+# Python (psycopg, asyncpg) and Node.js (node-postgres) drivers for
+# tests/driver_scripts.rs, from the pins under tests/drivers/.
+scripts/drivers.sh
 
 # CI-friendly: no colour codes in logs, full backtraces on failure, and tools
 # that are missing make the tests fail instead of skipping (see tests/support).

@@ -488,7 +488,7 @@ fn newest_versioned_bindir() -> Option<PathBuf> {
     versions.pop().map(|(_, p)| p)
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
