@@ -2,8 +2,8 @@
 //! protocol: unnamed statements (`query_typed`), statements inside
 //! transactions, pipelining, text and binary values, NULLs, large values.
 //!
-//! Named prepared statements used across transactions need the
-//! prepared-statement support of a later issue and are not tested here.
+//! Named prepared statements moving between servers: tests/prepared.rs,
+//! tests/sqlx_driver.rs and tests/driver_scripts.rs.
 
 mod support;
 
