@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::server_pool::{Grant, LoginFailure, Pool, Waiter, nanos};
@@ -64,7 +64,8 @@ impl Drop for WaitGuard<'_> {
 pub(super) enum Next {
     Ready(Box<ServerConn>),
     Open,
-    Wait(oneshot::Receiver<Grant>),
+    /// Queued: the receiver, and when the wait started.
+    Wait(oneshot::Receiver<Grant>, Instant),
     /// Left the queue without a grant (the queue was cleared): start over.
     Retry,
 }
@@ -73,21 +74,23 @@ impl Pool {
     /// Get a server for a client: idle (LIFO, or round robin), new (below
     /// size and limits), or after waiting in FIFO order for at most
     /// query_wait_timeout.
+    ///
+    /// query_wait_timeout is enforced by the janitor (`maintain`, once a
+    /// second, as in PgBouncer), not by a timer per wait: a limit of N s
+    /// fires after N to N + 1 s.
     pub async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
-        let wait = self.settings().wait_timeout;
-        let mut deadline = None;
+        let mut first_wait = None;
         loop {
-            let slot = match self.try_take()? {
+            let slot = match self.try_take(first_wait)? {
                 Next::Ready(s) => match self.check(s).await {
                     Some(s) => return Ok(s),
                     None => continue,
                 },
                 Next::Open => self.slot(),
                 Next::Retry => continue,
-                Next::Wait(rx) => {
-                    let d = *deadline
-                        .get_or_insert_with(|| (!wait.is_zero()).then(|| Instant::now() + wait));
-                    match Box::pin(self.wait(rx, d)).await? {
+                Next::Wait(rx, since) => {
+                    first_wait = Some(since);
+                    match Box::pin(self.wait(rx, since)).await? {
                         Next::Ready(s) => match self.check(s).await {
                             Some(s) => return Ok(s),
                             None => continue,
@@ -102,7 +105,7 @@ impl Pool {
                             }
                             slot
                         }
-                        Next::Wait(_) | Next::Retry => continue,
+                        Next::Wait(..) | Next::Retry => continue,
                     }
                 }
             };
@@ -120,43 +123,49 @@ impl Pool {
         }
     }
 
-    /// Wait in the queue until `deadline`; after reserve_pool_timeout, try
-    /// the reserve pool.
+    /// Wait in the queue (since `since`) for a grant, or until the janitor
+    /// drops the wait for query_wait_timeout; after reserve_pool_timeout,
+    /// try the reserve pool (the only timer, armed only with a reserve).
     async fn wait(
         &self,
         rx: oneshot::Receiver<Grant>,
-        deadline: Option<Instant>,
+        since: Instant,
     ) -> Result<Next, CheckoutError> {
         let mut guard = WaitGuard { pool: self, rx };
-        let s = self.settings_full();
-        let mut reserve_at = (s.reserve_size > 0).then(|| Instant::now() + s.reserve_timeout);
-        loop {
-            let until = match (deadline, reserve_at) {
-                (Some(d), Some(r)) => Some(d.min(r)),
-                (d, r) => d.or(r),
-            };
-            let got = match until {
-                Some(u) => tokio::time::timeout_at(u, &mut guard.rx).await,
-                None => Ok((&mut guard.rx).await),
-            };
-            match got {
-                Ok(Ok(Grant::Server(s))) => return Ok(Next::Ready(s)),
-                Ok(Ok(Grant::Slot)) => return Ok(Next::Open),
-                Ok(Err(_)) => return Ok(Next::Retry),
-                Err(_) if reserve_at.is_some_and(|r| Instant::now() >= r) => {
-                    reserve_at = None;
+        let reserve_at = {
+            let s = self.settings();
+            (s.reserve_size > 0).then(|| since + s.reserve_timeout)
+        };
+        let got = match reserve_at {
+            Some(at) => match tokio::time::timeout_at(at.into(), &mut guard.rx).await {
+                Ok(got) => got,
+                Err(_) => {
                     if let Some(next) = self.try_reserve(&mut guard.rx) {
                         return Ok(next);
                     }
+                    (&mut guard.rx).await
                 }
-                // Dropping the guard returns anything sent meanwhile.
-                Err(_) => return Err(CheckoutError::WaitTimeout(s.wait_timeout)),
+            },
+            None => (&mut guard.rx).await,
+        };
+        match got {
+            Ok(Grant::Server(s)) => Ok(Next::Ready(s)),
+            Ok(Grant::Slot) => Ok(Next::Open),
+            Err(_) => {
+                // Dropped from the queue: by the janitor (timed out) or
+                // because the queue was cleared (start over).
+                let limit = self.settings().wait_timeout;
+                if super::server_pool::wait_expired(since, limit, Instant::now()) {
+                    Err(CheckoutError::WaitTimeout(limit))
+                } else {
+                    Ok(Next::Retry)
+                }
             }
         }
     }
 
     /// One short critical section: no await inside.
-    fn try_take(&self) -> Result<Next, CheckoutError> {
+    fn try_take(&self, first_wait: Option<Instant>) -> Result<Next, CheckoutError> {
         let mut broken = Vec::new();
         let mut starved_on = None;
         let next = {
@@ -165,7 +174,7 @@ impl Pool {
             loop {
                 if self.control.blocked() {
                     // PAUSE / SUSPEND: wait without taking anything.
-                    break Ok(Next::Wait(enqueue(&mut st.waiters)));
+                    break Ok(enqueue(&mut st.waiters, first_wait));
                 }
                 let popped = if s.round_robin {
                     st.idle.pop_front()
@@ -190,11 +199,11 @@ impl Pool {
                             Err(limit) => {
                                 limit.starve(&self.me);
                                 starved_on = Some(limit.clone());
-                                break Ok(Next::Wait(enqueue(&mut st.waiters)));
+                                break Ok(enqueue(&mut st.waiters, first_wait));
                             }
                         }
                     }
-                    None => break Ok(Next::Wait(enqueue(&mut st.waiters))),
+                    None => break Ok(enqueue(&mut st.waiters, first_wait)),
                 }
             }
         };
@@ -353,11 +362,11 @@ impl Pool {
     }
 }
 
-fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>) -> oneshot::Receiver<Grant> {
+/// Queue a waiter; `first_wait` is when this checkout first started
+/// waiting (the janitor's query_wait_timeout counts from then).
+fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>, first_wait: Option<Instant>) -> Next {
     let (tx, rx) = oneshot::channel();
-    waiters.push_back(Waiter {
-        tx,
-        since: std::time::Instant::now(),
-    });
-    rx
+    let since = first_wait.unwrap_or_else(Instant::now);
+    waiters.push_back(Waiter { tx, since });
+    Next::Wait(rx, since)
 }

@@ -96,6 +96,12 @@ impl Pool {
                 }
             }
             st.total -= closing.len();
+            // query_wait_timeout: dropping a waiter's sender wakes it; it
+            // sees its wait expired and fails with 57014 (see `checkout`).
+            if !s.wait_timeout.is_zero() {
+                st.waiters
+                    .retain(|w| !super::server_pool::wait_expired(w.since, s.wait_timeout, now));
+            }
             let want = s.min_size.min(s.size);
             let failing = st
                 .login_failure

@@ -38,8 +38,16 @@ pub(super) enum Grant {
 /// A client waiting for a server.
 pub(super) struct Waiter {
     pub tx: oneshot::Sender<Grant>,
-    /// When it started waiting (SHOW POOLS maxwait).
+    /// When it started waiting (SHOW POOLS maxwait), also when it was put
+    /// back in the queue after a RECONNECT or PAUSE cleared it; the janitor
+    /// drops it from the queue once query_wait_timeout passed since.
     pub since: Instant,
+}
+
+/// Whether a wait that started at `since` has lasted query_wait_timeout
+/// (`limit`, zero = no limit) at `now`.
+pub(super) fn wait_expired(since: Instant, limit: std::time::Duration, now: Instant) -> bool {
+    !limit.is_zero() && now.saturating_duration_since(since) >= limit
 }
 
 /// The last failed server login, for server_login_retry.
