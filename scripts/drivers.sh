@@ -3,7 +3,9 @@
 # through the pooler, from committed pins:
 #   - target/drivers/venv: a virtualenv with tests/drivers/python/requirements.txt
 #   - tests/drivers/node/node_modules: `npm ci` from package-lock.json
-# Installs python3-venv / nodejs / npm with apt-get when they are missing.
+#   - pgjdbc: Debian's libpostgresql-jdbc-java (/usr/share/java/postgresql.jar)
+#     and a Java runtime, for tests/drivers/java/JdbcCheck.java
+# Installs python3-venv / nodejs / npm / Java with apt-get when missing.
 # Does nothing when both are already installed from the current files.
 set -euo pipefail
 
@@ -39,4 +41,11 @@ if [ "$(cat "$node_dir/node_modules/.stamp" 2>/dev/null)" != "$(stamp_of "$node_
     fi
     (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
     stamp_of "$node_dir/package-lock.json" >"$node_dir/node_modules/.stamp"
+fi
+
+if [ ! -f /usr/share/java/postgresql.jar ] || ! command -v java >/dev/null 2>&1; then
+    echo "drivers.sh: installing pgjdbc (libpostgresql-jdbc-java) and a Java runtime" >&2
+    pkgs=(libpostgresql-jdbc-java)
+    command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
+    apt_install "${pkgs[@]}"
 fi

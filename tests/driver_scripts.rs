@@ -1,7 +1,8 @@
 //! Real drivers in other languages through the pooler in transaction mode,
 //! 20 concurrent connections on a pool of 4 server connections: psycopg 3
 //! (`prepare_threshold=0`, pipeline mode), asyncpg (statement cache,
-//! explicit prepared statements) and node-postgres (named queries). Each
+//! explicit prepared statements), node-postgres (named queries) and pgjdbc
+//! (`prepareThreshold=1`, batches). Each
 //! script checks every result itself and exits non-zero on the first wrong
 //! one (tests/drivers/).
 //!
@@ -48,15 +49,23 @@ fn node_modules() -> Option<PathBuf> {
     )
 }
 
-/// Run `program script` against a fresh database behind a pool of 4 and
+/// Run `program [args] script` against a fresh database behind a pool of 4 and
 /// require success; its output is shown on failure.
-async fn run_script(prefix: &str, program: &Path, script: &str) {
+async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str) {
     bounded_for(Duration::from_secs(300), async {
         let (db, p) = transaction_pooler(prefix, "pool_size=4").await;
         let dsn = format!("postgresql://postgres@127.0.0.1:{}/{db}", p.addr().port());
         let out = tokio::process::Command::new(program)
+            .args(args)
             .arg(repo().join("tests/drivers").join(script))
             .env("PGSLUICE_DSN", &dsn)
+            .env(
+                "PGSLUICE_JDBC_URL",
+                format!(
+                    "jdbc:postgresql://127.0.0.1:{}/{db}?user=postgres",
+                    p.addr().port()
+                ),
+            )
             .env("CLIENTS", "20")
             .env("ROUNDS", "40")
             .kill_on_drop(true)
@@ -79,13 +88,13 @@ async fn run_script(prefix: &str, program: &Path, script: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg3_prepared_and_pipelined() {
     let Some(py) = python() else { return };
-    run_script("psycopg", &py, "python/psycopg_check.py").await;
+    run_script("psycopg", &py, &[], "python/psycopg_check.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asyncpg_statement_cache() {
     let Some(py) = python() else { return };
-    run_script("asyncpg", &py, "python/asyncpg_check.py").await;
+    run_script("asyncpg", &py, &[], "python/asyncpg_check.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,5 +106,22 @@ async fn node_postgres_named_queries() {
     let Some(node) = installed(node.unwrap_or_default(), "node") else {
         return;
     };
-    run_script("nodepg", &node, "node/pg_check.js").await;
+    run_script("nodepg", &node, &[], "node/pg_check.js").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_server_prepared_statements() {
+    let Some(jar) = installed(
+        PathBuf::from("/usr/share/java/postgresql.jar"),
+        "pgjdbc (libpostgresql-jdbc-java)",
+    ) else {
+        return;
+    };
+    let java = support::pg::find_in_path("java");
+    let Some(java) = installed(java.unwrap_or_default(), "java") else {
+        return;
+    };
+    // Java 11+ runs a single source file directly.
+    let cp = jar.to_str().unwrap();
+    run_script("jdbc", &java, &["-cp", cp], "java/JdbcCheck.java").await;
 }
