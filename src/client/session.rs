@@ -1,12 +1,13 @@
-//! The session loop: after login, wait (holding no buffer) for the first
-//! message of a transaction, take a server from the pool, bring its tracked
+//! The session loop: after login, wait for the first message of a
+//! transaction, take a server from the pool, bring its tracked
 //! parameters in line with the client's, relay until the transaction ends,
 //! and give the server back.
 //!
 //! Memory: an idle client costs its socket and its `Client`, held by a small
 //! [`SessionTask`] (or, once parked, by its registry entry with no task).
-//! Everything a transaction needs (buffer, relay state) lives in a boxed
-//! future allocated per transaction, so ten thousand idle clients cost little.
+//! The relay state lives in a boxed future allocated per transaction; the
+//! read buffer is kept between transactions and given back when the session
+//! parks (idle about a second), so ten thousand idle clients cost little.
 
 use std::sync::Arc;
 
@@ -204,15 +205,14 @@ impl Future for SessionTask {
                     }));
                 }
                 State::Busy(fut) => {
-                    let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
+                    let (client, step) = std::task::ready!(fut.as_mut().poll(cx));
                     self.state = match step {
                         Ok(Step::Idle) => {
                             let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
                             client.registration.target.idle(epoch);
-                            if client.buf.is_empty() {
-                                // Give the buffer back while idle.
-                                client.buf = BytesMut::new();
-                            }
+                            // The read buffer is kept for the next
+                            // transaction (no malloc/free per transaction)
+                            // and given back when the session parks.
                             State::Idle(client)
                         }
                         Ok(Step::End) => State::Closing(Box::pin(client.close(None))),
@@ -263,7 +263,11 @@ impl Client {
     /// Move into the registry entry until the socket or a close wakes it
     /// (see `CancelTarget::park`); None when parked, the client back when it
     /// turned out to be ready already.
-    fn park(self) -> Option<Client> {
+    fn park(mut self) -> Option<Client> {
+        if self.buf.is_empty() {
+            // Idle for a while: the read buffer is not kept.
+            self.buf = BytesMut::new();
+        }
         let entry = self.registration.target.clone();
         entry.park(self, |client, cx| client.poll_idle(cx).is_ready())
     }

@@ -90,7 +90,7 @@ impl Pool {
                 Next::Retry => continue,
                 Next::Wait(rx, since) => {
                     first_wait = Some(since);
-                    match Box::pin(self.wait(rx, since)).await? {
+                    match self.wait(rx, since).await? {
                         Next::Ready(s) => match self.check(s).await {
                             Some(s) => return Ok(s),
                             None => continue,
@@ -126,25 +126,17 @@ impl Pool {
     /// Wait in the queue (since `since`) for a grant, or until the janitor
     /// drops the wait for query_wait_timeout; after reserve_pool_timeout,
     /// try the reserve pool (the only timer, armed only with a reserve).
-    async fn wait(
-        &self,
-        rx: oneshot::Receiver<Grant>,
-        since: Instant,
-    ) -> Result<Next, CheckoutError> {
+    /// Not boxed: without a reserve pool the wait is the receiver alone.
+    async fn wait(&self, rx: oneshot::Receiver<Grant>, since: Instant) -> Result<Next, CheckoutError> {
         let mut guard = WaitGuard { pool: self, rx };
         let reserve_at = {
             let s = self.settings();
             (s.reserve_size > 0).then(|| since + s.reserve_timeout)
         };
         let got = match reserve_at {
-            Some(at) => match tokio::time::timeout_at(at.into(), &mut guard.rx).await {
-                Ok(got) => got,
-                Err(_) => {
-                    if let Some(next) = self.try_reserve(&mut guard.rx) {
-                        return Ok(next);
-                    }
-                    (&mut guard.rx).await
-                }
+            Some(at) => match Box::pin(self.wait_reserve(&mut guard.rx, at)).await {
+                Ok(next) => return Ok(next),
+                Err(got) => got,
             },
             None => (&mut guard.rx).await,
         };
@@ -161,6 +153,23 @@ impl Pool {
                     Ok(Next::Retry)
                 }
             }
+        }
+    }
+
+    /// The wait with a reserve pool (boxed by the caller: its timer would
+    /// size every checkout): until `at`, then the reserve pool if it can
+    /// serve (Ok), else on waiting for a grant (Err: what came).
+    async fn wait_reserve(
+        &self,
+        rx: &mut oneshot::Receiver<Grant>,
+        at: Instant,
+    ) -> Result<Next, Result<Grant, oneshot::error::RecvError>> {
+        match tokio::time::timeout_at(at.into(), &mut *rx).await {
+            Ok(got) => Err(got),
+            Err(_) => match self.try_reserve(rx) {
+                Some(next) => Ok(next),
+                None => Err(rx.await),
+            },
         }
     }
 
