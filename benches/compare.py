@@ -82,6 +82,9 @@ def aggregate(results: list[pgbench.Result]) -> pgbench.Result:
     out.lat_p50_ms = mean("lat_p50_ms")
     out.lat_p99_ms = mean("lat_p99_ms")
     out.cpu_us_per_txn = mean("cpu_us_per_txn")
+    out.cpu_user_us_per_txn = mean("cpu_user_us_per_txn")
+    out.cpu_sys_us_per_txn = mean("cpu_sys_us_per_txn")
+    out.machine_us_per_txn = mean("machine_us_per_txn")
     fails = [r.failed for r in results if r.failed is not None]
     out.failed = sum(fails) if fails else None
     txns = [r.txns for r in results if r.txns is not None]
@@ -148,6 +151,49 @@ def f_ratio(a, b) -> str:
     return f"{a.tps / b.tps:.2f}"
 
 
+def f_us(v) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+def cpu_budget(rows) -> list[str]:
+    """Where each transaction's CPU goes: the pooler's user and system time,
+    and the whole machine's (PostgreSQL, pgbench, pooler, kernel). On a
+    machine whose cores are all busy, tps = cores / machine CPU per txn, so
+    this says how far a pooler's own cost can move the tps."""
+    out = ["## CPU per transaction (µs): pooler user + system, and the whole machine", "",
+           "| scenario | machine direct | machine PgBouncer | machine pgsluice "
+           "| PgBouncer user | PgBouncer sys | pgsluice user | pgsluice sys "
+           "| tps ceiling for a free pooler | pooler budget for 1.25x PgBouncer |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    cores = os.cpu_count() or 1
+    for sc, agg in rows:
+        d, b, s = (agg.get(t) for t in TARGETS)
+        def m(r):
+            return r.machine_us_per_txn if r is not None and r.ok else None
+        def u(r, attr):
+            return getattr(r, attr) if r is not None and r.ok else None
+        # Everything but the pooler, as measured with PgBouncer in the path:
+        # the tps with a pooler that cost nothing at all.
+        ceiling, budget = "—", "—"
+        if m(b) and u(b, "cpu_us_per_txn") is not None and m(b) > u(b, "cpu_us_per_txn"):
+            rest = m(b) - u(b, "cpu_us_per_txn")
+            ceiling = f"{cores * 1e6 / rest:,.0f}"
+            # 1.25x PgBouncer's tps means m(b) / 1.25 machine µs per txn,
+            # of which everything but the pooler takes `rest`.
+            budget = f"{m(b) / 1.25 - rest:.1f}"
+        out.append(f"| {sc.label} | {f_us(m(d))} | {f_us(m(b))} | {f_us(m(s))} "
+                   f"| {f_us(u(b, 'cpu_user_us_per_txn'))} | {f_us(u(b, 'cpu_sys_us_per_txn'))} "
+                   f"| {f_us(u(s, 'cpu_user_us_per_txn'))} | {f_us(u(s, 'cpu_sys_us_per_txn'))} "
+                   f"| {ceiling} | {budget} |")
+    out += ["", "Machine: busy CPU of all cores from /proc/stat (user, nice, system, irq, softirq, "
+            "steal) over the run per transaction; when the cores are saturated, tps = cores x 10^6 / "
+            "machine µs per txn. Ceiling: that tps if the pooler itself cost nothing, everything else "
+            "as measured with PgBouncer in the path (its own utime+stime taken out). Budget: the "
+            "pooler CPU per transaction (µs) at which tps would be 1.25 x PgBouncer's, the rest as "
+            "measured; zero or less means no pooler can get there on this machine.", ""]
+    return out
+
+
 def f_cpu(r) -> str:
     if r is None or not r.ok or r.cpu_us_per_txn is None:
         return "—"
@@ -200,6 +246,7 @@ def render(rows, s6, meta) -> str:
     lines += ["", "Latency: avg/p50/p99 from pgbench's per-transaction log (`-l`) where "
               "logged (S1, S5), else pgbench's `latency average`. CPU: the pooler's utime+stime "
               "from /proc/PID/stat over the run, divided by the transactions pgbench counted.", ""]
+    lines += cpu_budget(rows)
     if s6:
         lines += [f"## S6: RSS growth per idle client ({meta_idle(s6)})", "",
                   "| pooler | RSS before | RSS after | idle clients logged in | login errors "

@@ -8,7 +8,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from .procs import CLK_TCK, Session, Target, cpu_ticks
+from .procs import CLK_TCK, Session, Target, cpu_split, machine_busy_ticks
 
 
 @dataclass
@@ -22,6 +22,9 @@ class Result:
     lat_p50_ms: float | None = None
     lat_p99_ms: float | None = None
     cpu_us_per_txn: float | None = None  # pooler CPU (utime+stime) per transaction
+    cpu_user_us_per_txn: float | None = None  # pooler utime per transaction
+    cpu_sys_us_per_txn: float | None = None   # pooler stime per transaction
+    machine_us_per_txn: float | None = None   # whole machine's busy CPU per transaction
     error: str | None = None             # short reason when not ok
 
 
@@ -87,7 +90,8 @@ def run(session: Session, target: Target, args: list[str], duration: int,
         argv += ["-l", f"--log-prefix={prefix}"]
     argv.append(session.dbname)
     pid = target.pid
-    t0 = cpu_ticks(pid) if pid else None
+    t0 = cpu_split(pid) if pid else None
+    m0 = machine_busy_ticks()
     try:
         cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=session.tmp, timeout=duration + timeout_extra)
@@ -96,7 +100,8 @@ def run(session: Session, target: Target, args: list[str], duration: int,
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         rc = -1
         out += "\npgbench timed out"
-    t1 = cpu_ticks(pid) if pid and target.proc.poll() is None else None
+    t1 = cpu_split(pid) if pid and target.proc.poll() is None else None
+    m1 = machine_busy_ticks()
     with open(session.tmp / f"pgbench_{tag}_{target.name}.out", "a") as f:
         f.write(" ".join(argv) + "\n" + out + "\n")
     p = parse_output(out)
@@ -116,6 +121,11 @@ def run(session: Session, target: Target, args: list[str], duration: int,
         lat = latency_from_logs(prefix)
         if lat:
             res.lat_avg_ms, res.lat_p50_ms, res.lat_p99_ms = lat
-    if t0 is not None and t1 is not None and res.txns:
-        res.cpu_us_per_txn = (t1 - t0) / CLK_TCK / res.txns * 1e6
+    if res.txns:
+        per_txn = 1e6 / CLK_TCK / res.txns
+        res.machine_us_per_txn = (m1 - m0) * per_txn
+        if t0 is not None and t1 is not None:
+            res.cpu_user_us_per_txn = (t1[0] - t0[0]) * per_txn
+            res.cpu_sys_us_per_txn = (t1[1] - t0[1]) * per_txn
+            res.cpu_us_per_txn = res.cpu_user_us_per_txn + res.cpu_sys_us_per_txn
     return res

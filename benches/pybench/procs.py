@@ -64,13 +64,22 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of the whole process (all threads), in clock ticks."""
+def cpu_split(pid: int) -> tuple[int, int]:
+    """(utime, stime) of the whole process (all threads), in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         data = f.read()
     # comm may contain spaces: fields start after the last ')'.
     rest = data[data.rindex(")") + 2:].split()
-    return int(rest[11]) + int(rest[12])  # fields 14 and 15
+    return int(rest[11]), int(rest[12])  # fields 14 and 15
+
+
+def machine_busy_ticks() -> int:
+    """CPU time spent by the whole machine (every process and the kernel,
+    all cores; not idle, not iowait), in clock ticks, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    return sum(fields[:8]) - fields[3] - fields[4]
 
 
 def rss_bytes(pid: int) -> int:
