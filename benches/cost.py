@@ -40,7 +40,9 @@ from pybench.procs import Session, log, pgbouncer_bin  # noqa: E402
 # figure moves by ~3% run to run; with -c 1 by 0.01%).
 CLIENTS = int(os.environ.get("COST_CLIENTS") or 1)
 TXNS_PER_CLIENT = 8000 // CLIENTS
-MEASURED = ["-S", "-M", "simple", "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
+# COST_CONNECT=1: a new connection per transaction (-C, as S4) to cost logins.
+CONNECT = ["-C"] if os.environ.get("COST_CONNECT") == "1" else []
+MEASURED = ["-S", "-M", "simple", *CONNECT, "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
 WARMUP = ["-S", "-M", "simple", "-c", str(CLIENTS), "-j", "1", "-t", "250"]
 COMMAND = "pgbench " + " ".join(MEASURED)
 COST_MD = Path(__file__).resolve().parent / "COST.md"

@@ -127,7 +127,11 @@ impl Pool {
     /// drops the wait for query_wait_timeout; after reserve_pool_timeout,
     /// try the reserve pool (the only timer, armed only with a reserve).
     /// Not boxed: without a reserve pool the wait is the receiver alone.
-    async fn wait(&self, rx: oneshot::Receiver<Grant>, since: Instant) -> Result<Next, CheckoutError> {
+    async fn wait(
+        &self,
+        rx: oneshot::Receiver<Grant>,
+        since: Instant,
+    ) -> Result<Next, CheckoutError> {
         let mut guard = WaitGuard { pool: self, rx };
         let reserve_at = {
             let s = self.settings();
