@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,13 +50,7 @@ async fn one_gib_copy_in_and_out_is_streamed() {
             .set("pool_mode", "transaction")
             .pg_database(pg, &db, "pool_size=1")
             .write();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
-            .arg(&ini)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = support::pooler::spawn_binary(&ini);
         let pid = child.id().unwrap();
         let mut cfg = tokio_postgres::Config::new();
         cfg.host("127.0.0.1")

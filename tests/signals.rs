@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::{PgCluster, PoolerBuilder, bounded, fresh_dbs, pg::free_port, poll, value as one};
@@ -24,13 +23,7 @@ async fn start(db: &str, extra: &str) -> Running {
         .set("listen_port", &port.to_string())
         .pg_database(PgCluster::shared(), db, extra)
         .write();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
-        .arg(&ini)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = support::pooler::spawn_binary(&ini);
     let r = Running {
         child,
         port,

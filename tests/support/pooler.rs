@@ -244,3 +244,15 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
 pub fn db_message(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.message().to_string())
 }
+
+/// The pgsluice binary running `ini` as its own process (stdout dropped,
+/// stderr shown with the test's output), killed when dropped.
+pub fn spawn_binary(ini: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+        .arg(ini)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the pgsluice binary")
+}
