@@ -191,7 +191,10 @@ pub(super) fn client_params(
     wanted: &Params,
     extra: &[String],
 ) -> Params {
-    let mut params = Params::new();
+    // Tracked parameters: PgBouncer's five, track_extra_parameters, and
+    // what the client asked for.
+    let asked = wanted.iter().count();
+    let mut params = Params::with_capacity(5 + extra.len() + asked, asked);
     for (name, value) in welcome {
         if tracked_name(name, extra).is_some() {
             params.set(name, value);

@@ -51,6 +51,15 @@ impl Params {
         Params::default()
     }
 
+    /// An empty set with room for `reported` and `unreported` entries
+    /// (a login builds one; growing it entry by entry reallocated).
+    pub fn with_capacity(reported: usize, unreported: usize) -> Params {
+        Params {
+            values: Vec::with_capacity(reported),
+            unreported: Vec::with_capacity(unreported),
+        }
+    }
+
     /// The value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
         find(&self.values, name).or_else(|| find(&self.unreported, name))
