@@ -39,6 +39,10 @@ use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::server::params::Params;
 use crate::stats::clock_ns;
 
+/// A read buffer up to this size (64 KiB) is kept between transactions
+/// (after ordinary requests it is 4-16 KiB: `BytesMut` grows by doubling).
+const KEEP_BUF: usize = 16 * super::relay::READ_CHUNK;
+
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;
 
@@ -205,14 +209,18 @@ impl Future for SessionTask {
                     }));
                 }
                 State::Busy(fut) => {
-                    let (client, step) = std::task::ready!(fut.as_mut().poll(cx));
+                    let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
                     self.state = match step {
                         Ok(Step::Idle) => {
                             let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
                             client.registration.target.idle(epoch);
                             // The read buffer is kept for the next
                             // transaction (no malloc/free per transaction)
-                            // and given back when the session parks.
+                            // and given back when the session parks; one
+                            // that a large message made grow is not kept.
+                            if client.buf.is_empty() && client.buf.capacity() > KEEP_BUF {
+                                client.buf = BytesMut::new();
+                            }
                             State::Idle(client)
                         }
                         Ok(Step::End) => State::Closing(Box::pin(client.close(None))),
