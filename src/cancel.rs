@@ -92,10 +92,6 @@ pub struct ClientInfo {
     pub application_name: String,
 }
 
-fn saturate(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
 /// `last_active` of a session serving a request.
 const BUSY: u64 = u64::MAX;
 
@@ -173,7 +169,8 @@ impl CancelTarget {
 
     /// The client now has `n` named prepared statements.
     pub fn set_client_statements(&self, n: usize) {
-        self.client_statements.store(saturate(n), Ordering::Relaxed);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.client_statements.store(n, Ordering::Relaxed);
     }
 
     /// Named prepared statements of the client, and of its linked server

@@ -38,9 +38,9 @@ pub(super) enum Grant {
 /// A client waiting for a server.
 pub(super) struct Waiter {
     pub tx: oneshot::Sender<Grant>,
-    /// When it started waiting (SHOW POOLS maxwait), also when it was put
-    /// back in the queue after a RECONNECT or PAUSE cleared it; the janitor
-    /// drops it from the queue once query_wait_timeout passed since.
+    /// When its checkout first started waiting (kept when it queues again
+    /// after a RECONNECT or PAUSE cleared the queue): SHOW POOLS maxwait,
+    /// and the janitor drops it once query_wait_timeout has passed since.
     pub since: Instant,
 }
 
