@@ -15,7 +15,6 @@
 //! [`CancelTarget::wait_cancels`]), so a late cancel can never hit the next
 //! client's query on the same server.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Wake, Waker};
@@ -78,6 +77,21 @@ pub struct CancelTarget {
     info: std::sync::OnceLock<Arc<ClientInfo>>,
 }
 
+/// A session as log lines name it (see [`CancelTarget::who`]).
+pub struct Who<'a>(&'a CancelTarget);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(i) = self.0.info() {
+            write!(f, "{}/{}", i.database, i.user)?;
+        }
+        match &self.0.peer {
+            Some(peer) => write!(f, "@{peer}"),
+            None => f.write_str("@"),
+        }
+    }
+}
+
 /// A logged-in client's identity, as the admin console shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientInfo {
@@ -124,17 +138,10 @@ impl CancelTarget {
         let _ = self.info.set(info);
     }
 
-    /// For log lines: `database/user@address` (`@address` while logging in).
-    pub fn who(&self) -> String {
-        let peer = self
-            .peer
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        match self.info() {
-            Some(i) => format!("{}/{}@{peer}", i.database, i.user),
-            None => format!("@{peer}"),
-        }
+    /// For log lines: `database/user@address` (`@address` while logging
+    /// in), formatted where it is written (no string built).
+    pub fn who(&self) -> Who<'_> {
+        Who(self)
     }
 
     /// Who the client is; None while it is logging in.
@@ -404,7 +411,11 @@ impl Wake for CancelTarget {
 /// All registered client keys.
 #[derive(Default)]
 pub struct CancelRegistry {
-    map: Mutex<HashMap<(i32, i32), Arc<CancelTarget>>>,
+    /// Shared with the parker's thread, which finds parked clients by key.
+    map: Arc<crate::parker::Entries>,
+    /// Started when the first client parks (None: it could not start;
+    /// clients then stay with their tasks).
+    parker: std::sync::OnceLock<Option<crate::parker::Parker>>,
 }
 
 /// A client's entry in the registry, removed when this is dropped (the
@@ -446,6 +457,17 @@ impl CancelRegistry {
     /// A new registry.
     pub fn new() -> CancelRegistry {
         CancelRegistry::default()
+    }
+
+    /// Where parked clients' sockets wait (see `crate::parker`).
+    pub fn parker(&self) -> Option<&crate::parker::Parker> {
+        self.parker
+            .get_or_init(|| {
+                crate::parker::Parker::start(Arc::downgrade(&self.map))
+                    .map_err(|e| warn!(error = %e, "cannot start the parker: idle clients keep their tasks"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Give a client a fresh random key (see [`Registration::new`]).

@@ -16,6 +16,7 @@ pub mod exporter;
 pub mod listen;
 pub mod net;
 pub mod notify;
+pub mod parker;
 pub mod pool;
 pub mod protocol;
 pub mod server;

@@ -91,6 +91,47 @@ impl Stream {
     }
 }
 
+/// A socket taken off the runtime's reactor (a parked client's; see
+/// `crate::parker`). Still non-blocking.
+#[derive(Debug)]
+pub enum Detached {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// Unix-domain socket.
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Stream {
+    /// Take the socket off the reactor. An error (the reactor refused to
+    /// let it go) has closed the socket.
+    pub fn detach(self) -> io::Result<Detached> {
+        Ok(match self {
+            Stream::Tcp(s) => Detached::Tcp(s.into_std()?),
+            Stream::Unix(s) => Detached::Unix(s.into_std()?),
+        })
+    }
+}
+
+impl Detached {
+    /// Put the socket back on the reactor of the current runtime (must be
+    /// called inside one).
+    pub fn attach(self) -> io::Result<Stream> {
+        Ok(match self {
+            Detached::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
+            Detached::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
+        })
+    }
+
+    /// The socket's file descriptor.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Detached::Tcp(s) => s.as_raw_fd(),
+            Detached::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 macro_rules! delegate_read {
     ($t:ty) => {
         impl AsyncRead for $t {

@@ -77,3 +77,39 @@ async fn shutdown_reaches_parked_clients() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_clients_park_and_wake_again_and_again() {
+    bounded(async {
+        let (db, pooler) = support::transaction_pooler("idle_unix_db", "pool_size=1").await;
+        let socket = pooler.unix_socket_path().expect("unix socket");
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(socket.parent().unwrap())
+            .port(pooler.addr().port())
+            .dbname(&db)
+            .user("postgres");
+        let (unix, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let tcp = pooler.connect(&db, "postgres", "").await;
+        // Each round: both park (their sockets leave the runtime), then
+        // each wakes for its next query (its socket goes back).
+        for round in 0..3 {
+            wait_counts(&pooler, |reg, parked| reg == 2 && parked == 2).await;
+            assert_eq!(
+                one(&unix, &format!("SELECT {round}")).await,
+                round.to_string()
+            );
+            assert_eq!(
+                one(&tcp, &format!("SELECT {round} + 1")).await,
+                (round + 1).to_string()
+            );
+        }
+        // A parked client that hangs up leaves the registry (its socket
+        // reports the hang-up to the parker); the other still works.
+        wait_counts(&pooler, |_, parked| parked == 2).await;
+        drop(unix);
+        wait_counts(&pooler, |reg, _| reg == 1).await;
+        assert_eq!(one(&tcp, "SELECT 42").await, "42");
+    })
+    .await
+}

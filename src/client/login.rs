@@ -124,11 +124,10 @@ pub(super) async fn login(
     };
     let wanted = startup_params(&startup, &cfg, stream)?;
     if cfg.general.log_connections {
-        let peer = client
-            .peer
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
+        let peer: &dyn std::fmt::Display = match &client.peer {
+            Some(p) => p,
+            None => &"",
+        };
         info!(client = client.id, %peer, %user, %database, "login attempt");
     }
     if database == crate::admin::ADMIN_DB {

@@ -32,7 +32,7 @@ use super::relay::{Outcome, Rules, relay};
 use super::timeouts::{self, Clock, Limits};
 use crate::cancel::{CloseReason, Registration};
 use crate::config::{Config, PoolMode};
-use crate::net::Stream;
+use crate::net::{Detached, Stream};
 use crate::pool::PoolClient;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError, sqlstate};
@@ -63,6 +63,63 @@ pub struct Client {
     /// Its named prepared statements, once it sent an extended-protocol
     /// message with max_prepared_statements on (`prepared`).
     prepared: Option<Box<ClientPrepared>>,
+}
+
+/// A client parked in its registry entry (idle for a while): no task, no
+/// read buffer, its socket off the runtime's reactor and watched by the
+/// parker (see `crate::parker`).
+pub struct Parked {
+    socket: Detached,
+    registration: Registration,
+    _permit: OwnedSemaphorePermit,
+    cfg: Arc<Config>,
+    pool: PoolClient,
+    params: Arc<Params>,
+    prepared: Option<Box<ClientPrepared>>,
+}
+
+impl Parked {
+    /// The parked socket's file descriptor (to stop watching it).
+    pub(super) fn fd(&self) -> std::os::fd::RawFd {
+        self.socket.fd()
+    }
+
+    /// The client's pooler.
+    pub(super) fn context(&self) -> &Arc<crate::context::Context> {
+        self.registration.context()
+    }
+
+    /// The client again, its socket back on the current runtime's reactor
+    /// (call inside the runtime). None when that failed (the socket is
+    /// closed, the session over).
+    pub(super) fn attach(self) -> Option<Client> {
+        let Parked {
+            socket,
+            registration,
+            _permit,
+            cfg,
+            pool,
+            params,
+            prepared,
+        } = self;
+        match socket.attach() {
+            Ok(stream) => Some(Client {
+                stream,
+                registration,
+                _permit,
+                cfg,
+                pool,
+                params,
+                buf: BytesMut::new(),
+                prepared,
+            }),
+            Err(e) => {
+                let target = &registration.target;
+                warn!(client = target.id, who = %target.who(), error = %e, "lost a parked client's socket while waking it");
+                None
+            }
+        }
+    }
 }
 
 /// How one request (a transaction, or the whole session in session mode) ended.
@@ -268,16 +325,62 @@ impl Client {
         }
     }
 
-    /// Move into the registry entry until the socket or a close wakes it
-    /// (see `CancelTarget::park`); None when parked, the client back when it
-    /// turned out to be ready already.
-    fn park(mut self) -> Option<Client> {
-        if self.buf.is_empty() {
-            // Idle for a while: the read buffer is not kept.
-            self.buf = BytesMut::new();
-        }
+    /// Move into the registry entry, the socket off the reactor and
+    /// watched by the parker, until the socket or a close wakes it (see
+    /// `CancelTarget::park`); None when parked (or when the socket was
+    /// lost), the client back when it turned out to be ready already.
+    fn park(self) -> Option<Client> {
+        let ctx = self.registration.context().clone();
+        let Some(parker) = ctx.cancel.parker() else {
+            return Some(self);
+        };
         let entry = self.registration.target.clone();
-        entry.park(self, |client, cx| client.poll_idle(cx).is_ready())
+        let parked = self.detach()?;
+        let parked = entry.park(parked, |parked, cx| {
+            if entry.poll_closing(cx, &ctx.epoch).is_some() {
+                return true;
+            }
+            match parker.watch(parked.socket.fd(), entry.key) {
+                Ok(()) => false,
+                Err(e) => {
+                    warn!(client = entry.id, error = %e, "cannot park client; it keeps its task");
+                    true
+                }
+            }
+        })?;
+        parked.attach()
+    }
+
+    /// The client without its read buffer, its socket off the reactor.
+    /// None when the socket could not be taken off (it is closed then).
+    fn detach(self) -> Option<Parked> {
+        let Client {
+            stream,
+            registration,
+            _permit,
+            cfg,
+            pool,
+            params,
+            buf,
+            prepared,
+        } = self;
+        debug_assert!(buf.is_empty());
+        match stream.detach() {
+            Ok(socket) => Some(Parked {
+                socket,
+                registration,
+                _permit,
+                cfg,
+                pool,
+                params,
+                prepared,
+            }),
+            Err(e) => {
+                let target = &registration.target;
+                warn!(client = target.id, who = %target.who(), error = %e, "lost an idle client's socket while parking it");
+                None
+            }
+        }
     }
 
     /// The session's registry entry.
@@ -285,16 +388,11 @@ impl Client {
         &self.registration.target
     }
 
-    /// The runtime to resume on.
-    pub(super) fn runtime(&self) -> tokio::runtime::Handle {
-        self.registration.context().runtime.clone()
-    }
-
     /// End the session: tell the client why (if it can still be told), close.
     async fn close(mut self, error: Option<ClientError>) {
         if let Some(e) = error {
             let id = self.registration.target.id;
-            let who = self.registration.target.who();
+            let who = self.registration.target.who().to_string();
             super::report(&mut self.stream, id, &who, self.registration.context(), e).await;
         }
         let _ = self.stream.shutdown().await;

@@ -5,6 +5,8 @@
 //! `level`, `target`, `fields` with the message and the event's fields such
 //! as `client`, `peer`, `user`, `database`).
 
+mod text;
+
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
@@ -34,6 +36,7 @@ where
     match format {
         Format::Text => fmt::layer()
             .with_ansi(ansi)
+            .event_format(text::Text { ansi })
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
