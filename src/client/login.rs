@@ -15,7 +15,7 @@ use crate::admin::{self, AdminLogin};
 use crate::cancel::{CancelTarget, ClientInfo};
 use crate::context::Context;
 use crate::net::Stream;
-use crate::pool::{PoolClient, PoolKey, PoolSettings};
+use crate::pool::{LoginAnswer, Pool, PoolClient, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
@@ -172,20 +172,12 @@ pub(super) async fn login(
         ClientError::fatal(code, message)
     })?;
 
-    let params = client_params(&welcome, &wanted, &cfg.general.track_extra_parameters);
-    // Sized once: growing it message by message reallocated (and copied)
-    // several times per login (callgrind, pgbench -C).
-    let size: usize = welcome
-        .iter()
-        .map(|(n, v)| n.len() + params.get(n).unwrap_or(v).len() + 7)
-        .sum::<usize>()
-        + 64;
-    let mut out = BytesMut::with_capacity(size);
-    backend::authentication_ok(&mut out);
-    for (name, value) in welcome.iter() {
-        let value = params.get(name).unwrap_or(value);
-        backend::parameter_status(&mut out, name, value);
-    }
+    let extra = &cfg.general.track_extra_parameters;
+    let answer = pool.login_answer(&welcome, wanted, extra, |welcome, wanted| {
+        login_answer(&pool, welcome, client_params(welcome, wanted, extra))
+    });
+    let mut out = BytesMut::with_capacity(answer.messages.len() + 32);
+    out.extend_from_slice(&answer.messages);
     let key = client.key;
     backend::backend_key_data(&mut out, key.process_id, key.secret_key);
     backend::ready_for_query(&mut out, b'I');
@@ -198,10 +190,32 @@ pub(super) async fn login(
         user,
         database,
         pool_user,
-        application_name: params.get("application_name").unwrap_or("").to_string(),
+        application_name: answer.application_name.clone(),
     }));
-    let params = pool.intern(params);
+    let params = answer.params.clone();
     Ok(Some(LoggedIn { pool, params }))
+}
+
+/// What a login with tracked parameters `params` answers (AuthenticationOk
+/// and a ParameterStatus for each parameter the server reported, with the
+/// client's value where it set one) and keeps.
+fn login_answer(pool: &Pool, welcome: &[(String, String)], params: Params) -> LoginAnswer {
+    let size: usize = welcome
+        .iter()
+        .map(|(n, v)| n.len() + params.get(n).unwrap_or(v).len() + 7)
+        .sum::<usize>()
+        + 9;
+    let mut out = BytesMut::with_capacity(size);
+    backend::authentication_ok(&mut out);
+    for (name, value) in welcome {
+        let value = params.get(name).unwrap_or(value);
+        backend::parameter_status(&mut out, name, value);
+    }
+    LoginAnswer {
+        messages: out.freeze(),
+        application_name: params.get("application_name").unwrap_or("").to_string(),
+        params: pool.intern(params),
+    }
 }
 
 /// Log a client in to the admin console: the pooler's own OS user as

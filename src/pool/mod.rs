@@ -3,6 +3,7 @@
 //!
 //! The admin console and stats read pools; they never reach into sessions.
 
+mod answers;
 mod checkout;
 mod clients;
 mod control;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use answers::LoginAnswer;
 pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use control::{ControlError, DbControl};

@@ -114,6 +114,8 @@ pub struct Pool {
     interned: Interner<Params>,
     /// Identities of this pool's clients, shared likewise.
     infos: Interner<crate::cancel::ClientInfo>,
+    /// The last login answers (see `answers`).
+    answers: super::answers::Answers,
     /// Statistics (SHOW STATS), written by the relay.
     pub stats: crate::stats::PoolStats,
 }
@@ -180,6 +182,7 @@ impl Pool {
             scram_keys: Mutex::new(None),
             interned: Interner::default(),
             infos: Interner::default(),
+            answers: Default::default(),
             stats: crate::stats::PoolStats::new(),
         }
     }
@@ -383,6 +386,19 @@ impl Pool {
     /// client of this pool, or this one, remembered for the next.
     pub fn intern(&self, params: Params) -> Arc<Params> {
         self.interned.intern(params)
+    }
+
+    /// The login answer for a client that asked for `wanted` (see
+    /// `answers`); `build` makes it when no equal request was answered
+    /// lately.
+    pub fn login_answer(
+        &self,
+        welcome: &Welcome,
+        wanted: Params,
+        extra: &[String],
+        build: impl FnOnce(&Welcome, &Params) -> super::LoginAnswer,
+    ) -> Arc<super::LoginAnswer> {
+        self.answers.get_or_build(welcome, wanted, extra, build)
     }
 
     /// A shared copy of a client's identity (for the admin console).
