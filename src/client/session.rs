@@ -142,15 +142,40 @@ pub(super) async fn login_phase(
     let ctx = registration.context().clone();
     let cfg = ctx.config();
     let mut buf = BytesMut::new();
-    let login_timeout = cfg.general.client_login_timeout;
+    // client_login_timeout in whole seconds (rounded up), enforced like
+    // query_timeout (see `timeouts`): the deadline, in epochs of the
+    // registry's 1 Hz sweep, is published on the entry and the sweep wakes
+    // the login when it passed. No tokio timer per login: an armed timer
+    // makes every worker park scan the timer wheel (callgrind, pgbench -C).
+    let limit = cfg
+        .general
+        .client_login_timeout
+        .as_nanos()
+        .div_ceil(1_000_000_000);
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let target = registration.target.clone();
     let result = Box::pin(async {
-        let login = login(&mut stream, &mut buf, &ctx, &registration.target);
-        if login_timeout.is_zero() {
+        let login = login(&mut stream, &mut buf, &ctx, &target);
+        if limit == 0 {
             return login.await;
         }
-        tokio::time::timeout(login_timeout, login)
-            .await
-            .map_err(|_| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout"))?
+        let deadline = ctx.epoch.load(Ordering::Relaxed).saturating_add(limit);
+        target.set_link_deadline(deadline);
+        let mut login = std::pin::pin!(login);
+        let result = std::future::poll_fn(|cx| {
+            // Over once the sweep closed the deadline's epoch.
+            if ctx.epoch.load(Ordering::Relaxed).saturating_sub(1) >= deadline {
+                return Poll::Ready(Err(ClientError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "client_login_timeout",
+                )));
+            }
+            target.register_waker(cx);
+            login.as_mut().poll(cx)
+        })
+        .await;
+        target.set_link_deadline(0);
+        result
     })
     .await;
     if buf.is_empty() {

@@ -160,8 +160,9 @@ impl Fields<'_> {
             self.line.push(' ');
         }
         self.first = false;
-        if field.name() != "message" {
-            self.line.push_str(field.name().trim_start_matches("r#"));
+        let name = field.name();
+        if name != "message" {
+            self.line.push_str(name.strip_prefix("r#").unwrap_or(name));
             self.line.push('=');
         }
     }
@@ -180,7 +181,7 @@ impl Visit for Fields<'_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.start(field);
-        let _ = write!(self.line, "{value}");
+        push_u64(self.line, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -205,6 +206,21 @@ impl Visit for Fields<'_> {
             push_escaped(self.line, &tail);
         }
     }
+}
+
+/// Append `v` in decimal (client ids are on every connection's lines).
+fn push_u64(line: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    line.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("?"));
 }
 
 /// Append `s` with control characters written as escapes (`\n`, `\u{1b}`).
@@ -244,6 +260,15 @@ mod tests {
         line.clear();
         timestamp(&mut line, UNIX_EPOCH + Duration::new(1_798_371_909, 1_000));
         assert_eq!(line, "2026-12-27T11:45:09.000001Z ");
+    }
+
+    #[test]
+    fn integers_are_decimal() {
+        for v in [0, 7, 10, 12345, u64::MAX] {
+            let mut line = String::new();
+            push_u64(&mut line, v);
+            assert_eq!(line, v.to_string());
+        }
     }
 
     #[test]
