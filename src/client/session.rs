@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
@@ -420,7 +420,9 @@ impl Client {
             let who = self.registration.target.who().to_string();
             super::report(&mut self.stream, id, &who, self.registration.context(), e).await;
         }
-        let _ = self.stream.shutdown().await;
+        // Dropping the socket closes it: what was written is sent before
+        // the FIN, as PgBouncer's close does (a shutdown() first is one
+        // more syscall per connection for nothing).
     }
 
     /// Serve one request: read the first message, link a server, relay,
