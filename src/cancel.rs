@@ -45,7 +45,7 @@ pub struct CancelTarget {
     waker: Mutex<Option<Waker>>,
     /// Registry epoch in which the session last became idle; [`BUSY`] while
     /// it serves a request (busy sessions neither park nor time out).
-    last_active: AtomicU64,
+    last_active: AtomicU32,
     /// client_idle_timeout of the session's pool in whole seconds (rounded
     /// up), 0 = off. Set once logged in.
     idle_limit: AtomicU32,
@@ -54,7 +54,7 @@ pub struct CancelTarget {
     /// While linked with query_timeout or idle_transaction_timeout set:
     /// the epoch whose end makes the link's current phase too long (0 =
     /// none); the sweep wakes the session then (see `client::timeouts`).
-    link_deadline: AtomicU64,
+    link_deadline: AtomicU32,
     /// The sweeper asked the session to park when next idle.
     park: AtomicBool,
     /// Named prepared statements of the client (SHOW CLIENTS), updated
@@ -64,17 +64,43 @@ pub struct CancelTarget {
     /// SERVERS; saturating: 16 bits fit in the entry's padding, and a
     /// server has at most max_prepared_statements).
     server_statements: AtomicU16,
-    /// The client while it is parked (no task); boxed so that the entries
-    /// of clients that are not parked stay small.
-    parked: Mutex<Option<Box<crate::client::Parked>>>,
+    /// The task running the session (for KILL), or the client itself
+    /// while it is parked (no task); one lock for both keeps the entry
+    /// small.
+    slot: Mutex<Slot>,
     /// When the client connected, in microseconds since the Unix epoch.
     pub connected_us: u64,
-    /// The task running the session (for KILL), replaced when a parked
-    /// session gets a task again.
-    task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Who the client is, set once logged in (for SHOW CLIENTS / SERVERS);
     /// boxed so that an entry grows by one word.
     info: std::sync::OnceLock<Arc<ClientInfo>>,
+}
+
+/// Who holds a session: its task, or (parked) its entry.
+#[derive(Default)]
+enum Slot {
+    /// Not known yet (logging in) or over.
+    #[default]
+    Empty,
+    /// The task running the session.
+    Task(tokio::task::AbortHandle),
+    /// The client, parked; boxed so that other entries stay small.
+    Parked(Box<crate::client::Parked>),
+}
+
+impl Slot {
+    fn is_parked(&self) -> bool {
+        matches!(self, Slot::Parked(_))
+    }
+
+    fn take_parked(&mut self) -> Option<Box<crate::client::Parked>> {
+        match std::mem::take(self) {
+            Slot::Parked(p) => Some(p),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 /// A session as log lines name it (see [`CancelTarget::who`]).
@@ -106,8 +132,15 @@ pub struct ClientInfo {
     pub application_name: String,
 }
 
-/// `last_active` of a session serving a request.
-const BUSY: u64 = u64::MAX;
+/// `last_active` of a session serving a request. Epochs are seconds since
+/// the pooler started, so 32 bits last 136 years (an entry is kept small:
+/// S6, memory per idle client); stored values saturate below this.
+const BUSY: u32 = u32::MAX;
+
+/// An epoch as stored in an entry.
+fn epoch32(epoch: u64) -> u32 {
+    u32::try_from(epoch).unwrap_or(BUSY - 1).min(BUSY - 1)
+}
 
 /// Why the pooler tells an idle session to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +196,7 @@ impl CancelTarget {
     /// Registry epoch in which the session last became idle (None while busy).
     pub fn idle_since_epoch(&self) -> Option<u64> {
         let e = self.last_active.load(Ordering::Relaxed);
-        (e != BUSY).then_some(e)
+        (e != BUSY).then_some(u64::from(e))
     }
 
     /// The client was linked to a server that has `statements` prepared
@@ -261,12 +294,12 @@ impl CancelTarget {
 
     /// Publish the linked session's timeout deadline (0 = none).
     pub fn set_link_deadline(&self, epoch: u64) {
-        self.link_deadline.store(epoch, Ordering::Relaxed);
+        self.link_deadline.store(epoch32(epoch), Ordering::Relaxed);
     }
 
     /// The published timeout deadline (0 = none).
     pub fn link_deadline(&self) -> u64 {
-        self.link_deadline.load(Ordering::Relaxed)
+        u64::from(self.link_deadline.load(Ordering::Relaxed))
     }
 
     /// The session logged in to a pool whose client_idle_timeout is
@@ -275,7 +308,7 @@ impl CancelTarget {
         let secs = limit.as_nanos().div_ceil(1_000_000_000);
         self.idle_limit
             .store(u32::try_from(secs).unwrap_or(u32::MAX), Ordering::Relaxed);
-        self.last_active.store(epoch, Ordering::Relaxed);
+        self.last_active.store(epoch32(epoch), Ordering::Relaxed);
     }
 
     /// The session starts a request.
@@ -286,7 +319,7 @@ impl CancelTarget {
 
     /// The session is idle again (its request ended) in registry epoch `epoch`.
     pub fn idle(&self, epoch: u64) {
-        self.last_active.store(epoch, Ordering::Relaxed);
+        self.last_active.store(epoch32(epoch), Ordering::Relaxed);
     }
 
     /// Whether the session has been idle, with no server, for at least its
@@ -296,7 +329,7 @@ impl CancelTarget {
     fn idle_expired(&self, now: u64) -> bool {
         let limit = u64::from(self.idle_limit.load(Ordering::Relaxed));
         let last = self.last_active.load(Ordering::Relaxed);
-        limit > 0 && last != BUSY && now.saturating_sub(last) >= limit
+        limit > 0 && last != BUSY && now.saturating_sub(u64::from(last)) >= limit
     }
 
     /// Whether the sweeper asked the session to park (clears the request).
@@ -315,22 +348,32 @@ impl CancelTarget {
     ) -> Option<crate::client::Parked> {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut slot = self.parked.lock();
-        let parked = slot.insert(Box::new(client));
+        let mut slot = self.slot.lock();
+        // The task ends if the client parks: its abort handle would keep
+        // its memory alive. Replaced while the slot is locked, so a wake-up
+        // cannot have given the client a new task (and a new handle) yet.
+        let task = std::mem::replace(&mut *slot, Slot::Parked(Box::new(client)));
+        let Slot::Parked(parked) = &mut *slot else {
+            unreachable!()
+        };
         if ready(parked, &mut cx) {
-            return slot.take().map(|c| *c);
+            let client = slot.take_parked().map(|c| *c);
+            *slot = task;
+            return client;
         }
-        // The task ends now: an abort handle would keep its memory alive.
-        // Dropped while `parked` is locked, so a wake-up cannot have given
-        // the client a new task (and a new handle) yet.
-        self.task.lock().take();
         drop(slot);
+        drop(task);
         None
     }
 
     /// The task now running the session.
     pub fn set_task(&self, task: tokio::task::AbortHandle) {
-        *self.task.lock() = Some(task);
+        let mut slot = self.slot.lock();
+        // A task that parked its client before this ran has ended: its
+        // handle is not needed, and the parked client must stay.
+        if !slot.is_parked() {
+            *slot = Slot::Task(task);
+        }
     }
 
     /// KILL: an idle (or parked) session is told why and closed; a busy
@@ -340,7 +383,7 @@ impl CancelTarget {
     pub fn kill(&self) {
         self.close(CloseReason::Killed);
         if self.last_active.load(Ordering::Relaxed) == BUSY
-            && let Some(task) = self.task.lock().as_ref()
+            && let Slot::Task(task) = &*self.slot.lock()
         {
             task.abort();
         }
@@ -401,7 +444,7 @@ impl Wake for CancelTarget {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let client = self.parked.lock().take();
+        let client = self.slot.lock().take_parked();
         if let Some(client) = client {
             crate::client::resume(*client);
         }
@@ -505,7 +548,7 @@ impl CancelRegistry {
         let now = epoch.fetch_add(1, Ordering::Relaxed);
         let targets: Vec<Arc<CancelTarget>> = self.map.lock().values().cloned().collect();
         for t in targets {
-            let deadline = t.link_deadline.load(Ordering::Relaxed);
+            let deadline = t.link_deadline();
             if deadline != 0 && now >= deadline {
                 t.wake_session();
                 continue;
@@ -516,8 +559,8 @@ impl CancelRegistry {
                 t.close(CloseReason::IdleTimeout);
                 continue;
             }
-            let idle = t.last_active.load(Ordering::Relaxed) < now;
-            if !idle || t.parked.lock().is_some() || t.park.swap(true, Ordering::Relaxed) {
+            let idle = u64::from(t.last_active.load(Ordering::Relaxed)) < now;
+            if !idle || t.slot.lock().is_parked() || t.park.swap(true, Ordering::Relaxed) {
                 continue;
             }
             t.wake_session();
@@ -527,7 +570,7 @@ impl CancelRegistry {
     /// (registered sessions, parked sessions), for the admin console and tests.
     pub fn counts(&self) -> (usize, usize) {
         let map = self.map.lock();
-        let parked = map.values().filter(|t| t.parked.lock().is_some()).count();
+        let parked = map.values().filter(|t| t.slot.lock().is_parked()).count();
         (map.len(), parked)
     }
 

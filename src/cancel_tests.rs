@@ -120,9 +120,9 @@ fn an_idle_timeout_overtaken_by_activity_is_withdrawn_but_a_shutdown_is_not() {
 }
 
 /// Every connected client has an entry: it must stay small (S6, memory
-/// per idle client; 184 bytes before the statement counters, which fit in
-/// padding).
+/// per idle client). 168 bytes: with the Arc's counts, a 192-byte malloc
+/// chunk (184 bytes took 208).
 #[test]
 fn entry_stays_small() {
-    assert!(std::mem::size_of::<CancelTarget>() <= 184);
+    assert!(std::mem::size_of::<CancelTarget>() <= 168);
 }
