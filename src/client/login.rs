@@ -12,10 +12,10 @@ use tracing::{debug, info};
 use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
 use crate::admin::{self, AdminLogin};
-use crate::cancel::{CancelTarget, ClientInfo};
+use crate::cancel::CancelTarget;
 use crate::context::Context;
 use crate::net::Stream;
-use crate::pool::{LoginAnswer, Pool, PoolClient, PoolKey, PoolSettings};
+use crate::pool::{LoginAnswer, Pool, PoolClient, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
@@ -116,11 +116,10 @@ pub(super) async fn login(
                 sqlstate::INVALID_AUTHORIZATION,
                 "no PostgreSQL user name specified in startup packet",
             )
-        })?
-        .to_string();
+        })?;
     let database = match startup.param("database") {
-        Some(d) if !d.is_empty() => d.to_string(),
-        _ => user.clone(),
+        Some(d) if !d.is_empty() => d,
+        _ => user,
     };
     let wanted = startup_params(&startup, &cfg, stream)?;
     if cfg.general.log_connections {
@@ -131,25 +130,21 @@ pub(super) async fn login(
         info!(client = client.id, %peer, %user, %database, "login attempt");
     }
     if database == crate::admin::ADMIN_DB {
-        let login = admin_login(stream, buf, &cfg, &user, &startup).await?;
+        let login = admin_login(stream, buf, &cfg, user, &startup).await?;
         return Err(ClientError::Console(Box::new(login)));
     }
-    let db = cfg.databases.lookup(&database).ok_or_else(|| {
+    let db = cfg.databases.lookup(database).ok_or_else(|| {
         ClientError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("no such database: {database}"),
         )
     })?;
-    let scram_keys = auth::authenticate(stream, buf, &cfg, &user).await?;
+    let scram_keys = auth::authenticate(stream, buf, &cfg, user).await?;
 
-    let pool_user = db.user.clone().unwrap_or_else(|| user.clone());
+    let pool_user = db.user.as_deref().unwrap_or(user);
     let forced_user = db.user.is_some();
-    let key_for_pool = PoolKey {
-        database: database.clone(),
-        user: pool_user.clone(),
-    };
-    let pool = ctx.pools.get_or_create(key_for_pool, || {
-        PoolSettings::resolve(&cfg, db, &database, &pool_user)
+    let pool = ctx.pools.get_or_create(database, pool_user, || {
+        PoolSettings::resolve(&cfg, db, database, pool_user)
     });
     if pool.db_control().disabled() {
         return Err(ClientError::fatal(
@@ -186,12 +181,7 @@ pub(super) async fn login(
         debug!(client = client.id, %user, %database, "login ok");
     }
     // Shared with the pool's other clients of the same identity.
-    client.set_info(pool.intern_info(ClientInfo {
-        user,
-        database,
-        pool_user,
-        application_name: answer.application_name.clone(),
-    }));
+    client.set_info(pool.intern_info(user, database, pool_user, &answer.application_name));
     let params = answer.params.clone();
     Ok(Some(LoggedIn { pool, params }))
 }

@@ -32,18 +32,18 @@ pub(super) fn startup_params(
 ) -> Result<Params, ClientError> {
     let g = &cfg.general;
     let mut wanted = Params::new();
-    for (name, value) in &startup.params {
+    for (name, value) in startup.params() {
         if name == "options" {
             parse_options(value, g, &mut wanted)?;
         }
     }
-    for (name, value) in &startup.params {
+    for (name, value) in startup.params() {
         if name == "user" || name == "database" || name == "options" {
             continue;
         }
         if name == "replication" {
             // replication=false asks for an ordinary session.
-            if matches!(value.as_str(), "false" | "off" | "no" | "0") {
+            if matches!(value, "false" | "off" | "no" | "0") {
                 continue;
             }
             return Err(ClientError::fatal(

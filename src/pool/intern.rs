@@ -26,15 +26,29 @@ impl<T: PartialEq> Interner<T> {
         if let Some(v) = kept.iter().find(|v| ***v == value) {
             return v.clone();
         }
-        let v = Arc::new(value);
-        if kept.len() >= MAX_INTERNED {
-            // Forget values nobody uses any more, else the oldest.
-            kept.retain(|v| Arc::strong_count(v) > 1);
-            if kept.len() >= MAX_INTERNED {
-                kept.remove(0);
-            }
-        }
-        kept.push(v.clone());
-        v
+        remember(&mut kept, value)
     }
+
+    /// A shared copy of the value `is` matches: one already in use, or
+    /// the one `make` builds (only then), remembered for the next.
+    pub(super) fn intern_with(&self, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut kept = self.0.lock();
+        if let Some(v) = kept.iter().find(|v| is(v)) {
+            return v.clone();
+        }
+        remember(&mut kept, make())
+    }
+}
+
+fn remember<T>(kept: &mut Vec<Arc<T>>, value: T) -> Arc<T> {
+    let v = Arc::new(value);
+    if kept.len() >= MAX_INTERNED {
+        // Forget values nobody uses any more, else the oldest.
+        kept.retain(|v| Arc::strong_count(v) > 1);
+        if kept.len() >= MAX_INTERNED {
+            kept.remove(0);
+        }
+    }
+    kept.push(v.clone());
+    v
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::{CloseReason, Pool, PoolKey, PoolSettings, Pools};
+use super::{CloseReason, Pool, PoolSettings, Pools};
 use crate::config::Config;
 
 impl Pools {
@@ -19,11 +19,7 @@ impl Pools {
     pub fn maintain(&self, cfg: &Config) {
         for (name, db) in &cfg.databases.entries {
             if let Some(user) = &db.user {
-                let key = PoolKey {
-                    database: name.clone(),
-                    user: user.clone(),
-                };
-                self.get_or_create(key, || PoolSettings::resolve(cfg, db, name, user));
+                self.get_or_create(name, user, || PoolSettings::resolve(cfg, db, name, user));
             }
         }
         let now = Instant::now();

@@ -39,6 +39,47 @@ pub struct PoolKey {
     pub user: String,
 }
 
+/// A pool key looked up without building one (no allocation per login):
+/// `PoolKey` borrows as this, hashing and comparing the same way.
+trait KeyRef {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl KeyRef for PoolKey {
+    fn parts(&self) -> (&str, &str) {
+        (&self.database, &self.user)
+    }
+}
+
+impl KeyRef for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyRef + 'a> for PoolKey {
+    fn borrow(&self) -> &(dyn KeyRef + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn KeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        // As the derived Hash of PoolKey: its fields in order.
+        let (database, user) = self.parts();
+        database.hash(h);
+        user.hash(h);
+    }
+}
+
+impl PartialEq for dyn KeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyRef + '_ {}
+
 impl std::fmt::Display for PoolKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.database, self.user)
@@ -65,13 +106,22 @@ impl Pools {
         Pools::default()
     }
 
-    /// The pool for `key`, created with `make` when missing. Called once
-    /// per client login, never on the hot path.
-    pub fn get_or_create(&self, key: PoolKey, make: impl FnOnce() -> PoolSettings) -> Arc<Pool> {
+    /// The pool of `database` and server-side `user`, created with `make`
+    /// when missing. Called once per client login, never on the hot path.
+    pub fn get_or_create(
+        &self,
+        database: &str,
+        user: &str,
+        make: impl FnOnce() -> PoolSettings,
+    ) -> Arc<Pool> {
         let mut map = self.map.lock();
-        if let Some(p) = map.get(&key) {
+        if let Some(p) = map.get(&(database, user) as &dyn KeyRef) {
             return p.clone();
         }
+        let key = PoolKey {
+            database: database.to_string(),
+            user: user.to_string(),
+        };
         let settings = make();
         let db_limit = Self::limit(&self.db_limits, &key.database, settings.max_db_connections);
         let user_limit = Self::limit(&self.user_limits, &key.user, settings.max_user_connections);

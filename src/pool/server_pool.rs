@@ -401,9 +401,29 @@ impl Pool {
         self.answers.get_or_build(welcome, wanted, extra, build)
     }
 
-    /// A shared copy of a client's identity (for the admin console).
-    pub fn intern_info(&self, info: crate::cancel::ClientInfo) -> Arc<crate::cancel::ClientInfo> {
-        self.infos.intern(info)
+    /// A shared copy of a client's identity (for the admin console),
+    /// built only when no client of this pool had the same.
+    pub fn intern_info(
+        &self,
+        user: &str,
+        database: &str,
+        pool_user: &str,
+        application_name: &str,
+    ) -> Arc<crate::cancel::ClientInfo> {
+        self.infos.intern_with(
+            |i| {
+                i.user == user
+                    && i.database == database
+                    && i.pool_user == pool_user
+                    && i.application_name == application_name
+            },
+            || crate::cancel::ClientInfo {
+                user: user.to_string(),
+                database: database.to_string(),
+                pool_user: pool_user.to_string(),
+                application_name: application_name.to_string(),
+            },
+        )
     }
 
     /// Counts for the admin console and tests.

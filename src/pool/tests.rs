@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{Pool, PoolKey, PoolSettings, Pools};
+use super::{Pool, PoolSettings, Pools};
 use crate::net::Stream;
 use crate::server::{BackendKey, Params, ServerAddr, ServerConn, ServerCredentials, ServerTarget};
 
@@ -53,11 +53,7 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
 
 fn pool(size: usize) -> Arc<Pool> {
     let pools = Pools::new();
-    let key = PoolKey {
-        database: "d".into(),
-        user: "u".into(),
-    };
-    pools.get_or_create(key, || settings(size))
+    pools.get_or_create("d", "u", || settings(size))
 }
 
 #[tokio::test]
@@ -86,11 +82,7 @@ async fn discarded_and_idle_closed_servers_are_counted_once() {
 #[tokio::test]
 async fn a_paused_pool_closes_released_servers_and_hands_out_nothing() {
     let pools = Pools::new();
-    let key = PoolKey {
-        database: "d".into(),
-        user: "u".into(),
-    };
-    let pool = pools.get_or_create(key, || settings(1));
+    let pool = pools.get_or_create("d", "u", || settings(1));
     let s = fake_server(&pool).await;
     let cfg = crate::config::load_str(
         "[pgbouncer]\nauth_type=any\n[databases]\nd=host=127.0.0.1\n",

@@ -68,25 +68,38 @@ pub enum StartupPacket {
     Startup(Startup),
 }
 
-/// A StartupMessage: the requested version and its parameters.
+/// A StartupMessage: the requested version and its parameters. The
+/// parameters stay in the packet (UTF-8, checked once) and are looked up by
+/// offset: a login does not allocate a string per name and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Startup {
     /// Requested minor version of protocol 3 (3.x).
     pub minor: u16,
-    /// Parameters in the order sent (`user`, `database`, `options`, ...).
-    /// `_pq_.` protocol options are kept out of this list.
-    pub params: Vec<(String, String)>,
+    /// The packet's parameter area.
+    text: Bytes,
+    /// Name and value ranges in `text`, in the order sent (`user`,
+    /// `database`, `options`, ...); `_pq_.` protocol options are not here.
+    params: Vec<[u32; 4]>,
     /// `_pq_.` protocol options the client asked for (none are supported).
     pub protocol_options: Vec<String>,
 }
 
 impl Startup {
-    /// The value of a parameter, if sent.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    /// The parameters in the order sent.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|r| (self.str_at(r[0], r[1]), self.str_at(r[2], r[3])))
+    }
+
+    /// The value of a parameter, if sent.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    fn str_at(&self, from: u32, to: u32) -> &str {
+        // Checked to be UTF-8 when parsed.
+        std::str::from_utf8(&self.text[from as usize..to as usize]).unwrap_or("")
     }
 }
 
@@ -121,27 +134,40 @@ pub fn read_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Protoco
     }
 }
 
-fn parse_startup_params(minor: u16, mut body: Bytes) -> Result<Startup, ProtocolError> {
+fn parse_startup_params(minor: u16, text: Bytes) -> Result<Startup, ProtocolError> {
     const WHAT: &str = "startup";
-    let mut params = Vec::new();
+    let bad = || ProtocolError::Malformed { what: WHAT };
+    // Valid as a whole, so is every NUL-separated piece.
+    std::str::from_utf8(&text).map_err(|_| bad())?;
+    let mut params = Vec::with_capacity(4);
     let mut protocol_options = Vec::new();
+    // The packet is at most MAX_STARTUP_PACKET bytes: offsets fit in u32.
+    let mut at = 0usize;
+    let cstr = |at: &mut usize| -> Result<(u32, u32), ProtocolError> {
+        let len = memchr(0, &text[*at..]).ok_or_else(bad)?;
+        let range = (*at as u32, (*at + len) as u32);
+        *at += len + 1;
+        Ok(range)
+    };
     loop {
-        let key = take_cstr(&mut body, WHAT)?;
-        if key.is_empty() {
+        let key = cstr(&mut at)?;
+        if key.0 == key.1 {
             break;
         }
-        let value = take_cstr(&mut body, WHAT)?;
-        if key.starts_with("_pq_.") {
-            protocol_options.push(key);
+        let value = cstr(&mut at)?;
+        let name = &text[key.0 as usize..key.1 as usize];
+        if name.starts_with(b"_pq_.") {
+            protocol_options.push(String::from_utf8_lossy(name).into_owned());
         } else {
-            params.push((key, value));
+            params.push([key.0, key.1, value.0, value.1]);
         }
     }
-    if body.has_remaining() {
-        return Err(ProtocolError::Malformed { what: WHAT });
+    if at != text.len() {
+        return Err(bad());
     }
     Ok(Startup {
         minor,
+        text,
         params,
         protocol_options,
     })

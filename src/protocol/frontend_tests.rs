@@ -50,7 +50,7 @@ fn startup_3_2_keeps_protocol_options_apart() {
     match read_startup(&mut buf).unwrap() {
         Some(StartupPacket::Startup(s)) => {
             assert_eq!(s.minor, 2);
-            assert_eq!(s.params, vec![("user".to_string(), "u".to_string())]);
+            assert_eq!(s.params().collect::<Vec<_>>(), vec![("user", "u")]);
             assert_eq!(s.protocol_options, vec!["_pq_.compression".to_string()]);
         }
         other => panic!("{other:?}"),

@@ -185,11 +185,7 @@ fn context(ini: &str) -> crate::context::Context {
 }
 
 fn pool(ctx: &crate::context::Context, db: &str, user: &str) -> Arc<crate::pool::Pool> {
-    let key = crate::pool::PoolKey {
-        database: db.into(),
-        user: user.into(),
-    };
-    ctx.pools.get_or_create(key, || {
+    ctx.pools.get_or_create(db, user, || {
         crate::pool::PoolSettings::with_defaults(
             crate::server::ServerTarget {
                 addr: Arc::new(crate::server::ServerAddr::Tcp {
