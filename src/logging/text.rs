@@ -76,7 +76,7 @@ thread_local! {
     /// The line being built (kept: no allocation per line).
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
     /// `YYYY-MM-DDTHH:MM:SS` of the second last formatted on this thread.
-    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 fn level(level: &Level, ansi: bool) -> &'static str {
@@ -101,18 +101,18 @@ fn timestamp(line: &mut String, now: SystemTime) {
     SECOND.with(|cached| {
         let mut cached = cached.borrow_mut();
         if cached.0 != secs {
-            *cached = (secs, civil(secs));
+            cached.0 = secs;
+            cached.1.clear();
+            cached.1.extend(civil(secs).iter().map(|&b| char::from(b)));
         }
-        // Only ASCII digits and separators were written.
-        line.push_str(std::str::from_utf8(&cached.1).unwrap_or("????-??-??T??:??:??"));
+        line.push_str(&cached.1);
     });
-    let mut micros = since.subsec_micros();
-    let mut frac = [b'.', 0, 0, 0, 0, 0, 0, b'Z', b' '];
-    for d in frac[1..7].iter_mut().rev() {
-        *d = b'0' + (micros % 10) as u8;
-        micros /= 10;
+    let micros = since.subsec_micros();
+    line.push('.');
+    for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+        line.push(char::from(b'0' + (micros / div % 10) as u8));
     }
-    line.push_str(std::str::from_utf8(&frac).unwrap_or(".??????Z "));
+    line.push_str("Z ");
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time. By hand: no date crate is in the
@@ -220,7 +220,7 @@ fn push_u64(line: &mut String, mut v: u64) {
             break;
         }
     }
-    line.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("?"));
+    line.extend(digits[at..].iter().map(|&b| char::from(b)));
 }
 
 /// Append `s` with control characters written as escapes (`\n`, `\u{1b}`).

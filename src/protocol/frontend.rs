@@ -75,8 +75,9 @@ pub enum StartupPacket {
 pub struct Startup {
     /// Requested minor version of protocol 3 (3.x).
     pub minor: u16,
-    /// The packet's parameter area.
-    text: Bytes,
+    /// The packet's parameter area (one allocation: as a `String`, a
+    /// parameter is a slice, not a UTF-8 check per look).
+    text: String,
     /// Name and value ranges in `text`, in the order sent (`user`,
     /// `database`, `options`, ...); `_pq_.` protocol options are not here.
     params: Vec<[u32; 4]>,
@@ -98,8 +99,8 @@ impl Startup {
     }
 
     fn str_at(&self, from: u32, to: u32) -> &str {
-        // Checked to be UTF-8 when parsed.
-        std::str::from_utf8(&self.text[from as usize..to as usize]).unwrap_or("")
+        // Ranges end at NUL bytes: always on character boundaries.
+        self.text.get(from as usize..to as usize).unwrap_or("")
     }
 }
 
@@ -138,13 +139,13 @@ fn parse_startup_params(minor: u16, text: Bytes) -> Result<Startup, ProtocolErro
     const WHAT: &str = "startup";
     let bad = || ProtocolError::Malformed { what: WHAT };
     // Valid as a whole, so is every NUL-separated piece.
-    std::str::from_utf8(&text).map_err(|_| bad())?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| bad())?;
     let mut params = Vec::with_capacity(4);
     let mut protocol_options = Vec::new();
     // The packet is at most MAX_STARTUP_PACKET bytes: offsets fit in u32.
     let mut at = 0usize;
     let cstr = |at: &mut usize| -> Result<(u32, u32), ProtocolError> {
-        let len = memchr(0, &text[*at..]).ok_or_else(bad)?;
+        let len = memchr(0, &text.as_bytes()[*at..]).ok_or_else(bad)?;
         let range = (*at as u32, (*at + len) as u32);
         *at += len + 1;
         Ok(range)
@@ -156,8 +157,8 @@ fn parse_startup_params(minor: u16, text: Bytes) -> Result<Startup, ProtocolErro
         }
         let value = cstr(&mut at)?;
         let name = &text[key.0 as usize..key.1 as usize];
-        if name.starts_with(b"_pq_.") {
-            protocol_options.push(String::from_utf8_lossy(name).into_owned());
+        if name.starts_with("_pq_.") {
+            protocol_options.push(name.to_string());
         } else {
             params.push([key.0, key.1, value.0, value.1]);
         }
