@@ -42,8 +42,12 @@ CLIENTS = int(os.environ.get("COST_CLIENTS") or 1)
 TXNS_PER_CLIENT = 8000 // CLIENTS
 # COST_CONNECT=1: a new connection per transaction (-C, as S4) to cost logins.
 CONNECT = ["-C"] if os.environ.get("COST_CONNECT") == "1" else []
-MEASURED = ["-S", "-M", "simple", *CONNECT, "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
-WARMUP = ["-S", "-M", "simple", "-c", str(CLIENTS), "-j", "1", "-t", "250"]
+# COST_MODE: pgbench's query protocol (simple, extended or prepared).
+MODE = os.environ.get("COST_MODE") or "simple"
+if MODE not in ("simple", "extended", "prepared"):
+    raise SystemExit(f"COST_MODE must be simple, extended or prepared, not {MODE!r}")
+MEASURED = ["-S", "-M", MODE, *CONNECT, "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
+WARMUP = ["-S", "-M", MODE, "-c", str(CLIENTS), "-j", "1", "-t", "250"]
 COMMAND = "pgbench " + " ".join(MEASURED)
 COST_MD = Path(__file__).resolve().parent / "COST.md"
 HEADER = """# Instructions per transaction (deterministic cost check)
