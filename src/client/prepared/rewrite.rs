@@ -143,7 +143,7 @@ pub fn client_batch(
                 *since_exec = 0;
                 let undo = if whole && drops_all(&msg[5..]) {
                     let names = std::mem::take(&mut c.names);
-                    Undo::Reset(names, std::mem::take(server))
+                    Undo::Reset(Box::new((names, std::mem::take(server))))
                 } else {
                     Undo::None
                 };
@@ -232,7 +232,7 @@ fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg:
         error_response(&mut err, Severity::Error, "42P05", &text);
         put_failing_describe(&mut c.out);
         c.queue
-            .push(End::Describe, Act::Fail(err.freeze()), Undo::None);
+            .push(End::Describe, Act::Fail(Box::new(err.freeze())), Undo::None);
         return 0;
     }
     let stmt = intern(&body[name.len() + 1..]);
