@@ -156,8 +156,21 @@ async fn client_login_timeout_closes_silent_clients() {
         // Connect and say nothing: closed after about a second.
         let mut s = p.raw_connect().await;
         let mut buf = Vec::new();
+        let started = std::time::Instant::now();
         let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
         assert!(read.is_ok(), "client_login_timeout ignored");
+        // Told why (08P01), after more than the limit (the janitor's
+        // granularity: between 1 and about 2 seconds).
+        let said = String::from_utf8_lossy(&buf);
+        assert!(
+            said.contains("client_login_timeout") && said.contains("08P01"),
+            "{said:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
         // With the default (60 s), a silent client stays for now.
         let p2 = PoolerBuilder::new()
             .pg_database(PgCluster::shared(), &db, "")
