@@ -107,3 +107,21 @@ async fn a_paused_pool_closes_released_servers_and_hands_out_nothing() {
     assert!(pools.resume(&cfg, Some("d")).is_ok());
     assert!(pools.resume(&cfg, Some("d")).is_err());
 }
+
+#[test]
+fn pools_are_found_by_borrowed_names_and_by_key() {
+    let pools = Pools::new();
+    let a = pools.get_or_create("db", "alice", || settings(1));
+    let again = pools.get_or_create("db", "alice", || panic!("created twice"));
+    assert!(Arc::ptr_eq(&a, &again));
+    // The owned key hashes and compares as the borrowed pair.
+    let key = super::PoolKey {
+        database: "db".into(),
+        user: "alice".into(),
+    };
+    assert!(Arc::ptr_eq(&pools.get(&key).unwrap(), &a));
+    // Names are not concatenated: ("dba", "lice") is another pool.
+    let b = pools.get_or_create("dba", "lice", || settings(1));
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(pools.all().len(), 2);
+}
