@@ -4,9 +4,10 @@
 //! to that server with the server's key (ignored when it has no server). It
 //! also lets the pooler tell idle sessions to close (shutdown) without each
 //! of them holding a wait future: an idle session registers its waker here.
-//! A session idle for a while is parked here, with no task at all: the entry
-//! itself is the waker its socket calls, and it starts a task again (see
-//! `client::session` and [`CancelRegistry::sweep`]). The same sweep enforces
+//! A session idle for a while is parked here, with no task at all and its
+//! socket watched by the parker (`crate::parker`), which wakes the entry;
+//! the entry then starts a task again (see `client::session` and
+//! [`CancelRegistry::sweep`]). The same sweep enforces
 //! client_idle_timeout, so an idle client costs no timer of its own.
 //!
 //! Cancel requests in flight: a cancel counts itself on the entry while it
