@@ -310,6 +310,9 @@ impl CancelTarget {
         self.idle_limit
             .store(u32::try_from(secs).unwrap_or(u32::MAX), Ordering::Relaxed);
         self.last_active.store(epoch32(epoch), Ordering::Relaxed);
+        // A sweep during the login saw an entry with no activity yet and
+        // asked it to park: that request is not about the session.
+        self.park.store(false, Ordering::Relaxed);
     }
 
     /// The session starts a request.
