@@ -140,10 +140,11 @@ pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError
 /// Give a server back after a transaction (running the reset query first
 /// when server_reset_query_always or `session_end` in session mode).
 pub(super) async fn release(pool: &Pool, mut server: Box<ServerConn>, session_end: bool) {
-    let reset = {
+    let reset = if session_end || pool.reset_always() {
         let s = pool.settings();
-        ((session_end || s.reset_query_always) && !s.reset_query.is_empty())
-            .then(|| s.reset_query.clone())
+        (!s.reset_query.is_empty()).then(|| s.reset_query.clone())
+    } else {
+        None
     };
     if let Some(reset) = reset {
         match Box::pin(server.run_quiet(&reset)).await {

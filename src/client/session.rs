@@ -458,10 +458,7 @@ impl Client {
             return Err(server_failed(&pool, server, e));
         }
         // Copied out: the settings guard is not kept across the relay.
-        let (mode, query_timeout, idle_transaction_timeout) = {
-            let s = pool.settings();
-            (s.mode, s.query_timeout, s.idle_transaction_timeout)
-        };
+        let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
         let session_mode = mode == PoolMode::Session;
         let rules = Rules {
             extra_tracked: &g.track_extra_parameters,

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use super::server_pool::{Grant, LoginFailure, Pool, Waiter, nanos};
+use super::server_pool::{Grant, LoginFailure, Pool, Waiter};
 use crate::server::{self, ServerConn, ServerError};
 
 /// Why no server could be had.
@@ -182,14 +182,13 @@ impl Pool {
         let mut broken = Vec::new();
         let mut starved_on = None;
         let next = {
-            let s = self.settings();
             let mut st = self.state.lock();
             loop {
                 if self.control.blocked() {
                     // PAUSE / SUSPEND: wait without taking anything.
                     break Ok(enqueue(&mut st.waiters, first_wait));
                 }
-                let popped = if s.round_robin {
+                let popped = if self.hot.round_robin() {
                     st.idle.pop_front()
                 } else {
                     st.idle.pop_back()
@@ -200,7 +199,7 @@ impl Pool {
                         broken.push(s);
                     }
                     Some(s) => break Ok(Next::Ready(s)),
-                    None if st.total < s.size => {
+                    None if st.total < self.settings().size => {
                         if let Some(e) = self.recent_login_failure(&st.login_failure) {
                             break Err(e);
                         }
@@ -295,12 +294,15 @@ impl Pool {
     /// None (and the server closed) when it fails.
     async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
         let query = {
-            let s = self.settings();
-            match &s.check_query {
-                Some(q) if server.idle_ns(crate::stats::clock_ns()) >= nanos(s.check_delay) => {
-                    q.clone()
-                }
-                _ => return Some(server),
+            if !self
+                .hot
+                .needs_check(server.idle_ns(crate::stats::clock_ns()))
+            {
+                return Some(server);
+            }
+            match &self.settings().check_query {
+                Some(q) => q.clone(),
+                None => return Some(server),
             }
         };
         match Box::pin(server.run_quiet(&query)).await {

@@ -8,6 +8,7 @@ mod checkout;
 mod clients;
 mod control;
 mod events;
+mod hot;
 pub mod info;
 mod intern;
 mod limits;

@@ -82,6 +82,8 @@ pub struct Pool {
     pub key: PoolKey,
     /// Its settings.
     settings: ArcSwap<PoolSettings>,
+    /// The settings every transaction reads, as plain atomics.
+    pub(super) hot: super::hot::Hot,
     /// This pool, for limits to refer to it (dangling for a pool made with
     /// [`Pool::new`], which has limits of its own that never fill).
     pub(super) me: Weak<Pool>,
@@ -157,9 +159,12 @@ impl Pool {
         (db, control): (Shared, Arc<DbControl>),
         user: Shared,
     ) -> Pool {
+        let hot = super::hot::Hot::default();
+        hot.set(&settings);
         Pool {
             key,
             settings: ArcSwap::from_pointee(settings),
+            hot,
             me,
             db_limit: db.0,
             user_limit: user.0,
@@ -201,7 +206,26 @@ impl Pool {
     /// Replace the settings (RELOAD). Sizes, limits and timeouts apply from
     /// the next decision taken; servers are not touched here.
     pub(super) fn set_settings(&self, settings: PoolSettings) {
+        self.hot.set(&settings);
         self.settings.store(Arc::new(settings));
+    }
+
+    /// pool_mode, query_timeout and idle_transaction_timeout (read per
+    /// transaction: no settings load).
+    pub fn link_settings(
+        &self,
+    ) -> (
+        crate::config::PoolMode,
+        std::time::Duration,
+        std::time::Duration,
+    ) {
+        self.hot.link()
+    }
+
+    /// Whether server_reset_query runs after every transaction
+    /// (server_reset_query_always with a query to run).
+    pub fn reset_always(&self) -> bool {
+        self.hot.reset_always()
     }
 
     /// Return a server after use. It must be idle with nothing outstanding.
@@ -213,8 +237,8 @@ impl Pool {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
         let now = crate::stats::clock_ns();
-        let lifetime = self.settings().lifetime;
-        if !lifetime.is_zero() && now.saturating_sub(server.created_ns) >= nanos(lifetime) {
+        let lifetime = self.hot.lifetime_ns();
+        if lifetime != 0 && now.saturating_sub(server.created_ns) >= lifetime {
             debug!(server = server.id, "closing a server past server_lifetime");
             return self.discard_for(server, CloseReason::Lifetime);
         }

@@ -125,3 +125,48 @@ fn pools_are_found_by_borrowed_names_and_by_key() {
     assert!(!Arc::ptr_eq(&a, &b));
     assert_eq!(pools.all().len(), 2);
 }
+
+#[test]
+fn per_transaction_settings_follow_every_store() {
+    use crate::config::PoolMode;
+    use std::time::Duration;
+    let pools = Pools::new();
+    let pool = pools.get_or_create("d", "u", || settings(1));
+    let s = pool.settings_full();
+    // Defaults: no reset after each transaction (server_reset_query_always
+    // is off), transaction mode.
+    assert!(!pool.reset_always());
+    assert_eq!(pool.link_settings().0, s.mode);
+    let mut next = (*s).clone();
+    next.mode = PoolMode::Statement;
+    next.query_timeout = Duration::from_millis(1500);
+    next.idle_transaction_timeout = Duration::from_secs(7);
+    next.reset_query_always = true;
+    next.reset_query = "DISCARD ALL".into();
+    next.round_robin = true;
+    next.lifetime = Duration::from_secs(3);
+    next.check_query = None;
+    next.check_delay = Duration::ZERO;
+    pool.set_settings(next.clone());
+    assert_eq!(
+        pool.link_settings(),
+        (
+            PoolMode::Statement,
+            Duration::from_millis(1500),
+            Duration::from_secs(7)
+        )
+    );
+    assert!(pool.reset_always());
+    assert!(pool.hot.round_robin());
+    assert_eq!(pool.hot.lifetime_ns(), 3_000_000_000);
+    // No check query: never checked, whatever the delay.
+    assert!(!pool.hot.needs_check(u64::MAX - 1));
+    next.check_query = Some("SELECT 1".into());
+    next.check_delay = Duration::from_secs(30);
+    // Always reset only with a query to run.
+    next.reset_query = String::new();
+    pool.set_settings(next);
+    assert!(!pool.reset_always());
+    assert!(!pool.hot.needs_check(29_000_000_000));
+    assert!(pool.hot.needs_check(30_000_000_000));
+}
