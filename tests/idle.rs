@@ -82,12 +82,7 @@ async fn shutdown_reaches_parked_clients() {
 async fn unix_socket_clients_park_and_wake_again_and_again() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("idle_unix_db", "pool_size=1").await;
-        let socket = pooler.unix_socket_path().expect("unix socket");
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host_path(socket.parent().unwrap())
-            .port(pooler.addr().port())
-            .dbname(&db)
-            .user("postgres");
+        let cfg = pooler.unix_config(&db, "postgres");
         let (unix, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let tcp = pooler.connect(&db, "postgres", "").await;

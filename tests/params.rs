@@ -322,13 +322,7 @@ async fn application_name_add_host_appends_the_client_address() {
 
         // A Unix-socket client: unix(<pid>@<hostname>):<port>; the client
         // is this very process.
-        let socket = pooler.unix_socket_path().expect("unix socket");
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host_path(socket.parent().unwrap())
-            .port(pooler.addr().port())
-            .dbname(&db)
-            .user("postgres");
-        let c = connect(cfg).await;
+        let c = connect(pooler.unix_config(&db, "postgres")).await;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         let want3 = format!(
             "app - unix({}@{}):{}",

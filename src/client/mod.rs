@@ -54,11 +54,11 @@ impl std::fmt::Display for Peer {
                         buf[n] = b'.';
                         n += 1;
                     }
-                    n += put_decimal(&mut buf[n..], u32::from(octet));
+                    n += put_decimal(&mut buf[n..], u64::from(octet));
                 }
                 buf[n] = b':';
                 n += 1;
-                n += put_decimal(&mut buf[n..], u32::from(a.port()));
+                n += put_decimal(&mut buf[n..], u64::from(a.port()));
                 f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)
             }
             Peer::Tcp(a) => write!(f, "{a}"),
@@ -68,21 +68,11 @@ impl std::fmt::Display for Peer {
 }
 
 /// Write `v` in decimal at the start of `out`; returns the digits written.
-fn put_decimal(out: &mut [u8], mut v: u32) -> usize {
-    let mut digits = [0u8; 10];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for (o, d) in out.iter_mut().zip(digits[..n].iter().rev()) {
-        *o = *d;
-    }
-    n
+fn put_decimal(out: &mut [u8], v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let d = crate::logging::text::decimal(v, &mut digits);
+    out[..d.len()].copy_from_slice(d);
+    d.len()
 }
 
 /// Why a session ended with an error.

@@ -5,7 +5,7 @@
 //! `level`, `target`, `fields` with the message and the event's fields such
 //! as `client`, `peer`, `user`, `database`).
 
-mod text;
+pub(crate) mod text;
 
 use std::fs::OpenOptions;
 use std::path::Path;

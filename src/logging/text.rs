@@ -209,8 +209,14 @@ impl Visit for Fields<'_> {
 }
 
 /// Append `v` in decimal (client ids are on every connection's lines).
-fn push_u64(line: &mut String, mut v: u64) {
+fn push_u64(line: &mut String, v: u64) {
     let mut digits = [0u8; 20];
+    line.extend(decimal(v, &mut digits).iter().map(|&b| char::from(b)));
+}
+
+/// The ASCII decimal digits of `v`, written at the end of `digits`
+/// (log fields and peer addresses are formatted with it, not `core::fmt`).
+pub(crate) fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -220,7 +226,7 @@ fn push_u64(line: &mut String, mut v: u64) {
             break;
         }
     }
-    line.extend(digits[at..].iter().map(|&b| char::from(b)));
+    &digits[at..]
 }
 
 /// Append `s` with control characters written as escapes (`\n`, `\u{1b}`).

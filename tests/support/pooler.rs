@@ -202,6 +202,18 @@ impl TestPooler {
         cfg
     }
 
+    /// tokio-postgres config for a connection through the pooler's Unix
+    /// socket.
+    pub fn unix_config(&self, db: &str, user: &str) -> tokio_postgres::Config {
+        let socket = self.unix_socket_path().expect("pooler has a Unix socket");
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(socket.parent().unwrap())
+            .port(self.addr().port())
+            .dbname(db)
+            .user(user);
+        cfg
+    }
+
     /// Connect through the pooler; the connection task is spawned.
     pub async fn try_connect(
         &self,
