@@ -21,7 +21,8 @@ use crate::net::Stream;
 /// How long shutdown waits for running transactions before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// A pooler serving in the current tokio runtime.
+/// A pooler serving in the current tokio runtime (and, when sharded, in
+/// the other shards' runtimes).
 pub struct Pooler {
     ctx: Arc<Context>,
     shutdown_tx: watch::Sender<bool>,
@@ -39,18 +40,42 @@ impl Pooler {
     }
 
     /// Start serving on listeners bound earlier (by `main`, before
-    /// anything else happens).
+    /// anything else happens), in the current runtime only.
     pub fn serve(listeners: Listeners, config: Config) -> io::Result<Pooler> {
+        Self::serve_sharded(listeners, config, vec![tokio::runtime::Handle::current()])
+    }
+
+    /// Start serving with every runtime of `shards` accepting clients and
+    /// running their sessions (see `crate::shard`); the periodic tasks,
+    /// the metrics endpoint and signals run on the current runtime, which
+    /// should be `shards[0]`.
+    pub fn serve_sharded(
+        listeners: Listeners,
+        config: Config,
+        shards: Vec<tokio::runtime::Handle>,
+    ) -> io::Result<Pooler> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let ctx = Arc::new(Context::new(config, shutdown_rx));
+        let ctx = Arc::new(Context::sharded(config, shutdown_rx, shards));
         let mut tcp_addrs = Vec::new();
         let mut acceptors = Vec::new();
-        for l in listeners.tcp {
-            let l = TcpListener::from_std(l)?;
-            let addr = l.local_addr()?;
+        for group in listeners.tcp {
+            let addr = group[0].local_addr()?;
             info!(%addr, "listening");
             tcp_addrs.push(addr);
-            acceptors.push(tokio::spawn(accept_tcp(l, ctx.clone())));
+            for (i, shard) in ctx.shards().iter().enumerate() {
+                // A socket of its own, or else a share of the first.
+                let l = match group.get(i) {
+                    Some(l) if group.len() > 1 => l.try_clone()?,
+                    _ => group[0].try_clone()?,
+                };
+                let ctx = ctx.clone();
+                acceptors.push(shard.spawn(async move {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => accept_tcp(l, ctx).await,
+                        Err(e) => error!(%addr, "cannot accept on this thread: {e}"),
+                    }
+                }));
+            }
         }
         // Periodic work runs on the ticker's clock, not on tokio timers
         // (see `ticker`).
@@ -66,10 +91,19 @@ impl Pooler {
         )));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
-            let l = UnixListener::from_std(l)?;
             info!(path = %path.display(), "listening");
+            for shard in ctx.shards() {
+                let (l, ctx, path) = (l.try_clone()?, ctx.clone(), path.clone());
+                acceptors.push(shard.spawn(async move {
+                    match UnixListener::from_std(l) {
+                        Ok(l) => accept_unix(l, ctx).await,
+                        Err(e) => {
+                            error!(path = %path.display(), "cannot accept on this thread: {e}")
+                        }
+                    }
+                }));
+            }
             unix_path = Some(path);
-            acceptors.push(tokio::spawn(accept_unix(l, ctx.clone())));
         }
         let mut metrics_addr = None;
         if let Some(l) = listeners.metrics {

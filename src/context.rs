@@ -38,13 +38,27 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// Parking epoch, advanced by the sweeper (see `CancelRegistry::sweep`).
     pub epoch: AtomicU64,
-    /// The runtime, to start tasks for parked clients from any thread.
-    pub runtime: tokio::runtime::Handle,
+    /// The shards' runtimes (`crate::shard`), to start tasks for parked
+    /// clients from any thread.
+    shards: Vec<tokio::runtime::Handle>,
+    /// The shard the next resumed client goes to.
+    next_shard: std::sync::atomic::AtomicUsize,
 }
 
 impl Context {
-    /// A context for `config`. Must be called inside the runtime.
+    /// A context for `config`, with the current runtime as the only shard.
+    /// Must be called inside the runtime.
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Context {
+        Self::sharded(config, shutdown, vec![tokio::runtime::Handle::current()])
+    }
+
+    /// A context for `config` whose sessions run on `shards` (shard 0 first).
+    pub fn sharded(
+        config: Config,
+        shutdown: watch::Receiver<bool>,
+        shards: Vec<tokio::runtime::Handle>,
+    ) -> Context {
+        assert!(!shards.is_empty(), "at least one runtime");
         let slots = config.general.max_client_conn as usize;
         Context {
             config: RwLock::new(Arc::new(config)),
@@ -58,8 +72,21 @@ impl Context {
             login_failures: Mutex::new(Default::default()),
             shutdown,
             epoch: AtomicU64::new(1),
-            runtime: tokio::runtime::Handle::current(),
+            shards,
+            next_shard: Default::default(),
         }
+    }
+
+    /// The runtime a resumed (parked) client gets its task on: the shards
+    /// in turn.
+    pub fn resume_runtime(&self) -> &tokio::runtime::Handle {
+        let n = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        &self.shards[n % self.shards.len()]
+    }
+
+    /// Every shard's runtime, shard 0 first.
+    pub fn shards(&self) -> &[tokio::runtime::Handle] {
+        &self.shards
     }
 
     /// The current config.

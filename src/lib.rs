@@ -20,6 +20,7 @@ pub mod parker;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod shard;
 pub mod stats;
 pub mod ticker;
 

@@ -15,26 +15,52 @@ use crate::config::General;
 /// Bound listening sockets, not yet accepting.
 #[derive(Debug)]
 pub struct Listeners {
-    /// TCP listeners.
-    pub tcp: Vec<std::net::TcpListener>,
+    /// TCP listeners: for each address, one socket per shard (sharing the
+    /// port with SO_REUSEPORT), or one socket that every shard accepts on.
+    pub tcp: Vec<Vec<std::net::TcpListener>>,
     /// The Unix listener and its path.
     pub unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     /// The Prometheus endpoint (`metrics_listen_addr`), if set.
     pub metrics: Option<std::net::TcpListener>,
 }
 
-/// Bind everything `general` asks for.
+/// Bind everything `general` asks for, one TCP socket per address.
 pub fn bind(general: &General) -> io::Result<Listeners> {
+    bind_sharded(general, 1)
+}
+
+/// Bind everything `general` asks for, with `shards` TCP sockets per
+/// address when `shards > 1`: each shard accepts on its own socket, and
+/// the kernel spreads connections over them, where one shared socket
+/// would wake every shard for each connection (`crate::shard`).
+///
+/// SO_REUSEPORT would also let a second pooler started on the same port
+/// join silently; a plain bind of the port first makes that fail with
+/// "address in use", as it does with PgBouncer.
+pub fn bind_sharded(general: &General, shards: usize) -> io::Result<Listeners> {
     let mut tcp = Vec::new();
     let mut port = general.listen_port;
     for addr in listen_addrs(general)? {
         let addr = SocketAddr::new(addr.ip(), port);
-        let listener = bind_tcp(addr, general.listen_backlog)?;
+        let group = if shards > 1 {
+            if port != 0 {
+                drop(plain_bind(addr)?);
+            }
+            let first = bind_tcp(addr, general.listen_backlog, true)?;
+            let addr = first.local_addr()?;
+            let mut group = vec![first];
+            for _ in 1..shards {
+                group.push(bind_tcp(addr, general.listen_backlog, true)?);
+            }
+            group
+        } else {
+            vec![bind_tcp(addr, general.listen_backlog, false)?]
+        };
         if port == 0 {
             // An ephemeral port: every other address (and the socket) uses it too.
-            port = listener.local_addr()?.port();
+            port = group[0].local_addr()?.port();
         }
-        tcp.push(listener);
+        tcp.push(group);
     }
     let unix = if general.unix_socket_dir.is_empty() {
         None
@@ -43,7 +69,7 @@ pub fn bind(general: &General) -> io::Result<Listeners> {
         Some((bind_unix(&path, general.unix_socket_mode)?, path))
     };
     let metrics = match &general.metrics_listen_addr {
-        Some(a) => Some(bind_tcp(metrics_addr(a)?, general.listen_backlog)?),
+        Some(a) => Some(bind_tcp(metrics_addr(a)?, general.listen_backlog, false)?),
         None => None,
     };
     Ok(Listeners { tcp, unix, metrics })
@@ -86,11 +112,28 @@ fn listen_addrs(general: &General) -> io::Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// Bind `addr` without SO_REUSEPORT (not listening): fails if anything
+/// listens there, a reuse-port group included.
+fn plain_bind(addr: SocketAddr) -> io::Result<Socket> {
     let with_addr =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(with_addr)?;
     socket.set_reuse_address(true).map_err(with_addr)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(with_addr)?;
+    }
+    socket.bind(&addr.into()).map_err(with_addr)?;
+    Ok(socket)
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let with_addr =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(with_addr)?;
+    socket.set_reuse_address(true).map_err(with_addr)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(with_addr)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(with_addr)?;
     }

@@ -65,7 +65,8 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         warn!("{w}");
     }
-    let listeners = match pgsluice::listen::bind(g) {
+    let shards = pgsluice::shard::wanted();
+    let listeners = match pgsluice::listen::bind_sharded(g, shards) {
         Ok(l) => l,
         Err(e) => {
             error!("{e}");
@@ -79,7 +80,9 @@ fn main() -> ExitCode {
         error!("cannot write pidfile {}: {e}", p.display());
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Shard 0 runs here; the others get threads of their own (see
+    // `pgsluice::shard`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -89,15 +92,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(listeners, config));
+    let code = runtime.block_on(run(listeners, config, shards));
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
     code
 }
 
-async fn run(listeners: pgsluice::listen::Listeners, config: pgsluice::config::Config) -> ExitCode {
-    let pooler = match pgsluice::Pooler::serve(listeners, config) {
+async fn run(
+    listeners: pgsluice::listen::Listeners,
+    config: pgsluice::config::Config,
+    shards: usize,
+) -> ExitCode {
+    let shards = match pgsluice::shard::Shards::start(shards) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot start the worker threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handles = shards.handles().to_vec();
+    let pooler = match pgsluice::Pooler::serve_sharded(listeners, config, handles) {
         Ok(p) => p,
         Err(e) => {
             error!("{e}");

@@ -15,6 +15,17 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// No socket: only for the instant a server connection moves to
+    /// another shard's reactor (`Stream::rehome`), or after that failed
+    /// (the socket is closed; every operation fails).
+    Moving,
+}
+
+fn moving() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "socket lost while moving between threads",
+    )
 }
 
 /// The read half of a split [`Stream`].
@@ -23,6 +34,8 @@ pub enum ReadHalf<'a> {
     Tcp(tcp::ReadHalf<'a>),
     /// Unix.
     Unix(unix::ReadHalf<'a>),
+    /// A `Stream::Moving` (fails).
+    Moving,
 }
 
 /// The write half of a split [`Stream`].
@@ -31,6 +44,8 @@ pub enum WriteHalf<'a> {
     Tcp(tcp::WriteHalf<'a>),
     /// Unix.
     Unix(unix::WriteHalf<'a>),
+    /// A `Stream::Moving` (fails).
+    Moving,
 }
 
 impl Stream {
@@ -46,6 +61,7 @@ impl Stream {
                 let (r, w) = s.split();
                 (ReadHalf::Unix(r), WriteHalf::Unix(w))
             }
+            Stream::Moving => (ReadHalf::Moving, WriteHalf::Moving),
         }
     }
 
@@ -55,6 +71,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
+            Stream::Moving => Err(moving()),
         }
     }
 
@@ -64,6 +81,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -72,6 +90,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            Stream::Moving => Err(moving()),
         }
     }
 
@@ -80,6 +99,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
+            Stream::Moving => Err(moving()),
         }
     }
 
@@ -108,7 +128,17 @@ impl Stream {
         Ok(match self {
             Stream::Tcp(s) => Detached::Tcp(s.into_std()?),
             Stream::Unix(s) => Detached::Unix(s.into_std()?),
+            Stream::Moving => return Err(moving()),
         })
+    }
+
+    /// Move the socket to the current runtime's reactor (from the one it
+    /// was registered with; see `crate::shard`). On failure the socket is
+    /// closed and the stream is left `Moving`.
+    pub fn rehome(&mut self) -> io::Result<()> {
+        let detached = std::mem::replace(self, Stream::Moving).detach()?;
+        *self = detached.attach()?;
+        Ok(())
     }
 }
 
@@ -143,6 +173,7 @@ macro_rules! delegate_read {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
                     Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+                    Self::Moving => Poll::Ready(Err(moving())),
                 }
             }
         }
@@ -160,18 +191,21 @@ macro_rules! delegate_write {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
                     Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+                    Self::Moving => Poll::Ready(Err(moving())),
                 }
             }
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_flush(cx),
                     Self::Unix(s) => Pin::new(s).poll_flush(cx),
+                    Self::Moving => Poll::Ready(Err(moving())),
                 }
             }
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                     Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                    Self::Moving => Poll::Ready(Err(moving())),
                 }
             }
         }

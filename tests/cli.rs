@@ -144,3 +144,70 @@ async fn serves_and_stops_on_sigterm() {
     })
     .await
 }
+
+/// The listening sockets of the binary's threads share the port
+/// (SO_REUSEPORT); a second pooler started on that port must still fail
+/// with "address in use" instead of taking a share of the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pooler_on_the_same_port_fails() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("cli_port_db");
+        pg.create_db(&db).await;
+        let port = free_port();
+        let (_dir, ini) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let mut first = tokio::process::Command::new(bin())
+            .arg(&ini)
+            .env("PGSLUICE_THREADS", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .dbname(&db)
+            .user("postgres");
+        let client = poll(200, Duration::from_millis(50), || async {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
+            tokio::spawn(conn);
+            Some(c)
+        })
+        .await
+        .expect("the binary never accepted a client");
+        // A second instance (its Unix socket is in use too, so give it
+        // none) must not start.
+        let (_dir2, ini2) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .set("unix_socket_dir", "")
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let second = tokio::process::Command::new(bin())
+            .arg(&ini2)
+            .env("PGSLUICE_THREADS", "3")
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), second)
+            .await
+            .expect("the second pooler did not exit")
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "a second pooler started on a port in use"
+        );
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(text.contains("in use"), "unexpected error: {text}");
+        // The first one still serves every new connection.
+        for i in 0..8 {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            assert_eq!(value(&c, &format!("SELECT {i}")).await, i.to_string());
+        }
+        assert_eq!(value(&client, "SELECT 1").await, "1");
+        first.kill().await.unwrap();
+    })
+    .await
+}

@@ -112,7 +112,7 @@ pub fn peer_is_own_user(stream: &Stream) -> bool {
             (Ok(cred), Some(uid)) => cred.uid() == uid,
             _ => false,
         },
-        Stream::Tcp(_) => false,
+        Stream::Tcp(_) | Stream::Moving => false,
     }
 }
 

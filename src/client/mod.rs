@@ -200,14 +200,13 @@ pub(crate) fn resume(parked: Parked) {
         // A resumed client was watched: this cannot fail.
         let _ = parker.unwatch(parked.fd());
     }
-    let _runtime = ctx.runtime.enter();
+    let runtime = ctx.resume_runtime();
+    let _entered = runtime.enter();
     let Some(client) = parked.attach() else {
         return;
     };
     let target = client.target().clone();
-    let task = ctx
-        .runtime
-        .spawn(ClientTask(Stage::Session(session::run(client))));
+    let task = runtime.spawn(ClientTask(Stage::Session(session::run(client))));
     target.set_task(task.abort_handle());
 }
 

@@ -151,6 +151,7 @@ fn client_address(stream: &Stream, listen_port: u16) -> String {
         Stream::Tcp(s) => s
             .peer_addr()
             .map_or_else(|_| "unknown".to_string(), |a| a.to_string()),
+        Stream::Moving => "unknown".to_string(),
         Stream::Unix(s) => {
             let port = s
                 .local_addr()

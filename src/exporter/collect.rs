@@ -268,6 +268,15 @@ pub fn render(ctx: &Context) -> String {
     for (p, r) in pools.iter().zip(&rows) {
         e.sample(&n, &r.labels(), p.events.opened_total());
     }
+    let n = name("server_connections_moved_total");
+    e.family(
+        &n,
+        Kind::Counter,
+        "Times a server connection moved to another worker thread's event loop (taken by a client served there).",
+    );
+    for (p, r) in pools.iter().zip(&rows) {
+        e.sample(&n, &r.labels(), p.events.moved_total());
+    }
     let n = name("server_connections_closed_total");
     e.family(
         &n,

@@ -290,9 +290,22 @@ impl Pool {
         })
     }
 
+    /// Move the server to this shard's reactor (`crate::shard`), then
     /// server_check_query on a server idle longer than server_check_delay;
-    /// None (and the server closed) when it fails.
+    /// None (and the server closed) when either fails.
     async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
+        match server.rehome() {
+            Ok(false) => {}
+            Ok(true) => self.events.moved(),
+            Err(e) => {
+                debug!(
+                    server = server.id,
+                    "cannot move a server to this thread ({e}); closing it"
+                );
+                self.discard(server);
+                return None;
+            }
+        }
         let query = {
             if !self
                 .hot
@@ -382,6 +395,11 @@ impl Pool {
 fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>, first_wait: Option<Instant>) -> Next {
     let (tx, rx) = oneshot::channel();
     let since = first_wait.unwrap_or_else(Instant::now);
-    waiters.push_back(Waiter { tx, since });
+    waiters.push_back(Waiter {
+        tx,
+        since,
+        queued_ns: crate::stats::clock_ns(),
+        shard: crate::shard::current(),
+    });
     Next::Wait(rx, since)
 }

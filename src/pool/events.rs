@@ -62,6 +62,7 @@ impl CloseReason {
 pub struct ServerEvents {
     opened: AtomicU64,
     closed: [AtomicU64; 9],
+    moved: AtomicU64,
 }
 
 impl ServerEvents {
@@ -76,6 +77,15 @@ impl ServerEvents {
     /// Connections opened so far.
     pub fn opened_total(&self) -> u64 {
         self.opened.load(Relaxed)
+    }
+
+    pub(super) fn moved(&self) {
+        self.moved.fetch_add(1, Relaxed);
+    }
+
+    /// Times a connection moved to another shard's reactor (`crate::shard`).
+    pub fn moved_total(&self) -> u64 {
+        self.moved.load(Relaxed)
     }
 
     /// Connections closed so far for `reason`.

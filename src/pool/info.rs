@@ -97,7 +97,7 @@ impl Pool {
                 addr: s.addr.clone(),
                 local: match &s.stream {
                     Stream::Tcp(t) => t.local_addr().ok(),
-                    Stream::Unix(_) => None,
+                    Stream::Unix(_) | Stream::Moving => None,
                 },
                 created: s.created,
                 last_used: s.last_used(),

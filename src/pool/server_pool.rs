@@ -42,6 +42,34 @@ pub(super) struct Waiter {
     /// after a RECONNECT or PAUSE cleared the queue): SHOW POOLS maxwait,
     /// and the janitor drops it once query_wait_timeout has passed since.
     pub since: Instant,
+    /// When it joined the queue this time (`stats::clock_ns`).
+    pub queued_ns: u64,
+    /// The shard its client runs on (`crate::shard`).
+    pub shard: u16,
+}
+
+/// How much later than the longest waiter a waiter on the releasing shard
+/// may have queued and still be given the server first (so that the
+/// server stays on that shard's reactor; see `crate::shard`). Bounds what
+/// a client on another shard can lose to it.
+const SAME_SHARD_PREFERENCE_NS: u64 = 1_000_000;
+
+/// The waiter a server released on shard `here` goes to: the longest
+/// waiting, unless a waiter of shard `here` queued at most
+/// [`SAME_SHARD_PREFERENCE_NS`] after it.
+fn next_waiter(waiters: &mut VecDeque<Waiter>, here: u16) -> Option<Waiter> {
+    let front = waiters.front()?;
+    if front.shard != here {
+        let limit = front.queued_ns.saturating_add(SAME_SHARD_PREFERENCE_NS);
+        if let Some(i) = waiters
+            .iter()
+            .take_while(|w| w.queued_ns <= limit)
+            .position(|w| w.shard == here)
+        {
+            return waiters.remove(i);
+        }
+    }
+    waiters.pop_front()
 }
 
 /// Whether a wait that started at `since` has lasted query_wait_timeout
@@ -258,7 +286,8 @@ impl Pool {
         }
         {
             let mut st = self.state.lock();
-            while let Some(w) = st.waiters.pop_front() {
+            let here = crate::shard::current();
+            while let Some(w) = next_waiter(&mut st.waiters, here) {
                 match w.tx.send(Grant::Server(server)) {
                     Ok(()) => return,
                     Err(Grant::Server(back)) => server = back,

@@ -47,6 +47,7 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
         close_needed: false,
         generation: 0,
         owner: Some(owner),
+        home: crate::shard::current(),
         id: 0,
     })
 }

@@ -120,6 +120,7 @@ async fn connect_inner(
         close_needed: false,
         generation: 0,
         owner: None,
+        home: crate::shard::current(),
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
     });
     let mut out = BytesMut::new();

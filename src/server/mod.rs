@@ -97,6 +97,9 @@ pub struct ServerConn {
     /// that changed the connection settings) starts a new generation, and
     /// servers of older ones are closed when released.
     pub generation: u64,
+    /// The shard whose reactor its socket is registered with (see
+    /// `crate::shard`).
+    pub home: u16,
     /// Unique id, for logs and the admin console.
     pub id: u64,
 }
@@ -121,6 +124,21 @@ impl ServerConn {
     pub fn last_used(&self) -> Instant {
         let ago = crate::stats::clock_ns().saturating_sub(self.last_used_ns);
         Instant::now() - std::time::Duration::from_nanos(ago)
+    }
+
+    /// Register the socket with the calling shard's reactor if it is
+    /// registered with another's, so that its readiness wakes this thread
+    /// (see `crate::shard`); true if it moved. An error leaves the
+    /// connection unusable.
+    #[inline]
+    pub fn rehome(&mut self) -> std::io::Result<bool> {
+        let here = crate::shard::current();
+        if self.home == here {
+            return Ok(false);
+        }
+        self.stream.rehome()?;
+        self.home = here;
+        Ok(true)
     }
 
     /// Nanoseconds since it was last given back to its pool.
@@ -199,6 +217,7 @@ impl ServerConn {
             let n = match &self.stream {
                 Stream::Tcp(s) => s.try_write(data)?,
                 Stream::Unix(s) => s.try_write(data)?,
+                Stream::Moving => return Ok(()),
             };
             data.advance(n);
         }

@@ -130,6 +130,13 @@ impl PoolerBuilder {
     /// Load the written config with `pgsluice::config::load` and start the
     /// pooler in the current tokio runtime.
     pub async fn start(self) -> TestPooler {
+        self.start_sharded(1).await
+    }
+
+    /// Like [`start`](Self::start), with `shards - 1` more runtimes on
+    /// threads of their own accepting and serving clients, as the binary
+    /// runs (`pgsluice::shard`).
+    pub async fn start_sharded(self, shards: usize) -> TestPooler {
         let (dir, path) = self.write();
         let loaded = match pgsluice::config::load(&path) {
             Ok(l) => l,
@@ -139,11 +146,16 @@ impl PoolerBuilder {
                 std::fs::read_to_string(&path).unwrap()
             ),
         };
-        let pooler = pgsluice::Pooler::start(loaded.config)
-            .await
-            .expect("start pooler");
+        let shards = pgsluice::shard::Shards::start(shards).expect("start shards");
+        let listeners =
+            pgsluice::listen::bind_sharded(&loaded.config.general, shards.handles().len())
+                .expect("bind");
+        let pooler =
+            pgsluice::Pooler::serve_sharded(listeners, loaded.config, shards.handles().to_vec())
+                .expect("start pooler");
         TestPooler {
             pooler: Some(pooler),
+            _shards: shards,
             _dir: dir,
             ini: path,
         }
@@ -157,6 +169,7 @@ fn quote(s: &str) -> String {
 /// A running pooler plus its config files.
 pub struct TestPooler {
     pooler: Option<pgsluice::Pooler>,
+    _shards: pgsluice::shard::Shards,
     _dir: tempfile::TempDir,
     ini: PathBuf,
 }
