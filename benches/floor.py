@@ -10,10 +10,10 @@ one at a time). For each: tps, the process's CPU per transaction (user / sys
 from /proc) and the machine's busy CPU per transaction.
 
 Then the budget: when PostgreSQL, pgbench and the pooler saturate the cores,
-tps = cores x 10^6 / machine us per transaction. Everything but the pooler
-costs (machine - pooler) with PgBouncer in the path; 1.5 x PgBouncer's tps
-needs machine us per transaction <= PgBouncer's / 1.5, so a pooler may spend
-at most machine_PgB / 1.5 - (machine_PgB - pooler_PgB). If the floor's CPU
+at most cores x 10^6 / tps us of CPU are spent per transaction. Everything
+but the pooler costs (machine - pooler) with PgBouncer in the path; 1.5 x
+PgBouncer's tps leaves a pooler at most
+cores x 10^6 / (1.5 x tps_PgB) - (machine_PgB - pooler_PgB). If the floor's CPU
 alone is above that, no pooler reaches 1.5 x on this machine.
 
 Environment: DURATION (s per run, default 8), ROUNDS (default 2),
@@ -78,15 +78,18 @@ def main() -> int:
                     f"{mean(name, 'cpu_user_us_per_txn'):.1f} | {mean(name, 'cpu_sys_us_per_txn'):.1f} | "
                     f"{mean(name, 'machine_us_per_txn'):.1f} |")
     m_pgb, c_pgb = mean("pgbouncer", "machine_us_per_txn"), mean("pgbouncer", "cpu_us_per_txn")
-    budget = m_pgb / 1.5 - (m_pgb - c_pgb)
+    tps_pgb = mean("pgbouncer", "tps")
+    capacity = cores * 1e6 / (1.5 * tps_pgb)
+    budget = capacity - (m_pgb - c_pgb)
     floor = mean("floor", "cpu_us_per_txn")
     text = "\n".join([
         "# S4 CPU floor (pgbench " + " ".join(ARGS) + ")", "",
         f"{time.strftime('%Y-%m-%d %H:%M')} · {cores} cores · DURATION={duration}s × ROUNDS={rounds} · "
         f"load average {os.getloadavg()[0]:.2f} at end", "",
         *rows, "",
-        f"Pooler budget for 1.5 × PgBouncer's tps: {m_pgb:.1f} / 1.5 - ({m_pgb:.1f} - {c_pgb:.1f}) "
-        f"= {budget:.1f} us per connection + transaction.",
+        f"Pooler budget for 1.5 × PgBouncer's tps: {cores} cores × 10^6 / (1.5 × {tps_pgb:,.0f}) "
+        f"- ({m_pgb:.1f} - {c_pgb:.1f}) = {capacity:.1f} - {m_pgb - c_pgb:.1f} = {budget:.1f} us "
+        "per connection + transaction (all cores busy, everything but the pooler as with PgBouncer).",
         f"Floor (the least any pooler spends): {floor:.1f} us "
         + ("> budget: 1.5 x PgBouncer cannot be reached on this machine."
            if floor > budget else "<= budget: not ruled out by the floor."), ""])

@@ -1,8 +1,9 @@
 //! The least work any pooler must do for a client that connects, runs one
 //! simple query and leaves (pgbench -C), to measure the CPU floor of the
-//! S4 scenario (`benches/floor.sh`). Not a pooler: one thread, blocking
-//! sockets, no epoll, no TCP_NODELAY, trust only, one server connection
-//! logged in at start, clients served one after the other, no checks.
+//! S4 scenario (`benches/floor.sh`). Not a pooler: blocking sockets (no
+//! epoll), a fixed set of threads each with one server connection logged
+//! in at start and one client at a time, no TCP_NODELAY, trust only, no
+//! checks.
 //!
 //! Per client: accept, read the startup packet (answering an SSLRequest
 //! with 'N'), one write of a canned login answer (the server's own
@@ -82,24 +83,47 @@ fn serve(client: &mut TcpStream, server: &mut TcpStream, welcome: &[u8]) -> io::
     }
 }
 
+/// Threads, each with its own server connection, taking clients from the
+/// shared listener in turn (a blocking accept wakes one waiter). More than
+/// pgbench's 20 clients: pgbench connects synchronously, so a thread must
+/// never wait for a client whose pgbench thread is busy connecting another.
+const THREADS: usize = 32;
+
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, listen_port, server_port, user, database] = &args[..] else {
         eprintln!("usage: floor_proxy LISTEN_PORT SERVER_PORT USER DATABASE");
         std::process::exit(2);
     };
-    let mut server = TcpStream::connect(("127.0.0.1", server_port.parse::<u16>().unwrap()))?;
-    server.write_all(&startup(user, database))?;
-    let mut login = Vec::new();
-    let len = until_ready(&mut server, &mut login)?;
-    // The client's login answer: the server's, as it came (trust:
-    // AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery).
-    let welcome = login[..len].to_vec();
+    let server_port = server_port.parse::<u16>().unwrap();
     let listener = TcpListener::bind(("127.0.0.1", listen_port.parse::<u16>().unwrap()))?;
-    loop {
-        let (mut client, _) = listener.accept()?;
-        if let Err(e) = serve(&mut client, &mut server, &welcome) {
-            eprintln!("client: {e}");
-        }
+    let mut threads = Vec::new();
+    for _ in 0..THREADS {
+        let listener = listener.try_clone()?;
+        let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
+        server.write_all(&startup(user, database))?;
+        let mut login = Vec::new();
+        let len = until_ready(&mut server, &mut login)?;
+        // The clients' login answer: the server's, as it came (trust:
+        // AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery).
+        let welcome = login[..len].to_vec();
+        threads.push(std::thread::spawn(move || {
+            loop {
+                let (mut client, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("accept: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = serve(&mut client, &mut server, &welcome) {
+                    eprintln!("client: {e}");
+                }
+            }
+        }));
     }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
 }
