@@ -315,6 +315,12 @@ impl CancelTarget {
         self.park.store(false, Ordering::Relaxed);
     }
 
+    /// Ask the session to park the next time it waits idle (at once, if
+    /// it is idle now, without waiting for the sweep).
+    pub fn request_park(&self) {
+        self.park.store(true, Ordering::Relaxed);
+    }
+
     /// The session starts a request.
     pub fn active(&self) {
         self.last_active.store(BUSY, Ordering::Relaxed);
@@ -500,6 +506,10 @@ impl Drop for Registration {
     }
 }
 
+/// Registered sessions above which new sessions park as soon as they idle
+/// (see [`CancelRegistry::crowded`]).
+pub const PARK_AT_LOGIN_ABOVE: usize = 1000;
+
 impl CancelRegistry {
     /// A new registry.
     pub fn new() -> CancelRegistry {
@@ -541,6 +551,18 @@ impl CancelRegistry {
         });
         map.insert((key.process_id, key.secret_key), target.clone());
         target
+    }
+
+    /// Whether more than [`PARK_AT_LOGIN_ABOVE`] sessions are registered:
+    /// then a session that has just logged in parks as soon as it waits
+    /// idle, instead of at the next sweep. When thousands of clients
+    /// connect at once (a fleet of application pools opening), each would
+    /// otherwise hold a task and a reactor registration (~500 bytes) until
+    /// the sweep parks it, and the heap keeps that peak. The price is one
+    /// park and wake-up (~5 syscalls) for a client that sends its first
+    /// query at once.
+    pub fn crowded(&self) -> bool {
+        self.map.lock().len() > PARK_AT_LOGIN_ABOVE
     }
 
     /// Ask every session idle since before the previous sweep to park, close

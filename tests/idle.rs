@@ -108,3 +108,68 @@ async fn unix_socket_clients_park_and_wake_again_and_again() {
     })
     .await
 }
+
+/// With more than a thousand clients registered, a client that has just
+/// logged in parks as soon as it waits idle, without waiting for the
+/// sweep (which parks only sessions idle since before its previous tick,
+/// a second or more after login); it still answers its next query. Every
+/// one of the crowd parks too: a session whose socket readiness was left
+/// set by the login's last read must not wait busy for its first query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_pooler_parks_new_clients_at_once() {
+    const CROWD: usize = pgsluice::cancel::PARK_AT_LOGIN_ABOVE + 50;
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        nofile >= 2 * CROWD as u64 + 200,
+        "RLIMIT_NOFILE {nofile} too low"
+    );
+    support::bounded_for(Duration::from_secs(120), async {
+        let pg = support::PgCluster::shared();
+        let db = support::unique("crowd_db");
+        pg.create_db(&db).await;
+        let pooler = support::PoolerBuilder::new()
+            .set("max_client_conn", &(CROWD + 100).to_string())
+            .set("log_connections", "0")
+            .set("log_disconnections", "0")
+            .pg_database(pg, &db, "pool_size=2")
+            .start()
+            .await;
+        let addr = pooler.addr();
+        let mut crowd = Vec::new();
+        while crowd.len() < CROWD {
+            let batch = (0..(CROWD - crowd.len()).min(50)).map(|_| {
+                let db = db.clone();
+                async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    support::wire::login_trust(&mut s, "postgres", &db).await;
+                    s
+                }
+            });
+            crowd.extend(futures_util::future::join_all(batch).await);
+        }
+        let ctx = pooler.pooler().context().clone();
+        wait_counts(&pooler, |reg, parked| reg == CROWD && parked == CROWD).await;
+        for i in 0..3 {
+            let c = pooler.connect(&db, "postgres", "").await;
+            // Parked within a fraction of the sweep's second.
+            let parked = poll(40, Duration::from_millis(5), || {
+                let ctx = ctx.clone();
+                async move {
+                    let (reg, parked) = ctx.cancel.counts();
+                    (reg == CROWD + 1 && parked == CROWD + 1).then_some(())
+                }
+            })
+            .await;
+            assert!(
+                parked.is_some(),
+                "client {i} not parked at once: {:?}",
+                ctx.cancel.counts()
+            );
+            assert_eq!(one(&c, &format!("SELECT {i}")).await, i.to_string());
+            drop(c);
+            wait_counts(&pooler, |reg, _| reg == CROWD).await;
+        }
+        drop(crowd);
+    })
+    .await
+}

@@ -188,6 +188,11 @@ pub(super) async fn login_phase(
             let epoch = ctx.epoch.load(Ordering::Relaxed);
             let target = &registration.target;
             target.logged_in(pool.settings().client_idle_timeout, epoch);
+            if ctx.cancel.crowded() {
+                // Many clients: park as soon as this one idles (see
+                // `CancelRegistry::crowded`).
+                target.request_park();
+            }
             // The entry was registered before this look: a shutdown whose
             // close_all() missed it had already set the flag. So one check
             // here covers the session (no per-request check needed).
@@ -262,7 +267,24 @@ impl Future for SessionTask {
                                 continue;
                             }
                             Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Ok(())) => {
+                                // Readiness can be stale (a read that did
+                                // not drain the socket, as the login's
+                                // last): read now, and wait idle again if
+                                // nothing came, rather than wait busy (not
+                                // parked, no client_idle_timeout) in the
+                                // request. Data, EOF and errors go to the
+                                // request, which reads on from here.
+                                // (A read future, not try_read: it drops
+                                // the readiness after a short read, which
+                                // spares the relay an empty recv.)
+                                client.buf.reserve(super::relay::READ_CHUNK);
+                                let read = std::pin::pin!(client.stream.read_buf(&mut client.buf))
+                                    .poll(cx);
+                                if read.is_pending() {
+                                    continue;
+                                }
+                            }
                             Poll::Ready(Err(e)) => {
                                 let State::Idle(client) =
                                     std::mem::replace(&mut self.state, State::Done)
