@@ -191,7 +191,7 @@ impl Pool {
                 let popped = if self.hot.round_robin() {
                     st.idle.pop_front()
                 } else {
-                    st.idle.pop_back()
+                    pop_lifo(&mut st.idle)
                 };
                 match popped {
                     Some(s) if s.is_broken() => {
@@ -388,6 +388,29 @@ impl Pool {
         self.welcome()
             .ok_or(CheckoutError::Server(ServerError::Closed))
     }
+}
+
+/// How many of the most recently used idle servers a checkout looks
+/// through for one already on its shard's reactor.
+const SAME_SHARD_LOOKBACK: usize = 4;
+
+/// The most recently used idle server, or one of the few used just before
+/// it that is already registered with this shard's reactor (no move; see
+/// `crate::shard`).
+pub(super) fn pop_lifo(
+    idle: &mut std::collections::VecDeque<Box<ServerConn>>,
+) -> Option<Box<ServerConn>> {
+    let here = crate::shard::current();
+    if idle.back().is_some_and(|s| s.home != here)
+        && let Some(i) = idle
+            .iter()
+            .rev()
+            .take(SAME_SHARD_LOOKBACK)
+            .position(|s| s.home == here)
+    {
+        return idle.remove(idle.len() - 1 - i);
+    }
+    idle.pop_back()
 }
 
 /// Queue a waiter; `first_wait` is when this checkout first started

@@ -171,3 +171,33 @@ fn per_transaction_settings_follow_every_store() {
     assert!(!pool.hot.needs_check(29_000_000_000));
     assert!(pool.hot.needs_check(30_000_000_000));
 }
+
+#[tokio::test]
+async fn a_checkout_prefers_a_recent_idle_server_on_its_own_shard() {
+    let pool = pool(8);
+    let mut idle = std::collections::VecDeque::new();
+    // Oldest first; this thread is shard 0.
+    for (id, home) in [(1, 0), (2, 0), (3, 7), (4, 7)] {
+        let mut s = fake_server(&pool).await;
+        s.id = id;
+        s.home = home;
+        idle.push_back(s);
+    }
+    // The most recent one on shard 0, past two of another shard.
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 2);
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 1);
+    // None here: the most recent.
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 4);
+    // Only the last few are looked through.
+    let mut idle = std::collections::VecDeque::new();
+    for (id, home) in [(1, 0), (2, 7), (3, 7), (4, 7), (5, 7)] {
+        let mut s = fake_server(&pool).await;
+        s.id = id;
+        s.home = home;
+        idle.push_back(s);
+    }
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 5);
+    for s in idle {
+        pool.discard(s);
+    }
+}
