@@ -9,8 +9,9 @@ use std::collections::HashMap;
 /// Statement ids a server connection has prepared, with their last use.
 #[derive(Debug, Default)]
 pub struct ServerStatements {
-    /// id -> tick of last use.
-    used: HashMap<u64, u64>,
+    /// id -> tick of last use (ids are the pooler's own: foldhash, not
+    /// SipHash, on every Bind).
+    used: HashMap<u64, u64, foldhash::fast::RandomState>,
     /// Use counter (grows with each touch).
     tick: u64,
     /// max_prepared_statements of the link using it (set at its start).

@@ -36,11 +36,16 @@ use crate::server::statements::{ServerStatements, drops_all_statements};
 use names::Stmt;
 use queue::{End, Queue, Verdict};
 
+/// Client statement name -> statement. Hashed with foldhash, not SipHash:
+/// it is looked up on every Bind, and its keys (the client's own statement
+/// names) can only slow down the client that chose them.
+pub type Names = HashMap<Box<[u8]>, Arc<Stmt>, foldhash::fast::RandomState>;
+
 /// A tracked client's statements and its link's expected answers.
 #[derive(Debug, Default)]
 pub struct ClientPrepared {
     /// Client statement name -> statement.
-    pub names: HashMap<Box<[u8]>, Arc<Stmt>>,
+    pub names: Names,
     /// Expected answers of the current link.
     pub queue: Queue,
     /// Bytes to send to the server (reused).

@@ -8,7 +8,7 @@
 //! Parse means the server does not have that statement, a skipped Close
 //! means the client still has its statement).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -84,7 +84,7 @@ pub enum Undo {
 }
 
 /// A client's statement names and its server's statements, as they were.
-pub type Before = (HashMap<Box<[u8]>, Arc<Stmt>>, ServerStatements);
+pub type Before = (super::Names, ServerStatements);
 
 /// One expected answer.
 #[derive(Debug)]
@@ -146,7 +146,7 @@ impl Queue {
         &mut self,
         tag: u8,
         msg: &[u8],
-        names: &mut HashMap<Box<[u8]>, Arc<Stmt>>,
+        names: &mut super::Names,
         server: &mut ServerStatements,
     ) -> Verdict {
         if matches!(tag, b'N' | b'A' | b'S') {
@@ -199,11 +199,7 @@ impl Queue {
 
     /// Drop the entries of messages the server skips (up to the next
     /// Sync's), undoing what they did.
-    fn drop_skipped(
-        &mut self,
-        names: &mut HashMap<Box<[u8]>, Arc<Stmt>>,
-        server: &mut ServerStatements,
-    ) {
+    fn drop_skipped(&mut self, names: &mut super::Names, server: &mut ServerStatements) {
         while let Some(e) = self.entries.front() {
             if e.end == End::Sync {
                 break;
@@ -214,7 +210,7 @@ impl Queue {
     }
 }
 
-fn undo(u: Undo, names: &mut HashMap<Box<[u8]>, Arc<Stmt>>, server: &mut ServerStatements) {
+fn undo(u: Undo, names: &mut super::Names, server: &mut ServerStatements) {
     match u {
         Undo::None => {}
         Undo::ServerLacks(id) => server.remove(id),
