@@ -170,7 +170,7 @@ impl Pooler {
                 let _ = self.shutdown_tx.send(true);
                 self.ctx.cancel.close_all();
                 let wait = self.ctx.client_slots.acquire_many(all);
-                match tokio::time::timeout(SHUTDOWN_GRACE, wait).await {
+                match crate::timer::timeout(SHUTDOWN_GRACE, wait).await {
                     Ok(_) => info!("all clients are gone"),
                     Err(_) => warn!("shutdown grace period over; closing remaining connections"),
                 }
@@ -235,5 +235,5 @@ async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
 /// instead of spinning.
 async fn accept_error(e: io::Error) {
     error!("accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    crate::timer::sleep(Duration::from_millis(50)).await;
 }

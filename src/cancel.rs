@@ -253,7 +253,7 @@ impl CancelTarget {
             done.await;
             return true;
         }
-        tokio::time::timeout(limit, done).await.is_ok()
+        crate::timer::timeout(limit, done).await.is_ok()
     }
 
     /// Why the session was told to close, if it was; if not, `cx` is woken
@@ -637,7 +637,7 @@ impl CancelRegistry {
         let result = if timeout.is_zero() {
             Ok(send.await)
         } else {
-            tokio::time::timeout(timeout, send).await
+            crate::timer::timeout(timeout, send).await
         };
         match result {
             Ok(Ok(())) => debug!(%addr, "cancel request forwarded"),
@@ -656,7 +656,7 @@ pub async fn cancel_server(addr: Arc<ServerAddr>, key: BackendKey, timeout: Dura
     let result = if timeout.is_zero() {
         send.await
     } else {
-        tokio::time::timeout(timeout, send)
+        crate::timer::timeout(timeout, send)
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     };

@@ -23,6 +23,7 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod ticker;
+pub mod timer;
 
 pub use app::Pooler;
 pub mod logging;

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     // Shard 0 runs here; the others get threads of their own (see
     // `pgsluice::shard`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
         .build()
     {
         Ok(r) => r,
@@ -111,6 +111,8 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
+    // This runtime has no time driver either (see `pgsluice::timer`).
+    pgsluice::timer::use_timers_of(shards.timers().clone());
     let handles = shards.handles().to_vec();
     let pooler = match pgsluice::Pooler::serve_sharded(listeners, config, handles) {
         Ok(p) => p,

@@ -53,55 +53,90 @@ pub fn wanted() -> usize {
 /// Dropping it stops those threads (their tasks are dropped).
 pub struct Shards {
     handles: Vec<Handle>,
-    threads: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The runtime with the time driver (see `crate::timer`).
+    timers: Handle,
+    threads: Vec<Stoppable>,
+}
+
+/// A runtime thread and the sender that stops it.
+type Stoppable = (oneshot::Sender<()>, JoinHandle<()>);
+
+/// A thread running a current-thread runtime until told to stop.
+fn runtime_thread(
+    name: String,
+    build: impl FnOnce() -> io::Result<tokio::runtime::Runtime> + Send + 'static,
+) -> io::Result<(Handle, Stoppable)> {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let runtime = match build() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = handle_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+        runtime.block_on(async move {
+            let _ = stop_rx.await;
+        });
+    })?;
+    let handle = handle_rx
+        .recv()
+        .map_err(|_| io::Error::other("a runtime thread died while starting"))??;
+    Ok((handle, (stop_tx, thread)))
 }
 
 impl Shards {
     /// Shard 0 is the current runtime (call inside it); `total - 1` more
-    /// each get a thread running a current-thread runtime.
+    /// each get a thread running a current-thread runtime without the time
+    /// driver, and one more thread runs a runtime with only the time
+    /// driver, where their sleeps go (`crate::timer`).
     pub fn start(total: usize) -> io::Result<Shards> {
-        let mut handles = vec![Handle::current()];
         let mut threads = Vec::new();
+        let (timers, thread) = runtime_thread("pgsluice-timer".into(), || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+        })?;
+        threads.push(thread);
+        let mut handles = vec![Handle::current()];
         for id in 1..total.max(1) {
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-            let thread = std::thread::Builder::new()
-                .name(format!("pgsluice-shard-{id}"))
-                .spawn(move || {
-                    CURRENT.with(|c| c.set(id as u16));
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = handle_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = handle_tx.send(Ok(runtime.handle().clone()));
-                    runtime.block_on(async move {
-                        let _ = stop_rx.await;
-                    });
-                })?;
-            let handle = handle_rx
-                .recv()
-                .map_err(|_| io::Error::other("a shard thread died while starting"))??;
+            let timers = timers.clone();
+            let (handle, thread) = runtime_thread(format!("pgsluice-shard-{id}"), move || {
+                CURRENT.with(|c| c.set(id as u16));
+                crate::timer::use_timers_of(timers);
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+            })?;
             handles.push(handle);
-            threads.push((stop_tx, thread));
+            threads.push(thread);
         }
-        Ok(Shards { handles, threads })
+        Ok(Shards {
+            handles,
+            timers,
+            threads,
+        })
     }
 
     /// The runtimes, shard 0 first.
     pub fn handles(&self) -> &[Handle] {
         &self.handles
     }
+
+    /// The runtime the shards' sleeps run on. A shard 0 built without the
+    /// time driver (as the binary's) passes it to
+    /// `crate::timer::use_timers_of` on its own thread.
+    pub fn timers(&self) -> &Handle {
+        &self.timers
+    }
 }
 
 impl Drop for Shards {
     fn drop(&mut self) {
-        for (stop, thread) in self.threads.drain(..) {
+        // Shards first, the timer runtime (first started) last.
+        for (stop, thread) in self.threads.drain(..).rev() {
             let _ = stop.send(());
             let _ = thread.join();
         }

@@ -168,7 +168,7 @@ impl Pool {
         rx: &mut oneshot::Receiver<Grant>,
         at: Instant,
     ) -> Result<Next, Result<Grant, oneshot::error::RecvError>> {
-        match tokio::time::timeout_at(at.into(), &mut *rx).await {
+        match crate::timer::timeout_at(at, &mut *rx).await {
             Ok(got) => Err(got),
             Err(_) => match self.try_reserve(rx) {
                 Some(next) => Ok(next),

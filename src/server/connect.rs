@@ -66,7 +66,7 @@ pub async fn connect(
     if timeout.is_zero() {
         return fut.await;
     }
-    match tokio::time::timeout(timeout, fut).await {
+    match crate::timer::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout {
             addr: (*target.addr).clone(),

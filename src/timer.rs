@@ -1,0 +1,104 @@
+//! Timeouts and sleeps that work on every shard (`crate::shard`).
+//!
+//! Why: no shard runs tokio's time driver (tests' runtimes aside); one
+//! small runtime of its own does (`Shards::start`). With the driver, a
+//! runtime checks its timer wheel and reads the clock every time it parks,
+//! timers or not: ~530 instructions per transaction at -c 1 (callgrind,
+//! `benches/cost.sh`: `Wheel::next_expiration`, `Timespec::now`,
+//! `process_at_time`), 7% of what pgsluice spends. The hot path arms no
+//! timer (timeouts are the janitor's, see `client::timeouts`), so the
+//! shards run without the driver, and the few waits that need a clock
+//! (connecting to a server, forwarding a cancel, an admin PAUSE polling,
+//! a reserve_pool_timeout, the shutdown grace) sleep on the timer runtime:
+//! a task there that fires a oneshot, aborted when the wait ends first.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+thread_local! {
+    /// On a shard without the time driver: the runtime that has it.
+    static TIMERS: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// The calling thread's runtime has no time driver: sleep on `timers`.
+pub fn use_timers_of(timers: Handle) {
+    TIMERS.with(|t| *t.borrow_mut() = Some(timers));
+}
+
+/// A wait ran out (see [`timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// Aborts the remote sleep when the wait is over.
+struct Remote(tokio::task::AbortHandle);
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sleep until `deadline`.
+pub async fn sleep_until(deadline: Instant) {
+    match TIMERS.with(|t| t.borrow().clone()) {
+        Some(timers) => {
+            let (tx, rx) = oneshot::channel::<()>();
+            let task = timers.spawn(async move {
+                tokio::time::sleep_until(deadline.into()).await;
+                let _ = tx.send(());
+            });
+            let _remote = Remote(task.abort_handle());
+            let _ = rx.await;
+        }
+        None => tokio::time::sleep_until(deadline.into()).await,
+    }
+}
+
+/// Sleep for `duration`.
+pub async fn sleep(duration: Duration) {
+    sleep_until(Instant::now() + duration).await
+}
+
+/// Run `fut` for at most `duration`.
+pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    timeout_at(Instant::now() + duration, fut).await
+}
+
+/// Run `fut` until `deadline` at most.
+pub async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
+    tokio::select! {
+        biased;
+        out = fut => Ok(out),
+        () = sleep_until(deadline) => Err(Elapsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a shard without a time driver, sleeps and timeouts run on the
+    /// timer runtime.
+    #[tokio::test]
+    async fn timeouts_work_on_a_shard_without_a_timer() {
+        let shards = crate::shard::Shards::start(2).unwrap();
+        let other = shards.handles()[1].clone();
+        let (fired, finished) = other
+            .spawn(async {
+                let started = Instant::now();
+                let fired = timeout(Duration::from_millis(50), std::future::pending::<()>()).await;
+                let finished =
+                    timeout(Duration::from_secs(5), sleep(Duration::from_millis(10))).await;
+                assert!(started.elapsed() >= Duration::from_millis(60));
+                (fired, finished)
+            })
+            .await
+            .unwrap();
+        assert_eq!(fired, Err(Elapsed));
+        assert_eq!(finished, Ok(()));
+    }
+}
