@@ -1,5 +1,6 @@
 //! Unit tests of the client registry (`cancel.rs`).
 use super::*;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -99,6 +99,38 @@ fn no_arguments_is_a_usage_error() {
     assert!(!out.status.success(), "{}", all_text(&out));
 }
 
+/// The binary on `ini` (with `env` set), and a client once it accepts on
+/// 127.0.0.1:`port`.
+async fn start_binary(
+    ini: &std::path::Path,
+    env: &[(&str, &str)],
+    port: u16,
+    db: &str,
+) -> (
+    tokio::process::Child,
+    tokio_postgres::Config,
+    tokio_postgres::Client,
+) {
+    let child = tokio::process::Command::new(bin())
+        .arg(ini)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1").port(port).dbname(db).user("postgres");
+    let client = poll(200, Duration::from_millis(50), || async {
+        let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
+        tokio::spawn(conn);
+        Some(c)
+    })
+    .await
+    .expect("the binary never accepted a client");
+    (child, cfg, client)
+}
+
 /// The binary serves clients and stops on SIGTERM with status 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_and_stops_on_sigterm() {
@@ -111,25 +143,7 @@ async fn serves_and_stops_on_sigterm() {
             .set("listen_port", &port.to_string())
             .pg_database(pg, &db, "pool_size=1")
             .write();
-        let mut child = tokio::process::Command::new(bin())
-            .arg(&ini)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .dbname(&db)
-            .user("postgres");
-        let client = poll(200, Duration::from_millis(50), || async {
-            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
-            tokio::spawn(conn);
-            Some(c)
-        })
-        .await
-        .expect("the binary never accepted a client");
+        let (mut child, _cfg, client) = start_binary(&ini, &[], port, &db).await;
         assert_eq!(value(&client, "SELECT 7 * 6").await, "42");
         drop(client);
 
@@ -159,26 +173,8 @@ async fn a_second_pooler_on_the_same_port_fails() {
             .set("listen_port", &port.to_string())
             .pg_database(pg, &db, "pool_size=1")
             .write();
-        let mut first = tokio::process::Command::new(bin())
-            .arg(&ini)
-            .env("PGSLUICE_THREADS", "3")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .dbname(&db)
-            .user("postgres");
-        let client = poll(200, Duration::from_millis(50), || async {
-            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
-            tokio::spawn(conn);
-            Some(c)
-        })
-        .await
-        .expect("the binary never accepted a client");
+        let (mut first, cfg, client) =
+            start_binary(&ini, &[("PGSLUICE_THREADS", "3")], port, &db).await;
         // A second instance (its Unix socket is in use too, so give it
         // none) must not start.
         let (_dir2, ini2) = PoolerBuilder::new()

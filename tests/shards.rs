@@ -8,19 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::pg::PgCluster;
-use support::{PoolerBuilder, bounded, poll, unique, value as one};
+use support::{bounded, poll, value as one};
 
 async fn sharded_pooler(prefix: &str, pool: &str) -> (String, support::TestPooler) {
-    let pg = PgCluster::shared();
-    let db = unique(prefix);
-    pg.create_db(&db).await;
-    let pooler = PoolerBuilder::new()
-        .set("pool_mode", "transaction")
-        .pg_database(pg, &db, pool)
-        .start_sharded(3)
-        .await;
-    (db, pooler)
+    support::transaction_pooler_sharded(prefix, pool, 3).await
 }
 
 /// Times servers of every pool moved between shards.

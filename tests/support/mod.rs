@@ -88,13 +88,23 @@ pub async fn value(c: &tokio_postgres::Client, sql: &str) -> String {
 /// front of it; `extra` goes into its [databases] entry (e.g. "pool_size=2").
 #[allow(dead_code)]
 pub async fn transaction_pooler(prefix: &str, extra: &str) -> (String, TestPooler) {
+    transaction_pooler_sharded(prefix, extra, 1).await
+}
+
+/// [`transaction_pooler`] serving on `shards` runtimes (as the binary).
+#[allow(dead_code)]
+pub async fn transaction_pooler_sharded(
+    prefix: &str,
+    extra: &str,
+    shards: usize,
+) -> (String, TestPooler) {
     let pg = PgCluster::shared();
     let db = unique(prefix);
     pg.create_db(&db).await;
     let pooler = PoolerBuilder::new()
         .set("pool_mode", "transaction")
         .pg_database(pg, &db, extra)
-        .start()
+        .start_sharded(shards)
         .await;
     (db, pooler)
 }
