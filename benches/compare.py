@@ -289,6 +289,61 @@ def render_runs(raw) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_ratios(per, attr) -> list[float]:
+    """pgsluice/PgBouncer of ATTR round by round (the two ran next to each
+    other, so slow drift of the machine cancels out)."""
+    out = []
+    for b, s in zip(per.get("pgbouncer", []), per.get("pgsluice", [])):
+        vb, vs = getattr(b, attr), getattr(s, attr)
+        if b.ok and s.ok and vb and vs:
+            out.append(vs / vb)
+    return out
+
+
+def geo_interval(ratios: list[float], level: float = 0.90) -> tuple[float, float, float]:
+    """Geometric mean of RATIOS and a bootstrap interval for it (fixed seed:
+    the same runs give the same interval)."""
+    import math
+    import random
+    logs = [math.log(r) for r in ratios]
+    rng = random.Random(12345)
+    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(4000))
+    lo = means[int((1 - level) / 2 * len(means))]
+    hi = means[int((1 + level) / 2 * len(means)) - 1]
+    return math.exp(statistics.fmean(logs)), math.exp(lo), math.exp(hi)
+
+
+def render_paired(raw) -> str:
+    """Latency of pgsluice over PgBouncer's, paired by round: how sure the
+    comparison is, not only its mean (this VM's run-to-run noise is several
+    per cent, more than the difference between the poolers at -c 1)."""
+    rows = []
+    for sc, per in raw:
+        if not sc.latency_log:
+            continue
+        cells = []
+        for attr in ("lat_p50_ms", "lat_p99_ms", "tps"):
+            rs = paired_ratios(per, attr)
+            if len(rs) < 2:
+                cells.append("—")
+                continue
+            g, lo, hi = geo_interval(rs)
+            better = sum(1 for r in rs if (r >= 1.0 if attr == "tps" else r <= 1.0))
+            cells.append(f"{g:.3f} ({lo:.3f}–{hi:.3f}; {better}/{len(rs)})")
+        rows.append(f"| {sc.label} | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "", "## pgsluice/PgBouncer paired by round", "",
+        "Geometric mean of the per-round ratios (each pgsluice run is compared with the "
+        "PgBouncer run next to it; the two swap places every other round), a 90% bootstrap "
+        "interval, and in how many rounds pgsluice was at least as good (latency <=, tps >=).",
+        "",
+        "| scenario | p50 latency | p99 latency | tps |",
+        "| --- | ---: | ---: | ---: |",
+        *rows, ""])
+
+
 def meta_idle(s6) -> str:
     n = max((r.get("ok_clients", 0) for r in s6.values()), default=0)
     return f"{n} clients"
@@ -356,7 +411,10 @@ def main() -> int:
         for idx, sc in enumerate(scenarios):
             per_target: dict = {t: [] for t in TARGETS}
             for rnd in range(rounds):
-                for name in TARGETS:
+                # The poolers swap places every other round, so that neither
+                # always runs right after the other (or after direct).
+                order = TARGETS if rnd % 2 == 0 else ("direct", "pgsluice", "pgbouncer")
+                for name in order:
                     if session.ensure_postgres():
                         time.sleep(2.0)
                         warm_up(session, TARGETS)
@@ -397,7 +455,7 @@ def main() -> int:
     if session.incidents:
         meta += ("\n\n**Interrupted: " + "; ".join(session.incidents) + ". Figures next to these "
                  "events are suspect.**")
-    text = render(rows, s6, meta) + render_runs(raw)
+    text = render(rows, s6, meta) + render_paired(raw) + render_runs(raw)
     json_path = out_path.with_suffix(".json")
     json_path.write_text(json.dumps({
         "meta": meta,
