@@ -468,9 +468,11 @@ impl Client {
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());
         let mut server = pool.checkout().await.map_err(checkout_error)?;
+        let yielded = poll_mark() != mark;
         let (started, wait_us) = waited(asked, mark);
-        if let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
-            // The client left while waiting for a server.
+        if yielded && let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
+            // The client left while waiting for a server (one that got
+            // an idle server at once did not wait: the relay reads on).
             pool.stats.count_assignment(wait_us);
             pool.checkin(server);
             return Ok(Step::End);

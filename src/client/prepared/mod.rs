@@ -110,6 +110,9 @@ impl Tracking<'_> {
 
     /// Decide about one server message (see `Queue::on_server`).
     pub fn on_server(&mut self, mode: u8, tag: u8, msg: &[u8]) -> Verdict {
+        if passes(tag) {
+            return Verdict::Forward;
+        }
         if mode == TRACKED
             && let Some(c) = self.client.as_deref_mut()
         {
@@ -120,6 +123,19 @@ impl Tracking<'_> {
         }
         Verdict::Forward
     }
+}
+
+/// Server messages that neither end an expected answer nor report an
+/// error nor drop statements: forwarded without a look at the queue (rows
+/// and COPY data come by the thousand). Deferring the queue's skip after
+/// an error to the next message that matters changes nothing: no other
+/// message reads it.
+#[inline]
+fn passes(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'D' | b'd' | b'N' | b'A' | b'S' | b't' | b'G' | b'H' | b'W' | b'c'
+    )
 }
 
 /// Tags a tracked or watching link must see whole before deciding.

@@ -30,6 +30,8 @@ pub struct Stmt {
     pub id: u64,
     /// Query text and parameter types as sent in Parse.
     pub rest: Bytes,
+    /// `PGSLUICE_<id>` and its NUL, as written on every Bind (made once).
+    pub name: Box<[u8]>,
 }
 
 struct Registry {
@@ -58,9 +60,12 @@ pub fn intern(rest: &[u8]) -> Arc<Stmt> {
         return s;
     }
     let rest = Bytes::copy_from_slice(rest);
+    let mut name = BytesMut::new();
+    put_server_name(&mut name, r.next);
     let stmt = Arc::new(Stmt {
         id: r.next,
         rest: rest.clone(),
+        name: name[..].into(),
     });
     r.next += 1;
     r.map.insert(rest, Arc::downgrade(&stmt));
@@ -103,14 +108,14 @@ pub fn server_name_len(id: u64) -> usize {
 /// Start a tagged message of body length `body` (its length field is
 /// known up front).
 pub fn put_header(out: &mut BytesMut, tag: u8, body: usize) {
-    out.put_u8(tag);
-    out.put_u32((body + 4) as u32);
+    let [a, b, c, d] = ((body + 4) as u32).to_be_bytes();
+    out.put_slice(&[tag, a, b, c, d]);
 }
 
 /// Parse of statement `stmt` under its server-side name.
 pub fn put_parse(out: &mut BytesMut, stmt: &Stmt) {
-    put_header(out, b'P', server_name_len(stmt.id) + stmt.rest.len());
-    put_server_name(out, stmt.id);
+    put_header(out, b'P', stmt.name.len() + stmt.rest.len());
+    out.put_slice(&stmt.name);
     out.put_slice(&stmt.rest);
 }
 

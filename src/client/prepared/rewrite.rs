@@ -11,8 +11,7 @@ use memchr::memchr;
 
 use super::ClientPrepared;
 use super::names::{
-    Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_name,
-    put_server_named, server_name_len,
+    Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_named,
 };
 use super::queue::{Act, End, Undo};
 use crate::protocol::backend::{Severity, error_response};
@@ -277,10 +276,10 @@ fn bind(
     };
     st.server_parses += ensure(c, server, max, &stmt);
     let old_len = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize - 4;
-    let new_len = old_len - (name.len() + 1) + server_name_len(stmt.id);
+    let new_len = old_len - (name.len() + 1) + stmt.name.len();
     put_header(&mut c.out, b'B', new_len);
     c.out.put_slice(&body[..portal.len() + 1]);
-    put_server_name(&mut c.out, stmt.id);
+    c.out.put_slice(&stmt.name);
     let after = 5 + portal.len() + 1 + name.len() + 1;
     c.out.put_slice(&msg[after..]);
     c.queue.push(End::Bind, Act::Pass, Undo::None);
