@@ -13,6 +13,9 @@ Called by benches/cost.sh; see benches/README.md. Standard library only.
 Environment:
   PGSLUICE_BIN  pooler binary for --pooler pgsluice (default)
   REPEAT        measure N times (separate valgrind runs) and print the spread (default 1)
+  CALLGRIND_ARGS  extra valgrind options, e.g. "--cache-sim=yes" (with CALLGRIND_KEEP:
+                cache misses per function in callgrind_annotate; the recorded figure
+                stays instructions)
   RECORD=0      print only, do not append to benches/COST.md
 """
 
@@ -105,6 +108,7 @@ def measure_callgrind(session: Session, name: str, binary: str, run_no: int) -> 
     outdir.mkdir()
     session._chown(outdir)
     wrapper = ["valgrind", "--tool=callgrind", "--quiet", "--fair-sched=yes",
+               *os.environ.get("CALLGRIND_ARGS", "").split(),
                f"--callgrind-out-file={outdir}/callgrind.out"]
     t = session.start_pooler(name, binary, wrapper=wrapper)
     if not t.ok:
