@@ -267,7 +267,7 @@ impl Future for SessionTask {
                                 continue;
                             }
                             Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(())) => {
+                            Poll::Ready(Ok(())) if client.buf.is_empty() => {
                                 // Readiness can be stale (a read that did
                                 // not drain the socket, as the login's
                                 // last): read now, and wait idle again if
@@ -285,6 +285,8 @@ impl Future for SessionTask {
                                     continue;
                                 }
                             }
+                            // Read by `poll_idle`.
+                            Poll::Ready(Ok(())) => {}
                             Poll::Ready(Err(e)) => {
                                 let State::Idle(client) =
                                     std::mem::replace(&mut self.state, State::Done)
@@ -342,13 +344,20 @@ impl Future for SessionTask {
 }
 
 impl Client {
-    /// Ready when the client sent something; an error when the session
-    /// must end first (shutdown). Holds no state: the waker is kept by the
-    /// socket's registration and the session's registry entry.
+    /// Ready when the client sent something (read into the buffer when
+    /// one is kept); an error when the session must end first (shutdown).
+    /// Holds no state: the waker is kept by the socket's registration and
+    /// the session's registry entry.
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
         let target = &self.registration.target;
         let ctx = self.registration.context();
         match target.poll_closing(cx, &ctx.epoch) {
+            None if self.buf.capacity() >= super::relay::READ_CHUNK / 4 => {
+                // The buffer kept from the last request: read at once (one
+                // poll of the socket per wake-up, not readiness then read).
+                let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
+                read.map_ok(drop).map_err(Into::into)
+            }
             None => self.stream.poll_read_ready(cx).map_err(Into::into),
             Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
