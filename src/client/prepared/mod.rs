@@ -143,3 +143,37 @@ fn passes(tag: u8) -> bool {
 pub fn needs_whole(tag: u8) -> bool {
     matches!(tag, b'1' | b'3' | b'E' | b'C')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::queue::End;
+    use super::*;
+
+    /// A message the queue must see is never passed without a look: one
+    /// that ends an expected answer, an error, or a CommandComplete (which
+    /// may say DEALLOCATE ALL).
+    #[test]
+    fn passed_tags_never_matter_to_the_queue() {
+        let ends = [
+            End::Parse,
+            End::Bind,
+            End::Describe,
+            End::Execute,
+            End::Close,
+            End::Sync,
+            End::Ready,
+        ];
+        for tag in 0..=u8::MAX {
+            let matters = tag == b'E' || tag == b'C' || ends.iter().any(|e| e.ended_by(tag));
+            assert!(
+                !(matters && passes(tag)),
+                "tag {:?} is passed but matters",
+                tag as char
+            );
+        }
+        assert!(
+            passes(b'D') && passes(b'd'),
+            "rows and COPY data take the fast path"
+        );
+    }
+}

@@ -37,7 +37,7 @@ pub enum End {
 }
 
 impl End {
-    fn ended_by(self, tag: u8) -> bool {
+    pub(super) fn ended_by(self, tag: u8) -> bool {
         match self {
             End::Parse => tag == b'1',
             End::Bind => tag == b'2',
