@@ -46,10 +46,9 @@ const KEEP_BUF: usize = 16 * super::relay::READ_CHUNK;
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;
 
-/// A logged-in client: everything its session needs, owned, so that the
-/// session runs in a small task of its own after login.
-pub struct Client {
-    stream: Stream,
+/// What a logged-in client holds, running ([`Client`]) or parked
+/// ([`Parked`]).
+struct Held {
     registration: Registration,
     _permit: OwnedSemaphorePermit,
     cfg: Arc<Config>,
@@ -58,11 +57,18 @@ pub struct Client {
     /// Tracked parameters the client wants; shared copy-on-write with other
     /// clients of the pool that want the same.
     params: Arc<Params>,
-    /// Bytes read but not yet forwarded (usually empty and unallocated).
-    buf: BytesMut,
     /// Its named prepared statements, once it sent an extended-protocol
     /// message with max_prepared_statements on (`prepared`).
     prepared: Option<Box<ClientPrepared>>,
+}
+
+/// A logged-in client: everything its session needs, owned, so that the
+/// session runs in a small task of its own after login.
+pub struct Client {
+    stream: Stream,
+    /// Bytes read but not yet forwarded (usually empty and unallocated).
+    buf: BytesMut,
+    held: Held,
 }
 
 /// A client parked in its registry entry (idle for a while): no task, no
@@ -70,12 +76,7 @@ pub struct Client {
 /// parker (see `crate::parker`).
 pub struct Parked {
     socket: Detached,
-    registration: Registration,
-    _permit: OwnedSemaphorePermit,
-    cfg: Arc<Config>,
-    pool: PoolClient,
-    params: Arc<Params>,
-    prepared: Option<Box<ClientPrepared>>,
+    held: Held,
 }
 
 impl Parked {
@@ -86,35 +87,22 @@ impl Parked {
 
     /// The client's pooler.
     pub(super) fn context(&self) -> &Arc<crate::context::Context> {
-        self.registration.context()
+        self.held.registration.context()
     }
 
     /// The client again, its socket back on the current runtime's reactor
     /// (call inside the runtime). None when that failed (the socket is
     /// closed, the session over).
     pub(super) fn attach(self) -> Option<Client> {
-        let Parked {
-            socket,
-            registration,
-            _permit,
-            cfg,
-            pool,
-            params,
-            prepared,
-        } = self;
+        let Parked { socket, held } = self;
         match socket.attach() {
             Ok(stream) => Some(Client {
                 stream,
-                registration,
-                _permit,
-                cfg,
-                pool,
-                params,
                 buf: BytesMut::new(),
-                prepared,
+                held,
             }),
             Err(e) => {
-                let target = &registration.target;
+                let target = &held.registration.target;
                 warn!(client = target.id, who = %target.who(), error = %e, "lost a parked client's socket while waking it");
                 None
             }
@@ -201,13 +189,15 @@ pub(super) async fn login_phase(
             }
             Ok(Some(Client {
                 stream,
-                registration,
-                _permit: permit,
-                cfg,
-                pool,
-                params,
                 buf,
-                prepared: None,
+                held: Held {
+                    registration,
+                    _permit: permit,
+                    cfg,
+                    pool,
+                    params,
+                    prepared: None,
+                },
             }))
         }
         Ok(None) => Ok(None),
@@ -253,7 +243,9 @@ impl Future for SessionTask {
                 State::Idle(client) => {
                     if client.buf.is_empty() {
                         match client.poll_idle(cx) {
-                            Poll::Pending if client.registration.target.take_park_request() => {
+                            Poll::Pending
+                                if client.held.registration.target.take_park_request() =>
+                            {
                                 // Idle for a while: park without a task.
                                 let State::Idle(client) =
                                     std::mem::replace(&mut self.state, State::Done)
@@ -302,13 +294,13 @@ impl Future for SessionTask {
                         // wait registered this task's waker with the
                         // entry, and the sweep must be able to wake the
                         // request (timeouts, cancels in flight).
-                        client.registration.target.register_waker(cx);
+                        client.held.registration.target.register_waker(cx);
                     }
                     let State::Idle(mut client) = std::mem::replace(&mut self.state, State::Done)
                     else {
                         unreachable!()
                     };
-                    client.registration.target.active();
+                    client.held.registration.target.active();
                     self.state = State::Busy(Box::pin(async move {
                         let step = client.request().await;
                         (client, step)
@@ -318,8 +310,13 @@ impl Future for SessionTask {
                     let (mut client, step) = std::task::ready!(fut.as_mut().poll(cx));
                     self.state = match step {
                         Ok(Step::Idle) => {
-                            let epoch = client.registration.context().epoch.load(Ordering::Relaxed);
-                            client.registration.target.idle(epoch);
+                            let epoch = client
+                                .held
+                                .registration
+                                .context()
+                                .epoch
+                                .load(Ordering::Relaxed);
+                            client.held.registration.target.idle(epoch);
                             // The read buffer is kept for the next
                             // transaction (no malloc/free per transaction)
                             // and given back when the session parks; one
@@ -349,8 +346,8 @@ impl Client {
     /// Holds no state: the waker is kept by the socket's registration and
     /// the session's registry entry.
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
-        let target = &self.registration.target;
-        let ctx = self.registration.context();
+        let target = &self.held.registration.target;
+        let ctx = self.held.registration.context();
         match target.poll_closing(cx, &ctx.epoch) {
             None if self.buf.capacity() >= super::relay::READ_CHUNK / 4 => {
                 // The buffer kept from the last request: read at once (one
@@ -386,11 +383,11 @@ impl Client {
     /// `CancelTarget::park`); None when parked (or when the socket was
     /// lost), the client back when it turned out to be ready already.
     fn park(self) -> Option<Client> {
-        let ctx = self.registration.context().clone();
+        let ctx = self.held.registration.context().clone();
         let Some(parker) = ctx.cancel.parker() else {
             return Some(self);
         };
-        let entry = self.registration.target.clone();
+        let entry = self.held.registration.target.clone();
         let parked = self.detach()?;
         let parked = entry.park(parked, |parked, cx| {
             if entry.poll_closing(cx, &ctx.epoch).is_some() {
@@ -410,29 +407,12 @@ impl Client {
     /// The client without its read buffer, its socket off the reactor.
     /// None when the socket could not be taken off (it is closed then).
     fn detach(self) -> Option<Parked> {
-        let Client {
-            stream,
-            registration,
-            _permit,
-            cfg,
-            pool,
-            params,
-            buf,
-            prepared,
-        } = self;
+        let Client { stream, buf, held } = self;
         debug_assert!(buf.is_empty());
         match stream.detach() {
-            Ok(socket) => Some(Parked {
-                socket,
-                registration,
-                _permit,
-                cfg,
-                pool,
-                params,
-                prepared,
-            }),
+            Ok(socket) => Some(Parked { socket, held }),
             Err(e) => {
-                let target = &registration.target;
+                let target = &held.registration.target;
                 warn!(client = target.id, who = %target.who(), error = %e, "lost an idle client's socket while parking it");
                 None
             }
@@ -441,15 +421,22 @@ impl Client {
 
     /// The session's registry entry.
     pub(super) fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
-        &self.registration.target
+        &self.held.registration.target
     }
 
     /// End the session: tell the client why (if it can still be told), close.
     async fn close(mut self, error: Option<ClientError>) {
         if let Some(e) = error {
-            let id = self.registration.target.id;
-            let who = self.registration.target.who().to_string();
-            super::report(&mut self.stream, id, &who, self.registration.context(), e).await;
+            let id = self.held.registration.target.id;
+            let who = self.held.registration.target.who().to_string();
+            super::report(
+                &mut self.stream,
+                id,
+                &who,
+                self.held.registration.context(),
+                e,
+            )
+            .await;
         }
         // Dropping the socket closes it: what was written is sent before
         // the FIN, as PgBouncer's close does (a shutdown() first is one
@@ -459,20 +446,20 @@ impl Client {
     /// Serve one request: read the first message, link a server, relay,
     /// give the server back.
     async fn request(&mut self) -> Result<Step, ClientError> {
-        let cfg = self.cfg.clone();
+        let cfg = self.held.cfg.clone();
         let g = &cfg.general;
         if !self.read_request(g.max_packet_size).await? {
             if g.log_disconnections {
-                info!(client = self.registration.target.id, who = %self.registration.target.who(), "client close request");
+                info!(client = self.held.registration.target.id, who = %self.held.registration.target.who(), "client close request");
             }
             return Ok(Step::End);
         }
         if super::notices::starts_with_listen(&self.buf)
-            && self.pool.settings().mode != PoolMode::Session
+            && self.held.pool.settings().mode != PoolMode::Session
         {
             super::notices::send_listen_notice(&mut self.stream).await?;
         }
-        let pool = self.pool.clone();
+        let pool = self.held.pool.clone();
         // The request's clock starts here; a checkout that had to wait (it
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());
@@ -486,7 +473,7 @@ impl Client {
             pool.checkin(server);
             return Ok(Step::End);
         }
-        if let Err(e) = sync_params(&mut server, &mut self.params).await {
+        if let Err(e) = sync_params(&mut server, &mut self.held.params).await {
             pool.stats.count_assignment(wait_us);
             return Err(server_failed(&pool, server, e));
         }
@@ -503,8 +490,8 @@ impl Client {
                 idle_transaction: idle_transaction_timeout,
             },
             clock: Clock {
-                target: &self.registration.target,
-                epoch: &self.registration.context().epoch,
+                target: &self.held.registration.target,
+                epoch: &self.held.registration.context().epoch,
             },
             stats: &pool.stats,
             started,
@@ -515,18 +502,18 @@ impl Client {
                 g.max_prepared_statements
             },
         };
-        let target = &self.registration.target;
+        let target = &self.held.registration.target;
         target.link(server.addr.clone(), server.key, server.statements.len());
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
             &mut server,
-            &mut self.params,
-            &mut self.prepared,
+            &mut self.held.params,
+            &mut self.held.prepared,
             &rules,
         )
         .await;
-        if let Some(p) = &self.prepared {
+        if let Some(p) = &self.held.prepared {
             target.set_client_statements(p.names.len());
         }
         if target.unlink() && !target.wait_cancels(g.cancel_wait_timeout).await {
@@ -651,13 +638,15 @@ mod tests {
             ));
             let client = Client {
                 stream: Stream::Tcp(s),
-                registration: Registration::new(ctx.clone(), 1, super::super::Peer::Unix),
-                _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
-                cfg: ctx.config(),
-                params: pool.intern(Params::new()),
-                pool: pool.add_client().unwrap(),
                 buf: BytesMut::new(),
-                prepared: None,
+                held: Held {
+                    registration: Registration::new(ctx.clone(), 1, super::super::Peer::Unix),
+                    _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
+                    cfg: ctx.config(),
+                    params: pool.intern(Params::new()),
+                    pool: pool.add_client().unwrap(),
+                    prepared: None,
+                },
             };
             // A request's future is boxed per transaction: with the client
             // it must stay under glibc's tcache limit (1,032 bytes), else
