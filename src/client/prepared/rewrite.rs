@@ -13,7 +13,7 @@ use super::ClientPrepared;
 use super::names::{
     Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_named,
 };
-use super::queue::{Act, End, Undo};
+use super::queue::{Act, End, Queue, Undo};
 use crate::protocol::backend::{Severity, error_response};
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
@@ -170,7 +170,14 @@ pub fn client_batch(
 
 /// The C string at the start of `b`, without its NUL.
 fn cstr(b: &[u8]) -> Option<&[u8]> {
-    memchr(0, b).map(|n| &b[..n])
+    // Names are short: a plain loop finds their end sooner than memchr's
+    // vector setup; long strings (query texts) go to memchr.
+    let n = b
+        .iter()
+        .take(32)
+        .position(|&c| c == 0)
+        .or_else(|| memchr(0, b));
+    n.map(|n| &b[..n])
 }
 
 /// Whether a Query body is DISCARD ALL or DEALLOCATE ALL.
@@ -187,26 +194,30 @@ fn drops_all(body: &[u8]) -> bool {
 
 /// Make room on the server for one more statement: Close the least
 /// recently used ones (their CloseComplete hidden).
-fn make_room(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize) {
+fn make_room(out: &mut BytesMut, queue: &mut Queue, server: &mut ServerStatements, max: usize) {
     while server.len() >= max.max(1) {
         let Some(id) = server.oldest() else { break };
         server.remove(id);
-        put_server_named(&mut c.out, b'C', id);
-        c.queue.push(End::Close, Act::Hide, Undo::ServerHas(id));
+        put_server_named(out, b'C', id);
+        queue.push(End::Close, Act::Hide, Undo::ServerHas(id));
     }
 }
 
 /// Make sure the server has `stmt` before a message that uses it: a
 /// hidden Parse if it lacks it. Returns the Parse messages sent.
-fn ensure(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, stmt: &Stmt) -> u32 {
+fn ensure(
+    (out, queue): (&mut BytesMut, &mut Queue),
+    server: &mut ServerStatements,
+    max: usize,
+    stmt: &Stmt,
+) -> u32 {
     if server.touch(stmt.id) {
         return 0;
     }
-    make_room(c, server, max);
-    put_parse(&mut c.out, stmt);
+    make_room(out, queue, server, max);
+    put_parse(out, stmt);
     server.insert(stmt.id);
-    c.queue
-        .push(End::Parse, Act::Hide, Undo::ServerLacks(stmt.id));
+    queue.push(End::Parse, Act::Hide, Undo::ServerLacks(stmt.id));
     1
 }
 
@@ -244,7 +255,7 @@ fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg:
             .push(End::Close, Act::Swap(b'1'), Undo::Forget(key, None));
         return 0;
     }
-    make_room(c, server, max);
+    make_room(&mut c.out, &mut c.queue, server, max);
     put_parse(&mut c.out, &stmt);
     server.insert(stmt.id);
     c.queue
@@ -265,24 +276,31 @@ fn bind(
     let body = &msg[5..];
     let portal = cstr(body)?;
     let name = cstr(&body[portal.len() + 1..])?;
-    let stmt = (!name.is_empty())
-        .then(|| c.names.get(name).cloned())
-        .flatten();
+    // Borrowed, not cloned: the statement is read while `out` and `queue`
+    // are written.
+    let ClientPrepared {
+        names, queue, out, ..
+    } = c;
+    let stmt = if name.is_empty() {
+        None
+    } else {
+        names.get(name)
+    };
     let Some(stmt) = stmt else {
         // Unnamed or unknown (PostgreSQL answers the error): as it is.
-        c.out.put_slice(msg);
-        c.queue.push(End::Bind, Act::Pass, Undo::None);
+        out.put_slice(msg);
+        queue.push(End::Bind, Act::Pass, Undo::None);
         return Some(msg.len());
     };
-    st.server_parses += ensure(c, server, max, &stmt);
+    st.server_parses += ensure((out, queue), server, max, stmt);
     let old_len = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as usize - 4;
     let new_len = old_len - (name.len() + 1) + stmt.name.len();
-    put_header(&mut c.out, b'B', new_len);
-    c.out.put_slice(&body[..portal.len() + 1]);
-    c.out.put_slice(&stmt.name);
+    put_header(out, b'B', new_len);
+    out.put_slice(&body[..portal.len() + 1]);
+    out.put_slice(&stmt.name);
     let after = 5 + portal.len() + 1 + name.len() + 1;
-    c.out.put_slice(&msg[after..]);
-    c.queue.push(End::Bind, Act::Pass, Undo::None);
+    out.put_slice(&msg[after..]);
+    queue.push(End::Bind, Act::Pass, Undo::None);
     Some(msg.len())
 }
 
@@ -321,7 +339,7 @@ fn describe_or_close(
             .push(End::Close, Act::Pass, Undo::Restore(key, stmt));
         return 0;
     }
-    let n = ensure(c, server, max, &stmt);
+    let n = ensure((&mut c.out, &mut c.queue), server, max, &stmt);
     put_server_named(&mut c.out, b'D', stmt.id);
     c.queue.push(End::Describe, Act::Pass, Undo::None);
     n
