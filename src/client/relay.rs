@@ -315,7 +315,7 @@ async fn client_to_server(
                     &mut skip,
                     &mut syncs_since_exec,
                     max_len,
-                    tracking.is_some(),
+                    (tracking.is_some(), link.extended.load(Relaxed)),
                 ) {
                     Ok(b) => b,
                     Err(e) => return ClientEnd::Error(e),
@@ -343,7 +343,8 @@ async fn client_to_server(
                     return ClientEnd::Terminate;
                 }
                 if let (true, Some(t)) = (batch.activate, tracking) {
-                    // The client's first extended-protocol message: track it.
+                    // The client's first group of extended-protocol
+                    // messages that names a statement: track it from there.
                     t.lock().activate(link.pending.load(Relaxed));
                     link.prepared.store(TRACKED, Relaxed);
                     continue;

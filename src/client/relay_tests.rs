@@ -26,7 +26,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
     frontend::query("BEGIN", &mut buf).unwrap();
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!(
         b,
         ClientBatch {
@@ -50,18 +50,18 @@ fn syncs_during_copy_in_are_not_answered() {
     frontend::execute("", 0, &mut buf).unwrap();
     frontend::sync(&mut buf);
     let mut since = 0;
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 0));
     let mut buf = BytesMut::new();
     frontend::copy_done(&mut buf);
     frontend::sync(&mut buf);
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 1));
     // A simple-query COPY sends no Sync: nothing to ignore.
     let mut buf = BytesMut::new();
     frontend::query("COPY t FROM STDIN", &mut buf).unwrap();
     frontend::copy_done(&mut buf);
-    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut 0, &mut since, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.answers, b.ignored), (1, 0));
 }
 
@@ -72,20 +72,20 @@ fn extended_batch_waits_for_sync() {
     frontend::describe(b'S', "", &mut buf).unwrap();
     frontend::flush(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!(b.extended, Some(true));
     assert_eq!(b.answers, 0);
     let mut buf = BytesMut::new();
     frontend::execute("", 0, &mut buf).unwrap();
     frontend::sync(&mut buf);
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!(b.extended, Some(false));
     assert_eq!(b.answers, 1);
     // A second batch started after the Sync keeps the link.
     let mut buf = BytesMut::new();
     frontend::sync(&mut buf);
     frontend::parse("", "SELECT 2", [], &mut buf).unwrap();
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.extended, b.answers), (Some(true), 1));
 }
 
@@ -108,14 +108,14 @@ fn parse_and_bind_messages_are_counted_even_when_streamed() {
     frontend::sync(&mut buf);
     frontend::query("SELECT 1", &mut buf).unwrap();
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.parses, b.binds, b.answers), (1, 2, 2));
     // A Parse larger than the read: counted once, when its header is seen.
     let mut big = BytesMut::new();
     frontend::parse("", &"x".repeat(10_000), [], &mut big).unwrap();
-    let b = scan_client(&big[..100], &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&big[..100], &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.parses, b.forward), (1, 100));
-    let b = scan_client(&big[100..], &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&big[100..], &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.parses, skip), (0, 0));
 }
 
@@ -126,7 +126,7 @@ fn terminate_is_not_forwarded() {
     let q = buf.len();
     frontend::terminate(&mut buf);
     let mut skip = 0;
-    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf, &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.forward, b.answers, b.terminate), (q, 1, true));
 }
 
@@ -138,14 +138,14 @@ fn partial_header_waits_and_large_messages_stream() {
     let whole = buf.len();
     let mut skip = 0;
     // Only 3 bytes: not even a header.
-    let b = scan_client(&buf[..3], &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf[..3], &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!(b.forward, 0);
     // The first 1000 bytes stream through, counting the query once.
-    let b = scan_client(&buf[..1000], &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf[..1000], &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.forward, b.answers), (1000, 1));
     assert_eq!(skip, whole - 1000);
     // The rest is forwarded without being counted again.
-    let b = scan_client(&buf[1000..], &mut skip, &mut 0, 1 << 20, false).unwrap();
+    let b = scan_client(&buf[1000..], &mut skip, &mut 0, 1 << 20, (false, false)).unwrap();
     assert_eq!((b.forward, b.answers), (whole - 1000, 0));
     assert_eq!(skip, 0);
 }
@@ -156,19 +156,34 @@ fn oversized_and_garbage_are_errors() {
     frontend::query(&"y".repeat(5000), &mut buf).unwrap();
     let mut skip = 0;
     assert!(matches!(
-        scan_client(&buf, &mut skip, &mut 0, 4096, false),
+        scan_client(&buf, &mut skip, &mut 0, 4096, (false, false)),
         Err(ProtocolError::TooLong { .. })
     ));
     assert!(matches!(
-        scan_client(b"\x01\x00\x00\x00\x08abcd", &mut 0, &mut 0, 4096, false),
+        scan_client(
+            b"\x01\x00\x00\x00\x08abcd",
+            &mut 0,
+            &mut 0,
+            4096,
+            (false, false)
+        ),
         Err(ProtocolError::UnknownTag(1))
     ));
     assert!(matches!(
-        scan_client(b"Q\x00\x00\x00\x02", &mut 0, &mut 0, 4096, false),
+        scan_client(b"Q\x00\x00\x00\x02", &mut 0, &mut 0, 4096, (false, false)),
         Err(ProtocolError::BadLength { .. })
     ));
     // A PasswordMessage after login is a protocol violation.
-    assert!(scan_client(b"p\x00\x00\x00\x05\x00", &mut 0, &mut 0, 4096, false).is_err());
+    assert!(
+        scan_client(
+            b"p\x00\x00\x00\x05\x00",
+            &mut 0,
+            &mut 0,
+            4096,
+            (false, false)
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -297,4 +312,107 @@ fn link_phases_for_the_timer() {
     link.extended.store(false, Relaxed);
     link.server_busy.store(true, Relaxed);
     assert_eq!(link.phase(), Phase::Request);
+}
+
+fn bind_to(buf: &mut BytesMut, portal: &str, statement: &str) {
+    let no_values = std::iter::empty::<i32>();
+    let serializer = |_: i32, _: &mut BytesMut| Ok(postgres_protocol::IsNull::No);
+    frontend::bind(
+        portal,
+        statement,
+        [0i16; 0],
+        no_values,
+        serializer,
+        [1i16],
+        buf,
+    )
+    .map_err(|_| ())
+    .unwrap();
+}
+
+/// Parse, Bind, Describe portal, Execute, Sync on `statement` (and a
+/// portal named `portal`).
+fn group(buf: &mut BytesMut, statement: &str, portal: &str) {
+    frontend::parse(statement, "SELECT 1", [], buf).unwrap();
+    bind_to(buf, portal, statement);
+    frontend::describe(b'P', portal, buf).unwrap();
+    frontend::execute(portal, 0, buf).unwrap();
+    frontend::sync(buf);
+}
+
+fn scan_tracked(buf: &[u8], in_group: bool) -> ClientBatch {
+    scan_client(buf, &mut 0, &mut 0, 1 << 20, (true, in_group)).unwrap()
+}
+
+#[test]
+fn groups_naming_no_statement_pass_untracked() {
+    let mut buf = BytesMut::new();
+    group(&mut buf, "", "");
+    group(&mut buf, "", "portal1");
+    let b = scan_tracked(&buf, false);
+    assert!(
+        !b.activate,
+        "unnamed statements and named portals need no tracking"
+    );
+    assert_eq!(
+        (b.forward, b.answers, b.extended),
+        (buf.len(), 2, Some(false))
+    );
+}
+
+#[test]
+fn tracking_starts_at_the_group_that_names_a_statement() {
+    let mut buf = BytesMut::new();
+    group(&mut buf, "", "");
+    let first = buf.len();
+    // The name appears only in the group's second message: tracking still
+    // starts at the group's first, so its queue holds the whole group.
+    frontend::parse("", "SELECT 1", [], &mut buf).unwrap();
+    bind_to(&mut buf, "", "");
+    frontend::execute("", 0, &mut buf).unwrap();
+    frontend::parse("s1", "SELECT 2", [], &mut buf).unwrap();
+    frontend::sync(&mut buf);
+    let b = scan_tracked(&buf, false);
+    assert!(b.activate);
+    assert_eq!((b.forward, b.answers), (first, 1));
+
+    // A Bind, Describe or Close of a named statement starts it as well.
+    for named in [
+        {
+            let mut g = BytesMut::new();
+            bind_to(&mut g, "", "s1");
+            g
+        },
+        {
+            let mut g = BytesMut::new();
+            frontend::describe(b'S', "s1", &mut g).unwrap();
+            g
+        },
+        {
+            let mut g = BytesMut::new();
+            frontend::close(b'S', "s1", &mut g).unwrap();
+            g
+        },
+    ] {
+        let mut g = named;
+        frontend::sync(&mut g);
+        let b = scan_tracked(&g, false);
+        assert!(b.activate);
+        assert_eq!(b.forward, 0);
+    }
+}
+
+#[test]
+fn a_group_not_buffered_to_its_sync_is_tracked() {
+    let mut buf = BytesMut::new();
+    group(&mut buf, "", "");
+    // Cut before the Sync: whether the rest names a statement is unknown.
+    let b = scan_tracked(&buf[..buf.len() - 5], false);
+    assert!(b.activate);
+    assert_eq!(b.forward, 0);
+    // Past the start of a group that already passed untracked (the rest of
+    // it arrived later), there is nothing to decide.
+    let b = scan_tracked(&buf[buf.len() - 5..], true);
+    assert!(!b.activate);
+    assert_eq!((b.forward, b.answers), (5, 1));
 }

@@ -28,8 +28,10 @@ pub(super) struct ClientBatch {
     pub(super) parses: u32,
     /// Bind messages among them.
     pub(super) binds: u32,
-    /// The scan stopped before the first extended-protocol message (told
-    /// to: the client is to be tracked from there on).
+    /// The scan stopped at the start of a group of extended-protocol
+    /// messages (up to a Sync) that names a prepared statement, or that is
+    /// not all buffered yet (told to: the client is to be tracked from
+    /// there on; see `group_is_unnamed`).
     pub(super) activate: bool,
     /// Syncs counted in `answers` (now or in earlier batches) that the
     /// server ignores: those sent between the Execute that started a COPY
@@ -52,12 +54,14 @@ pub(super) fn take_skip(skip: &mut usize, avail: usize) -> usize {
 /// message across calls. Every header is checked before anything of its
 /// message is forwarded. `since_exec` carries the Syncs sent since the
 /// last Execute or Query across calls (see `ClientBatch::ignored`).
+/// `stop_at_named`: stop where tracking must start (`ClientBatch::activate`);
+/// `in_group`: extended-protocol messages were sent since the last Sync.
 pub(super) fn scan_client(
     buf: &[u8],
     skip: &mut usize,
     since_exec: &mut u32,
     max_len: u32,
-    stop_at_extended: bool,
+    (stop_at_named, mut in_group): (bool, bool),
 ) -> Result<ClientBatch, ProtocolError> {
     let mut b = ClientBatch::default();
     let mut pos = 0;
@@ -87,9 +91,12 @@ pub(super) fn scan_client(
                 b.answers += 1;
                 *since_exec += 1;
                 b.extended = Some(false);
+                in_group = false;
             }
             b'c' | b'f' => b.ignored += std::mem::take(since_exec),
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' if stop_at_extended => {
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H'
+                if stop_at_named && !in_group && !group_is_unnamed(&buf[pos..], max_len) =>
+            {
                 b.activate = true;
                 break;
             }
@@ -108,6 +115,9 @@ pub(super) fn scan_client(
             b'D' | b'C' | b'H' => b.extended = Some(true),
             _ => {}
         }
+        if b.extended == Some(true) {
+            in_group = true;
+        }
         let avail = buf.len() - pos;
         if avail >= h.total() {
             pos += h.total();
@@ -118,6 +128,44 @@ pub(super) fn scan_client(
     }
     b.forward = pos;
     Ok(b)
+}
+
+/// Whether the group of extended-protocol messages at the start of `buf`
+/// is all buffered up to its Sync and names no prepared statement (only
+/// the unnamed one, and portals, which live and die within the
+/// transaction's server): then it can pass untracked. Anything else
+/// (a name, a message not buffered far enough, a Sync not yet there, a
+/// message that is not part of the extended protocol) says no, and
+/// tracking starts at the group's first message: a clean point, since
+/// PostgreSQL skips to the Sync after an error, the queue must hold
+/// every message of a group.
+fn group_is_unnamed(buf: &[u8], max_len: u32) -> bool {
+    let mut pos = 0;
+    loop {
+        let Some(h) = Header::parse(&buf[pos..]) else {
+            return false;
+        };
+        if h.check(max_len).is_err() {
+            return false;
+        }
+        let end = (pos + h.total()).min(buf.len());
+        let body = &buf[(pos + 5).min(end)..end];
+        let unnamed = match h.tag {
+            b'S' => return true,
+            // Parse: the statement name comes first.
+            b'P' => body.first() == Some(&0),
+            // Bind: the portal, then the statement.
+            b'B' => memchr(0, body).is_some_and(|n| body.get(n + 1) == Some(&0)),
+            // Describe / Close: 'S' or 'P', then the name.
+            b'D' | b'C' => matches!(body, [b'P', ..] | [b'S', 0, ..]),
+            b'E' | b'H' => true,
+            _ => false,
+        };
+        if !unnamed || end - pos < h.total() {
+            return false;
+        }
+        pos = end;
+    }
 }
 
 /// What a scan of server bytes found.

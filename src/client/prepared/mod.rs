@@ -88,9 +88,11 @@ impl Tracking<'_> {
         }
     }
 
-    /// Start tracking the client now: `pending` answers to simple
-    /// messages sent earlier in this link are outstanding (nothing else
-    /// is: the client had sent no extended-protocol message).
+    /// Start tracking the client now: `pending` answers to messages sent
+    /// earlier in this link are outstanding, one ReadyForQuery each (Query,
+    /// FunctionCall, or the Sync that closed a group of extended-protocol
+    /// messages naming no statement); nothing else is: tracking starts at
+    /// the first message of a group (`scan::group_is_unnamed`).
     pub fn activate(&mut self, pending: u32) {
         let c = self.client.get_or_insert_with(Default::default);
         c.queue.reset();
