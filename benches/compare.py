@@ -85,6 +85,7 @@ def aggregate(results: list[pgbench.Result]) -> pgbench.Result:
     out.cpu_user_us_per_txn = mean("cpu_user_us_per_txn")
     out.cpu_sys_us_per_txn = mean("cpu_sys_us_per_txn")
     out.machine_us_per_txn = mean("machine_us_per_txn")
+    out.sleeps_per_txn = mean("sleeps_per_txn")
     fails = [r.failed for r in results if r.failed is not None]
     out.failed = sum(fails) if fails else None
     txns = [r.txns for r in results if r.txns is not None]
@@ -330,6 +331,9 @@ def render_paired(raw) -> str:
             g, lo, hi = geo_interval(rs)
             better = sum(1 for r in rs if (r >= 1.0 if attr == "tps" else r <= 1.0))
             cells.append(f"{g:.3f} ({lo:.3f}–{hi:.3f}; {better}/{len(rs)})")
+        for name in ("pgbouncer", "pgsluice"):
+            vals = [f"{r.sleeps_per_txn:.2f}" for r in per.get(name, []) if r.sleeps_per_txn is not None]
+            cells.append(" ".join(vals) or "—")
         rows.append(f"| {sc.label} | " + " | ".join(cells) + " |")
     if not rows:
         return ""
@@ -337,10 +341,14 @@ def render_paired(raw) -> str:
         "", "## pgsluice/PgBouncer paired by round", "",
         "Geometric mean of the per-round ratios (each pgsluice run is compared with the "
         "PgBouncer run next to it; the two swap places every other round), a 90% bootstrap "
-        "interval, and in how many rounds pgsluice was at least as good (latency <=, tps >=).",
+        "interval, and in how many rounds pgsluice was at least as good (latency <=, tps >=). "
+        "Sleeps: each round's voluntary context switches of the pooler per transaction. With one "
+        "client a pooler sleeps twice per transaction when every hop wakes a sleeping CPU, and "
+        "about 1.5 times when the scheduler puts it on pgbench's CPU; which of the two a run gets "
+        "is the scheduler's choice, and it moves latency by 5-15% for either pooler.",
         "",
-        "| scenario | p50 latency | p99 latency | tps |",
-        "| --- | ---: | ---: | ---: |",
+        "| scenario | p50 latency | p99 latency | tps | sleeps/txn PgBouncer | sleeps/txn pgsluice |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
         *rows, ""])
 
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from .procs import CLK_TCK, Session, Target, cpu_split, machine_busy_ticks
+from .procs import CLK_TCK, Session, Target, cpu_split, machine_busy_ticks, voluntary_switches
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Result:
     cpu_user_us_per_txn: float | None = None  # pooler utime per transaction
     cpu_sys_us_per_txn: float | None = None   # pooler stime per transaction
     machine_us_per_txn: float | None = None   # whole machine's busy CPU per transaction
+    sleeps_per_txn: float | None = None  # pooler's voluntary context switches per transaction
     error: str | None = None             # short reason when not ok
 
 
@@ -91,6 +92,7 @@ def run(session: Session, target: Target, args: list[str], duration: int,
     argv.append(session.dbname)
     pid = target.pid
     t0 = cpu_split(pid) if pid else None
+    v0 = voluntary_switches(pid) if pid else None
     m0 = machine_busy_ticks()
     try:
         cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -101,6 +103,7 @@ def run(session: Session, target: Target, args: list[str], duration: int,
         rc = -1
         out += "\npgbench timed out"
     t1 = cpu_split(pid) if pid and target.proc.poll() is None else None
+    v1 = voluntary_switches(pid) if t1 is not None else None
     m1 = machine_busy_ticks()
     with open(session.tmp / f"pgbench_{tag}_{target.name}.out", "a") as f:
         f.write(" ".join(argv) + "\n" + out + "\n")
@@ -128,4 +131,6 @@ def run(session: Session, target: Target, args: list[str], duration: int,
             res.cpu_user_us_per_txn = (t1[0] - t0[0]) * per_txn
             res.cpu_sys_us_per_txn = (t1[1] - t0[1]) * per_txn
             res.cpu_us_per_txn = res.cpu_user_us_per_txn + res.cpu_sys_us_per_txn
+        if v0 is not None and v1 is not None:
+            res.sleeps_per_txn = (v1 - v0) / res.txns
     return res

@@ -73,6 +73,21 @@ def cpu_split(pid: int) -> tuple[int, int]:
     return int(rest[11]), int(rest[12])  # fields 14 and 15
 
 
+def voluntary_switches(pid: int) -> int:
+    """Voluntary context switches of all the process's threads (each time a
+    thread went to sleep: in a pooler, mostly waiting in epoll)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def machine_busy_ticks() -> int:
     """CPU time spent by the whole machine (every process and the kernel,
     all cores; not idle, not iowait), in clock ticks, from /proc/stat."""
