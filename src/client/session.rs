@@ -62,6 +62,18 @@ struct Held {
     prepared: Option<Box<ClientPrepared>>,
 }
 
+impl Held {
+    /// The session's registry entry.
+    fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
+        &self.registration.target
+    }
+
+    /// The client's pooler.
+    fn context(&self) -> &Arc<crate::context::Context> {
+        self.registration.context()
+    }
+}
+
 /// A logged-in client: everything its session needs, owned, so that the
 /// session runs in a small task of its own after login.
 pub struct Client {
@@ -87,7 +99,7 @@ impl Parked {
 
     /// The client's pooler.
     pub(super) fn context(&self) -> &Arc<crate::context::Context> {
-        self.held.registration.context()
+        self.held.context()
     }
 
     /// The client again, its socket back on the current runtime's reactor
@@ -102,7 +114,7 @@ impl Parked {
                 held,
             }),
             Err(e) => {
-                let target = &held.registration.target;
+                let target = &held.target();
                 warn!(client = target.id, who = %target.who(), error = %e, "lost a parked client's socket while waking it");
                 None
             }
@@ -243,9 +255,7 @@ impl Future for SessionTask {
                 State::Idle(client) => {
                     if client.buf.is_empty() {
                         match client.poll_idle(cx) {
-                            Poll::Pending
-                                if client.held.registration.target.take_park_request() =>
-                            {
+                            Poll::Pending if client.target().take_park_request() => {
                                 // Idle for a while: park without a task.
                                 let State::Idle(client) =
                                     std::mem::replace(&mut self.state, State::Done)
@@ -259,25 +269,7 @@ impl Future for SessionTask {
                                 continue;
                             }
                             Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(())) if client.buf.is_empty() => {
-                                // Readiness can be stale (a read that did
-                                // not drain the socket, as the login's
-                                // last): read now, and wait idle again if
-                                // nothing came, rather than wait busy (not
-                                // parked, no client_idle_timeout) in the
-                                // request. Data, EOF and errors go to the
-                                // request, which reads on from here.
-                                // (A read future, not try_read: it drops
-                                // the readiness after a short read, which
-                                // spares the relay an empty recv.)
-                                client.buf.reserve(super::relay::READ_CHUNK);
-                                let read = std::pin::pin!(client.stream.read_buf(&mut client.buf))
-                                    .poll(cx);
-                                if read.is_pending() {
-                                    continue;
-                                }
-                            }
-                            // Read by `poll_idle`.
+                            // Read (data or EOF) by `poll_idle`.
                             Poll::Ready(Ok(())) => {}
                             Poll::Ready(Err(e)) => {
                                 let State::Idle(client) =
@@ -294,13 +286,13 @@ impl Future for SessionTask {
                         // wait registered this task's waker with the
                         // entry, and the sweep must be able to wake the
                         // request (timeouts, cancels in flight).
-                        client.held.registration.target.register_waker(cx);
+                        client.target().register_waker(cx);
                     }
                     let State::Idle(mut client) = std::mem::replace(&mut self.state, State::Done)
                     else {
                         unreachable!()
                     };
-                    client.held.registration.target.active();
+                    client.target().active();
                     self.state = State::Busy(Box::pin(async move {
                         let step = client.request().await;
                         (client, step)
@@ -316,7 +308,7 @@ impl Future for SessionTask {
                                 .context()
                                 .epoch
                                 .load(Ordering::Relaxed);
-                            client.held.registration.target.idle(epoch);
+                            client.target().idle(epoch);
                             // The read buffer is kept for the next
                             // transaction (no malloc/free per transaction)
                             // and given back when the session parks; one
@@ -341,21 +333,31 @@ impl Future for SessionTask {
 }
 
 impl Client {
-    /// Ready when the client sent something (read into the buffer when
-    /// one is kept); an error when the session must end first (shutdown).
-    /// Holds no state: the waker is kept by the socket's registration and
-    /// the session's registry entry.
+    /// Ready when the client sent something, read into the buffer (or
+    /// closed: nothing read); an error when the session must end first
+    /// (shutdown, a socket error). Holds no state: the waker is kept by
+    /// the socket's registration and the session's registry entry.
     fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
-        let target = &self.held.registration.target;
-        let ctx = self.held.registration.context();
+        let target = self.target();
+        let ctx = self.held.context();
         match target.poll_closing(cx, &ctx.epoch) {
-            None if self.buf.capacity() >= super::relay::READ_CHUNK / 4 => {
-                // The buffer kept from the last request: read at once (one
-                // poll of the socket per wake-up, not readiness then read).
+            None => {
+                if self.buf.capacity() < super::relay::READ_CHUNK / 4 {
+                    // No buffer kept (just logged in or woken from
+                    // parking): wait without one, then take one to read.
+                    std::task::ready!(self.stream.poll_read_ready(cx))?;
+                    self.buf.reserve(super::relay::READ_CHUNK);
+                }
+                // A read, not only readiness: readiness can be stale (a
+                // read that did not drain the socket, as the login's last),
+                // and a read that finds nothing waits idle again rather
+                // than busy in the request (not parked, no
+                // client_idle_timeout). A read future, not try_read: it
+                // drops the readiness after a short read, which spares the
+                // relay an empty recv.
                 let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
                 read.map_ok(drop).map_err(Into::into)
             }
-            None => self.stream.poll_read_ready(cx).map_err(Into::into),
             Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
@@ -383,11 +385,11 @@ impl Client {
     /// `CancelTarget::park`); None when parked (or when the socket was
     /// lost), the client back when it turned out to be ready already.
     fn park(self) -> Option<Client> {
-        let ctx = self.held.registration.context().clone();
+        let ctx = self.held.context().clone();
         let Some(parker) = ctx.cancel.parker() else {
             return Some(self);
         };
-        let entry = self.held.registration.target.clone();
+        let entry = self.target().clone();
         let parked = self.detach()?;
         let parked = entry.park(parked, |parked, cx| {
             if entry.poll_closing(cx, &ctx.epoch).is_some() {
@@ -412,7 +414,7 @@ impl Client {
         match stream.detach() {
             Ok(socket) => Some(Parked { socket, held }),
             Err(e) => {
-                let target = &held.registration.target;
+                let target = &held.target();
                 warn!(client = target.id, who = %target.who(), error = %e, "lost an idle client's socket while parking it");
                 None
             }
@@ -421,22 +423,15 @@ impl Client {
 
     /// The session's registry entry.
     pub(super) fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
-        &self.held.registration.target
+        self.held.target()
     }
 
     /// End the session: tell the client why (if it can still be told), close.
     async fn close(mut self, error: Option<ClientError>) {
         if let Some(e) = error {
-            let id = self.held.registration.target.id;
-            let who = self.held.registration.target.who().to_string();
-            super::report(
-                &mut self.stream,
-                id,
-                &who,
-                self.held.registration.context(),
-                e,
-            )
-            .await;
+            let id = self.target().id;
+            let who = self.target().who().to_string();
+            super::report(&mut self.stream, id, &who, self.held.context(), e).await;
         }
         // Dropping the socket closes it: what was written is sent before
         // the FIN, as PgBouncer's close does (a shutdown() first is one
@@ -450,7 +445,7 @@ impl Client {
         let g = &cfg.general;
         if !self.read_request(g.max_packet_size).await? {
             if g.log_disconnections {
-                info!(client = self.held.registration.target.id, who = %self.held.registration.target.who(), "client close request");
+                info!(client = self.target().id, who = %self.target().who(), "client close request");
             }
             return Ok(Step::End);
         }
@@ -490,6 +485,8 @@ impl Client {
                 idle_transaction: idle_transaction_timeout,
             },
             clock: Clock {
+                // Fields, not accessors: the relay borrows other fields
+                // of `held` mutably meanwhile.
                 target: &self.held.registration.target,
                 epoch: &self.held.registration.context().epoch,
             },

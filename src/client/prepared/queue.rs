@@ -139,7 +139,8 @@ impl Queue {
         self.skipping = false;
     }
 
-    /// Decide about one server message of type `tag`. `msg` is the whole
+    /// Decide about one server message of type `tag` (not one that
+    /// `prepared::passes`). `msg` is the whole
     /// message for ParseComplete, CloseComplete, ErrorResponse and
     /// CommandComplete, at least the header otherwise.
     pub fn on_server(
@@ -149,9 +150,6 @@ impl Queue {
         names: &mut super::Names,
         server: &mut ServerStatements,
     ) -> Verdict {
-        if matches!(tag, b'N' | b'A' | b'S') {
-            return Verdict::Forward;
-        }
         if self.skipping {
             self.drop_skipped(names, server);
         }

@@ -170,14 +170,7 @@ pub fn client_batch(
 
 /// The C string at the start of `b`, without its NUL.
 fn cstr(b: &[u8]) -> Option<&[u8]> {
-    // Names are short: a plain loop finds their end sooner than memchr's
-    // vector setup; long strings (query texts) go to memchr.
-    let n = b
-        .iter()
-        .take(32)
-        .position(|&c| c == 0)
-        .or_else(|| memchr(0, b));
-    n.map(|n| &b[..n])
+    memchr(0, b).map(|n| &b[..n])
 }
 
 /// Whether a Query body is DISCARD ALL or DEALLOCATE ALL.
