@@ -268,8 +268,12 @@ impl CancelTarget {
         self.closing_reason(epoch)
     }
 
+    /// Why the session was told to close, if it was (as
+    /// [`poll_closing`](Self::poll_closing), for a session whose task's
+    /// waker is registered already: nothing else replaces it while the
+    /// task holds the session).
     #[inline]
-    fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseReason> {
+    pub fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseReason> {
         let reason = CloseReason::from_u8(self.closing.load(Ordering::Acquire))?;
         let now = epoch.load(Ordering::Relaxed).saturating_sub(1);
         if reason == CloseReason::IdleTimeout && !self.idle_expired(now) {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pgsluice::context::ShutdownMode;
 use pgsluice::notify::Notifier;
-use tokio::signal::unix::{SignalKind, signal};
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use tracing::{error, info, warn};
 
 /// A PostgreSQL connection pooler, a drop-in replacement for PgBouncer.
@@ -121,9 +121,12 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    let Ok([mut term, mut int, mut hup, mut quit, mut usr1, mut usr2]) = signals() else {
-        error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
+    let mut signals = match signals() {
+        Ok(rx) => rx,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     // systemd Type=notify: the listeners are bound and the accept loops run.
     let notify = Notifier::from_env();
@@ -131,12 +134,24 @@ async fn run(
     info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
     let ctx = pooler.context().clone();
     let mode = loop {
-        tokio::select! {
-            _ = term.recv() => { info!("got SIGTERM: shutdown once every client has left"); break ShutdownMode::WaitForClients }
-            _ = int.recv() => { info!("got SIGINT: shutdown once running transactions are done"); break ShutdownMode::WaitForServers }
-            _ = quit.recv() => { info!("got SIGQUIT: exiting now"); break ShutdownMode::Immediate }
+        let signal = tokio::select! {
             m = ctx.shutdown_requested() => { info!(?m, "shutdown requested from the admin console"); break m }
-            _ = hup.recv() => {
+            s = signals.recv() => s,
+        };
+        match signal {
+            Some(SIGTERM) => {
+                info!("got SIGTERM: shutdown once every client has left");
+                break ShutdownMode::WaitForClients;
+            }
+            Some(SIGINT) => {
+                info!("got SIGINT: shutdown once running transactions are done");
+                break ShutdownMode::WaitForServers;
+            }
+            Some(SIGQUIT) => {
+                info!("got SIGQUIT: exiting now");
+                break ShutdownMode::Immediate;
+            }
+            Some(SIGHUP) => {
                 info!("got SIGHUP: reloading the configuration");
                 notify.reloading();
                 if let Err(e) = ctx.reload() {
@@ -144,7 +159,7 @@ async fn run(
                 }
                 notify.ready();
             }
-            _ = usr1.recv() => {
+            Some(SIGUSR1) => {
                 info!("got SIGUSR1: PAUSE");
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -154,11 +169,16 @@ async fn run(
                     }
                 });
             }
-            _ = usr2.recv() => {
+            Some(SIGUSR2) => {
                 info!("got SIGUSR2: RESUME");
                 if let Err(e) = ctx.pools.resume(&ctx.config(), None) {
                     warn!("RESUME: {e}");
                 }
+            }
+            Some(other) => warn!(signal = other, "ignoring an unexpected signal"),
+            None => {
+                error!("the signal thread ended: shutting down");
+                break ShutdownMode::WaitForServers;
             }
         }
     };
@@ -168,11 +188,19 @@ async fn run(
         return ExitCode::SUCCESS;
     }
     // A second SIGTERM or SIGINT (or SIGQUIT) during shutdown exits at once.
+    let second = async {
+        loop {
+            match signals.recv().await {
+                Some(SIGTERM | SIGINT) => break warn!("second signal: exiting immediately"),
+                Some(SIGQUIT) => break warn!("SIGQUIT: exiting immediately"),
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
+    };
     tokio::select! {
         _ = pooler.shutdown_with(mode) => info!("shutdown complete"),
-        _ = term.recv() => warn!("second signal: exiting immediately"),
-        _ = int.recv() => warn!("second signal: exiting immediately"),
-        _ = quit.recv() => warn!("SIGQUIT: exiting immediately"),
+        _ = second => {}
     }
     ExitCode::SUCCESS
 }
@@ -193,14 +221,21 @@ fn hash_password(user: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, in that order.
-fn signals() -> std::io::Result<[tokio::signal::unix::Signal; 6]> {
-    Ok([
-        signal(SignalKind::terminate())?,
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::hangup())?,
-        signal(SignalKind::quit())?,
-        signal(SignalKind::user_defined1())?,
-        signal(SignalKind::user_defined2())?,
-    ])
+/// SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 as they arrive:
+/// caught by signal-hook, read by a thread of their own and passed to the
+/// runtime (no runtime carries tokio's signal driver; see Cargo.toml).
+fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("pgsluice-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if tx.send(s).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
 }
