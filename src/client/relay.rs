@@ -19,8 +19,10 @@
 //! link (see `timeouts`); without, it is disabled and costs nothing.
 
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -218,11 +220,12 @@ pub(super) async fn relay(
     let end = if rules.limits.any() {
         Box::pin(timed(up, down, &link, rules)).await
     } else {
-        tokio::select! {
-            biased;
-            s = down => Err(Ok(s)),
-            c = up => Ok(c),
-        }
+        // Pinned where they are made (moving them into a helper future
+        // copied both: callgrind, ~90 instructions per transaction).
+        let mut up = std::pin::pin!(up);
+        let mut down = std::pin::pin!(down);
+        let mut first = true;
+        poll_fn(move |cx| poll_both(&mut first, up.as_mut(), down.as_mut(), cx)).await
     };
     // Once per link: one batch of relaxed adds to the pool's counters.
     let mut totals = link.stats.finish();
@@ -248,6 +251,30 @@ pub(super) async fn relay(
             clean: clean(),
         },
     }
+}
+
+/// One poll of both directions of a link: ready when one ended. The
+/// client direction is polled first once (`first`), so that the request
+/// that started the link goes to the server before the server direction's
+/// first (empty) read; from then on the server direction goes first (a
+/// reply that ends the link is seen before the client direction reads on).
+fn poll_both(
+    first: &mut bool,
+    mut up: Pin<&mut impl Future<Output = ClientEnd>>,
+    mut down: Pin<&mut impl Future<Output = ServerEnd>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ClientEnd, Result<ServerEnd, Expired>>> {
+    let up_first = std::mem::take(first);
+    if up_first && let Poll::Ready(c) = up.as_mut().poll(cx) {
+        return Poll::Ready(Ok(c));
+    }
+    if let Poll::Ready(s) = down.as_mut().poll(cx) {
+        return Poll::Ready(Err(Ok(s)));
+    }
+    if up_first {
+        return Poll::Pending;
+    }
+    up.poll(cx).map(Ok)
 }
 
 /// Both directions and the timer of a link with query_timeout or
