@@ -495,9 +495,8 @@ impl Client {
     /// give the server back.
     async fn request(&mut self) -> Result<Step, ClientError> {
         let cfg = self.held.cfg.clone();
-        let g = &cfg.general;
-        if !self.read_request(g.max_packet_size).await? {
-            if g.log_disconnections {
+        if !self.read_request(cfg.general.max_packet_size).await? {
+            if cfg.general.log_disconnections {
                 info!(client = self.target().id, who = %self.target().who(), "client close request");
             }
             return Ok(Step::End);
@@ -529,10 +528,10 @@ impl Client {
         let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
         let session_mode = mode == PoolMode::Session;
         let rules = Rules {
-            extra_tracked: &g.track_extra_parameters,
+            extra_tracked: &cfg.general.track_extra_parameters,
             release_when_idle: !session_mode,
             statement_mode: mode == PoolMode::Statement,
-            max_len: g.max_packet_size,
+            max_len: cfg.general.max_packet_size,
             limits: Limits {
                 query: query_timeout,
                 idle_transaction: idle_transaction_timeout,
@@ -549,7 +548,7 @@ impl Client {
             max_prepared: if session_mode {
                 0
             } else {
-                g.max_prepared_statements
+                cfg.general.max_prepared_statements
             },
         };
         let target = &self.held.registration.target;
@@ -566,7 +565,7 @@ impl Client {
         if let Some(p) = &self.held.prepared {
             target.set_client_statements(p.names.len());
         }
-        if target.unlink() && !target.wait_cancels(g.cancel_wait_timeout).await {
+        if target.unlink() && !target.wait_cancels(cfg.general.cancel_wait_timeout).await {
             // A cancel may still reach this server: nobody else may get it.
             warn!(
                 client = target.id,
@@ -587,7 +586,7 @@ impl Client {
             }
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
-                if g.log_disconnections {
+                if cfg.general.log_disconnections {
                     info!(client = target.id, who = %target.who(), "client closed the connection");
                 }
                 Ok(Step::End)
@@ -605,7 +604,7 @@ impl Client {
                     // Closing the connection does not stop a running
                     // query: cancel it too, so the backend goes away now.
                     let (addr, key) = (server.addr.clone(), server.key);
-                    let limit = g.cancel_wait_timeout;
+                    let limit = cfg.general.cancel_wait_timeout;
                     tokio::spawn(crate::cancel::cancel_server(addr, key, limit));
                 }
                 let id = server.id;

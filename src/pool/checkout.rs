@@ -220,14 +220,15 @@ impl Pool {
             }
         };
         let n = broken.len();
-        for s in broken {
-            debug!(
-                server = s.id,
-                "dropping a server connection closed while idle"
-            );
-            s.terminate();
-        }
         if n > 0 {
+            // Tested first: an empty Vec's iterator still costs its drop.
+            for s in broken {
+                debug!(
+                    server = s.id,
+                    "dropping a server connection closed while idle"
+                );
+                s.terminate();
+            }
             self.events.closed(super::CloseReason::Broken, n);
             self.release_limits(n);
         }
