@@ -86,7 +86,9 @@ pub enum Undo {
 /// A client's statement names and its server's statements, as they were.
 pub type Before = (super::Names, ServerStatements);
 
-/// One expected answer.
+/// One expected answer. An entry with `Act::Pass` and `Undo::None` owns
+/// no heap memory: `Queue::on_server` forgets such entries rather than
+/// dropping them, so any field added here must keep that true.
 #[derive(Debug)]
 pub struct Entry {
     pub end: End,
@@ -150,6 +152,22 @@ impl Queue {
         names: &mut super::Names,
         server: &mut ServerStatements,
     ) -> Verdict {
+        // The common case first: the answer to one of the client's own
+        // messages ends here and there is nothing to undo (no error, no
+        // skip, no statement-dropping command).
+        if !self.skipping
+            && tag != b'E'
+            && let Some(front) = self.entries.front()
+            && matches!((&front.act, &front.undo), (Act::Pass, Undo::None))
+            && front.end.ended_by(tag)
+            && !(tag == b'C' && front.end == End::Execute && drops_all_statements(&msg[5..]))
+        {
+            // Such an entry owns nothing (see `Entry`): `forget` spares
+            // the generic drop of its `Act` and `Undo` (callgrind, -M
+            // prepared: 7,273 -> 7,135 instructions per transaction).
+            std::mem::forget(self.entries.pop_front());
+            return Verdict::Forward;
+        }
         if self.skipping {
             self.drop_skipped(names, server);
         }
