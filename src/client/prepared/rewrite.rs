@@ -311,11 +311,16 @@ fn describe_or_close(
         End::Close
     };
     let kind = msg.get(5).copied().unwrap_or(0);
-    let name = cstr(msg.get(6..).unwrap_or(b"")).unwrap_or(b"");
-    let stmt: Option<Arc<Stmt>> = if kind == b'S' && !name.is_empty() {
-        c.names.get(name).cloned()
+    // A portal's name is not looked at (nor searched for its end).
+    let name = if kind == b'S' {
+        cstr(msg.get(6..).unwrap_or(b"")).unwrap_or(b"")
     } else {
+        b""
+    };
+    let stmt: Option<Arc<Stmt>> = if name.is_empty() {
         None
+    } else {
+        c.names.get(name).cloned()
     };
     let Some(stmt) = stmt else {
         c.out.put_slice(msg);
