@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{bounded, poll, value as one};
+use support::{bounded, poll, value as one, wire};
 
 async fn wait_counts(
     pooler: &support::TestPooler,
@@ -170,6 +170,49 @@ async fn a_crowded_pooler_parks_new_clients_at_once() {
             wait_counts(&pooler, |reg, _| reg == CROWD).await;
         }
         drop(crowd);
+    })
+    .await
+}
+
+/// A session idle between transactions, still in its task (not parked), is
+/// woken by a close without sending anything: the task's waker, stored in
+/// the registry entry once per client, still reaches it after many
+/// transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_woken_by_a_close_after_many_transactions() {
+    bounded(async {
+        // No client_login_timeout: the login stores no waker in the entry,
+        // so the session's own registration is what a close wakes.
+        let pg = support::PgCluster::shared();
+        let db = support::unique("idle_wake_db");
+        pg.create_db(&db).await;
+        let pooler = support::PoolerBuilder::new()
+            .set("pool_mode", "transaction")
+            .set("client_login_timeout", "0")
+            .pg_database(pg, &db, "pool_size=1")
+            .start()
+            .await;
+        let mut s = pooler.raw_connect().await;
+        wire::login_trust(&mut s, "postgres", &db).await;
+        for _ in 0..20 {
+            wire::simple_query(&mut s, "SELECT 1").await.unwrap();
+        }
+        let ctx = pooler.pooler().context().clone();
+        // Parking takes a second of idleness: this session is in its task.
+        assert_eq!(ctx.cancel.counts().1, 0, "parked already");
+        for t in ctx.cancel.all() {
+            t.kill();
+        }
+        let msgs = tokio::time::timeout(Duration::from_secs(3), wire::read_to_close(&mut s))
+            .await
+            .expect("the idle session was not woken by the close")
+            .unwrap();
+        let err = msgs
+            .iter()
+            .find(|m| m.tag == b'E')
+            .unwrap_or_else(|| panic!("closed without an error: {msgs:?}"));
+        assert_eq!(err.sqlstate(), "57P01", "{:?}", err.fields());
+        assert!(err.message().contains("KILL"), "{}", err.message());
     })
     .await
 }
