@@ -228,6 +228,7 @@ impl PoolStats {
 
     /// Add what a link (or anything else) counted: one relaxed
     /// `fetch_add` per non-zero figure, on this thread's shard.
+    #[inline(never)]
     pub fn add(&self, t: &Totals) {
         #[inline(always)]
         fn add(slot: &AtomicU64, v: u64) {

@@ -19,6 +19,8 @@ use crate::stats::clock_ns;
 
 /// The error that ends the session after a link that ended with the
 /// server unusable (the server is already discarded). Logs why.
+#[cold]
+#[inline(never)]
 pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
     match outcome {
         Outcome::ServerGone(e) => {
@@ -60,17 +62,24 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
     }
 }
 
-/// Bring the server's tracked parameters in line with the client's. A
-/// server last synced to this very parameter set needs no look at all.
+/// Whether the server was last synced to this very parameter set (then
+/// [`sync_params`] has nothing to do: the usual case, checked inline).
+#[inline]
+pub(super) fn in_sync(server: &ServerConn, params: &Arc<Params>) -> bool {
+    server
+        .synced
+        .as_ref()
+        .is_some_and(|s| Arc::ptr_eq(s, params))
+}
+
+/// Bring the server's tracked parameters in line with the client's (a
+/// server [`in_sync`] needs no look at all; callers box this future, so
+/// that its code stays out of the request's hot path).
 pub(super) async fn sync_params(
     server: &mut ServerConn,
     params: &mut Arc<Params>,
 ) -> Result<(), ServerError> {
-    if server
-        .synced
-        .as_ref()
-        .is_some_and(|s| Arc::ptr_eq(s, params))
-    {
+    if in_sync(server, params) {
         return Ok(());
     }
     if let Some(sql) = params.sync_query(&server.params) {
@@ -119,6 +128,8 @@ pub(super) fn waited(asked: u64, mark: (usize, u64)) -> (u64, u64) {
     (now, now.saturating_sub(asked) / 1000)
 }
 
+#[cold]
+#[inline(never)]
 pub(super) fn checkout_error(e: CheckoutError) -> ClientError {
     match e {
         CheckoutError::Server(s) => {
@@ -131,6 +142,8 @@ pub(super) fn checkout_error(e: CheckoutError) -> ClientError {
     }
 }
 
+#[cold]
+#[inline(never)]
 pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError) -> ClientError {
     pool.discard(server);
     let (code, message) = e.client_error();

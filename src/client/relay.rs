@@ -498,13 +498,12 @@ async fn server_to_client(
             Err(e) => return ServerEnd::ServerIo(e),
         }
         let on_param = |name: &str, value: &str| {
-            server_params.set(name, value);
-            *synced = None;
-            if tracked_name(name, extra_tracked).is_some() && client_params.get(name) != Some(value)
-            {
-                // Copy-on-write: the set may be shared with other clients.
-                Arc::make_mut(client_params).set(name, value);
-            }
+            param_status(
+                (&mut *server_params, &mut *synced),
+                &mut *client_params,
+                extra_tracked,
+                (name, value),
+            );
         };
         let stop = rules.statement_mode;
         // Only the small figures outlive the scan (a batch with a verdict
@@ -551,6 +550,25 @@ async fn server_to_client(
         if rules.release_when_idle && sbuf.is_empty() && link.can_release() {
             return ServerEnd::Released;
         }
+    }
+}
+
+/// A ParameterStatus from the server: note the server's value and, for a
+/// tracked parameter, the client's. Out of line: rare (a SET), and its code
+/// would sit in the scan of every batch.
+#[cold]
+#[inline(never)]
+fn param_status(
+    (server_params, synced): (&mut Params, &mut Option<Arc<Params>>),
+    client_params: &mut Arc<Params>,
+    extra_tracked: &[String],
+    (name, value): (&str, &str),
+) {
+    server_params.set(name, value);
+    *synced = None;
+    if tracked_name(name, extra_tracked).is_some() && client_params.get(name) != Some(value) {
+        // Copy-on-write: the set may be shared with other clients.
+        Arc::make_mut(client_params).set(name, value);
     }
 }
 

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::ClientError;
 use super::handoff::{
-    checkout_error, finish, link_failed, note_poll, poll_mark, release, server_failed, sync_params,
-    waited,
+    checkout_error, finish, in_sync, link_failed, note_poll, poll_mark, release, server_failed,
+    sync_params, waited,
 };
 use super::login::{LoggedIn, login};
 use super::prepared::ClientPrepared;
@@ -497,7 +497,7 @@ impl Client {
         let cfg = self.held.cfg.clone();
         if !self.read_request(cfg.general.max_packet_size).await? {
             if cfg.general.log_disconnections {
-                info!(client = self.target().id, who = %self.target().who(), "client close request");
+                log_disconnection(self.target(), "client close request");
             }
             return Ok(Step::End);
         }
@@ -520,7 +520,9 @@ impl Client {
             pool.checkin(server);
             return Ok(Step::End);
         }
-        if let Err(e) = sync_params(&mut server, &mut self.held.params).await {
+        if !in_sync(&server, &self.held.params)
+            && let Err(e) = Box::pin(sync_params(&mut server, &mut self.held.params)).await
+        {
             pool.stats.count_assignment(wait_us);
             return Err(server_failed(&pool, server, e));
         }
@@ -565,19 +567,12 @@ impl Client {
         if let Some(p) = &self.held.prepared {
             target.set_client_statements(p.names.len());
         }
-        if target.unlink() && !target.wait_cancels(cfg.general.cancel_wait_timeout).await {
+        // Boxed: cancels in flight at the end of a link are rare, and the
+        // wait (with its timer) would otherwise sit in the hot path's code.
+        if target.unlink() && !Box::pin(target.wait_cancels(cfg.general.cancel_wait_timeout)).await
+        {
             // A cancel may still reach this server: nobody else may get it.
-            warn!(
-                client = target.id,
-                server = server.id,
-                "cancel request still in flight after cancel_wait_timeout: closing the server"
-            );
-            pool.discard(server);
-            return match outcome {
-                Outcome::Released => Ok(Step::Idle),
-                Outcome::ClientGone { .. } => Ok(Step::End),
-                other => Err(link_failed(target.id, other)),
-            };
+            return cancel_still_in_flight(&pool, server, target.id, outcome);
         }
         match outcome {
             Outcome::Released => {
@@ -587,7 +582,7 @@ impl Client {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if cfg.general.log_disconnections {
-                    info!(client = target.id, who = %target.who(), "client closed the connection");
+                    log_disconnection(target, "client closed the connection");
                 }
                 Ok(Step::End)
             }
@@ -595,23 +590,13 @@ impl Client {
                 finish(&pool, server, clean, session_mode).await;
                 Err(error.into())
             }
-            other => {
-                if let Outcome::Expired {
-                    what: timeouts::Expired::Query,
-                    ..
-                } = other
-                {
-                    // Closing the connection does not stop a running
-                    // query: cancel it too, so the backend goes away now.
-                    let (addr, key) = (server.addr.clone(), server.key);
-                    let limit = cfg.general.cancel_wait_timeout;
-                    tokio::spawn(crate::cancel::cancel_server(addr, key, limit));
-                }
-                let id = server.id;
-                pool.discard(server);
-                debug!(server = id, "server connection discarded");
-                Err(link_failed(target.id, other))
-            }
+            other => Err(link_broken(
+                &pool,
+                server,
+                target.id,
+                other,
+                cfg.general.cancel_wait_timeout,
+            )),
         }
     }
 
@@ -640,6 +625,66 @@ impl Client {
             }
         }
     }
+}
+
+/// The log line of a client that left (log_disconnections). Out of line
+/// (as the other rare paths of a request below): the request's poll is
+/// the hot path, and code it never runs spreads it over more of the
+/// instruction cache.
+#[cold]
+#[inline(never)]
+fn log_disconnection(target: &crate::cancel::CancelTarget, what: &'static str) {
+    info!(client = target.id, who = %target.who(), "{what}");
+}
+
+/// A cancel request for the server is still in flight after
+/// cancel_wait_timeout: close the server (nobody else may get it).
+#[cold]
+#[inline(never)]
+fn cancel_still_in_flight(
+    pool: &crate::pool::Pool,
+    server: Box<crate::server::ServerConn>,
+    client: u64,
+    outcome: Outcome,
+) -> Result<Step, ClientError> {
+    warn!(
+        client,
+        server = server.id,
+        "cancel request still in flight after cancel_wait_timeout: closing the server"
+    );
+    pool.discard(server);
+    match outcome {
+        Outcome::Released => Ok(Step::Idle),
+        Outcome::ClientGone { .. } => Ok(Step::End),
+        other => Err(link_failed(client, other)),
+    }
+}
+
+/// A link that left its server unusable (lost, timed out, in a statement
+/// mode transaction block): close the server (after query_timeout,
+/// cancel its query too: closing the connection does not stop it) and
+/// give the error that ends the session.
+#[cold]
+#[inline(never)]
+fn link_broken(
+    pool: &crate::pool::Pool,
+    server: Box<crate::server::ServerConn>,
+    client: u64,
+    outcome: Outcome,
+    cancel_wait: std::time::Duration,
+) -> ClientError {
+    if let Outcome::Expired {
+        what: timeouts::Expired::Query,
+        ..
+    } = outcome
+    {
+        let (addr, key) = (server.addr.clone(), server.key);
+        tokio::spawn(crate::cancel::cancel_server(addr, key, cancel_wait));
+    }
+    let id = server.id;
+    pool.discard(server);
+    debug!(server = id, "server connection discarded");
+    link_failed(client, outcome)
 }
 
 #[cfg(test)]

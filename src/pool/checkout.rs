@@ -90,7 +90,9 @@ impl Pool {
                 Next::Retry => continue,
                 Next::Wait(rx, since) => {
                     first_wait = Some(since);
-                    match self.wait(rx, since).await? {
+                    // Boxed: a checkout that finds an idle server (the
+                    // hot path) does not carry the wait's code inline.
+                    match Box::pin(self.wait(rx, since)).await? {
                         Next::Ready(s) => match self.check(s).await {
                             Some(s) => return Ok(s),
                             None => continue,
@@ -219,28 +221,42 @@ impl Pool {
                 }
             }
         };
-        let n = broken.len();
-        if n > 0 {
-            // Tested first: an empty Vec's iterator still costs its drop.
-            for s in broken {
-                debug!(
-                    server = s.id,
-                    "dropping a server connection closed while idle"
-                );
-                s.terminate();
-            }
-            self.events.closed(super::CloseReason::Broken, n);
-            self.release_limits(n);
+        if !broken.is_empty() {
+            self.drop_broken(broken);
         }
         if let Some(limit) = starved_on {
-            // Make room by closing an idle server of another pool.
-            for other in limit.others(&self.me) {
-                if other.close_one_idle() {
-                    break;
-                }
-            }
+            self.make_room(&limit);
         }
         next
+    }
+
+    /// Close idle servers found closed at checkout.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::vec_box)] // the idle list holds servers boxed; unboxing would copy
+    fn drop_broken(&self, broken: Vec<Box<ServerConn>>) {
+        let n = broken.len();
+        for s in broken {
+            debug!(
+                server = s.id,
+                "dropping a server connection closed while idle"
+            );
+            s.terminate();
+        }
+        self.events.closed(super::CloseReason::Broken, n);
+        self.release_limits(n);
+    }
+
+    /// A shared limit starved this pool: make room by closing an idle
+    /// server of another pool.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&self, limit: &std::sync::Arc<super::limits::Limit>) {
+        for other in limit.others(&self.me) {
+            if other.close_one_idle() {
+                break;
+            }
+        }
     }
 
     /// After reserve_pool_timeout: a server handed over meanwhile, an idle
@@ -275,8 +291,15 @@ impl Pool {
         Some(Next::Open)
     }
 
+    #[inline]
     fn recent_login_failure(&self, f: &Option<LoginFailure>) -> Option<CheckoutError> {
-        let f = f.as_ref()?;
+        self.login_failure_error(f.as_ref()?)
+    }
+
+    /// The error of a recent server login failure, while it counts.
+    #[cold]
+    #[inline(never)]
+    fn login_failure_error(&self, f: &LoginFailure) -> Option<CheckoutError> {
         // Reported as the failure itself, marked as not retried.
         (f.at.elapsed() < self.settings().login_retry).then(|| {
             CheckoutError::Server(ServerError::Rejected {
