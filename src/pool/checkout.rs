@@ -90,9 +90,9 @@ impl Pool {
                 Next::Retry => continue,
                 Next::Wait(rx, since) => {
                     first_wait = Some(since);
-                    // Boxed: a checkout that finds an idle server (the
-                    // hot path) does not carry the wait's code inline.
-                    match Box::pin(self.wait(rx, since)).await? {
+                    // Not boxed: with many clients on a small pool most
+                    // checkouts wait (S5: a box per wait measured 0.92x).
+                    match self.wait(rx, since).await? {
                         Next::Ready(s) => match self.check(s).await {
                             Some(s) => return Ok(s),
                             None => continue,
