@@ -497,7 +497,7 @@ impl Client {
         let cfg = self.held.cfg.clone();
         if !self.read_request(cfg.general.max_packet_size).await? {
             if cfg.general.log_disconnections {
-                log_disconnection(self.target(), "client close request");
+                log_disconnection(self.target(), true);
             }
             return Ok(Step::End);
         }
@@ -582,7 +582,7 @@ impl Client {
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
                 if cfg.general.log_disconnections {
-                    log_disconnection(target, "client closed the connection");
+                    log_disconnection(target, false);
                 }
                 Ok(Step::End)
             }
@@ -633,8 +633,13 @@ impl Client {
 /// instruction cache.
 #[cold]
 #[inline(never)]
-fn log_disconnection(target: &crate::cancel::CancelTarget, what: &'static str) {
-    info!(client = target.id, who = %target.who(), "{what}");
+fn log_disconnection(target: &crate::cancel::CancelTarget, terminate: bool) {
+    // Literal messages: a `{}` argument would be formatted per line.
+    if terminate {
+        info!(client = target.id, who = %target.who(), "client close request");
+    } else {
+        info!(client = target.id, who = %target.who(), "client closed the connection");
+    }
 }
 
 /// A cancel request for the server is still in flight after
