@@ -101,11 +101,21 @@ impl<'t> Link<'t> {
         }
     }
 
-    /// `n` Syncs counted in `pending` get no ReadyForQuery: they were sent
-    /// during a COPY FROM STDIN (see `ClientBatch::ignored`).
-    fn unexpect(&self, n: u32) {
-        let left = self.pending.load(Relaxed).saturating_sub(n);
-        self.pending.store(left, Relaxed);
+    /// What a batch of client messages sent means for the answers: `answers`
+    /// more ReadyForQuery expected, `ignored` Syncs counted before that get
+    /// none (sent during a COPY FROM STDIN, see `ClientBatch::ignored`),
+    /// and whether an extended-protocol group is open after it.
+    fn expect(&self, answers: u32, ignored: u32, extended: Option<bool>) {
+        if answers > 0 {
+            self.pending.fetch_add(answers, Relaxed);
+        }
+        if ignored > 0 {
+            let left = self.pending.load(Relaxed).saturating_sub(ignored);
+            self.pending.store(left, Relaxed);
+        }
+        if let Some(ext) = extended {
+            self.extended.store(ext, Relaxed);
+        }
     }
 
     fn can_release(&self) -> bool {
@@ -381,15 +391,7 @@ async fn client_to_server(
                         Ok(b) => b,
                         Err(e) => return ClientEnd::Error(e),
                     };
-                    if batch.answers > 0 {
-                        link.pending.fetch_add(batch.answers, Relaxed);
-                    }
-                    if batch.ignored > 0 {
-                        link.unexpect(batch.ignored);
-                    }
-                    if let Some(ext) = batch.extended {
-                        link.extended.store(ext, Relaxed);
-                    }
+                    link.expect(batch.answers, batch.ignored, batch.extended);
                     if batch.forward > 0 {
                         link.stats
                             .client_sent(batch.forward, batch.parses, batch.binds);
@@ -443,15 +445,7 @@ fn tracked_batch(
         let step = rewrite::client_batch(c, server, cbuf, (skip, since_exec), max_len)?;
         (step, std::mem::take(&mut c.out))
     };
-    if step.answers > 0 {
-        link.pending.fetch_add(step.answers, Relaxed);
-    }
-    if step.ignored > 0 {
-        link.unexpect(step.ignored);
-    }
-    if let Some(ext) = step.extended {
-        link.extended.store(ext, Relaxed);
-    }
+    link.expect(step.answers, step.ignored, step.extended);
     if step.consumed > 0 {
         link.stats
             .client_sent(step.consumed, step.parses, step.binds);

@@ -1,0 +1,226 @@
+//! One request of a session (a transaction in transaction mode, the
+//! whole session in session mode): read its first message, take a server,
+//! bring its parameters in line, relay, give the server back. The rare
+//! paths are out-of-line functions, so the request's poll (the hot path)
+//! stays small.
+
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info, warn};
+
+use super::{Client, Step};
+use crate::client::ClientError;
+use crate::client::handoff::{
+    checkout_error, finish, in_sync, link_failed, poll_mark, release, server_failed, sync_params,
+    waited,
+};
+use crate::client::relay::{Outcome, Rules, relay};
+use crate::client::timeouts::{self, Clock, Limits};
+use crate::config::PoolMode;
+use crate::protocol::frontend::is_frontend_tag;
+use crate::protocol::{Header, ProtocolError};
+use crate::stats::clock_ns;
+
+/// Start linking once this many bytes of a large first message are buffered.
+const EAGER_LINK_BYTES: usize = 8192;
+
+impl Client {
+    /// Serve one request: read the first message, link a server, relay,
+    /// give the server back.
+    pub(super) async fn request(&mut self) -> Result<Step, ClientError> {
+        let cfg = self.held.cfg.clone();
+        if !self.read_request(cfg.general.max_packet_size).await? {
+            if cfg.general.log_disconnections {
+                log_disconnection(self.target(), true);
+            }
+            return Ok(Step::End);
+        }
+        if crate::client::notices::starts_with_listen(&self.buf)
+            && self.held.pool.settings().mode != PoolMode::Session
+        {
+            crate::client::notices::send_listen_notice(&mut self.stream).await?;
+        }
+        let pool = self.held.pool.clone();
+        // The request's clock starts here; a checkout that had to wait (it
+        // yielded) counts that as wait_time and starts it again.
+        let (asked, mark) = (clock_ns(), poll_mark());
+        let mut server = pool.checkout().await.map_err(checkout_error)?;
+        let yielded = poll_mark() != mark;
+        let (started, wait_us) = waited(asked, mark);
+        if yielded && let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
+            // The client left while waiting for a server (one that got
+            // an idle server at once did not wait: the relay reads on).
+            pool.stats.count_assignment(wait_us);
+            pool.checkin(server);
+            return Ok(Step::End);
+        }
+        if !in_sync(&server, &self.held.params)
+            && let Err(e) = Box::pin(sync_params(&mut server, &mut self.held.params)).await
+        {
+            pool.stats.count_assignment(wait_us);
+            return Err(server_failed(&pool, server, e));
+        }
+        // Copied out: the settings guard is not kept across the relay.
+        let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
+        let session_mode = mode == PoolMode::Session;
+        let rules = Rules {
+            extra_tracked: &cfg.general.track_extra_parameters,
+            release_when_idle: !session_mode,
+            statement_mode: mode == PoolMode::Statement,
+            max_len: cfg.general.max_packet_size,
+            limits: Limits {
+                query: query_timeout,
+                idle_transaction: idle_transaction_timeout,
+            },
+            clock: Clock {
+                // Fields, not accessors: the relay borrows other fields
+                // of `held` mutably meanwhile.
+                target: &self.held.registration.target,
+                epoch: &self.held.registration.context().epoch,
+            },
+            stats: &pool.stats,
+            started,
+            wait_us,
+            max_prepared: if session_mode {
+                0
+            } else {
+                cfg.general.max_prepared_statements
+            },
+        };
+        let target = &self.held.registration.target;
+        target.link(server.addr.clone(), server.key, server.statements.len());
+        let outcome = relay(
+            &mut self.stream,
+            &mut self.buf,
+            &mut server,
+            &mut self.held.params,
+            &mut self.held.prepared,
+            &rules,
+        )
+        .await;
+        if let Some(p) = &self.held.prepared {
+            target.set_client_statements(p.names.len());
+        }
+        // Boxed: cancels in flight at the end of a link are rare, and the
+        // wait (with its timer) would otherwise sit in the hot path's code.
+        if target.unlink() && !Box::pin(target.wait_cancels(cfg.general.cancel_wait_timeout)).await
+        {
+            // A cancel may still reach this server: nobody else may get it.
+            return cancel_still_in_flight(&pool, server, target.id, outcome);
+        }
+        match outcome {
+            Outcome::Released => {
+                release(&pool, server, false).await;
+                Ok(Step::Idle)
+            }
+            Outcome::ClientGone { clean } => {
+                finish(&pool, server, clean, session_mode).await;
+                if cfg.general.log_disconnections {
+                    log_disconnection(target, false);
+                }
+                Ok(Step::End)
+            }
+            Outcome::ClientError { error, clean } => {
+                finish(&pool, server, clean, session_mode).await;
+                Err(error.into())
+            }
+            other => Err(link_broken(
+                &pool,
+                server,
+                target.id,
+                other,
+                cfg.general.cancel_wait_timeout,
+            )),
+        }
+    }
+
+    /// Read until the first message of a transaction (or a large enough
+    /// part of it) is buffered, checking each header as it arrives. False
+    /// when the client said goodbye (Terminate or EOF).
+    async fn read_request(&mut self, max_len: u32) -> Result<bool, ClientError> {
+        loop {
+            if let Some(h) = Header::parse(&self.buf) {
+                if !is_frontend_tag(h.tag) {
+                    return Err(ProtocolError::UnknownTag(h.tag).into());
+                }
+                h.check(max_len)?;
+                if h.tag == b'X' {
+                    return Ok(false);
+                }
+                if self.buf.len() >= h.total() || self.buf.len() >= EAGER_LINK_BYTES {
+                    return Ok(true);
+                }
+            }
+            // One allocation of the size the relay reads with: no growth
+            // (and copy) when the relay starts.
+            self.buf.reserve(crate::client::relay::READ_CHUNK);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// The log line of a client that left (log_disconnections). Out of line
+/// (as the other rare paths of a request below): the request's poll is
+/// the hot path, and code it never runs spreads it over more of the
+/// instruction cache.
+#[cold]
+#[inline(never)]
+fn log_disconnection(target: &crate::cancel::CancelTarget, terminate: bool) {
+    // Literal messages: a `{}` argument would be formatted per line.
+    if terminate {
+        info!(client = target.id, who = %target.who(), "client close request");
+    } else {
+        info!(client = target.id, who = %target.who(), "client closed the connection");
+    }
+}
+
+/// A cancel request for the server is still in flight after
+/// cancel_wait_timeout: close the server (nobody else may get it).
+#[cold]
+#[inline(never)]
+fn cancel_still_in_flight(
+    pool: &crate::pool::Pool,
+    server: Box<crate::server::ServerConn>,
+    client: u64,
+    outcome: Outcome,
+) -> Result<Step, ClientError> {
+    warn!(
+        client,
+        server = server.id,
+        "cancel request still in flight after cancel_wait_timeout: closing the server"
+    );
+    pool.discard(server);
+    match outcome {
+        Outcome::Released => Ok(Step::Idle),
+        Outcome::ClientGone { .. } => Ok(Step::End),
+        other => Err(link_failed(client, other)),
+    }
+}
+
+/// A link that left its server unusable (lost, timed out, in a statement
+/// mode transaction block): close the server (after query_timeout,
+/// cancel its query too: closing the connection does not stop it) and
+/// give the error that ends the session.
+#[cold]
+#[inline(never)]
+fn link_broken(
+    pool: &crate::pool::Pool,
+    server: Box<crate::server::ServerConn>,
+    client: u64,
+    outcome: Outcome,
+    cancel_wait: std::time::Duration,
+) -> ClientError {
+    if let Outcome::Expired {
+        what: timeouts::Expired::Query,
+        ..
+    } = outcome
+    {
+        let (addr, key) = (server.addr.clone(), server.key);
+        tokio::spawn(crate::cancel::cancel_server(addr, key, cancel_wait));
+    }
+    let id = server.id;
+    pool.discard(server);
+    debug!(server = id, "server connection discarded");
+    link_failed(client, outcome)
+}
