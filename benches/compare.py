@@ -454,6 +454,7 @@ def main() -> int:
     elapsed = time.monotonic() - t_start
     meta = (f"{time.strftime('%Y-%m-%d %H:%M')} · commit {git_rev()} · {os.cpu_count()} cores · "
             f"{platform.release()} · {pg_version} · {version([pgbouncer_bin(), '--version'])} · "
+            f"{version([pgsluice_bin, '--version']) if pgsluice_bin else 'pgsluice not built'} · "
             f"pool_mode=transaction, default_pool_size=20 · DURATION={duration}s × ROUNDS={rounds} "
             f"(targets alternated run by run; figures are means) · scale {scale} · "
             f"run took {elapsed:.0f} s · load average {load_start:.2f} at start, {loadavg():.2f} at end")

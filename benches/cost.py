@@ -201,8 +201,8 @@ def commit_id() -> str:
     return rev + ("+dirty" if dirty.strip() else "")
 
 
-def pooler_version() -> str:
-    out = subprocess.run([pgbouncer_bin(), "--version"], stdout=subprocess.PIPE,
+def pooler_version(binary: str | None = None) -> str:
+    out = subprocess.run([binary or pgbouncer_bin(), "--version"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True).stdout
     return out.splitlines()[0].strip() if out else "?"
 
@@ -227,7 +227,7 @@ def record(pooler: str, tool: str, per_txn: float, sys_per_txn: float | None, tx
         COST_MD.write_text(HEADER)
     sys_cell = f"{sys_per_txn:.2f}" if sys_per_txn is not None else "—"
     # For the reference pooler the version matters, not this repository's commit.
-    ident = commit_id() if pooler == "pgsluice" else pooler_version()
+    ident = commit_id() if pooler.startswith("pgsluice") else pooler_version()
     row = (f"| {time.strftime('%Y-%m-%d')} | {ident} | {pooler} | {tool} | {per_txn:,.0f} "
            f"| {sys_cell} | {txns} | `{COMMAND}` |\n")
     with COST_MD.open("a") as f:
@@ -246,6 +246,11 @@ def main() -> int:
     if not binary or not os.access(binary, os.X_OK):
         log(f"no {args.pooler} binary (PGSLUICE_BIN={binary!r}): nothing to measure")
         return 1
+    # A profile-guided build (scripts/build-pgo.sh) gets rows of its own:
+    # "pgsluice PGO" rows compare with each other, plain ones with plain ones.
+    label = args.pooler
+    if args.pooler == "pgsluice" and "profile-guided" in pooler_version(binary):
+        label = "pgsluice PGO"
     tools = ["callgrind"] if args.tool in ("callgrind", "auto") else ["perf"]
     if args.tool == "auto" or args.tool == "perf":
         if perf_supported():
@@ -291,7 +296,7 @@ def main() -> int:
                 spread = (max(figures) - min(figures)) / fig * 100
                 line += f"; spread over {len(figures)} runs {spread:.2f}%"
             print(line)
-            prev = previous(args.pooler, tool)
+            prev = previous(label, tool)
             if prev:
                 print(f"previous row ({prev[0]}): {prev[1]:,.0f} instructions/txn -> "
                       f"change {(fig / prev[1] - 1) * 100:+.2f}%")
@@ -301,7 +306,7 @@ def main() -> int:
             else:
                 print("no previous row to compare with")
             if os.environ.get("RECORD", "1") != "0":
-                record(args.pooler, tool, fig, sys_per_txn, txns)
+                record(label, tool, fig, sys_per_txn, txns)
                 log(f"recorded in {COST_MD}")
     return status
 

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 /// A PostgreSQL connection pooler, a drop-in replacement for PgBouncer.
 #[derive(Parser, Debug)]
-#[command(name = "pgsluice", version, about)]
+#[command(name = "pgsluice", version = VERSION, about)]
 struct Cli {
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -30,6 +30,15 @@ struct Cli {
     #[arg(required_unless_present = "hash_password")]
     config_file: Option<PathBuf>,
 }
+
+/// The version and the kind of build (build.rs): "0.1.0 (profile-guided
+/// build)" for scripts/build-pgo.sh's binary.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PGSLUICE_BUILD"),
+    " build)"
+);
 
 /// EX_CONFIG-like status for a bad configuration (sysexits EX_USAGE = 64).
 const EXIT_CONFIG: u8 = 64;
@@ -131,7 +140,7 @@ async fn run(
     // systemd Type=notify: the listeners are bound and the accept loops run.
     let notify = Notifier::from_env();
     notify.ready();
-    info!(version = env!("CARGO_PKG_VERSION"), "pgsluice started");
+    info!(version = VERSION, "pgsluice started");
     let ctx = pooler.context().clone();
     let mode = loop {
         let signal = tokio::select! {

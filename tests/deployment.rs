@@ -95,12 +95,15 @@ fn dockerfile_builds_like_ci_and_runs_unprivileged() {
     assert_eq!(froms.len(), 2, "multi-stage: {froms:?}");
     assert!(froms[0].contains(" AS build"));
     assert!(froms[1].contains("-slim"));
+    // CI (.ci/run) makes the profile-guided build with this same script; the
+    // plain build is the fallback.
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("RUN cargo build --release --locked")),
+        lines.iter().any(|l| l.starts_with("RUN ")
+            && l.contains("scripts/build-pgo.sh")
+            && l.contains("cargo build --release --locked")),
         "the release build must be CI's command"
     );
+    assert!(file(".ci/run").contains("scripts/build-pgo.sh"));
     let user = lines.iter().rfind(|l| l.starts_with("USER ")).unwrap();
     assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
     assert!(

@@ -49,18 +49,13 @@ stop_system_pgbouncer() {
     fi
 }
 
-# ensure_tools EXTRA_PKG...: PostgreSQL server + client (pgbench),
-# PgBouncer, python3, plus any extra Debian packages given.
-ensure_tools() {
+# ensure_postgres_tools EXTRA_PKG...: PostgreSQL server + client (pgbench),
+# python3, the postgres OS user when root, plus any extra Debian packages.
+ensure_postgres_tools() {
     local missing=()
     [[ -n "$(pg_bindir)" ]] || missing+=(postgresql)
     if [[ -z "$(pg_bindir)" || ! -x "$(pg_bindir)/pgbench" ]] && ! command -v pgbench >/dev/null 2>&1; then
         missing+=(postgresql-client)
-    fi
-    local had_pgbouncer=1
-    if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]]; then
-        missing+=(pgbouncer)
-        had_pgbouncer=0
     fi
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     local p
@@ -70,25 +65,40 @@ ensure_tools() {
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt_install "${missing[@]}"
     fi
-    if [[ $had_pgbouncer -eq 0 ]]; then
-        stop_system_pgbouncer
-    fi
-    # A pgbouncer service left running from an earlier install: stop it too.
-    if pgrep -x pgbouncer >/dev/null 2>&1 && [[ -f /etc/pgbouncer/pgbouncer.ini ]]; then
-        stop_system_pgbouncer
-    fi
     if [[ $(id -u) -eq 0 ]] && ! id postgres >/dev/null 2>&1; then
         log "no 'postgres' OS user: PostgreSQL cannot run as root"
         return 1
     fi
 }
 
-# build_pgsluice: cargo build --release; prints the binary path on stdout,
-# or nothing when the build failed (the harness then marks pgsluice failed).
+# ensure_tools EXTRA_PKG...: ensure_postgres_tools plus PgBouncer.
+ensure_tools() {
+    ensure_postgres_tools "$@"
+    if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]]; then
+        apt_install pgbouncer
+        stop_system_pgbouncer
+    fi
+    # A pgbouncer service left running from an earlier install: stop it too.
+    if pgrep -x pgbouncer >/dev/null 2>&1 && [[ -f /etc/pgbouncer/pgbouncer.ini ]]; then
+        stop_system_pgbouncer
+    fi
+}
+
+# build_pgsluice: the release build to measure; prints the binary path on
+# stdout, or nothing when the build failed (the harness then marks pgsluice
+# failed). PGO=1 (the default): the profile-guided build of
+# scripts/build-pgo.sh, the one the Dockerfile ships; PGO=0: a plain
+# `cargo build --release`. SKIP_BUILD=1 measures what was built last.
 build_pgsluice() {
     local target_dir="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
     local bin="$target_dir/release/pgsluice"
-    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    if [[ "${PGO:-1}" != 0 ]]; then
+        bin="$target_dir/pgo/use/release/pgsluice"
+        if [[ "${SKIP_BUILD:-0}" != 1 ]] && ! "$REPO_DIR/scripts/build-pgo.sh" >/dev/null; then
+            log "profile-guided build failed: its column will read 'failed' (PGO=0 measures a plain build)"
+            return 0
+        fi
+    elif [[ "${SKIP_BUILD:-0}" != 1 ]]; then
         log "cargo build --release (target dir $target_dir)"
         if ! (cd "$REPO_DIR" && cargo build --release --bin pgsluice) >&2; then
             log "pgsluice build failed: its column will read 'failed'"
