@@ -34,6 +34,10 @@ mkdir -p "$work"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 if [[ ! -x "$profdata" ]]; then
+    if ! command -v rustup >/dev/null 2>&1; then
+        log "no $profdata and no rustup to add it (llvm-tools): use a rustup toolchain, or a plain cargo build --release"
+        exit 1
+    fi
     log "rustup component add llvm-tools (for llvm-profdata)"
     rustup component add llvm-tools >&2
 fi
