@@ -11,7 +11,7 @@
 # -Cprofile-use of the merged profile. LLVM then knows which branches and
 # calls are hot: it lays the relay's hot path out contiguously and moves the
 # rest out of the way, which is what the pooler's cost at one client is made
-# of (benches/COST.md: instructions per transaction; README "Performance").
+# of (benches/COST.md: instructions per transaction; README "Release build").
 # The plain `cargo build --release` stays a correct, slower build.
 #
 # Needs what benches/compare.sh needs (PostgreSQL, pgbench, python3; installed
