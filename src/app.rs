@@ -46,7 +46,7 @@ impl Pooler {
     }
 
     /// Start serving with every runtime of `shards` accepting clients and
-    /// running their sessions (see `crate::shard`); the periodic tasks,
+    /// running their sessions (see `crate::runtime::shard`); the periodic tasks,
     /// the metrics endpoint and signals run on the current runtime, which
     /// should be `shards[0]`.
     pub fn serve_sharded(
@@ -79,7 +79,7 @@ impl Pooler {
         }
         // Periodic work runs on the ticker's clock, not on tokio timers
         // (see `ticker`).
-        let tick = crate::ticker::start()?;
+        let tick = crate::runtime::ticker::start()?;
         // Parks sessions idle for a second or more (see CancelRegistry::sweep).
         acceptors.push(tokio::spawn(sweep_idle(ctx.clone(), tick.clone())));
         // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
@@ -170,7 +170,7 @@ impl Pooler {
                 let _ = self.shutdown_tx.send(true);
                 self.ctx.cancel.close_all();
                 let wait = self.ctx.client_slots.acquire_many(all);
-                match crate::timer::timeout(SHUTDOWN_GRACE, wait).await {
+                match crate::runtime::timer::timeout(SHUTDOWN_GRACE, wait).await {
                     Ok(_) => info!("all clients are gone"),
                     Err(_) => warn!("shutdown grace period over; closing remaining connections"),
                 }
@@ -235,5 +235,5 @@ async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
 /// instead of spinning.
 async fn accept_error(e: io::Error) {
     error!("accept failed: {e}");
-    crate::timer::sleep(Duration::from_millis(50)).await;
+    crate::runtime::timer::sleep(Duration::from_millis(50)).await;
 }

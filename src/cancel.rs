@@ -252,7 +252,7 @@ impl CancelTarget {
             done.await;
             return true;
         }
-        crate::timer::timeout(limit, done).await.is_ok()
+        crate::runtime::timer::timeout(limit, done).await.is_ok()
     }
 
     /// Why the session was told to close, if it was; if not, `cx` is woken

@@ -38,7 +38,7 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// Parking epoch, advanced by the sweeper (see `CancelRegistry::sweep`).
     pub epoch: AtomicU64,
-    /// The shards' runtimes (`crate::shard`), to start tasks for parked
+    /// The shards' runtimes (`crate::runtime::shard`), to start tasks for parked
     /// clients from any thread.
     shards: Vec<tokio::runtime::Handle>,
     /// The shard the next resumed client goes to.

@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
             }
             Err(e) => {
                 debug!("metrics accept failed: {e}");
-                crate::timer::sleep(Duration::from_millis(50)).await;
+                crate::runtime::timer::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -53,7 +53,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
 
 /// Read one request and answer it.
 async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
-    let head = match crate::timer::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+    let head = match crate::runtime::timer::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(r) => r?,
         Err(_) => return Ok(()),
     };

@@ -19,11 +19,9 @@ pub mod notify;
 pub mod parker;
 pub mod pool;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
-pub mod shard;
 pub mod stats;
-pub mod ticker;
-pub mod timer;
 
 pub use app::Pooler;
 pub mod logging;

@@ -32,7 +32,7 @@ pub fn bind(general: &General) -> io::Result<Listeners> {
 /// Bind everything `general` asks for, with `shards` TCP sockets per
 /// address when `shards > 1`: each shard accepts on its own socket, and
 /// the kernel spreads connections over them, where one shared socket
-/// would wake every shard for each connection (`crate::shard`).
+/// would wake every shard for each connection (`crate::runtime::shard`).
 ///
 /// SO_REUSEPORT would also let a second pooler started on the same port
 /// join silently; a plain bind of the port first makes that fail with

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         warn!("{w}");
     }
-    let shards = pgsluice::shard::wanted();
+    let shards = pgsluice::runtime::shard::wanted();
     let listeners = match pgsluice::listen::bind_sharded(g, shards) {
         Ok(l) => l,
         Err(e) => {
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Shard 0 runs here; the others get threads of their own (see
-    // `pgsluice::shard`).
+    // `pgsluice::runtime::shard`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -113,15 +113,15 @@ async fn run(
     config: pgsluice::config::Config,
     shards: usize,
 ) -> ExitCode {
-    let shards = match pgsluice::shard::Shards::start(shards) {
+    let shards = match pgsluice::runtime::shard::Shards::start(shards) {
         Ok(s) => s,
         Err(e) => {
             error!("cannot start the worker threads: {e}");
             return ExitCode::FAILURE;
         }
     };
-    // This runtime has no time driver either (see `pgsluice::timer`).
-    pgsluice::timer::use_timers_of(shards.timers().clone());
+    // This runtime has no time driver either (see `pgsluice::runtime::timer`).
+    pgsluice::runtime::timer::use_timers_of(shards.timers().clone());
     let handles = shards.handles().to_vec();
     let pooler = match pgsluice::Pooler::serve_sharded(listeners, config, handles) {
         Ok(p) => p,

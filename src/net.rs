@@ -133,7 +133,7 @@ impl Stream {
     }
 
     /// Move the socket to the current runtime's reactor (from the one it
-    /// was registered with; see `crate::shard`). On failure the socket is
+    /// was registered with; see `crate::runtime::shard`). On failure the socket is
     /// closed and the stream is left `Moving`.
     pub fn rehome(&mut self) -> io::Result<()> {
         let detached = std::mem::replace(self, Stream::Moving).detach()?;

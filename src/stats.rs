@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-pub(crate) use link::{LinkStats, clock_ns};
+pub(crate) use link::LinkStats;
 pub use rows::{
     DatabaseStats, STATS_COLUMNS, log_line, run_stats_period, stats_rows, stats_totals, tick,
 };

@@ -52,7 +52,7 @@ impl CancelRegistry {
         let result = if timeout.is_zero() {
             Ok(send.await)
         } else {
-            crate::timer::timeout(timeout, send).await
+            crate::runtime::timer::timeout(timeout, send).await
         };
         match result {
             Ok(Ok(())) => debug!(%addr, "cancel request forwarded"),
@@ -71,7 +71,7 @@ pub async fn cancel_server(addr: Arc<ServerAddr>, key: BackendKey, timeout: Dura
     let result = if timeout.is_zero() {
         send.await
     } else {
-        crate::timer::timeout(timeout, send)
+        crate::runtime::timer::timeout(timeout, send)
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     };

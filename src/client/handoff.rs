@@ -13,9 +13,9 @@ use super::ClientError;
 use super::relay::Outcome;
 use crate::pool::{CheckoutError, Pool};
 use crate::protocol::sqlstate;
+use crate::runtime::clock::clock_ns;
 use crate::server::params::Params;
 use crate::server::{ServerConn, ServerError};
-use crate::stats::clock_ns;
 
 /// The error that ends the session after a link that ended with the
 /// server unusable (the server is already discarded). Logs why.
@@ -114,7 +114,7 @@ pub(super) fn poll_mark() -> (usize, u64) {
     POLLS.with(|p| (std::ptr::from_ref(p).addr(), p.get()))
 }
 
-/// After a checkout asked for at `asked` (`stats::clock_ns`) with poll
+/// After a checkout asked for at `asked` (`runtime::clock::clock_ns`) with poll
 /// mark `mark`: when the request's time starts and the client's wait in
 /// µs. A checkout that did not yield (an idle server) waited for nothing
 /// and costs no clock read; one that yielded (queued for a server, or for

@@ -85,7 +85,7 @@ async fn read_startup_message(
 pub(super) async fn refuse(stream: &mut Stream, ctx: &Context) -> Result<(), ClientError> {
     let mut buf = BytesMut::new();
     let read = read_startup_message(stream, &mut buf, ctx);
-    match crate::timer::timeout(Duration::from_secs(5), read).await {
+    match crate::runtime::timer::timeout(Duration::from_secs(5), read).await {
         Ok(Ok(None)) => Ok(()),
         _ => Err(super::too_many_clients()),
     }

@@ -167,7 +167,7 @@ pub(super) struct Rules<'a> {
     /// transaction's end).
     pub stats: &'a PoolStats,
     /// When the link's first request started (after the wait), on the
-    /// statistics clock (`stats::clock_ns`).
+    /// statistics clock (`runtime::clock::clock_ns`).
     pub started: u64,
     /// How long the client waited for the server, µs.
     pub wait_us: u64,

@@ -17,7 +17,7 @@ fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
 }
 
 fn test_link() -> Link<'static> {
-    Link::new(LinkStats::new(crate::stats::clock_ns(), 0))
+    Link::new(LinkStats::new(crate::runtime::clock::clock_ns(), 0))
 }
 
 #[test]

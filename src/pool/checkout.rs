@@ -170,7 +170,7 @@ impl Pool {
         rx: &mut oneshot::Receiver<Grant>,
         at: Instant,
     ) -> Result<Next, Result<Grant, oneshot::error::RecvError>> {
-        match crate::timer::timeout_at(at, &mut *rx).await {
+        match crate::runtime::timer::timeout_at(at, &mut *rx).await {
             Ok(got) => Err(got),
             Err(_) => match self.try_reserve(rx) {
                 Some(next) => Ok(next),
@@ -314,7 +314,7 @@ impl Pool {
         })
     }
 
-    /// Move the server to this shard's reactor (`crate::shard`), then
+    /// Move the server to this shard's reactor (`crate::runtime::shard`), then
     /// server_check_query on a server idle longer than server_check_delay;
     /// None (and the server closed) when either fails.
     async fn check(&self, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
@@ -333,7 +333,7 @@ impl Pool {
         let query = {
             if !self
                 .hot
-                .needs_check(server.idle_ns(crate::stats::clock_ns()))
+                .needs_check(server.idle_ns(crate::runtime::clock::clock_ns()))
             {
                 return Some(server);
             }
@@ -420,11 +420,11 @@ const SAME_SHARD_LOOKBACK: usize = 4;
 
 /// The most recently used idle server, or one of the few used just before
 /// it that is already registered with this shard's reactor (no move; see
-/// `crate::shard`).
+/// `crate::runtime::shard`).
 pub(super) fn pop_lifo(
     idle: &mut std::collections::VecDeque<Box<ServerConn>>,
 ) -> Option<Box<ServerConn>> {
-    let here = crate::shard::current();
+    let here = crate::runtime::shard::current();
     if idle.back().is_some_and(|s| s.home != here)
         && let Some(i) = idle
             .iter()
@@ -445,8 +445,8 @@ fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>, first_wait: Option<
     waiters.push_back(Waiter {
         tx,
         since,
-        queued_ns: crate::stats::clock_ns(),
-        shard: crate::shard::current(),
+        queued_ns: crate::runtime::clock::clock_ns(),
+        shard: crate::runtime::shard::current(),
     });
     Next::Wait(rx, since)
 }

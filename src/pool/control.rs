@@ -137,7 +137,7 @@ impl Pools {
             if pools.iter().all(|p| p.counts().total == 0) {
                 return Ok(());
             }
-            crate::timer::sleep(POLL).await;
+            crate::runtime::timer::sleep(POLL).await;
         }
     }
 
@@ -168,7 +168,7 @@ impl Pools {
             }) {
                 return Ok(());
             }
-            crate::timer::sleep(POLL).await;
+            crate::runtime::timer::sleep(POLL).await;
         }
     }
 
@@ -216,7 +216,7 @@ impl Pools {
             .iter()
             .any(|p| p.old_servers.load(Ordering::Relaxed) > 0)
         {
-            crate::timer::sleep(POLL).await;
+            crate::runtime::timer::sleep(POLL).await;
         }
         Ok(())
     }

@@ -83,7 +83,7 @@ impl ServerEvents {
         self.moved.fetch_add(1, Relaxed);
     }
 
-    /// Times a connection moved to another shard's reactor (`crate::shard`).
+    /// Times a connection moved to another shard's reactor (`crate::runtime::shard`).
     pub fn moved_total(&self) -> u64 {
         self.moved.load(Relaxed)
     }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::PoolSettings;
-use super::server_pool::nanos;
 use crate::config::PoolMode;
 
 /// Per-transaction settings of one pool (see the module header).
@@ -84,4 +83,10 @@ impl Hot {
             Duration::from_nanos(self.idle_transaction_timeout_ns.load(Relaxed)),
         )
     }
+}
+
+/// A setting's duration in nanoseconds (saturating).
+#[inline]
+pub(super) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -63,7 +63,7 @@ impl Pool {
     /// One maintenance pass over this pool.
     pub(super) fn maintain(self: &Arc<Self>, now: Instant) {
         let s = self.settings();
-        let now_ns = crate::stats::clock_ns();
+        let now_ns = crate::runtime::clock::clock_ns();
         let mut closing = Vec::new();
         let (spare, starved) = {
             let mut st = self.state.lock();
@@ -79,7 +79,7 @@ impl Pool {
                 } else if !s.lifetime.is_zero() && now - srv.created >= s.lifetime {
                     Some(CloseReason::Lifetime)
                 } else if !s.idle_timeout.is_zero()
-                    && srv.idle_ns(now_ns) >= super::server_pool::nanos(s.idle_timeout)
+                    && srv.idle_ns(now_ns) >= super::hot::nanos(s.idle_timeout)
                     && !keep_min
                 {
                     Some(CloseReason::IdleTimeout)

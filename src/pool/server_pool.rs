@@ -42,15 +42,15 @@ pub(super) struct Waiter {
     /// after a RECONNECT or PAUSE cleared the queue): SHOW POOLS maxwait,
     /// and the janitor drops it once query_wait_timeout has passed since.
     pub since: Instant,
-    /// When it joined the queue this time (`stats::clock_ns`).
+    /// When it joined the queue this time (`runtime::clock::clock_ns`).
     pub queued_ns: u64,
-    /// The shard its client runs on (`crate::shard`).
+    /// The shard its client runs on (`crate::runtime::shard`).
     pub shard: u16,
 }
 
 /// How much later than the longest waiter a waiter on the releasing shard
 /// may have queued and still be given the server first (so that the
-/// server stays on that shard's reactor; see `crate::shard`). Bounds what
+/// server stays on that shard's reactor; see `crate::runtime::shard`). Bounds what
 /// a client on another shard can lose to it.
 const SAME_SHARD_PREFERENCE_NS: u64 = 1_000_000;
 
@@ -264,7 +264,7 @@ impl Pool {
     pub fn checkin(&self, server: Box<ServerConn>) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
-        let now = crate::stats::clock_ns();
+        let now = crate::runtime::clock::clock_ns();
         let lifetime = self.hot.lifetime_ns();
         if lifetime != 0 && now.saturating_sub(server.created_ns) >= lifetime {
             debug!(server = server.id, "closing a server past server_lifetime");
@@ -286,7 +286,7 @@ impl Pool {
         }
         {
             let mut st = self.state.lock();
-            let here = crate::shard::current();
+            let here = crate::runtime::shard::current();
             while let Some(w) = next_waiter(&mut st.waiters, here) {
                 match w.tx.send(Grant::Server(server)) {
                     Ok(()) => return,
@@ -549,10 +549,4 @@ impl Pool {
         }
         self.free_slot();
     }
-}
-
-/// A setting's duration in nanoseconds (saturating).
-#[inline]
-pub(super) fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

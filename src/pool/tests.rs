@@ -42,12 +42,12 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
         key: BackendKey::default(),
         addr: pool.settings().target.addr.clone(),
         created: Instant::now(),
-        created_ns: crate::stats::clock_ns(),
-        last_used_ns: crate::stats::clock_ns(),
+        created_ns: crate::runtime::clock::clock_ns(),
+        last_used_ns: crate::runtime::clock::clock_ns(),
         close_needed: false,
         generation: 0,
         owner: Some(owner),
-        home: crate::shard::current(),
+        home: crate::runtime::shard::current(),
         id: 0,
     })
 }

@@ -66,7 +66,7 @@ pub async fn connect(
     if timeout.is_zero() {
         return fut.await;
     }
-    match crate::timer::timeout(timeout, fut).await {
+    match crate::runtime::timer::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout {
             addr: (*target.addr).clone(),
@@ -115,12 +115,12 @@ async fn connect_inner(
         },
         addr: target.addr.clone(),
         created: Instant::now(),
-        created_ns: crate::stats::clock_ns(),
-        last_used_ns: crate::stats::clock_ns(),
+        created_ns: crate::runtime::clock::clock_ns(),
+        last_used_ns: crate::runtime::clock::clock_ns(),
         close_needed: false,
         generation: 0,
         owner: None,
-        home: crate::shard::current(),
+        home: crate::runtime::shard::current(),
         id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
     });
     let mut out = BytesMut::new();

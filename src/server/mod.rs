@@ -81,7 +81,7 @@ pub struct ServerConn {
     pub addr: Arc<ServerAddr>,
     /// When it was opened.
     pub created: Instant,
-    /// `created` on the cheap monotonic clock (`stats::clock_ns`).
+    /// `created` on the cheap monotonic clock (`runtime::clock::clock_ns`).
     pub created_ns: u64,
     /// When it was last given back to its pool (or opened), on the cheap
     /// monotonic clock: read and compared on every checkout and checkin,
@@ -98,7 +98,7 @@ pub struct ServerConn {
     /// servers of older ones are closed when released.
     pub generation: u64,
     /// The shard whose reactor its socket is registered with (see
-    /// `crate::shard`).
+    /// `crate::runtime::shard`).
     pub home: u16,
     /// Unique id, for logs and the admin console.
     pub id: u64,
@@ -122,17 +122,17 @@ impl Drop for ServerConn {
 impl ServerConn {
     /// When it was last given back to its pool, as an `Instant`.
     pub fn last_used(&self) -> Instant {
-        let ago = crate::stats::clock_ns().saturating_sub(self.last_used_ns);
+        let ago = crate::runtime::clock::clock_ns().saturating_sub(self.last_used_ns);
         Instant::now() - std::time::Duration::from_nanos(ago)
     }
 
     /// Register the socket with the calling shard's reactor if it is
     /// registered with another's, so that its readiness wakes this thread
-    /// (see `crate::shard`); true if it moved. An error leaves the
+    /// (see `crate::runtime::shard`); true if it moved. An error leaves the
     /// connection unusable.
     #[inline]
     pub fn rehome(&mut self) -> std::io::Result<bool> {
-        let here = crate::shard::current();
+        let here = crate::runtime::shard::current();
         if self.home == here {
             return Ok(false);
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::sleep;
 
 use super::*;
+use crate::runtime::clock::clock_ns;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -135,7 +135,7 @@ impl PoolerBuilder {
 
     /// Like [`start`](Self::start), with `shards - 1` more runtimes on
     /// threads of their own accepting and serving clients, as the binary
-    /// runs (`pgsluice::shard`).
+    /// runs (`pgsluice::runtime::shard`).
     pub async fn start_sharded(self, shards: usize) -> TestPooler {
         let (dir, path) = self.write();
         let loaded = match pgsluice::config::load(&path) {
@@ -146,7 +146,7 @@ impl PoolerBuilder {
                 std::fs::read_to_string(&path).unwrap()
             ),
         };
-        let shards = pgsluice::shard::Shards::start(shards).expect("start shards");
+        let shards = pgsluice::runtime::shard::Shards::start(shards).expect("start shards");
         let listeners =
             pgsluice::listen::bind_sharded(&loaded.config.general, shards.handles().len())
                 .expect("bind");
@@ -169,7 +169,7 @@ fn quote(s: &str) -> String {
 /// A running pooler plus its config files.
 pub struct TestPooler {
     pooler: Option<pgsluice::Pooler>,
-    _shards: pgsluice::shard::Shards,
+    _shards: pgsluice::runtime::shard::Shards,
     _dir: tempfile::TempDir,
     ini: PathBuf,
 }

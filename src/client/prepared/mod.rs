@@ -27,19 +27,11 @@ pub mod names;
 pub mod queue;
 pub mod rewrite;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use bytes::BytesMut;
 
 use crate::server::statements::{ServerStatements, drops_all_statements};
-use names::Stmt;
+pub use names::Names;
 use queue::{End, Queue, Verdict};
-
-/// Client statement name -> statement. Hashed with foldhash, not SipHash:
-/// it is looked up on every Bind, and its keys (the client's own statement
-/// names) can only slow down the client that chose them.
-pub type Names = HashMap<Box<[u8]>, Arc<Stmt>, foldhash::fast::RandomState>;
 
 /// A tracked client's statements and its link's expected answers.
 #[derive(Debug, Default)]
@@ -148,8 +140,8 @@ pub fn needs_whole(tag: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::queue::End;
     use super::*;
+    use crate::client::prepared::queue::End;
 
     /// A message the queue must see is never passed without a look: one
     /// that ends an expected answer, an error, or a CommandComplete (which

@@ -14,6 +14,11 @@ use std::sync::{Arc, OnceLock, Weak};
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
+/// Client statement name -> statement. Hashed with foldhash, not SipHash:
+/// it is looked up on every Bind, and its keys (the client's own statement
+/// names) can only slow down the client that chose them.
+pub type Names = HashMap<Box<[u8]>, Arc<Stmt>, foldhash::fast::RandomState>;
+
 /// Prefix of the names the pooler gives statements on servers.
 pub const SERVER_PREFIX: &str = "PGSLUICE_";
 

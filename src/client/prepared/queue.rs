@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::names::Stmt;
+use super::names::{Names, Stmt};
 use crate::server::statements::{ServerStatements, drops_all_statements};
 
 /// Which message an answer belongs to, hence how it ends.
@@ -84,7 +84,7 @@ pub enum Undo {
 }
 
 /// A client's statement names and its server's statements, as they were.
-pub type Before = (super::Names, ServerStatements);
+pub type Before = (Names, ServerStatements);
 
 /// One expected answer. An entry with `Act::Pass` and `Undo::None` owns
 /// no heap memory: `Queue::on_server` forgets such entries rather than
@@ -149,7 +149,7 @@ impl Queue {
         &mut self,
         tag: u8,
         msg: &[u8],
-        names: &mut super::Names,
+        names: &mut Names,
         server: &mut ServerStatements,
     ) -> Verdict {
         // The common case first: the answer to one of the client's own
@@ -215,7 +215,7 @@ impl Queue {
 
     /// Drop the entries of messages the server skips (up to the next
     /// Sync's), undoing what they did.
-    fn drop_skipped(&mut self, names: &mut super::Names, server: &mut ServerStatements) {
+    fn drop_skipped(&mut self, names: &mut Names, server: &mut ServerStatements) {
         while let Some(e) = self.entries.front() {
             if e.end == End::Sync {
                 break;
@@ -226,7 +226,7 @@ impl Queue {
     }
 }
 
-fn undo(u: Undo, names: &mut super::Names, server: &mut ServerStatements) {
+fn undo(u: Undo, names: &mut Names, server: &mut ServerStatements) {
     match u {
         Undo::None => {}
         Undo::ServerLacks(id) => server.remove(id),

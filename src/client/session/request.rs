@@ -18,7 +18,7 @@ use crate::client::timeouts::{self, Clock, Limits};
 use crate::config::PoolMode;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
-use crate::stats::clock_ns;
+use crate::runtime::clock::clock_ns;
 
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;

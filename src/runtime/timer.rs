@@ -1,4 +1,4 @@
-//! Timeouts and sleeps that work on every shard (`crate::shard`).
+//! Timeouts and sleeps that work on every shard (`crate::runtime::shard`).
 //!
 //! Why: no shard runs tokio's time driver (tests' runtimes aside); one
 //! small runtime of its own does (`Shards::start`). With the driver, a
@@ -74,31 +74,5 @@ pub async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Outpu
         biased;
         out = fut => Ok(out),
         () = sleep_until(deadline) => Err(Elapsed),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// On a shard without a time driver, sleeps and timeouts run on the
-    /// timer runtime.
-    #[tokio::test]
-    async fn timeouts_work_on_a_shard_without_a_timer() {
-        let shards = crate::shard::Shards::start(2).unwrap();
-        let other = shards.handles()[1].clone();
-        let (fired, finished) = other
-            .spawn(async {
-                let started = Instant::now();
-                let fired = timeout(Duration::from_millis(50), std::future::pending::<()>()).await;
-                let finished =
-                    timeout(Duration::from_secs(5), sleep(Duration::from_millis(10))).await;
-                assert!(started.elapsed() >= Duration::from_millis(60));
-                (fired, finished)
-            })
-            .await
-            .unwrap();
-        assert_eq!(fired, Err(Elapsed));
-        assert_eq!(finished, Ok(()));
     }
 }

@@ -53,7 +53,7 @@ pub fn wanted() -> usize {
 /// Dropping it stops those threads (their tasks are dropped).
 pub struct Shards {
     handles: Vec<Handle>,
-    /// The runtime with the time driver (see `crate::timer`).
+    /// The runtime with the time driver (see `crate::runtime::timer`).
     timers: Handle,
     threads: Vec<Stoppable>,
 }
@@ -91,7 +91,7 @@ impl Shards {
     /// Shard 0 is the current runtime (call inside it); `total - 1` more
     /// each get a thread running a current-thread runtime without the time
     /// driver, and one more thread runs a runtime with only the time
-    /// driver, where their sleeps go (`crate::timer`).
+    /// driver, where their sleeps go (`crate::runtime::timer`).
     pub fn start(total: usize) -> io::Result<Shards> {
         let mut threads = Vec::new();
         let (timers, thread) = runtime_thread("pgsluice-timer".into(), || {
@@ -105,7 +105,7 @@ impl Shards {
             let timers = timers.clone();
             let (handle, thread) = runtime_thread(format!("pgsluice-shard-{id}"), move || {
                 CURRENT.with(|c| c.set(id as u16));
-                crate::timer::use_timers_of(timers);
+                super::timer::use_timers_of(timers);
                 tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .build()
@@ -127,7 +127,7 @@ impl Shards {
 
     /// The runtime the shards' sleeps run on. A shard 0 built without the
     /// time driver (as the binary's) passes it to
-    /// `crate::timer::use_timers_of` on its own thread.
+    /// `crate::runtime::timer::use_timers_of` on its own thread.
     pub fn timers(&self) -> &Handle {
         &self.timers
     }
@@ -156,5 +156,28 @@ mod tests {
             let id = h.spawn(async { current() }).await.unwrap();
             assert_eq!(id as usize, i);
         }
+    }
+
+    /// On a shard without a time driver, sleeps and timeouts run on the
+    /// timer runtime.
+    #[tokio::test]
+    async fn timeouts_work_on_a_shard_without_a_timer() {
+        use super::super::timer::{Elapsed, sleep, timeout};
+        use std::time::{Duration, Instant};
+        let shards = Shards::start(2).unwrap();
+        let other = shards.handles()[1].clone();
+        let (fired, finished) = other
+            .spawn(async {
+                let started = Instant::now();
+                let fired = timeout(Duration::from_millis(50), std::future::pending::<()>()).await;
+                let finished =
+                    timeout(Duration::from_secs(5), sleep(Duration::from_millis(10))).await;
+                assert!(started.elapsed() >= Duration::from_millis(60));
+                (fired, finished)
+            })
+            .await
+            .unwrap();
+        assert_eq!(fired, Err(Elapsed));
+        assert_eq!(finished, Ok(()));
     }
 }
