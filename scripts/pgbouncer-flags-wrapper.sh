@@ -12,9 +12,10 @@
 #   -R/--reboot        dropped: pgsluice has no online restart, a plain
 #                      process starts (and finds the port taken)
 #   -u/--user USER     dropped: pgsluice does not switch users
-#   -d/--daemon        emulated: pgsluice runs in the background, this
+#   -d/--daemon        emulated: pgsluice runs in the background; unless
+#                      it dies at once (then its exit status is ours), this
 #                      script writes its PID to the config's pidfile (if
-#                      any) and exits 0 unless pgsluice died at once
+#                      any) and exits 0
 #
 # Combined short flags (-Rq, -qd) are split as getopt would. In the
 # foreground case the script execs pgsluice, so the PID the harness holds
@@ -80,15 +81,16 @@ fi
 
 "$bin" "${args[@]}" </dev/null >/dev/null 2>&1 &
 pid=$!
-if [[ -n "$pidfile" ]]; then
-    echo "$pid" >"$pidfile"
-fi
 # A bad config or a taken port ends pgsluice at once: report it as PgBouncer
-# -d does (before detaching), with pgsluice's exit status.
+# -d does (before detaching), with pgsluice's exit status, and leave the
+# pidfile alone (it may name a running instance).
 sleep 0.3
 if ! kill -0 "$pid" 2>/dev/null; then
     status=0
     wait "$pid" || status=$?
     exit "$status"
+fi
+if [[ -n "$pidfile" ]]; then
+    echo "$pid" >"$pidfile"
 fi
 exit 0

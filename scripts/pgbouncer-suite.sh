@@ -124,16 +124,20 @@ run_pids() {
 
 # stop_leftovers WHEN: stop this run's processes by PID, say which.
 stop_leftovers() {
-    local when="$1" pids pid exe name i
+    local when="$1" pids pid name i
     mapfile -t pids < <(run_pids)
     [[ ${#pids[@]} -eq 0 ]] && return 0
-    for pid in "${pids[@]}"; do
-        exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
-        name="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-100 || true)"
-        log "$when: stopping leftover process $pid: $name"
-        case "${exe##*/}" in
-        pgsluice.bin | postgres) kill -QUIT "$pid" 2>/dev/null || true ;;
-        *) kill -TERM "$pid" 2>/dev/null || true ;;
+    local exes=()
+    for i in "${!pids[@]}"; do
+        pid="${pids[$i]}"
+        exes[i]="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+        name="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120 || true)"
+        log "$when: stopping leftover process $pid: ${name:-?}"
+    done
+    for i in "${!pids[@]}"; do
+        case "${exes[$i]##*/}" in
+        pgsluice.bin | postgres) kill -QUIT "${pids[$i]}" 2>/dev/null || true ;;
+        *) kill -TERM "${pids[$i]}" 2>/dev/null || true ;;
         esac
     done
     for ((i = 0; i < 100; i++)); do
@@ -273,9 +277,9 @@ for f in "${files[@]}"; do
     collected_arg=()
     if [[ ! -s "$tmp/junit/$f.xml" ]]; then
         if [[ $status -eq 124 || $status -eq 137 ]]; then
-            note="no result: the pytest run of $f.py was stopped by the ${file_timeout} s file timeout"
+            note="the pytest run of $f.py was stopped by the ${file_timeout} s file timeout"
         else
-            note="no result: pytest exited with status $status without a report"
+            note="pytest exited with status $status without a report"
         fi
         log "$f: $note"
         stop_leftovers "$f"

@@ -6,8 +6,8 @@ outcome TSV of shared/conformance/baseline-*/ and reports on them.
         Print FILE's rows (file, test, outcome, message; tab-separated) on
         stdout. The JUnit XML is the source; when pytest wrote none (killed by
         the file timeout), the `-v` log gives the tests that finished and the
-        collected node ids the rest, as errors carrying --note (which says
-        why). A file where no test ran gives one error row, test "(file)".
+        collected node ids the rest, as errors; --note says why there is no
+        report. A file where no test ran gives one error row, test "(file)".
     pgbouncer_suite.py report --outcomes TSV --baseline TSV --files F,F,...
                               --min-pass N [--allow-regressions]
         Per-file passed/failed/errors/skipped, the total, every test that did
@@ -105,14 +105,14 @@ def cmd_outcomes(args):
                     ]
             except FileNotFoundError:
                 pass
-        for name in names:
-            if name not in results:
-                results[name] = ("error", clean(args.note))
         for name, (outcome, message) in list(results.items()):
             if outcome != "passed" and not message:
-                results[name] = (outcome, clean(args.note))
+                results[name] = (outcome, clean(f"message not recorded: {args.note}"))
+        for name in names:
+            if name not in results:
+                results[name] = ("error", clean(f"no result: {args.note}"))
         if not results:
-            results["(file)"] = ("error", clean(args.note))
+            results["(file)"] = ("error", clean(f"no result: {args.note}"))
     out = sys.stdout
     for name in sorted(results):
         outcome, message = results[name]
@@ -231,7 +231,7 @@ def main():
     o.add_argument("--junit", required=True)
     o.add_argument("--log", required=True)
     o.add_argument("--collected")
-    o.add_argument("--note", default="no result")
+    o.add_argument("--note", default="no JUnit report")
     r = sub.add_parser("report")
     r.add_argument("--outcomes", required=True)
     r.add_argument("--baseline", default="")
