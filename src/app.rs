@@ -12,11 +12,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::client::{self, Peer};
+use crate::client;
 use crate::config::Config;
 use crate::context::{Context, ShutdownMode};
-use crate::listen::{self, Listeners};
-use crate::net::Stream;
+use crate::transport::Peer;
+use crate::transport::Stream;
+use crate::transport::listen::{self, Listeners};
 
 /// How long shutdown waits for running transactions before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -168,7 +169,7 @@ impl Pooler {
             ShutdownMode::WaitForServers => {
                 info!("shutting down: no new connections, waiting for running transactions");
                 let _ = self.shutdown_tx.send(true);
-                self.ctx.cancel.close_all();
+                self.ctx.registry.close_all();
                 let wait = self.ctx.client_slots.acquire_many(all);
                 match crate::runtime::timer::timeout(SHUTDOWN_GRACE, wait).await {
                     Ok(_) => info!("all clients are gone"),
@@ -178,7 +179,7 @@ impl Pooler {
             ShutdownMode::Immediate => {
                 info!("shutting down now");
                 let _ = self.shutdown_tx.send(true);
-                self.ctx.cancel.close_all();
+                self.ctx.registry.close_all();
             }
         }
         for pool in self.ctx.pools.all() {
@@ -217,7 +218,7 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
 /// Every tick (1 s): park idle sessions.
 async fn sweep_idle(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
     while tick.changed().await.is_ok() {
-        ctx.cancel.sweep(&ctx.epoch);
+        ctx.registry.sweep(&ctx.epoch);
     }
 }
 

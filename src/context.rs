@@ -8,17 +8,17 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
-use crate::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::pool::Pools;
+use crate::registry::Registry;
 
 /// Shared state of one running pooler.
 pub struct Context {
     config: RwLock<Arc<Config>>,
     /// All pools.
     pub pools: Pools,
-    /// Client cancel keys.
-    pub cancel: CancelRegistry,
+    /// Every client session.
+    pub registry: Registry,
     /// How many permits `client_slots` has (max_client_conn, as far as a
     /// reload could change it).
     client_capacity: AtomicU32,
@@ -36,7 +36,7 @@ pub struct Context {
     pub client_slots: Arc<Semaphore>,
     /// Becomes true when the pooler shuts down.
     pub shutdown: watch::Receiver<bool>,
-    /// Parking epoch, advanced by the sweeper (see `CancelRegistry::sweep`).
+    /// Parking epoch, advanced by the sweeper (see `Registry::sweep`).
     pub epoch: AtomicU64,
     /// The shards' runtimes (`crate::runtime::shard`), to start tasks for parked
     /// clients from any thread.
@@ -63,7 +63,7 @@ impl Context {
         Context {
             config: RwLock::new(Arc::new(config)),
             pools: Pools::new(),
-            cancel: CancelRegistry::new(),
+            registry: Registry::new(),
             client_slots: Arc::new(Semaphore::new(slots)),
             client_capacity: AtomicU32::new(slots as u32),
             shutdown_request: watch::channel(None).0,
@@ -175,6 +175,15 @@ impl Context {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// A session's registration in the pooler's registry.
+pub type Registration = crate::registry::Registration<Context>;
+
+impl crate::registry::Owner for Context {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 

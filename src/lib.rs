@@ -13,15 +13,14 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod exporter;
-pub mod listen;
-pub mod net;
 pub mod notify;
-pub mod parker;
 pub mod pool;
 pub mod protocol;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod stats;
+pub mod transport;
 
 pub use app::Pooler;
 pub mod logging;

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         warn!("{w}");
     }
     let shards = pgsluice::runtime::shard::wanted();
-    let listeners = match pgsluice::listen::bind_sharded(g, shards) {
+    let listeners = match pgsluice::transport::listen::bind_sharded(g, shards) {
         Ok(l) => l,
         Err(e) => {
             error!("{e}");
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(
-    listeners: pgsluice::listen::Listeners,
+    listeners: pgsluice::transport::listen::Listeners,
     config: pgsluice::config::Config,
     shards: usize,
 ) -> ExitCode {

@@ -177,13 +177,13 @@ async fn client_idle_timeout_closes_idle_and_parked_clients_only() {
         // The idle ones are parked (no task) before the timeout.
         let parked = poll(100, Duration::from_millis(50), || {
             let ctx = ctx.clone();
-            async move { (ctx.cancel.counts().1 >= 2).then_some(()) }
+            async move { (ctx.registry.counts().1 >= 2).then_some(()) }
         })
         .await;
         assert!(
             parked.is_some(),
             "idle clients never parked: {:?}",
-            ctx.cancel.counts()
+            ctx.registry.counts()
         );
         for s in [&mut after_query, &mut never] {
             let err = fatal_then_closed(s).await;

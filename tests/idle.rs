@@ -17,7 +17,7 @@ async fn wait_counts(
         let ctx = ctx.clone();
         let want = &want;
         async move {
-            let (registered, parked) = ctx.cancel.counts();
+            let (registered, parked) = ctx.registry.counts();
             want(registered, parked).then_some((registered, parked))
         }
     })
@@ -25,7 +25,7 @@ async fn wait_counts(
     .unwrap_or_else(|| {
         panic!(
             "registry never reached the wanted state: {:?}",
-            ctx.cancel.counts()
+            ctx.registry.counts()
         )
     })
 }
@@ -117,7 +117,7 @@ async fn unix_socket_clients_park_and_wake_again_and_again() {
 /// set by the login's last read must not wait busy for its first query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowded_pooler_parks_new_clients_at_once() {
-    const CROWD: usize = pgsluice::cancel::PARK_AT_LOGIN_ABOVE + 50;
+    const CROWD: usize = pgsluice::registry::PARK_AT_LOGIN_ABOVE + 50;
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap();
     assert!(
         nofile >= 2 * CROWD as u64 + 200,
@@ -155,7 +155,7 @@ async fn a_crowded_pooler_parks_new_clients_at_once() {
             let parked = poll(40, Duration::from_millis(5), || {
                 let ctx = ctx.clone();
                 async move {
-                    let (reg, parked) = ctx.cancel.counts();
+                    let (reg, parked) = ctx.registry.counts();
                     (reg == CROWD + 1 && parked == CROWD + 1).then_some(())
                 }
             })
@@ -163,7 +163,7 @@ async fn a_crowded_pooler_parks_new_clients_at_once() {
             assert!(
                 parked.is_some(),
                 "client {i} not parked at once: {:?}",
-                ctx.cancel.counts()
+                ctx.registry.counts()
             );
             assert_eq!(one(&c, &format!("SELECT {i}")).await, i.to_string());
             drop(c);
@@ -199,8 +199,8 @@ async fn an_idle_session_is_woken_by_a_close_after_many_transactions() {
         }
         let ctx = pooler.pooler().context().clone();
         // Parking takes a second of idleness: this session is in its task.
-        assert_eq!(ctx.cancel.counts().1, 0, "parked already");
-        for t in ctx.cancel.all() {
+        assert_eq!(ctx.registry.counts().1, 0, "parked already");
+        for t in ctx.registry.all() {
             t.kill();
         }
         let msgs = tokio::time::timeout(Duration::from_secs(3), wire::read_to_close(&mut s))

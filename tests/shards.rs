@@ -98,13 +98,13 @@ async fn parked_clients_wake_up_on_any_shard() {
         for cycle in 0..2 {
             let parked = poll(200, Duration::from_millis(50), || {
                 let ctx = ctx.clone();
-                async move { (ctx.cancel.counts() == (6, 6)).then_some(()) }
+                async move { (ctx.registry.counts() == (6, 6)).then_some(()) }
             })
             .await;
             assert!(
                 parked.is_some(),
                 "clients never parked: {:?}",
-                ctx.cancel.counts()
+                ctx.registry.counts()
             );
             for (i, c) in clients.iter().enumerate() {
                 let v = cycle * 100 + i;

@@ -32,7 +32,7 @@ pub async fn run(ctx: &Arc<Context>, cmd: &Control, out: &mut BytesMut) -> Resul
             .map_err(control)?,
         Control::Kill(db) => {
             pools.pause_now(&cfg, db.as_deref()).map_err(control)?;
-            for client in ctx.cancel.all() {
+            for client in ctx.registry.all() {
                 let in_db = db.as_deref().is_none_or(|d| client.database_is(d));
                 if in_db && !client.database_is("pgbouncer") {
                     client.kill();
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Arc<Context>, cmd: &Control, out: &mut BytesMut) -> Resul
             }
         }
         Control::KillClient(id) => {
-            let client = ctx.cancel.all().into_iter().find(|c| c.id == *id);
+            let client = ctx.registry.all().into_iter().find(|c| c.id == *id);
             match client {
                 Some(c) => c.kill(),
                 None => {

@@ -27,14 +27,15 @@ pub use parse::{Command, Control, ShutdownMode, parse};
 pub use pools::ADMIN_DB;
 pub use stats_show::{StatsRow, stats_rows};
 
-use crate::cancel::{ClientInfo, Registration};
-use crate::client::Peer;
 use crate::config::Config;
 use crate::context::Context;
-use crate::net::Stream;
+use crate::context::Registration;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frontend::{FrontendMessage, read_message};
 use crate::protocol::sqlstate;
+use crate::registry::ClientInfo;
+use crate::transport::Peer;
+use crate::transport::Stream;
 
 /// 42601 syntax_error: a command the console does not know.
 pub const SYNTAX_ERROR: &str = "42601";
@@ -135,14 +136,12 @@ pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, l
         return;
     };
     let registration = Registration::new(ctx.clone(), id, peer);
-    registration
-        .target
-        .set_info(std::sync::Arc::new(ClientInfo {
-            user: login.user.clone(),
-            database: ADMIN_DB.to_string(),
-            pool_user: ADMIN_DB.to_string(),
-            application_name: login.application_name.clone(),
-        }));
+    registration.entry.set_info(std::sync::Arc::new(ClientInfo {
+        user: login.user.clone(),
+        database: ADMIN_DB.to_string(),
+        pool_user: ADMIN_DB.to_string(),
+        application_name: login.application_name.clone(),
+    }));
     info!(client = id, user = %login.user, role = ?login.role, "admin console login");
     let mut out = BytesMut::new();
     welcome(&mut out, &registration, &login);
@@ -175,7 +174,7 @@ fn welcome(out: &mut BytesMut, registration: &Registration, login: &AdminLogin) 
     for (name, value) in params {
         backend::parameter_status(out, name, value);
     }
-    let key = registration.target.key;
+    let key = registration.entry.key;
     backend::backend_key_data(out, key.process_id, key.secret_key);
     backend::ready_for_query(out, b'I');
 }
@@ -203,7 +202,7 @@ async fn session(
         let msg = read_message(&mut buf, max).map_err(|e| (e.sqlstate(), e.to_string()))?;
         let Some(msg) = msg else {
             buf.reserve(1024);
-            let target = &registration.target;
+            let target = &registration.entry;
             let closing = std::future::poll_fn(|cx| match target.poll_closing(cx, &ctx.epoch) {
                 Some(reason) => std::task::Poll::Ready(reason),
                 None => std::task::Poll::Pending,

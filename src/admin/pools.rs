@@ -42,7 +42,7 @@ fn load_balance(cfg: &Config, database: &str) -> Cell {
 
 /// Console sessions now (they form the `pgbouncer` pool).
 pub fn admin_clients(ctx: &Context) -> usize {
-    ctx.cancel
+    ctx.registry
         .all()
         .iter()
         .filter(|t| t.info().is_some_and(|i| i.database == ADMIN_DB))

@@ -169,7 +169,7 @@ fn config(ctx: &Context, out: &mut BytesMut) {
 
 fn lists(ctx: &Context, out: &mut BytesMut) {
     let cfg = ctx.config();
-    let registered = ctx.cancel.all();
+    let registered = ctx.registry.all();
     let logging_in = registered.iter().filter(|t| t.info().is_none()).count();
     let mut users: std::collections::BTreeSet<&String> = cfg.users.keys().collect();
     users.extend(cfg.userlist.keys());
@@ -215,13 +215,13 @@ fn state(ctx: &Context, out: &mut BytesMut) {
 
 /// SHOW MEM: the objects pgsluice keeps per client, pool and server.
 fn mem(ctx: &Context, out: &mut BytesMut) {
-    let clients = ctx.cancel.all().len();
+    let clients = ctx.registry.all().len();
     let pools = ctx.pools.all();
     let servers: usize = pools.iter().map(|p| p.server_count()).sum();
     let items = [
         (
             "client_cache",
-            size_of::<crate::cancel::CancelTarget>(),
+            size_of::<crate::registry::SessionEntry>(),
             clients,
         ),
         ("pool_cache", size_of::<crate::pool::Pool>(), pools.len()),

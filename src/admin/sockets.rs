@@ -13,10 +13,10 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 
 use super::rows::{Cell, INT, TEXT, Table, instant_us, now_us, timestamp};
-use crate::cancel::CancelTarget;
-use crate::client::Peer;
 use crate::context::Context;
-use crate::server::ServerAddr;
+use crate::registry::SessionEntry;
+use crate::transport::Endpoint;
+use crate::transport::Peer;
 
 const COLUMNS: [(&str, u32); 21] = [
     ("type", TEXT),
@@ -87,17 +87,17 @@ fn server_ptr(pid: i32) -> String {
     format!("s{pid}")
 }
 
-fn server_addr(addr: &ServerAddr) -> (String, i64) {
+fn server_addr(addr: &Endpoint) -> (String, i64) {
     match addr {
-        ServerAddr::Tcp { host, port } => (host.clone(), i64::from(*port)),
-        ServerAddr::Unix { port, .. } => ("unix".to_string(), i64::from(*port)),
+        Endpoint::Tcp { host, port } => (host.clone(), i64::from(*port)),
+        Endpoint::Unix { port, .. } => ("unix".to_string(), i64::from(*port)),
     }
 }
 
 /// Logged-in clients, by id.
-fn clients(ctx: &Context) -> Vec<Arc<CancelTarget>> {
+fn clients(ctx: &Context) -> Vec<Arc<SessionEntry>> {
     let mut all: Vec<_> = ctx
-        .cancel
+        .registry
         .all()
         .into_iter()
         .filter(|t| t.info().is_some())
@@ -106,7 +106,7 @@ fn clients(ctx: &Context) -> Vec<Arc<CancelTarget>> {
     all
 }
 
-fn client_socket(ctx: &Context, t: &CancelTarget, now: u64) -> Socket {
+fn client_socket(ctx: &Context, t: &SessionEntry, now: u64) -> Socket {
     let info = t.info().cloned().unwrap_or_default();
     let linked = t.linked();
     let state = match (&linked, t.is_busy()) {

@@ -9,12 +9,12 @@ use super::ClientError;
 use super::login::read_more;
 use crate::auth::{self, ScramKeys, ScramSecret, ScramServer, Secret};
 use crate::config::{AuthType, Config};
-use crate::net::Stream;
 use crate::protocol::backend;
 use crate::protocol::frontend::{
     FrontendMessage, SaslInitialResponse, parse_password, read_message,
 };
 use crate::protocol::{MAX_STARTUP_PACKET, ProtocolError, sqlstate};
+use crate::transport::Stream;
 
 /// Authenticate `user` as the config says. Returns the SCRAM keys the
 /// client proved, when it logged in with SCRAM.

@@ -12,15 +12,15 @@ use tracing::{debug, info};
 use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
 use crate::admin::{self, AdminLogin};
-use crate::cancel::CancelTarget;
 use crate::context::Context;
-use crate::net::Stream;
 use crate::pool::{LoginAnswer, Pool, PoolClient, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
+use crate::registry::SessionEntry;
 use crate::server::BackendKey;
 use crate::server::params::Params;
+use crate::transport::Stream;
 
 /// A logged-in client.
 pub(super) struct LoggedIn {
@@ -61,7 +61,7 @@ async fn read_startup_message(
                     secret_key,
                 };
                 let timeout = ctx.config().general.cancel_wait_timeout;
-                ctx.cancel.cancel(key, timeout).await;
+                crate::cancel::forward(&ctx.registry, key, timeout).await;
                 return Ok(None);
             }
             Some(StartupPacket::Startup(s)) => return Ok(Some(s)),
@@ -97,7 +97,7 @@ pub(super) async fn login(
     stream: &mut Stream,
     buf: &mut BytesMut,
     ctx: &Context,
-    client: &CancelTarget,
+    client: &SessionEntry,
 ) -> Result<Option<LoggedIn>, ClientError> {
     let Some(startup) = read_startup_message(stream, buf, ctx).await? else {
         return Ok(None);

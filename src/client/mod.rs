@@ -14,7 +14,6 @@ mod startup;
 mod timeouts;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,55 +24,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::cancel::Registration;
 use crate::context::Context;
-use crate::net::Stream;
+use crate::context::Registration;
 use crate::protocol::backend::{Severity, error_response};
 use crate::protocol::{ProtocolError, sqlstate};
-
-/// Where a client connected from.
-#[derive(Debug, Clone)]
-pub enum Peer {
-    /// A TCP peer address.
-    Tcp(SocketAddr),
-    /// A Unix-socket peer.
-    Unix,
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Peer::Tcp(SocketAddr::V4(a)) => {
-                // Two log lines per connection name the peer: std's
-                // Display costs ~1,300 instructions here (callgrind), this
-                // a tenth of that; same text.
-                let mut buf = [0u8; 21];
-                let mut n = 0;
-                for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        buf[n] = b'.';
-                        n += 1;
-                    }
-                    n += put_decimal(&mut buf[n..], u64::from(octet));
-                }
-                buf[n] = b':';
-                n += 1;
-                n += put_decimal(&mut buf[n..], u64::from(a.port()));
-                f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)
-            }
-            Peer::Tcp(a) => write!(f, "{a}"),
-            Peer::Unix => f.write_str("unix"),
-        }
-    }
-}
-
-/// Write `v` in decimal at the start of `out`; returns the digits written.
-fn put_decimal(out: &mut [u8], v: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let d = crate::logging::text::decimal(v, &mut digits);
-    out[..d.len()].copy_from_slice(d);
-    d.len()
-}
+use crate::transport::{Peer, Stream};
 
 /// Why a session ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +80,7 @@ pub fn spawn(stream: Stream, peer: Peer, ctx: Arc<Context>, permit: Option<Owned
     let registration = permit
         .is_some()
         .then(|| Registration::new(ctx.clone(), next_id(), peer.clone()));
-    let target = registration.as_ref().map(|r| r.target.clone());
+    let target = registration.as_ref().map(|r| r.entry.clone());
     let task = tokio::spawn(serve(stream, peer, ctx, permit, registration));
     if let Some(t) = target {
         t.set_task(task.abort_handle());
@@ -144,7 +99,7 @@ pub fn serve(
     permit: Option<OwnedSemaphorePermit>,
     registration: Option<Registration>,
 ) -> ClientTask {
-    let id = registration.as_ref().map_or_else(next_id, |r| r.target.id);
+    let id = registration.as_ref().map_or_else(next_id, |r| r.entry.id);
     // A debug-level span: at the default level it costs nothing per client
     // (an info span would allocate in the subscriber for every session);
     // info lines carry `client = id` themselves.
@@ -190,24 +145,12 @@ impl Future for ClientTask {
     }
 }
 
-/// A parked client (see `CancelTarget::park`).
-pub type Parked = session::Parked;
-
-/// Give a parked client a task again (from any thread).
-pub(crate) fn resume(parked: Parked) {
-    let ctx = parked.context().clone();
-    if let Some(parker) = ctx.cancel.parker() {
-        // A resumed client was watched: this cannot fail.
-        let _ = parker.unwatch(parked.fd());
-    }
-    let runtime = ctx.resume_runtime();
-    let _entered = runtime.enter();
-    let Some(client) = parked.attach() else {
-        return;
-    };
-    let target = client.target().clone();
+/// Give a parked client a task again (from any thread; see
+/// `session::Parked`).
+fn resume(client: session::Client, runtime: &tokio::runtime::Handle) {
+    let entry = client.target().clone();
     let task = runtime.spawn(ClientTask(Stage::Session(session::run(client))));
-    target.set_task(task.abort_handle());
+    entry.set_task(task.abort_handle());
 }
 
 /// Log a client in; None when the connection ended during login (after
@@ -282,25 +225,4 @@ pub(crate) fn too_many_clients() -> ClientError {
         sqlstate::TOO_MANY_CONNECTIONS,
         "no more connections allowed (max_client_conn)",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peers_print_as_std_prints_them() {
-        for addr in [
-            "127.0.0.1:5432",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.0.20.3:6432",
-            "[::1]:6432",
-            "[fe80::1%2]:80",
-        ] {
-            let a: SocketAddr = addr.parse().unwrap();
-            assert_eq!(Peer::Tcp(a).to_string(), a.to_string());
-        }
-        assert_eq!(Peer::Unix.to_string(), "unix");
-    }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::net::Stream;
+use crate::transport::Stream;
 
 use crate::protocol::backend::{Severity, error_response};
 

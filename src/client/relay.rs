@@ -27,8 +27,8 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::protocol::ProtocolError;
+use crate::transport::{ReadHalf, Stream, WriteHalf};
 use parking_lot::Mutex;
 
 use super::prepared::{ClientPrepared, OFF, TRACKED, Tracking, rewrite};

@@ -25,12 +25,13 @@ use super::ClientError;
 use super::handoff::note_poll;
 use super::login::{LoggedIn, login};
 use super::prepared::ClientPrepared;
-use crate::cancel::{CloseReason, Registration};
 use crate::config::Config;
-use crate::net::{Detached, Stream};
+use crate::context::Registration;
 use crate::pool::PoolClient;
 use crate::protocol::sqlstate;
+use crate::registry::CloseRequest;
 use crate::server::params::Params;
+use crate::transport::{Detached, Stream};
 
 /// A read buffer up to this size (64 KiB) is kept between transactions
 /// (after ordinary requests it is 4-16 KiB: `BytesMut` grows by doubling).
@@ -54,13 +55,13 @@ struct Held {
 
 impl Held {
     /// The session's registry entry.
-    fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
-        &self.registration.target
+    fn target(&self) -> &Arc<crate::registry::SessionEntry> {
+        &self.registration.entry
     }
 
     /// The client's pooler.
     fn context(&self) -> &Arc<crate::context::Context> {
-        self.registration.context()
+        self.registration.owner()
     }
 }
 
@@ -77,23 +78,30 @@ pub struct Client {
 
 /// A client parked in its registry entry (idle for a while): no task, no
 /// read buffer, its socket off the runtime's reactor and watched by the
-/// parker (see `crate::parker`).
+/// parker (see `transport::parker`).
 pub struct Parked {
     socket: Detached,
     held: Held,
 }
 
+/// A parked client's socket (or a close) woke its entry: the client goes
+/// back to a task of its own, on the next shard in turn.
+impl crate::registry::ParkedSession for Parked {
+    fn resume(self: Box<Self>) {
+        let ctx = self.held.context().clone();
+        if let Some(parker) = ctx.registry.parker() {
+            // A resumed client was watched: this cannot fail.
+            let _ = parker.unwatch(self.socket.fd());
+        }
+        let runtime = ctx.resume_runtime();
+        let _entered = runtime.enter();
+        if let Some(client) = self.attach() {
+            super::resume(client, runtime);
+        }
+    }
+}
+
 impl Parked {
-    /// The parked socket's file descriptor (to stop watching it).
-    pub(super) fn fd(&self) -> std::os::fd::RawFd {
-        self.socket.fd()
-    }
-
-    /// The client's pooler.
-    pub(super) fn context(&self) -> &Arc<crate::context::Context> {
-        self.held.context()
-    }
-
     /// The client again, its socket back on the current runtime's reactor
     /// (call inside the runtime). None when that failed (the socket is
     /// closed, the session over).
@@ -144,7 +152,7 @@ pub(super) async fn login_phase(
     registration: Registration,
     permit: OwnedSemaphorePermit,
 ) -> Result<Option<Client>, (Stream, ClientError)> {
-    let ctx = registration.context().clone();
+    let ctx = registration.owner().clone();
     let cfg = ctx.config();
     let mut buf = BytesMut::new();
     // client_login_timeout in whole seconds (rounded up), enforced like
@@ -158,7 +166,7 @@ pub(super) async fn login_phase(
         .as_nanos()
         .div_ceil(1_000_000_000);
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    let target = registration.target.clone();
+    let target = registration.entry.clone();
     let result = Box::pin(async {
         let login = login(&mut stream, &mut buf, &ctx, &target);
         if limit == 0 {
@@ -191,9 +199,9 @@ pub(super) async fn login_phase(
         Ok(Some(LoggedIn { pool, params })) => {
             pool.stats.count_login();
             let epoch = ctx.epoch.load(Ordering::Relaxed);
-            let target = &registration.target;
+            let target = &registration.entry;
             target.logged_in(pool.settings().client_idle_timeout, epoch);
-            if ctx.cancel.crowded() {
+            if ctx.registry.crowded() {
                 // Many clients: park as soon as this one idles (see
                 // `CancelRegistry::crowded`).
                 target.request_park();
@@ -202,7 +210,7 @@ pub(super) async fn login_phase(
             // close_all() missed it had already set the flag. So one check
             // here covers the session (no per-request check needed).
             if ctx.shutting_down() {
-                target.close(CloseReason::Shutdown);
+                target.close(CloseRequest::Shutdown);
             }
             Ok(Some(Client {
                 stream,
@@ -399,15 +407,15 @@ impl Client {
                 let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
                 read.map_ok(drop).map_err(Into::into)
             }
-            Some(CloseReason::Shutdown) => Poll::Ready(Err(ClientError::fatal(
+            Some(CloseRequest::Shutdown) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
             ))),
-            Some(CloseReason::Killed) => Poll::Ready(Err(ClientError::fatal(
+            Some(CloseRequest::Killed) => Poll::Ready(Err(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection due to administrator command (KILL)",
             ))),
-            Some(CloseReason::IdleTimeout) => {
+            Some(CloseRequest::IdleTimeout) => {
                 info!(
                     client = target.id,
                     who = %target.who(),
@@ -423,20 +431,21 @@ impl Client {
 
     /// Move into the registry entry, the socket off the reactor and
     /// watched by the parker, until the socket or a close wakes it (see
-    /// `CancelTarget::park`); None when parked (or when the socket was
+    /// `SessionEntry::park`); None when parked (or when the socket was
     /// lost), the client back when it turned out to be ready already.
     fn park(self) -> Option<Client> {
         let ctx = self.held.context().clone();
-        let Some(parker) = ctx.cancel.parker() else {
+        let Some(parker) = ctx.registry.parker() else {
             return Some(self);
         };
         let entry = self.target().clone();
-        let parked = self.detach()?;
-        let parked = entry.park(parked, |parked, cx| {
+        let parked = Box::new(self.detach()?);
+        let parked = entry.park(parked, |parked: &mut Parked, cx| {
             if entry.poll_closing(cx, &ctx.epoch).is_some() {
                 return true;
             }
-            match parker.watch(parked.socket.fd(), entry.key) {
+            let token = crate::registry::token(entry.key);
+            match parker.watch(parked.socket.fd(), token) {
                 Ok(()) => false,
                 Err(e) => {
                     warn!(client = entry.id, error = %e, "cannot park client; it keeps its task");
@@ -444,7 +453,7 @@ impl Client {
                 }
             }
         })?;
-        parked.attach()
+        (*parked).attach()
     }
 
     /// The client without its read buffer, its socket off the reactor.
@@ -465,7 +474,7 @@ impl Client {
     }
 
     /// The session's registry entry.
-    pub(super) fn target(&self) -> &Arc<crate::cancel::CancelTarget> {
+    pub(super) fn target(&self) -> &Arc<crate::registry::SessionEntry> {
         self.held.target()
     }
 
@@ -516,7 +525,7 @@ mod tests {
                 },
                 crate::pool::PoolSettings::with_defaults(
                     crate::server::ServerTarget {
-                        addr: Arc::new(crate::server::ServerAddr::Tcp {
+                        addr: Arc::new(crate::transport::Endpoint::Tcp {
                             host: "h".into(),
                             port: 1,
                         }),
@@ -532,7 +541,7 @@ mod tests {
                 buf: BytesMut::new(),
                 waker_set: false,
                 held: Held {
-                    registration: Registration::new(ctx.clone(), 1, super::super::Peer::Unix),
+                    registration: Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix),
                     _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
                     cfg: ctx.config(),
                     params: pool.intern(Params::new()),

@@ -13,9 +13,9 @@
 use std::sync::OnceLock;
 
 use crate::config::{Config, General};
-use crate::net::Stream;
 use crate::protocol::{Startup, sqlstate};
 use crate::server::params::{Params, datestyle_in_full, tracked_name};
+use crate::transport::Stream;
 
 use super::ClientError;
 

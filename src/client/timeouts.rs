@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::ClientError;
-use crate::cancel::CancelTarget;
+use crate::registry::SessionEntry;
 
 use crate::protocol::sqlstate::IDLE_IN_TRANSACTION_TIMEOUT;
 
@@ -92,7 +92,7 @@ pub(super) enum Phase {
 #[derive(Clone, Copy)]
 pub(super) struct Clock<'a> {
     /// The session's registry entry.
-    pub target: &'a CancelTarget,
+    pub target: &'a SessionEntry,
     /// The sweep's epoch counter (`Context::epoch`).
     pub epoch: &'a AtomicU64,
 }
@@ -232,7 +232,7 @@ mod tests {
     /// sweep looks at, and the sweep's wake-up reaches this task.
     #[tokio::test]
     async fn published_deadline_and_expiry() {
-        let target = CancelTarget::default();
+        let target = SessionEntry::default();
         let epoch = AtomicU64::new(7);
         let clock = Clock {
             target: &target,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Pool, Pools};
-use crate::net::Stream;
-use crate::server::{BackendKey, ServerAddr};
+use crate::server::BackendKey;
+use crate::transport::Endpoint;
+use crate::transport::Stream;
 
 /// A pool's figures in SHOW POOLS terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct IdleServer {
     /// Its backend's cancel key (process id = backend pid).
     pub key: BackendKey,
     /// Where it is connected.
-    pub addr: Arc<ServerAddr>,
+    pub addr: Arc<Endpoint>,
     /// Our end of the connection (TCP only).
     pub local: Option<SocketAddr>,
     /// When it was opened.

@@ -143,7 +143,7 @@ pub struct Pool {
     /// clients asking for the same settings hold one copy.
     interned: Interner<Params>,
     /// Identities of this pool's clients, shared likewise.
-    infos: Interner<crate::cancel::ClientInfo>,
+    infos: Interner<crate::registry::ClientInfo>,
     /// The last login answers (see `answers`).
     answers: super::answers::Answers,
     /// Statistics (SHOW STATS), written by the relay.
@@ -462,7 +462,7 @@ impl Pool {
         database: &str,
         pool_user: &str,
         application_name: &str,
-    ) -> Arc<crate::cancel::ClientInfo> {
+    ) -> Arc<crate::registry::ClientInfo> {
         self.infos.intern_with(
             |i| {
                 i.user == user
@@ -470,7 +470,7 @@ impl Pool {
                     && i.pool_user == pool_user
                     && i.application_name == application_name
             },
-            || crate::cancel::ClientInfo {
+            || crate::registry::ClientInfo {
                 user: user.to_string(),
                 database: database.to_string(),
                 pool_user: pool_user.to_string(),

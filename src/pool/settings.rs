@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Database, General, PoolMode};
-use crate::server::{ServerAddr, ServerCredentials, ServerTarget};
+use crate::server::{ServerCredentials, ServerTarget};
+use crate::transport::Endpoint;
 
 /// Settings of one pool. Durations of zero mean "off" unless noted.
 #[derive(Debug, Clone)]
@@ -202,17 +203,17 @@ impl PoolSettings {
 /// socket in the usual directory (/var/run/postgresql when it exists, else
 /// /tmp); a host starting with '/' is a socket directory; of a host list,
 /// the first host is used (load balancing comes later).
-fn server_addr(db: &Database) -> ServerAddr {
+fn server_addr(db: &Database) -> Endpoint {
     let host = db
         .host
         .as_deref()
         .and_then(|h| h.split(',').map(str::trim).find(|h| !h.is_empty()));
     match host {
-        Some(h) if !h.starts_with('/') => ServerAddr::Tcp {
+        Some(h) if !h.starts_with('/') => Endpoint::Tcp {
             host: h.to_string(),
             port: db.port,
         },
-        Some(dir) => ServerAddr::Unix {
+        Some(dir) => Endpoint::Unix {
             dir: PathBuf::from(dir),
             port: db.port,
         },
@@ -223,7 +224,7 @@ fn server_addr(db: &Database) -> ServerAddr {
             } else {
                 PathBuf::from("/tmp")
             };
-            ServerAddr::Unix { dir, port: db.port }
+            Endpoint::Unix { dir, port: db.port }
         }
     }
 }

@@ -7,12 +7,13 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::{Pool, PoolSettings, Pools};
-use crate::net::Stream;
-use crate::server::{BackendKey, Params, ServerAddr, ServerConn, ServerCredentials, ServerTarget};
+use crate::server::{BackendKey, Params, ServerConn, ServerCredentials, ServerTarget};
+use crate::transport::Endpoint;
+use crate::transport::Stream;
 
 fn settings(size: usize) -> PoolSettings {
     let target = ServerTarget {
-        addr: Arc::new(ServerAddr::Tcp {
+        addr: Arc::new(Endpoint::Tcp {
             host: "127.0.0.1".into(),
             port: 1,
         }),

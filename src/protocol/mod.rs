@@ -68,3 +68,13 @@ impl Header {
         Ok(())
     }
 }
+
+/// A BackendKeyData (the key a CancelRequest names): PostgreSQL gives one
+/// to each server connection, the pooler its own to each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackendKey {
+    /// Backend process id.
+    pub process_id: i32,
+    /// Secret key.
+    pub secret_key: i32,
+}

@@ -9,11 +9,10 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::{backend::Message, frontend};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UnixStream};
 
-use super::{BackendKey, Params, ServerAddr, ServerConn, ServerError};
+use super::{BackendKey, Params, ServerConn, ServerError};
 use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
-use crate::net::Stream;
+use crate::transport::Endpoint;
 
 /// The secret the pooler logs in to PostgreSQL with.
 #[derive(Clone)]
@@ -43,7 +42,7 @@ impl std::fmt::Debug for ServerCredentials {
 #[derive(Debug, Clone)]
 pub struct ServerTarget {
     /// Where.
-    pub addr: Arc<ServerAddr>,
+    pub addr: Arc<Endpoint>,
     /// Database name on the server.
     pub database: String,
     /// User name on the server.
@@ -74,33 +73,18 @@ pub async fn connect(
     }
 }
 
-async fn open_stream(addr: &ServerAddr) -> Result<Stream, ServerError> {
-    let err = |source| ServerError::Connect {
-        addr: addr.clone(),
-        source,
-    };
-    match addr {
-        ServerAddr::Tcp { host, port } => {
-            let s = TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(err)?;
-            s.set_nodelay(true).map_err(err)?;
-            Ok(Stream::Tcp(s))
-        }
-        ServerAddr::Unix { dir, port } => {
-            let s = UnixStream::connect(ServerAddr::socket_path(dir, *port))
-                .await
-                .map_err(err)?;
-            Ok(Stream::Unix(s))
-        }
-    }
-}
-
 async fn connect_inner(
     target: &ServerTarget,
     credentials: &ServerCredentials,
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
-    let stream = open_stream(&target.addr).await?;
+    let stream = target
+        .addr
+        .connect()
+        .await
+        .map_err(|source| ServerError::Connect {
+            addr: (*target.addr).clone(),
+            source,
+        })?;
     // Boxed: a server moves between the pool and sessions on every
     // transaction; a pointer moves cheaper than the whole struct.
     let mut conn = Box::new(ServerConn {

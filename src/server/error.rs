@@ -3,7 +3,7 @@
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorFields;
 
-use super::ServerAddr;
+use super::Endpoint;
 
 /// What went wrong with a server connection.
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +12,7 @@ pub enum ServerError {
     #[error("could not connect to server {addr}: {source}")]
     Connect {
         /// Where.
-        addr: ServerAddr,
+        addr: Endpoint,
         /// Why.
         source: std::io::Error,
     },
@@ -20,7 +20,7 @@ pub enum ServerError {
     #[error("timed out connecting to server {addr}")]
     Timeout {
         /// Where.
-        addr: ServerAddr,
+        addr: Endpoint,
     },
     /// PostgreSQL answered with an ErrorResponse.
     #[error("server error {code}: {message}")]

@@ -8,8 +8,6 @@ mod error;
 pub mod params;
 pub mod statements;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -21,44 +19,8 @@ pub use connect::{ServerCredentials, ServerTarget, connect};
 pub use error::ServerError;
 pub use params::Params;
 
-use crate::net::Stream;
-
-/// Where a PostgreSQL server listens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ServerAddr {
-    /// host:port over TCP.
-    Tcp { host: String, port: u16 },
-    /// A Unix socket: the directory and port (socket file `.s.PGSQL.<port>`).
-    Unix { dir: PathBuf, port: u16 },
-}
-
-impl ServerAddr {
-    /// The socket file of a Unix address.
-    pub fn socket_path(dir: &std::path::Path, port: u16) -> PathBuf {
-        dir.join(format!(".s.PGSQL.{port}"))
-    }
-}
-
-impl fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            ServerAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
-            ServerAddr::Unix { dir, port } => {
-                write!(f, "{}", ServerAddr::socket_path(dir, *port).display())
-            }
-        }
-    }
-}
-
-/// The cancel key PostgreSQL gave a server connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BackendKey {
-    /// Backend process id.
-    pub process_id: i32,
-    /// Secret key.
-    pub secret_key: i32,
-}
+pub use crate::protocol::BackendKey;
+use crate::transport::{Endpoint, Stream};
 
 /// A logged-in connection to PostgreSQL.
 #[derive(Debug)]
@@ -78,7 +40,7 @@ pub struct ServerConn {
     /// Cancel key of the backend.
     pub key: BackendKey,
     /// Where it is connected.
-    pub addr: Arc<ServerAddr>,
+    pub addr: Arc<Endpoint>,
     /// When it was opened.
     pub created: Instant,
     /// `created` on the cheap monotonic clock (`runtime::clock::clock_ns`).

@@ -189,7 +189,7 @@ fn pool(ctx: &crate::context::Context, db: &str, user: &str) -> Arc<crate::pool:
     ctx.pools.get_or_create(db, user, || {
         crate::pool::PoolSettings::with_defaults(
             crate::server::ServerTarget {
-                addr: Arc::new(crate::server::ServerAddr::Tcp {
+                addr: Arc::new(crate::transport::Endpoint::Tcp {
                     host: "h".into(),
                     port: 1,
                 }),

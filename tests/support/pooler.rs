@@ -147,9 +147,11 @@ impl PoolerBuilder {
             ),
         };
         let shards = pgsluice::runtime::shard::Shards::start(shards).expect("start shards");
-        let listeners =
-            pgsluice::listen::bind_sharded(&loaded.config.general, shards.handles().len())
-                .expect("bind");
+        let listeners = pgsluice::transport::listen::bind_sharded(
+            &loaded.config.general,
+            shards.handles().len(),
+        )
+        .expect("bind");
         let pooler =
             pgsluice::Pooler::serve_sharded(listeners, loaded.config, shards.handles().to_vec())
                 .expect("start pooler");

@@ -74,8 +74,8 @@ impl Client {
             clock: Clock {
                 // Fields, not accessors: the relay borrows other fields
                 // of `held` mutably meanwhile.
-                target: &self.held.registration.target,
-                epoch: &self.held.registration.context().epoch,
+                target: &self.held.registration.entry,
+                epoch: &self.held.registration.owner().epoch,
             },
             stats: &pool.stats,
             started,
@@ -86,7 +86,7 @@ impl Client {
                 cfg.general.max_prepared_statements
             },
         };
-        let target = &self.held.registration.target;
+        let target = &self.held.registration.entry;
         target.link(server.addr.clone(), server.key, server.statements.len());
         let outcome = relay(
             &mut self.stream,
@@ -166,7 +166,7 @@ impl Client {
 /// instruction cache.
 #[cold]
 #[inline(never)]
-fn log_disconnection(target: &crate::cancel::CancelTarget, terminate: bool) {
+fn log_disconnection(target: &crate::registry::SessionEntry, terminate: bool) {
     // Literal messages: a `{}` argument would be formatted per line.
     if terminate {
         info!(client = target.id, who = %target.who(), "client close request");

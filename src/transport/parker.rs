@@ -12,30 +12,26 @@
 //! mio is used directly (it is what tokio's reactor is built on): no
 //! well-kept crate offers "call me back when one of these sockets becomes
 //! readable" without a runtime registration per socket.
+//!
+//! The parker knows sockets and tokens only: whoever watches a socket
+//! chooses its token, and the callback given to [`Parker::start`] is told
+//! the tokens of the sockets that became ready (the session registry finds
+//! its entries by them).
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use parking_lot::Mutex;
 use tracing::error;
 
-use crate::cancel::CancelTarget;
-use crate::server::BackendKey;
-
-/// The registry's map, looked up by the key an event carries.
-pub(crate) type Entries = Mutex<HashMap<(i32, i32), Arc<CancelTarget>>>;
-
-// Keys are packed into tokens.
+// Tokens are 64 bits (the registry packs a client key into one).
 const _: () = assert!(usize::BITS == 64);
 
-/// Token of the waker that stops the thread (never a client key's: those
-/// have a non-negative process id, so their top bit is 0).
+/// Token of the waker that stops the thread; [`Parker::watch`] refuses it.
 const STOP: Token = Token(usize::MAX);
 
 /// The parker: its epoll set and the thread that waits on it. Dropping it
@@ -47,9 +43,10 @@ pub struct Parker {
 }
 
 impl Parker {
-    /// Start the thread; readiness of a watched socket wakes the entry of
-    /// the key it was watched with (found in `entries`, if still there).
-    pub fn start(entries: Weak<Entries>) -> io::Result<Parker> {
+    /// Start the thread. `ready` is called on it with the tokens of the
+    /// watched sockets that became readable (or hung up); when it returns
+    /// false (its owner is gone) the thread ends.
+    pub fn start(ready: impl FnMut(&[u64]) -> bool + Send + 'static) -> io::Result<Parker> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), STOP)?;
@@ -57,7 +54,7 @@ impl Parker {
         let stopped = stop.clone();
         std::thread::Builder::new()
             .name("pgsluice-park".into())
-            .spawn(move || run(poll, entries, &stopped))?;
+            .spawn(move || run(poll, ready, &stopped))?;
         Ok(Parker {
             registry,
             waker,
@@ -66,11 +63,12 @@ impl Parker {
     }
 
     /// Watch `fd` (a parked client's socket) for readability, hang-up or
-    /// error. A socket that is readable already is reported at once.
-    pub fn watch(&self, fd: RawFd, key: BackendKey) -> io::Result<()> {
-        let token = token(key);
+    /// error, reported with `token`. A socket that is readable already is
+    /// reported at once.
+    pub fn watch(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let token = Token(token as usize);
         if token == STOP {
-            return Err(io::Error::other("key collides with the stop token"));
+            return Err(io::Error::other("token collides with the stop token"));
         }
         self.registry
             .register(&mut SourceFd(&fd), token, Interest::READABLE)
@@ -89,19 +87,9 @@ impl Drop for Parker {
     }
 }
 
-fn token(key: BackendKey) -> Token {
-    let bits = (u64::from(key.process_id as u32) << 32) | u64::from(key.secret_key as u32);
-    Token(bits as usize)
-}
-
-fn key(token: Token) -> (i32, i32) {
-    let bits = token.0 as u64;
-    ((bits >> 32) as u32 as i32, bits as u32 as i32)
-}
-
-fn run(mut poll: Poll, entries: Weak<Entries>, stop: &AtomicBool) {
+fn run(mut poll: Poll, mut ready: impl FnMut(&[u64]) -> bool, stop: &AtomicBool) {
     let mut events = Events::with_capacity(256);
-    let mut woken = Vec::new();
+    let mut tokens = Vec::new();
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -115,23 +103,15 @@ fn run(mut poll: Poll, entries: Weak<Entries>, stop: &AtomicBool) {
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let Some(entries) = entries.upgrade() else {
+        tokens.clear();
+        tokens.extend(
+            events
+                .iter()
+                .filter(|e| e.token() != STOP)
+                .map(|e| e.token().0 as u64),
+        );
+        if !ready(&tokens) {
             return;
-        };
-        {
-            let map = entries.lock();
-            woken.extend(
-                events
-                    .iter()
-                    .filter(|e| e.token() != STOP)
-                    .filter_map(|e| map.get(&key(e.token())).cloned()),
-            );
-        }
-        drop(entries);
-        // Outside the map's lock: waking resumes the client, which
-        // starts a task.
-        for t in woken.drain(..) {
-            std::task::Wake::wake(t);
         }
     }
 }
@@ -139,16 +119,19 @@ fn run(mut poll: Poll, entries: Weak<Entries>, stop: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
 
     #[test]
-    fn tokens_round_trip_and_never_stop() {
-        for (p, s) in [(0, 0), (0x7fff_ffff, -1), (1, i32::MIN), (12345, 678)] {
-            let k = BackendKey {
-                process_id: p,
-                secret_key: s,
-            };
-            assert_ne!(token(k), STOP);
-            assert_eq!(key(token(k)), (p, s));
-        }
+    fn a_readable_socket_is_reported_with_its_token() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let parker = Parker::start(move |tokens| tx.send(tokens.to_vec()).is_ok()).unwrap();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        parker.watch(b.as_raw_fd(), 42).unwrap();
+        a.write_all(b"x").unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, vec![42]);
+        parker.unwatch(b.as_raw_fd()).unwrap();
+        assert!(parker.watch(b.as_raw_fd(), u64::MAX).is_err());
     }
 }

@@ -112,7 +112,7 @@ impl Stream {
 }
 
 /// A socket taken off the runtime's reactor (a parked client's; see
-/// `crate::parker`). Still non-blocking.
+/// `transport::parker`). Still non-blocking.
 #[derive(Debug)]
 pub enum Detached {
     /// TCP.
