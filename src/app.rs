@@ -86,10 +86,7 @@ impl Pooler {
         // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
         acceptors.push(tokio::spawn(maintain_pools(ctx.clone(), tick.clone())));
         // SHOW STATS averages and the log_stats line, every stats_period.
-        acceptors.push(tokio::spawn(crate::stats::run_stats_period(
-            ctx.clone(),
-            tick,
-        )));
+        acceptors.push(tokio::spawn(stats_period(ctx.clone(), tick)));
         let mut unix_path = None;
         if let Some((l, path)) = listeners.unix {
             info!(path = %path.display(), "listening");
@@ -232,9 +229,118 @@ async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
     }
 }
 
+/// Every stats_period, counted in ticks (1 s; the period is read again each
+/// time, so RELOAD applies), until shutdown: [`stats_tick`].
+async fn stats_period(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            changed = tick.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+        ticks += 1;
+        let period = ctx.config().general.stats_period;
+        let every = period.as_secs_f64().ceil().max(1.0) as u64;
+        if ticks >= every {
+            ticks = 0;
+            stats_tick(&ctx, std::time::Instant::now());
+        }
+    }
+}
+
+/// End of a stats_period: snapshot every pool's statistics (SHOW STATS
+/// averages are taken from the previous snapshot on) and, with
+/// log_stats, log one line per database. Returns the rows logged.
+pub fn stats_tick(ctx: &Context, now: std::time::Instant) -> Vec<crate::stats::StatsRow> {
+    let pools = ctx.pools.all();
+    let rows = crate::stats::report::tick(pools.iter().map(|p| (&*p.key.database, &p.stats)), now);
+    if ctx.config().general.log_stats {
+        for row in &rows {
+            info!(database = %row.database, "{}", crate::stats::log_line(&row.avg));
+        }
+    }
+    rows
+}
+
 /// Out of file descriptors and the like: log and back off a little
 /// instead of spinning.
 async fn accept_error(e: io::Error) {
     error!("accept failed: {e}");
     crate::runtime::timer::sleep(Duration::from_millis(50)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracing writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn context(ini: &str) -> Context {
+        let loaded = crate::config::load_str(ini, std::path::Path::new("x.ini")).unwrap();
+        let (_tx, rx) = watch::channel(false);
+        Context::new(loaded.config, rx)
+    }
+
+    fn pool(ctx: &Context, db: &str) -> Arc<crate::pool::Pool> {
+        ctx.pools.get_or_create(db, "u", || {
+            crate::pool::PoolSettings::with_defaults(
+                crate::server::ServerTarget {
+                    addr: Arc::new(crate::transport::Endpoint::Tcp {
+                        host: "h".into(),
+                        port: 1,
+                    }),
+                    database: db.into(),
+                    user: "u".into(),
+                    startup_params: vec![],
+                },
+                crate::server::ServerCredentials::None,
+            )
+        })
+    }
+
+    /// Runs `tick` with log lines captured; returns them.
+    fn logged(ctx: &Context) -> String {
+        let buf = Captured::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            stats_tick(ctx, std::time::Instant::now())
+        });
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn log_stats_logs_one_line_per_database() {
+        let ctx = context("[pgbouncer]\nauth_type=any\nlog_stats=1\n");
+        pool(&ctx, "a").stats.count_login();
+        pool(&ctx, "b").stats.count_login();
+        let log = logged(&ctx);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].contains("stats: 0 xacts/s") && lines[0].contains("database=a"));
+        assert!(lines[1].contains("database=b"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn log_stats_off_logs_nothing() {
+        let ctx = context("[pgbouncer]\nauth_type=any\nlog_stats=0\n");
+        pool(&ctx, "a").stats.count_login();
+        assert_eq!(logged(&ctx), "");
+    }
 }

@@ -396,10 +396,10 @@ async fn pgbench_prepared_40_clients_on_a_pool_of_4() {
         }
         // The pool's statistics: Parses answered by the pooler are not
         // server Parses.
-        let rows = pgsluice::stats::stats_rows(p.pooler().context());
+        let rows = pgsluice::admin::stats_rows(p.pooler().context());
         let r = rows.into_iter().find(|r| r.database == db).unwrap();
         assert!(
-            r.total_server_parse_count < r.total_client_parse_count,
+            r["total_server_parse_count"] < r["total_client_parse_count"],
             "{r:?}"
         );
     })

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::net::TcpStream;
 
-use pgsluice::stats::{DatabaseStats, stats_rows, stats_totals};
+use pgsluice::stats::StatsRow;
 use support::{PoolerBuilder, TestPooler, bounded, poll, transaction_pooler, wire};
 
 /// A raw client that counts the bytes it sends and receives after login
@@ -71,7 +71,13 @@ impl Counted {
     }
 }
 
-fn row(pooler: &TestPooler, db: &str) -> Option<DatabaseStats> {
+/// SHOW STATS rows as the pooler computes them.
+fn stats_rows(ctx: &pgsluice::context::Context) -> Vec<StatsRow> {
+    let pools = ctx.pools.all();
+    pgsluice::stats::report::rows(pools.iter().map(|p| (&*p.key.database, &p.stats)))
+}
+
+fn row(pooler: &TestPooler, db: &str) -> Option<StatsRow> {
     let rows = stats_rows(pooler.pooler().context());
     rows.into_iter().find(|r| r.database == db)
 }
@@ -79,9 +85,9 @@ fn row(pooler: &TestPooler, db: &str) -> Option<DatabaseStats> {
 /// Poll until the database's row has `xacts` transactions (links are
 /// added to the pool's counters as they end, just after their last
 /// answer was forwarded).
-async fn row_with(pooler: &TestPooler, db: &str, xacts: u64) -> DatabaseStats {
+async fn row_with(pooler: &TestPooler, db: &str, xacts: u64) -> StatsRow {
     poll(100, Duration::from_millis(50), || async {
-        row(pooler, db).filter(|r| r.total_xact_count >= xacts)
+        row(pooler, db).filter(|r| r["total_xact_count"] >= xacts)
     })
     .await
     .unwrap_or_else(|| panic!("no {xacts} transactions: {:?}", row(pooler, db)))
@@ -119,14 +125,21 @@ async fn totals_are_exactly_the_load_that_ran() {
         assert_eq!(a.extended("SELECT 1").await, b'T');
         assert_eq!(a.extended("COMMIT").await, b'I');
         let r = row_with(&pooler, &db, 13).await;
-        assert_eq!((r.total_xact_count, r.total_query_count), (13, 23), "{r:?}");
-        assert_eq!(r.total_server_assignment_count, 13, "{r:?}");
-        assert_eq!((r.total_client_parse_count, r.total_bind_count), (6, 6));
-        assert_eq!(r.total_server_parse_count, 6);
-        assert_eq!((r.total_received, r.total_sent), (a.sent, a.received));
-        assert!(r.total_query_time > 0 && r.total_xact_time >= r.total_query_time);
-        assert_eq!(r.total_wait_time, 0, "nobody waited: {r:?}");
-        assert_eq!(r.total_client_login_count, 1);
+        assert_eq!(
+            (r["total_xact_count"], r["total_query_count"]),
+            (13, 23),
+            "{r:?}"
+        );
+        assert_eq!(r["total_server_assignment_count"], 13, "{r:?}");
+        assert_eq!(
+            (r["total_client_parse_count"], r["total_bind_count"]),
+            (6, 6)
+        );
+        assert_eq!(r["total_server_parse_count"], 6);
+        assert_eq!((r["total_received"], r["total_sent"]), (a.sent, a.received));
+        assert!(r["total_query_time"] > 0 && r["total_xact_time"] >= r["total_query_time"]);
+        assert_eq!(r["total_wait_time"], 0, "nobody waited: {r:?}");
+        assert_eq!(r["total_client_login_count"], 1);
 
         // A pool of one: B queues while A holds the server in a
         // transaction, for at least 300 ms.
@@ -137,20 +150,21 @@ async fn totals_are_exactly_the_load_that_ran() {
         assert_eq!(a.query("COMMIT").await, b'I');
         assert_eq!(b.ready().await, (b'I', false));
         let r = row_with(&pooler, &db, 15).await;
-        assert_eq!((r.total_xact_count, r.total_query_count), (15, 26));
-        assert_eq!(r.total_server_assignment_count, 15);
-        assert_eq!(r.total_client_login_count, 2);
-        assert!(r.total_wait_time >= 250_000, "{r:?}");
-        assert!(r.total_xact_time >= 300_000, "{r:?}");
-        assert_eq!(r.total_received, a.sent + b.sent);
-        assert_eq!(r.total_sent, a.received + b.received);
+        assert_eq!((r["total_xact_count"], r["total_query_count"]), (15, 26));
+        assert_eq!(r["total_server_assignment_count"], 15);
+        assert_eq!(r["total_client_login_count"], 2);
+        assert!(r["total_wait_time"] >= 250_000, "{r:?}");
+        assert!(r["total_xact_time"] >= 300_000, "{r:?}");
+        assert_eq!(r["total_received"], a.sent + b.sent);
+        assert_eq!(r["total_sent"], a.received + b.received);
         // Nothing counted twice, nothing later: the figures stay.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let again = row(&pooler, &db).unwrap();
-        assert_eq!(again.totals(), r.totals());
+        assert_eq!(again.total, r.total);
         // SHOW TOTALS includes this database.
-        let all = stats_totals(pooler.pooler().context());
-        assert!(all.total_xact_count >= 15);
+        let pools = pooler.pooler().context().pools.all();
+        let all = pgsluice::stats::report::all(pools.iter().map(|p| (&*p.key.database, &p.stats)));
+        assert!(all["total_xact_count"] >= 15);
         drop((a, b));
         pooler.shutdown().await;
     })
@@ -174,8 +188,8 @@ async fn session_mode_counts_each_transaction_before_the_client_leaves() {
         assert_eq!(a.query("COMMIT").await, b'I');
         // Still linked: the figures are there anyway.
         let r = row_with(&pooler, &db, 2).await;
-        assert_eq!((r.total_xact_count, r.total_query_count), (2, 3));
-        assert_eq!(r.total_server_assignment_count, 1);
+        assert_eq!((r["total_xact_count"], r["total_query_count"]), (2, 3));
+        assert_eq!(r["total_server_assignment_count"], 1);
         drop(a);
         pooler.shutdown().await;
     })
@@ -220,16 +234,16 @@ async fn pgbench_transactions_and_statements_are_counted() {
         let r = row_with(&pooler, &db, 400).await;
         // pgbench's own set-up (its scale query) is a statement or two
         // beside the 400 transactions of 7 statements.
-        let setup = r.total_xact_count - 400;
+        let setup = r["total_xact_count"] - 400;
         assert!(setup <= 3, "{r:?}");
-        assert_eq!(r.total_query_count, 7 * 400 + setup, "{r:?}");
+        assert_eq!(r["total_query_count"], 7 * 400 + setup, "{r:?}");
         assert_eq!(
-            (r.total_client_parse_count, r.total_bind_count),
+            (r["total_client_parse_count"], r["total_bind_count"]),
             (2800, 2800)
         );
-        assert!(r.total_client_login_count >= 4, "{r:?}");
-        assert!(r.total_server_assignment_count >= 400, "{r:?}");
-        assert!(r.total_xact_time > r.total_query_time, "{r:?}");
+        assert!(r["total_client_login_count"] >= 4, "{r:?}");
+        assert!(r["total_server_assignment_count"] >= 400, "{r:?}");
+        assert!(r["total_xact_time"] > r["total_query_time"], "{r:?}");
         pooler.shutdown().await;
     })
     .await;
@@ -288,13 +302,13 @@ async fn averages_and_the_log_line_follow_the_load() {
         };
         let r = poll(100, Duration::from_millis(100), || async {
             row(&pooler, &db).filter(|r| {
-                r.avg_xact_count > 0
-                    && r.avg_query_count > 0
-                    && r.avg_server_assignment_count > 0
-                    && r.avg_recv > 0
-                    && r.avg_sent > 0
-                    && r.avg_query_time > 0
-                    && r.avg_xact_time > 0
+                r["avg_xact_count"] > 0
+                    && r["avg_query_count"] > 0
+                    && r["avg_server_assignment_count"] > 0
+                    && r["avg_recv"] > 0
+                    && r["avg_sent"] > 0
+                    && r["avg_query_time"] > 0
+                    && r["avg_xact_time"] > 0
             })
         })
         .await;

@@ -25,7 +25,7 @@ use tracing::{debug, info};
 
 pub use parse::{Command, Control, ShutdownMode, parse};
 pub use pools::ADMIN_DB;
-pub use stats_show::{StatsRow, stats_rows};
+pub use stats_show::stats_rows;
 
 use crate::config::Config;
 use crate::context::Context;

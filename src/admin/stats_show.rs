@@ -1,62 +1,19 @@
 //! SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS: PgBouncer's columns,
-//! filled from [`StatsRow`]s (times in microseconds, averages per second
-//! over the last stats_period).
+//! named and ordered by the counter table (`stats::COUNTERS`; times in
+//! microseconds, averages per second over the last stats_period).
 
 use bytes::BytesMut;
 
 use super::rows::{BIGINT, Cell, Table, columns};
 use crate::context::Context;
-
-/// The counters of one database in PgBouncer's column order (see
-/// `crate::stats::DatabaseStats::totals`): totals since start, and
-/// averages per second over the last stats_period.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatsRow {
-    /// Database name.
-    pub database: String,
-    /// Totals since start.
-    pub total: [u64; 12],
-    /// Per second over the last stats_period.
-    pub avg: [u64; 12],
-}
-
-/// SHOW STATS names of the totals (`total_` + ...).
-const TOTAL_NAMES: [&str; 12] = [
-    "total_server_assignment_count",
-    "total_xact_count",
-    "total_query_count",
-    "total_received",
-    "total_sent",
-    "total_xact_time",
-    "total_query_time",
-    "total_wait_time",
-    "total_client_parse_count",
-    "total_server_parse_count",
-    "total_bind_count",
-    "total_client_login_count",
-];
-
-/// SHOW STATS names of the averages.
-const AVG_NAMES: [&str; 12] = [
-    "avg_server_assignment_count",
-    "avg_xact_count",
-    "avg_query_count",
-    "avg_recv",
-    "avg_sent",
-    "avg_xact_time",
-    "avg_query_time",
-    "avg_wait_time",
-    "avg_client_parse_count",
-    "avg_server_parse_count",
-    "avg_bind_count",
-    "avg_client_login_count",
-];
+use crate::stats::{COUNTERS, StatsRow};
 
 /// One row per database: every database in the config and every database
-/// a pool was made for, with the figures of `crate::stats` (zeros for a
-/// database nothing ran on yet).
+/// a pool was made for, with its figures (zeros for a database nothing ran
+/// on yet).
 pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
-    let measured = crate::stats::stats_rows(ctx);
+    let pools = ctx.pools.all();
+    let measured = crate::stats::report::rows(pools.iter().map(|p| (&*p.key.database, &p.stats)));
     let mut names = super::pools::database_names(ctx);
     for m in &measured {
         if !names.contains(&m.database) {
@@ -69,8 +26,7 @@ pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
             |database| match measured.iter().find(|m| m.database == database) {
                 Some(m) => StatsRow {
                     database,
-                    total: m.totals(),
-                    avg: m.averages(),
+                    ..m.clone()
                 },
                 None => StatsRow {
                     database,
@@ -81,7 +37,7 @@ pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
         .collect()
 }
 
-fn cells(database: &str, parts: &[&[u64; 12]]) -> Vec<Cell> {
+fn cells(database: &str, parts: &[&[u64]]) -> Vec<Cell> {
     let mut row = vec![Cell::from(database)];
     for c in parts {
         row.extend(c.iter().map(|v| Cell::from(*v)));
@@ -92,8 +48,8 @@ fn cells(database: &str, parts: &[&[u64; 12]]) -> Vec<Cell> {
 /// SHOW STATS.
 pub fn show_stats(ctx: &Context, out: &mut BytesMut) {
     let mut names = vec!["database"];
-    names.extend(TOTAL_NAMES);
-    names.extend(AVG_NAMES);
+    names.extend(COUNTERS.iter().map(|c| c.total));
+    names.extend(COUNTERS.iter().map(|c| c.avg));
     let mut t = Table::new(out, &columns(&names, 1, BIGINT));
     for r in stats_rows(ctx) {
         t.row(cells(&r.database, &[&r.total, &r.avg]));
@@ -104,7 +60,7 @@ pub fn show_stats(ctx: &Context, out: &mut BytesMut) {
 /// SHOW STATS_TOTALS (`averages` false) or SHOW STATS_AVERAGES.
 pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
     let mut names = vec!["database"];
-    names.extend(crate::stats::STATS_COLUMNS);
+    names.extend(COUNTERS.iter().map(|c| c.column));
     let mut t = Table::new(out, &columns(&names, 1, BIGINT));
     for r in stats_rows(ctx) {
         let part = if averages { &r.avg } else { &r.total };
@@ -116,13 +72,14 @@ pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
 /// SHOW TOTALS: SHOW STATS over all databases, as (name, value) rows
 /// (averages over all of them, not sums of per-database averages).
 pub fn show_totals(ctx: &Context, out: &mut BytesMut) {
-    let all = crate::stats::stats_totals(ctx);
-    let (total, avg) = (all.totals(), all.averages());
+    let pools = ctx.pools.all();
+    let all = crate::stats::report::all(pools.iter().map(|p| (&*p.key.database, &p.stats)));
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);
-    for (names, c) in [(&TOTAL_NAMES, &total), (&AVG_NAMES, &avg)] {
-        for (n, v) in names.iter().zip(c) {
-            t.row(vec![Cell::from(*n), Cell::from(*v)]);
-        }
+    for (c, v) in COUNTERS.iter().zip(&all.total) {
+        t.row(vec![Cell::from(c.total), Cell::from(*v)]);
+    }
+    for (c, v) in COUNTERS.iter().zip(&all.avg) {
+        t.row(vec![Cell::from(c.avg), Cell::from(*v)]);
     }
     t.finish();
 }

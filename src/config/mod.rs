@@ -42,8 +42,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
 pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 pub use loader::{load, load_str, load_with};
-#[cfg(test)]
-pub(crate) use userlist::parse_userlist;
 pub use userlist::{load_userlist, parse_secret};
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 

@@ -125,6 +125,21 @@ fn key32(b64: &str) -> Option<[u8; 32]> {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn hash_password_line_parses_back_as_a_scram_secret() {
+        let line = crate::auth::mkauth::userlist_line("a\"b", "s3cret pass");
+        let users =
+            parse_userlist(&line, std::path::Path::new("userlist.txt")).expect("valid line");
+        let Some(crate::auth::Secret::Scram(s)) = users.get("a\"b") else {
+            panic!("not a SCRAM secret: {line}")
+        };
+        assert_eq!((s.iterations, s.salt.len()), (4096, 16));
+        let again = crate::auth::ScramSecret::from_password("s3cret pass", &s.salt, 4096);
+        assert_eq!(again.stored_key, s.stored_key);
+        assert_eq!(again.server_key, s.server_key);
+        assert!(!line.contains("s3cret"));
+    }
+
     /// The verifier the brief supplied as PostgreSQL's for "pencil". It is
     /// well formed (4096 iterations, 12-byte salt, two 32-byte keys) but its
     /// keys do NOT derive from "pencil" (checked with Python's hashlib too),

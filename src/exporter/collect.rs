@@ -3,12 +3,14 @@
 //! SHOW STATS totals (relaxed loads of its shards). Nothing is recorded on
 //! the relay for this: scraping only reads.
 
+use std::sync::Arc;
+
 use super::text::{Exposition, Kind, seconds};
 use crate::context::Context;
-use crate::pool::CloseReason;
 use crate::pool::info::PoolFigures;
-use crate::stats::Totals;
-use crate::stats::histogram::{BOUNDS_US, Which};
+use crate::pool::{CloseReason, Pool};
+use crate::stats::histogram::{BOUNDS_US, HISTOGRAMS};
+use crate::stats::{COUNTERS, FIELDS, Unit};
 
 /// Metric name prefix.
 pub const PREFIX: &str = "pgsluice_";
@@ -18,7 +20,8 @@ struct PoolRow {
     database: String,
     user: String,
     figures: PoolFigures,
-    totals: Totals,
+    /// SHOW STATS totals, in `COUNTERS` order.
+    totals: [u64; FIELDS],
     size: usize,
     min_size: usize,
     reserve_size: usize,
@@ -56,80 +59,13 @@ impl PoolRow {
     }
 }
 
-/// One counter family: name (after the prefix), help, and its value in
-/// a pool's totals (times are in microseconds, shown in seconds).
-type CounterDef = (&'static str, &'static str, fn(&Totals) -> f64);
-
-const COUNTERS: &[CounterDef] = &[
-    (
-        "server_assignments_total",
-        "Times a server was assigned to a client (SHOW STATS total_server_assignment_count).",
-        |t| t.server_assignment_count as f64,
-    ),
-    (
-        "transactions_total",
-        "Transactions pooled (total_xact_count).",
-        |t| t.xact_count as f64,
-    ),
-    (
-        "queries_total",
-        "Queries pooled (total_query_count).",
-        |t| t.query_count as f64,
-    ),
-    (
-        "received_bytes_total",
-        "Bytes received from clients (total_received).",
-        |t| t.bytes_received as f64,
-    ),
-    (
-        "sent_bytes_total",
-        "Bytes sent to clients (total_sent).",
-        |t| t.bytes_sent as f64,
-    ),
-    (
-        "transaction_seconds_total",
-        "Time spent in transactions with a server assigned (total_xact_time).",
-        |t| seconds(t.xact_time),
-    ),
-    (
-        "query_seconds_total",
-        "Time spent in queries with a server assigned (total_query_time).",
-        |t| seconds(t.query_time),
-    ),
-    (
-        "client_wait_seconds_total",
-        "Time clients waited for a server (total_wait_time).",
-        |t| seconds(t.wait_time),
-    ),
-    (
-        "client_parses_total",
-        "Parse messages sent by clients (total_client_parse_count).",
-        |t| t.client_parse_count as f64,
-    ),
-    (
-        "server_parses_total",
-        "Parse messages sent to servers (total_server_parse_count).",
-        |t| t.server_parse_count as f64,
-    ),
-    (
-        "binds_total",
-        "Bind messages sent by clients (total_bind_count).",
-        |t| t.bind_count as f64,
-    ),
-    (
-        "client_logins_total",
-        "Successful client logins (total_client_login_count).",
-        |t| t.client_login_count as f64,
-    ),
-];
-
-fn sorted_pools(ctx: &Context) -> Vec<std::sync::Arc<crate::pool::Pool>> {
+fn sorted_pools(ctx: &Context) -> Vec<Arc<Pool>> {
     let mut pools = ctx.pools.all();
     pools.sort_by(|a, b| (&a.key.database, &a.key.user).cmp(&(&b.key.database, &b.key.user)));
     pools
 }
 
-fn rows(pools: &[std::sync::Arc<crate::pool::Pool>]) -> Vec<PoolRow> {
+fn rows(pools: &[Arc<Pool>]) -> Vec<PoolRow> {
     pools
         .iter()
         .map(|p| {
@@ -138,7 +74,7 @@ fn rows(pools: &[std::sync::Arc<crate::pool::Pool>]) -> Vec<PoolRow> {
                 database: p.key.database.clone(),
                 user: p.key.user.clone(),
                 figures: p.figures(),
-                totals: p.stats.totals(),
+                totals: p.stats.totals().to_array(),
                 size: s.size,
                 min_size: s.min_size,
                 reserve_size: s.reserve_size,
@@ -152,15 +88,28 @@ pub fn render(ctx: &Context) -> String {
     let pools = sorted_pools(ctx);
     let rows = rows(&pools);
     let mut e = Exposition::new();
-    let name = |n: &str| format!("{PREFIX}{n}");
+    pool_states(&mut e, &rows);
+    pool_limits(&mut e, &rows);
+    counters(&mut e, &rows);
+    histograms(&mut e, &pools, &rows);
+    server_events(&mut e, &pools, &rows);
+    process(&mut e, ctx);
+    e.finish()
+}
 
+fn name(suffix: &str) -> String {
+    format!("{PREFIX}{suffix}")
+}
+
+/// Clients and servers by state, and the longest wait (SHOW POOLS).
+fn pool_states(e: &mut Exposition, rows: &[PoolRow]) {
     let n = name("clients");
     e.family(
         &n,
         Kind::Gauge,
         "Logged-in clients by state: active (linked to a server), waiting (for a server), idle.",
     );
-    for r in &rows {
+    for r in rows {
         let [db, user] = r.labels();
         for (state, v) in r.clients() {
             e.sample(&n, &[db, user, ("state", state)], v);
@@ -172,7 +121,7 @@ pub fn render(ctx: &Context) -> String {
         Kind::Gauge,
         "Server connections by SHOW POOLS state (active, idle, used, tested, login).",
     );
-    for r in &rows {
+    for r in rows {
         let [db, user] = r.labels();
         for (state, v) in r.servers() {
             e.sample(&n, &[db, user, ("state", state)], v);
@@ -184,9 +133,13 @@ pub fn render(ctx: &Context) -> String {
         Kind::Gauge,
         "How long the longest-waiting client of the pool has waited (SHOW POOLS maxwait).",
     );
-    for r in &rows {
+    for r in rows {
         e.sample(&n, &r.labels(), r.figures.max_wait.as_secs_f64());
     }
+}
+
+/// The sizes in force.
+fn pool_limits(e: &mut Exposition, rows: &[PoolRow]) {
     type Limit = fn(&PoolRow) -> usize;
     let limits: [(&str, &str, Limit); 3] = [
         (
@@ -208,64 +161,59 @@ pub fn render(ctx: &Context) -> String {
     for (suffix, help, get) in limits {
         let n = name(suffix);
         e.family(&n, Kind::Gauge, help);
-        for r in &rows {
+        for r in rows {
             e.sample(&n, &r.labels(), get(r));
         }
     }
-    for (suffix, help, get) in COUNTERS {
-        let n = name(suffix);
-        e.family(&n, Kind::Counter, help);
-        for r in &rows {
-            e.sample(&n, &r.labels(), get(&r.totals));
+}
+
+/// SHOW STATS' totals, one counter family each (the counter table).
+fn counters(e: &mut Exposition, rows: &[PoolRow]) {
+    for (i, c) in COUNTERS.iter().enumerate() {
+        let n = name(c.metric);
+        e.family(&n, Kind::Counter, c.help);
+        for r in rows {
+            let v = r.totals[i];
+            match c.unit {
+                Unit::Count => e.sample(&n, &r.labels(), v),
+                Unit::Micros => e.sample(&n, &r.labels(), seconds(v)),
+            }
         }
     }
-    type Hist = (&'static str, &'static str, Which, fn(&Totals) -> (u64, u64));
-    let histograms: [Hist; 3] = [
-        (
-            "transaction_duration_seconds",
-            "Transaction time with a server assigned (a link's several transactions are observed at their mean).",
-            Which::Transaction,
-            |t| (t.xact_time, t.xact_count),
-        ),
-        (
-            "query_duration_seconds",
-            "Query time (a transaction's several queries are observed at their mean).",
-            Which::Query,
-            |t| (t.query_time, t.query_count),
-        ),
-        (
-            "client_wait_seconds",
-            "Time a client waited for a server, per assignment.",
-            Which::Wait,
-            |t| (t.wait_time, t.server_assignment_count),
-        ),
-    ];
+}
+
+/// The latency histograms.
+fn histograms(e: &mut Exposition, pools: &[Arc<Pool>], rows: &[PoolRow]) {
     let les: Vec<String> = BOUNDS_US
         .iter()
         .map(|us| seconds(*us).to_string())
         .chain(std::iter::once("+Inf".to_string()))
         .collect();
-    for (suffix, help, which, sum_count) in histograms {
-        let n = name(suffix);
-        e.family(&n, Kind::Histogram, help);
+    for h in HISTOGRAMS {
+        let n = name(h.metric);
+        e.family(&n, Kind::Histogram, h.help);
         let (bucket, sum, count) = (
             format!("{n}_bucket"),
             format!("{n}_sum"),
             format!("{n}_count"),
         );
-        for (p, r) in pools.iter().zip(&rows) {
+        for (p, r) in pools.iter().zip(rows) {
             let [db, user] = r.labels();
-            for (le, v) in les.iter().zip(p.stats.histogram(which)) {
+            for (le, v) in les.iter().zip(p.stats.histogram(h.which)) {
                 e.sample(&bucket, &[db, user, ("le", le)], v);
             }
-            let (s, c) = sum_count(&r.totals);
-            e.sample(&sum, &r.labels(), seconds(s));
-            e.sample(&count, &r.labels(), c);
+            let (s, c) = h.sum_count;
+            e.sample(&sum, &r.labels(), seconds(r.totals[s]));
+            e.sample(&count, &r.labels(), r.totals[c]);
         }
     }
+}
+
+/// Server connections opened, moved and closed (by reason).
+fn server_events(e: &mut Exposition, pools: &[Arc<Pool>], rows: &[PoolRow]) {
     let n = name("server_connections_opened_total");
     e.family(&n, Kind::Counter, "Server connections opened.");
-    for (p, r) in pools.iter().zip(&rows) {
+    for (p, r) in pools.iter().zip(rows) {
         e.sample(&n, &r.labels(), p.events.opened_total());
     }
     let n = name("server_connections_moved_total");
@@ -274,7 +222,7 @@ pub fn render(ctx: &Context) -> String {
         Kind::Counter,
         "Times a server connection moved to another worker thread's event loop (taken by a client served there).",
     );
-    for (p, r) in pools.iter().zip(&rows) {
+    for (p, r) in pools.iter().zip(rows) {
         e.sample(&n, &r.labels(), p.events.moved_total());
     }
     let n = name("server_connections_closed_total");
@@ -283,13 +231,18 @@ pub fn render(ctx: &Context) -> String {
         Kind::Counter,
         "Server connections closed, by reason (lifetime, idle_timeout, check_failed, broken, error, admin, evicted, aborted, shutdown).",
     );
-    for (p, r) in pools.iter().zip(&rows) {
+    for (p, r) in pools.iter().zip(rows) {
         let [db, user] = r.labels();
         for reason in CloseReason::ALL {
             let v = p.events.closed_total(reason);
             e.sample(&n, &[db, user, ("reason", reason.label())], v);
         }
     }
+}
+
+/// Process-wide figures: refused logins, errors sent to clients, client
+/// connections.
+fn process(e: &mut Exposition, ctx: &Context) {
     let n = name("login_failures_total");
     e.family(&n, Kind::Counter, "Client logins refused, by SQLSTATE.");
     for (code, v) in ctx.login_failures.lock().iter() {
@@ -324,5 +277,4 @@ pub fn render(ctx: &Context) -> String {
     let used =
         (ctx.client_capacity() as usize).saturating_sub(ctx.client_slots.available_permits());
     e.sample(&n, &[], used);
-    e.finish()
 }

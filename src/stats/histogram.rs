@@ -25,6 +25,43 @@ pub enum Which {
     Wait = 2,
 }
 
+/// A histogram as the metrics page shows it: its metric name (after
+/// `pgsluice_`), help, and the counters (`super::COUNTERS` indices) whose
+/// totals are its `_sum` (microseconds) and `_count`.
+#[derive(Debug, Clone, Copy)]
+pub struct Def {
+    /// Metric name after the prefix.
+    pub metric: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Which histogram.
+    pub which: Which,
+    /// The counter of its sum, and the counter of its count.
+    pub sum_count: (usize, usize),
+}
+
+/// Every histogram.
+pub const HISTOGRAMS: [Def; 3] = [
+    Def {
+        metric: "transaction_duration_seconds",
+        help: "Transaction time with a server assigned (a link's several transactions are observed at their mean).",
+        which: Which::Transaction,
+        sum_count: (super::counters::XACT_TIME, super::counters::XACTS),
+    },
+    Def {
+        metric: "query_duration_seconds",
+        help: "Query time (a transaction's several queries are observed at their mean).",
+        which: Which::Query,
+        sum_count: (super::counters::QUERY_TIME, super::counters::QUERIES),
+    },
+    Def {
+        metric: "client_wait_seconds",
+        help: "Time a client waited for a server, per assignment.",
+        which: Which::Wait,
+        sum_count: (super::counters::WAIT_TIME, super::counters::ASSIGNMENTS),
+    },
+];
+
 /// The three histograms of one shard.
 #[derive(Debug, Default)]
 pub(super) struct Histograms([[AtomicU64; BUCKETS]; 3]);

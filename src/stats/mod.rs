@@ -9,38 +9,40 @@
 //! slots picked per thread, so that links ending on different cores do not
 //! fight over one cache line.
 //!
-//! Readers: [`stats_rows`] (SHOW STATS and friends) and [`tick`], which
-//! every `stats_period` takes a snapshot of each pool (the base of the
-//! averages) and writes the `log_stats` line. Averages follow PgBouncer:
+//! Readers: [`report`] (SHOW STATS rows per database, and the
+//! stats_period [`report::tick`], which takes a snapshot of each pool, the
+//! base of the averages). Every counter is defined once, in [`COUNTERS`]
+//! (`counters.rs`): column names, averages, metric, log line. Averages follow PgBouncer:
 //! counts and bytes per second, and times per transaction / query /
 //! assignment, over the window from the snapshot before the last one until
 //! now (so over the last period right after a tick). Times are in
 //! microseconds. What this module does not own: when a link starts or ends
 //! (the relay), the admin console's formatting.
 
+mod counters;
 pub mod histogram;
 mod link;
-mod rows;
+pub mod report;
 #[cfg(test)]
 mod tests;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
+pub use counters::{Average, COUNTERS, Counter, Unit, log_line};
 pub(crate) use link::LinkStats;
-pub use rows::{
-    DatabaseStats, STATS_COLUMNS, log_line, run_stats_period, stats_rows, stats_totals, tick,
-};
+pub use report::StatsRow;
 
 /// Number of counters.
-const FIELDS: usize = 12;
+pub const FIELDS: usize = 12;
 
-/// PgBouncer's statistics, as totals since start (times in microseconds)
-/// or, from [`Totals::averages`], as averages. Field order is PgBouncer's
-/// column order in SHOW STATS_TOTALS.
+/// PgBouncer's statistics as totals since start (times in microseconds).
+/// Field order is [`COUNTERS`]' (PgBouncer's column order in SHOW
+/// STATS_TOTALS): [`to_array`](Self::to_array) is the one place that
+/// maps fields to that order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Times a server was assigned to a client (one per link).
@@ -90,7 +92,7 @@ impl Totals {
         ]
     }
 
-    fn from_array(a: [u64; FIELDS]) -> Totals {
+    pub(crate) fn from_array(a: [u64; FIELDS]) -> Totals {
         let [
             server_assignment_count,
             xact_count,
@@ -121,38 +123,9 @@ impl Totals {
         }
     }
 
-    fn plus(&self, other: &Totals) -> Totals {
+    pub(crate) fn plus(&self, other: &Totals) -> Totals {
         let (a, b) = (self.to_array(), other.to_array());
         Totals::from_array(std::array::from_fn(|i| a[i].wrapping_add(b[i])))
-    }
-
-    /// PgBouncer's averages from `older` (taken `window` ago) to `self`:
-    /// counts and bytes per second; xact_time per transaction, query_time
-    /// per query, wait_time per assignment.
-    pub fn averages(&self, older: &Totals, window: Duration) -> Totals {
-        let (cur, old) = (self.to_array(), older.to_array());
-        let d: [u64; FIELDS] = std::array::from_fn(|i| cur[i].saturating_sub(old[i]));
-        let d = Totals::from_array(d);
-        let us = window.as_micros();
-        if us == 0 {
-            return Totals::default();
-        }
-        let rate = |n: u64| u64::try_from(u128::from(n) * 1_000_000 / us).unwrap_or(u64::MAX);
-        let per = |t: u64, n: u64| t.checked_div(n).unwrap_or(0);
-        Totals {
-            server_assignment_count: rate(d.server_assignment_count),
-            xact_count: rate(d.xact_count),
-            query_count: rate(d.query_count),
-            bytes_received: rate(d.bytes_received),
-            bytes_sent: rate(d.bytes_sent),
-            xact_time: per(d.xact_time, d.xact_count),
-            query_time: per(d.query_time, d.query_count),
-            wait_time: per(d.wait_time, d.server_assignment_count),
-            client_parse_count: rate(d.client_parse_count),
-            server_parse_count: rate(d.server_parse_count),
-            bind_count: rate(d.bind_count),
-            client_login_count: rate(d.client_login_count),
-        }
     }
 }
 
@@ -326,4 +299,9 @@ impl PoolStats {
         let totals = self.totals();
         (totals, self.periods.lock().older)
     }
+}
+
+/// The index in [`COUNTERS`] of the counter whose column is `column`.
+pub fn index_of(column: &str) -> Option<usize> {
+    COUNTERS.iter().position(|c| c.column == column)
 }
