@@ -13,6 +13,8 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod exporter;
+#[cfg(test)]
+mod layering;
 pub mod notify;
 pub mod pool;
 pub mod protocol;
