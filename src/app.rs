@@ -193,7 +193,7 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
                 let keepalive = ctx.config().general.tcp_keepalive;
                 let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                client::spawn(Stream::Tcp(stream), Peer::Tcp(addr), ctx.clone(), permit);
+                client::spawn(Stream::from(stream), Peer::Tcp(addr), ctx.clone(), permit);
             }
             Err(e) => accept_error(e).await,
         }
@@ -205,7 +205,7 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                client::spawn(Stream::Unix(stream), Peer::Unix, ctx.clone(), permit);
+                client::spawn(Stream::from(stream), Peer::Unix, ctx.clone(), permit);
             }
             Err(e) => accept_error(e).await,
         }

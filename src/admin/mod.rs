@@ -108,13 +108,8 @@ pub fn own_uid() -> Option<u32> {
 
 /// Whether a Unix-socket peer runs as the same OS user as pgsluice.
 pub fn peer_is_own_user(stream: &Stream) -> bool {
-    match stream {
-        Stream::Unix(s) => match (s.peer_cred(), own_uid()) {
-            (Ok(cred), Some(uid)) => cred.uid() == uid,
-            _ => false,
-        },
-        Stream::Tcp(_) | Stream::Moving => false,
-    }
+    let peer = stream.unix_peer().and_then(|p| p.uid);
+    peer.is_some() && peer == own_uid()
 }
 
 /// Run a console session for a client that logged in. Counts toward

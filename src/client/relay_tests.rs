@@ -416,3 +416,147 @@ fn a_group_not_buffered_to_its_sync_is_tracked() {
     assert!(!b.activate);
     assert_eq!((b.forward, b.answers), (5, 1));
 }
+
+/// Runs one link through `relay` over in-memory socket pairs: the
+/// client's stream reads ahead in `record`-byte records (as TLS does), the
+/// test plays both peers with `peers` (what it returns is kept open until
+/// the link ended). Returns the outcome and the link's statistics.
+async fn relay_over_pairs<F, Fut, K>(record: usize, peers: F) -> (Outcome, crate::stats::Totals)
+where
+    F: FnOnce(tokio::net::UnixStream, tokio::net::UnixStream) -> Fut,
+    Fut: Future<Output = K>,
+{
+    use crate::registry::SessionEntry;
+    let (client_end, client_peer) = tokio::net::UnixStream::pair().unwrap();
+    let (server_end, server_peer) = tokio::net::UnixStream::pair().unwrap();
+    let mut client = Stream::read_ahead(client_end, record);
+    let addr = Arc::new(crate::transport::Endpoint::Unix {
+        dir: "/nonexistent".into(),
+        port: 1,
+    });
+    let mut server = ServerConn::new(Stream::from(server_end), addr);
+    let (entry, epoch, stats) = (
+        SessionEntry::default(),
+        Default::default(),
+        PoolStats::new(),
+    );
+    let rules = Rules {
+        extra_tracked: &[],
+        release_when_idle: true,
+        statement_mode: false,
+        max_len: 1 << 20,
+        limits: Limits {
+            query: std::time::Duration::ZERO,
+            idle_transaction: std::time::Duration::ZERO,
+        },
+        clock: Clock {
+            target: &entry,
+            epoch: &epoch,
+        },
+        stats: &stats,
+        started: crate::runtime::clock::clock_ns(),
+        wait_us: 0,
+        max_prepared: 0,
+    };
+    let (mut params, mut prepared, mut cbuf) = (Arc::new(Params::new()), None, BytesMut::new());
+    let link = relay(
+        &mut client,
+        &mut cbuf,
+        &mut server,
+        &mut params,
+        &mut prepared,
+        &rules,
+    );
+    let bounded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        tokio::join!(link, peers(client_peer, server_peer))
+    });
+    let (outcome, _kept) = bounded.await.expect("the link hung");
+    assert!(server.buf.is_empty());
+    if matches!(outcome, Outcome::Released) {
+        assert!(cbuf.is_empty(), "a released link left client bytes behind");
+    }
+    (outcome, stats.totals())
+}
+
+fn answer(buf: &mut BytesMut, tag: &str, status: u8) {
+    crate::protocol::backend::command_complete(buf, tag);
+    rfq(buf, status);
+}
+
+/// A transaction block pipelined in one write (BEGIN, SELECT, COMMIT),
+/// relayed over streams that read ahead: PostgreSQL gets exactly the
+/// client's bytes, the client exactly PostgreSQL's, and the server is
+/// released only at the last ReadyForQuery 'I'.
+#[tokio::test]
+async fn a_pipelined_transaction_relays_over_read_ahead_streams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = BytesMut::new();
+    for q in ["BEGIN", "SELECT 1", "COMMIT"] {
+        frontend::query(q, &mut request).unwrap();
+    }
+    let mut answers = BytesMut::new();
+    answer(&mut answers, "BEGIN", b'T');
+    answer(&mut answers, "SELECT 1", b'T');
+    answer(&mut answers, "COMMIT", b'I');
+    let (req, ans) = (request.clone(), answers.clone());
+    let (outcome, t) = relay_over_pairs(7, |mut client, mut server| async move {
+        client.write_all(&req).await.unwrap();
+        let mut got = vec![0u8; req.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, &req[..], "PostgreSQL got other bytes");
+        // Answered in two parts: the 'T' after BEGIN must not end it.
+        let (first, rest) = ans.split_at(13);
+        server.write_all(first).await.unwrap();
+        tokio::task::yield_now().await;
+        server.write_all(rest).await.unwrap();
+        let mut back = vec![0u8; ans.len()];
+        client.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, &ans[..], "the client got other bytes");
+    })
+    .await;
+    assert!(matches!(outcome, Outcome::Released), "{outcome:?}");
+    assert_eq!((t.xact_count, t.bytes_received), (1, request.len() as u64));
+    assert_eq!(t.bytes_sent, answers.len() as u64);
+}
+
+/// Two transactions sent before the first is answered end one link only
+/// after the second's ReadyForQuery; the client leaving ends it too, with
+/// the server clean.
+#[tokio::test]
+async fn a_link_ends_when_nothing_is_outstanding() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = BytesMut::new();
+    frontend::query("SELECT 1", &mut request).unwrap();
+    frontend::query("SELECT 2", &mut request).unwrap();
+    let req = request.clone();
+    let (outcome, t) = relay_over_pairs(4, |mut client, mut server| async move {
+        client.write_all(&req).await.unwrap();
+        let mut got = vec![0u8; req.len()];
+        server.read_exact(&mut got).await.unwrap();
+        let mut a = BytesMut::new();
+        answer(&mut a, "SELECT 1", b'I');
+        server.write_all(&a).await.unwrap();
+        let mut back = vec![0u8; a.len()];
+        client.read_exact(&mut back).await.unwrap();
+        // Still linked: the second answer is outstanding.
+        answer(&mut a, "SELECT 1", b'I');
+        server.write_all(&a[back.len()..]).await.unwrap();
+        client.read_exact(&mut back).await.unwrap();
+    })
+    .await;
+    assert!(matches!(outcome, Outcome::Released), "{outcome:?}");
+    // Pipelined requests make one query (and transaction), as PgBouncer
+    // counts them.
+    assert_eq!((t.query_count, t.xact_count), (1, 1));
+    let (outcome, _) = relay_over_pairs(3, |mut client, server| async move {
+        let mut terminate = BytesMut::new();
+        frontend::terminate(&mut terminate);
+        client.write_all(&terminate).await.unwrap();
+        server
+    })
+    .await;
+    assert!(
+        matches!(outcome, Outcome::ClientGone { clean: true }),
+        "{outcome:?}"
+    );
+}

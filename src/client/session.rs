@@ -444,6 +444,11 @@ impl Client {
             if entry.poll_closing(cx, &ctx.epoch).is_some() {
                 return true;
             }
+            // Bytes held by the stream itself (TLS) would never wake the
+            // parker: the client is ready now.
+            if parked.socket.has_buffered() {
+                return true;
+            }
             let token = crate::registry::token(entry.key);
             match parker.watch(parked.socket.fd(), token) {
                 Ok(()) => false,
@@ -494,82 +499,5 @@ impl Client {
 mod request;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every idle client is a task holding this future: keep it small (the
-    /// login and per-transaction state live elsewhere). tokio rounds a task
-    /// to 128 bytes, so about 150 bytes of future fit in a 256-byte task.
-    #[test]
-    fn idle_session_task_stays_small() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (_tx, rx) = tokio::sync::watch::channel(false);
-            let loaded = crate::config::load_str(
-                "[pgbouncer]\nauth_type=any\n",
-                std::path::Path::new("x.ini"),
-            );
-            let cfg = loaded.unwrap().config;
-            let ctx = Arc::new(crate::context::Context::new(cfg, rx));
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-                .await
-                .unwrap();
-            let pool = Arc::new(crate::pool::Pool::new(
-                crate::pool::PoolKey {
-                    database: "d".into(),
-                    user: "u".into(),
-                },
-                crate::pool::PoolSettings::with_defaults(
-                    crate::server::ServerTarget {
-                        addr: Arc::new(crate::transport::Endpoint::Tcp {
-                            host: "h".into(),
-                            port: 1,
-                        }),
-                        database: "d".into(),
-                        user: "u".into(),
-                        startup_params: vec![],
-                    },
-                    crate::server::ServerCredentials::None,
-                ),
-            ));
-            let make = |s: tokio::net::TcpStream| Client {
-                stream: Stream::Tcp(s),
-                buf: BytesMut::new(),
-                waker_set: false,
-                held: Held {
-                    registration: Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix),
-                    _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
-                    cfg: ctx.config(),
-                    params: pool.intern(Params::new()),
-                    pool: pool.add_client().unwrap(),
-                    prepared: None,
-                },
-            };
-            let mut client = make(s);
-            let request = std::mem::size_of_val(&client.request());
-            eprintln!("request future: {request} bytes");
-            assert!(request <= 880, "request future grew to {request} bytes");
-            // The boxed future that serves a run of requests: under glibc's
-            // tcache limit (1,032 bytes), else its malloc/free take the
-            // slow path.
-            let other = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-                .await
-                .unwrap();
-            let serving = std::mem::size_of_val(&serve(make(other)));
-            eprintln!("serve future: {serving} bytes");
-            assert!(serving <= 1_032, "serve future grew to {serving} bytes");
-            let fut = run(client);
-            let size = std::mem::size_of_val(&fut);
-            eprintln!("session task future: {size} bytes");
-            assert!(size <= 152, "session future grew to {size} bytes");
-            // The task's whole future: boxed login, then this session.
-            let task = std::mem::size_of::<super::super::ClientTask>();
-            eprintln!("client task future: {task} bytes");
-            assert!(task <= 152, "client task future grew to {task} bytes");
-        });
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

@@ -146,27 +146,27 @@ fn escaped_token(s: &str) -> (String, &str) {
 /// socket `unix(<pid>@<hostname>):<port>` when the peer's pid is known,
 /// else `unix:<port>` (the port of the socket's name, `.s.PGSQL.<port>`).
 fn client_address(stream: &Stream, listen_port: u16) -> String {
-    match stream {
-        // SocketAddr prints IPv6 in brackets, as PgBouncer does.
-        Stream::Tcp(s) => s
-            .peer_addr()
-            .map_or_else(|_| "unknown".to_string(), |a| a.to_string()),
-        Stream::Moving => "unknown".to_string(),
-        Stream::Unix(s) => {
-            let port = s
-                .local_addr()
-                .ok()
-                .and_then(|a| {
-                    let name = a.as_pathname()?.file_name()?.to_str()?.to_string();
-                    name.strip_prefix(".s.PGSQL.")?.parse::<u16>().ok()
-                })
-                .unwrap_or(listen_port);
-            match s.peer_cred().ok().and_then(|c| c.pid()) {
-                Some(pid) => format!("unix({pid}@{}):{port}", hostname()),
-                None => format!("unix:{port}"),
-            }
-        }
+    if let Some(unix) = stream.unix_peer() {
+        let port = unix
+            .local_path
+            .as_deref()
+            .and_then(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_prefix(".s.PGSQL.")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(listen_port);
+        return match unix.pid {
+            Some(pid) => format!("unix({pid}@{}):{port}", hostname()),
+            None => format!("unix:{port}"),
+        };
     }
+    // SocketAddr prints IPv6 in brackets, as PgBouncer does.
+    stream
+        .tcp_peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string())
 }
 
 /// This machine's name (read once).

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::{Pool, Pools};
 use crate::server::BackendKey;
 use crate::transport::Endpoint;
-use crate::transport::Stream;
 
 /// A pool's figures in SHOW POOLS terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,10 +95,7 @@ impl Pool {
                 id: s.id,
                 key: s.key,
                 addr: s.addr.clone(),
-                local: match &s.stream {
-                    Stream::Tcp(t) => t.local_addr().ok(),
-                    Stream::Unix(_) | Stream::Moving => None,
-                },
+                local: s.stream.local_tcp_addr(),
                 created: s.created,
                 last_used: s.last_used(),
                 close_needed: s.close_needed,

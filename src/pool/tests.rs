@@ -2,12 +2,9 @@
 //! connection is faked over a local socket.
 
 use std::sync::Arc;
-use std::time::Instant;
-
-use bytes::BytesMut;
 
 use super::{Pool, PoolSettings, Pools};
-use crate::server::{BackendKey, Params, ServerConn, ServerCredentials, ServerTarget};
+use crate::server::{ServerConn, ServerCredentials, ServerTarget};
 use crate::transport::Endpoint;
 use crate::transport::Stream;
 
@@ -34,23 +31,9 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
         .unwrap();
     pool.state.lock().total += 1;
     let owner: std::sync::Weak<dyn crate::server::SlotOwner> = Arc::downgrade(pool) as _;
-    Box::new(ServerConn {
-        stream: Stream::Tcp(stream),
-        buf: BytesMut::new(),
-        params: Params::new(),
-        synced: None,
-        statements: Default::default(),
-        key: BackendKey::default(),
-        addr: pool.settings().target.addr.clone(),
-        created: Instant::now(),
-        created_ns: crate::runtime::clock::clock_ns(),
-        last_used_ns: crate::runtime::clock::clock_ns(),
-        close_needed: false,
-        generation: 0,
-        owner: Some(owner),
-        home: crate::runtime::shard::current(),
-        id: 0,
-    })
+    let mut server = ServerConn::new(Stream::from(stream), pool.settings().target.addr.clone());
+    server.owner = Some(owner);
+    server
 }
 
 fn pool(size: usize) -> Arc<Pool> {

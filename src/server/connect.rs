@@ -2,15 +2,14 @@
 //! SCRAM-SHA-256 (with a password, or with the keys a client proved).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::{backend::Message, frontend};
 use tokio::io::AsyncWriteExt;
 
-use super::{BackendKey, Params, ServerConn, ServerError};
+use super::{BackendKey, ServerConn, ServerError};
 use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
 use crate::transport::Endpoint;
 
@@ -52,8 +51,6 @@ pub struct ServerTarget {
     pub startup_params: Vec<(String, String)>,
 }
 
-static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
-
 /// Open and log in a server connection within `timeout`. Returns the
 /// connection and every ParameterStatus PostgreSQL reported at login.
 pub async fn connect(
@@ -85,28 +82,7 @@ async fn connect_inner(
             addr: (*target.addr).clone(),
             source,
         })?;
-    // Boxed: a server moves between the pool and sessions on every
-    // transaction; a pointer moves cheaper than the whole struct.
-    let mut conn = Box::new(ServerConn {
-        stream,
-        buf: BytesMut::with_capacity(4096),
-        params: Params::new(),
-        synced: None,
-        statements: Default::default(),
-        key: BackendKey {
-            process_id: 0,
-            secret_key: 0,
-        },
-        addr: target.addr.clone(),
-        created: Instant::now(),
-        created_ns: crate::runtime::clock::clock_ns(),
-        last_used_ns: crate::runtime::clock::clock_ns(),
-        close_needed: false,
-        generation: 0,
-        owner: None,
-        home: crate::runtime::shard::current(),
-        id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
-    });
+    let mut conn = ServerConn::new(stream, target.addr.clone());
     let mut out = BytesMut::new();
     let params = [
         ("user", target.user.as_str()),

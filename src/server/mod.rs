@@ -81,7 +81,33 @@ impl Drop for ServerConn {
     }
 }
 
+static NEXT_SERVER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl ServerConn {
+    /// A new connection over `stream` to `addr`, not logged in yet and
+    /// counted nowhere. Boxed: a server moves between the pool and sessions
+    /// on every transaction; a pointer moves cheaper than the whole struct.
+    pub fn new(stream: Stream, addr: Arc<Endpoint>) -> Box<ServerConn> {
+        let now = crate::runtime::clock::clock_ns();
+        Box::new(ServerConn {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            params: Params::new(),
+            synced: None,
+            statements: Default::default(),
+            key: BackendKey::default(),
+            addr,
+            created: Instant::now(),
+            created_ns: now,
+            last_used_ns: now,
+            close_needed: false,
+            generation: 0,
+            owner: None,
+            home: crate::runtime::shard::current(),
+            id: NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
     /// When it was last given back to its pool, as an `Instant`.
     pub fn last_used(&self) -> Instant {
         let ago = crate::runtime::clock::clock_ns().saturating_sub(self.last_used_ns);
@@ -176,11 +202,7 @@ impl ServerConn {
 
     fn stream_try_write(&self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
-            let n = match &self.stream {
-                Stream::Tcp(s) => s.try_write(data)?,
-                Stream::Unix(s) => s.try_write(data)?,
-                Stream::Moving => return Ok(()),
-            };
+            let n = self.stream.try_write(data)?;
             data.advance(n);
         }
         Ok(())
@@ -190,5 +212,60 @@ impl ServerConn {
     /// it, or sent something while idle (e.g. a FATAL at shutdown).
     pub fn is_broken(&self) -> bool {
         !self.buf.is_empty() || self.stream.has_pending_input()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server connection over a stream that holds bytes of its own (as
+    /// TLS does): bytes it holds make an idle server broken, even when its
+    /// socket shows nothing; moving it to another shard's reactor keeps
+    /// them.
+    #[tokio::test]
+    async fn buffered_bytes_count_and_survive_a_move_between_shards() {
+        let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let addr = Arc::new(Endpoint::Unix {
+            dir: "/nonexistent".into(),
+            port: 1,
+        });
+        let mut server = ServerConn::new(Stream::read_ahead(ours, 2), addr);
+        assert!(!server.is_broken());
+        peer.write_all(b"NOTICE!").await.unwrap();
+        // One record read: the socket is drained, the stream holds 5 bytes.
+        let mut first = [0u8; 2];
+        tokio::io::AsyncReadExt::read_exact(&mut server.stream, &mut first)
+            .await
+            .unwrap();
+        let Stream::ReadAhead(s) = &server.stream else {
+            unreachable!()
+        };
+        assert_eq!(s.buffered(), 5);
+        let shards = crate::runtime::Shards::start(2).unwrap();
+        let mut server = shards.handles()[1]
+            .spawn(async move {
+                assert!(server.rehome().unwrap(), "it moved to shard 1");
+                server
+            })
+            .await
+            .unwrap();
+        let mut rest = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(&mut server.stream, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(&rest, b"TICE!");
+        peer.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut server.stream, &mut one)
+            .await
+            .unwrap();
+        // Now a byte held while the socket is drained: broken.
+        peer.write_all(b"yz").await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut server.stream, &mut one)
+            .await
+            .unwrap();
+        assert!(server.is_broken());
     }
 }

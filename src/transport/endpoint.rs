@@ -46,9 +46,9 @@ impl Endpoint {
             Endpoint::Tcp { host, port } => {
                 let s = TcpStream::connect((host.as_str(), *port)).await?;
                 s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
+                Ok(Stream::from(s))
             }
-            Endpoint::Unix { dir, port } => Ok(Stream::Unix(
+            Endpoint::Unix { dir, port } => Ok(Stream::from(
                 UnixStream::connect(Endpoint::socket_path(dir, *port)).await?,
             )),
         }

@@ -14,8 +14,12 @@ mod endpoint;
 pub mod listen;
 pub mod parker;
 mod peer;
+#[cfg(test)]
+mod read_ahead;
+mod socket;
 mod stream;
 
 pub use endpoint::Endpoint;
 pub use peer::Peer;
+pub use socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
 pub use stream::{Detached, ReadHalf, Stream, WriteHalf};

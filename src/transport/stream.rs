@@ -1,218 +1,305 @@
-//! Sockets: one `Stream` type for TCP and Unix-domain connections (TLS will
-//! be a third variant), split into borrowed halves for the full-duplex relay.
+//! One `Stream` type for every connection the pooler holds, to a client or
+//! to PostgreSQL: a bare socket (TCP or Unix-domain), or a layer over one
+//! that keeps bytes of its own (TLS will be one more variant; tests have
+//! [`super::read_ahead`]), split into borrowed halves for the full-duplex
+//! relay.
+//!
+//! Readiness: callers never trust the socket alone. A stream that keeps
+//! bytes of its own (TLS keeps decrypted bytes) can hold a whole request
+//! while its socket is not readable, and a readable socket may yield no
+//! byte for the caller (a TLS record that carries none). So
+//! [`Stream::poll_read_ready`] is ready when bytes are buffered or the
+//! socket is readable, a read after it may find nothing (the caller waits
+//! again), and a stream with buffered bytes is never handed to the parker
+//! ([`Detached::has_buffered`]). Streams move between reactors (parking,
+//! shards) with their buffered bytes: [`Stream::detach`],
+//! [`Detached::attach`], [`Stream::rehome`].
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpStream, UnixStream};
 
-/// A connected socket, to a client or to PostgreSQL.
+use super::socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
+
+/// A connected stream, to a client or to PostgreSQL.
 #[derive(Debug)]
 pub enum Stream {
-    /// TCP.
-    Tcp(TcpStream),
-    /// Unix-domain socket.
-    Unix(UnixStream),
-    /// No socket: only for the instant a server connection moves to
-    /// another shard's reactor (`Stream::rehome`), or after that failed
-    /// (the socket is closed; every operation fails).
-    Moving,
+    /// A bare socket.
+    Plain(Socket),
+    /// A socket read ahead into a buffer of its own, as TLS does (tests
+    /// only: it proves that the session, the relay, parking and moving
+    /// between shards never trust bare socket readiness).
+    #[cfg(test)]
+    ReadAhead(Box<super::read_ahead::ReadAhead>),
 }
 
-fn moving() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "socket lost while moving between threads",
-    )
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Stream {
+        Stream::Plain(Socket::Tcp(s))
+    }
+}
+
+impl From<UnixStream> for Stream {
+    fn from(s: UnixStream) -> Stream {
+        Stream::Plain(Socket::Unix(s))
+    }
 }
 
 /// The read half of a split [`Stream`].
 pub enum ReadHalf<'a> {
-    /// TCP.
-    Tcp(tcp::ReadHalf<'a>),
-    /// Unix.
-    Unix(unix::ReadHalf<'a>),
-    /// A `Stream::Moving` (fails).
-    Moving,
+    /// A bare socket's.
+    Plain(SocketRead<'a>),
+    /// A read-ahead stream's buffer and its socket's read half.
+    #[cfg(test)]
+    ReadAhead(Box<super::read_ahead::ReadPart<'a>>),
 }
 
 /// The write half of a split [`Stream`].
 pub enum WriteHalf<'a> {
-    /// TCP.
-    Tcp(tcp::WriteHalf<'a>),
-    /// Unix.
-    Unix(unix::WriteHalf<'a>),
-    /// A `Stream::Moving` (fails).
-    Moving,
+    /// A bare socket's (a read-ahead stream writes straight to it).
+    Plain(SocketWrite<'a>),
 }
 
 impl Stream {
+    /// A stream over `socket` that reads ahead and hands out at most
+    /// `record` bytes per read (tests).
+    #[cfg(test)]
+    pub fn read_ahead(socket: impl Into<Stream>, record: usize) -> Stream {
+        let Stream::Plain(socket) = socket.into() else {
+            panic!("a read-ahead stream wraps a bare socket")
+        };
+        Stream::ReadAhead(Box::new(super::read_ahead::ReadAhead::new(socket, record)))
+    }
+
     /// Split into halves that can be used concurrently within one task
     /// (no lock, unlike `tokio::io::split`).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         match self {
-            Stream::Tcp(s) => {
+            Stream::Plain(s) => {
                 let (r, w) = s.split();
-                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+                (ReadHalf::Plain(r), WriteHalf::Plain(w))
             }
-            Stream::Unix(s) => {
+            #[cfg(test)]
+            Stream::ReadAhead(s) => {
                 let (r, w) = s.split();
-                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+                (ReadHalf::ReadAhead(Box::new(r)), WriteHalf::Plain(w))
             }
-            Stream::Moving => (ReadHalf::Moving, WriteHalf::Moving),
         }
     }
 
-    /// Wait until the socket is readable (data, EOF or error), without
-    /// reading and without a buffer: idle clients hold no read buffer.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// The socket under the stream.
+    fn socket(&self) -> &Socket {
         match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
-            Stream::Moving => Err(moving()),
+            Stream::Plain(s) => s,
+            #[cfg(test)]
+            Stream::ReadAhead(s) => s.socket(),
         }
     }
 
-    /// Poll for readability without a future: the waker is kept in the
+    /// Poll until a read may make progress: bytes are buffered, or the
+    /// socket is readable (data, EOF or error). The waker is kept in the
     /// socket's own registration, so an idle client holds no wait state.
+    /// A read after this may still find nothing (stale readiness, or a
+    /// record with no bytes for the caller): the caller waits again.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tcp(s) => s.poll_read_ready(cx),
-            Stream::Unix(s) => s.poll_read_ready(cx),
-            Stream::Moving => Poll::Ready(Err(moving())),
+            Stream::Plain(s) => s.poll_read_ready(cx),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => s.poll_read_ready(cx),
         }
     }
 
-    /// Read what is available without waiting.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Read what is available into `buf` without waiting (buffered bytes
+    /// first); `WouldBlock` when there is nothing.
+    pub fn try_read_buf(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
-            Stream::Moving => Err(moving()),
+            Stream::Plain(s) => s.try_read_buf(buf),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => s.try_read_buf(buf),
         }
     }
 
-    /// Read what is available into `buf` without waiting.
-    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
-            Stream::Moving => Err(moving()),
-        }
+    /// Write what the socket takes now, without waiting (a Terminate on
+    /// the way out); how much was written.
+    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        self.socket().try_write(data)
     }
 
     /// Whether the peer closed or sent something while we did not expect
-    /// it (used to drop dead idle server connections before reuse).
+    /// it, buffered bytes included (used to drop dead idle server
+    /// connections before reuse; a byte it finds is consumed).
     pub fn has_pending_input(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.try_read(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        match self {
+            Stream::Plain(s) => s.has_pending_input(),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => s.buffered() > 0 || s.socket().has_pending_input(),
+        }
     }
-}
 
-/// A socket taken off the runtime's reactor (a parked client's; see
-/// `transport::parker`). Still non-blocking.
-#[derive(Debug)]
-pub enum Detached {
-    /// TCP.
-    Tcp(std::net::TcpStream),
-    /// Unix-domain socket.
-    Unix(std::os::unix::net::UnixStream),
-}
+    /// The TCP socket's local address (SHOW SOCKETS); None for others.
+    pub fn local_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.socket().local_tcp_addr()
+    }
 
-impl Stream {
-    /// Take the socket off the reactor. An error (the reactor refused to
+    /// The TCP peer's address; None for others.
+    pub fn tcp_peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.socket().tcp_peer_addr()
+    }
+
+    /// For a Unix-domain socket: the peer's credentials and the socket's
+    /// path; None for others.
+    pub fn unix_peer(&self) -> Option<UnixPeer> {
+        self.socket().unix_peer()
+    }
+
+    /// Take the stream off the reactor. An error (the reactor refused to
     /// let it go) has closed the socket.
     pub fn detach(self) -> io::Result<Detached> {
-        Ok(match self {
-            Stream::Tcp(s) => Detached::Tcp(s.into_std()?),
-            Stream::Unix(s) => Detached::Unix(s.into_std()?),
-            Stream::Moving => return Err(moving()),
-        })
+        match self {
+            Stream::Plain(s) => Ok(Detached::Plain(s.detach()?)),
+            #[cfg(test)]
+            Stream::ReadAhead(mut s) => {
+                s.socket_mut().detach_in_place()?;
+                Ok(Detached::ReadAhead(s))
+            }
+        }
     }
 
-    /// Move the socket to the current runtime's reactor (from the one it
-    /// was registered with; see `crate::runtime::shard`). On failure the socket is
-    /// closed and the stream is left `Moving`.
+    /// Move the stream to the current runtime's reactor (from the one it
+    /// was registered with; see `runtime::shard`), buffered bytes kept. On
+    /// failure the socket is closed and every later operation fails.
     pub fn rehome(&mut self) -> io::Result<()> {
-        let detached = std::mem::replace(self, Stream::Moving).detach()?;
-        *self = detached.attach()?;
-        Ok(())
+        match self {
+            Stream::Plain(s) => s.rehome(),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => s.socket_mut().rehome(),
+        }
     }
+}
+
+/// A stream taken off the runtime's reactor (a parked client's; see
+/// `transport::parker`), with whatever bytes it had buffered. Still
+/// non-blocking.
+#[derive(Debug)]
+pub enum Detached {
+    /// A bare socket.
+    Plain(DetachedSocket),
+    /// A read-ahead stream, its socket off the reactor in place.
+    #[cfg(test)]
+    ReadAhead(Box<super::read_ahead::ReadAhead>),
 }
 
 impl Detached {
-    /// Put the socket back on the reactor of the current runtime (must be
+    /// Put the stream back on the reactor of the current runtime (must be
     /// called inside one).
     pub fn attach(self) -> io::Result<Stream> {
-        Ok(match self {
-            Detached::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
-            Detached::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
-        })
-    }
-
-    /// The socket's file descriptor.
-    pub fn fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
         match self {
-            Detached::Tcp(s) => s.as_raw_fd(),
-            Detached::Unix(s) => s.as_raw_fd(),
+            Detached::Plain(s) => Ok(Stream::Plain(s.attach()?)),
+            #[cfg(test)]
+            Detached::ReadAhead(mut s) => {
+                s.socket_mut().rehome()?;
+                Ok(Stream::ReadAhead(s))
+            }
+        }
+    }
+
+    /// The socket's file descriptor (what the parker watches).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Detached::Plain(s) => s.fd(),
+            #[cfg(test)]
+            Detached::ReadAhead(s) => s.socket().fd().unwrap_or(-1),
+        }
+    }
+
+    /// Whether the stream holds bytes its socket no longer shows: then
+    /// the socket's readiness cannot wake it, and it must not be parked.
+    pub fn has_buffered(&self) -> bool {
+        match self {
+            Detached::Plain(_) => false,
+            #[cfg(test)]
+            Detached::ReadAhead(s) => s.buffered() > 0,
         }
     }
 }
 
-macro_rules! delegate_read {
-    ($t:ty) => {
-        impl AsyncRead for $t {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-                    Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-                    Self::Moving => Poll::Ready(Err(moving())),
-                }
-            }
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
-    };
+    }
 }
 
-macro_rules! delegate_write {
-    ($t:ty) => {
-        impl AsyncWrite for $t {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                match self.get_mut() {
-                    Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-                    Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-                    Self::Moving => Poll::Ready(Err(moving())),
-                }
-            }
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-                    Self::Unix(s) => Pin::new(s).poll_flush(cx),
-                    Self::Moving => Poll::Ready(Err(moving())),
-                }
-            }
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-                    Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-                    Self::Moving => Poll::Ready(Err(moving())),
-                }
-            }
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(test)]
+            ReadHalf::ReadAhead(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
-    };
+    }
 }
 
-delegate_read!(Stream);
-delegate_write!(Stream);
-delegate_read!(ReadHalf<'_>);
-delegate_write!(WriteHalf<'_>);
+impl Stream {
+    /// The socket writes go to (a read-ahead stream writes straight to it).
+    fn writer(self: Pin<&mut Self>) -> Pin<&mut Socket> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s),
+            #[cfg(test)]
+            Stream::ReadAhead(s) => Pin::new(s.socket_mut()),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writer().poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer().poll_shutdown(cx)
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let WriteHalf::Plain(s) = self.get_mut();
+        Pin::new(s).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let WriteHalf::Plain(s) = self.get_mut();
+        Pin::new(s).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let WriteHalf::Plain(s) = self.get_mut();
+        Pin::new(s).poll_shutdown(cx)
+    }
+}

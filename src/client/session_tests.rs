@@ -1,0 +1,198 @@
+//! Unit tests of the session: the size of what an idle client holds, and
+//! the idle wait and parking over a stream that buffers bytes of its own
+//! as TLS does (`transport::read_ahead`), with no PostgreSQL.
+
+use super::*;
+
+fn context() -> Arc<crate::context::Context> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let loaded = crate::config::load_str(
+        "[pgbouncer]\nauth_type=any\n",
+        std::path::Path::new("x.ini"),
+    );
+    Arc::new(crate::context::Context::new(loaded.unwrap().config, rx))
+}
+
+fn pool() -> Arc<crate::pool::Pool> {
+    Arc::new(crate::pool::Pool::new(
+        crate::pool::PoolKey {
+            database: "d".into(),
+            user: "u".into(),
+        },
+        crate::pool::PoolSettings::with_defaults(
+            crate::server::ServerTarget {
+                addr: Arc::new(crate::transport::Endpoint::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                }),
+                database: "d".into(),
+                user: "u".into(),
+                startup_params: vec![],
+            },
+            crate::server::ServerCredentials::None,
+        ),
+    ))
+}
+
+fn client(
+    ctx: &Arc<crate::context::Context>,
+    pool: &Arc<crate::pool::Pool>,
+    stream: Stream,
+) -> Client {
+    Client {
+        stream,
+        buf: BytesMut::new(),
+        waker_set: false,
+        held: Held {
+            registration: Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix),
+            _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
+            cfg: ctx.config(),
+            params: pool.intern(Params::new()),
+            pool: pool.add_client().unwrap(),
+            prepared: None,
+        },
+    }
+}
+
+/// Wait idle as a session does, at most 10 s (a wait that depends on
+/// socket readiness alone would never end for bytes the stream holds).
+async fn wake(c: &mut Client) -> Wake {
+    let wait = std::future::poll_fn(|cx| c.poll_wake(cx));
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("an idle client missed bytes its stream held")
+}
+
+fn query(sql: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    postgres_protocol::message::frontend::query(sql, &mut b).unwrap();
+    b
+}
+
+/// Every idle client is a task holding this future: keep it small (the
+/// login and per-transaction state live elsewhere). tokio rounds a task
+/// to 128 bytes, so about 150 bytes of future fit in a 256-byte task.
+#[tokio::test]
+async fn idle_session_task_stays_small() {
+    let (ctx, pool) = (context(), pool());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = || async {
+        Stream::from(
+            tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap(),
+        )
+    };
+    let mut one = client(&ctx, &pool, tcp().await);
+    let request = std::mem::size_of_val(&one.request());
+    eprintln!("request future: {request} bytes");
+    assert!(request <= 880, "request future grew to {request} bytes");
+    // The boxed future that serves a run of requests: under glibc's
+    // tcache limit (1,032 bytes), else its malloc/free take the
+    // slow path.
+    let serving = std::mem::size_of_val(&serve(client(&ctx, &pool, tcp().await)));
+    eprintln!("serve future: {serving} bytes");
+    assert!(serving <= 1_032, "serve future grew to {serving} bytes");
+    let fut = run(one);
+    let size = std::mem::size_of_val(&fut);
+    eprintln!("session task future: {size} bytes");
+    assert!(size <= 152, "session future grew to {size} bytes");
+    // The task's whole future: boxed login, then this session.
+    let task = std::mem::size_of::<super::super::ClientTask>();
+    eprintln!("client task future: {task} bytes");
+    assert!(task <= 152, "client task future grew to {task} bytes");
+}
+
+/// A client whose stream holds the next request while its socket shows
+/// nothing (the request came in one segment and the stream read all of
+/// it, as TLS does): the idle wait must see it, without a kept buffer
+/// (just woken from parking) and with one.
+#[tokio::test]
+async fn the_idle_wait_sees_a_request_the_stream_holds() {
+    let (ctx, pool) = (context(), pool());
+    let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+    let mut c = client(&ctx, &pool, Stream::read_ahead(ours, 5));
+    let mut both = query("SELECT 1");
+    both.extend_from_slice(&query("SELECT 2"));
+    tokio::io::AsyncWriteExt::write_all(&mut peer, &both)
+        .await
+        .unwrap();
+    let mut got = BytesMut::new();
+    for kept in [false, true] {
+        // Take one record, then wait idle again as after a request,
+        // with or without the read buffer kept.
+        while got.len() < both.len() {
+            c.buf = if kept {
+                BytesMut::with_capacity(4096)
+            } else {
+                BytesMut::new()
+            };
+            assert!(
+                matches!(wake(&mut c).await, Wake::Request),
+                "kept buffer: {kept}"
+            );
+            assert!(
+                !c.buf.is_empty() && c.buf.len() <= 5,
+                "one record at a time"
+            );
+            got.extend_from_slice(&c.buf);
+        }
+        assert_eq!(got, both);
+        got.clear();
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &both)
+            .await
+            .unwrap();
+    }
+}
+
+/// Parking: a client whose stream holds bytes is given back at once (the
+/// parker watches the socket, which would never wake it); one whose
+/// stream holds nothing parks, and its socket wakes it with its stream,
+/// read-ahead buffer and all, back on a reactor.
+#[tokio::test]
+async fn parking_keeps_what_the_stream_holds() {
+    let (ctx, pool) = (context(), pool());
+    let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+    let mut c = client(&ctx, &pool, Stream::read_ahead(ours, 3));
+    tokio::io::AsyncWriteExt::write_all(&mut peer, &query("SELECT 1"))
+        .await
+        .unwrap();
+    // One record taken: the rest waits in the stream.
+    assert!(matches!(wake(&mut c).await, Wake::Request));
+    c.buf = BytesMut::new();
+    let c = c
+        .park()
+        .expect("a client with buffered bytes must not park");
+    assert_eq!(ctx.registry.counts(), (1, 0));
+    // Drained: now it parks, off the reactor, watched by the parker.
+    let mut c = c;
+    let mut rest = BytesMut::new();
+    while rest.len() < query("SELECT 1").len() - 3 {
+        c.buf = BytesMut::new();
+        assert!(matches!(wake(&mut c).await, Wake::Request));
+        rest.extend_from_slice(&c.buf);
+    }
+    c.buf = BytesMut::new();
+    let entry = c.target().clone();
+    assert!(
+        c.park().is_none(),
+        "an idle client with nothing buffered parks"
+    );
+    assert_eq!(ctx.registry.counts(), (1, 1));
+    // Its socket wakes it: a task again (the request then fails to find
+    // a server, which ends the session; what matters is the wake-up).
+    tokio::io::AsyncWriteExt::write_all(&mut peer, &query("SELECT 2"))
+        .await
+        .unwrap();
+    let woken = crate::runtime::timer::timeout(std::time::Duration::from_secs(10), async {
+        while ctx.registry.counts().1 != 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        woken.is_ok(),
+        "the parked client was not woken by its socket"
+    );
+    drop(entry);
+}
