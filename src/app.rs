@@ -225,7 +225,8 @@ async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
         if ctx.shutting_down() {
             return;
         }
-        ctx.pools.maintain(&ctx.config());
+        crate::routing::forced_user_pools(&ctx.pools, &ctx.config());
+        ctx.pools.maintain();
     }
 }
 
@@ -254,7 +255,7 @@ async fn stats_period(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
 /// log_stats, log one line per database. Returns the rows logged.
 pub fn stats_tick(ctx: &Context, now: std::time::Instant) -> Vec<crate::stats::StatsRow> {
     let pools = ctx.pools.all();
-    let rows = crate::stats::report::tick(pools.iter().map(|p| (&*p.key.database, &p.stats)), now);
+    let rows = crate::stats::report::tick(pools.iter().map(|p| (p.database(), &p.stats)), now);
     if ctx.config().general.log_stats {
         for row in &rows {
             info!(database = %row.database, "{}", crate::stats::log_line(&row.avg));
@@ -295,10 +296,15 @@ mod tests {
     }
 
     fn pool(ctx: &Context, db: &str) -> Arc<crate::pool::Pool> {
-        ctx.pools.get_or_create(db, "u", || {
+        let endpoint = crate::config::Endpoint::Tcp {
+            host: "h".into(),
+            port: 1,
+        };
+        let key = (db, "u", &endpoint, crate::pool::Role::Any);
+        ctx.pools.get_or_create(key, 0, || {
             crate::pool::PoolSettings::with_defaults(
                 crate::server::ServerTarget {
-                    addr: Arc::new(crate::transport::Endpoint::Tcp {
+                    addr: Arc::new(crate::config::Endpoint::Tcp {
                         host: "h".into(),
                         port: 1,
                     }),

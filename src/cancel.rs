@@ -15,9 +15,10 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
+use crate::config::Endpoint;
 use crate::protocol::BackendKey;
 use crate::registry::Registry;
-use crate::transport::{Endpoint, Stream};
+use crate::transport::Stream;
 
 /// Forward a CancelRequest for the client with `key`, if it has a
 /// server, and wait until the server processed it (closed the cancel
@@ -56,7 +57,7 @@ async fn deliver_within(
     key: BackendKey,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let send = async { deliver(addr.connect().await?, key).await };
+    let send = async { deliver(crate::transport::connect(addr).await?, key).await };
     if timeout.is_zero() {
         return send.await;
     }

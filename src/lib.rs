@@ -19,6 +19,7 @@ pub mod notify;
 pub mod pool;
 pub mod protocol;
 pub mod registry;
+pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod stats;

@@ -269,7 +269,7 @@ async fn forced_user_shares_one_pool() {
         let pid2 = one(&c2, "SELECT pg_backend_pid()").await;
         assert_eq!(pid1, pid2, "one pool, one server");
         let pools = p.pooler().context().pools.all();
-        assert_eq!(pools.iter().filter(|x| x.key.database == db).count(), 1);
+        assert_eq!(pools.iter().filter(|x| x.database() == db).count(), 1);
     })
     .await
 }
@@ -291,7 +291,7 @@ async fn autodb_pools_are_freed_when_unused() {
                 .pools
                 .all()
                 .into_iter()
-                .filter(|x| x.key.database == db)
+                .filter(|x| x.database() == db)
                 .count()
         };
         let c = p.connect(&db, "postgres", "").await;

@@ -70,7 +70,7 @@ async fn clients_on_every_shard_share_one_small_pool() {
         // statements in the background) are answered.
         let ctx = pooler.pooler().context().clone();
         let pools = ctx.pools.all();
-        let pool = pools.iter().find(|p| p.key.database == db).unwrap().clone();
+        let pool = pools.iter().find(|p| p.database() == db).unwrap().clone();
         let settled = poll(200, Duration::from_millis(25), || {
             let f = pool.figures();
             async move { (f.active == 0 && f.waiting == 0).then_some(f) }

@@ -74,7 +74,7 @@ impl Counted {
 /// SHOW STATS rows as the pooler computes them.
 fn stats_rows(ctx: &pgsluice::context::Context) -> Vec<StatsRow> {
     let pools = ctx.pools.all();
-    pgsluice::stats::report::rows(pools.iter().map(|p| (&*p.key.database, &p.stats)))
+    pgsluice::stats::report::rows(pools.iter().map(|p| (p.database(), &p.stats)))
 }
 
 fn row(pooler: &TestPooler, db: &str) -> Option<StatsRow> {
@@ -163,7 +163,7 @@ async fn totals_are_exactly_the_load_that_ran() {
         assert_eq!(again.total, r.total);
         // SHOW TOTALS includes this database.
         let pools = pooler.pooler().context().pools.all();
-        let all = pgsluice::stats::report::all(pools.iter().map(|p| (&*p.key.database, &p.stats)));
+        let all = pgsluice::stats::report::all(pools.iter().map(|p| (p.database(), &p.stats)));
         assert!(all["total_xact_count"] >= 15);
         drop((a, b));
         pooler.shutdown().await;

@@ -26,7 +26,7 @@ pub fn database_names(ctx: &Context) -> Vec<String> {
 /// Pools sorted by (database, user).
 fn sorted_pools(ctx: &Context) -> Vec<Arc<Pool>> {
     let mut pools = ctx.pools.all();
-    pools.sort_by(|a, b| (&a.key.database, &a.key.user).cmp(&(&b.key.database, &b.key.user)));
+    pools.sort_by(|a, b| (&a.database(), &a.user()).cmp(&(&b.database(), &b.user())));
     pools
 }
 
@@ -87,14 +87,14 @@ pub fn show_pools(ctx: &Context, out: &mut BytesMut) {
     };
     let mut admin_done = false;
     for pool in sorted_pools(ctx) {
-        if !admin_done && pool.key.database.as_str() > ADMIN_DB {
+        if !admin_done && pool.database() > ADMIN_DB {
             t.row(admin_row());
             admin_done = true;
         }
         let f = pool.figures();
         t.row(vec![
-            pool.key.database.as_str().into(),
-            pool.key.user.as_str().into(),
+            pool.database().into(),
+            pool.user().into(),
             f.clients.saturating_sub(f.waiting).into(),
             f.waiting.into(),
             Cell::Int(0),
@@ -109,7 +109,7 @@ pub fn show_pools(ctx: &Context, out: &mut BytesMut) {
             f.max_wait.as_secs().into(),
             f.max_wait.subsec_micros().into(),
             pool.settings().mode.name().into(),
-            load_balance(&cfg, &pool.key.database),
+            load_balance(&cfg, pool.database()),
         ]);
     }
     if !admin_done {

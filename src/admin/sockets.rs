@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 
 use super::rows::{Cell, INT, TEXT, Table, instant_us, now_us, timestamp};
+use crate::config::Endpoint;
 use crate::context::Context;
 use crate::registry::SessionEntry;
-use crate::transport::Endpoint;
 use crate::transport::Peer;
 
 const COLUMNS: [(&str, u32); 21] = [
@@ -177,14 +177,14 @@ fn servers(ctx: &Context) -> Vec<Socket> {
         });
     }
     let mut pools = ctx.pools.all();
-    pools.sort_by(|a, b| (&a.key.database, &a.key.user).cmp(&(&b.key.database, &b.key.user)));
+    pools.sort_by(|a, b| (&a.database(), &a.user()).cmp(&(&b.database(), &b.user())));
     for pool in pools {
         for s in pool.idle_servers() {
             let (addr, port) = server_addr(&s.addr);
             rows.push(Socket {
                 server: true,
-                user: pool.key.user.clone(),
-                database: pool.key.database.clone(),
+                user: pool.user().to_string(),
+                database: pool.database().to_string(),
                 state: if s.used { "used" } else { "idle" },
                 addr,
                 port,

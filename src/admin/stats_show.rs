@@ -13,7 +13,7 @@ use crate::stats::{COUNTERS, StatsRow};
 /// on yet).
 pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
     let pools = ctx.pools.all();
-    let measured = crate::stats::report::rows(pools.iter().map(|p| (&*p.key.database, &p.stats)));
+    let measured = crate::stats::report::rows(pools.iter().map(|p| (p.database(), &p.stats)));
     let mut names = super::pools::database_names(ctx);
     for m in &measured {
         if !names.contains(&m.database) {
@@ -73,7 +73,7 @@ pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
 /// (averages over all of them, not sums of per-database averages).
 pub fn show_totals(ctx: &Context, out: &mut BytesMut) {
     let pools = ctx.pools.all();
-    let all = crate::stats::report::all(pools.iter().map(|p| (&*p.key.database, &p.stats)));
+    let all = crate::stats::report::all(pools.iter().map(|p| (p.database(), &p.stats)));
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);
     for (c, v) in COUNTERS.iter().zip(&all.total) {
         t.row(vec![Cell::from(c.total), Cell::from(*v)]);

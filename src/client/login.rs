@@ -13,19 +13,21 @@ use super::startup::{client_params, startup_params};
 use super::{ClientError, auth};
 use crate::admin::{self, AdminLogin};
 use crate::context::Context;
-use crate::pool::{LoginAnswer, Pool, PoolClient, PoolSettings};
+use crate::pool::{LoginAnswer, Pool};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
 use crate::protocol::{Startup, sqlstate};
 use crate::registry::SessionEntry;
+use crate::routing::{self, Route};
 use crate::server::BackendKey;
 use crate::server::params::Params;
 use crate::transport::Stream;
 
 /// A logged-in client.
 pub(super) struct LoggedIn {
-    /// Its pool (the client is counted in it while this is held).
-    pub pool: PoolClient,
+    /// Where its transactions go (it is counted in the route's home pool
+    /// while this is held).
+    pub route: Route,
     /// The tracked parameters it wants on every server it uses.
     pub params: Arc<Params>,
 }
@@ -143,19 +145,21 @@ pub(super) async fn login(
 
     let pool_user = db.user.as_deref().unwrap_or(user);
     let forced_user = db.user.is_some();
-    let pool = ctx.pools.get_or_create(database, pool_user, || {
-        PoolSettings::resolve(&cfg, db, database, pool_user)
-    });
-    if pool.db_control().disabled() {
+    if ctx.pools.db_control(database).disabled() {
         return Err(ClientError::fatal(
             sqlstate::CANNOT_CONNECT_NOW,
             format!("database \"{database}\" does not allow connections (DISABLE)"),
         ));
     }
     // Counted from here until the session ends.
-    let pool = pool
-        .add_client()
-        .map_err(|e| ClientError::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    let route = Route::login(
+        &ctx.pools,
+        &cfg,
+        (db, database, pool_user),
+        routing::chooser(),
+    )
+    .map_err(|e| ClientError::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    let pool = route.home();
     if let (Some(keys), false) = (scram_keys, forced_user) {
         pool.remember_scram_keys(keys);
     }
@@ -169,7 +173,7 @@ pub(super) async fn login(
 
     let extra = &cfg.general.track_extra_parameters;
     let answer = pool.login_answer(&welcome, wanted, extra, |welcome, wanted| {
-        login_answer(&pool, welcome, client_params(welcome, wanted, extra))
+        login_answer(pool, welcome, client_params(welcome, wanted, extra))
     });
     let mut out = BytesMut::with_capacity(answer.messages.len() + 32);
     out.extend_from_slice(&answer.messages);
@@ -183,7 +187,7 @@ pub(super) async fn login(
     // Shared with the pool's other clients of the same identity.
     client.set_info(pool.intern_info(user, database, pool_user, &answer.application_name));
     let params = answer.params.clone();
-    Ok(Some(LoggedIn { pool, params }))
+    Ok(Some(LoggedIn { route, params }))
 }
 
 /// What a login with tracked parameters `params` answers (AuthenticationOk

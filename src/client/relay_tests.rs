@@ -430,7 +430,7 @@ where
     let (client_end, client_peer) = tokio::net::UnixStream::pair().unwrap();
     let (server_end, server_peer) = tokio::net::UnixStream::pair().unwrap();
     let mut client = Stream::read_ahead(client_end, record);
-    let addr = Arc::new(crate::transport::Endpoint::Unix {
+    let addr = Arc::new(crate::config::Endpoint::Unix {
         dir: "/nonexistent".into(),
         port: 1,
     });

@@ -27,9 +27,9 @@ use super::login::{LoggedIn, login};
 use super::prepared::ClientPrepared;
 use crate::config::Config;
 use crate::context::Registration;
-use crate::pool::PoolClient;
 use crate::protocol::sqlstate;
 use crate::registry::CloseRequest;
+use crate::routing::Route;
 use crate::server::params::Params;
 use crate::transport::{Detached, Stream};
 
@@ -39,12 +39,17 @@ const KEEP_BUF: usize = 16 * super::relay::READ_CHUNK;
 
 /// What a logged-in client holds, running ([`Client`]) or parked
 /// ([`Parked`]).
+///
+/// It holds one of the max_client_conn slots (`Context::client_slots`),
+/// given back when it is dropped: a forgotten semaphore permit, not an
+/// `OwnedSemaphorePermit`, which would keep a second pointer to the
+/// context (16 bytes per idle client; see the size test).
 struct Held {
     registration: Registration,
-    _permit: OwnedSemaphorePermit,
     cfg: Arc<Config>,
-    /// Its pool; the client is counted in it while this is held.
-    pool: PoolClient,
+    /// Where its transactions go; the client is counted in the route's
+    /// home pool while this is held.
+    route: Route,
     /// Tracked parameters the client wants; shared copy-on-write with other
     /// clients of the pool that want the same.
     params: Arc<Params>,
@@ -53,7 +58,31 @@ struct Held {
     prepared: Option<Box<ClientPrepared>>,
 }
 
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.context().client_slots.add_permits(1);
+    }
+}
+
 impl Held {
+    /// A logged-in client's state, taking over its max_client_conn slot.
+    fn new(
+        registration: Registration,
+        permit: OwnedSemaphorePermit,
+        cfg: Arc<Config>,
+        (route, params): (Route, Arc<Params>),
+    ) -> Held {
+        debug_assert_eq!(permit.num_permits(), 1);
+        permit.forget();
+        Held {
+            registration,
+            cfg,
+            route,
+            params,
+            prepared: None,
+        }
+    }
+
     /// The session's registry entry.
     fn target(&self) -> &Arc<crate::registry::SessionEntry> {
         &self.registration.entry
@@ -196,7 +225,8 @@ pub(super) async fn login_phase(
         buf = BytesMut::new();
     }
     match result {
-        Ok(Some(LoggedIn { pool, params })) => {
+        Ok(Some(LoggedIn { route, params })) => {
+            let pool = route.home();
             pool.stats.count_login();
             let epoch = ctx.epoch.load(Ordering::Relaxed);
             let target = &registration.entry;
@@ -216,14 +246,7 @@ pub(super) async fn login_phase(
                 stream,
                 buf,
                 waker_set: false,
-                held: Held {
-                    registration,
-                    _permit: permit,
-                    cfg,
-                    pool,
-                    params,
-                    prepared: None,
-                },
+                held: Held::new(registration, permit, cfg, (route, params)),
             }))
         }
         Ok(None) => Ok(None),

@@ -18,10 +18,15 @@ fn pool() -> Arc<crate::pool::Pool> {
         crate::pool::PoolKey {
             database: "d".into(),
             user: "u".into(),
+            endpoint: crate::config::Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+            role: crate::pool::Role::Any,
         },
         crate::pool::PoolSettings::with_defaults(
             crate::server::ServerTarget {
-                addr: Arc::new(crate::transport::Endpoint::Tcp {
+                addr: Arc::new(crate::config::Endpoint::Tcp {
                     host: "127.0.0.1".into(),
                     port: 1,
                 }),
@@ -43,14 +48,15 @@ fn client(
         stream,
         buf: BytesMut::new(),
         waker_set: false,
-        held: Held {
-            registration: Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix),
-            _permit: ctx.client_slots.clone().try_acquire_owned().unwrap(),
-            cfg: ctx.config(),
-            params: pool.intern(Params::new()),
-            pool: pool.add_client().unwrap(),
-            prepared: None,
-        },
+        held: Held::new(
+            Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix),
+            ctx.client_slots.clone().try_acquire_owned().unwrap(),
+            ctx.config(),
+            (
+                Route::new(pool.add_client().unwrap(), None),
+                pool.intern(Params::new()),
+            ),
+        ),
     }
 }
 
@@ -195,4 +201,114 @@ async fn parking_keeps_what_the_stream_holds() {
         "the parked client was not woken by its socket"
     );
     drop(entry);
+}
+
+/// A chooser that sends each transaction to the next pool in turn.
+struct Alternate(std::sync::atomic::AtomicUsize);
+
+impl crate::routing::Choose for Alternate {
+    fn home(&self, _: &[crate::config::Endpoint]) -> usize {
+        0
+    }
+    fn spreads(&self) -> bool {
+        true
+    }
+    fn pick(&self, pools: &[Arc<crate::pool::Pool>]) -> usize {
+        self.0.fetch_add(1, Ordering::Relaxed) % pools.len()
+    }
+}
+
+/// A fake PostgreSQL backend on `socket`: every Query gets CommandComplete
+/// and ReadyForQuery 'I'.
+async fn answer_queries(mut socket: tokio::net::UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = BytesMut::new();
+    loop {
+        while let Some(h) = crate::protocol::Header::parse(&buf).filter(|h| buf.len() >= h.total())
+        {
+            let _ = buf.split_to(h.total());
+            let mut out = BytesMut::new();
+            crate::protocol::backend::command_complete(&mut out, "SELECT 1");
+            crate::protocol::backend::ready_for_query(&mut out, b'I');
+            socket.write_all(&out).await.unwrap();
+        }
+        if socket.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+    }
+}
+
+/// One session over two pools of one database (two endpoints), its
+/// transactions spread by a chooser: each transaction takes its server
+/// from the pool picked for it and gives it back there; the client is
+/// counted in its home pool only; statistics and the database's shared
+/// server limit are kept per pool.
+#[tokio::test]
+async fn a_session_uses_two_pools_with_accounting_per_pool() {
+    use crate::config::Endpoint;
+    use crate::pool::Role;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = context();
+    let endpoints: Vec<Endpoint> = (1..=2)
+        .map(|port| Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        })
+        .collect();
+    let pools: Vec<Arc<crate::pool::Pool>> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(slot, e)| {
+            let key = ("d", "u", e, Role::Any);
+            ctx.pools.get_or_create(key, slot, || {
+                let mut s = pool().settings_full().as_ref().clone();
+                s.target.addr = Arc::new(e.clone());
+                s.mode = crate::config::PoolMode::Transaction;
+                s
+            })
+        })
+        .collect();
+    for pool in &pools {
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        tokio::spawn(answer_queries(theirs));
+        let addr = pool.settings().target.addr.clone();
+        pool.adopt(crate::server::ServerConn::new(Stream::from(ours), addr));
+    }
+    let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+    let mut c = client(&ctx, &pools[0], Stream::from(ours));
+    let choose: Arc<dyn crate::routing::Choose> = Arc::new(Alternate(Default::default()));
+    let home = pools[0].add_client().unwrap();
+    c.held.route = Route::new(home, Some((pools.clone(), choose)));
+    // (The route `client` made is dropped here: its count goes with it.)
+    for _ in 0..2 {
+        peer.write_all(&query("SELECT 1")).await.unwrap();
+        let mut answer = vec![0u8; 20];
+        let (step, read) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(c.request(), peer.read_exact(&mut answer))
+        })
+        .await
+        .expect("the transaction hung");
+        assert!(matches!(step, Ok(Step::Idle)));
+        read.unwrap();
+        assert_eq!(answer[answer.len() - 6], b'Z');
+    }
+    for pool in &pools {
+        let t = pool.stats.totals();
+        assert_eq!(
+            (t.xact_count, t.server_assignment_count),
+            (1, 1),
+            "{}",
+            pool.key()
+        );
+        let n = pool.counts();
+        assert_eq!((n.total, n.idle), (1, 1), "its server came back to it");
+    }
+    assert_eq!(pools[0].client_count(), 1, "counted in its home pool");
+    assert_eq!(pools[1].client_count(), 0);
+    assert_eq!(
+        ctx.pools.db_limit("d"),
+        Some((0, 2)),
+        "one server per pool under the database's limit"
+    );
+    assert_eq!(ctx.pools.db_clients("d"), 1);
 }

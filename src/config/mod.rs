@@ -19,6 +19,7 @@
 
 mod connstr;
 mod databases;
+mod endpoint;
 mod error;
 mod general;
 mod ini;
@@ -38,6 +39,7 @@ use std::path::PathBuf;
 use crate::auth::Secret;
 
 pub use databases::{DATABASE_KEYS_NOT_YET_IMPLEMENTED, Database, Databases};
+pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
 pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};

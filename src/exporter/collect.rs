@@ -61,7 +61,7 @@ impl PoolRow {
 
 fn sorted_pools(ctx: &Context) -> Vec<Arc<Pool>> {
     let mut pools = ctx.pools.all();
-    pools.sort_by(|a, b| (&a.key.database, &a.key.user).cmp(&(&b.key.database, &b.key.user)));
+    pools.sort_by(|a, b| (&a.database(), &a.user()).cmp(&(&b.database(), &b.user())));
     pools
 }
 
@@ -71,8 +71,8 @@ fn rows(pools: &[Arc<Pool>]) -> Vec<PoolRow> {
         .map(|p| {
             let s = p.settings();
             PoolRow {
-                database: p.key.database.clone(),
-                user: p.key.user.clone(),
+                database: p.database().to_string(),
+                user: p.user().to_string(),
                 figures: p.figures(),
                 totals: p.stats.totals().to_array(),
                 size: s.size,

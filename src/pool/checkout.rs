@@ -287,7 +287,7 @@ impl Pool {
         }
         st.total += 1;
         rx.close();
-        debug!(pool = %self.key, "using the reserve pool");
+        debug!(pool = %self.key(), "using the reserve pool");
         Some(Next::Open)
     }
 
@@ -392,7 +392,7 @@ impl Pool {
                     });
                 }
                 drop(st);
-                warn!(pool = %self.key, error = %e, "server login failed");
+                warn!(pool = %self.key(), error = %e, "server login failed");
                 self.free_slot();
                 Err(e.into())
             }

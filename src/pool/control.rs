@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{CloseReason, Pool, PoolSettings, Pools};
+use super::{CloseReason, Pool, PoolKey, PoolSettings, Pools};
 use crate::config::Config;
 
 const RUNNING: u8 = 0;
@@ -86,8 +86,8 @@ impl Pools {
     fn targets(&self, cfg: &Config, db: Option<&str>) -> Result<Vec<String>, ControlError> {
         let mut names: Vec<String> = cfg.databases.entries.keys().cloned().collect();
         for p in self.all() {
-            if !names.contains(&p.key.database) {
-                names.push(p.key.database.clone());
+            if !names.iter().any(|n| n == p.database()) {
+                names.push(p.database().to_string());
             }
         }
         match db {
@@ -102,7 +102,7 @@ impl Pools {
     fn pools_of(&self, names: &[String]) -> Vec<Arc<Pool>> {
         self.all()
             .into_iter()
-            .filter(|p| names.contains(&p.key.database))
+            .filter(|p| names.iter().any(|n| n == p.database()))
             .collect()
     }
 
@@ -228,21 +228,49 @@ impl Pools {
     /// refused at login).
     pub fn apply_config(&self, cfg: &Config) {
         for p in self.all() {
-            let Some(db) = cfg.databases.lookup(&p.key.database) else {
+            let Some(db) = cfg.databases.lookup(p.database()) else {
                 continue;
             };
-            let new = PoolSettings::resolve(cfg, db, &p.key.database, &p.key.user);
+            let endpoints = db.endpoints();
+            // The pool keeps its place in the host list and follows the
+            // host there (one host: the new host, as before).
+            let endpoint = &endpoints[p.slot.min(endpoints.len() - 1)];
+            if *endpoint != p.key().endpoint {
+                self.rekey(&p, endpoint);
+            }
+            let new = PoolSettings::resolve(cfg, db, (p.database(), p.user()), endpoint);
             let old = p.settings_full();
             let changed = !new.same_connection(&old);
             p.db_limit.set_max(new.max_db_connections);
             p.user_limit.set_max(new.max_user_connections);
             p.set_settings(new);
             if changed {
-                info!(pool = %p.key, "connection settings changed: servers are replaced as they are released");
+                info!(pool = %p.key(), "connection settings changed: servers are replaced as they are released");
                 p.reconnect();
             }
             p.kick();
         }
+    }
+
+    /// Point `pool` at `endpoint` under its new key. When another pool has
+    /// that key already, the moved one leaves the registry (its sessions
+    /// keep it; new logins get the other).
+    fn rekey(&self, pool: &Arc<Pool>, endpoint: &crate::config::Endpoint) {
+        let old = (**pool.key()).clone();
+        let new = PoolKey {
+            endpoint: endpoint.clone(),
+            ..old.clone()
+        };
+        let mut map = self.map.lock();
+        if map.get(&old).is_some_and(|p| Arc::ptr_eq(p, pool)) {
+            map.remove(&old);
+        }
+        if map.contains_key(&new) {
+            info!(pool = %old, to = %endpoint, "a reload moved this pool onto another pool's server: it serves its sessions until they end");
+        } else {
+            map.insert(new.clone(), pool.clone());
+        }
+        pool.set_key(new);
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Pool, Pools};
+use crate::config::Endpoint;
 use crate::server::BackendKey;
-use crate::transport::Endpoint;
 
 /// A pool's figures in SHOW POOLS terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

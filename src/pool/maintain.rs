@@ -9,19 +9,11 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::{CloseReason, Pool, PoolSettings, Pools};
-use crate::config::Config;
+use super::{CloseReason, Pool, Pools};
 
 impl Pools {
-    /// One maintenance pass over every pool. Pools of databases with a
-    /// forced user exist from the start, as in PgBouncer (so min_pool_size
-    /// applies to them before any client comes).
-    pub fn maintain(&self, cfg: &Config) {
-        for (name, db) in &cfg.databases.entries {
-            if let Some(user) = &db.user {
-                self.get_or_create(name, user, || PoolSettings::resolve(cfg, db, name, user));
-            }
-        }
+    /// One maintenance pass over every pool.
+    pub fn maintain(&self) {
         let now = Instant::now();
         for pool in self.all() {
             pool.maintain(now);
@@ -53,7 +45,7 @@ impl Pools {
             false
         });
         for pool in removed {
-            info!(pool = %pool.key, "freeing an unused automatic database pool (autodb_idle_timeout)");
+            info!(pool = %pool.key(), "freeing an unused automatic database pool (autodb_idle_timeout)");
             pool.close_idle();
         }
     }
@@ -112,7 +104,7 @@ impl Pool {
         };
         let n = closing.len();
         for (srv, reason) in closing {
-            debug!(server = srv.id, pool = %self.key, reason = reason.label(), "closing an idle server");
+            debug!(server = srv.id, pool = %self.key(), reason = reason.label(), "closing an idle server");
             srv.terminate();
             self.events.closed(reason, 1);
         }
@@ -141,7 +133,7 @@ impl Pool {
         }
         let slot = self.slot();
         if let Ok(conn) = self.open(slot).await {
-            debug!(server = conn.id, pool = %self.key, "opened a server for min_pool_size");
+            debug!(server = conn.id, pool = %self.key(), "opened a server for min_pool_size");
             self.checkin(conn);
         }
     }

@@ -1,5 +1,7 @@
-//! Pools of server connections keyed by (database, user): the registry
-//! (`Pools`) and one pool (`pool::Pool`).
+//! Pools of server connections keyed by (database, user, endpoint, role):
+//! the registry (`Pools`) and one pool (`pool::Pool`). A pool serves one
+//! endpoint (one server); which endpoint a session's pool serves is the
+//! routing's choice (`crate::routing`), not the pool's.
 //!
 //! The admin console and stats read pools; they never reach into sessions.
 
@@ -21,6 +23,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::config::Endpoint;
+
 pub use answers::LoginAnswer;
 pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
@@ -30,31 +34,51 @@ pub use limits::Limit;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
 
-/// Identity of a pool: the database name clients use and the user the
-/// pooler logs in to PostgreSQL as (the forced user, or the client's).
+/// What a pool's servers are for: any host, or only a primary (read-write)
+/// or only a standby. Every pool is `Any` until host roles are known (the
+/// high-availability work); the role is part of a pool's identity so that
+/// one server can have a pool per role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Role {
+    /// Whatever the host is.
+    #[default]
+    Any,
+    /// A primary (accepts writes).
+    Primary,
+    /// A standby (read-only).
+    Standby,
+}
+
+/// Identity of a pool: the database name clients use, the user the pooler
+/// logs in to PostgreSQL as (the forced user, or the client's), the server
+/// it connects to, and the role it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     /// Database name as clients ask for it.
     pub database: String,
     /// Server-side user.
     pub user: String,
+    /// The server.
+    pub endpoint: Endpoint,
+    /// The role its servers serve.
+    pub role: Role,
 }
 
 /// A pool key looked up without building one (no allocation per login):
 /// `PoolKey` borrows as this, hashing and comparing the same way.
 trait KeyRef {
-    fn parts(&self) -> (&str, &str);
+    fn parts(&self) -> (&str, &str, &Endpoint, Role);
 }
 
 impl KeyRef for PoolKey {
-    fn parts(&self) -> (&str, &str) {
-        (&self.database, &self.user)
+    fn parts(&self) -> (&str, &str, &Endpoint, Role) {
+        (&self.database, &self.user, &self.endpoint, self.role)
     }
 }
 
-impl KeyRef for (&str, &str) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, self.1)
+impl KeyRef for (&str, &str, &Endpoint, Role) {
+    fn parts(&self) -> (&str, &str, &Endpoint, Role) {
+        (self.0, self.1, self.2, self.3)
     }
 }
 
@@ -67,9 +91,11 @@ impl<'a> std::borrow::Borrow<dyn KeyRef + 'a> for PoolKey {
 impl std::hash::Hash for dyn KeyRef + '_ {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         // As the derived Hash of PoolKey: its fields in order.
-        let (database, user) = self.parts();
+        let (database, user, endpoint, role) = self.parts();
         database.hash(h);
         user.hash(h);
+        endpoint.hash(h);
+        role.hash(h);
     }
 }
 
@@ -83,7 +109,12 @@ impl Eq for dyn KeyRef + '_ {}
 
 impl std::fmt::Display for PoolKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.database, self.user)
+        write!(f, "{}/{}@{}", self.database, self.user, self.endpoint)?;
+        match self.role {
+            Role::Any => Ok(()),
+            Role::Primary => f.write_str(" (primary)"),
+            Role::Standby => f.write_str(" (standby)"),
+        }
     }
 }
 
@@ -107,27 +138,36 @@ impl Pools {
         Pools::default()
     }
 
-    /// The pool of `database` and server-side `user`, created with `make`
-    /// when missing. Called once per client login, never on the hot path.
+    /// The pool of `database` and server-side `user` at `endpoint` for
+    /// `role`, created with `make` when missing. Called once per client
+    /// login, never on the hot path.
+    /// `slot` is the endpoint's place in its database's host list.
     pub fn get_or_create(
         &self,
-        database: &str,
-        user: &str,
+        (database, user, endpoint, role): (&str, &str, &Endpoint, Role),
+        slot: usize,
         make: impl FnOnce() -> PoolSettings,
     ) -> Arc<Pool> {
         let mut map = self.map.lock();
-        if let Some(p) = map.get(&(database, user) as &dyn KeyRef) {
+        if let Some(p) = map.get(&(database, user, endpoint, role) as &dyn KeyRef) {
             return p.clone();
         }
         let key = PoolKey {
             database: database.to_string(),
             user: user.to_string(),
+            endpoint: endpoint.clone(),
+            role,
         };
         let settings = make();
         let db_limit = Self::limit(&self.db_limits, &key.database, settings.max_db_connections);
         let user_limit = Self::limit(&self.user_limits, &key.user, settings.max_user_connections);
         let control = self.db_control(&key.database);
-        let pool = Pool::with_limits(key.clone(), settings, (db_limit, control), user_limit);
+        let pool = Pool::with_limits(
+            (key.clone(), slot),
+            settings,
+            (db_limit, control),
+            user_limit,
+        );
         map.insert(key, pool.clone());
         pool
     }

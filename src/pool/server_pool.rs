@@ -106,8 +106,14 @@ pub(super) struct State {
 
 /// A pool of server connections for one (database, user).
 pub struct Pool {
-    /// Its identity.
-    pub key: PoolKey,
+    /// Its identity (the endpoint part changes when a reload points the
+    /// pool's host slot elsewhere; see `Pools::apply_config`).
+    key: ArcSwap<PoolKey>,
+    /// Its key's database and user, which never change.
+    names: (String, String),
+    /// Its endpoint's place in its database's host list, as routing chose
+    /// it (a reload keeps the slot and follows the host there).
+    pub(super) slot: usize,
     /// Its settings.
     settings: ArcSwap<PoolSettings>,
     /// The settings every transaction reads, as plain atomics.
@@ -168,13 +174,16 @@ impl Pool {
 
     /// A new empty pool counted under shared limits.
     pub(super) fn with_limits(
-        key: PoolKey,
+        (key, slot): (PoolKey, usize),
         settings: PoolSettings,
         db: (Shared, Arc<DbControl>),
         user: Shared,
     ) -> Arc<Pool> {
-        let pool =
-            Arc::new_cyclic(|me| Self::build(key, settings, me.clone(), db.clone(), user.clone()));
+        let pool = Arc::new_cyclic(|me| {
+            let mut pool = Self::build(key, settings, me.clone(), db.clone(), user.clone());
+            pool.slot = slot;
+            pool
+        });
         db.0.0.join(&pool.me);
         user.0.join(&pool.me);
         pool
@@ -190,7 +199,9 @@ impl Pool {
         let hot = super::hot::Hot::default();
         hot.set(&settings);
         Pool {
-            key,
+            names: (key.database.clone(), key.user.clone()),
+            key: ArcSwap::from_pointee(key),
+            slot: 0,
             settings: ArcSwap::from_pointee(settings),
             hot,
             me,
@@ -218,6 +229,27 @@ impl Pool {
             answers: Default::default(),
             stats: crate::stats::PoolStats::new(),
         }
+    }
+
+    /// Its identity: database, user, endpoint and role (for the admin
+    /// console, metrics and logs; not read per transaction).
+    pub fn key(&self) -> Guard<Arc<PoolKey>> {
+        self.key.load()
+    }
+
+    /// The database name clients use (its key's, which never changes).
+    pub fn database(&self) -> &str {
+        &self.names.0
+    }
+
+    /// The user it logs in to PostgreSQL as (never changes).
+    pub fn user(&self) -> &str {
+        &self.names.1
+    }
+
+    /// Point the pool at another endpoint (a reload changed its host).
+    pub(super) fn set_key(&self, key: PoolKey) {
+        self.key.store(Arc::new(key));
     }
 
     /// The pool's current settings (cheap: no shared write; for short
@@ -304,6 +336,18 @@ impl Pool {
             "closing an idle server: another pool needs room"
         );
         self.discard_for(server, CloseReason::Evicted);
+    }
+
+    /// Count `server` as one of this pool's (in its limits too) and make
+    /// it idle: tests fake server connections over local sockets.
+    #[cfg(test)]
+    pub(crate) fn adopt(self: &Arc<Self>, mut server: Box<ServerConn>) {
+        assert!(self.acquire_limits().is_ok(), "room under the limits");
+        self.state.lock().total += 1;
+        let me: Weak<dyn crate::server::SlotOwner> = Arc::downgrade(self) as _;
+        server.owner = Some(me);
+        server.generation = self.generation.load(Ordering::Relaxed);
+        self.checkin(server);
     }
 
     /// Close a server that cannot be reused, freeing its slot.

@@ -2,13 +2,11 @@
 //! the [databases] entry, the [users] entry of the pool's user and
 //! [pgbouncer], with PgBouncer's precedence.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Database, General, PoolMode};
+use crate::config::{Config, Database, Endpoint, General, PoolMode};
 use crate::server::{ServerCredentials, ServerTarget};
-use crate::transport::Endpoint;
 
 /// Settings of one pool. Durations of zero mean "off" unless noted.
 #[derive(Debug, Clone)]
@@ -83,8 +81,14 @@ impl PoolSettings {
 
     /// Resolve a pool's settings from its [databases] entry `db`, [users]
     /// and [pgbouncer]. `database` is the client-side database name,
-    /// `pool_user` the user pgsluice logs in to PostgreSQL as.
-    pub fn resolve(cfg: &Config, db: &Database, database: &str, pool_user: &str) -> PoolSettings {
+    /// `pool_user` the user pgsluice logs in to PostgreSQL as, `endpoint`
+    /// the server (one of `db.endpoints()`, as routing chose).
+    pub fn resolve(
+        cfg: &Config,
+        db: &Database,
+        (database, pool_user): (&str, &str),
+        endpoint: &Endpoint,
+    ) -> PoolSettings {
         let credentials = match (&db.password, cfg.userlist.get(pool_user)) {
             (Some(pw), _) => ServerCredentials::Password(pw.clone()),
             (None, Some(crate::auth::Secret::Plain(pw))) => ServerCredentials::Password(pw.clone()),
@@ -103,7 +107,7 @@ impl PoolSettings {
             }
         }
         let target = ServerTarget {
-            addr: Arc::new(server_addr(db)),
+            addr: Arc::new(endpoint.clone()),
             database: db.dbname.clone().unwrap_or_else(|| database.to_string()),
             user: pool_user.to_string(),
             startup_params,
@@ -199,36 +203,6 @@ impl PoolSettings {
     }
 }
 
-/// The server address of a [databases] entry. Without host, the Unix
-/// socket in the usual directory (/var/run/postgresql when it exists, else
-/// /tmp); a host starting with '/' is a socket directory; of a host list,
-/// the first host is used (load balancing comes later).
-fn server_addr(db: &Database) -> Endpoint {
-    let host = db
-        .host
-        .as_deref()
-        .and_then(|h| h.split(',').map(str::trim).find(|h| !h.is_empty()));
-    match host {
-        Some(h) if !h.starts_with('/') => Endpoint::Tcp {
-            host: h.to_string(),
-            port: db.port,
-        },
-        Some(dir) => Endpoint::Unix {
-            dir: PathBuf::from(dir),
-            port: db.port,
-        },
-        None => {
-            let debian = PathBuf::from("/var/run/postgresql");
-            let dir = if debian.is_dir() {
-                debian
-            } else {
-                PathBuf::from("/tmp")
-            };
-            Endpoint::Unix { dir, port: db.port }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +212,7 @@ mod tests {
             .unwrap()
             .config;
         let db = cfg.databases.lookup(database).unwrap().clone();
-        PoolSettings::resolve(&cfg, &db, database, user)
+        PoolSettings::resolve(&cfg, &db, (database, user), &db.endpoints()[0])
     }
 
     #[test]

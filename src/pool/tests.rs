@@ -3,10 +3,21 @@
 
 use std::sync::Arc;
 
-use super::{Pool, PoolSettings, Pools};
+use super::{Pool, PoolSettings, Pools, Role};
+use crate::config::Endpoint;
 use crate::server::{ServerConn, ServerCredentials, ServerTarget};
-use crate::transport::Endpoint;
 use crate::transport::Stream;
+
+/// The one endpoint of these tests' pools.
+static ENDPOINT: std::sync::LazyLock<Endpoint> = std::sync::LazyLock::new(|| Endpoint::Tcp {
+    host: "127.0.0.1".into(),
+    port: 1,
+});
+
+/// A pool identity at the tests' endpoint.
+fn at<'a>(database: &'a str, user: &'a str) -> (&'a str, &'a str, &'static Endpoint, Role) {
+    (database, user, &ENDPOINT, Role::Any)
+}
 
 fn settings(size: usize) -> PoolSettings {
     let target = ServerTarget {
@@ -38,7 +49,7 @@ async fn fake_server(pool: &Arc<Pool>) -> Box<ServerConn> {
 
 fn pool(size: usize) -> Arc<Pool> {
     let pools = Pools::new();
-    pools.get_or_create("d", "u", || settings(size))
+    pools.get_or_create(at("d", "u"), 0, || settings(size))
 }
 
 #[tokio::test]
@@ -67,7 +78,7 @@ async fn discarded_and_idle_closed_servers_are_counted_once() {
 #[tokio::test]
 async fn a_paused_pool_closes_released_servers_and_hands_out_nothing() {
     let pools = Pools::new();
-    let pool = pools.get_or_create("d", "u", || settings(1));
+    let pool = pools.get_or_create(at("d", "u"), 0, || settings(1));
     let s = fake_server(&pool).await;
     let cfg = crate::config::load_str(
         "[pgbouncer]\nauth_type=any\n[databases]\nd=host=127.0.0.1\n",
@@ -96,17 +107,19 @@ async fn a_paused_pool_closes_released_servers_and_hands_out_nothing() {
 #[test]
 fn pools_are_found_by_borrowed_names_and_by_key() {
     let pools = Pools::new();
-    let a = pools.get_or_create("db", "alice", || settings(1));
-    let again = pools.get_or_create("db", "alice", || panic!("created twice"));
+    let a = pools.get_or_create(at("db", "alice"), 0, || settings(1));
+    let again = pools.get_or_create(at("db", "alice"), 0, || panic!("created twice"));
     assert!(Arc::ptr_eq(&a, &again));
     // The owned key hashes and compares as the borrowed pair.
     let key = super::PoolKey {
         database: "db".into(),
         user: "alice".into(),
+        endpoint: ENDPOINT.clone(),
+        role: Role::Any,
     };
     assert!(Arc::ptr_eq(&pools.get(&key).unwrap(), &a));
     // Names are not concatenated: ("dba", "lice") is another pool.
-    let b = pools.get_or_create("dba", "lice", || settings(1));
+    let b = pools.get_or_create(at("dba", "lice"), 0, || settings(1));
     assert!(!Arc::ptr_eq(&a, &b));
     assert_eq!(pools.all().len(), 2);
 }
@@ -116,7 +129,7 @@ fn per_transaction_settings_follow_every_store() {
     use crate::config::PoolMode;
     use std::time::Duration;
     let pools = Pools::new();
-    let pool = pools.get_or_create("d", "u", || settings(1));
+    let pool = pools.get_or_create(at("d", "u"), 0, || settings(1));
     let s = pool.settings_full();
     // Defaults: no reset after each transaction (server_reset_query_always
     // is off), transaction mode.
@@ -184,4 +197,40 @@ async fn a_checkout_prefers_a_recent_idle_server_on_its_own_shard() {
     for s in idle {
         pool.discard(s);
     }
+}
+
+/// A reload that changes a database's host keeps its pool (clients,
+/// statistics, waiters stay) and points it at the new host, under the new
+/// key; its servers are replaced as they are released, as before pools
+/// were keyed by endpoint.
+#[test]
+fn a_reload_moves_a_pool_to_its_new_host() {
+    let load = |host: &str| {
+        let ini = format!("[databases]\nd = host={host} port=5432\n[pgbouncer]\nauth_type=any\n");
+        crate::config::load_str(&ini, std::path::Path::new("x.ini"))
+            .unwrap()
+            .config
+    };
+    let (before, after) = (load("10.0.0.1"), load("10.0.0.2"));
+    let pools = Pools::new();
+    let db = before.databases.lookup("d").unwrap();
+    let old = db.endpoints()[0].clone();
+    let pool = pools.get_or_create(("d", "u", &old, Role::Any), 0, || {
+        PoolSettings::resolve(&before, db, ("d", "u"), &old)
+    });
+    let generation = pool.generation.load(std::sync::atomic::Ordering::Relaxed);
+    pools.apply_config(&after);
+    let new = after.databases.lookup("d").unwrap().endpoints()[0].clone();
+    assert_eq!(pool.key().endpoint, new);
+    assert_eq!(*pool.settings().target.addr, new);
+    assert!(pool.generation.load(std::sync::atomic::Ordering::Relaxed) > generation);
+    let key = |endpoint: &Endpoint| super::PoolKey {
+        database: "d".into(),
+        user: "u".into(),
+        endpoint: endpoint.clone(),
+        role: Role::Any,
+    };
+    assert!(Arc::ptr_eq(&pools.get(&key(&new)).unwrap(), &pool));
+    assert!(pools.get(&key(&old)).is_none());
+    assert_eq!(pools.all().len(), 1);
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::config::Endpoint;
 use crate::protocol::BackendKey;
-use crate::transport::{Endpoint, Peer};
+use crate::transport::Peer;
 
 /// One client session's shared state: who it is, where its cancel request
 /// must go right now, and whether it was told to close.

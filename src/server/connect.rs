@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{BackendKey, ServerConn, ServerError};
 use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
-use crate::transport::Endpoint;
+use crate::config::Endpoint;
 
 /// The secret the pooler logs in to PostgreSQL with.
 #[derive(Clone)]
@@ -74,9 +74,7 @@ async fn connect_inner(
     target: &ServerTarget,
     credentials: &ServerCredentials,
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
-    let stream = target
-        .addr
-        .connect()
+    let stream = crate::transport::connect(&target.addr)
         .await
         .map_err(|source| ServerError::Connect {
             addr: (*target.addr).clone(),

@@ -19,8 +19,9 @@ pub use connect::{ServerCredentials, ServerTarget, connect};
 pub use error::ServerError;
 pub use params::Params;
 
+use crate::config::Endpoint;
 pub use crate::protocol::BackendKey;
-use crate::transport::{Endpoint, Stream};
+use crate::transport::Stream;
 
 /// A logged-in connection to PostgreSQL.
 #[derive(Debug)]

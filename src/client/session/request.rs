@@ -35,11 +35,11 @@ impl Client {
             return Ok(Step::End);
         }
         if crate::client::notices::starts_with_listen(&self.buf)
-            && self.held.pool.settings().mode != PoolMode::Session
+            && self.held.route.home().settings().mode != PoolMode::Session
         {
             crate::client::notices::send_listen_notice(&mut self.stream).await?;
         }
-        let pool = self.held.pool.clone();
+        let pool = self.held.route.pick().clone();
         // The request's clock starts here; a checkout that had to wait (it
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());

@@ -1,0 +1,148 @@
+//! Routing: which pool serves a session, and each of its transactions. A
+//! database entry resolves to its endpoints (`config::Database::endpoints`,
+//! its host list in order); choosing among them is this module's step,
+//! separate and replaceable ([`Choose`]): today [`First`], the first host,
+//! as PgBouncer without load_balance_hosts. The high-availability and
+//! read/write work bring choosers that know host roles, lag and the
+//! statement.
+//!
+//! A session holds a [`Route`]: the pool it logged in to (its home, where
+//! it is counted: SHOW POOLS' cl_* and the client limits) and, when its
+//! chooser spreads transactions over several pools, those pools. Each
+//! transaction takes its server from [`Route::pick`]'s pool and gives it
+//! back there, so server counts, statistics and limits stay per pool.
+//!
+//! What it does not own: pools (`pool`), the topology of hosts (to come).
+
+use std::sync::Arc;
+
+use crate::config::{Config, Database, Endpoint};
+use crate::pool::{ClientLimit, Pool, PoolClient, PoolSettings, Pools, Role};
+
+/// How a database's pools are chosen among its endpoints.
+pub trait Choose: Send + Sync {
+    /// The endpoint (an index into `endpoints`, never empty) whose pool a
+    /// session logs in to.
+    fn home(&self, endpoints: &[Endpoint]) -> usize;
+
+    /// Whether transactions go to other pools than the home one: then
+    /// every endpoint gets a pool and [`pick`](Self::pick) is asked per
+    /// transaction.
+    fn spreads(&self) -> bool {
+        false
+    }
+
+    /// The pool (an index into `pools`, which are in endpoint order) for
+    /// the next transaction.
+    fn pick(&self, pools: &[Arc<Pool>]) -> usize {
+        let _ = pools;
+        0
+    }
+}
+
+/// The first endpoint, for the session and all its transactions (today's
+/// policy: a host list's first host).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct First;
+
+impl Choose for First {
+    fn home(&self, _endpoints: &[Endpoint]) -> usize {
+        0
+    }
+}
+
+/// Where a session's transactions go.
+pub struct Route {
+    /// The pool the session logged in to, counting it as a client.
+    home: PoolClient,
+    /// The pools transactions are spread over, with the chooser; None
+    /// when they all go home (one endpoint, or a chooser that keeps
+    /// sessions on one pool).
+    spread: Option<Box<Spread>>,
+}
+
+/// The pools a chooser spreads a session's transactions over (in endpoint
+/// order), and the chooser.
+pub type Spreading = (Vec<Arc<Pool>>, Arc<dyn Choose>);
+
+struct Spread {
+    pools: Vec<Arc<Pool>>,
+    choose: Arc<dyn Choose>,
+}
+
+impl Route {
+    /// Route a session of `database` logging in to PostgreSQL as
+    /// `pool_user` (whose [databases] entry is `db`): the pool of the
+    /// endpoint `choose` picks, made when missing, counting the client in
+    /// it (within max_db_client_connections / max_user_client_connections).
+    pub fn login(
+        pools: &Pools,
+        cfg: &Config,
+        (db, database, pool_user): (&Database, &str, &str),
+        choose: Arc<dyn Choose>,
+    ) -> Result<Route, ClientLimit> {
+        let endpoints = db.endpoints();
+        let pool_of = |i: usize| pool_for(pools, cfg, (db, database, pool_user), &endpoints, i);
+        let home_at = choose.home(&endpoints).min(endpoints.len() - 1);
+        let home = pool_of(home_at).add_client()?;
+        let spread = (choose.spreads() && endpoints.len() > 1)
+            .then(|| ((0..endpoints.len()).map(pool_of).collect(), choose));
+        Ok(Route::new(home, spread))
+    }
+
+    /// A route from its parts: the home pool with the client counted, and
+    /// the pools `choose` spreads transactions over, if it does.
+    pub fn new(home: PoolClient, spread: Option<Spreading>) -> Route {
+        let spread = spread.map(|(pools, choose)| Box::new(Spread { pools, choose }));
+        Route { home, spread }
+    }
+
+    /// The pool the session is counted in.
+    pub fn home(&self) -> &Arc<Pool> {
+        &self.home
+    }
+
+    /// The pool for the session's next transaction.
+    #[inline]
+    pub fn pick(&self) -> &Arc<Pool> {
+        match &self.spread {
+            None => &self.home,
+            Some(s) => &s.pools[s.choose.pick(&s.pools).min(s.pools.len() - 1)],
+        }
+    }
+}
+
+/// The chooser of every database today.
+pub fn chooser() -> Arc<dyn Choose> {
+    static FIRST: std::sync::OnceLock<Arc<dyn Choose>> = std::sync::OnceLock::new();
+    FIRST.get_or_init(|| Arc::new(First)).clone()
+}
+
+/// The pool of the `at`-th endpoint of `db` for `pool_user`, made when
+/// missing.
+fn pool_for(
+    pools: &Pools,
+    cfg: &Config,
+    (db, database, pool_user): (&Database, &str, &str),
+    endpoints: &[Endpoint],
+    at: usize,
+) -> Arc<Pool> {
+    let endpoint = &endpoints[at];
+    pools.get_or_create((database, pool_user, endpoint, Role::Any), at, || {
+        PoolSettings::resolve(cfg, db, (database, pool_user), endpoint)
+    })
+}
+
+/// Pools of databases with a forced user exist from the start, as in
+/// PgBouncer (so min_pool_size applies to them before any client comes):
+/// made here, at the chooser's home endpoint, by the janitor.
+pub fn forced_user_pools(pools: &Pools, cfg: &Config) {
+    let choose = chooser();
+    for (name, db) in &cfg.databases.entries {
+        if let Some(user) = &db.user {
+            let endpoints = db.endpoints();
+            let at = choose.home(&endpoints).min(endpoints.len() - 1);
+            pool_for(pools, cfg, (db, name, user), &endpoints, at);
+        }
+    }
+}
