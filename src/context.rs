@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::pool::Pools;
+use crate::protocol::SqlState;
 use crate::registry::Registry;
 
 /// Shared state of one running pooler.
@@ -25,9 +26,9 @@ pub struct Context {
     /// Shutdown asked for by the admin console or a signal.
     shutdown_request: watch::Sender<Option<ShutdownMode>>,
     /// Errors sent to clients, by SQLSTATE (for the metrics endpoint).
-    pub client_errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    pub client_errors: Mutex<std::collections::BTreeMap<SqlState, u64>>,
     /// Failed logins, by SQLSTATE.
-    pub login_failures: Mutex<std::collections::BTreeMap<String, u64>>,
+    pub login_failures: Mutex<std::collections::BTreeMap<SqlState, u64>>,
     /// Serializes reloads; holds the values set with SET (kept over
     /// reloads, as long as the process runs).
     reloading: Mutex<Vec<(String, String)>>,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::AdminError;
-use super::parse::{Control, ShutdownMode as Mode};
-use crate::context::{Context, ShutdownMode};
+use super::parse::Control;
+use crate::context::Context;
 use crate::pool::ControlError;
 use crate::protocol::backend;
 use crate::protocol::sqlstate;
@@ -57,11 +57,7 @@ pub async fn run(ctx: &Arc<Context>, cmd: &Control, out: &mut BytesMut) -> Resul
         Control::Set { key, value } => ctx
             .set(key, value)
             .map_err(|e| AdminError::new(sqlstate::CANT_CHANGE_RUNTIME_PARAM, e))?,
-        Control::Shutdown(mode) => ctx.request_shutdown(match mode {
-            Mode::Now => ShutdownMode::Immediate,
-            Mode::WaitForServers => ShutdownMode::WaitForServers,
-            Mode::WaitForClients => ShutdownMode::WaitForClients,
-        }),
+        Control::Shutdown(mode) => ctx.request_shutdown(*mode),
     }
     backend::command_complete(out, cmd.tag());
     Ok(())

@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
 
-pub use parse::{Command, Control, ShutdownMode, parse};
+pub use parse::{Command, Control, parse};
 pub use pools::ADMIN_DB;
 pub use stats_show::stats_rows;
 
@@ -32,15 +32,15 @@ use crate::context::Context;
 use crate::context::Registration;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::frontend::{FrontendMessage, read_message};
-use crate::protocol::sqlstate;
+use crate::protocol::{SqlState, sqlstate};
 use crate::registry::ClientInfo;
 use crate::transport::Peer;
 use crate::transport::Stream;
 
 /// 42601 syntax_error: a command the console does not know.
-pub const SYNTAX_ERROR: &str = "42601";
+pub const SYNTAX_ERROR: SqlState = sqlstate::SYNTAX_ERROR;
 /// 42501 insufficient_privilege: a stats user tried a control command.
-pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState::new("42501");
 
 /// What a console user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,14 +67,14 @@ pub struct AdminLogin {
 #[error("{message}")]
 pub struct AdminError {
     /// SQLSTATE.
-    pub code: &'static str,
+    pub code: SqlState,
     /// Message for the client.
     pub message: String,
 }
 
 impl AdminError {
     /// An error with a SQLSTATE.
-    pub fn new(code: &'static str, message: impl Into<String>) -> AdminError {
+    pub fn new(code: SqlState, message: impl Into<String>) -> AdminError {
         AdminError {
             code,
             message: message.into(),
@@ -174,14 +174,14 @@ fn welcome(out: &mut BytesMut, registration: &Registration, login: &AdminLogin) 
     backend::ready_for_query(out, b'I');
 }
 
-async fn fatal(stream: &mut Stream, code: &str, message: &str) {
+async fn fatal(stream: &mut Stream, code: SqlState, message: &str) {
     let mut out = BytesMut::new();
     backend::error_response(&mut out, Severity::Fatal, code, message);
     let _ = stream.write_all(&out).await;
 }
 
 /// Why a session ends with an error: SQLSTATE and message.
-type End = (&'static str, String);
+type End = (SqlState, String);
 
 /// Read and answer queries until the client leaves, breaks the protocol
 /// or the pooler shuts down.
@@ -256,7 +256,12 @@ async fn answer(ctx: &Arc<Context>, role: Role, query: &str, out: &mut BytesMut)
             if show::FAKE_PARAMS.iter().any(|(n, _)| *n == key) =>
         {
             // As PgBouncer: drivers SET these on connect; nothing to do.
-            backend::error_response(out, Severity::Notice, "00000", "SET ignored");
+            backend::error_response(
+                out,
+                Severity::Notice,
+                crate::protocol::sqlstate::SUCCESSFUL_COMPLETION,
+                "SET ignored",
+            );
             backend::command_complete(out, "SET");
             Ok(())
         }

@@ -1,6 +1,8 @@
 //! Parsing console commands: `WORD [arg] [;]`, case-insensitive, `SELECT x`
 //! read as `SHOW x`, and `SET key = value` / `SET key TO value`.
 
+use crate::context::ShutdownMode;
+
 /// A control command (changes state; admin_users only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -33,17 +35,6 @@ pub enum Control {
         /// Value as written (quotes removed).
         value: String,
     },
-}
-
-/// How SHUTDOWN waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownMode {
-    /// Exit now.
-    Now,
-    /// Exit once every server is released.
-    WaitForServers,
-    /// Exit once every client has left.
-    WaitForClients,
 }
 
 /// A console command.
@@ -114,7 +105,7 @@ pub fn parse(query: &str) -> Result<Command, SyntaxError> {
         "kill" => Control::Kill(arg),
         "kill_client" => Control::KillClient(need(arg)?.parse().map_err(|_| bad())?),
         "shutdown" => Control::Shutdown(match arg.map(|a| a.to_ascii_lowercase()).as_deref() {
-            None => ShutdownMode::Now,
+            None => ShutdownMode::Immediate,
             Some("wait_for_servers") => ShutdownMode::WaitForServers,
             Some("wait_for_clients") => ShutdownMode::WaitForClients,
             Some(_) => return Err(bad()),
@@ -203,7 +194,7 @@ mod tests {
             ("RECONNECT", Reconnect(None)),
             ("KILL d", Kill(Some("d".into()))),
             ("KILL_CLIENT 42", KillClient(42)),
-            ("SHUTDOWN", Shutdown(ShutdownMode::Now)),
+            ("SHUTDOWN", Shutdown(ShutdownMode::Immediate)),
             (
                 "shutdown wait_for_servers",
                 Shutdown(ShutdownMode::WaitForServers),

@@ -141,7 +141,12 @@ fn help(out: &mut BytesMut) {
         \tSHUTDOWN\n\
         \tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n\
         \tWAIT_CLOSE [<db>]";
-    backend::error_response(out, Severity::Notice, "00000", text);
+    backend::error_response(
+        out,
+        Severity::Notice,
+        crate::protocol::sqlstate::SUCCESSFUL_COMPLETION,
+        text,
+    );
     backend::command_complete(out, "SHOW");
 }
 

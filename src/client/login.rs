@@ -166,7 +166,7 @@ pub(super) async fn login(
     let welcome = pool.ensure_welcome().await.map_err(|e| {
         let (code, message) = match &e {
             crate::pool::CheckoutError::Server(s) => s.client_error(),
-            other => (sqlstate::CONNECTION_FAILURE.to_string(), other.to_string()),
+            other => (sqlstate::CONNECTION_FAILURE, other.to_string()),
         };
         ClientError::fatal(code, message)
     })?;

@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 use crate::context::Context;
 use crate::context::Registration;
 use crate::protocol::backend::{Severity, error_response};
-use crate::protocol::{ProtocolError, sqlstate};
+use crate::protocol::{ProtocolError, SqlState, sqlstate};
 use crate::transport::{Peer, Stream};
 
 /// Why a session ended with an error.
@@ -40,7 +40,7 @@ pub enum ClientError {
     #[error("{message}")]
     Fatal {
         /// SQLSTATE.
-        code: String,
+        code: SqlState,
         /// Message for the client and the log.
         message: String,
     },
@@ -55,18 +55,18 @@ pub enum ClientError {
 
 impl ClientError {
     /// A FATAL error with a SQLSTATE.
-    pub fn fatal(code: impl Into<String>, message: impl Into<String>) -> ClientError {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> ClientError {
         ClientError::Fatal {
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
 
     /// SQLSTATE and message to send, if the client can still be told.
-    fn response(&self) -> Option<(&str, String)> {
+    fn response(&self) -> Option<(SqlState, String)> {
         match self {
             ClientError::Protocol(e) => Some((e.sqlstate(), e.to_string())),
-            ClientError::Fatal { code, message } => Some((code, message.clone())),
+            ClientError::Fatal { code, message } => Some((*code, message.clone())),
             ClientError::Io(_) | ClientError::Console(_) => None,
         }
     }
@@ -184,10 +184,7 @@ async fn login_task(
         }
         Err((mut stream, e)) => {
             if let Some((code, _)) = e.response() {
-                *ctx.login_failures
-                    .lock()
-                    .entry(code.to_string())
-                    .or_default() += 1;
+                *ctx.login_failures.lock().entry(code).or_default() += 1;
             }
             report(&mut stream, id, &format!("@{peer}"), &ctx, e).await;
             let _ = stream.shutdown().await;
@@ -202,15 +199,12 @@ pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Contex
         info!(client = id, who, "client connection closed: {e}");
         return;
     };
-    *ctx.client_errors
-        .lock()
-        .entry(code.to_string())
-        .or_default() += 1;
+    *ctx.client_errors.lock().entry(code).or_default() += 1;
     if ctx.config().general.log_pooler_errors {
         warn!(
             client = id,
             who,
-            sqlstate = code,
+            sqlstate = code.as_str(),
             "closing client: {message}"
         );
     }

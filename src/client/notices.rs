@@ -14,7 +14,7 @@ use crate::transport::Stream;
 use crate::protocol::backend::{Severity, error_response};
 
 /// 0A000 feature_not_supported, as a warning: the LISTEN itself runs.
-const LISTEN_CODE: &str = "0A000";
+const LISTEN_CODE: crate::protocol::SqlState = crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED;
 
 /// Whether `buf` starts with a simple Query whose statement is LISTEN.
 pub(super) fn starts_with_listen(buf: &[u8]) -> bool {

@@ -246,7 +246,7 @@ fn process(e: &mut Exposition, ctx: &Context) {
     let n = name("login_failures_total");
     e.family(&n, Kind::Counter, "Client logins refused, by SQLSTATE.");
     for (code, v) in ctx.login_failures.lock().iter() {
-        e.sample(&n, &[("sqlstate", code)], v);
+        e.sample(&n, &[("sqlstate", code.as_str())], v);
     }
     let n = name("client_errors_total");
     e.family(
@@ -256,7 +256,7 @@ fn process(e: &mut Exposition, ctx: &Context) {
     );
     let mut classes = std::collections::BTreeMap::<String, u64>::new();
     for (code, v) in ctx.client_errors.lock().iter() {
-        *classes.entry(code.chars().take(2).collect()).or_default() += v;
+        *classes.entry(code.class().to_string()).or_default() += v;
     }
     for (class, v) in &classes {
         e.sample(&n, &[("class", class)], v);

@@ -82,7 +82,7 @@ pub(super) fn wait_expired(since: Instant, limit: std::time::Duration, now: Inst
 #[derive(Clone)]
 pub(super) struct LoginFailure {
     pub at: Instant,
-    pub code: String,
+    pub code: crate::protocol::SqlState,
     pub message: String,
 }
 

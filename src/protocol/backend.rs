@@ -139,7 +139,12 @@ impl Severity {
 
 /// ErrorResponse (or NoticeResponse for Notice/Warning) with severity,
 /// SQLSTATE and message.
-pub fn error_response(buf: &mut BytesMut, severity: Severity, code: &str, message: &str) {
+pub fn error_response(
+    buf: &mut BytesMut,
+    severity: Severity,
+    code: super::SqlState,
+    message: &str,
+) {
     let tag = match severity {
         Severity::Fatal | Severity::Error => b'E',
         Severity::Notice | Severity::Warning => b'N',
@@ -150,7 +155,7 @@ pub fn error_response(buf: &mut BytesMut, severity: Severity, code: &str, messag
         put_cstr(buf, severity.as_str());
     }
     buf.put_u8(b'C');
-    put_cstr(buf, code);
+    put_cstr(buf, code.as_str());
     buf.put_u8(b'M');
     put_cstr(buf, message);
     buf.put_u8(0);
@@ -229,7 +234,7 @@ mod tests {
         error_response(
             &mut buf,
             Severity::Fatal,
-            "28P01",
+            crate::protocol::sqlstate::INVALID_PASSWORD,
             "password authentication failed",
         );
         match Message::parse(&mut buf).unwrap().unwrap() {

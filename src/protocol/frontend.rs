@@ -39,7 +39,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// The SQLSTATE to report for this error.
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> super::SqlState {
         match self {
             ProtocolError::UnsupportedVersion(_) => super::sqlstate::FEATURE_NOT_SUPPORTED,
             _ => super::sqlstate::PROTOCOL_VIOLATION,

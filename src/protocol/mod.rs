@@ -10,6 +10,7 @@ pub mod frontend;
 pub mod sqlstate;
 
 pub use frontend::{FrontendMessage, ProtocolError, Startup, StartupPacket};
+pub use sqlstate::SqlState;
 
 /// Protocol version 3.0 as sent in a StartupMessage.
 pub const PROTOCOL_3_0: i32 = 196_608;

@@ -1,5 +1,6 @@
 //! Errors of a server connection, keeping track of which side failed.
 
+use crate::protocol::{SqlState, sqlstate};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorFields;
 
@@ -27,8 +28,8 @@ pub enum ServerError {
     Rejected {
         /// FATAL, ERROR, ...
         severity: String,
-        /// SQLSTATE.
-        code: String,
+        /// SQLSTATE (XX000 when the server sent none or a malformed one).
+        code: SqlState,
         /// Message text.
         message: String,
     },
@@ -49,13 +50,14 @@ pub enum ServerError {
 impl ServerError {
     /// Build a `Rejected` from the fields of an ErrorResponse.
     pub fn from_error_fields(mut fields: ErrorFields<'_>) -> ServerError {
-        let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+        let (mut severity, mut code, mut message) =
+            (String::new(), sqlstate::INTERNAL_ERROR, String::new());
         while let Ok(Some(f)) = fields.next() {
             let v = String::from_utf8_lossy(f.value_bytes()).into_owned();
             match f.type_() {
                 b'V' => severity = v,
                 b'S' if severity.is_empty() => severity = v,
-                b'C' => code = v,
+                b'C' => code = SqlState::parse(&v).unwrap_or(sqlstate::INTERNAL_ERROR),
                 b'M' => message = v,
                 _ => {}
             }
@@ -68,16 +70,15 @@ impl ServerError {
     }
 
     /// SQLSTATE and message to send to a client that this error affects.
-    pub fn client_error(&self) -> (String, String) {
-        use crate::protocol::sqlstate;
+    pub fn client_error(&self) -> (SqlState, String) {
         match self {
-            ServerError::Rejected { code, message, .. } => (code.clone(), message.clone()),
+            ServerError::Rejected { code, message, .. } => (*code, message.clone()),
             ServerError::Connect { .. } | ServerError::Timeout { .. } | ServerError::Closed => {
-                (sqlstate::CONNECTION_FAILURE.into(), self.to_string())
+                (sqlstate::CONNECTION_FAILURE, self.to_string())
             }
-            ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION.into(), self.to_string()),
+            ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION, self.to_string()),
             ServerError::Protocol(_) | ServerError::Io(_) => {
-                (sqlstate::CONNECTION_FAILURE.into(), self.to_string())
+                (sqlstate::CONNECTION_FAILURE, self.to_string())
             }
         }
     }

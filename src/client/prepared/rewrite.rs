@@ -232,7 +232,12 @@ fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg:
             "prepared statement \"{}\" already exists",
             String::from_utf8_lossy(name)
         );
-        error_response(&mut err, Severity::Error, "42P05", &text);
+        error_response(
+            &mut err,
+            Severity::Error,
+            crate::protocol::sqlstate::DUPLICATE_PREPARED_STATEMENT,
+            &text,
+        );
         put_failing_describe(&mut c.out);
         c.queue
             .push(End::Describe, Act::Fail(Box::new(err.freeze())), Undo::None);
