@@ -304,7 +304,7 @@ impl Pool {
         (f.at.elapsed() < self.settings().login_retry).then(|| {
             CheckoutError::Server(ServerError::Rejected {
                 severity: "FATAL".into(),
-                code: f.code.clone(),
+                code: f.code,
                 message: format!(
                     "{} (server login failed {:.1}s ago; retried after server_login_retry)",
                     f.message,
