@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::ClientError;
+use super::SessionEnd;
 use super::login::read_more;
 use crate::auth::{self, ScramKeys, ScramSecret, ScramServer, Secret};
 use crate::config::{AuthType, Config};
@@ -23,7 +23,7 @@ pub(super) async fn authenticate(
     buf: &mut BytesMut,
     cfg: &Config,
     user: &str,
-) -> Result<Option<ScramKeys>, ClientError> {
+) -> Result<Option<ScramKeys>, SessionEnd> {
     let secret = cfg.userlist.get(user);
     match cfg.general.auth_type {
         AuthType::Any => Ok(None),
@@ -49,30 +49,30 @@ pub(super) async fn authenticate(
             let verifier = secret.and_then(auth::scram_secret_for);
             scram(stream, buf, user, verifier).await.map(Some)
         }
-        AuthType::Cert | AuthType::Hba | AuthType::Pam => Err(ClientError::fatal(
+        AuthType::Cert | AuthType::Hba | AuthType::Pam => Err(SessionEnd::fatal(
             sqlstate::FEATURE_NOT_SUPPORTED,
             "this auth_type is not supported by pgsluice yet",
         )),
     }
 }
 
-fn auth_failed(user: &str) -> ClientError {
-    ClientError::fatal(
+fn auth_failed(user: &str) -> SessionEnd {
+    SessionEnd::fatal(
         sqlstate::INVALID_PASSWORD,
         format!("password authentication failed for user \"{user}\""),
     )
 }
 
 /// Read the client's next 'p' message body.
-async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<Bytes, ClientError> {
+async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<Bytes, SessionEnd> {
     loop {
         match read_message(buf, MAX_STARTUP_PACKET as u32)? {
             Some(FrontendMessage::Password(body)) => return Ok(body),
             Some(FrontendMessage::Terminate) => {
-                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                return Err(SessionEnd::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
             Some(_) => {
-                return Err(ClientError::fatal(
+                return Err(SessionEnd::fatal(
                     sqlstate::PROTOCOL_VIOLATION,
                     "expected a password response",
                 ));
@@ -87,7 +87,7 @@ async fn md5(
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&Secret>,
-) -> Result<(), ClientError> {
+) -> Result<(), SessionEnd> {
     let salt: [u8; 4] = rand::random();
     let mut out = BytesMut::new();
     backend::authentication_md5(&mut out, salt);
@@ -110,7 +110,7 @@ async fn scram(
     buf: &mut BytesMut,
     user: &str,
     verifier: Option<ScramSecret>,
-) -> Result<ScramKeys, ClientError> {
+) -> Result<ScramKeys, SessionEnd> {
     let known = verifier.is_some();
     let verifier = verifier.unwrap_or_else(|| {
         let throwaway: [u8; 16] = rand::random();
@@ -124,14 +124,14 @@ async fn scram(
 
     let initial = SaslInitialResponse::parse(read_password(stream, buf).await?)?;
     if initial.mechanism != auth::SCRAM_SHA_256 {
-        return Err(ClientError::fatal(
+        return Err(SessionEnd::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             "client selected an invalid SASL authentication mechanism",
         ));
     }
     let server_first = server
         .client_first(&initial.data)
-        .map_err(|e| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        .map_err(|e| SessionEnd::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
     out.clear();
     backend::authentication_sasl_continue(&mut out, &server_first);
     stream.write_all(&out).await?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
-use super::ClientError;
+use super::SessionEnd;
 use super::relay::Outcome;
 use crate::pool::{CheckoutError, Pool};
 use crate::protocol::sqlstate;
@@ -21,11 +21,11 @@ use crate::server::{ServerConn, ServerError};
 /// server unusable (the server is already discarded). Logs why.
 #[cold]
 #[inline(never)]
-pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
+pub(super) fn link_failed(id: u64, outcome: Outcome) -> SessionEnd {
     match outcome {
         Outcome::ServerGone(e) => {
             debug!(client = id, "server connection lost: {e}");
-            ClientError::fatal(
+            SessionEnd::fatal(
                 sqlstate::CONNECTION_FAILURE,
                 "server connection closed unexpectedly",
             )
@@ -36,7 +36,7 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
                 "transaction blocks not allowed in statement pooling mode: \
                  closing the client and its server (the transaction rolls back)"
             );
-            ClientError::fatal(
+            SessionEnd::fatal(
                 crate::protocol::sqlstate::INVALID_TRANSACTION_STATE,
                 "transaction blocks not allowed in statement pooling mode",
             )
@@ -51,12 +51,12 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> ClientError {
                 // A server message is half-forwarded: an ErrorResponse
                 // now would be garbage to the client; just close.
                 let io = std::io::Error::other(what.setting());
-                return ClientError::Io(io);
+                return SessionEnd::Io(io);
             }
             what.client_error()
         }
         Outcome::Released | Outcome::ClientGone { .. } => {
-            ClientError::Io(std::io::ErrorKind::ConnectionAborted.into())
+            SessionEnd::Io(std::io::ErrorKind::ConnectionAborted.into())
         }
         Outcome::ClientError { error, .. } => error.into(),
     }
@@ -130,24 +130,22 @@ pub(super) fn waited(asked: u64, mark: (usize, u64)) -> (u64, u64) {
 
 #[cold]
 #[inline(never)]
-pub(super) fn checkout_error(e: CheckoutError) -> ClientError {
+pub(super) fn checkout_error(e: CheckoutError) -> SessionEnd {
     match e {
         CheckoutError::Server(s) => {
             let (code, message) = s.client_error();
-            ClientError::fatal(code, message)
+            SessionEnd::fatal(code, message)
         }
-        CheckoutError::WaitTimeout(_) => {
-            ClientError::fatal(sqlstate::QUERY_CANCELED, e.to_string())
-        }
+        CheckoutError::WaitTimeout(_) => SessionEnd::fatal(sqlstate::QUERY_CANCELED, e.to_string()),
     }
 }
 
 #[cold]
 #[inline(never)]
-pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError) -> ClientError {
+pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError) -> SessionEnd {
     pool.discard(server);
     let (code, message) = e.client_error();
-    ClientError::fatal(code, message)
+    SessionEnd::fatal(code, message)
 }
 
 /// Give a server back after a transaction (running the reset query first

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
 
 use super::startup::{client_params, startup_params};
-use super::{ClientError, auth};
+use super::{SessionEnd, auth};
 use crate::admin::{self, AdminLogin};
 use crate::context::Context;
 use crate::pool::{LoginAnswer, Pool};
@@ -23,7 +23,17 @@ use crate::server::BackendKey;
 use crate::server::params::Params;
 use crate::transport::Stream;
 
-/// A logged-in client.
+/// How a login ended well.
+pub(super) enum Login {
+    /// Logged in to a pool.
+    Pool(LoggedIn),
+    /// Logged in to the admin console, whose session runs instead.
+    Console(AdminLogin),
+    /// No session: a CancelRequest, or a client that left before a word.
+    Gone,
+}
+
+/// A client logged in to a pool.
 pub(super) struct LoggedIn {
     /// Where its transactions go (it is counted in the route's home pool
     /// while this is held).
@@ -33,10 +43,10 @@ pub(super) struct LoggedIn {
 }
 
 /// Read more bytes from the client; EOF is an error.
-pub(super) async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), ClientError> {
+pub(super) async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), SessionEnd> {
     buf.reserve(1024);
     if stream.read_buf(buf).await? == 0 {
-        return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        return Err(SessionEnd::Io(std::io::ErrorKind::UnexpectedEof.into()));
     }
     Ok(())
 }
@@ -48,7 +58,7 @@ async fn read_startup_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
     ctx: &Context,
-) -> Result<Option<Startup>, ClientError> {
+) -> Result<Option<Startup>, SessionEnd> {
     loop {
         match read_startup(buf)? {
             Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
@@ -73,7 +83,7 @@ async fn read_startup_message(
                     if buf.is_empty() {
                         return Ok(None);
                     }
-                    return Err(ClientError::fatal(
+                    return Err(SessionEnd::fatal(
                         sqlstate::PROTOCOL_VIOLATION,
                         "incomplete startup packet",
                     ));
@@ -84,7 +94,7 @@ async fn read_startup_message(
 }
 
 /// Answer a client over max_client_conn: read its startup, then refuse.
-pub(super) async fn refuse(stream: &mut Stream, ctx: &Context) -> Result<(), ClientError> {
+pub(super) async fn refuse(stream: &mut Stream, ctx: &Context) -> Result<(), SessionEnd> {
     let mut buf = BytesMut::new();
     let read = read_startup_message(stream, &mut buf, ctx);
     match crate::runtime::timer::timeout(Duration::from_secs(5), read).await {
@@ -93,16 +103,15 @@ pub(super) async fn refuse(stream: &mut Stream, ctx: &Context) -> Result<(), Cli
     }
 }
 
-/// Log a client in. None when the connection was a CancelRequest or closed
-/// before sending anything.
+/// Log a client in.
 pub(super) async fn login(
     stream: &mut Stream,
     buf: &mut BytesMut,
     ctx: &Context,
     client: &SessionEntry,
-) -> Result<Option<LoggedIn>, ClientError> {
+) -> Result<Login, SessionEnd> {
     let Some(startup) = read_startup_message(stream, buf, ctx).await? else {
-        return Ok(None);
+        return Ok(Login::Gone);
     };
     let cfg = ctx.config();
     if startup.minor > 0 || !startup.protocol_options.is_empty() {
@@ -114,7 +123,7 @@ pub(super) async fn login(
         .param("user")
         .filter(|u| !u.is_empty())
         .ok_or_else(|| {
-            ClientError::fatal(
+            SessionEnd::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 "no PostgreSQL user name specified in startup packet",
             )
@@ -133,10 +142,10 @@ pub(super) async fn login(
     }
     if database == crate::admin::ADMIN_DB {
         let login = admin_login(stream, buf, &cfg, user, &startup).await?;
-        return Err(ClientError::Console(Box::new(login)));
+        return Ok(Login::Console(login));
     }
     let db = cfg.databases.lookup(database).ok_or_else(|| {
-        ClientError::fatal(
+        SessionEnd::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("no such database: {database}"),
         )
@@ -146,7 +155,7 @@ pub(super) async fn login(
     let pool_user = db.user.as_deref().unwrap_or(user);
     let forced_user = db.user.is_some();
     if ctx.pools.db_control(database).disabled() {
-        return Err(ClientError::fatal(
+        return Err(SessionEnd::fatal(
             sqlstate::CANNOT_CONNECT_NOW,
             format!("database \"{database}\" does not allow connections (DISABLE)"),
         ));
@@ -158,7 +167,7 @@ pub(super) async fn login(
         (db, database, pool_user),
         routing::chooser(),
     )
-    .map_err(|e| ClientError::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
     let pool = route.home();
     if let (Some(keys), false) = (scram_keys, forced_user) {
         pool.remember_scram_keys(keys);
@@ -168,7 +177,7 @@ pub(super) async fn login(
             crate::pool::CheckoutError::Server(s) => s.client_error(),
             other => (sqlstate::CONNECTION_FAILURE, other.to_string()),
         };
-        ClientError::fatal(code, message)
+        SessionEnd::fatal(code, message)
     })?;
 
     let extra = &cfg.general.track_extra_parameters;
@@ -187,7 +196,7 @@ pub(super) async fn login(
     // Shared with the pool's other clients of the same identity.
     client.set_info(pool.intern_info(user, database, pool_user, &answer.application_name));
     let params = answer.params.clone();
-    Ok(Some(LoggedIn { route, params }))
+    Ok(Login::Pool(LoggedIn { route, params }))
 }
 
 /// What a login with tracked parameters `params` answers (AuthenticationOk
@@ -222,7 +231,7 @@ async fn admin_login(
     cfg: &crate::config::Config,
     user: &str,
     startup: &Startup,
-) -> Result<AdminLogin, ClientError> {
+) -> Result<AdminLogin, SessionEnd> {
     let application_name = startup.param("application_name").unwrap_or("").to_string();
     if user == crate::admin::ADMIN_DB && admin::peer_is_own_user(stream) {
         return Ok(AdminLogin {
@@ -233,7 +242,7 @@ async fn admin_login(
     }
     auth::authenticate(stream, buf, cfg, user).await?;
     let role = admin::role_of(cfg, user)
-        .ok_or_else(|| ClientError::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
+        .ok_or_else(|| SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
     Ok(AdminLogin {
         user: user.to_string(),
         role,

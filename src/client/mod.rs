@@ -30,9 +30,20 @@ use crate::protocol::backend::{Severity, error_response};
 use crate::protocol::{ProtocolError, SqlState, sqlstate};
 use crate::transport::{Peer, Stream};
 
-/// Why a session ended with an error.
+/// How a client session ends: the client said goodbye, or the pooler ends
+/// it with a FATAL error (SQLSTATE and message, told to the client and
+/// logged), or its connection was lost. Functions that can end a session
+/// return it as their error; a normal goodbye comes back as
+/// `Step::End` (see `session`), not as an error.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub enum SessionEnd {
+    /// The client left: it sent Terminate (`terminate`), or closed its
+    /// socket between requests.
+    #[error("client {}", if *terminate { "close request" } else { "closed the connection" })]
+    Goodbye {
+        /// It sent Terminate (else it closed its socket).
+        terminate: bool,
+    },
     /// The client broke the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -44,19 +55,16 @@ pub enum ClientError {
         /// Message for the client and the log.
         message: String,
     },
-    /// Socket error or EOF.
+    /// The client's connection failed, or closed in the middle of
+    /// something (nothing can be told to it).
     #[error("client connection error: {0}")]
     Io(#[from] std::io::Error),
-    /// Not an error: the client logged in to the admin console, whose
-    /// session runs instead of a pool session (see `login_task`).
-    #[error("client logged in to the admin console")]
-    Console(Box<crate::admin::AdminLogin>),
 }
 
-impl ClientError {
+impl SessionEnd {
     /// A FATAL error with a SQLSTATE.
-    pub fn fatal(code: SqlState, message: impl Into<String>) -> ClientError {
-        ClientError::Fatal {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> SessionEnd {
+        SessionEnd::Fatal {
             code,
             message: message.into(),
         }
@@ -65,9 +73,9 @@ impl ClientError {
     /// SQLSTATE and message to send, if the client can still be told.
     fn response(&self) -> Option<(SqlState, String)> {
         match self {
-            ClientError::Protocol(e) => Some((e.sqlstate(), e.to_string())),
-            ClientError::Fatal { code, message } => Some((*code, message.clone())),
-            ClientError::Io(_) | ClientError::Console(_) => None,
+            SessionEnd::Protocol(e) => Some((e.sqlstate(), e.to_string())),
+            SessionEnd::Fatal { code, message } => Some((*code, message.clone())),
+            SessionEnd::Goodbye { .. } | SessionEnd::Io(_) => None,
         }
     }
 }
@@ -171,14 +179,14 @@ async fn login_task(
         return None;
     };
     match session::login_phase(stream, registration, permit).await {
-        Ok(Some(client)) => Some(client),
-        Err((stream, ClientError::Console(login))) => {
+        Ok(session::Entered::Pool(client)) => Some(client),
+        Ok(session::Entered::Console(stream, login)) => {
             // The console session runs here, in the login's (boxed) future:
             // it is rare and short-lived, unlike pool sessions.
-            crate::admin::serve(stream, peer, id, ctx, *login).await;
+            crate::admin::serve(stream, peer, id, ctx, login).await;
             None
         }
-        Ok(None) => {
+        Ok(session::Entered::Gone) => {
             debug!(client = id, "connection ended during login");
             None
         }
@@ -194,7 +202,7 @@ async fn login_task(
 }
 
 /// Log why a session ends and tell the client, when it can still be told.
-pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Context, e: ClientError) {
+pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Context, e: SessionEnd) {
     let Some((code, message)) = e.response() else {
         info!(client = id, who, "client connection closed: {e}");
         return;
@@ -214,8 +222,8 @@ pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Contex
 }
 
 /// Shorthand for the "too many connections" error.
-pub(crate) fn too_many_clients() -> ClientError {
-    ClientError::fatal(
+pub(crate) fn too_many_clients() -> SessionEnd {
+    SessionEnd::fatal(
         sqlstate::TOO_MANY_CONNECTIONS,
         "no more connections allowed (max_client_conn)",
     )

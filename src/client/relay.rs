@@ -176,19 +176,24 @@ pub(super) struct Rules<'a> {
     pub max_prepared: u32,
 }
 
-enum ClientEnd {
-    Terminate,
-    Eof,
-    Error(ProtocolError),
-    ClientIo,
+/// Why a link stopped: what one of its directions, or its timer, saw.
+enum Stop {
+    /// The client sent Terminate, closed its socket, or its socket failed
+    /// while being read (the server may still be clean).
+    ClientGone,
+    /// The client's socket failed while a server message was being
+    /// written to it (the server is not clean).
+    ClientUnwritable,
+    /// The client broke the protocol.
+    ClientError(ProtocolError),
+    /// The server's socket failed or closed.
     ServerIo(std::io::Error),
-}
-
-enum ServerEnd {
+    /// The transaction is over: the server can go back.
     Released,
+    /// Statement mode: the server went into a transaction block.
     TransactionBlock,
-    ServerIo(std::io::Error),
-    ClientIo,
+    /// query_timeout or idle_transaction_timeout expired.
+    Expired(Expired),
 }
 
 /// Relay between `client` and `server` until the link ends. `cbuf` holds
@@ -254,18 +259,16 @@ pub(super) async fn relay(
     rules.stats.add(&totals);
     let clean = || link.can_release() && sbuf.is_empty();
     match end {
-        Err(Ok(ServerEnd::Released)) => Outcome::Released,
-        Err(Ok(ServerEnd::TransactionBlock)) => Outcome::TransactionBlock,
-        Err(Ok(ServerEnd::ServerIo(e))) | Ok(ClientEnd::ServerIo(e)) => Outcome::ServerGone(e),
-        Err(Ok(ServerEnd::ClientIo)) => Outcome::ClientGone { clean: false },
-        Err(Err(what)) => Outcome::Expired {
+        Stop::Released => Outcome::Released,
+        Stop::TransactionBlock => Outcome::TransactionBlock,
+        Stop::ServerIo(e) => Outcome::ServerGone(e),
+        Stop::ClientUnwritable => Outcome::ClientGone { clean: false },
+        Stop::Expired(what) => Outcome::Expired {
             what,
             midstream: link.server_busy.load(Relaxed) || !sbuf.is_empty(),
         },
-        Ok(ClientEnd::Terminate | ClientEnd::Eof | ClientEnd::ClientIo) => {
-            Outcome::ClientGone { clean: clean() }
-        }
-        Ok(ClientEnd::Error(error)) => Outcome::ClientError {
+        Stop::ClientGone => Outcome::ClientGone { clean: clean() },
+        Stop::ClientError(error) => Outcome::ClientError {
             error,
             clean: clean(),
         },
@@ -279,31 +282,31 @@ pub(super) async fn relay(
 /// reply that ends the link is seen before the client direction reads on).
 fn poll_both(
     first: &mut bool,
-    mut up: Pin<&mut impl Future<Output = ClientEnd>>,
-    mut down: Pin<&mut impl Future<Output = ServerEnd>>,
+    mut up: Pin<&mut impl Future<Output = Stop>>,
+    mut down: Pin<&mut impl Future<Output = Stop>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<ClientEnd, Result<ServerEnd, Expired>>> {
+) -> Poll<Stop> {
     let up_first = std::mem::take(first);
     if up_first && let Poll::Ready(c) = up.as_mut().poll(cx) {
-        return Poll::Ready(Ok(c));
+        return Poll::Ready(c);
     }
     if let Poll::Ready(s) = down.as_mut().poll(cx) {
-        return Poll::Ready(Err(Ok(s)));
+        return Poll::Ready(s);
     }
     if up_first {
         return Poll::Pending;
     }
-    up.poll(cx).map(Ok)
+    up.poll(cx)
 }
 
 /// Both directions and the timer of a link with query_timeout or
 /// idle_transaction_timeout (see `timeouts`).
 async fn timed(
-    up: impl Future<Output = ClientEnd>,
-    down: impl Future<Output = ServerEnd>,
+    up: impl Future<Output = Stop>,
+    down: impl Future<Output = Stop>,
     link: &Link<'_>,
     rules: &Rules<'_>,
-) -> Result<ClientEnd, Result<ServerEnd, Expired>> {
+) -> Stop {
     let mut watch = Watch::new(rules.limits);
     let timer = poll_fn(|cx| {
         let answered = link.answered.load(Relaxed);
@@ -313,9 +316,9 @@ async fn timed(
     // in the same poll.
     let end = tokio::select! {
         biased;
-        s = down => Err(Ok(s)),
-        c = up => Ok(c),
-        t = timer => Err(Err(t)),
+        s = down => s,
+        c = up => c,
+        t = timer => Stop::Expired(t),
     };
     rules.clock.target.set_link_deadline(0);
     end
@@ -333,7 +336,7 @@ async fn client_to_server(
     cbuf: &mut BytesMut,
     link: &Link<'_>,
     max_len: u32,
-) -> ClientEnd {
+) -> Stop {
     let tracking = link.tracking.as_ref();
     let mut skip = 0usize;
     let mut syncs_since_exec = 0u32;
@@ -354,7 +357,7 @@ async fn client_to_server(
                         max_len,
                     ) {
                         Ok(b) => b,
-                        Err(e) => return ClientEnd::Error(e),
+                        Err(e) => return Stop::ClientError(e),
                     };
                     // What is sent is in `out`: the client's bytes are
                     // done with (advanced before the write, so that only
@@ -363,7 +366,7 @@ async fn client_to_server(
                     if !out.is_empty() {
                         link.client_busy.store(true, Relaxed);
                         if let Err(e) = sw.write_all(&out).await {
-                            return ClientEnd::ServerIo(e);
+                            return Stop::ServerIo(e);
                         }
                         out.clear();
                     }
@@ -377,7 +380,7 @@ async fn client_to_server(
                     }
                     link.client_busy.store(skip > 0, Relaxed);
                     if terminate {
-                        return ClientEnd::Terminate;
+                        return Stop::ClientGone;
                     }
                 }
                 _ => {
@@ -389,7 +392,7 @@ async fn client_to_server(
                         (tracking.is_some(), link.extended.load(Relaxed)),
                     ) {
                         Ok(b) => b,
-                        Err(e) => return ClientEnd::Error(e),
+                        Err(e) => return Stop::ClientError(e),
                     };
                     link.expect(batch.answers, batch.ignored, batch.extended);
                     if batch.forward > 0 {
@@ -397,13 +400,13 @@ async fn client_to_server(
                             .client_sent(batch.forward, batch.parses, batch.binds);
                         link.client_busy.store(true, Relaxed);
                         if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
-                            return ClientEnd::ServerIo(e);
+                            return Stop::ServerIo(e);
                         }
                         cbuf.advance(batch.forward);
                     }
                     link.client_busy.store(skip > 0, Relaxed);
                     if batch.terminate {
-                        return ClientEnd::Terminate;
+                        return Stop::ClientGone;
                     }
                     if let (true, Some(t)) = (batch.activate, tracking) {
                         // The client's first group of extended-protocol
@@ -418,9 +421,9 @@ async fn client_to_server(
         }
         reserve_for_read(cbuf);
         match cr.read_buf(cbuf).await {
-            Ok(0) => return ClientEnd::Eof,
+            Ok(0) => return Stop::ClientGone,
             Ok(_) => {}
-            Err(_) => return ClientEnd::ClientIo,
+            Err(_) => return Stop::ClientGone,
         }
     }
 }
@@ -481,15 +484,15 @@ async fn server_to_client(
     (server_params, synced): (&mut Params, &mut Option<Arc<Params>>),
     client_params: &mut Arc<Params>,
     rules: &Rules<'_>,
-) -> ServerEnd {
+) -> Stop {
     let extra_tracked = rules.extra_tracked;
     let mut skip = 0usize;
     loop {
         reserve_for_read(sbuf);
         match sr.read_buf(sbuf).await {
-            Ok(0) => return ServerEnd::ServerIo(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => return Stop::ServerIo(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
-            Err(e) => return ServerEnd::ServerIo(e),
+            Err(e) => return Stop::ServerIo(e),
         }
         let on_param = |name: &str, value: &str| {
             param_status(
@@ -534,15 +537,15 @@ async fn server_to_client(
         if batch.forward > 0 {
             link.stats.server_sent(batch.forward);
             if cw.write_all(&sbuf[..batch.forward]).await.is_err() {
-                return ServerEnd::ClientIo;
+                return Stop::ClientUnwritable;
             }
             sbuf.advance(batch.forward);
         }
         if batch.transaction_block {
-            return ServerEnd::TransactionBlock;
+            return Stop::TransactionBlock;
         }
         if rules.release_when_idle && sbuf.is_empty() && link.can_release() {
-            return ServerEnd::Released;
+            return Stop::Released;
         }
     }
 }

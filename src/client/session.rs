@@ -21,9 +21,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
-use super::ClientError;
+use super::SessionEnd;
 use super::handoff::note_poll;
-use super::login::{LoggedIn, login};
+use super::login::{LoggedIn, Login, login};
 use super::prepared::ClientPrepared;
 use crate::config::Config;
 use crate::context::Registration;
@@ -159,8 +159,8 @@ enum Step {
     Idle,
     /// Idle long enough to park (see [`Client::park`]).
     Park,
-    /// The session is over.
-    End,
+    /// The session is over, this is how.
+    End(SessionEnd),
 }
 
 /// What woke an idle client.
@@ -170,87 +170,111 @@ enum Wake {
     /// Nothing yet, and the registry asked the session to park.
     Park,
     /// The session must end (shutdown, KILL, client_idle_timeout, an error).
-    Close(ClientError),
+    Close(SessionEnd),
 }
+/// What a login led to.
+pub(super) enum Entered {
+    /// A pool session, to run in a task of its own ([`run`]).
+    Pool(Client),
+    /// An admin console session (it runs in the login's task).
+    Console(Stream, crate::admin::AdminLogin),
+    /// Nothing: a CancelRequest, or a client that left.
+    Gone,
+}
+
 /// Log the client in (in the accepting task); the session itself then runs
 /// in a task of its own ([`run`]), so the login's large state is not kept
-/// for the life of the session. None when the connection ended during login
-/// (a CancelRequest, or a client that left).
+/// for the life of the session.
 pub(super) async fn login_phase(
     mut stream: Stream,
     registration: Registration,
     permit: OwnedSemaphorePermit,
-) -> Result<Option<Client>, (Stream, ClientError)> {
+) -> Result<Entered, (Stream, SessionEnd)> {
     let ctx = registration.owner().clone();
     let cfg = ctx.config();
     let mut buf = BytesMut::new();
-    // client_login_timeout in whole seconds (rounded up), enforced like
-    // query_timeout (see `timeouts`): the deadline, in epochs of the
-    // registry's 1 Hz sweep, is published on the entry and the sweep wakes
-    // the login when it passed. No tokio timer per login: an armed timer
-    // makes every worker park scan the timer wheel (callgrind, pgbench -C).
-    let limit = cfg
-        .general
-        .client_login_timeout
-        .as_nanos()
-        .div_ceil(1_000_000_000);
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    let target = registration.entry.clone();
-    let result = Box::pin(async {
-        let login = login(&mut stream, &mut buf, &ctx, &target);
-        if limit == 0 {
-            return login.await;
-        }
-        let deadline = ctx.epoch.load(Ordering::Relaxed).saturating_add(limit);
-        target.set_link_deadline(deadline);
-        let mut login = std::pin::pin!(login);
-        let result = std::future::poll_fn(|cx| {
-            // Over once the sweep closed the deadline's epoch.
-            if ctx.epoch.load(Ordering::Relaxed).saturating_sub(1) >= deadline {
-                return Poll::Ready(Err(ClientError::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "client_login_timeout",
-                )));
-            }
-            target.register_waker(cx);
-            login.as_mut().poll(cx)
-        })
-        .await;
-        target.set_link_deadline(0);
-        result
-    })
-    .await;
+    let entry = registration.entry.clone();
+    let limit = cfg.general.client_login_timeout;
+    let result = Box::pin(login_within(limit, &mut stream, &mut buf, &ctx, &entry)).await;
     if buf.is_empty() {
         // The login's read buffer is not kept while the client idles.
         buf = BytesMut::new();
     }
     match result {
-        Ok(Some(LoggedIn { route, params })) => {
-            let pool = route.home();
-            pool.stats.count_login();
-            let epoch = ctx.epoch.load(Ordering::Relaxed);
-            let target = &registration.entry;
-            target.logged_in(pool.settings().client_idle_timeout, epoch);
-            if ctx.registry.crowded() {
-                // Many clients: park as soon as this one idles (see
-                // `CancelRegistry::crowded`).
-                target.request_park();
-            }
-            // The entry was registered before this look: a shutdown whose
-            // close_all() missed it had already set the flag. So one check
-            // here covers the session (no per-request check needed).
-            if ctx.shutting_down() {
-                target.close(CloseRequest::Shutdown);
-            }
-            Ok(Some(Client {
-                stream,
-                buf,
-                waker_set: false,
-                held: Held::new(registration, permit, cfg, (route, params)),
-            }))
+        Ok(Login::Pool(LoggedIn { route, params })) => {
+            let held = Held::new(registration, permit, cfg, (route, params));
+            Ok(Entered::Pool(Client::logged_in(stream, buf, held)))
         }
-        Ok(None) => Ok(None),
+        Ok(Login::Console(login)) => Ok(Entered::Console(stream, login)),
+        Ok(Login::Gone) => Ok(Entered::Gone),
         Err(e) => Err((stream, e)),
+    }
+}
+
+/// [`login`] within client_login_timeout (`limit`, zero = none), counted in
+/// whole seconds (rounded up) and enforced like query_timeout (see
+/// `timeouts`): the deadline, in epochs of the registry's 1 Hz sweep, is
+/// published on the entry and the sweep wakes the login when it passed. No
+/// tokio timer per login: an armed timer makes every worker park scan the
+/// timer wheel (callgrind, pgbench -C).
+async fn login_within(
+    limit: std::time::Duration,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    ctx: &crate::context::Context,
+    entry: &crate::registry::SessionEntry,
+) -> Result<Login, SessionEnd> {
+    let limit = u64::try_from(limit.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX);
+    let login = login(stream, buf, ctx, entry);
+    if limit == 0 {
+        return login.await;
+    }
+    let deadline = ctx.epoch.load(Ordering::Relaxed).saturating_add(limit);
+    entry.set_link_deadline(deadline);
+    let mut login = std::pin::pin!(login);
+    let result = std::future::poll_fn(|cx| {
+        // Over once the sweep closed the deadline's epoch.
+        if ctx.epoch.load(Ordering::Relaxed).saturating_sub(1) >= deadline {
+            return Poll::Ready(Err(SessionEnd::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "client_login_timeout",
+            )));
+        }
+        entry.register_waker(cx);
+        login.as_mut().poll(cx)
+    })
+    .await;
+    entry.set_link_deadline(0);
+    result
+}
+
+impl Client {
+    /// A client just logged in: counted as a login, its idle timeout and
+    /// parking set up on its registry entry.
+    fn logged_in(stream: Stream, buf: BytesMut, held: Held) -> Client {
+        let ctx = held.context();
+        let pool = held.route.home();
+        pool.stats.count_login();
+        let entry = held.target();
+        let epoch = ctx.epoch.load(Ordering::Relaxed);
+        entry.logged_in(pool.settings().client_idle_timeout, epoch);
+        if ctx.registry.crowded() {
+            // Many clients: park as soon as this one idles (see
+            // `Registry::crowded`).
+            entry.request_park();
+        }
+        // The entry was registered before this look: a shutdown whose
+        // close_all() missed it had already set the flag. So one check
+        // here covers the session (no per-request check needed).
+        if ctx.shutting_down() {
+            entry.close(CloseRequest::Shutdown);
+        }
+        Client {
+            stream,
+            buf,
+            waker_set: false,
+            held,
+        }
     }
 }
 
@@ -266,7 +290,7 @@ pub(super) struct SessionTask {
     state: State,
 }
 
-type Busy = Pin<Box<dyn Future<Output = (Client, Result<Step, ClientError>)> + Send>>;
+type Busy = Pin<Box<dyn Future<Output = (Client, Step)> + Send>>;
 
 enum State {
     /// Waiting for the client's first message (or for shutdown).
@@ -309,8 +333,8 @@ impl Future for SessionTask {
                         self.state = State::Busy(Box::pin(serve(client)));
                         continue;
                     }
-                    Wake::Park => (self.take_idle(), Ok(Step::Park)),
-                    Wake::Close(e) => (self.take_idle(), Err(e)),
+                    Wake::Park => (self.take_idle(), Step::Park),
+                    Wake::Close(e) => (self.take_idle(), Step::End(e)),
                 },
                 State::Busy(fut) => std::task::ready!(fut.as_mut().poll(cx)),
                 State::Closing(fut) => {
@@ -321,14 +345,13 @@ impl Future for SessionTask {
                 State::Done => return Poll::Ready(()),
             };
             self.state = match step {
-                (client, Ok(Step::Idle)) => State::Idle(client),
+                (client, Step::Idle) => State::Idle(client),
                 // Idle for a while: park without a task.
-                (client, Ok(Step::Park)) => match client.park() {
+                (client, Step::Park) => match client.park() {
                     None => return Poll::Ready(()),
                     Some(client) => State::Idle(client),
                 },
-                (client, Ok(Step::End)) => State::Closing(Box::pin(client.close(None))),
-                (client, Err(e)) => State::Closing(Box::pin(client.close(Some(e)))),
+                (client, Step::End(end)) => State::Closing(Box::pin(client.close(end))),
             };
         }
     }
@@ -341,13 +364,14 @@ impl Future for SessionTask {
 /// (the argument and the local it is moved into; 144 bytes more, over
 /// glibc's tcache limit: see the size test).
 #[allow(clippy::manual_async_fn)]
-fn serve(mut client: Client) -> impl Future<Output = (Client, Result<Step, ClientError>)> + Send {
+fn serve(mut client: Client) -> impl Future<Output = (Client, Step)> + Send {
     async move {
         loop {
             client.target().active();
             match client.request().await {
                 Ok(Step::Idle) => {}
-                other => return (client, other),
+                Ok(step) => return (client, step),
+                Err(end) => return (client, Step::End(end)),
             }
             let epoch = client.held.context().epoch.load(Ordering::Relaxed);
             client.target().idle(epoch);
@@ -359,8 +383,8 @@ fn serve(mut client: Client) -> impl Future<Output = (Client, Result<Step, Clien
             }
             match std::future::poll_fn(|cx| client.poll_wake(cx)).await {
                 Wake::Request => {}
-                Wake::Park => return (client, Ok(Step::Park)),
-                Wake::Close(e) => return (client, Err(e)),
+                Wake::Park => return (client, Step::Park),
+                Wake::Close(e) => return (client, Step::End(e)),
             }
         }
     }
@@ -404,7 +428,7 @@ impl Client {
     /// closed: nothing read); an error when the session must end first
     /// (shutdown, a socket error). Holds no state: the waker is kept by
     /// the socket's registration and the session's registry entry.
-    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), ClientError>> {
+    fn poll_idle(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), SessionEnd>> {
         let closing = if self.waker_set {
             self.target().closing_reason(&self.held.context().epoch)
         } else {
@@ -430,11 +454,11 @@ impl Client {
                 let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
                 read.map_ok(drop).map_err(Into::into)
             }
-            Some(CloseRequest::Shutdown) => Poll::Ready(Err(ClientError::fatal(
+            Some(CloseRequest::Shutdown) => Poll::Ready(Err(SessionEnd::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "pgsluice is shutting down",
             ))),
-            Some(CloseRequest::Killed) => Poll::Ready(Err(ClientError::fatal(
+            Some(CloseRequest::Killed) => Poll::Ready(Err(SessionEnd::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection due to administrator command (KILL)",
             ))),
@@ -444,7 +468,7 @@ impl Client {
                     who = %target.who(),
                     "client_idle_timeout: closing idle client"
                 );
-                Poll::Ready(Err(ClientError::fatal(
+                Poll::Ready(Err(SessionEnd::fatal(
                     crate::protocol::sqlstate::IDLE_SESSION_TIMEOUT,
                     "client_idle_timeout: client idle too long",
                 )))
@@ -506,16 +530,31 @@ impl Client {
         self.held.target()
     }
 
-    /// End the session: tell the client why (if it can still be told), close.
-    async fn close(mut self, error: Option<ClientError>) {
-        if let Some(e) = error {
+    /// End the session: tell the client why (if it can still be told) and
+    /// log it, then close.
+    async fn close(mut self, end: SessionEnd) {
+        if let SessionEnd::Goodbye { terminate } = end {
+            if self.held.cfg.general.log_disconnections {
+                log_goodbye(self.target(), terminate);
+            }
+        } else {
             let id = self.target().id;
             let who = self.target().who().to_string();
-            super::report(&mut self.stream, id, &who, self.held.context(), e).await;
+            super::report(&mut self.stream, id, &who, self.held.context(), end).await;
         }
         // Dropping the socket closes it: what was written is sent before
         // the FIN, as PgBouncer's close does (a shutdown() first is one
         // more syscall per connection for nothing).
+    }
+}
+
+/// The log line of a client that left (log_disconnections).
+fn log_goodbye(entry: &crate::registry::SessionEntry, terminate: bool) {
+    // Literal messages: a `{}` argument would be formatted per line.
+    if terminate {
+        info!(client = entry.id, who = %entry.who(), "client close request");
+    } else {
+        info!(client = entry.id, who = %entry.who(), "client closed the connection");
     }
 }
 

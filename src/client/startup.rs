@@ -17,7 +17,7 @@ use crate::protocol::{Startup, sqlstate};
 use crate::server::params::{Params, datestyle_in_full, tracked_name};
 use crate::transport::Stream;
 
-use super::ClientError;
+use super::SessionEnd;
 
 /// Check startup parameters: tracked ones are kept, ignored ones dropped,
 /// anything else refused (as PgBouncer does). `stream` is the client's
@@ -29,7 +29,7 @@ pub(super) fn startup_params(
     startup: &Startup,
     cfg: &Config,
     stream: &Stream,
-) -> Result<Params, ClientError> {
+) -> Result<Params, SessionEnd> {
     let g = &cfg.general;
     let mut wanted = Params::new();
     for (name, value) in startup.params() {
@@ -46,7 +46,7 @@ pub(super) fn startup_params(
             if matches!(value, "false" | "off" | "no" | "0") {
                 continue;
             }
-            return Err(ClientError::fatal(
+            return Err(SessionEnd::fatal(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 "replication connections are not supported by pgsluice; connect to PostgreSQL directly",
             ));
@@ -54,7 +54,7 @@ pub(super) fn startup_params(
         if let Some(canonical) = tracked_name(name, &g.track_extra_parameters) {
             wanted.set(canonical, value);
         } else if !ignored(g, name) {
-            return Err(ClientError::fatal(
+            return Err(SessionEnd::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("unsupported startup parameter: {name}"),
             ));
@@ -85,7 +85,7 @@ fn ignored(g: &General, name: &str) -> bool {
 /// `_`, as in PostgreSQL. Tracked names become the client's wanted values;
 /// others are refused unless ignore_startup_parameters lists them or
 /// `options` itself (PgBouncer's rule, kept for old configurations).
-fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), ClientError> {
+fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), SessionEnd> {
     let mut rest = options;
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
@@ -108,7 +108,7 @@ fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), 
         if let Some(canonical) = tracked_name(&name, &g.track_extra_parameters) {
             wanted.set(canonical, value);
         } else if !ignored(g, &name) && !ignored(g, "options") {
-            return Err(ClientError::fatal(
+            return Err(SessionEnd::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("unsupported startup parameter in options: {name}"),
             ));
@@ -116,8 +116,8 @@ fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), 
     }
 }
 
-fn bad_options() -> ClientError {
-    ClientError::fatal(
+fn bad_options() -> SessionEnd {
+    SessionEnd::fatal(
         sqlstate::PROTOCOL_VIOLATION,
         "unsupported options startup parameter: only -c name=value and --name=value are supported",
     )

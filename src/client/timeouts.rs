@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::ClientError;
+use super::SessionEnd;
 use crate::registry::SessionEntry;
 
 use crate::protocol::sqlstate::IDLE_IN_TRANSACTION_TIMEOUT;
@@ -51,14 +51,14 @@ pub(super) enum Expired {
 
 impl Expired {
     /// The FATAL error the client gets.
-    pub fn client_error(self) -> ClientError {
+    pub fn client_error(self) -> SessionEnd {
         match self {
             // 57014 query_canceled, as PostgreSQL's statement_timeout.
-            Expired::Query => ClientError::fatal(
+            Expired::Query => SessionEnd::fatal(
                 crate::protocol::sqlstate::QUERY_CANCELED,
                 "query_timeout: the query ran too long; server connection closed",
             ),
-            Expired::IdleTransaction => ClientError::fatal(
+            Expired::IdleTransaction => SessionEnd::fatal(
                 IDLE_IN_TRANSACTION_TIMEOUT,
                 "idle_transaction_timeout: idle in transaction too long; \
                  server connection closed, the transaction is rolled back",

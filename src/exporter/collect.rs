@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::text::{Exposition, Kind, seconds};
 use crate::context::Context;
+use crate::pool::Pool;
 use crate::pool::info::PoolFigures;
-use crate::pool::{CloseReason, Pool};
+use crate::server::ServerEnd;
 use crate::stats::histogram::{BOUNDS_US, HISTOGRAMS};
 use crate::stats::{COUNTERS, FIELDS, Unit};
 
@@ -233,7 +234,7 @@ fn server_events(e: &mut Exposition, pools: &[Arc<Pool>], rows: &[PoolRow]) {
     );
     for (p, r) in pools.iter().zip(rows) {
         let [db, user] = r.labels();
-        for reason in CloseReason::ALL {
+        for reason in ServerEnd::ALL {
             let v = p.events.closed_total(reason);
             e.sample(&n, &[db, user, ("reason", reason.label())], v);
         }

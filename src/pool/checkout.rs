@@ -243,7 +243,7 @@ impl Pool {
             );
             s.terminate();
         }
-        self.events.closed(super::CloseReason::Broken, n);
+        self.events.closed(crate::server::ServerEnd::Broken, n);
         self.release_limits(n);
     }
 
@@ -346,7 +346,7 @@ impl Pool {
             Ok(b'I') => Some(server),
             other => {
                 debug!(server = server.id, result = ?other.err(), "server failed its check; closing it");
-                self.discard_for(server, super::CloseReason::CheckFailed);
+                self.discard_for(server, crate::server::ServerEnd::CheckFailed);
                 None
             }
         }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{CloseReason, Pool, PoolKey, PoolSettings, Pools};
+use super::{Pool, PoolKey, PoolSettings, Pools};
 use crate::config::Config;
+use crate::server::ServerEnd;
 
 const RUNNING: u8 = 0;
 /// PAUSE / KILL: no server is handed out; servers are closed once released.
@@ -132,7 +133,7 @@ impl Pools {
         );
         loop {
             for p in &pools {
-                p.close_idle_for(CloseReason::Admin);
+                p.close_idle_for(ServerEnd::Admin);
             }
             if pools.iter().all(|p| p.counts().total == 0) {
                 return Ok(());
@@ -145,7 +146,7 @@ impl Pools {
     /// idle servers; servers in use close with their killed sessions.
     pub fn pause_now(&self, cfg: &Config, db: Option<&str>) -> Result<(), ControlError> {
         for p in self.set_state(cfg, db, PAUSED)? {
-            p.close_idle_for(CloseReason::Admin);
+            p.close_idle_for(ServerEnd::Admin);
         }
         Ok(())
     }
@@ -297,7 +298,7 @@ impl Pool {
         for s in closing {
             s.terminate();
         }
-        self.events.closed(CloseReason::Admin, n);
+        self.events.closed(ServerEnd::Admin, n);
         self.release_limits(n);
     }
 

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::{CloseReason, Pool, Pools};
+use super::{Pool, Pools};
+use crate::server::ServerEnd;
 
 impl Pools {
     /// One maintenance pass over every pool.
@@ -65,16 +66,16 @@ impl Pool {
                 let srv = &st.idle[i];
                 let keep_min = st.total - closing.len() <= s.min_size;
                 let reason = if srv.is_broken() {
-                    Some(CloseReason::Broken)
+                    Some(ServerEnd::Broken)
                 } else if srv.close_needed {
-                    Some(CloseReason::Admin)
+                    Some(ServerEnd::Admin)
                 } else if !s.lifetime.is_zero() && now - srv.created >= s.lifetime {
-                    Some(CloseReason::Lifetime)
+                    Some(ServerEnd::Lifetime)
                 } else if !s.idle_timeout.is_zero()
                     && srv.idle_ns(now_ns) >= super::hot::nanos(s.idle_timeout)
                     && !keep_min
                 {
-                    Some(CloseReason::IdleTimeout)
+                    Some(ServerEnd::IdleTimeout)
                 } else {
                     None
                 };

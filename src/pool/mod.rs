@@ -29,7 +29,7 @@ pub use answers::LoginAnswer;
 pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use control::{ControlError, DbControl};
-pub use events::{CloseReason, ServerEvents};
+pub use events::ServerEvents;
 pub use limits::Limit;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;

@@ -16,10 +16,11 @@ use super::PoolKey;
 use super::PoolSettings;
 use super::clients::ClientCount;
 use super::control::{DbControl, OldServers};
-use super::events::{CloseReason, ServerEvents};
+use super::events::ServerEvents;
 use super::intern::Interner;
 use super::limits::Limit;
 use crate::auth::ScramKeys;
+use crate::server::ServerEnd;
 use crate::server::params::Params;
 use crate::server::{ServerConn, ServerCredentials};
 
@@ -300,17 +301,17 @@ impl Pool {
         let lifetime = self.hot.lifetime_ns();
         if lifetime != 0 && now.saturating_sub(server.created_ns) >= lifetime {
             debug!(server = server.id, "closing a server past server_lifetime");
-            return self.discard_for(server, CloseReason::Lifetime);
+            return self.discard_for(server, ServerEnd::Lifetime);
         }
         if server.close_needed || server.generation < self.generation.load(Ordering::Relaxed) {
             debug!(server = server.id, "closing a server marked for closing");
-            return self.discard_for(server, CloseReason::Admin);
+            return self.discard_for(server, ServerEnd::Admin);
         }
         server.last_used_ns = now;
         let evict = self.db_limit.has_starved() || self.user_limit.has_starved();
         if self.control.blocked() {
             if self.control.paused() {
-                return self.discard_for(server, CloseReason::Admin);
+                return self.discard_for(server, ServerEnd::Admin);
             }
             // Suspended: kept, handed to no one.
             self.state.lock().idle.push_back(server);
@@ -335,7 +336,7 @@ impl Pool {
             server = server.id,
             "closing an idle server: another pool needs room"
         );
-        self.discard_for(server, CloseReason::Evicted);
+        self.discard_for(server, ServerEnd::Evicted);
     }
 
     /// Count `server` as one of this pool's (in its limits too) and make
@@ -353,12 +354,12 @@ impl Pool {
     /// Close a server that cannot be reused, freeing its slot.
     #[allow(clippy::boxed_local)] // callers hold servers boxed; unboxing would copy
     pub fn discard(&self, server: Box<ServerConn>) {
-        self.discard_for(server, CloseReason::Error);
+        self.discard_for(server, ServerEnd::Error);
     }
 
     /// [`discard`](Self::discard), counted under `reason`.
     #[allow(clippy::boxed_local)] // as above
-    pub fn discard_for(&self, server: Box<ServerConn>, reason: CloseReason) {
+    pub fn discard_for(&self, server: Box<ServerConn>, reason: ServerEnd) {
         let generation = server.generation;
         server.terminate();
         self.events.closed(reason, 1);
@@ -449,7 +450,7 @@ impl Pool {
             "closing an idle server: another pool needs room"
         );
         server.terminate();
-        self.events.closed(CloseReason::Evicted, 1);
+        self.events.closed(ServerEnd::Evicted, 1);
         self.release_limits(1);
         true
     }
@@ -554,11 +555,11 @@ pub struct PoolCounts {
 impl Pool {
     /// Close every idle server (at shutdown).
     pub fn close_idle(&self) {
-        self.close_idle_for(CloseReason::Shutdown);
+        self.close_idle_for(ServerEnd::Shutdown);
     }
 
     /// Close every idle server, counted under `reason`.
-    pub fn close_idle_for(&self, reason: CloseReason) {
+    pub fn close_idle_for(&self, reason: ServerEnd) {
         let idle = {
             let mut st = self.state.lock();
             let idle = std::mem::take(&mut st.idle);
@@ -578,7 +579,7 @@ impl Pool {
 /// its slot is freed like a discarded one's.
 impl crate::server::SlotOwner for Pool {
     fn lost(&self, generation: u64) {
-        self.events.closed(CloseReason::Aborted, 1);
+        self.events.closed(ServerEnd::Aborted, 1);
         self.forget(generation);
     }
 }

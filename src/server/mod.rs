@@ -4,6 +4,7 @@
 //! reset query).
 
 mod connect;
+mod end;
 mod error;
 pub mod params;
 pub mod statements;
@@ -16,6 +17,7 @@ use postgres_protocol::message::{backend, frontend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use connect::{ServerCredentials, ServerTarget, connect};
+pub use end::ServerEnd;
 pub use error::ServerError;
 pub use params::Params;
 

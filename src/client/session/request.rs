@@ -5,10 +5,10 @@
 //! stays small.
 
 use tokio::io::AsyncReadExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{Client, Step};
-use crate::client::ClientError;
+use crate::client::SessionEnd;
 use crate::client::handoff::{
     checkout_error, finish, in_sync, link_failed, poll_mark, release, server_failed, sync_params,
     waited,
@@ -26,13 +26,10 @@ const EAGER_LINK_BYTES: usize = 8192;
 impl Client {
     /// Serve one request: read the first message, link a server, relay,
     /// give the server back.
-    pub(super) async fn request(&mut self) -> Result<Step, ClientError> {
+    pub(super) async fn request(&mut self) -> Result<Step, SessionEnd> {
         let cfg = self.held.cfg.clone();
         if !self.read_request(cfg.general.max_packet_size).await? {
-            if cfg.general.log_disconnections {
-                log_disconnection(self.target(), true);
-            }
-            return Ok(Step::End);
+            return Ok(Step::End(SessionEnd::Goodbye { terminate: true }));
         }
         if crate::client::notices::starts_with_listen(&self.buf)
             && self.held.route.home().settings().mode != PoolMode::Session
@@ -51,7 +48,7 @@ impl Client {
             // an idle server at once did not wait: the relay reads on).
             pool.stats.count_assignment(wait_us);
             pool.checkin(server);
-            return Ok(Step::End);
+            return Ok(Step::End(SessionEnd::Goodbye { terminate: false }));
         }
         if !in_sync(&server, &self.held.params)
             && let Err(e) = Box::pin(sync_params(&mut server, &mut self.held.params)).await
@@ -114,10 +111,7 @@ impl Client {
             }
             Outcome::ClientGone { clean } => {
                 finish(&pool, server, clean, session_mode).await;
-                if cfg.general.log_disconnections {
-                    log_disconnection(target, false);
-                }
-                Ok(Step::End)
+                Ok(Step::End(SessionEnd::Goodbye { terminate: false }))
             }
             Outcome::ClientError { error, clean } => {
                 finish(&pool, server, clean, session_mode).await;
@@ -136,7 +130,7 @@ impl Client {
     /// Read until the first message of a transaction (or a large enough
     /// part of it) is buffered, checking each header as it arrives. False
     /// when the client said goodbye (Terminate or EOF).
-    async fn read_request(&mut self, max_len: u32) -> Result<bool, ClientError> {
+    async fn read_request(&mut self, max_len: u32) -> Result<bool, SessionEnd> {
         loop {
             if let Some(h) = Header::parse(&self.buf) {
                 if !is_frontend_tag(h.tag) {
@@ -160,21 +154,6 @@ impl Client {
     }
 }
 
-/// The log line of a client that left (log_disconnections). Out of line
-/// (as the other rare paths of a request below): the request's poll is
-/// the hot path, and code it never runs spreads it over more of the
-/// instruction cache.
-#[cold]
-#[inline(never)]
-fn log_disconnection(target: &crate::registry::SessionEntry, terminate: bool) {
-    // Literal messages: a `{}` argument would be formatted per line.
-    if terminate {
-        info!(client = target.id, who = %target.who(), "client close request");
-    } else {
-        info!(client = target.id, who = %target.who(), "client closed the connection");
-    }
-}
-
 /// A cancel request for the server is still in flight after
 /// cancel_wait_timeout: close the server (nobody else may get it).
 #[cold]
@@ -184,7 +163,7 @@ fn cancel_still_in_flight(
     server: Box<crate::server::ServerConn>,
     client: u64,
     outcome: Outcome,
-) -> Result<Step, ClientError> {
+) -> Result<Step, SessionEnd> {
     warn!(
         client,
         server = server.id,
@@ -193,7 +172,7 @@ fn cancel_still_in_flight(
     pool.discard(server);
     match outcome {
         Outcome::Released => Ok(Step::Idle),
-        Outcome::ClientGone { .. } => Ok(Step::End),
+        Outcome::ClientGone { .. } => Ok(Step::End(SessionEnd::Goodbye { terminate: false })),
         other => Err(link_failed(client, other)),
     }
 }
@@ -210,7 +189,7 @@ fn link_broken(
     client: u64,
     outcome: Outcome,
     cancel_wait: std::time::Duration,
-) -> ClientError {
+) -> SessionEnd {
     if let Outcome::Expired {
         what: timeouts::Expired::Query,
         ..
