@@ -21,7 +21,8 @@ async fn cancel_reaches_the_linked_server_only() {
         for _ in 0..200 {
             let n = one(
                 &direct,
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
             )
             .await;
             if n == "1" {
@@ -32,7 +33,10 @@ async fn cancel_reaches_the_linked_server_only() {
         }
         assert!(running, "the query never started");
         assert_eq!(one(&bystander, "SELECT 7").await, "7");
-        token.cancel_query(tokio_postgres::NoTls).await.expect("send cancel");
+        token
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .expect("send cancel");
         let err = tokio::time::timeout(Duration::from_secs(20), sleeper)
             .await
             .expect("cancel did not stop the query")
@@ -140,7 +144,8 @@ async fn late_cancel_does_not_hit_the_next_client() {
         let direct = pg.direct_client(&db, "postgres").await;
         let running = support::poll(200, Duration::from_millis(20), || async {
             let sql = format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = '{a_sql}' AND state = 'active'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query = '{a_sql}' AND state = 'active'"
             );
             (one(&direct, &sql).await == "1").then_some(())
         })

@@ -82,7 +82,8 @@ async fn query_timeout_closes_server_and_client() {
         // The backend is gone long before its sleep would have ended.
         eventually(
             &direct,
-            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'SELECT pg_sleep(60)'",
             "0",
         )
         .await;

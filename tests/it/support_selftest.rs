@@ -5,15 +5,17 @@ use crate::support;
 
 use support::{Encryption, PgCluster, md5_secret, wire};
 
+/// On the shared cluster, with a database and roles of its own.
 #[tokio::test]
 async fn cluster_roles_and_hba_methods() {
     let pg = PgCluster::shared();
-    pg.create_db("st_db").await;
-    pg.create_role("st_md5", "pw-md5", Encryption::Md5).await;
-    pg.create_role("st_scram", "pw-scram", Encryption::Scram)
-        .await;
-    for (user, pw) in [("st_md5", "pw-md5"), ("st_scram", "pw-scram")] {
-        let mut cfg = pg.direct_config("st_db", user);
+    let db = support::unique("st_db");
+    let (md5, scram) = (support::unique("st_md5"), support::unique("st_scram"));
+    pg.create_db(&db).await;
+    pg.create_role(&md5, "pw-md5", Encryption::Md5).await;
+    pg.create_role(&scram, "pw-scram", Encryption::Scram).await;
+    for (user, pw) in [(&md5, "pw-md5"), (&scram, "pw-scram")] {
+        let mut cfg = pg.direct_config(&db, user);
         cfg.password(pw);
         let (c, conn) = cfg
             .connect(tokio_postgres::NoTls)
@@ -21,7 +23,7 @@ async fn cluster_roles_and_hba_methods() {
             .expect("right password");
         tokio::spawn(conn);
         let row = c.query_one("SELECT current_user::text", &[]).await.unwrap();
-        assert_eq!(row.get::<_, String>(0), user);
+        assert_eq!(&row.get::<_, String>(0), user);
         cfg.password("wrong");
         let err = cfg
             .connect(tokio_postgres::NoTls)
@@ -30,27 +32,30 @@ async fn cluster_roles_and_hba_methods() {
             .expect("wrong password fails");
         assert_eq!(err.code().unwrap().code(), "28P01");
     }
-    let v = pg.scram_verifier("st_scram").await;
+    let v = pg.scram_verifier(&scram).await;
     assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
     let client = pg.direct_client("postgres", "postgres").await;
     let row = client
         .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = 'st_md5'",
-            &[],
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&md5],
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), md5_secret("st_md5", "pw-md5"));
+    assert_eq!(row.get::<_, String>(0), md5_secret(&md5, "pw-md5"));
 }
 
+/// On the shared cluster: the line names a role of this test only.
 #[tokio::test]
 async fn add_hba_takes_effect() {
     let pg = PgCluster::shared();
-    pg.create_trusted_role("st_rejected").await;
-    pg.direct_client("postgres", "st_rejected").await;
-    pg.add_hba("host all st_rejected 127.0.0.1/32 reject").await;
+    let role = support::unique("st_rejected");
+    pg.create_trusted_role(&role).await;
+    pg.direct_client("postgres", &role).await;
+    pg.add_hba(&format!("host all {role} 127.0.0.1/32 reject"))
+        .await;
     let err = pg
-        .direct_config("postgres", "st_rejected")
+        .direct_config("postgres", &role)
         .connect(tokio_postgres::NoTls)
         .await
         .err()
