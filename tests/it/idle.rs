@@ -118,7 +118,7 @@ async fn unix_socket_clients_park_and_wake_again_and_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowded_pooler_parks_new_clients_at_once() {
     const CROWD: usize = pgsluice::registry::PARK_AT_LOGIN_ABOVE + 50;
-    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let nofile = support::raise_nofile_limit();
     assert!(
         nofile >= 2 * CROWD as u64 + 200,
         "RLIMIT_NOFILE {nofile} too low"

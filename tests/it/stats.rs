@@ -249,7 +249,10 @@ async fn pgbench_transactions_and_statements_are_counted() {
     .await;
 }
 
-/// Log lines, captured from the whole test binary.
+/// The log_stats lines, captured from the whole test process. The
+/// subscriber is global (the pooler logs from its own shard threads), and
+/// every other test of the binary runs poolers in this process too: only
+/// lines holding "stats: " are kept, the rest would pile up here.
 fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOG.get_or_init(|| {
@@ -257,6 +260,7 @@ fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
         let w = buf.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
+            .with_env_filter("off,pgsluice=info")
             .with_writer(move || Capture(w.clone()))
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
@@ -267,8 +271,11 @@ fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
+    /// One formatted event per call.
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        if b.windows(7).any(|w| w == b"stats: ") {
+            self.0.lock().unwrap().extend_from_slice(b);
+        }
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -226,7 +226,7 @@ async fn setup() -> (String, TestPooler) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_1000_clients_on_a_pool_of_10() {
     // Each client is two sockets in this process (its own and the pooler's).
-    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let nofile = support::raise_nofile_limit();
     assert!(
         nofile >= (2 * CLIENTS + 200) as u64,
         "RLIMIT_NOFILE {nofile} too low"

@@ -13,7 +13,20 @@ pub use pg::{Encryption, PgCluster, tool};
 #[allow(unused_imports)]
 pub use pooler::{PoolerBuilder, TestPooler, db_message, sqlstate};
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Raise this process's soft RLIMIT_NOFILE to its hard limit (once) and
+/// return it. All the integration tests run in one process, in parallel,
+/// and a few of them hold over a thousand sockets each (stress, idle), so
+/// the usual soft limit of 1024 would make the others fail with EMFILE.
+/// Called when a cluster or a pooler is set up.
+pub fn raise_nofile_limit() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        rlimit::increase_nofile_limit(u64::MAX).expect("raise RLIMIT_NOFILE to its hard limit")
+    })
+}
 
 /// A name unique within this test process, for databases and roles.
 pub fn unique(prefix: &str) -> String {

@@ -17,6 +17,7 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,7 @@ impl PgCluster {
 
     /// A cluster of its own, for tests that stop, restart or break it.
     pub fn dedicated() -> PgCluster {
+        super::raise_nofile_limit();
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new()
             .prefix("pgsluice-pg-")
@@ -428,8 +430,34 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server that a
+/// test starts itself and that binds it later (PostgreSQL, the pgsluice
+/// binary). Taken below the kernel's ephemeral range
+/// (`ip_local_port_range`), never from it: every outgoing connection of
+/// the tests (thousands, in one process) takes its local port from that
+/// range, and one that took this port in the meantime would keep the
+/// server from binding it. Never the same port twice in one process; the
+/// first one tried depends on the process id, so that two test runs on
+/// one machine start apart. Falls back to a port the kernel picks when
+/// the ephemeral range leaves no room below it.
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_from = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_from > FIRST + 1_000 {
+        let span = ephemeral_from - FIRST;
+        let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (FIRST + (offset + n) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }

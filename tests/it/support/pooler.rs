@@ -92,6 +92,7 @@ impl PoolerBuilder {
 
     /// Write the files into a new temp dir; returns the dir and the ini path.
     pub fn write(&self) -> (tempfile::TempDir, PathBuf) {
+        super::raise_nofile_limit();
         let dir = tempfile::Builder::new()
             .prefix("pgsluice-pooler-")
             .tempdir()
