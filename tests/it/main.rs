@@ -2,8 +2,9 @@
 //! one per file) whose modules share one PostgreSQL cluster per run
 //! (`support::PgCluster::shared`, each test with databases and roles of its
 //! own, `support::unique`); tests that stop, restart or break PostgreSQL
-//! start a cluster of their own (`PgCluster::dedicated`). One module per
-//! capability.
+//! start a cluster of their own (`PgCluster::dedicated`). The pooler under
+//! test runs on shard runtimes of its own, as in the binary
+//! (`support::PoolerBuilder::start`). One module per capability.
 
 mod support;
 

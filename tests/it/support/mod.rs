@@ -1,7 +1,7 @@
 //! Test support shared by the integration tests: a real PostgreSQL cluster
-//! (`pg`), pgsluice started in-process (`pooler`), raw protocol helpers
-//! (`wire`). Not every helper is used by every test, hence the `dead_code`
-//! allowance.
+//! (`pg`), pgsluice started in-process on shard runtimes of its own
+//! (`pooler`), raw protocol helpers (`wire`). Not every helper is used by
+//! every test, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod pg;

@@ -129,14 +129,23 @@ impl PoolerBuilder {
     }
 
     /// Load the written config with `pgsluice::config::load` and start the
-    /// pooler in the current tokio runtime.
+    /// pooler as the binary runs it: on shard runtimes of its own (see
+    /// [`start_sharded`](Self::start_sharded)), one shard unless
+    /// `PGSLUICE_THREADS` is set (then as many as the binary would run).
     pub async fn start(self) -> TestPooler {
-        self.start_sharded(1).await
+        let shards = match std::env::var_os("PGSLUICE_THREADS") {
+            Some(_) => pgsluice::runtime::shard::wanted(),
+            None => 1,
+        };
+        self.start_sharded(shards).await
     }
 
-    /// Like [`start`](Self::start), with `shards - 1` more runtimes on
-    /// threads of their own accepting and serving clients, as the binary
-    /// runs (`pgsluice::runtime::shard`).
+    /// Start the pooler on `shards` single-threaded runtimes, as
+    /// `src/main.rs` does: shard 0 on a thread of its own (the binary's main
+    /// thread), a current-thread runtime without the time driver whose
+    /// sleeps go to the timer runtime of `pgsluice::runtime::shard::Shards`, which
+    /// starts `shards - 1` more shard threads. Nothing of the pooler runs on
+    /// the test's runtime, whatever its flavour.
     pub async fn start_sharded(self, shards: usize) -> TestPooler {
         let (dir, path) = self.write();
         let loaded = match pgsluice::config::load(&path) {
@@ -147,20 +156,81 @@ impl PoolerBuilder {
                 std::fs::read_to_string(&path).unwrap()
             ),
         };
-        let shards = pgsluice::runtime::shard::Shards::start(shards).expect("start shards");
-        let listeners = pgsluice::transport::listen::bind_sharded(
-            &loaded.config.general,
-            shards.handles().len(),
-        )
-        .expect("bind");
-        let pooler =
-            pgsluice::Pooler::serve_sharded(listeners, loaded.config, shards.handles().to_vec())
-                .expect("start pooler");
+        // Bound before the shards start, as the binary binds first.
+        let listeners = pgsluice::transport::listen::bind_sharded(&loaded.config.general, shards)
+            .expect("bind");
+        let config = loaded.config;
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pgsluice-shard-0".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .expect("shard 0 runtime");
+                runtime.block_on(async move {
+                    let shards = match pgsluice::runtime::shard::Shards::start(shards) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(format!("start shards: {e}")));
+                            return;
+                        }
+                    };
+                    pgsluice::runtime::timer::use_timers_of(shards.timers().clone());
+                    let handles = shards.handles().to_vec();
+                    match pgsluice::Pooler::serve_sharded(listeners, config, handles) {
+                        Ok(p) => {
+                            let shard0 = tokio::runtime::Handle::current();
+                            let _ = started_tx.send(Ok((p, shard0)));
+                        }
+                        Err(e) => {
+                            let _ = started_tx.send(Err(format!("start pooler: {e}")));
+                            return;
+                        }
+                    }
+                    // Serve until the TestPooler is dropped; then the other
+                    // shards stop, and this runtime with its tasks.
+                    let _ = stop_rx.await;
+                    drop(shards);
+                });
+            })
+            .expect("spawn the shard 0 thread");
+        let runtime = ShardRuntime {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        let (pooler, shard0) = match started_rx.await {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("the shard 0 thread died while starting the pooler"),
+        };
         TestPooler {
             pooler: Some(pooler),
-            _shards: shards,
+            shard0,
+            _runtime: runtime,
             _dir: dir,
             ini: path,
+        }
+    }
+}
+
+/// The thread running shard 0 (and, through `Shards`, the others): told to
+/// stop and joined when dropped, so that a test's pooler, its sessions and
+/// its sockets are gone when its `TestPooler` is.
+struct ShardRuntime {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ShardRuntime {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+            && !std::thread::panicking()
+        {
+            panic!("the pooler's shard 0 thread panicked");
         }
     }
 }
@@ -172,7 +242,9 @@ fn quote(s: &str) -> String {
 /// A running pooler plus its config files.
 pub struct TestPooler {
     pooler: Option<pgsluice::Pooler>,
-    _shards: pgsluice::runtime::shard::Shards,
+    /// Shard 0's runtime, where the binary runs what signals ask for.
+    shard0: tokio::runtime::Handle,
+    _runtime: ShardRuntime,
     _dir: tempfile::TempDir,
     ini: PathBuf,
 }
@@ -198,10 +270,14 @@ impl TestPooler {
         self.pooler.as_ref().expect("pooler already shut down")
     }
 
-    /// Shut the pooler down (like SIGTERM) and wait for it.
+    /// Shut the pooler down (`Pooler::shutdown`, SHUTDOWN WAIT_FOR_SERVERS)
+    /// on shard 0, as the binary does for SIGINT, and wait for it.
     pub async fn shutdown(mut self) {
         let p = self.pooler.take().expect("pooler already shut down");
-        p.shutdown().await;
+        self.shard0
+            .spawn(p.shutdown())
+            .await
+            .expect("shutdown panicked");
     }
 
     /// tokio-postgres config for a connection through the pooler over TCP.
