@@ -70,7 +70,7 @@ const STATS_PART_COLS: &str = "database, server_assignment_count, xact_count, qu
     bytes_received, bytes_sent, xact_time, query_time, wait_time, client_parse_count, \
     server_parse_count, bind_count, client_login_count";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn every_show_has_pgbouncers_columns_in_order() {
     bounded(async {
         let (_db, p) = console_pooler("").await;
@@ -159,7 +159,7 @@ async fn pool_row(c: &Client, db: &str) -> Option<std::collections::HashMap<Stri
     Some(cols.into_iter().zip(row).collect())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pools_clients_and_servers_under_a_known_load() {
     bounded(async {
         let (db, p) = console_pooler("pool_size=5").await;
@@ -265,7 +265,7 @@ async fn pools_clients_and_servers_under_a_known_load() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn who_may_do_what() {
     bounded(async {
         let (_db, p) = console_pooler("").await;
@@ -324,7 +324,7 @@ async fn who_may_do_what() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn auth_type_any_still_needs_a_listed_user() {
     bounded(async {
         let p = PoolerBuilder::new()
@@ -345,7 +345,7 @@ async fn auth_type_any_still_needs_a_listed_user() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn syntax_case_semicolons_and_unknown_commands() {
     bounded(async {
         let (_db, p) = console_pooler("").await;
@@ -386,7 +386,7 @@ async fn syntax_case_semicolons_and_unknown_commands() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn extended_protocol_is_refused_and_closes() {
     bounded(async {
         let (_db, p) = console_pooler("").await;
@@ -411,7 +411,7 @@ async fn extended_protocol_is_refused_and_closes() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn own_os_user_logs_in_as_pgbouncer_over_the_unix_socket() {
     bounded(async {
         // md5: anyone else would need a password; nobody is in admin_users.

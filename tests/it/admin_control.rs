@@ -56,7 +56,7 @@ async fn show_value(c: &Client, show: &str, key: &str, column: usize) -> String 
         .unwrap_or_else(|| panic!("{show}: no row {key}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pause_resume_under_pgbench_fails_nothing() {
     bounded_for(Duration::from_secs(180), async {
         let (db, pgbench) = support::pgbench_db("ctl_bench").await;
@@ -95,7 +95,7 @@ async fn pause_resume_under_pgbench_fails_nothing() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn reload_set_disable_reconnect_through_the_console() {
     bounded(async {
         let [db] = fresh_dbs(["ctl_misc"]).await;
@@ -131,7 +131,7 @@ async fn reload_set_disable_reconnect_through_the_console() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn kill_and_kill_client_stop_clients_at_once() {
     bounded(async {
         let [db] = fresh_dbs(["ctl_kill"]).await;
@@ -184,7 +184,7 @@ async fn kill_and_kill_client_stop_clients_at_once() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn shutdown_wait_for_clients_from_the_console() {
     bounded(async {
         let [db] = fresh_dbs(["ctl_shutdown"]).await;
@@ -204,7 +204,7 @@ async fn shutdown_wait_for_clients_from_the_console() {
 
 /// psql (as DBAs use it) against the console: every SHOW and every control
 /// command succeeds and SHOWs print their header.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn psql_runs_every_console_command() {
     bounded(async {
         let [db] = fresh_dbs(["ctl_psql"]).await;
@@ -286,7 +286,7 @@ async fn psql_runs_every_console_command() {
 
 /// SHOW STATS / STATS_TOTALS / TOTALS through the console equal the
 /// transactions a test ran.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn show_stats_counts_the_transactions_that_ran() {
     bounded(async {
         let [db] = fresh_dbs(["ctl_stats"]).await;

@@ -48,7 +48,7 @@ async fn scram_secret_for(pg: &PgCluster, password: &str) -> String {
     pg.scram_verifier(&scratch).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn trust_accepts_any_password() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -96,40 +96,40 @@ async fn client_auth_case(auth_type: &str, secret_kind: &str) {
     assert_eq!(whoami(&pooler, &db, &user, &password).await, user);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn plain_with_plain_secret() {
     bounded(client_auth_case("plain", "plain")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn md5_with_plain_secret() {
     bounded(client_auth_case("md5", "plain")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn md5_with_md5_secret() {
     bounded(client_auth_case("md5", "md5")).await
 }
 
 /// With auth_type md5, a user whose secret is SCRAM is asked for SCRAM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn md5_with_scram_secret_uses_scram() {
     bounded(client_auth_case("md5", "scram")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn scram_with_plain_secret() {
     bounded(client_auth_case("scram-sha-256", "plain")).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn scram_with_scram_secret() {
     bounded(client_auth_case("scram-sha-256", "scram")).await
 }
 
 /// Server login with the password from the [databases] entry (forced user),
 /// for a role PostgreSQL authenticates with md5 and one with SCRAM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_login_with_database_password() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -161,7 +161,7 @@ async fn server_login_with_database_password() {
 }
 
 /// Server login with the client's plain password from auth_file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_login_with_auth_file_plain_password() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -189,7 +189,7 @@ async fn server_login_with_auth_file_plain_password() {
 }
 
 /// An md5 secret in auth_file works as the password for an md5 server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_login_md5_with_md5_secret() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -212,7 +212,7 @@ async fn server_login_md5_with_md5_secret() {
 /// SCRAM passthrough: auth_file holds the role's verifier from pg_authid and
 /// no password appears anywhere in the config; the pooler logs in to
 /// PostgreSQL with the keys the client proved.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_login_scram_passthrough() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -249,7 +249,7 @@ async fn server_login_scram_passthrough() {
 }
 
 /// A wrong server password in [databases] gives the client an error, not a hang.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_login_wrong_password_reports_error() {
     bounded(async {
         let pg = PgCluster::shared();

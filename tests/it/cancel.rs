@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::{PgCluster, bounded, sqlstate, value as one};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn cancel_reaches_the_linked_server_only() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("cancel_db", "pool_size=2").await;
@@ -49,7 +49,7 @@ async fn cancel_reaches_the_linked_server_only() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn cancel_for_an_idle_client_is_ignored() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("cancel_idle_db", "pool_size=1").await;
@@ -120,7 +120,7 @@ async fn slow_cancel_proxy(
 /// A cancel still travelling to PostgreSQL when its query ends must not
 /// hit the next client's query on the same server: the session keeps the
 /// server until the cancel was processed (cancel_wait_timeout at most).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn late_cancel_does_not_hit_the_next_client() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -132,7 +132,7 @@ async fn start_binary(
 }
 
 /// The binary serves clients and stops on SIGTERM with status 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn serves_and_stops_on_sigterm() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -162,7 +162,7 @@ async fn serves_and_stops_on_sigterm() {
 /// The listening sockets of the binary's threads share the port
 /// (SO_REUSEPORT); a second pooler started on that port must still fail
 /// with "address in use" instead of taking a share of the connections.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_second_pooler_on_the_same_port_fails() {
     bounded(async {
         let pg = PgCluster::shared();

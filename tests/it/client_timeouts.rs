@@ -54,7 +54,7 @@ async fn eventually(direct: &tokio_postgres::Client, sql: &str, want: &str) {
     assert!(hit.is_some(), "{sql} never returned {want}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn query_timeout_closes_server_and_client() {
     bounded(async {
         let (db, direct) = database("qt_db").await;
@@ -95,7 +95,7 @@ async fn query_timeout_closes_server_and_client() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn idle_transaction_timeout_rolls_back_and_disconnects() {
     bounded(async {
         let (db, direct) = database("itt_db").await;
@@ -150,7 +150,7 @@ async fn idle_transaction_timeout_rolls_back_and_disconnects() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn client_idle_timeout_closes_idle_and_parked_clients_only() {
     bounded(async {
         let (db, _direct) = database("cit_db").await;

@@ -60,7 +60,7 @@ fn load(
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pause_and_resume_under_load_lose_nothing() {
     bounded(async {
         let [db] = fresh_dbs(["pause"]).await;
@@ -123,7 +123,7 @@ async fn direct_count(direct: &tokio_postgres::Client) -> i64 {
     one(direct, "SELECT count(*) FROM t").await.parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn disable_refuses_new_clients_only() {
     bounded(async {
         let [db] = fresh_dbs(["disable"]).await;
@@ -145,7 +145,7 @@ async fn disable_refuses_new_clients_only() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn reconnect_replaces_servers_and_wait_close_waits_for_them() {
     bounded(async {
         let [db] = fresh_dbs(["reconnect"]).await;
@@ -191,7 +191,7 @@ async fn reconnect_replaces_servers_and_wait_close_waits_for_them() {
 /// The secret the test support puts in auth_file for `postgres`.
 const PG_PW: &str = "trusted-by-test-support";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn reload_applies_sizes_databases_and_passwords() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -260,7 +260,7 @@ async fn reload_applies_sizes_databases_and_passwords() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn switchover_to_another_cluster_loses_no_transaction() {
     bounded_for(Duration::from_secs(240), async {
         let (old, new) = (PgCluster::dedicated(), PgCluster::dedicated());
@@ -320,7 +320,7 @@ async fn rows_in(pg: &PgCluster, db: &str) -> i64 {
     one(&c, "SELECT count(*) FROM t").await.parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn set_changes_a_setting_for_good() {
     bounded(async {
         let [db] = fresh_dbs(["set"]).await;

@@ -32,7 +32,7 @@ fn row(i: usize) -> String {
     format!("{i}\tvalue number {i}\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn copy_in_and_out_with_the_extended_protocol() {
     bounded_for(Duration::from_secs(120), async {
         let (p, db) = setup().await;
@@ -70,7 +70,7 @@ async fn copy_in_and_out_with_the_extended_protocol() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn copy_fail_and_bad_data_leave_the_server_clean() {
     bounded_for(Duration::from_secs(120), async {
         let (p, db) = setup().await;
@@ -97,7 +97,7 @@ async fn copy_fail_and_bad_data_leave_the_server_clean() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_64_mb_value_through_copy() {
     bounded_for(Duration::from_secs(240), async {
         let (p, db) = setup().await;
@@ -142,7 +142,7 @@ async fn a_64_mb_value_through_copy() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn psql_copy_with_the_simple_protocol() {
     bounded_for(Duration::from_secs(120), async {
         let (p, db) = setup().await;

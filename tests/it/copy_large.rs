@@ -34,7 +34,7 @@ fn value(n: u64) -> Vec<u8> {
     vec![c; VALUE]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn one_gib_copy_in_and_out_is_streamed() {
     bounded_for(Duration::from_secs(600), async {
         let [db] = fresh_dbs(["copy_gib"]).await;

@@ -85,19 +85,19 @@ async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str) {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn psycopg3_prepared_and_pipelined() {
     let Some(py) = python() else { return };
     run_script("psycopg", &py, &[], "python/psycopg_check.py").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn asyncpg_statement_cache() {
     let Some(py) = python() else { return };
     run_script("asyncpg", &py, &[], "python/asyncpg_check.py").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn node_postgres_named_queries() {
     if node_modules().is_none() {
         return;
@@ -109,7 +109,7 @@ async fn node_postgres_named_queries() {
     run_script("nodepg", &node, &[], "node/pg_check.js").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pgjdbc_server_prepared_statements() {
     let Some(jar) = installed(
         PathBuf::from("/usr/share/java/postgresql.jar"),

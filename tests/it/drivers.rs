@@ -31,7 +31,7 @@ async fn setup(pool_size: u32) -> (Arc<TestPooler>, String) {
     (Arc::new(pooler), db)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn query_typed_params_and_nulls() {
     bounded(async {
         let (pooler, db) = setup(2).await;
@@ -88,7 +88,7 @@ async fn query_typed_params_and_nulls() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn large_value_round_trip() {
     bounded(async {
         let (pooler, db) = setup(1).await;
@@ -128,7 +128,7 @@ async fn large_value_round_trip() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn statements_inside_a_transaction() {
     bounded(async {
         let (pooler, db) = setup(2).await;
@@ -196,7 +196,7 @@ async fn statements_inside_a_transaction() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pipelined_queries() {
     bounded(async {
         let (pooler, db) = setup(2).await;

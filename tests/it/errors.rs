@@ -43,7 +43,7 @@ async fn closed_with(s: &mut tokio::net::TcpStream) -> Option<wire::Msg> {
     msgs.into_iter().find(|m| m.tag == b'E')
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn garbage_and_truncated_startup() {
     bounded(async {
         let (p, db) = setup(&[]).await;
@@ -91,7 +91,7 @@ async fn garbage_and_truncated_startup() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn oversized_and_malformed_messages() {
     bounded(async {
         let (p, db) = setup(&[("max_packet_size", "65536")]).await;
@@ -139,7 +139,7 @@ async fn oversized_and_malformed_messages() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn unknown_database() {
     bounded(async {
         let (p, db) = setup(&[]).await;
@@ -158,7 +158,7 @@ async fn unknown_database() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn too_many_clients() {
     bounded(async {
         let (p, db) = setup(&[("max_client_conn", "3")]).await;
@@ -192,7 +192,7 @@ async fn try_query(p: &TestPooler, db: &str) -> Result<(), tokio_postgres::Error
     c.simple_query("SELECT 1").await.map(|_| ())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn postgres_unreachable_then_back() {
     bounded(async {
         let pg = tokio::task::spawn_blocking(PgCluster::dedicated)
@@ -244,7 +244,7 @@ async fn postgres_unreachable_then_back() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn replication_connections_are_refused_clearly() {
     bounded(async {
         let (p, db) = setup(&[]).await;

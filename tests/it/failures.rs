@@ -75,7 +75,7 @@ async fn commit_one(c: &tokio_postgres::Client, client: i32) {
     .unwrap_or_else(|e| panic!("client {client}: {e:?}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
     bounded(async {
         let (db, pooler) = setup("term_db", 2).await;
@@ -158,7 +158,7 @@ async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn idle_clients_survive_the_death_of_every_pooled_server() {
     bounded(async {
         const CLIENTS: i32 = 10;

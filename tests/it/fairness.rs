@@ -53,7 +53,7 @@ async fn client_loop(
     done
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn oversubscribed_pool_serves_every_client_its_share() {
     bounded_for(Duration::from_secs(90), async {
         let pg = PgCluster::shared();

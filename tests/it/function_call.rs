@@ -39,7 +39,7 @@ fn answer(msgs: &[Msg]) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn function_calls_share_a_pool_of_one() {
     bounded(async {
         let (db, p) = transaction_pooler("fncall", "pool_size=1").await;

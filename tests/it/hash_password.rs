@@ -37,7 +37,7 @@ fn hash_password(user: &str, password: &str) -> (String, String) {
     (fields[1].to_string(), fields[3].to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pgsluice_accepts_the_secret_for_a_scram_login() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -63,7 +63,7 @@ async fn pgsluice_accepts_the_secret_for_a_scram_login() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn postgresql_accepts_the_secret_as_a_role_password() {
     bounded(async {
         let pg = PgCluster::shared();

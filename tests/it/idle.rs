@@ -30,7 +30,7 @@ async fn wait_counts(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn parked_clients_wake_up_for_their_next_query() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("idle_db", "pool_size=2").await;
@@ -64,7 +64,7 @@ async fn parked_clients_wake_up_for_their_next_query() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn shutdown_reaches_parked_clients() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("idle_shutdown_db", "pool_size=1").await;
@@ -78,7 +78,7 @@ async fn shutdown_reaches_parked_clients() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn unix_socket_clients_park_and_wake_again_and_again() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("idle_unix_db", "pool_size=1").await;
@@ -115,7 +115,7 @@ async fn unix_socket_clients_park_and_wake_again_and_again() {
 /// a second or more after login); it still answers its next query. Every
 /// one of the crowd parks too: a session whose socket readiness was left
 /// set by the login's last read must not wait busy for its first query.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_crowded_pooler_parks_new_clients_at_once() {
     const CROWD: usize = pgsluice::registry::PARK_AT_LOGIN_ABOVE + 50;
     let nofile = support::raise_nofile_limit();
@@ -178,7 +178,7 @@ async fn a_crowded_pooler_parks_new_clients_at_once() {
 /// woken by a close without sending anything: the task's waker, stored in
 /// the registry entry once per client, still reaches it after many
 /// transactions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn an_idle_session_is_woken_by_a_close_after_many_transactions() {
     bounded(async {
         // No client_login_timeout: the login stores no waker in the entry,

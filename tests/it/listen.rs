@@ -24,7 +24,7 @@ async fn notices(p: &support::TestPooler, db: &str, sql: &str) -> Vec<(String, S
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn listen_warns_in_transaction_mode_only() {
     bounded(async {
         let [tx, sess] = fresh_dbs(["listen_tx", "listen_sess"]).await;
@@ -44,7 +44,7 @@ async fn listen_warns_in_transaction_mode_only() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn notify_through_the_pooler_reaches_a_listener() {
     bounded(async {
         let [db] = fresh_dbs(["notify"]).await;

@@ -12,7 +12,7 @@ use support::{PgCluster, PoolerBuilder, bounded, fresh_dbs, pg::free_port, poll,
 
 const PASSWORD: &str = "Sup3r-Secret-pw";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn json_lines_name_the_client_and_hold_no_secret() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -73,7 +73,7 @@ fn int(row: &HashMap<String, String>, col: &str) -> u64 {
     row[col].parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn scraped_figures_equal_show_stats_and_show_pools() {
     bounded_for(Duration::from_secs(180), async {
         let pg = PgCluster::shared();
@@ -202,7 +202,7 @@ async fn scraped_figures_equal_show_stats_and_show_pools() {
 
 /// Server connections opened and closed by reason, login failures and
 /// client errors by SQLSTATE class.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_events_and_errors_are_counted() {
     bounded_for(Duration::from_secs(120), async {
         let [db] = fresh_dbs(["metrics_events"]).await;
@@ -243,7 +243,7 @@ async fn server_events_and_errors_are_counted() {
 
 /// Histograms: every transaction, query and assignment observed once; the
 /// `+Inf` bucket equals `_count`, buckets never decrease.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn latency_histograms_count_every_transaction() {
     bounded_for(Duration::from_secs(120), async {
         let [db] = fresh_dbs(["metrics_hist"]).await;

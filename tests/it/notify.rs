@@ -53,7 +53,7 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn ready_reloading_ready_stopping() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
@@ -93,7 +93,7 @@ async fn ready_reloading_ready_stopping() {
 }
 
 #[cfg(target_os = "linux")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn abstract_socket_name() {
     use std::os::linux::net::SocketAddrExt;
     bounded(async {

@@ -12,7 +12,7 @@ use support::{
     PgCluster, PoolerBuilder, TestPooler, bounded, sqlstate, unique, value as one, wire,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn clients_sharing_one_server_keep_their_own_settings() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("params_db", "pool_size=1").await;
@@ -72,7 +72,7 @@ async fn clients_sharing_one_server_keep_their_own_settings() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn connect_query_runs_on_each_new_server() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -96,7 +96,7 @@ async fn connect_query_runs_on_each_new_server() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn waiting_longer_than_query_wait_timeout_fails_with_57014() {
     bounded(async {
         let (db, pooler) =
@@ -138,7 +138,7 @@ async fn raw_one(s: &mut TcpStream, sql: &str) -> String {
     rows[0].clone().expect("not NULL")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn options_startup_parameter_sets_tracked_values_per_client() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("opts_db", "pool_size=1").await;
@@ -174,7 +174,7 @@ async fn options_startup_parameter_sets_tracked_values_per_client() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn options_for_untracked_parameters_are_refused_unless_ignored() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("optsno_db", "pool_size=1").await;
@@ -207,7 +207,7 @@ async fn options_for_untracked_parameters_are_refused_unless_ignored() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn jdbc_startup_parameters_need_no_configuration() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("jdbc_db", "pool_size=1").await;
@@ -260,7 +260,7 @@ async fn jdbc_startup_parameters_need_no_configuration() {
 /// (`Params::note_synced`, called from client/session.rs `sync_params`
 /// after a successful sync query); until then such a client may see the
 /// extra_float_digits of the previous client of its server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_client_that_did_not_ask_gets_the_default_extra_float_digits() {
     bounded(async {
         let (db, pooler) = support::transaction_pooler("efd_db", "pool_size=1").await;
@@ -281,7 +281,7 @@ async fn a_client_that_did_not_ask_gets_the_default_extra_float_digits() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn application_name_add_host_appends_the_client_address() {
     bounded(async {
         let pg = PgCluster::shared();

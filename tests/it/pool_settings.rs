@@ -34,7 +34,7 @@ async fn keeps_session(p: &support::TestPooler, db: &str, user: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pool_mode_global_per_database_and_per_user() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -62,7 +62,7 @@ async fn pool_mode_global_per_database_and_per_user() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_reset_query_runs_in_session_mode_and_always_when_asked() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -113,7 +113,7 @@ async fn server_reset_query_runs_in_session_mode_and_always_when_asked() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_connect_timeout_bounds_a_silent_server() {
     bounded(async {
         // A "server" that accepts connections and never answers.
@@ -143,7 +143,7 @@ async fn server_connect_timeout_bounds_a_silent_server() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn client_login_timeout_closes_silent_clients() {
     bounded(async {
         let db = unique("login_timeout");

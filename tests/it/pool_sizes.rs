@@ -50,7 +50,7 @@ async fn capacity(p: &TestPooler, db: &str, user: &str, max: usize) -> usize {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pool_size_precedence() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -78,7 +78,7 @@ async fn pool_size_precedence() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn min_pool_size_opens_ahead_and_outlives_idle_timeout() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -132,7 +132,7 @@ where
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn reserve_pool_serves_clients_that_waited() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -166,7 +166,7 @@ async fn reserve_pool_serves_clients_that_waited() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn max_db_connections_caps_every_pool_of_a_database() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -213,7 +213,7 @@ async fn max_db_connections_caps_every_pool_of_a_database() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn max_user_connections_caps_every_pool_of_a_user() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -249,7 +249,7 @@ async fn max_user_connections_caps_every_pool_of_a_user() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn forced_user_shares_one_pool() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -274,7 +274,7 @@ async fn forced_user_shares_one_pool() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn autodb_pools_are_freed_when_unused() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -316,7 +316,7 @@ async fn autodb_pools_are_freed_when_unused() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn client_connection_limits_per_database_and_user() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -25,7 +25,7 @@ async fn backends(direct: &tokio_postgres::Client, db: &str, user: &str) -> i64 
         .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn two_hundred_clients_through_five_servers() {
     const CLIENTS: i32 = 200;
     const XACTS: i32 = 5;
@@ -134,7 +134,7 @@ async fn two_hundred_clients_through_five_servers() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn backend_is_stable_inside_a_transaction() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -180,7 +180,7 @@ async fn backend_is_stable_inside_a_transaction() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn session_mode_keeps_one_backend() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -224,7 +224,7 @@ async fn session_mode_keeps_one_backend() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn killed_client_leaves_no_transaction_or_lock() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -157,7 +157,7 @@ async fn same_as_postgres(db: &str, p: &TestPooler, steps: &[(Vec<u8>, usize)]) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn error_in_the_middle_of_a_pipeline() {
     bounded_for(Duration::from_secs(60), async {
         let (db, p) = setup("prep_pipeline", 2, &[]).await;
@@ -196,7 +196,7 @@ async fn error_in_the_middle_of_a_pipeline() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn close_of_unknown_and_name_reuse() {
     bounded_for(Duration::from_secs(60), async {
         let (db, p) = setup("prep_reuse", 2, &[]).await;
@@ -235,7 +235,7 @@ async fn statements(admin: &tokio_postgres::Client, db: &str, show: &str) -> Vec
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn lru_eviction_with_two_statements_per_server() {
     bounded_for(Duration::from_secs(60), async {
         let (db, p) = setup(
@@ -283,7 +283,7 @@ async fn lru_eviction_with_two_statements_per_server() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn discard_all_then_parse_the_same_name() {
     bounded_for(Duration::from_secs(60), async {
         let (db, p) = setup("prep_discard", 2, &[]).await;
@@ -340,7 +340,7 @@ fn pgbench_counts(stdout: &str) -> (u64, u64) {
     (processed, failed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pgbench_prepared_40_clients_on_a_pool_of_4() {
     let pgbench = support::tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
     bounded_for(Duration::from_secs(300), async {
@@ -406,7 +406,7 @@ async fn pgbench_prepared_40_clients_on_a_pool_of_4() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn tokio_postgres_prepared_statements_move_between_servers() {
     bounded_for(Duration::from_secs(120), async {
         let (db, p) = setup("prep_tokio", 3, &[("max_client_conn", "100")]).await;

@@ -17,7 +17,7 @@ async fn pooler() -> (TestPooler, String) {
     (p, db)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn ssl_and_gssenc_requests_get_n() {
     bounded(async {
         let (p, db) = pooler().await;
@@ -46,7 +46,7 @@ async fn ssl_and_gssenc_requests_get_n() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn login_answer_has_parameters_and_key() {
     bounded(async {
         let (p, db) = pooler().await;
@@ -107,7 +107,7 @@ async fn login_answer_has_parameters_and_key() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn protocol_3_1_is_negotiated_down() {
     bounded(async {
         let (p, db) = pooler().await;
@@ -138,7 +138,7 @@ async fn protocol_3_1_is_negotiated_down() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn protocol_4_0_is_refused() {
     bounded(async {
         let (p, db) = pooler().await;
@@ -154,7 +154,7 @@ async fn protocol_4_0_is_refused() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn terminate_closes_cleanly() {
     bounded(async {
         let (p, db) = pooler().await;

@@ -56,7 +56,7 @@ async fn worker(p: Arc<TestPooler>, id: usize, load: Arc<Load>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn postgres_restart_under_load() {
     bounded_for(Duration::from_secs(240), async {
         let pg = Arc::new(

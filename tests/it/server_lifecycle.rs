@@ -22,7 +22,7 @@ async fn pids(c: &tokio_postgres::Client, n: usize, every: Duration) -> Vec<Stri
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_lifetime_replaces_old_servers_even_when_busy() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -56,7 +56,7 @@ async fn server_lifetime_replaces_old_servers_even_when_busy() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_idle_timeout_closes_idle_servers() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -87,7 +87,7 @@ async fn server_idle_timeout_closes_idle_servers() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn failed_server_login_fails_fast_until_server_login_retry() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -122,7 +122,7 @@ async fn failed_server_login_fails_fast_until_server_login_retry() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_check_query_runs_after_server_check_delay() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -178,7 +178,7 @@ async fn server_check_query_runs_after_server_check_delay() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn server_round_robin_rotates_idle_servers() {
     bounded(async {
         let pg = PgCluster::shared();

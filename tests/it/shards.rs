@@ -34,7 +34,7 @@ async fn work(c: &tokio_postgres::Client, who: i32, round: i32) {
     c.simple_query("COMMIT").await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn clients_on_every_shard_share_one_small_pool() {
     bounded(async {
         let (db, pooler) = sharded_pooler("shards_db", "pool_size=2").await;
@@ -84,7 +84,7 @@ async fn clients_on_every_shard_share_one_small_pool() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn parked_clients_wake_up_on_any_shard() {
     bounded(async {
         let (db, pooler) = sharded_pooler("shards_park_db", "pool_size=1").await;

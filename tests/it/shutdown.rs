@@ -24,7 +24,7 @@ async fn refuses_new_clients(addr: std::net::SocketAddr, db: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn shutdown_finishes_transactions_and_closes_idle_clients() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -94,7 +94,7 @@ async fn shutdown_finishes_transactions_and_closes_idle_clients() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn shutdown_with_no_clients_returns() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -71,7 +71,7 @@ impl Running {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn sigterm_waits_for_the_last_client_and_sigquit_exits_at_once() {
     bounded(async {
         let [db] = fresh_dbs(["sigterm"]).await;
@@ -95,7 +95,7 @@ async fn sigterm_waits_for_the_last_client_and_sigquit_exits_at_once() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn sigint_finishes_transactions_and_a_second_signal_exits() {
     bounded(async {
         let [db] = fresh_dbs(["sigint"]).await;
@@ -131,7 +131,7 @@ async fn one_err(c: &tokio_postgres::Client) -> String {
     format!("{e:?}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn sighup_reloads_and_usr1_usr2_pause_and_resume() {
     bounded(async {
         let [db, added] = fresh_dbs(["sighup", "sighup_new"]).await;
@@ -166,7 +166,7 @@ async fn sighup_reloads_and_usr1_usr2_pause_and_resume() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn sighup_under_pgbench_load_fails_nothing() {
     bounded(async {
         let (db, pgbench) = support::pgbench_db("sighup_bench").await;

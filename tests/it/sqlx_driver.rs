@@ -15,7 +15,7 @@ use support::{PgCluster, bounded_for, transaction_pooler};
 const CLIENTS: usize = 24;
 const ROUNDS: i64 = 60;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn sqlx_prepares_everything_on_a_small_pool() {
     bounded_for(Duration::from_secs(180), async {
         let (db, p) = transaction_pooler("sqlx", "pool_size=4").await;

@@ -52,7 +52,7 @@ async fn no_open_transaction(direct: &tokio_postgres::Client, db: &str) {
     assert!(gone.is_some(), "a server stayed in a transaction");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn statement_mode_releases_after_each_statement_and_refuses_transactions() {
     bounded(async {
         let pg = PgCluster::shared();
@@ -121,7 +121,7 @@ async fn statement_mode_releases_after_each_statement_and_refuses_transactions()
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn statement_mode_per_database_and_per_user() {
     bounded(async {
         let pg = PgCluster::shared();

@@ -93,7 +93,7 @@ async fn row_with(pooler: &TestPooler, db: &str, xacts: u64) -> StatsRow {
     .unwrap_or_else(|| panic!("no {xacts} transactions: {:?}", row(pooler, db)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn totals_are_exactly_the_load_that_ran() {
     bounded(async {
         let (db, pooler) = transaction_pooler("stats_exact", "pool_size=1").await;
@@ -171,7 +171,7 @@ async fn totals_are_exactly_the_load_that_ran() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn session_mode_counts_each_transaction_before_the_client_leaves() {
     bounded(async {
         let pg = support::PgCluster::shared();
@@ -198,7 +198,7 @@ async fn session_mode_counts_each_transaction_before_the_client_leaves() {
 
 /// pgbench's TPC-B script over the extended protocol, a real client:
 /// each transaction is 7 statements, each Parse/Bind/Describe/Execute/Sync.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pgbench_transactions_and_statements_are_counted() {
     let Some(pgbench) = support::tool("pgbench") else {
         return;
@@ -283,7 +283,7 @@ impl Write for Capture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn averages_and_the_log_line_follow_the_load() {
     let log = captured();
     bounded(async {

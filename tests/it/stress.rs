@@ -223,7 +223,7 @@ async fn setup() -> (String, TestPooler) {
     (db, pooler)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn soak_1000_clients_on_a_pool_of_10() {
     // Each client is two sockets in this process (its own and the pooler's).
     let nofile = support::raise_nofile_limit();

@@ -29,7 +29,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn psql_through_the_pooler() {
     let psql = tool("psql").expect("psql (installed by scripts/test.sh)");
     bounded_for(Duration::from_secs(120), async {
@@ -120,7 +120,7 @@ fn pgbench_counts(stdout: &str) -> (u64, Option<u64>) {
     (processed, failed)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn pgbench_simple_and_extended() {
     let pgbench = tool("pgbench").expect("pgbench (installed by scripts/test.sh)");
     bounded_for(Duration::from_secs(400), async {
