@@ -2,8 +2,8 @@
 //! protocol: unnamed statements (`query_typed`), statements inside
 //! transactions, pipelining, text and binary values, NULLs, large values.
 //!
-//! Named prepared statements moving between servers: tests/prepared.rs,
-//! tests/sqlx_driver.rs and tests/driver_scripts.rs.
+//! Named prepared statements moving between servers: tests/it/prepared.rs,
+//! tests/it/sqlx_driver.rs and tests/it/driver_scripts.rs.
 
 use crate::support;
 

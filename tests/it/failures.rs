@@ -2,7 +2,7 @@
 //! pg_terminate_backend fails the one client using it (with the 57P01
 //! PostgreSQL sends, or 08006) and nobody else, and the pool heals without
 //! restarting pgsluice; idle clients never notice servers dying in the pool.
-//! (tests/restart.rs covers a whole PostgreSQL restart under load.)
+//! (tests/it/restart.rs covers a whole PostgreSQL restart under load.)
 
 use crate::support;
 
