@@ -82,12 +82,26 @@ fn row(pooler: &TestPooler, db: &str) -> Option<StatsRow> {
     rows.into_iter().find(|r| r.database == db)
 }
 
-/// Poll until the database's row has `xacts` transactions (links are
-/// added to the pool's counters as they end, just after their last
-/// answer was forwarded).
+/// Whether every link of `db`'s pools has ended and given its server
+/// back. A link adds its figures to the pool's counters when it ends, one
+/// counter after the other, just after its last answer was forwarded (so
+/// after the client has it), and gives its server back after that: once
+/// no server is linked (read under the pool's lock, which the give-back
+/// takes too), the figures of every ended link are all in.
+fn links_settled(pooler: &TestPooler, db: &str) -> bool {
+    let pools = pooler.pooler().context().pools.all();
+    pools
+        .iter()
+        .filter(|p| p.database() == db)
+        .all(|p| p.figures().active == 0)
+}
+
+/// Poll until the database's row has `xacts` transactions and no link of
+/// its pools is still running (transaction mode: see [`links_settled`]).
 async fn row_with(pooler: &TestPooler, db: &str, xacts: u64) -> StatsRow {
     poll(100, Duration::from_millis(50), || async {
-        row(pooler, db).filter(|r| r["total_xact_count"] >= xacts)
+        let settled = links_settled(pooler, db);
+        row(pooler, db).filter(|r| settled && r["total_xact_count"] >= xacts)
     })
     .await
     .unwrap_or_else(|| panic!("no {xacts} transactions: {:?}", row(pooler, db)))
@@ -186,8 +200,18 @@ async fn session_mode_counts_each_transaction_before_the_client_leaves() {
         assert_eq!(a.query("SELECT 1").await, b'I');
         assert_eq!(a.query("BEGIN").await, b'T');
         assert_eq!(a.query("COMMIT").await, b'I');
-        // Still linked: the figures are there anyway.
-        let r = row_with(&pooler, &db, 2).await;
+        // Still linked: the figures are there anyway (taken at each
+        // transaction's end, one counter after the other: wait for the
+        // three this test checks).
+        let r = poll(100, Duration::from_millis(50), || async {
+            row(&pooler, &db).filter(|r| {
+                r["total_xact_count"] >= 2
+                    && r["total_query_count"] >= 3
+                    && r["total_server_assignment_count"] >= 1
+            })
+        })
+        .await
+        .unwrap_or_else(|| panic!("figures missing: {:?}", row(&pooler, &db)));
         assert_eq!((r["total_xact_count"], r["total_query_count"]), (2, 3));
         assert_eq!(r["total_server_assignment_count"], 1);
         drop(a);
