@@ -31,17 +31,17 @@ async fn still_waiting(c: Client, sql: &'static str, wait: Duration) -> bool {
     waiting
 }
 
-/// How many clients can hold a server at once: opens holders until one
-/// has to wait (up to `max`).
+/// How many clients can hold a server at once: opens holders (each stays
+/// in a transaction) until one is queued for a server (up to `max`).
 async fn capacity(p: &TestPooler, db: &str, user: &str, max: usize) -> usize {
     let mut held = Vec::new();
     for _ in 0..max {
         let c = p.connect(db, user, "").await;
         let run = tokio::spawn(async move { c.simple_query("BEGIN").await.map(|_| c) });
-        match tokio::time::timeout(Duration::from_millis(700), run).await {
-            Ok(done) => held.push(done.unwrap().unwrap()),
-            Err(_) => break,
+        if !p.served_or_queued(db, user, &run).await {
+            break;
         }
+        held.push(run.await.unwrap().unwrap());
     }
     let n = held.len();
     for c in held {

@@ -331,6 +331,45 @@ impl TestPooler {
             .unwrap_or_else(|e| panic!("connect to {db} as {user} through the pooler: {e:?}"))
     }
 
+    /// Clients queued for a server in the pools of (`db`, server-side
+    /// `user`), as SHOW POOLS' cl_waiting (0 while there is no such pool).
+    pub fn waiting(&self, db: &str, user: &str) -> usize {
+        let pools = self.pooler().context().pools.all();
+        pools
+            .iter()
+            .filter(|p| p.database() == db && p.user() == user)
+            .map(|p| p.figures().waiting)
+            .sum()
+    }
+
+    /// Whether the request that `task` sends through the pooler as `user`
+    /// of `db` is served, or queued because every server of the pool is
+    /// held: whichever happens first, as the pool shows it (no time limit
+    /// decides; a queued client stays queued unless query_wait_timeout is
+    /// set). A queued task is aborted (its client disconnects).
+    pub async fn served_or_queued<T>(
+        &self,
+        db: &str,
+        user: &str,
+        task: &tokio::task::JoinHandle<T>,
+    ) -> bool {
+        let served = super::poll(3000, Duration::from_millis(10), || async {
+            if task.is_finished() {
+                Some(true)
+            } else if self.waiting(db, user) > 0 {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .await
+        .expect("the request was neither served nor queued within 30 s");
+        if !served {
+            task.abort();
+        }
+        served
+    }
+
     /// A raw TCP connection to the pooler (nothing sent yet).
     pub async fn raw_connect(&self) -> TcpStream {
         TcpStream::connect(self.addr())
