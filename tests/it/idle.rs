@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::{bounded, poll, value as one, wire};
@@ -150,21 +151,29 @@ async fn a_crowded_pooler_parks_new_clients_at_once() {
         let ctx = pooler.pooler().context().clone();
         wait_counts(&pooler, |reg, parked| reg == CROWD && parked == CROWD).await;
         for i in 0..3 {
-            let c = pooler.connect(&db, "postgres", "").await;
-            // Parked within a fraction of the sweep's second.
-            let parked = poll(40, Duration::from_millis(5), || {
-                let ctx = ctx.clone();
-                async move {
-                    let (reg, parked) = ctx.registry.counts();
-                    (reg == CROWD + 1 && parked == CROWD + 1).then_some(())
+            // Parked at login, not by the sweep. The sweep parks a session
+            // only at the second tick after it went idle (a session idle in
+            // epoch E parks at the sweep that ends epoch E + 1), so a client
+            // seen parked while the epoch is still at most one past the one
+            // read before it connected was parked at once. One that two
+            // ticks overtook (a slow moment) shows nothing either way:
+            // another client tries again.
+            let mut at_once = None;
+            for _ in 0..5 {
+                let before = ctx.epoch.load(Ordering::Relaxed);
+                let c = pooler.connect(&db, "postgres", "").await;
+                wait_counts(&pooler, |reg, parked| {
+                    reg == CROWD + 1 && parked == CROWD + 1
+                })
+                .await;
+                if ctx.epoch.load(Ordering::Relaxed) <= before + 1 {
+                    at_once = Some(c);
+                    break;
                 }
-            })
-            .await;
-            assert!(
-                parked.is_some(),
-                "client {i} not parked at once: {:?}",
-                ctx.registry.counts()
-            );
+                drop(c);
+                wait_counts(&pooler, |reg, _| reg == CROWD).await;
+            }
+            let c = at_once.unwrap_or_else(|| panic!("client {i} was not parked at login"));
             assert_eq!(one(&c, &format!("SELECT {i}")).await, i.to_string());
             drop(c);
             wait_counts(&pooler, |reg, _| reg == CROWD).await;
