@@ -77,7 +77,7 @@ async fn pause_and_resume_under_load_lose_nothing() {
         );
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = load(&p, &db, 10, &stop);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        committed_beyond(&direct, 0).await;
         let ctx = p.pooler().context().clone();
         let cfg = ctx.config();
         // PAUSE returns once every server is released and closed.
@@ -101,7 +101,7 @@ async fn pause_and_resume_under_load_lose_nothing() {
         ctx.pools.resume(&cfg, Some(&db)).unwrap();
         // A second RESUME has nothing to undo.
         assert!(ctx.pools.resume(&cfg, Some(&db)).is_err());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        committed_beyond(&direct, done).await;
         stop.store(true, Ordering::Relaxed);
         let (mut ok, mut failed) = (0, 0);
         for t in tasks {
@@ -121,6 +121,15 @@ async fn pause_and_resume_under_load_lose_nothing() {
 
 async fn direct_count(direct: &tokio_postgres::Client) -> i64 {
     one(direct, "SELECT count(*) FROM t").await.parse().unwrap()
+}
+
+/// Wait until more than `n` rows are in `t` (the load is running).
+async fn committed_beyond(direct: &tokio_postgres::Client, n: i64) {
+    let more = support::poll(600, Duration::from_millis(50), || async {
+        (direct_count(direct).await > n).then_some(())
+    })
+    .await;
+    assert!(more.is_some(), "no transaction committed beyond {n}");
 }
 
 #[tokio::test]
@@ -282,7 +291,7 @@ async fn switchover_to_another_cluster_loses_no_transaction() {
         let ctx = p.pooler().context().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = load(&p, &db, 12, &stop);
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        committed_beyond(&old.direct_client(&db, "postgres").await, 0).await;
         // The DBA's switchover: PAUSE, point at the new cluster, RELOAD, RESUME.
         ctx.pools.pause(&ctx.config(), Some(&db)).await.unwrap();
         edit_ini(
@@ -292,7 +301,7 @@ async fn switchover_to_another_cluster_loses_no_transaction() {
         );
         ctx.reload().unwrap();
         ctx.pools.resume(&ctx.config(), Some(&db)).unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        committed_beyond(&new.direct_client(&db, "postgres").await, 0).await;
         stop.store(true, Ordering::Relaxed);
         let (mut ok, mut failed, mut ports) = (0u64, 0u64, Vec::new());
         for t in tasks {
