@@ -156,10 +156,16 @@ async fn totals_are_exactly_the_load_that_ran() {
         assert_eq!(r["total_client_login_count"], 1);
 
         // A pool of one: B queues while A holds the server in a
-        // transaction, for at least 300 ms.
+        // transaction, for at least 300 ms (counted from when the pool
+        // shows B queued).
         let mut b = Counted::login(&pooler, &db).await;
         assert_eq!(a.query("BEGIN").await, b'T');
         b.send(&wire::query("SELECT 1")).await;
+        let queued = poll(600, Duration::from_millis(10), || async {
+            (pooler.waiting(&db, "postgres") == 1).then_some(())
+        })
+        .await;
+        assert!(queued.is_some(), "B never queued for the server");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(a.query("COMMIT").await, b'I');
         assert_eq!(b.ready().await, (b'I', false));
