@@ -148,7 +148,10 @@ async fn serves_and_stops_on_sigterm() {
         drop(client);
 
         let pid = child.id().unwrap().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill(1) (procps: scripts/test.sh installs it)");
         assert!(status.success());
         let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
             .await

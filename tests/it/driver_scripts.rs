@@ -103,7 +103,7 @@ async fn node_postgres_named_queries() {
         return;
     }
     let node = support::pg::find_in_path("node");
-    let Some(node) = installed(node.unwrap_or_default(), "node") else {
+    let Some(node) = installed(node.unwrap_or_default(), "node (on PATH)") else {
         return;
     };
     run_script("nodepg", &node, &[], "node/pg_check.js").await;
@@ -118,7 +118,7 @@ async fn pgjdbc_server_prepared_statements() {
         return;
     };
     let java = support::pg::find_in_path("java");
-    let Some(java) = installed(java.unwrap_or_default(), "java") else {
+    let Some(java) = installed(java.unwrap_or_default(), "java (on PATH)") else {
         return;
     };
     // Java 11+ runs a single source file directly.

@@ -49,7 +49,7 @@ fn signal(child: &Child, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([&format!("-{sig}"), &pid])
         .status()
-        .unwrap();
+        .expect("run kill(1) (procps: scripts/test.sh installs it)");
     assert!(ok.success());
 }
 

@@ -55,7 +55,7 @@ impl Running {
         let ok = std::process::Command::new("kill")
             .args([&format!("-{sig}"), &pid])
             .status()
-            .unwrap();
+            .expect("run kill(1) (procps: scripts/test.sh installs it)");
         assert!(ok.success());
     }
 
