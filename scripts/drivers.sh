@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python and Node.js drivers that tests/driver_scripts.rs runs
+# Installs the Python and Node.js drivers that tests/it/driver_scripts.rs runs
 # through the pooler, from committed pins:
 #   - target/drivers/venv: a virtualenv with tests/drivers/python/requirements.txt
 #   - tests/drivers/node/node_modules: `npm ci` from package-lock.json

@@ -34,22 +34,34 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     $sudo apt-get install -y -q --no-install-recommends systemd
 fi
 
+# `kill` (procps; not in minimal Debian images): the tests signal the binary.
+if ! type -P kill >/dev/null 2>&1; then
+    echo "test.sh: installing procps (kill)" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends procps
+fi
+
 if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
     echo "test.sh: running as root needs the 'postgres' OS user (PostgreSQL refuses root)" >&2
     exit 1
 fi
 
 # Python (psycopg, asyncpg) and Node.js (node-postgres) drivers for
-# tests/driver_scripts.rs, from the pins under tests/drivers/.
+# tests/it/driver_scripts.rs, from the pins under tests/drivers/.
 scripts/drivers.sh
 
 # CI-friendly: no colour codes in logs, full backtraces on failure, and tools
-# that are missing make the tests fail instead of skipping (see tests/support).
+# that are missing make the tests fail instead of skipping (see tests/it/support).
 export CI="${CI:-1}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
-# Test binaries run one after the other; the tests inside one binary share a
-# PostgreSQL cluster and run in parallel, a few at a time on small machines.
-threads="${RUST_TEST_THREADS:-$(( $(nproc) * 2 > 4 ? $(nproc) * 2 : 4 ))}"
+# Unit tests, then the integration tests: one binary (tests/it/) whose tests
+# share one PostgreSQL cluster and run in parallel. Most of their time is
+# spent waiting (timeouts, PostgreSQL, client tools), so 16 run at once
+# whatever the core count (2 cores: 16 threads ~65 s, 4 threads ~95 s); more
+# would crowd the shared cluster's max_connections.
+threads="${RUST_TEST_THREADS:-16}"
 exec cargo test --all-targets --locked "$@" -- --test-threads="$threads"

@@ -1,5 +1,5 @@
 // pgjdbc (PostgreSQL JDBC) through pgsluice in transaction mode
-// (tests/driver_scripts.rs), run as a single-file program:
+// (tests/it/driver_scripts.rs), run as a single-file program:
 //   java -cp /usr/share/java/postgresql.jar JdbcCheck.java
 //
 // prepareThreshold=1 makes pgjdbc switch every PreparedStatement to a named

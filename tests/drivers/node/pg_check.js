@@ -1,4 +1,4 @@
-// node-postgres through pgsluice in transaction mode (tests/driver_scripts.rs).
+// node-postgres through pgsluice in transaction mode (tests/it/driver_scripts.rs).
 //
 // Named queries ({ name, text, values }) are prepared once per connection
 // and then only bound, so with more connections than server connections

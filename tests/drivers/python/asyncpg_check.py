@@ -1,4 +1,4 @@
-"""asyncpg through pgsluice in transaction mode (tests/driver_scripts.rs).
+"""asyncpg through pgsluice in transaction mode (tests/it/driver_scripts.rs).
 
 asyncpg prepares every query as a named statement and keeps it in a
 per-connection cache; explicit prepared statements (conn.prepare) are

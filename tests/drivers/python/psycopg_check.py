@@ -1,4 +1,4 @@
-"""psycopg 3 through pgsluice in transaction mode (tests/driver_scripts.rs).
+"""psycopg 3 through pgsluice in transaction mode (tests/it/driver_scripts.rs).
 
 prepare_threshold=0 makes psycopg prepare every query as a named statement
 on first use, so with more connections than server connections each

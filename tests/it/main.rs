@@ -1,0 +1,50 @@
+//! The integration tests: one test binary (so one build and one link, not
+//! one per file) whose modules share one PostgreSQL cluster per run
+//! (`support::PgCluster::shared`, each test with databases and roles of its
+//! own, `support::unique`); tests that stop, restart or break PostgreSQL
+//! start a cluster of their own (`PgCluster::dedicated`). The pooler under
+//! test runs on shard runtimes of its own, as in the binary
+//! (`support::PoolerBuilder::start`). One module per capability.
+
+mod support;
+
+mod admin_console;
+mod admin_control;
+mod auth;
+mod cancel;
+mod cli;
+mod client_timeouts;
+mod control;
+mod copy;
+mod copy_large;
+mod deployment;
+mod driver_scripts;
+mod drivers;
+mod errors;
+mod failures;
+mod fairness;
+mod function_call;
+mod hash_password;
+mod idle;
+mod listen;
+mod logging;
+mod metrics;
+mod notify;
+mod params;
+mod pool_settings;
+mod pool_sizes;
+mod pooling;
+mod prepared;
+mod protocol;
+mod readme;
+mod restart;
+mod server_lifecycle;
+mod shards;
+mod shutdown;
+mod signals;
+mod sqlx_driver;
+mod statement_mode;
+mod stats;
+mod stress;
+mod support_selftest;
+mod tools;
