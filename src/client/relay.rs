@@ -36,7 +36,7 @@ use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 use crate::stats::{LinkStats, PoolStats};
 
-use super::scan::{scan_client, scan_server, scan_server_filtered};
+use super::scan::{Pass, ServerMessages, Verdict, scan_client, scan_server};
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
@@ -449,11 +449,31 @@ fn tracked_batch(
         (step, std::mem::take(&mut c.out))
     };
     link.expect(step.answers, step.ignored, step.extended);
-    if step.consumed > 0 {
+    if step.forward > 0 {
         link.stats
-            .client_sent(step.consumed, step.parses, step.binds);
+            .client_sent(step.forward, step.parses, step.binds);
     }
-    Ok((step.consumed, step.terminate, out))
+    Ok((step.forward, step.terminate, out))
+}
+
+/// A tracked or watched link's server messages go by its prepared
+/// statements' queue (see `prepared`).
+struct Queued<'g, 't> {
+    tracking: &'g mut Tracking<'t>,
+    /// `prepared::WATCH` or `prepared::TRACKED`.
+    mode: u8,
+}
+
+impl ServerMessages for Queued<'_, '_> {
+    #[inline]
+    fn needs_whole(&self, tag: u8) -> bool {
+        super::prepared::needs_whole(tag)
+    }
+
+    #[inline]
+    fn verdict(&mut self, tag: u8, msg: &[u8]) -> Verdict {
+        self.tracking.on_server(self.mode, tag, msg)
+    }
 }
 
 /// What the server direction needs of a scan.
@@ -503,18 +523,17 @@ async fn server_to_client(
             );
         };
         let stop = rules.statement_mode;
-        // Only the small figures outlive the scan (a batch with a verdict
-        // in it would grow the future held across the write).
+        // Only the small figures outlive the scan.
         let batch = match &link.tracking {
             Some(t) if link.prepared.load(Relaxed) != OFF => {
                 let mode = link.prepared.load(Relaxed);
-                let mut t = t.lock();
-                let mut f = |tag: u8, msg: &[u8]| t.on_server(mode, tag, msg);
-                Figures::of(scan_server_filtered(
-                    sbuf, &mut skip, stop, on_param, &mut f,
-                ))
+                let mut queue = Queued {
+                    tracking: &mut t.lock(),
+                    mode,
+                };
+                Figures::of(scan_server(sbuf, &mut skip, stop, on_param, &mut queue))
             }
-            _ => Figures::of(scan_server(sbuf, &mut skip, stop, on_param, None)),
+            _ => Figures::of(scan_server(sbuf, &mut skip, stop, on_param, &mut Pass)),
         };
         if batch.ready_count > 0 {
             let left = link.pending.load(Relaxed).saturating_sub(batch.ready_count);

@@ -16,6 +16,12 @@ fn param_status(buf: &mut BytesMut, name: &str, value: &str) {
     crate::protocol::backend::parameter_status(buf, name, value);
 }
 
+/// The plain relay's server scan over a copy of `buf`.
+fn scan_plain(buf: &[u8], skip: &mut usize, stop_in_transaction: bool) -> ServerBatch {
+    let mut buf = BytesMut::from(buf);
+    scan_server(&mut buf, skip, stop_in_transaction, |_, _| {}, &mut Pass)
+}
+
 fn test_link() -> Link<'static> {
     Link::new(LinkStats::new(crate::runtime::clock::clock_ns(), 0))
 }
@@ -38,6 +44,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
             binds: 0,
             ignored: 0,
             activate: false,
+            server_parses: 0,
         }
     );
     assert_eq!(skip, 0);
@@ -197,11 +204,11 @@ fn server_ready_for_query_and_parameter_status() {
     let mut seen = Vec::new();
     let mut skip = 0;
     let b = scan_server(
-        &buf,
+        &mut buf.clone(),
         &mut skip,
         false,
         |n, v| seen.push((n.to_string(), v.to_string())),
-        None,
+        &mut Pass,
     );
     assert_eq!(
         b,
@@ -210,7 +217,6 @@ fn server_ready_for_query_and_parameter_status() {
             ready_count: 2,
             last_status: b'I',
             transaction_block: false,
-            special: None,
         }
     );
     assert_eq!(seen, [("TimeZone".to_string(), "UTC".to_string())]);
@@ -223,9 +229,9 @@ fn server_ready_for_query_split_across_reads_is_held_back() {
     let cc = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..cc + 3], &mut skip, false, |_, _| {}, None);
+    let b = scan_plain(&buf[..cc + 3], &mut skip, false);
     assert_eq!((b.forward, b.ready_count), (cc, 0));
-    let b = scan_server(&buf[cc..], &mut skip, false, |_, _| {}, None);
+    let b = scan_plain(&buf[cc..], &mut skip, false);
     assert_eq!((b.forward, b.ready_count, b.last_status), (6, 1, b'I'));
 }
 
@@ -236,10 +242,10 @@ fn large_data_rows_stream() {
     let whole = buf.len();
     rfq(&mut buf, b'I');
     let mut skip = 0;
-    let b = scan_server(&buf[..100], &mut skip, false, |_, _| {}, None);
+    let b = scan_plain(&buf[..100], &mut skip, false);
     assert_eq!(b.forward, 100);
     assert_eq!(skip, whole - 100);
-    let b = scan_server(&buf[100..], &mut skip, false, |_, _| {}, None);
+    let b = scan_plain(&buf[100..], &mut skip, false);
     assert_eq!((b.forward, b.ready_count), (buf.len() - 100, 1));
 }
 
@@ -270,7 +276,7 @@ fn statement_mode_stops_before_a_transaction_block() {
     let before = buf.len();
     rfq(&mut buf, b'T');
     let mut skip = 0;
-    let b = scan_server(&buf, &mut skip, true, |_, _| {}, None);
+    let b = scan_plain(&buf, &mut skip, true);
     assert_eq!(
         b,
         ServerBatch {
@@ -278,12 +284,11 @@ fn statement_mode_stops_before_a_transaction_block() {
             ready_count: 1,
             last_status: b'I',
             transaction_block: true,
-            special: None,
         }
     );
     assert!(first < before);
     // Without statement mode the same bytes are simply forwarded.
-    let b = scan_server(&buf, &mut skip, false, |_, _| {}, None);
+    let b = scan_plain(&buf, &mut skip, false);
     assert_eq!(
         (b.forward, b.ready_count, b.last_status),
         (buf.len(), 2, b'T')
@@ -292,10 +297,10 @@ fn statement_mode_stops_before_a_transaction_block() {
     // 'E' (failed transaction) is a transaction block too; 'I' is not.
     let mut buf = BytesMut::new();
     rfq(&mut buf, b'E');
-    assert!(scan_server(&buf, &mut 0, true, |_, _| {}, None).transaction_block);
+    assert!(scan_plain(&buf, &mut 0, true).transaction_block);
     let mut buf = BytesMut::new();
     rfq(&mut buf, b'I');
-    assert!(!scan_server(&buf, &mut 0, true, |_, _| {}, None).transaction_block);
+    assert!(!scan_plain(&buf, &mut 0, true).transaction_block);
 }
 
 #[test]
@@ -559,4 +564,40 @@ async fn a_link_ends_when_nothing_is_outstanding() {
         matches!(outcome, Outcome::ClientGone { clean: true }),
         "{outcome:?}"
     );
+}
+
+/// A filter that hides every ParseComplete and turns every CloseComplete
+/// into a BindComplete, as a tracked link's queue may.
+struct HideAndSwap;
+
+impl ServerMessages for HideAndSwap {
+    fn needs_whole(&self, tag: u8) -> bool {
+        matches!(tag, b'1' | b'3')
+    }
+    fn verdict(&mut self, tag: u8, _: &[u8]) -> Verdict {
+        match tag {
+            b'1' => Verdict::Drop,
+            b'3' => Verdict::Replace(bytes::Bytes::from_static(b"2\0\0\0\x04")),
+            _ => Verdict::Forward,
+        }
+    }
+}
+
+/// The one server scanner with a filter: hidden messages are cut out of
+/// the buffer and replacements put in place, in one pass, and a message
+/// the filter must see whole waits for the rest of it.
+#[test]
+fn a_filtered_scan_edits_the_batch_in_place() {
+    let mut buf = BytesMut::from(&b"1\0\0\0\x043\0\0\0\x04"[..]);
+    crate::protocol::backend::command_complete(&mut buf, "SELECT 1");
+    rfq(&mut buf, b'I');
+    buf.extend_from_slice(b"1\0\0");
+    let mut skip = 0;
+    let b = scan_server(&mut buf, &mut skip, false, |_, _| {}, &mut HideAndSwap);
+    let mut want = BytesMut::from(&b"2\0\0\0\x04"[..]);
+    crate::protocol::backend::command_complete(&mut want, "SELECT 1");
+    rfq(&mut want, b'I');
+    assert_eq!((b.forward, b.ready_count, skip), (want.len(), 1, 0));
+    assert_eq!(&buf[..b.forward], &want[..]);
+    assert_eq!(&buf[b.forward..], b"1\0\0", "a partial ParseComplete waits");
 }

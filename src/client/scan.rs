@@ -1,21 +1,24 @@
-//! Header scanning for the relay: what a batch of client or server bytes
-//! holds (how much can be forwarded, ReadyForQuery count and status,
-//! ParameterStatus, message counts), without parsing message bodies.
-//! With a prepared-statement filter (`prepared`) the server scan also asks
-//! it about each message and stops at one not to be forwarded as it is.
+//! Header scanning for the relay, one scanner per direction: what a batch
+//! of client or server bytes holds (how much can be forwarded,
+//! ReadyForQuery count and status, ParameterStatus, message counts),
+//! without parsing message bodies. Each scanner walks the messages; what
+//! becomes of a message's bytes is its handler's choice: the plain relay
+//! forwards them as they are ([`Forward`], [`Pass`]), a link with
+//! prepared statements tracked rewrites the client's (`prepared::rewrite`)
+//! and filters the server's (its queue).
 
 use bytes::BytesMut;
 use memchr::memchr;
 
-use super::prepared::needs_whole;
-use super::prepared::queue::Verdict;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
 
-/// What a scan of client bytes found.
+/// What a scan of client bytes found (the plain relay's and a tracked
+/// link's alike).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct ClientBatch {
-    /// Bytes that can be forwarded now.
+    /// Bytes consumed: forwarded as they are (plain), or handled into the
+    /// tracked client's output buffer.
     pub(super) forward: usize,
     /// ReadyForQuery messages these bytes will cause.
     pub(super) answers: u32,
@@ -39,6 +42,9 @@ pub(super) struct ClientBatch {
     /// Flush in copy-in mode; drivers such as tokio-postgres send one right
     /// after the Execute, and another after CopyDone).
     pub(super) ignored: u32,
+    /// Parse messages sent to the server (a tracked link adds and removes
+    /// some); the plain relay leaves it 0.
+    pub(super) server_parses: u32,
 }
 
 /// Pass over the rest of a streamed message: up to `avail` of the `skip`
@@ -50,33 +56,135 @@ pub(super) fn take_skip(skip: &mut usize, avail: usize) -> usize {
     n
 }
 
-/// Scan client bytes. `skip` carries the unforwarded rest of a streamed
-/// message across calls. Every header is checked before anything of its
-/// message is forwarded. `since_exec` carries the Syncs sent since the
-/// last Execute or Query across calls (see `ClientBatch::ignored`).
-/// `stop_at_named`: stop where tracking must start (`ClientBatch::activate`);
-/// `in_group`: extended-protocol messages were sent since the last Sync.
+/// What to do before a message is taken.
+pub(super) enum Before {
+    /// Take it.
+    Go,
+    /// Stop before it: more of it must be buffered first.
+    Wait,
+    /// Stop before it: the client is to be tracked from here on.
+    Activate,
+}
+
+/// How a client scan handles the messages it walks over. The scanner
+/// checks each header, counts what every message means for the link
+/// (answers, extended groups, COPY's ignored Syncs, parses, binds) and
+/// streams large messages; a handler decides what becomes of the bytes:
+/// [`Forward`] leaves them to be forwarded as they are, the tracked link's
+/// rewriter (`prepared::rewrite`) copies them to its output, rewritten.
+pub(super) trait ClientMessages {
+    /// Whether to take the message at the start of `rest` (`msg`: as much
+    /// of it as is buffered; `whole`: all of it is). `in_group`:
+    /// extended-protocol messages were sent since the last Sync.
+    fn before(&mut self, tag: u8, bytes: (&[u8], &[u8]), whole: bool, in_group: bool) -> Before;
+
+    /// The message is taken (and counted in `batch`); `ignored`: Syncs it
+    /// makes ignored (a CopyDone or CopyFail). Returns how many bytes of
+    /// `msg` are consumed now; the rest of the message streams through
+    /// [`streamed`](Self::streamed).
+    fn take(
+        &mut self,
+        tag: u8,
+        msg: &[u8],
+        whole: bool,
+        ignored: u32,
+        batch: &mut ClientBatch,
+    ) -> usize;
+
+    /// More bytes of a message taken earlier.
+    fn streamed(&mut self, bytes: &[u8]);
+}
+
+/// The plain relay's handler: bytes are forwarded as they are; with
+/// `stop_at_named`, the scan stops where tracking must start.
+pub(super) struct Forward {
+    /// Stop at a group of extended-protocol messages that names a
+    /// statement (max_prepared_statements is on).
+    pub(super) stop_at_named: bool,
+    /// max_packet_size (a group with a longer message is tracked).
+    pub(super) max_len: u32,
+}
+
+impl ClientMessages for Forward {
+    #[inline(always)]
+    fn before(&mut self, tag: u8, (rest, _): (&[u8], &[u8]), _: bool, in_group: bool) -> Before {
+        let extended = matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H');
+        if self.stop_at_named && extended && !in_group && !group_is_unnamed(rest, self.max_len) {
+            Before::Activate
+        } else {
+            Before::Go
+        }
+    }
+
+    #[inline(always)]
+    fn take(&mut self, _: u8, msg: &[u8], _: bool, _: u32, _: &mut ClientBatch) -> usize {
+        msg.len()
+    }
+
+    #[inline(always)]
+    fn streamed(&mut self, _: &[u8]) {}
+}
+
+/// Scan client bytes for the plain relay (see [`scan_client_with`]).
+/// `(stop_at_named, in_group)`: see [`Forward`] and
+/// [`ClientMessages::before`].
 pub(super) fn scan_client(
     buf: &[u8],
     skip: &mut usize,
     since_exec: &mut u32,
     max_len: u32,
-    (stop_at_named, mut in_group): (bool, bool),
+    (stop_at_named, in_group): (bool, bool),
+) -> Result<ClientBatch, ProtocolError> {
+    let mut forward = Forward {
+        stop_at_named,
+        max_len,
+    };
+    scan_client_with(buf, (skip, since_exec), max_len, in_group, &mut forward)
+}
+
+/// Scan client bytes: check every header before anything of its message
+/// is taken, count what each message means, and let `handler` decide what
+/// becomes of its bytes. `skip` carries the untaken rest of a streamed
+/// message across calls, `since_exec` the Syncs sent since the last
+/// Execute or Query (see `ClientBatch::ignored`); `in_group`:
+/// extended-protocol messages were sent since the last Sync.
+#[inline]
+pub(super) fn scan_client_with<H: ClientMessages>(
+    buf: &[u8],
+    (skip, since_exec): (&mut usize, &mut u32),
+    max_len: u32,
+    mut in_group: bool,
+    handler: &mut H,
 ) -> Result<ClientBatch, ProtocolError> {
     let mut b = ClientBatch::default();
     let mut pos = 0;
     while pos < buf.len() {
         if *skip > 0 {
-            pos += take_skip(skip, buf.len() - pos);
+            let n = take_skip(skip, buf.len() - pos);
+            handler.streamed(&buf[pos..pos + n]);
+            pos += n;
             continue;
         }
-        let Some(h) = Header::parse(&buf[pos..]) else {
+        let rest = &buf[pos..];
+        let Some(h) = Header::parse(rest) else {
             break;
         };
         if !is_frontend_tag(h.tag) {
             return Err(ProtocolError::UnknownTag(h.tag));
         }
         h.check(max_len)?;
+        let total = h.total();
+        let whole = rest.len() >= total;
+        let msg = &rest[..total.min(rest.len())];
+        match handler.before(h.tag, (rest, msg), whole, in_group) {
+            Before::Go => {}
+            Before::Wait => break,
+            Before::Activate => {
+                b.activate = true;
+                break;
+            }
+        }
+        let mut ignored = 0;
         match h.tag {
             b'X' => {
                 b.terminate = true;
@@ -93,12 +201,9 @@ pub(super) fn scan_client(
                 b.extended = Some(false);
                 in_group = false;
             }
-            b'c' | b'f' => b.ignored += std::mem::take(since_exec),
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H'
-                if stop_at_named && !in_group && !group_is_unnamed(&buf[pos..], max_len) =>
-            {
-                b.activate = true;
-                break;
+            b'c' | b'f' => {
+                ignored = std::mem::take(since_exec);
+                b.ignored += ignored;
             }
             b'P' => {
                 b.parses += 1;
@@ -118,13 +223,11 @@ pub(super) fn scan_client(
         if b.extended == Some(true) {
             in_group = true;
         }
-        let avail = buf.len() - pos;
-        if avail >= h.total() {
-            pos += h.total();
-        } else {
-            *skip = h.total() - avail;
-            pos = buf.len();
+        let taken = handler.take(h.tag, msg, whole, ignored, &mut b);
+        if taken < total {
+            *skip = total - taken;
         }
+        pos += taken;
     }
     b.forward = pos;
     Ok(b)
@@ -180,26 +283,60 @@ pub(super) struct ServerBatch {
     /// A ReadyForQuery 'T' or 'E' came when told to stop at one; `forward`
     /// ends before it.
     pub(super) transaction_block: bool,
-    /// The filter's verdict on the message after `forward` when it is not
-    /// to be forwarded as it is, and that message's length.
-    pub(super) special: Option<(Verdict, usize)>,
 }
 
-/// Asked about each server message when prepared statements are tracked:
-/// its tag and its bytes (whole for the tags `needs_whole` names).
-pub(super) type Filter<'f> = &'f mut dyn FnMut(u8, &[u8]) -> Verdict;
+/// What the relay does with one server message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Forward,
+    /// Drop it.
+    Drop,
+    /// Send these bytes instead.
+    Replace(bytes::Bytes),
+}
+
+/// What a server scan asks of each message: the plain relay's [`Pass`]
+/// forwards everything; a link with prepared statements tracked or
+/// watched asks its queue (see `relay`).
+pub(super) trait ServerMessages {
+    /// Whether a message with this tag must be whole before
+    /// [`verdict`](Self::verdict) is asked (every tag it may not forward
+    /// as it is must be).
+    fn needs_whole(&self, tag: u8) -> bool;
+
+    /// What to do with a message (whole if `needs_whole` said so).
+    fn verdict(&mut self, tag: u8, msg: &[u8]) -> Verdict;
+}
+
+/// The plain relay's: every message forwarded as it is.
+pub(super) struct Pass;
+
+impl ServerMessages for Pass {
+    #[inline(always)]
+    fn needs_whole(&self, _: u8) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn verdict(&mut self, _: u8, _: &[u8]) -> Verdict {
+        Verdict::Forward
+    }
+}
 
 /// Scan server bytes. ReadyForQuery and ParameterStatus are inspected (and
 /// so must be whole before they are forwarded); everything else streams.
 /// With `stop_in_transaction` (statement mode), the scan stops before a
-/// ReadyForQuery that is not 'I'. With a `filter`, the scan stops at a
-/// message it does not let through as it is.
-pub(super) fn scan_server(
-    buf: &[u8],
+/// ReadyForQuery that is not 'I'. A message `filter` does not forward as
+/// it is is cut out of `buf` (or replaced, and the replacement passed over
+/// unread) and the scan goes on, so a batch still goes out in one write.
+#[inline]
+pub(super) fn scan_server<F: ServerMessages>(
+    buf: &mut BytesMut,
     skip: &mut usize,
     stop_in_transaction: bool,
     mut on_param: impl FnMut(&str, &str),
-    mut filter: Option<Filter<'_>>,
+    filter: &mut F,
 ) -> ServerBatch {
     let mut b = ServerBatch::default();
     let mut pos = 0;
@@ -215,7 +352,7 @@ pub(super) fn scan_server(
         let avail = buf.len() - pos;
         match h.tag {
             b'Z' | b'S' if avail < total => break,
-            t if avail < total && filter.is_some() && needs_whole(t) => break,
+            t if avail < total && filter.needs_whole(t) => break,
             b'Z' => {
                 let status = buf.get(pos + 5).copied().unwrap_or(b'E');
                 if stop_in_transaction && status != b'I' {
@@ -232,12 +369,19 @@ pub(super) fn scan_server(
             }
             _ => {}
         }
-        if let Some(f) = filter.as_mut() {
-            let v = f(h.tag, &buf[pos..pos + total.min(avail)]);
-            if v != Verdict::Forward {
-                // Never a ReadyForQuery or ParameterStatus.
-                b.special = Some((v, total));
-                break;
+        match filter.verdict(h.tag, &buf[pos..pos + total.min(avail)]) {
+            Verdict::Forward => {}
+            // Never a ReadyForQuery or ParameterStatus; whole (see
+            // `needs_whole`).
+            other => {
+                let tail = buf.split_off(pos + total);
+                buf.truncate(pos);
+                if let Verdict::Replace(bytes) = other {
+                    buf.extend_from_slice(&bytes);
+                    *skip = bytes.len();
+                }
+                buf.unsplit(tail);
+                continue;
             }
         }
         if avail >= total {
@@ -248,51 +392,6 @@ pub(super) fn scan_server(
         }
     }
     b.forward = pos;
-    b
-}
-
-/// [`scan_server`] with a prepared-statement filter, in the buffer itself:
-/// a message to hide is cut out of `buf`, one to replace is replaced (and
-/// passed over unread), and the scan goes on, so the batch still goes out
-/// in one write. Never stops at a special message.
-pub(super) fn scan_server_filtered(
-    buf: &mut BytesMut,
-    skip: &mut usize,
-    stop_in_transaction: bool,
-    mut on_param: impl FnMut(&str, &str),
-    filter: Filter<'_>,
-) -> ServerBatch {
-    let mut b = scan_server(
-        buf,
-        skip,
-        stop_in_transaction,
-        &mut on_param,
-        Some(&mut *filter),
-    );
-    while let Some((verdict, len)) = b.special.take() {
-        let at = b.forward;
-        let tail = buf.split_off(at + len);
-        buf.truncate(at);
-        if let Verdict::Replace(bytes) = verdict {
-            buf.extend_from_slice(&bytes);
-            *skip = bytes.len();
-        }
-        buf.unsplit(tail);
-        let more = scan_server(
-            &buf[at..],
-            skip,
-            stop_in_transaction,
-            &mut on_param,
-            Some(&mut *filter),
-        );
-        b.forward = at + more.forward;
-        if more.ready_count > 0 {
-            b.ready_count += more.ready_count;
-            b.last_status = more.last_status;
-        }
-        b.transaction_block = more.transaction_block;
-        b.special = more.special;
-    }
     b
 }
 

@@ -96,16 +96,7 @@ pub struct Entry {
     pub undo: Undo,
 }
 
-/// What the relay does with one server message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Forward it.
-    Forward,
-    /// Drop it.
-    Drop,
-    /// Send these bytes instead.
-    Replace(Bytes),
-}
+pub use crate::client::scan::Verdict;
 
 /// The queue of one tracked client (kept across links, empty between them).
 #[derive(Debug, Default)]

@@ -14,132 +14,95 @@ use super::names::{
     Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_named,
 };
 use super::queue::{Act, End, Queue, Undo};
+use crate::client::scan::{Before, ClientBatch, ClientMessages, scan_client_with};
 use crate::protocol::backend::{Severity, error_response};
-use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
 use crate::server::statements::ServerStatements;
-
-/// What a tracked scan of client bytes did; the bytes to send are in
-/// `ClientPrepared::out`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ClientStep {
-    /// Client bytes consumed.
-    pub consumed: usize,
-    /// ReadyForQuery messages the client's messages will cause.
-    pub answers: u32,
-    /// As `ClientBatch::extended` in the relay.
-    pub extended: Option<bool>,
-    /// A Terminate follows (not forwarded).
-    pub terminate: bool,
-    /// Parse messages the client sent.
-    pub parses: u32,
-    /// Parse messages sent to the server.
-    pub server_parses: u32,
-    /// Bind messages.
-    pub binds: u32,
-    /// Syncs counted in `answers` now or earlier that the server ignores
-    /// (sent during a COPY FROM STDIN; as `ClientBatch::ignored`); their
-    /// queue entries are gone.
-    pub ignored: u32,
-}
 
 /// Largest Query looked at for DISCARD ALL / DEALLOCATE ALL.
 const SHORT_QUERY: usize = 64;
 
-/// Process the client bytes in `buf`. `skip` carries the rest of a
-/// streamed message (copied as it comes), `since_exec` the Syncs sent
-/// since the last Execute or Query.
+/// Process the client bytes in `buf` (the relay's one client scanner with
+/// the rewriting handler): what they mean for the link, with the bytes to
+/// send in `c.out`. `skip` carries the rest of a streamed message (copied
+/// as it comes), `since_exec` the Syncs sent since the last Execute or
+/// Query.
 pub fn client_batch(
     c: &mut ClientPrepared,
     server: &mut ServerStatements,
     buf: &[u8],
-    (skip, since_exec): (&mut usize, &mut u32),
+    state: (&mut usize, &mut u32),
     max_len: u32,
-) -> Result<ClientStep, ProtocolError> {
+) -> Result<ClientBatch, ProtocolError> {
     let max = server.limit;
-    let mut st = ClientStep::default();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let avail = buf.len() - pos;
-        if *skip > 0 {
-            let n = (*skip).min(avail);
-            c.out.put_slice(&buf[pos..pos + n]);
-            *skip -= n;
-            pos += n;
-            continue;
-        }
-        let Some(h) = Header::parse(&buf[pos..]) else {
-            break;
-        };
-        if !is_frontend_tag(h.tag) {
-            return Err(ProtocolError::UnknownTag(h.tag));
-        }
-        h.check(max_len)?;
-        let total = h.total();
-        let whole = avail >= total;
-        let msg = &buf[pos..pos + total.min(avail)];
-        // Messages looked into must be whole (Bind: up to its statement name).
-        let need_whole = match h.tag {
+    let mut rewrite = Rewrite { c, server, max };
+    // A tracked link's messages all go through the rewriter; whether a
+    // group was open matters only to the plain relay's stop.
+    let batch = scan_client_with(buf, state, max_len, false, &mut rewrite)?;
+    let c = rewrite.c;
+    c.parse_delta += i64::from(batch.server_parses) - i64::from(batch.parses);
+    Ok(batch)
+}
+
+/// The rewriting handler of a tracked link (see the module header).
+struct Rewrite<'a> {
+    c: &'a mut ClientPrepared,
+    server: &'a mut ServerStatements,
+    /// max_prepared_statements.
+    max: usize,
+}
+
+impl ClientMessages for Rewrite<'_> {
+    fn before(&mut self, tag: u8, (_, msg): (&[u8], &[u8]), whole: bool, _: bool) -> Before {
+        // Messages looked into must be whole; a Bind up to its statement
+        // name.
+        let need_whole = match tag {
             b'P' | b'D' | b'C' => true,
-            b'Q' => total <= SHORT_QUERY,
+            b'Q' => Header::parse(msg).is_some_and(|h| h.total() <= SHORT_QUERY),
+            b'B' => !bind_name_buffered(msg),
             _ => false,
         };
         if need_whole && !whole {
-            break;
+            Before::Wait
+        } else {
+            Before::Go
         }
-        let mut copied = 0;
-        match h.tag {
-            b'X' => {
-                st.terminate = true;
-                break;
-            }
+    }
+
+    fn take(
+        &mut self,
+        tag: u8,
+        msg: &[u8],
+        whole: bool,
+        ignored: u32,
+        b: &mut ClientBatch,
+    ) -> usize {
+        let Rewrite { c, server, max } = self;
+        let (server, max) = (&mut **server, *max);
+        match tag {
             b'P' => {
-                st.parses += 1;
-                st.extended = Some(true);
-                st.server_parses += parse(c, server, max, msg);
-                copied = total;
+                b.server_parses += parse(c, server, max, msg);
+                return msg.len();
             }
             b'B' => {
-                let Some(n) = bind(c, server, max, msg, &mut st) else {
-                    if !whole {
-                        break;
+                return match bind(c, server, max, msg, b) {
+                    Some(n) => n,
+                    None => {
+                        // Malformed (whole, see `before`): PostgreSQL says so.
+                        c.queue.push(End::Bind, Act::Pass, Undo::None);
+                        c.out.put_slice(msg);
+                        msg.len()
                     }
-                    // Malformed: PostgreSQL says so.
-                    c.queue.push(End::Bind, Act::Pass, Undo::None);
-                    c.out.put_slice(msg);
-                    st.binds += 1;
-                    pos += total;
-                    continue;
                 };
-                st.binds += 1;
-                st.extended = Some(true);
-                copied = n;
             }
             b'D' | b'C' => {
-                st.extended = Some(true);
-                st.server_parses += describe_or_close(c, server, max, msg);
-                copied = total;
+                b.server_parses += describe_or_close(c, server, max, msg);
+                return msg.len();
             }
-            b'E' => {
-                st.extended = Some(true);
-                *since_exec = 0;
-                c.queue.push(End::Execute, Act::Pass, Undo::None);
-            }
-            b'H' => st.extended = Some(true),
-            b'S' => {
-                st.answers += 1;
-                *since_exec += 1;
-                st.extended = Some(false);
-                c.queue.push(End::Sync, Act::Pass, Undo::None);
-            }
-            b'c' | b'f' if *since_exec > 0 => {
-                let n = std::mem::take(since_exec);
-                c.queue.forget_last_syncs(n);
-                st.ignored += n;
-            }
+            b'E' => c.queue.push(End::Execute, Act::Pass, Undo::None),
+            b'S' => c.queue.push(End::Sync, Act::Pass, Undo::None),
+            b'c' | b'f' if ignored > 0 => c.queue.forget_last_syncs(ignored),
             b'Q' => {
-                st.answers += 1;
-                *since_exec = 0;
                 let undo = if whole && drops_all(&msg[5..]) {
                     let names = std::mem::take(&mut c.names);
                     Undo::Reset(Box::new((names, std::mem::take(server))))
@@ -148,24 +111,22 @@ pub fn client_batch(
                 };
                 c.queue.push(End::Ready, Act::Pass, undo);
             }
-            b'F' => {
-                st.answers += 1;
-                c.queue.push(End::Ready, Act::Pass, Undo::None);
-            }
+            b'F' => c.queue.push(End::Ready, Act::Pass, Undo::None),
             _ => {}
         }
-        if copied == 0 {
-            c.out.put_slice(msg);
-            copied = msg.len();
-        }
-        if copied < total {
-            *skip = total - copied;
-        }
-        pos += copied.min(avail);
+        c.out.put_slice(msg);
+        msg.len()
     }
-    st.consumed = pos;
-    c.parse_delta += i64::from(st.server_parses) - i64::from(st.parses);
-    Ok(st)
+
+    fn streamed(&mut self, bytes: &[u8]) {
+        self.c.out.put_slice(bytes);
+    }
+}
+
+/// Whether a (partial) Bind is buffered up to its statement name.
+fn bind_name_buffered(msg: &[u8]) -> bool {
+    let body = msg.get(5..).unwrap_or(b"");
+    cstr(body).is_some_and(|portal| cstr(&body[portal.len() + 1..]).is_some())
 }
 
 /// The C string at the start of `b`, without its NUL.
@@ -269,7 +230,7 @@ fn bind(
     server: &mut ServerStatements,
     max: usize,
     msg: &[u8],
-    st: &mut ClientStep,
+    st: &mut ClientBatch,
 ) -> Option<usize> {
     let body = &msg[5..];
     let portal = cstr(body)?;
