@@ -253,7 +253,7 @@ async fn stats_period(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
 /// End of a stats_period: snapshot every pool's statistics (SHOW STATS
 /// averages are taken from the previous snapshot on) and, with
 /// log_stats, log one line per database. Returns the rows logged.
-pub fn stats_tick(ctx: &Context, now: std::time::Instant) -> Vec<crate::stats::StatsRow> {
+pub(crate) fn stats_tick(ctx: &Context, now: std::time::Instant) -> Vec<crate::stats::StatsRow> {
     let pools = ctx.pools.all();
     let rows = crate::stats::report::tick(pools.iter().map(|p| (p.database(), &p.stats)), now);
     if ctx.config().general.log_stats {

@@ -25,7 +25,7 @@ use crate::transport::Stream;
 /// connection), at most `timeout` (zero = no limit). Meanwhile the
 /// cancel counts as in flight on the client's entry, so the client's
 /// session keeps the server from other clients until it is done.
-pub async fn forward(registry: &Registry, key: BackendKey, timeout: Duration) {
+pub(crate) async fn forward(registry: &Registry, key: BackendKey, timeout: Duration) {
     let linked = registry.find(key).and_then(|e| e.begin_cancel());
     let Some((addr, server_key, _in_flight)) = linked else {
         debug!("cancel request for an unknown or idle client ignored");
@@ -44,7 +44,7 @@ pub async fn forward(registry: &Registry, key: BackendKey, timeout: Duration) {
 /// itself (query_timeout: closing the connection alone would leave the
 /// query running until it next talks to its client). At most `timeout`
 /// (zero = no limit).
-pub async fn cancel_server(addr: Arc<Endpoint>, key: BackendKey, timeout: Duration) {
+pub(crate) async fn cancel_server(addr: Arc<Endpoint>, key: BackendKey, timeout: Duration) {
     if let Err(e) = deliver_within(&addr, key, timeout).await {
         warn!(%addr, error = %e, "could not cancel the query of a closed server connection");
     }

@@ -54,7 +54,7 @@ impl Context {
     }
 
     /// A context for `config` whose sessions run on `shards` (shard 0 first).
-    pub fn sharded(
+    pub(crate) fn sharded(
         config: Config,
         shutdown: watch::Receiver<bool>,
         shards: Vec<tokio::runtime::Handle>,
@@ -80,7 +80,7 @@ impl Context {
 
     /// The runtime a resumed (parked) client gets its task on: the shards
     /// in turn.
-    pub fn resume_runtime(&self) -> &tokio::runtime::Handle {
+    pub(crate) fn resume_runtime(&self) -> &tokio::runtime::Handle {
         let n = self.next_shard.fetch_add(1, Ordering::Relaxed);
         &self.shards[n % self.shards.len()]
     }
@@ -96,12 +96,12 @@ impl Context {
     }
 
     /// Whether shutdown has begun.
-    pub fn shutting_down(&self) -> bool {
+    pub(crate) fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 
     /// The number of client slots (max_client_conn in force).
-    pub fn client_capacity(&self) -> u32 {
+    pub(crate) fn client_capacity(&self) -> u32 {
         self.client_capacity.load(Ordering::Relaxed)
     }
 
@@ -161,7 +161,7 @@ impl Context {
     }
 
     /// Ask the process to shut down (admin console SHUTDOWN).
-    pub fn request_shutdown(&self, mode: ShutdownMode) {
+    pub(crate) fn request_shutdown(&self, mode: ShutdownMode) {
         self.shutdown_request.send_replace(Some(mode));
     }
 

@@ -13,7 +13,7 @@
 //! within 10 s), answers and closes.
 
 mod collect;
-pub mod text;
+pub(crate) mod text;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-pub use collect::{PREFIX, render};
+pub(crate) use collect::render;
 
 use crate::context::Context;
 
@@ -32,7 +32,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve scrapes until the task is aborted (at shutdown).
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+pub(crate) async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

@@ -4,24 +4,25 @@
 //! Data flows one way: listener -> client session -> pool checkout -> relay
 //! between client and server -> pool checkin. See `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod cancel;
-pub mod client;
+pub(crate) mod cancel;
+pub(crate) mod client;
 pub mod config;
 pub mod context;
-pub mod exporter;
+pub(crate) mod exporter;
 #[cfg(test)]
 mod layering;
 pub mod notify;
 pub mod pool;
-pub mod protocol;
+pub(crate) mod protocol;
 pub mod registry;
-pub mod routing;
+pub(crate) mod routing;
 pub mod runtime;
-pub mod server;
+pub(crate) mod server;
 pub mod stats;
 pub mod transport;
 

@@ -53,11 +53,6 @@ impl Notifier {
         })
     }
 
-    /// Whether notifications are sent anywhere.
-    pub fn enabled(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// READY=1: listeners bound, serving.
     pub fn ready(&self) {
         self.send("READY=1\nSTATUS=serving");
@@ -136,7 +131,7 @@ mod tests {
         let path = dir.path().join("notify");
         let socket = UnixDatagram::bind(&path).unwrap();
         let n = Notifier::to(path.to_str().unwrap()).unwrap();
-        assert!(n.enabled());
+        assert!(n.target.is_some());
         n.ready();
         assert_eq!(recv(&socket), "READY=1\nSTATUS=serving");
         let before = monotonic_usec();
@@ -168,7 +163,7 @@ mod tests {
     #[test]
     fn nothing_configured_sends_nothing() {
         let n = Notifier::none();
-        assert!(!n.enabled());
+        assert!(n.target.is_none());
         n.ready();
         assert!(Notifier::to("").is_err());
     }

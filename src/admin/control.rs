@@ -16,7 +16,11 @@ use crate::protocol::sqlstate;
 
 /// Run a control command, writing its answer (CommandComplete with
 /// `cmd.tag()`) into `out`.
-pub async fn run(ctx: &Arc<Context>, cmd: &Control, out: &mut BytesMut) -> Result<(), AdminError> {
+pub(crate) async fn run(
+    ctx: &Arc<Context>,
+    cmd: &Control,
+    out: &mut BytesMut,
+) -> Result<(), AdminError> {
     let cfg = ctx.config();
     let pools = &ctx.pools;
     match cmd {

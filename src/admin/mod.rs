@@ -82,13 +82,13 @@ impl AdminError {
     }
 
     /// A stats user tried something only admin_users may do.
-    pub fn admin_needed() -> AdminError {
+    pub(crate) fn admin_needed() -> AdminError {
         AdminError::new(INSUFFICIENT_PRIVILEGE, "admin access needed")
     }
 }
 
 /// The console role of `user`, if it may use the console at all.
-pub fn role_of(cfg: &Config, user: &str) -> Option<Role> {
+pub(crate) fn role_of(cfg: &Config, user: &str) -> Option<Role> {
     let g = &cfg.general;
     if g.admin_users.iter().any(|u| u == user) {
         Some(Role::Admin)
@@ -101,13 +101,13 @@ pub fn role_of(cfg: &Config, user: &str) -> Option<Role> {
 
 /// The uid pgsluice runs as (the owner of `/proc/self`); None where there
 /// is no procfs.
-pub fn own_uid() -> Option<u32> {
+pub(crate) fn own_uid() -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Whether a Unix-socket peer runs as the same OS user as pgsluice.
-pub fn peer_is_own_user(stream: &Stream) -> bool {
+pub(crate) fn peer_is_own_user(stream: &Stream) -> bool {
     let peer = stream.unix_peer().and_then(|p| p.uid);
     peer.is_some() && peer == own_uid()
 }

@@ -15,7 +15,7 @@ pub const ADMIN_DB: &str = "pgbouncer";
 
 /// Every database: named [databases] entries, databases pools were made
 /// for (from `*`), and the console's own, sorted.
-pub fn database_names(ctx: &Context) -> Vec<String> {
+pub(crate) fn database_names(ctx: &Context) -> Vec<String> {
     let cfg = ctx.config();
     let mut names: BTreeSet<String> = cfg.databases.entries.keys().cloned().collect();
     names.extend(ctx.pools.database_names());
@@ -41,7 +41,7 @@ fn load_balance(cfg: &Config, database: &str) -> Cell {
 }
 
 /// Console sessions now (they form the `pgbouncer` pool).
-pub fn admin_clients(ctx: &Context) -> usize {
+pub(crate) fn admin_clients(ctx: &Context) -> usize {
     ctx.registry
         .all()
         .iter()
@@ -70,7 +70,7 @@ const POOL_COLUMNS: [&str; 17] = [
 ];
 
 /// SHOW POOLS.
-pub fn show_pools(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_pools(ctx: &Context, out: &mut BytesMut) {
     let cfg = ctx.config();
     let cols: Vec<(&str, u32)> = POOL_COLUMNS
         .iter()
@@ -139,7 +139,7 @@ const DATABASE_COLUMNS: [(&str, u32); 17] = [
 ];
 
 /// SHOW DATABASES.
-pub fn show_databases(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_databases(ctx: &Context, out: &mut BytesMut) {
     let cfg = ctx.config();
     let g = &cfg.general;
     let mut t = Table::new(out, &DATABASE_COLUMNS);
@@ -209,7 +209,7 @@ const USER_COLUMNS: [(&str, u32); 8] = [
 ];
 
 /// SHOW USERS: users of auth_file, [users] and pools.
-pub fn show_users(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_users(ctx: &Context, out: &mut BytesMut) {
     let cfg = ctx.config();
     let g = &cfg.general;
     let mut names: BTreeSet<String> = cfg.users.keys().cloned().collect();

@@ -6,15 +6,15 @@ use bytes::BytesMut;
 use crate::protocol::backend::{self, Column};
 
 /// text
-pub const TEXT: u32 = 25;
+pub(crate) const TEXT: u32 = 25;
 /// int4
-pub const INT: u32 = 23;
+pub(crate) const INT: u32 = 23;
 /// int8
-pub const BIGINT: u32 = 20;
+pub(crate) const BIGINT: u32 = 20;
 
 /// One value of a row.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub(crate) enum Cell {
     /// NULL.
     Null,
     /// Text.
@@ -78,14 +78,14 @@ impl<T: Into<Cell>> From<Option<T>> for Cell {
 }
 
 /// A result set being written into `out`.
-pub struct Table<'a> {
+pub(crate) struct Table<'a> {
     out: &'a mut BytesMut,
     width: usize,
 }
 
 impl<'a> Table<'a> {
     /// Start a result set with these (name, type OID) columns.
-    pub fn new(out: &'a mut BytesMut, columns: &[(&str, u32)]) -> Table<'a> {
+    pub(crate) fn new(out: &'a mut BytesMut, columns: &[(&str, u32)]) -> Table<'a> {
         let cols: Vec<Column<'_>> = columns
             .iter()
             .map(|&(name, type_oid)| Column { name, type_oid })
@@ -98,7 +98,7 @@ impl<'a> Table<'a> {
     }
 
     /// Add a row (exactly one value per column).
-    pub fn row(&mut self, cells: Vec<Cell>) {
+    pub(crate) fn row(&mut self, cells: Vec<Cell>) {
         debug_assert_eq!(cells.len(), self.width, "row width");
         let text: Vec<Option<String>> = cells
             .into_iter()
@@ -113,13 +113,13 @@ impl<'a> Table<'a> {
     }
 
     /// End the result set with CommandComplete `SHOW`.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         backend::command_complete(self.out, "SHOW");
     }
 }
 
 /// Column names with one type: shorthand for tables of many counters.
-pub fn columns<'n>(names: &[&'n str], first_text: usize, rest: u32) -> Vec<(&'n str, u32)> {
+pub(crate) fn columns<'n>(names: &[&'n str], first_text: usize, rest: u32) -> Vec<(&'n str, u32)> {
     names
         .iter()
         .enumerate()
@@ -129,7 +129,7 @@ pub fn columns<'n>(names: &[&'n str], first_text: usize, rest: u32) -> Vec<(&'n 
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for microseconds since the Unix epoch (as
 /// PgBouncer prints connect_time and request_time).
-pub fn timestamp(unix_us: u64) -> String {
+pub(crate) fn timestamp(unix_us: u64) -> String {
     let secs = unix_us / 1_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
@@ -142,14 +142,14 @@ pub fn timestamp(unix_us: u64) -> String {
 }
 
 /// Microseconds since the Unix epoch, now.
-pub fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Microseconds since the Unix epoch of a past `Instant`.
-pub fn instant_us(at: std::time::Instant) -> u64 {
+pub(crate) fn instant_us(at: std::time::Instant) -> u64 {
     now_us().saturating_sub(at.elapsed().as_micros() as u64)
 }
 

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::protocol::backend::{self, Severity};
 
 /// The version string SHOW VERSION prints (tools match `PgBouncer x.y.z`).
-pub fn version() -> String {
+pub(crate) fn version() -> String {
     format!(
         "PgBouncer 1.25.0 (compatible; pgsluice {})",
         env!("CARGO_PKG_VERSION")
@@ -18,7 +18,7 @@ pub fn version() -> String {
 }
 
 /// Parameters PgBouncer fakes for clients that SHOW or SET them.
-pub const FAKE_PARAMS: [(&str, &str); 6] = [
+pub(crate) const FAKE_PARAMS: [(&str, &str); 6] = [
     ("client_encoding", "UTF-8"),
     ("default_transaction_isolation", "read committed"),
     ("standard_conforming_strings", "on"),
@@ -28,7 +28,12 @@ pub const FAKE_PARAMS: [(&str, &str); 6] = [
 ];
 
 /// Answer `SHOW what` into `out`.
-pub fn show(ctx: &Context, role: Role, what: &str, out: &mut BytesMut) -> Result<(), AdminError> {
+pub(crate) fn show(
+    ctx: &Context,
+    role: Role,
+    what: &str,
+    out: &mut BytesMut,
+) -> Result<(), AdminError> {
     match what {
         "help" => help(out),
         "config" => config(ctx, out),

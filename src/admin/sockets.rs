@@ -243,7 +243,7 @@ fn header<'a>(out: &'a mut BytesMut, debug: bool) -> Table<'a> {
 }
 
 /// SHOW CLIENTS.
-pub fn show_clients(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_clients(ctx: &Context, out: &mut BytesMut) {
     let now = now_us();
     let mut t = header(out, false);
     for c in clients(ctx) {
@@ -255,7 +255,7 @@ pub fn show_clients(ctx: &Context, out: &mut BytesMut) {
 }
 
 /// SHOW SERVERS.
-pub fn show_servers(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_servers(ctx: &Context, out: &mut BytesMut) {
     let mut t = header(out, false);
     for s in servers(ctx) {
         let state = s.state;
@@ -268,7 +268,7 @@ pub fn show_servers(ctx: &Context, out: &mut BytesMut) {
 /// servers with PgBouncer's list names as states. ACTIVE_SOCKETS lists
 /// sockets with buffered data; pgsluice holds none between reads, so it
 /// answers with the columns and no rows.
-pub fn show_sockets(ctx: &Context, active_only: bool, out: &mut BytesMut) {
+pub(crate) fn show_sockets(ctx: &Context, active_only: bool, out: &mut BytesMut) {
     let now = now_us();
     let mut t = header(out, true);
     if !active_only {

@@ -46,7 +46,7 @@ fn cells(database: &str, parts: &[&[u64]]) -> Vec<Cell> {
 }
 
 /// SHOW STATS.
-pub fn show_stats(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_stats(ctx: &Context, out: &mut BytesMut) {
     let mut names = vec!["database"];
     names.extend(COUNTERS.iter().map(|c| c.total));
     names.extend(COUNTERS.iter().map(|c| c.avg));
@@ -58,7 +58,7 @@ pub fn show_stats(ctx: &Context, out: &mut BytesMut) {
 }
 
 /// SHOW STATS_TOTALS (`averages` false) or SHOW STATS_AVERAGES.
-pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
+pub(crate) fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
     let mut names = vec!["database"];
     names.extend(COUNTERS.iter().map(|c| c.column));
     let mut t = Table::new(out, &columns(&names, 1, BIGINT));
@@ -71,7 +71,7 @@ pub fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut) {
 
 /// SHOW TOTALS: SHOW STATS over all databases, as (name, value) rows
 /// (averages over all of them, not sums of per-database averages).
-pub fn show_totals(ctx: &Context, out: &mut BytesMut) {
+pub(crate) fn show_totals(ctx: &Context, out: &mut BytesMut) {
     let pools = ctx.pools.all();
     let all = crate::stats::report::all(pools.iter().map(|p| (p.database(), &p.stats)));
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);

@@ -24,7 +24,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The stored md5 secret: `"md5" + hex(md5(password || user))`.
-pub fn md5_secret(user: &str, password: &str) -> String {
+pub(crate) fn md5_secret(user: &str, password: &str) -> String {
     let mut md5 = Md5::new();
     md5.update(password.as_bytes());
     md5.update(user.as_bytes());
@@ -34,7 +34,7 @@ pub fn md5_secret(user: &str, password: &str) -> String {
 /// The client's answer to AuthenticationMD5Password:
 /// `"md5" + hex(md5(hex_part_of_md5_secret || salt))`. Takes the md5 secret
 /// in its `md5...` form (a missing prefix is tolerated).
-pub fn md5_response(md5_secret: &str, salt: [u8; 4]) -> String {
+pub(crate) fn md5_response(md5_secret: &str, salt: [u8; 4]) -> String {
     let hex_part = md5_secret.strip_prefix("md5").unwrap_or(md5_secret);
     let mut md5 = Md5::new();
     md5.update(hex_part.as_bytes());
@@ -45,7 +45,12 @@ pub fn md5_response(md5_secret: &str, salt: [u8; 4]) -> String {
 /// Constant-time check of a client's md5 answer (the PasswordMessage body; a
 /// trailing NUL is ignored) against a stored secret. Plain and Md5 secrets
 /// can be checked; a Scram secret cannot and gives `false`.
-pub fn verify_md5_response(secret: &Secret, user: &str, salt: [u8; 4], response: &[u8]) -> bool {
+pub(crate) fn verify_md5_response(
+    secret: &Secret,
+    user: &str,
+    salt: [u8; 4],
+    response: &[u8],
+) -> bool {
     let expected = match secret {
         Secret::Plain(password) => md5_response(&md5_secret(user, password), salt),
         Secret::Md5(stored) => md5_response(&stored.to_ascii_lowercase(), salt),

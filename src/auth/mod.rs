@@ -3,14 +3,14 @@
 //! stored keys, and md5 helpers. Everything here is sans-IO: the session code
 //! in `client/` and `server/` moves the bytes.
 
-pub mod md5;
+pub(crate) mod md5;
 pub mod mkauth;
-pub mod password;
-pub mod scram;
-pub mod secret;
+pub(crate) mod password;
+pub(crate) mod scram;
+pub(crate) mod secret;
 
-pub use md5::{md5_response, md5_secret, verify_md5_response};
-pub use password::verify_password;
+pub(crate) use md5::{md5_response, md5_secret, verify_md5_response};
+pub(crate) use password::verify_password;
 pub use scram::{SCRAM_SHA_256, ScramClient, ScramCredentials, ScramError, ScramKeys, ScramServer};
 pub use secret::{ScramSecret, Secret};
 

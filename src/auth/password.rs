@@ -10,7 +10,7 @@ use super::{ScramSecret, Secret, md5_secret};
 /// Plain compares, Md5 hashes with the user name and compares, Scram derives
 /// keys with the verifier's salt and iterations and compares StoredKey and
 /// ServerKey.
-pub fn verify_password(secret: &Secret, user: &str, password: &str) -> bool {
+pub(crate) fn verify_password(secret: &Secret, user: &str, password: &str) -> bool {
     match secret {
         Secret::Plain(stored) => stored.as_bytes().ct_eq(password.as_bytes()).into(),
         Secret::Md5(stored) => md5_secret(user, password)

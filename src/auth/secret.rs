@@ -89,7 +89,7 @@ impl ScramSecret {
 
     /// Builds a verifier from a cleartext password (SASLprep-normalized) with
     /// the given salt and iteration count.
-    pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> ScramSecret {
+    pub(crate) fn from_password(password: &str, salt: &[u8], iterations: u32) -> ScramSecret {
         let normalized = crate::auth::scram::saslprep::normalize(password);
         Self::from_normalized(&normalized, salt, iterations)
     }
@@ -107,7 +107,7 @@ impl ScramSecret {
 
     /// The verifier in pg_authid / auth_file form (contains key material:
     /// do not log it).
-    pub fn to_verifier_string(&self) -> String {
+    pub(crate) fn to_verifier_string(&self) -> String {
         use crate::auth::scram::b64;
         format!(
             "{SCRAM_PREFIX}{}:{}${}:{}",

@@ -36,7 +36,7 @@ use crate::transport::{Peer, Stream};
 /// return it as their error; a normal goodbye comes back as
 /// `Step::End` (see `session`), not as an error.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionEnd {
+pub(crate) enum SessionEnd {
     /// The client left: it sent Terminate (`terminate`), or closed its
     /// socket between requests.
     #[error("client {}", if *terminate { "close request" } else { "closed the connection" })]
@@ -63,7 +63,7 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// A FATAL error with a SQLSTATE.
-    pub fn fatal(code: SqlState, message: impl Into<String>) -> SessionEnd {
+    pub(crate) fn fatal(code: SqlState, message: impl Into<String>) -> SessionEnd {
         SessionEnd::Fatal {
             code,
             message: message.into(),
@@ -84,7 +84,12 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Start a task serving one client connection until it ends. `permit` is
 /// its max_client_conn slot (None when over the limit: it gets 53300).
-pub fn spawn(stream: Stream, peer: Peer, ctx: Arc<Context>, permit: Option<OwnedSemaphorePermit>) {
+pub(crate) fn spawn(
+    stream: Stream,
+    peer: Peer,
+    ctx: Arc<Context>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let registration = permit
         .is_some()
         .then(|| Registration::new(ctx.clone(), next_id(), peer.clone()));
@@ -100,7 +105,7 @@ fn next_id() -> u64 {
 }
 
 /// Serve one client connection until it ends (see [`spawn`]).
-pub fn serve(
+pub(crate) fn serve(
     stream: Stream,
     peer: Peer,
     ctx: Arc<Context>,
@@ -119,7 +124,7 @@ pub fn serve(
 /// The future of a client's task: the login (boxed: large, short-lived),
 /// then, in the same task, the session (small, long-lived). One task per
 /// connection: a second spawn would cost a cross-thread wake-up per login.
-pub struct ClientTask(Stage);
+pub(crate) struct ClientTask(Stage);
 
 enum Stage {
     /// Logging in.

@@ -287,7 +287,7 @@ pub(super) struct ServerBatch {
 
 /// What the relay does with one server message.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Forward it.
     Forward,
     /// Drop it.

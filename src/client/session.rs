@@ -96,7 +96,7 @@ impl Held {
 
 /// A logged-in client: everything its session needs, owned, so that the
 /// session runs in a small task of its own after login.
-pub struct Client {
+pub(crate) struct Client {
     stream: Stream,
     /// Bytes read but not yet forwarded (usually empty and unallocated).
     buf: BytesMut,
@@ -108,7 +108,7 @@ pub struct Client {
 /// A client parked in its registry entry (idle for a while): no task, no
 /// read buffer, its socket off the runtime's reactor and watched by the
 /// parker (see `transport::parker`).
-pub struct Parked {
+pub(crate) struct Parked {
     socket: Detached,
     held: Held,
 }

@@ -35,7 +35,7 @@ pub(super) struct Limits {
 
 impl Limits {
     /// Whether any timer is needed.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         !self.query.is_zero() || !self.idle_transaction.is_zero()
     }
 }
@@ -51,7 +51,7 @@ pub(super) enum Expired {
 
 impl Expired {
     /// The FATAL error the client gets.
-    pub fn client_error(self) -> SessionEnd {
+    pub(crate) fn client_error(self) -> SessionEnd {
         match self {
             // 57014 query_canceled, as PostgreSQL's statement_timeout.
             Expired::Query => SessionEnd::fatal(
@@ -67,7 +67,7 @@ impl Expired {
     }
 
     /// The setting's name, for the log.
-    pub fn setting(self) -> &'static str {
+    pub(crate) fn setting(self) -> &'static str {
         match self {
             Expired::Query => "query_timeout",
             Expired::IdleTransaction => "idle_transaction_timeout",
@@ -115,7 +115,7 @@ pub(super) struct Watch {
 
 impl Watch {
     /// A timer for `limits`, not armed yet.
-    pub fn new(limits: Limits) -> Watch {
+    pub(crate) fn new(limits: Limits) -> Watch {
         Watch {
             query: epochs(limits.query),
             idle_transaction: epochs(limits.idle_transaction),
@@ -126,7 +126,7 @@ impl Watch {
 
     /// Ready with the timeout that expired. `phase` and `answered`
     /// describe the link now.
-    pub fn poll(
+    pub(crate) fn poll(
         &mut self,
         phase: Phase,
         answered: u32,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::settings::parse_seconds;
 
 /// Splits a connection string into (key, value) pairs in order.
-pub fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     let mut rest = s.trim_start();
     while !rest.is_empty() {
@@ -64,7 +64,7 @@ fn unquote(s: &str) -> Option<(String, &str)> {
 }
 
 /// A non-negative count; `-1` means "not set" (PgBouncer's own marker).
-pub fn opt_count(v: &str) -> Result<Option<u32>, String> {
+pub(crate) fn opt_count(v: &str) -> Result<Option<u32>, String> {
     if v == "-1" {
         return Ok(None);
     }
@@ -76,7 +76,7 @@ pub fn opt_count(v: &str) -> Result<Option<u32>, String> {
 }
 
 /// Seconds; `-1` means "not set".
-pub fn opt_seconds(v: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn opt_seconds(v: &str) -> Result<Option<Duration>, String> {
     if v == "-1" {
         return Ok(None);
     }
@@ -86,7 +86,7 @@ pub fn opt_seconds(v: &str) -> Result<Option<Duration>, String> {
 }
 
 /// One of `words`, case-insensitively, in canonical spelling.
-pub fn choice(v: &str, words: &[&'static str]) -> Result<&'static str, String> {
+pub(crate) fn choice(v: &str, words: &[&'static str]) -> Result<&'static str, String> {
     words
         .iter()
         .find(|w| w.eq_ignore_ascii_case(v))

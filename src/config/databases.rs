@@ -24,7 +24,7 @@ impl Databases {
     /// The entry for a client's database name: the named entry, else the
     /// `*` fallback (whose `dbname` is None unless set, meaning the client's
     /// name). None when neither exists.
-    pub fn lookup(&self, name: &str) -> Option<&Database> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<&Database> {
         self.entries.get(name).or(self.fallback.as_ref())
     }
 }
@@ -125,7 +125,7 @@ const SESSION_ATTRS: &[&str] = &["any", "read-write", "read-only", "primary", "s
 
 /// Parses one `[databases]` line. Every bad key is reported; the entry is
 /// returned only when the whole line is valid.
-pub fn parse_database(
+pub(crate) fn parse_database(
     name: &str,
     connstr: &str,
     file: &Path,

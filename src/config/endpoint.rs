@@ -19,7 +19,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The socket file of a Unix address.
-    pub fn socket_path(dir: &std::path::Path, port: u16) -> PathBuf {
+    pub(crate) fn socket_path(dir: &std::path::Path, port: u16) -> PathBuf {
         dir.join(format!(".s.PGSQL.{port}"))
     }
 }
@@ -53,7 +53,7 @@ impl Database {
     /// `/`) with the entry's port; without a host, the default Unix socket
     /// directory. Never empty. Which of them a pool uses is the routing's
     /// choice, not the entry's.
-    pub fn endpoints(&self) -> Vec<Endpoint> {
+    pub(crate) fn endpoints(&self) -> Vec<Endpoint> {
         let hosts: Vec<&str> = self
             .host
             .as_deref()

@@ -152,7 +152,7 @@ impl General {
 
     /// Builds the section from typed values; `file` is the main config file
     /// (the value of `conffile`).
-    pub fn from_values(v: &Values, file: &Path) -> General {
+    pub(crate) fn from_values(v: &Values, file: &Path) -> General {
         let opt_path = |k: &str| Some(v.str(k)).filter(|s| !s.is_empty()).map(PathBuf::from);
         let check = v.str("server_check_query");
         General {
@@ -241,7 +241,7 @@ fn settings(v: &Values, file: &Path) -> Vec<Setting> {
 }
 
 /// Splits a comma list, trimming items and dropping empty ones.
-pub fn list(s: &str) -> Vec<String> {
+pub(crate) fn list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|x| !x.is_empty())

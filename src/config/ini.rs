@@ -25,11 +25,11 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 
 /// Includes may nest this deep (PgBouncer's limit).
-pub const MAX_INCLUDE_DEPTH: usize = 10;
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 10;
 
 /// One meaningful line of a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The file the line is in (the included file for included lines).
     pub file: PathBuf,
     /// 1-based line number.
@@ -40,7 +40,7 @@ pub struct Entry {
 
 /// The two kinds of meaningful line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// `[name]`: the name, trimmed, case kept.
     Section(String),
     /// `key = value`: key unquoted, value trimmed.
@@ -55,7 +55,7 @@ pub enum EntryKind {
 /// Lexes `text` as if it were the contents of `file`, following includes.
 /// Problems are appended to `errors`; lexing goes on after each one so that
 /// every problem is reported.
-pub fn lex(text: &str, file: &Path, errors: &mut Vec<ConfigError>) -> Vec<Entry> {
+pub(crate) fn lex(text: &str, file: &Path, errors: &mut Vec<ConfigError>) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut stack = vec![identity(file)];
     lex_into(text, file, 0, &mut stack, &mut out, errors);

@@ -10,7 +10,7 @@
 
 /// The type of a setting's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// An integer within `min..=max`.
     Int {
         /// Smallest allowed value.
@@ -32,7 +32,7 @@ pub enum Kind {
 
 /// One known `[pgbouncer]` key.
 #[derive(Debug, Clone, Copy)]
-pub struct KeyDef {
+pub(crate) struct KeyDef {
     /// The key, lowercase.
     pub name: &'static str,
     /// Its value type.
@@ -83,7 +83,7 @@ const SSLMODES: Kind = Kind::Choice(&[
 ]);
 
 /// `auth_type` values PgBouncer knows.
-pub const AUTH_TYPES: &[&str] = &[
+pub(crate) const AUTH_TYPES: &[&str] = &[
     "any",
     "trust",
     "plain",
@@ -95,19 +95,19 @@ pub const AUTH_TYPES: &[&str] = &[
     "scram-sha-256",
 ];
 /// `pool_mode` values.
-pub const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
+pub(crate) const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
 
 /// `log_format` values (a pgsluice extension).
-pub const LOG_FORMATS: &[&str] = &["text", "json"];
+pub(crate) const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Keys pgsluice adds to PgBouncer's (PgBouncer would reject them).
 pub const EXTENSIONS: &[&str] = &["log_format", "metrics_listen_addr"];
 
 /// PgBouncer's default `auth_query`.
-pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
+pub(crate) const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
 
 /// Every `[pgbouncer]` key, in PgBouncer's (alphabetical) SHOW CONFIG order.
-pub const KEYS: &[KeyDef] = &[
+pub(crate) const KEYS: &[KeyDef] = &[
     key("admin_users", S, ""),
     key("application_name_add_host", B, "0"),
     key("auth_dbname", S, ""),
@@ -293,6 +293,6 @@ pub fn changeable(name: &str) -> Option<bool> {
 }
 
 /// Finds a key's definition, ignoring case.
-pub fn find(name: &str) -> Option<&'static KeyDef> {
+pub(crate) fn find(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))
 }

@@ -35,7 +35,8 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Loaded, 
 /// Parses `text` as if it were the contents of `file`. `%include` and
 /// auth_file paths are used as written (relative ones against the current
 /// working directory), exactly as [`load`] does.
-pub fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
+#[cfg(test)]
+pub(crate) fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
     parse(text, file, &[])
 }
 

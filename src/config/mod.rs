@@ -43,8 +43,9 @@ pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
 pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
-pub use loader::{load, load_str, load_with};
-pub use userlist::{load_userlist, parse_secret};
+#[cfg(test)]
+pub(crate) use loader::load_str;
+pub use loader::{load, load_with};
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 
 /// A loaded configuration and the warnings produced while loading it.

@@ -8,7 +8,7 @@ use super::connstr::{opt_count, parse_pairs};
 use super::error::ConfigError;
 
 /// Checks one `[peers]` line, reporting every problem.
-pub fn check_peer(
+pub(crate) fn check_peer(
     id: &str,
     connstr: &str,
     file: &Path,

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::ConfigError;
-pub use super::keys::{KEYS, Kind, NOT_YET_IMPLEMENTED, POOL_MODES, find};
+pub(crate) use super::keys::{KEYS, Kind, NOT_YET_IMPLEMENTED, POOL_MODES, find};
 
 /// A typed setting value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// An integer or file mode.
     Int(i64),
     /// A boolean.
@@ -32,7 +32,7 @@ pub enum Value {
 
 impl Value {
     /// The value as SHOW CONFIG shows it.
-    pub fn text(&self, kind: Kind) -> String {
+    pub(crate) fn text(&self, kind: Kind) -> String {
         match self {
             Value::Int(n) if kind == Kind::Mode => format!("0{n:o}"),
             Value::Int(n) => n.to_string(),
@@ -45,7 +45,7 @@ impl Value {
 }
 
 /// Parses `raw` as a value of type `kind`; the error is a lowercase reason.
-pub fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
+pub(crate) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
     match kind {
         Kind::Int { min, max } => {
             let n = parse_c_int(raw).ok_or_else(|| format!("invalid integer: {raw:?}"))?;
@@ -80,7 +80,7 @@ pub fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
 
 /// Parses an integer like C `strtol(s, &end, 0)` with nothing left over:
 /// optional sign, then `0x` hex, leading-`0` octal, or decimal.
-pub fn parse_c_int(s: &str) -> Option<i64> {
+pub(crate) fn parse_c_int(s: &str) -> Option<i64> {
     let (neg, digits) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -101,7 +101,7 @@ pub fn parse_c_int(s: &str) -> Option<i64> {
 }
 
 /// Parses a boolean: the words PostgreSQL accepts, or an integer as PgBouncer.
-pub fn parse_bool(s: &str) -> Option<bool> {
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "yes" | "on" | "true" => Some(true),
         "no" | "off" | "false" => Some(false),
@@ -111,7 +111,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 /// Parses seconds like PgBouncer (`strtod`): fractional allowed, no unit,
 /// not negative; truncated to microseconds.
-pub fn parse_seconds(s: &str) -> Option<Duration> {
+pub(crate) fn parse_seconds(s: &str) -> Option<Duration> {
     let v: f64 = s.parse().ok()?;
     if !v.is_finite() || !(0.0..=1e12).contains(&v) {
         return None;
@@ -121,7 +121,7 @@ pub fn parse_seconds(s: &str) -> Option<Duration> {
 
 /// Where a setting was set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The file.
     pub file: PathBuf,
     /// The line.
@@ -130,7 +130,7 @@ pub struct Origin {
 
 /// A `[pgbouncer]` value as written, before typing.
 #[derive(Debug, Clone)]
-pub struct RawSetting {
+pub(crate) struct RawSetting {
     /// The text after `=`.
     pub value: String,
     /// Where it was written.
@@ -139,7 +139,7 @@ pub struct RawSetting {
 
 /// Every known key's effective typed value, with where it was set.
 #[derive(Debug, Clone, Default)]
-pub struct Values {
+pub(crate) struct Values {
     map: HashMap<&'static str, Value>,
     origins: HashMap<&'static str, Origin>,
 }
@@ -148,7 +148,7 @@ impl Values {
     /// Types every raw value (bad ones are reported and fall back to the
     /// default) and fills in defaults. Warns about not-yet-implemented keys
     /// set to a non-default value.
-    pub fn resolve(
+    pub(crate) fn resolve(
         raw: &HashMap<&'static str, RawSetting>,
         errors: &mut Vec<ConfigError>,
         warnings: &mut Vec<String>,
@@ -197,32 +197,32 @@ impl Values {
     }
 
     /// Where `name` was set, if it was.
-    pub fn origin(&self, name: &str) -> Option<&Origin> {
+    pub(crate) fn origin(&self, name: &str) -> Option<&Origin> {
         self.origins.get(name)
     }
 
     /// The value of `name`.
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.map.get(name)
     }
 
     /// An integer setting (0 if absent).
-    pub fn int(&self, name: &str) -> i64 {
+    pub(crate) fn int(&self, name: &str) -> i64 {
         self.get(name).map(out_int).unwrap_or(0)
     }
 
     /// An integer setting as u32 (0 if absent; ranges are already checked).
-    pub fn u32(&self, name: &str) -> u32 {
+    pub(crate) fn u32(&self, name: &str) -> u32 {
         u32::try_from(self.int(name)).unwrap_or(0)
     }
 
     /// A boolean setting.
-    pub fn bool(&self, name: &str) -> bool {
+    pub(crate) fn bool(&self, name: &str) -> bool {
         matches!(self.get(name), Some(Value::Bool(true)))
     }
 
     /// A time setting.
-    pub fn time(&self, name: &str) -> Duration {
+    pub(crate) fn time(&self, name: &str) -> Duration {
         match self.get(name) {
             Some(Value::Time(d)) => *d,
             _ => Duration::ZERO,
@@ -230,7 +230,7 @@ impl Values {
     }
 
     /// A text or choice setting.
-    pub fn str(&self, name: &str) -> &str {
+    pub(crate) fn str(&self, name: &str) -> &str {
         match self.get(name) {
             Some(Value::Str(s)) => s,
             Some(Value::Choice(c)) => c,

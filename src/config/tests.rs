@@ -389,7 +389,7 @@ fn load_userlist_is_public_for_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write(dir.path(), "u.txt", &format!("\"a\" \"{PENCIL}\"\n"));
     assert!(matches!(
-        load_userlist(&p).expect("ok")["a"],
+        super::userlist::load_userlist(&p).expect("ok")["a"],
         Secret::Scram(_)
     ));
 }

@@ -18,7 +18,8 @@ use super::error::{ConfigError, ConfigErrors};
 use crate::auth::{ScramSecret, Secret};
 
 /// Reads and parses an auth_file. Every malformed line is reported.
-pub fn load_userlist(path: &Path) -> Result<HashMap<String, Secret>, ConfigErrors> {
+#[cfg(test)]
+pub(crate) fn load_userlist(path: &Path) -> Result<HashMap<String, Secret>, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let msg = format!("could not read auth_file: {e}");
         ConfigErrors(vec![ConfigError::new(path, 0, "auth_file", msg)])
@@ -27,7 +28,10 @@ pub fn load_userlist(path: &Path) -> Result<HashMap<String, Secret>, ConfigError
 }
 
 /// Parses auth_file text; `path` is only used in error messages.
-pub fn parse_userlist(text: &str, path: &Path) -> Result<HashMap<String, Secret>, ConfigErrors> {
+pub(crate) fn parse_userlist(
+    text: &str,
+    path: &Path,
+) -> Result<HashMap<String, Secret>, ConfigErrors> {
     let mut users = HashMap::new();
     let mut errors = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
@@ -86,7 +90,7 @@ fn quoted(s: &str) -> Option<(String, &str)> {
 /// digits is MD5 (kept whole, prefix included); a well-formed
 /// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` is SCRAM; anything
 /// else, including a malformed SCRAM string, is a plain-text password.
-pub fn parse_secret(s: &str) -> Secret {
+pub(crate) fn parse_secret(s: &str) -> Secret {
     if let Some(hex) = s.strip_prefix("md5")
         && hex.len() == 32
         && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -40,7 +40,7 @@ pub const USER_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &["transaction_timeout"];
 
 /// Parses one `[users]` line, reporting every bad key; returns the
 /// settings only when the whole line is valid.
-pub fn parse_user(
+pub(crate) fn parse_user(
     name: &str,
     settings: &str,
     file: &Path,

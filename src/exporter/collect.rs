@@ -14,7 +14,7 @@ use crate::stats::histogram::{BOUNDS_US, HISTOGRAMS};
 use crate::stats::{COUNTERS, FIELDS, Unit};
 
 /// Metric name prefix.
-pub const PREFIX: &str = "pgsluice_";
+pub(crate) const PREFIX: &str = "pgsluice_";
 
 /// What one pool shows.
 struct PoolRow {
@@ -85,7 +85,7 @@ fn rows(pools: &[Arc<Pool>]) -> Vec<PoolRow> {
 }
 
 /// The whole page.
-pub fn render(ctx: &Context) -> String {
+pub(crate) fn render(ctx: &Context) -> String {
     let pools = sorted_pools(ctx);
     let rows = rows(&pools);
     let mut e = Exposition::new();

@@ -5,17 +5,17 @@
 use std::fmt::{Display, Write};
 
 /// The media type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A page of metrics being written.
 #[derive(Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     out: String,
 }
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A value that goes up and down.
     Gauge,
     /// A total that only goes up (its name ends in `_total`).
@@ -26,12 +26,12 @@ pub enum Kind {
 
 impl Exposition {
     /// An empty page.
-    pub fn new() -> Exposition {
+    pub(crate) fn new() -> Exposition {
         Exposition::default()
     }
 
     /// Start the family `name`: its HELP and TYPE lines.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let kind = match kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
@@ -42,7 +42,7 @@ impl Exposition {
     }
 
     /// One sample of the family started last.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -58,7 +58,7 @@ impl Exposition {
     }
 
     /// The page.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }
@@ -78,7 +78,7 @@ fn escape(v: &str) -> String {
 }
 
 /// Microseconds as seconds.
-pub fn seconds(us: u64) -> f64 {
+pub(crate) fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
 }
 

@@ -25,7 +25,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 
 /// The text event format.
-pub struct Text {
+pub(crate) struct Text {
     /// Colour the level (on a terminal).
     pub ansi: bool,
 }

@@ -78,7 +78,7 @@ impl Pool {
     /// query_wait_timeout is enforced by the janitor (`maintain`, once a
     /// second, as in PgBouncer), not by a timer per wait: a limit of N s
     /// fires after N to N + 1 s.
-    pub async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
+    pub(crate) async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
         let mut first_wait = None;
         loop {
             let slot = match self.try_take(first_wait)? {
@@ -401,7 +401,7 @@ impl Pool {
 
     /// Make sure the pool knows its servers' ParameterStatus, opening a
     /// connection if none logged in yet.
-    pub async fn ensure_welcome(
+    pub(crate) async fn ensure_welcome(
         &self,
     ) -> Result<std::sync::Arc<Vec<(String, String)>>, CheckoutError> {
         if let Some(w) = self.welcome() {

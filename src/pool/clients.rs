@@ -68,7 +68,7 @@ impl Drop for PoolClient {
 impl Pool {
     /// Count a new client of this pool, within max_db_client_connections
     /// and max_user_client_connections.
-    pub fn add_client(self: &Arc<Self>) -> Result<PoolClient, ClientLimit> {
+    pub(crate) fn add_client(self: &Arc<Self>) -> Result<PoolClient, ClientLimit> {
         let s = self.settings();
         if !self.db_clients.try_add(s.max_db_client_connections) {
             return Err(ClientLimit::Database);
@@ -82,7 +82,7 @@ impl Pool {
     }
 
     /// Clients logged in to this pool.
-    pub fn client_count(&self) -> usize {
+    pub(crate) fn client_count(&self) -> usize {
         self.clients.get()
     }
 }

@@ -41,7 +41,7 @@ impl DbControl {
     }
 
     /// SUSPEND is in force.
-    pub fn suspended(&self) -> bool {
+    pub(crate) fn suspended(&self) -> bool {
         self.state.load(Ordering::Relaxed) == SUSPENDED
     }
 
@@ -71,7 +71,7 @@ const POLL: Duration = Duration::from_millis(20);
 impl Pools {
     /// The control state of database `name` (created running, or paused
     /// when a global PAUSE/SUSPEND is in force).
-    pub fn db_control(&self, name: &str) -> Arc<DbControl> {
+    pub(crate) fn db_control(&self, name: &str) -> Arc<DbControl> {
         let mut map = self.controls.lock();
         map.entry(name.to_string())
             .or_insert_with(|| {
@@ -144,7 +144,7 @@ impl Pools {
 
     /// KILL's half on the pools: pause db (or all) at once and close their
     /// idle servers; servers in use close with their killed sessions.
-    pub fn pause_now(&self, cfg: &Config, db: Option<&str>) -> Result<(), ControlError> {
+    pub(crate) fn pause_now(&self, cfg: &Config, db: Option<&str>) -> Result<(), ControlError> {
         for p in self.set_state(cfg, db, PAUSED)? {
             p.close_idle_for(ServerEnd::Admin);
         }
@@ -152,14 +152,14 @@ impl Pools {
     }
 
     /// Whether a global PAUSE (or KILL) / SUSPEND is in force, for SHOW STATE.
-    pub fn global_state(&self) -> (bool, bool) {
+    pub(crate) fn global_state(&self) -> (bool, bool) {
         let s = self.global.load(Ordering::Relaxed);
         (s == PAUSED, s == SUSPENDED)
     }
 
     /// SUSPEND: stop handing out servers (kept open) and return once every
     /// server is back in its pool.
-    pub async fn suspend(&self, cfg: &Config) -> Result<(), ControlError> {
+    pub(crate) async fn suspend(&self, cfg: &Config) -> Result<(), ControlError> {
         let pools = self.set_state(cfg, None, SUSPENDED)?;
         info!("SUSPEND: waiting for servers to be released");
         loop {
@@ -227,7 +227,7 @@ impl Pools {
     /// connection settings changed are closed as they are released. Pools
     /// of a removed database keep serving their clients (new ones are
     /// refused at login).
-    pub fn apply_config(&self, cfg: &Config) {
+    pub(crate) fn apply_config(&self, cfg: &Config) {
         for p in self.all() {
             let Some(db) = cfg.databases.lookup(p.database()) else {
                 continue;
@@ -276,11 +276,6 @@ impl Pools {
 }
 
 impl Pool {
-    /// The run-time state of the pool's database.
-    pub fn db_control(&self) -> &DbControl {
-        &self.control
-    }
-
     /// Mark every current server as old: idle ones are closed now, the
     /// others when they are released.
     pub fn reconnect(&self) {

@@ -24,7 +24,7 @@ impl ServerEvents {
     }
 
     /// Connections opened so far.
-    pub fn opened_total(&self) -> u64 {
+    pub(crate) fn opened_total(&self) -> u64 {
         self.opened.load(Relaxed)
     }
 
@@ -38,7 +38,7 @@ impl ServerEvents {
     }
 
     /// Connections closed so far for `reason`.
-    pub fn closed_total(&self, reason: ServerEnd) -> u64 {
+    pub(crate) fn closed_total(&self, reason: ServerEnd) -> u64 {
         self.closed[reason as usize].load(Relaxed)
     }
 }

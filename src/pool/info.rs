@@ -86,7 +86,7 @@ impl Pool {
     }
 
     /// The pool's idle servers, most recently used last.
-    pub fn idle_servers(&self) -> Vec<IdleServer> {
+    pub(crate) fn idle_servers(&self) -> Vec<IdleServer> {
         let now = Instant::now();
         let st = self.state.lock();
         st.idle
@@ -106,21 +106,21 @@ impl Pool {
     }
 
     /// Servers open or being opened.
-    pub fn server_count(&self) -> usize {
+    pub(crate) fn server_count(&self) -> usize {
         self.state.lock().total
     }
 }
 
 impl Pools {
     /// Names of the users that have pools or shared limits (SHOW USERS).
-    pub fn user_names(&self) -> Vec<String> {
+    pub(crate) fn user_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.user_limits.lock().keys().cloned().collect();
         names.sort();
         names
     }
 
     /// Names of the databases that have pools (SHOW DATABASES for `*` pools).
-    pub fn database_names(&self) -> Vec<String> {
+    pub(crate) fn database_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.db_limits.lock().keys().cloned().collect();
         names.sort();
         names

@@ -47,7 +47,7 @@ impl Limit {
 
     /// Change the maximum (RELOAD). Connections above it are not closed;
     /// no new one opens until the count is below it.
-    pub fn set_max(&self, max: usize) {
+    pub(crate) fn set_max(&self, max: usize) {
         self.state.lock().max = max;
     }
 

@@ -14,7 +14,7 @@ use crate::server::ServerEnd;
 
 impl Pools {
     /// One maintenance pass over every pool.
-    pub fn maintain(&self) {
+    pub(crate) fn maintain(&self) {
         let now = Instant::now();
         for pool in self.all() {
             pool.maintain(now);

@@ -142,7 +142,7 @@ impl Pools {
     /// `role`, created with `make` when missing. Called once per client
     /// login, never on the hot path.
     /// `slot` is the endpoint's place in its database's host list.
-    pub fn get_or_create(
+    pub(crate) fn get_or_create(
         &self,
         (database, user, endpoint, role): (&str, &str, &Endpoint, Role),
         slot: usize,
@@ -199,7 +199,7 @@ impl Pools {
     }
 
     /// (max, open) server connections of a user's limit.
-    pub fn user_limit(&self, user: &str) -> Option<(usize, usize)> {
+    pub(crate) fn user_limit(&self, user: &str) -> Option<(usize, usize)> {
         self.user_limits.lock().get(user).map(|l| l.0.counts())
     }
 
@@ -209,7 +209,7 @@ impl Pools {
     }
 
     /// Clients logged in to a user's pools.
-    pub fn user_clients(&self, user: &str) -> usize {
+    pub(crate) fn user_clients(&self, user: &str) -> usize {
         self.user_limits.lock().get(user).map_or(0, |l| l.1.get())
     }
 }

@@ -260,7 +260,7 @@ impl Pool {
     }
 
     /// The pool's current settings, to keep across awaits.
-    pub fn settings_full(&self) -> Arc<PoolSettings> {
+    pub(crate) fn settings_full(&self) -> Arc<PoolSettings> {
         self.settings.load_full()
     }
 
@@ -273,7 +273,7 @@ impl Pool {
 
     /// pool_mode, query_timeout and idle_transaction_timeout (read per
     /// transaction: no settings load).
-    pub fn link_settings(
+    pub(crate) fn link_settings(
         &self,
     ) -> (
         crate::config::PoolMode,
@@ -285,7 +285,7 @@ impl Pool {
 
     /// Whether server_reset_query runs after every transaction
     /// (server_reset_query_always with a query to run).
-    pub fn reset_always(&self) -> bool {
+    pub(crate) fn reset_always(&self) -> bool {
         self.hot.reset_always()
     }
 
@@ -294,7 +294,7 @@ impl Pool {
     /// closed instead when it must not be reused (past server_lifetime,
     /// marked for closing) or when another pool waits for room under a
     /// shared limit.
-    pub fn checkin(&self, server: Box<ServerConn>) {
+    pub(crate) fn checkin(&self, server: Box<ServerConn>) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
         let now = crate::runtime::clock::clock_ns();

@@ -71,7 +71,11 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     /// Settings with [pgbouncer]'s defaults for `target`.
-    pub fn with_defaults(target: ServerTarget, credentials: ServerCredentials) -> PoolSettings {
+    #[cfg(test)]
+    pub(crate) fn with_defaults(
+        target: ServerTarget,
+        credentials: ServerCredentials,
+    ) -> PoolSettings {
         let g = General::defaults();
         let db = Database::new(&target.database);
         let mut s = Self::build(&g, &db, None, target);
@@ -83,7 +87,7 @@ impl PoolSettings {
     /// and [pgbouncer]. `database` is the client-side database name,
     /// `pool_user` the user pgsluice logs in to PostgreSQL as, `endpoint`
     /// the server (one of `db.endpoints()`, as routing chose).
-    pub fn resolve(
+    pub(crate) fn resolve(
         cfg: &Config,
         db: &Database,
         (database, pool_user): (&str, &str),
@@ -185,7 +189,7 @@ impl PoolSettings {
     /// Whether servers opened with `other` are the same as ones opened
     /// with these settings (same address, database, user, startup
     /// parameters, secret and connect_query).
-    pub fn same_connection(&self, other: &PoolSettings) -> bool {
+    pub(crate) fn same_connection(&self, other: &PoolSettings) -> bool {
         use ServerCredentials as C;
         let same_secret = match (&self.credentials, &other.credentials) {
             (C::None, C::None) => true,

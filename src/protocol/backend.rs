@@ -30,21 +30,21 @@ fn put_cstr(buf: &mut BytesMut, s: &str) {
 }
 
 /// AuthenticationOk.
-pub fn authentication_ok(buf: &mut BytesMut) {
+pub(crate) fn authentication_ok(buf: &mut BytesMut) {
     let at = begin(buf, b'R');
     buf.put_i32(0);
     finish(buf, at);
 }
 
 /// AuthenticationCleartextPassword.
-pub fn authentication_cleartext(buf: &mut BytesMut) {
+pub(crate) fn authentication_cleartext(buf: &mut BytesMut) {
     let at = begin(buf, b'R');
     buf.put_i32(3);
     finish(buf, at);
 }
 
 /// AuthenticationMD5Password with a salt.
-pub fn authentication_md5(buf: &mut BytesMut, salt: [u8; 4]) {
+pub(crate) fn authentication_md5(buf: &mut BytesMut, salt: [u8; 4]) {
     let at = begin(buf, b'R');
     buf.put_i32(5);
     buf.put_slice(&salt);
@@ -52,7 +52,7 @@ pub fn authentication_md5(buf: &mut BytesMut, salt: [u8; 4]) {
 }
 
 /// AuthenticationSASL listing the mechanisms.
-pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
+pub(crate) fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
     let at = begin(buf, b'R');
     buf.put_i32(10);
     for m in mechanisms {
@@ -63,7 +63,7 @@ pub fn authentication_sasl(buf: &mut BytesMut, mechanisms: &[&str]) {
 }
 
 /// AuthenticationSASLContinue.
-pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'R');
     buf.put_i32(11);
     buf.put_slice(data);
@@ -71,7 +71,7 @@ pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
 }
 
 /// AuthenticationSASLFinal.
-pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'R');
     buf.put_i32(12);
     buf.put_slice(data);
@@ -79,7 +79,7 @@ pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
 }
 
 /// ParameterStatus.
-pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+pub(crate) fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     let at = begin(buf, b'S');
     put_cstr(buf, name);
     put_cstr(buf, value);
@@ -87,7 +87,7 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
 }
 
 /// BackendKeyData.
-pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
+pub(crate) fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
     let at = begin(buf, b'K');
     buf.put_i32(process_id);
     buf.put_i32(secret_key);
@@ -95,7 +95,7 @@ pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret_key: i32) {
 }
 
 /// ReadyForQuery with a transaction status (`I`, `T` or `E`).
-pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+pub(crate) fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let at = begin(buf, b'Z');
     buf.put_u8(status);
     finish(buf, at);
@@ -103,7 +103,7 @@ pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
 
 /// NegotiateProtocolVersion: the newest minor version of 3 we support and
 /// the protocol options we did not recognise.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unrecognized: &[String]) {
+pub(crate) fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unrecognized: &[String]) {
     let at = begin(buf, b'v');
     buf.put_i32(minor);
     buf.put_i32(unrecognized.len() as i32);
@@ -115,7 +115,7 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unrecognized: 
 
 /// Severity of an ErrorResponse / NoticeResponse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// The session ends after this error.
     Fatal,
     /// The current command failed; the session goes on.
@@ -139,7 +139,7 @@ impl Severity {
 
 /// ErrorResponse (or NoticeResponse for Notice/Warning) with severity,
 /// SQLSTATE and message.
-pub fn error_response(
+pub(crate) fn error_response(
     buf: &mut BytesMut,
     severity: Severity,
     code: super::SqlState,
@@ -164,7 +164,7 @@ pub fn error_response(
 
 /// A column of a RowDescription: name and type OID (all text format).
 #[derive(Debug, Clone, Copy)]
-pub struct Column<'a> {
+pub(crate) struct Column<'a> {
     /// Column name.
     pub name: &'a str,
     /// Type OID (25 text, 20 int8, 23 int4, 16 bool, ...).
@@ -172,7 +172,7 @@ pub struct Column<'a> {
 }
 
 /// RowDescription for text-format columns.
-pub fn row_description(buf: &mut BytesMut, columns: &[Column<'_>]) {
+pub(crate) fn row_description(buf: &mut BytesMut, columns: &[Column<'_>]) {
     let at = begin(buf, b'T');
     buf.put_i16(columns.len() as i16);
     for c in columns {
@@ -194,7 +194,7 @@ pub fn row_description(buf: &mut BytesMut, columns: &[Column<'_>]) {
 }
 
 /// DataRow of text values (`None` = NULL).
-pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+pub(crate) fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
     let at = begin(buf, b'D');
     buf.put_i16(values.len() as i16);
     for v in values {
@@ -210,14 +210,14 @@ pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
 }
 
 /// CommandComplete with a tag such as `SHOW` or `SELECT 3`.
-pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+pub(crate) fn command_complete(buf: &mut BytesMut, tag: &str) {
     let at = begin(buf, b'C');
     put_cstr(buf, tag);
     finish(buf, at);
 }
 
 /// EmptyQueryResponse.
-pub fn empty_query_response(buf: &mut BytesMut) {
+pub(crate) fn empty_query_response(buf: &mut BytesMut) {
     let at = begin(buf, b'I');
     finish(buf, at);
 }

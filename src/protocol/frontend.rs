@@ -16,7 +16,7 @@ use super::{
 /// Errors in what a client sent. All of them are protocol violations (08P01)
 /// except an unsupported protocol version (0A000).
 #[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
+pub(crate) enum ProtocolError {
     /// A length field below the protocol minimum.
     #[error("invalid message length {len} for message type {}", printable(*tag))]
     BadLength { tag: u8, len: u32 },
@@ -39,7 +39,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// The SQLSTATE to report for this error.
-    pub fn sqlstate(&self) -> super::SqlState {
+    pub(crate) fn sqlstate(&self) -> super::SqlState {
         match self {
             ProtocolError::UnsupportedVersion(_) => super::sqlstate::FEATURE_NOT_SUPPORTED,
             _ => super::sqlstate::PROTOCOL_VIOLATION,
@@ -57,7 +57,7 @@ fn printable(tag: u8) -> String {
 
 /// A parsed startup-family packet.
 #[derive(Debug, PartialEq, Eq)]
-pub enum StartupPacket {
+pub(crate) enum StartupPacket {
     /// SSLRequest.
     SslRequest,
     /// GSSENCRequest.
@@ -72,7 +72,7 @@ pub enum StartupPacket {
 /// parameters stay in the packet (UTF-8, checked once) and are looked up by
 /// offset: a login does not allocate a string per name and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Startup {
+pub(crate) struct Startup {
     /// Requested minor version of protocol 3 (3.x).
     pub minor: u16,
     /// The packet's parameter area (one allocation: as a `String`, a
@@ -87,14 +87,14 @@ pub struct Startup {
 
 impl Startup {
     /// The parameters in the order sent.
-    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params
             .iter()
             .map(|r| (self.str_at(r[0], r[1]), self.str_at(r[2], r[3])))
     }
 
     /// The value of a parameter, if sent.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
@@ -105,7 +105,7 @@ impl Startup {
 }
 
 /// Read one startup-family packet. `Ok(None)` until it is whole.
-pub fn read_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, ProtocolError> {
+pub(crate) fn read_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, ProtocolError> {
     if buf.len() < 8 {
         return Ok(None);
     }
@@ -175,7 +175,7 @@ fn parse_startup_params(minor: u16, text: Bytes) -> Result<Startup, ProtocolErro
 }
 
 /// Take a NUL-terminated UTF-8 string from the front of `body`.
-pub fn take_cstr(body: &mut Bytes, what: &'static str) -> Result<String, ProtocolError> {
+pub(crate) fn take_cstr(body: &mut Bytes, what: &'static str) -> Result<String, ProtocolError> {
     let end = memchr(0, body).ok_or(ProtocolError::Malformed { what })?;
     let s = body.split_to(end);
     body.advance(1);
@@ -204,7 +204,7 @@ fn take_count(body: &mut Bytes, what: &'static str) -> Result<usize, ProtocolErr
 
 /// A tagged message from a client, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrontendMessage {
+pub(crate) enum FrontendMessage {
     /// 'Q' simple query.
     Query(String),
     /// 'P' Parse.
@@ -248,7 +248,7 @@ pub enum FrontendMessage {
 
 /// Read one tagged message. `Ok(None)` until it is whole; the length is
 /// checked against `max_len` before anything more is buffered.
-pub fn read_message(
+pub(crate) fn read_message(
     buf: &mut BytesMut,
     max_len: u32,
 ) -> Result<Option<FrontendMessage>, ProtocolError> {
@@ -267,7 +267,7 @@ pub fn read_message(
 
 impl FrontendMessage {
     /// Parse the body of a message of type `tag`.
-    pub fn parse(tag: u8, mut body: Bytes) -> Result<FrontendMessage, ProtocolError> {
+    pub(crate) fn parse(tag: u8, mut body: Bytes) -> Result<FrontendMessage, ProtocolError> {
         let msg = match tag {
             b'Q' => FrontendMessage::Query(take_cstr(&mut body, "Query")?),
             b'P' => parse_parse(&mut body)?,
@@ -310,7 +310,7 @@ impl FrontendMessage {
 }
 
 /// A name for a frontend message type, for errors and logs.
-pub fn tag_name(tag: u8) -> &'static str {
+pub(crate) fn tag_name(tag: u8) -> &'static str {
     match tag {
         b'Q' => "Query",
         b'P' => "Parse",
@@ -332,7 +332,7 @@ pub fn tag_name(tag: u8) -> &'static str {
 
 /// Whether `tag` is a message type a client may send after startup.
 #[inline]
-pub fn is_frontend_tag(tag: u8) -> bool {
+pub(crate) fn is_frontend_tag(tag: u8) -> bool {
     matches!(
         tag,
         b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'X' | b'd' | b'c' | b'f' | b'F'
@@ -392,7 +392,7 @@ fn parse_bind(body: &mut Bytes) -> Result<FrontendMessage, ProtocolError> {
 
 /// The body of a SASLInitialResponse ('p' during SASL): mechanism and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaslInitialResponse {
+pub(crate) struct SaslInitialResponse {
     /// Chosen mechanism, e.g. `SCRAM-SHA-256`.
     pub mechanism: String,
     /// The client-first-message (empty when the client sent length -1).
@@ -401,7 +401,7 @@ pub struct SaslInitialResponse {
 
 impl SaslInitialResponse {
     /// Parse the body of a 'p' message sent in answer to AuthenticationSASL.
-    pub fn parse(mut body: Bytes) -> Result<SaslInitialResponse, ProtocolError> {
+    pub(crate) fn parse(mut body: Bytes) -> Result<SaslInitialResponse, ProtocolError> {
         const W: &str = "SASLInitialResponse";
         let mechanism = take_cstr(&mut body, W)?;
         let len = take_i32(&mut body, W)?;
@@ -419,7 +419,7 @@ impl SaslInitialResponse {
 }
 
 /// The body of a cleartext or md5 PasswordMessage: the NUL-terminated password.
-pub fn parse_password(mut body: Bytes) -> Result<String, ProtocolError> {
+pub(crate) fn parse_password(mut body: Bytes) -> Result<String, ProtocolError> {
     let pw = take_cstr(&mut body, "PasswordMessage")?;
     if body.has_remaining() {
         return Err(ProtocolError::Malformed {

@@ -113,7 +113,7 @@ fn unsupported_versions_and_bad_lengths() {
 fn startup_without_terminator_is_malformed() {
     let mut buf = BytesMut::new();
     buf.put_i32(4 + 4 + 4);
-    buf.put_i32(crate::protocol::PROTOCOL_3_0);
+    buf.put_i32(196_608); // protocol 3.0
     buf.put_slice(b"use");
     buf.put_u8(b'r');
     assert!(matches!(

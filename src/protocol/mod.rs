@@ -5,28 +5,26 @@
 //! Messages sent by PostgreSQL are parsed with `postgres_protocol` where a
 //! full parse is needed; this module does not duplicate that.
 
-pub mod backend;
-pub mod frontend;
-pub mod sqlstate;
+pub(crate) mod backend;
+pub(crate) mod frontend;
+pub(crate) mod sqlstate;
 
-pub use frontend::{FrontendMessage, ProtocolError, Startup, StartupPacket};
-pub use sqlstate::SqlState;
+pub(crate) use frontend::{ProtocolError, Startup};
+pub(crate) use sqlstate::SqlState;
 
-/// Protocol version 3.0 as sent in a StartupMessage.
-pub const PROTOCOL_3_0: i32 = 196_608;
 /// SSLRequest code.
-pub const SSL_REQUEST_CODE: i32 = 80_877_103;
+pub(crate) const SSL_REQUEST_CODE: i32 = 80_877_103;
 /// GSSENCRequest code.
-pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
+pub(crate) const GSSENC_REQUEST_CODE: i32 = 80_877_104;
 /// CancelRequest code.
-pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+pub(crate) const CANCEL_REQUEST_CODE: i32 = 80_877_102;
 /// Largest startup packet accepted, as in PostgreSQL (MAX_STARTUP_PACKET_LENGTH).
-pub const MAX_STARTUP_PACKET: usize = 10_000;
+pub(crate) const MAX_STARTUP_PACKET: usize = 10_000;
 
 /// The header of a tagged message: its type byte and its length field
 /// (which counts itself but not the tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Message type byte.
     pub tag: u8,
     /// Length field: body length + 4.
@@ -36,7 +34,7 @@ pub struct Header {
 impl Header {
     /// Read a header from the start of `buf`, if five bytes are there.
     #[inline]
-    pub fn parse(buf: &[u8]) -> Option<Header> {
+    pub(crate) fn parse(buf: &[u8]) -> Option<Header> {
         if buf.len() < 5 {
             return None;
         }
@@ -46,13 +44,13 @@ impl Header {
 
     /// Total size of the message on the wire (tag + length + body).
     #[inline]
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.len as usize + 1
     }
 
     /// Check the length field against the protocol minimum and `max`.
     #[inline]
-    pub fn check(&self, max: u32) -> Result<(), ProtocolError> {
+    pub(crate) fn check(&self, max: u32) -> Result<(), ProtocolError> {
         if self.len < 4 {
             return Err(ProtocolError::BadLength {
                 tag: self.tag,

@@ -67,57 +67,53 @@ impl PartialEq<&str> for SqlState {
 }
 
 /// 00000 successful_completion (the code of a notice that is no error).
-pub const SUCCESSFUL_COMPLETION: SqlState = SqlState::new("00000");
+pub(crate) const SUCCESSFUL_COMPLETION: SqlState = SqlState::new("00000");
 /// 08P01 protocol_violation.
-pub const PROTOCOL_VIOLATION: SqlState = SqlState::new("08P01");
+pub(crate) const PROTOCOL_VIOLATION: SqlState = SqlState::new("08P01");
 /// 08006 connection_failure.
-pub const CONNECTION_FAILURE: SqlState = SqlState::new("08006");
-/// 08000 connection_exception.
-pub const CONNECTION_EXCEPTION: SqlState = SqlState::new("08000");
+pub(crate) const CONNECTION_FAILURE: SqlState = SqlState::new("08006");
 /// 28P01 invalid_password.
-pub const INVALID_PASSWORD: SqlState = SqlState::new("28P01");
+pub(crate) const INVALID_PASSWORD: SqlState = SqlState::new("28P01");
 /// 28000 invalid_authorization_specification.
-pub const INVALID_AUTHORIZATION: SqlState = SqlState::new("28000");
+pub(crate) const INVALID_AUTHORIZATION: SqlState = SqlState::new("28000");
 /// 3D000 invalid_catalog_name (unknown database).
-pub const INVALID_CATALOG_NAME: SqlState = SqlState::new("3D000");
+pub(crate) const INVALID_CATALOG_NAME: SqlState = SqlState::new("3D000");
 /// 53300 too_many_connections.
-pub const TOO_MANY_CONNECTIONS: SqlState = SqlState::new("53300");
+pub(crate) const TOO_MANY_CONNECTIONS: SqlState = SqlState::new("53300");
 /// 57P01 admin_shutdown.
-pub const ADMIN_SHUTDOWN: SqlState = SqlState::new("57P01");
+pub(crate) const ADMIN_SHUTDOWN: SqlState = SqlState::new("57P01");
 /// 0A000 feature_not_supported.
-pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState::new("0A000");
+pub(crate) const FEATURE_NOT_SUPPORTED: SqlState = SqlState::new("0A000");
 /// 57014 query_canceled (used for wait timeouts).
-pub const QUERY_CANCELED: SqlState = SqlState::new("57014");
-/// 08004 sqlserver_rejected_establishment_of_sqlconnection.
-pub const REJECTED_CONNECTION: SqlState = SqlState::new("08004");
+pub(crate) const QUERY_CANCELED: SqlState = SqlState::new("57014");
 /// XX000 internal_error.
-pub const INTERNAL_ERROR: SqlState = SqlState::new("XX000");
+pub(crate) const INTERNAL_ERROR: SqlState = SqlState::new("XX000");
 /// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
 /// session closed for idling in a transaction (idle_transaction_timeout).
-pub const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState::new("25P03");
+pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState::new("25P03");
 /// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
 /// for idling outside a transaction (client_idle_timeout).
-pub const IDLE_SESSION_TIMEOUT: SqlState = SqlState::new("57P05");
+pub(crate) const IDLE_SESSION_TIMEOUT: SqlState = SqlState::new("57P05");
 /// 25000 invalid_transaction_state, for a transaction block in statement
 /// pooling mode: the statement itself is fine (so not 0A000
 /// feature_not_supported, nor a syntax or protocol error); what is refused
 /// is the transaction state it left the server in, and class 25 is where
 /// clients and people look for that.
-pub const INVALID_TRANSACTION_STATE: SqlState = SqlState::new("25000");
+pub(crate) const INVALID_TRANSACTION_STATE: SqlState = SqlState::new("25000");
 /// 57P03 cannot_connect_now (a database disabled with DISABLE).
-pub const CANNOT_CONNECT_NOW: SqlState = SqlState::new("57P03");
+pub(crate) const CANNOT_CONNECT_NOW: SqlState = SqlState::new("57P03");
 /// 42704 undefined_object (KILL_CLIENT of an unknown client).
-pub const UNDEFINED_OBJECT: SqlState = SqlState::new("42704");
+pub(crate) const UNDEFINED_OBJECT: SqlState = SqlState::new("42704");
 /// F0000 config_file_error (RELOAD of an invalid file).
-pub const CONFIG_FILE_ERROR: SqlState = SqlState::new("F0000");
+pub(crate) const CONFIG_FILE_ERROR: SqlState = SqlState::new("F0000");
 /// 55P02 cant_change_runtime_param (SET refused).
-pub const CANT_CHANGE_RUNTIME_PARAM: SqlState = SqlState::new("55P02");
+pub(crate) const CANT_CHANGE_RUNTIME_PARAM: SqlState = SqlState::new("55P02");
 /// 55000 object_not_in_prerequisite_state (RESUME when not paused).
-pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState::new("55000");
+pub(crate) const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState::new("55000");
 /// 42P05 duplicate_prepared_statement.
-pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState::new("42P05");
+pub(crate) const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState::new("42P05");
 /// 42601 syntax_error.
-pub const SYNTAX_ERROR: SqlState = SqlState::new("42601");
+pub(crate) const SYNTAX_ERROR: SqlState = SqlState::new("42601");
 
 #[cfg(test)]
 mod tests {

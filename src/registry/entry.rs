@@ -222,7 +222,7 @@ impl SessionEntry {
     /// to (its endpoint and backend key), and a guard that counts the
     /// cancel in flight until dropped. None when the session has no
     /// server (the cancel is ignored).
-    pub fn begin_cancel(self: &Arc<Self>) -> Option<(Arc<Endpoint>, BackendKey, InFlight)> {
+    pub(crate) fn begin_cancel(self: &Arc<Self>) -> Option<(Arc<Endpoint>, BackendKey, InFlight)> {
         // Counted under `linked`: the session's unlink() sees it.
         let linked = self.linked.lock();
         let (addr, key) = linked.clone()?;
@@ -231,7 +231,7 @@ impl SessionEntry {
     }
 
     /// Record who the client is, once logged in (later calls are ignored).
-    pub fn set_info(&self, info: Arc<ClientInfo>) {
+    pub(crate) fn set_info(&self, info: Arc<ClientInfo>) {
         let _ = self.info.set(info);
     }
 
@@ -253,12 +253,12 @@ impl SessionEntry {
 
     /// Whether the session is serving a request (linked, or waiting for a
     /// server) rather than idle.
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.last_active.load(Ordering::Relaxed) == BUSY
     }
 
     /// Registry epoch in which the session last became idle (None while busy).
-    pub fn idle_since_epoch(&self) -> Option<u64> {
+    pub(crate) fn idle_since_epoch(&self) -> Option<u64> {
         let e = self.last_active.load(Ordering::Relaxed);
         (e != BUSY).then_some(u64::from(e))
     }
@@ -272,7 +272,7 @@ impl SessionEntry {
     }
 
     /// The client now has `n` named prepared statements.
-    pub fn set_client_statements(&self, n: usize) {
+    pub(crate) fn set_client_statements(&self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.client_statements.store(n, Ordering::Relaxed);
     }
@@ -290,7 +290,7 @@ impl SessionEntry {
     /// for it are still being delivered: then the server must not be given
     /// to anyone else before [`wait_cancels`](Self::wait_cancels). No new
     /// cancel can start for it once this returned (both run under `linked`).
-    pub fn unlink(&self) -> bool {
+    pub(crate) fn unlink(&self) -> bool {
         let mut linked = self.linked.lock();
         *linked = None;
         self.cancels_in_flight.load(Ordering::Acquire) > 0
@@ -299,7 +299,7 @@ impl SessionEntry {
     /// Wait until no cancel request for the server just unlinked is in
     /// flight, at most `limit` (zero = no limit, as cancel_wait_timeout).
     /// False when the limit passed first.
-    pub async fn wait_cancels(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_cancels(&self, limit: Duration) -> bool {
         let done = std::future::poll_fn(|cx| {
             if self.cancels_in_flight.load(Ordering::Acquire) == 0 {
                 return std::task::Poll::Ready(());
@@ -323,7 +323,11 @@ impl SessionEntry {
     /// when it is. `epoch` is the registry's epoch counter: a close for
     /// client_idle_timeout that the client's own activity overtook (it
     /// sent a request between the sweep's look and now) is withdrawn.
-    pub fn poll_closing(&self, cx: &mut Context<'_>, epoch: &AtomicU64) -> Option<CloseRequest> {
+    pub(crate) fn poll_closing(
+        &self,
+        cx: &mut Context<'_>,
+        epoch: &AtomicU64,
+    ) -> Option<CloseRequest> {
         if let Some(reason) = self.closing_reason(epoch) {
             return Some(reason);
         }
@@ -337,7 +341,7 @@ impl SessionEntry {
     /// waker is registered already: nothing else replaces it while the
     /// task holds the session).
     #[inline]
-    pub fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseRequest> {
+    pub(crate) fn closing_reason(&self, epoch: &AtomicU64) -> Option<CloseRequest> {
         let reason = CloseRequest::from_u8(self.closing.load(Ordering::Acquire))?;
         let now = epoch.load(Ordering::Relaxed).saturating_sub(1);
         if reason == CloseRequest::IdleTimeout && !self.idle_expired(now) {
@@ -352,7 +356,7 @@ impl SessionEntry {
     }
 
     /// Make `cx` the waker the pooler wakes the session with.
-    pub fn register_waker(&self, cx: &mut Context<'_>) {
+    pub(crate) fn register_waker(&self, cx: &mut Context<'_>) {
         let mut slot = self.waker.lock();
         match &*slot {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -361,18 +365,18 @@ impl SessionEntry {
     }
 
     /// Publish the linked session's timeout deadline (0 = none).
-    pub fn set_link_deadline(&self, epoch: u64) {
+    pub(crate) fn set_link_deadline(&self, epoch: u64) {
         self.link_deadline.store(epoch32(epoch), Ordering::Relaxed);
     }
 
     /// The published timeout deadline (0 = none).
-    pub fn link_deadline(&self) -> u64 {
+    pub(crate) fn link_deadline(&self) -> u64 {
         u64::from(self.link_deadline.load(Ordering::Relaxed))
     }
 
     /// The session logged in to a pool whose client_idle_timeout is
     /// `limit`, in registry epoch `epoch`.
-    pub fn logged_in(&self, limit: Duration, epoch: u64) {
+    pub(crate) fn logged_in(&self, limit: Duration, epoch: u64) {
         let secs = limit.as_nanos().div_ceil(1_000_000_000);
         self.idle_limit
             .store(u32::try_from(secs).unwrap_or(u32::MAX), Ordering::Relaxed);
@@ -384,7 +388,7 @@ impl SessionEntry {
 
     /// Ask the session to park the next time it waits idle (at once, if
     /// it is idle now, without waiting for the sweep).
-    pub fn request_park(&self) {
+    pub(crate) fn request_park(&self) {
         self.park.store(true, Ordering::Relaxed);
     }
 
@@ -410,7 +414,7 @@ impl SessionEntry {
     }
 
     /// Whether the sweeper asked the session to park (clears the request).
-    pub fn take_park_request(&self) -> bool {
+    pub(crate) fn take_park_request(&self) -> bool {
         self.park.swap(false, Ordering::Relaxed)
     }
 
@@ -442,7 +446,7 @@ impl SessionEntry {
     }
 
     /// The task now running the session.
-    pub fn set_task(&self, task: tokio::task::AbortHandle) {
+    pub(crate) fn set_task(&self, task: tokio::task::AbortHandle) {
         let mut slot = self.slot.lock();
         // A task that parked its client before this ran has ended: its
         // handle is not needed, and the parked client must stay.
@@ -465,7 +469,7 @@ impl SessionEntry {
     }
 
     /// Whether the session was logged in to database `db` (client side).
-    pub fn database_is(&self, db: &str) -> bool {
+    pub(crate) fn database_is(&self, db: &str) -> bool {
         self.info.get().is_some_and(|i| i.database == db)
     }
 

@@ -64,7 +64,7 @@ impl<O: Owner> Registration<O> {
     }
 
     /// The registry's owner.
-    pub fn owner(&self) -> &Arc<O> {
+    pub(crate) fn owner(&self) -> &Arc<O> {
         &self.owner
     }
 }
@@ -164,7 +164,7 @@ impl Registry {
     /// the sweep parks it, and the heap keeps that peak. The price is one
     /// park and wake-up (~5 syscalls) for a client that sends its first
     /// query at once.
-    pub fn crowded(&self) -> bool {
+    pub(crate) fn crowded(&self) -> bool {
         self.map.lock().len() > PARK_AT_LOGIN_ABOVE
     }
 
@@ -193,7 +193,7 @@ impl Registry {
     }
 
     /// Tell every registered session to close when idle (shutdown).
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         for entry in self.all() {
             entry.close(CloseRequest::Shutdown);
         }

@@ -20,7 +20,7 @@ use crate::config::{Config, Database, Endpoint};
 use crate::pool::{ClientLimit, Pool, PoolClient, PoolSettings, Pools, Role};
 
 /// How a database's pools are chosen among its endpoints.
-pub trait Choose: Send + Sync {
+pub(crate) trait Choose: Send + Sync {
     /// The endpoint (an index into `endpoints`, never empty) whose pool a
     /// session logs in to.
     fn home(&self, endpoints: &[Endpoint]) -> usize;
@@ -43,7 +43,7 @@ pub trait Choose: Send + Sync {
 /// The first endpoint, for the session and all its transactions (today's
 /// policy: a host list's first host).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct First;
+pub(crate) struct First;
 
 impl Choose for First {
     fn home(&self, _endpoints: &[Endpoint]) -> usize {
@@ -52,7 +52,7 @@ impl Choose for First {
 }
 
 /// Where a session's transactions go.
-pub struct Route {
+pub(crate) struct Route {
     /// The pool the session logged in to, counting it as a client.
     home: PoolClient,
     /// The pools transactions are spread over, with the chooser; None
@@ -63,7 +63,7 @@ pub struct Route {
 
 /// The pools a chooser spreads a session's transactions over (in endpoint
 /// order), and the chooser.
-pub type Spreading = (Vec<Arc<Pool>>, Arc<dyn Choose>);
+pub(crate) type Spreading = (Vec<Arc<Pool>>, Arc<dyn Choose>);
 
 struct Spread {
     pools: Vec<Arc<Pool>>,
@@ -75,7 +75,7 @@ impl Route {
     /// `pool_user` (whose [databases] entry is `db`): the pool of the
     /// endpoint `choose` picks, made when missing, counting the client in
     /// it (within max_db_client_connections / max_user_client_connections).
-    pub fn login(
+    pub(crate) fn login(
         pools: &Pools,
         cfg: &Config,
         (db, database, pool_user): (&Database, &str, &str),
@@ -92,19 +92,19 @@ impl Route {
 
     /// A route from its parts: the home pool with the client counted, and
     /// the pools `choose` spreads transactions over, if it does.
-    pub fn new(home: PoolClient, spread: Option<Spreading>) -> Route {
+    pub(crate) fn new(home: PoolClient, spread: Option<Spreading>) -> Route {
         let spread = spread.map(|(pools, choose)| Box::new(Spread { pools, choose }));
         Route { home, spread }
     }
 
     /// The pool the session is counted in.
-    pub fn home(&self) -> &Arc<Pool> {
+    pub(crate) fn home(&self) -> &Arc<Pool> {
         &self.home
     }
 
     /// The pool for the session's next transaction.
     #[inline]
-    pub fn pick(&self) -> &Arc<Pool> {
+    pub(crate) fn pick(&self) -> &Arc<Pool> {
         match &self.spread {
             None => &self.home,
             Some(s) => &s.pools[s.choose.pick(&s.pools).min(s.pools.len() - 1)],
@@ -113,7 +113,7 @@ impl Route {
 }
 
 /// The chooser of every database today.
-pub fn chooser() -> Arc<dyn Choose> {
+pub(crate) fn chooser() -> Arc<dyn Choose> {
     static FIRST: std::sync::OnceLock<Arc<dyn Choose>> = std::sync::OnceLock::new();
     FIRST.get_or_init(|| Arc::new(First)).clone()
 }
@@ -136,7 +136,7 @@ fn pool_for(
 /// Pools of databases with a forced user exist from the start, as in
 /// PgBouncer (so min_pool_size applies to them before any client comes):
 /// made here, at the chooser's home endpoint, by the janitor.
-pub fn forced_user_pools(pools: &Pools, cfg: &Config) {
+pub(crate) fn forced_user_pools(pools: &Pools, cfg: &Config) {
     let choose = chooser();
     for (name, db) in &cfg.databases.entries {
         if let Some(user) = &db.user {

@@ -7,7 +7,7 @@
 /// `u64` rather than an `Instant` keeps the per-transaction future small
 /// (it must stay in malloc's fast size classes; see the size test in
 /// `client::session`).
-pub fn clock_ns() -> u64 {
+pub(crate) fn clock_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     // Monotonic time is never negative.
     (t.tv_sec as u64)
@@ -16,6 +16,6 @@ pub fn clock_ns() -> u64 {
 }
 
 /// Nanoseconds to microseconds, rounded.
-pub fn ns_to_us(ns: u64) -> u64 {
+pub(crate) fn ns_to_us(ns: u64) -> u64 {
     ns.saturating_add(500) / 1000
 }

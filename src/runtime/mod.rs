@@ -3,9 +3,9 @@
 //! janitor's 1 Hz ticker, and the cheap monotonic clock. The foundation
 //! layer: it imports nothing else of the crate.
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod shard;
-pub mod ticker;
+pub(crate) mod ticker;
 pub mod timer;
 
 pub use shard::Shards;

@@ -13,12 +13,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The tick period (PgBouncer's janitor runs as often).
-pub const TICK: Duration = Duration::from_secs(1);
+pub(crate) const TICK: Duration = Duration::from_secs(1);
 
 /// Start a ticker. Every receiver sees `changed()` once per tick (ticks
 /// missed while busy are merged, like `MissedTickBehavior::Delay`). The
 /// thread ends at the first tick after the last receiver is dropped.
-pub fn start() -> std::io::Result<watch::Receiver<u64>> {
+pub(crate) fn start() -> std::io::Result<watch::Receiver<u64>> {
     let (tx, rx) = watch::channel(0u64);
     std::thread::Builder::new()
         .name("pgsluice-tick".into())

@@ -43,7 +43,7 @@ impl Drop for Remote {
 }
 
 /// Sleep until `deadline`.
-pub async fn sleep_until(deadline: Instant) {
+pub(crate) async fn sleep_until(deadline: Instant) {
     match TIMERS.with(|t| t.borrow().clone()) {
         Some(timers) => {
             let (tx, rx) = oneshot::channel::<()>();
@@ -69,7 +69,7 @@ pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output,
 }
 
 /// Run `fut` until `deadline` at most.
-pub async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
+pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
     tokio::select! {
         biased;
         out = fut => Ok(out),

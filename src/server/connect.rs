@@ -53,7 +53,7 @@ pub struct ServerTarget {
 
 /// Open and log in a server connection within `timeout`. Returns the
 /// connection and every ParameterStatus PostgreSQL reported at login.
-pub async fn connect(
+pub(crate) async fn connect(
     target: &ServerTarget,
     credentials: &ServerCredentials,
     timeout: Duration,

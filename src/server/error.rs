@@ -49,7 +49,7 @@ pub enum ServerError {
 
 impl ServerError {
     /// Build a `Rejected` from the fields of an ErrorResponse.
-    pub fn from_error_fields(mut fields: ErrorFields<'_>) -> ServerError {
+    pub(crate) fn from_error_fields(mut fields: ErrorFields<'_>) -> ServerError {
         let (mut severity, mut code, mut message) =
             (String::new(), sqlstate::INTERNAL_ERROR, String::new());
         while let Ok(Some(f)) = fields.next() {
@@ -70,7 +70,7 @@ impl ServerError {
     }
 
     /// SQLSTATE and message to send to a client that this error affects.
-    pub fn client_error(&self) -> (SqlState, String) {
+    pub(crate) fn client_error(&self) -> (SqlState, String) {
         match self {
             ServerError::Rejected { code, message, .. } => (*code, message.clone()),
             ServerError::Connect { .. } | ServerError::Timeout { .. } | ServerError::Closed => {

@@ -6,8 +6,8 @@
 mod connect;
 mod end;
 mod error;
-pub mod params;
-pub mod statements;
+pub(crate) mod params;
+pub(crate) mod statements;
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -16,13 +16,13 @@ use bytes::{Buf, BytesMut};
 use postgres_protocol::message::{backend, frontend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use connect::{ServerCredentials, ServerTarget, connect};
-pub use end::ServerEnd;
-pub use error::ServerError;
-pub use params::Params;
+pub(crate) use connect::{ServerCredentials, ServerTarget, connect};
+pub(crate) use end::ServerEnd;
+pub(crate) use error::ServerError;
+pub(crate) use params::Params;
 
 use crate::config::Endpoint;
-pub use crate::protocol::BackendKey;
+pub(crate) use crate::protocol::BackendKey;
 use crate::transport::Stream;
 
 /// A logged-in connection to PostgreSQL.
@@ -112,7 +112,7 @@ impl ServerConn {
     }
 
     /// When it was last given back to its pool, as an `Instant`.
-    pub fn last_used(&self) -> Instant {
+    pub(crate) fn last_used(&self) -> Instant {
         let ago = crate::runtime::clock::clock_ns().saturating_sub(self.last_used_ns);
         Instant::now() - std::time::Duration::from_nanos(ago)
     }
@@ -122,7 +122,7 @@ impl ServerConn {
     /// (see `crate::runtime::shard`); true if it moved. An error leaves the
     /// connection unusable.
     #[inline]
-    pub fn rehome(&mut self) -> std::io::Result<bool> {
+    pub(crate) fn rehome(&mut self) -> std::io::Result<bool> {
         let here = crate::runtime::shard::current();
         if self.home == here {
             return Ok(false);
@@ -134,14 +134,14 @@ impl ServerConn {
 
     /// Nanoseconds since it was last given back to its pool.
     #[inline]
-    pub fn idle_ns(&self, now_ns: u64) -> u64 {
+    pub(crate) fn idle_ns(&self, now_ns: u64) -> u64 {
         now_ns.saturating_sub(self.last_used_ns)
     }
 
     /// Run `sql` (simple protocol) and read up to ReadyForQuery, tracking
     /// ParameterStatus. Results are discarded; the first error is returned.
     /// The server must be idle (nothing outstanding) when this is called.
-    pub async fn run_quiet(&mut self, sql: &str) -> Result<u8, ServerError> {
+    pub(crate) async fn run_quiet(&mut self, sql: &str) -> Result<u8, ServerError> {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out).map_err(ServerError::Io)?;
         self.stream.write_all(&out).await.map_err(ServerError::Io)?;
@@ -213,7 +213,7 @@ impl ServerConn {
 
     /// Whether the connection is unusable before reuse: the server closed
     /// it, or sent something while idle (e.g. a FATAL at shutdown).
-    pub fn is_broken(&self) -> bool {
+    pub(crate) fn is_broken(&self) -> bool {
         !self.buf.is_empty() || self.stream.has_pending_input()
     }
 }

@@ -15,7 +15,7 @@
 //! [`Params::note_synced`] after an earlier sync.
 
 /// Parameters tracked by default, with PostgreSQL's spelling in ParameterStatus.
-pub const ALWAYS_TRACKED: [&str; 5] = [
+pub(crate) const ALWAYS_TRACKED: [&str; 5] = [
     "client_encoding",
     "DateStyle",
     "TimeZone",
@@ -30,7 +30,7 @@ pub const ALWAYS_TRACKED: [&str; 5] = [
 /// server the client uses (it changes how floats are printed), at the cost
 /// of one SET on syncs that the pointer check cannot skip, paid only by
 /// clients that asked for it.
-pub const DRIVER_TRACKED: [&str; 1] = ["extra_float_digits"];
+pub(crate) const DRIVER_TRACKED: [&str; 1] = ["extra_float_digits"];
 
 /// Values of tracked parameters, by canonical name. Few entries: vectors
 /// with linear search beat a map here.
@@ -81,7 +81,7 @@ impl Params {
 
     /// Set `name`, a parameter PostgreSQL does not report (see the module
     /// header), to `value`.
-    pub fn set_unreported(&mut self, name: &str, value: &str) {
+    pub(crate) fn set_unreported(&mut self, name: &str, value: &str) {
         self.values.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         put(&mut self.unreported, name, value);
     }
@@ -95,7 +95,7 @@ impl Params {
     }
 
     /// Whether [`Params::adopt`] would change anything.
-    pub fn needs_adopt(&self, server: &Params) -> bool {
+    pub(crate) fn needs_adopt(&self, server: &Params) -> bool {
         self.values
             .iter()
             .any(|(name, value)| find(&server.values, name).is_some_and(|s| s != value))
@@ -104,7 +104,7 @@ impl Params {
     /// After a sync, take the server's spelling of every reported value we
     /// track (PostgreSQL reports `UTF8` for `utf8`, `ISO, MDY` for `ISO`),
     /// so the next comparison finds them equal instead of setting them again.
-    pub fn adopt(&mut self, server: &Params) {
+    pub(crate) fn adopt(&mut self, server: &Params) {
         for (name, value) in &mut self.values {
             if let Some(canonical) = find(&server.values, name)
                 && canonical != value
@@ -118,7 +118,7 @@ impl Params {
     /// wanted values), as one simple-protocol query; None when equal.
     /// Unreported values are compared with what the server recorded
     /// ([`Params::note_synced`]); one the server did not record is SET.
-    pub fn sync_query(&self, server: &Params) -> Option<String> {
+    pub(crate) fn sync_query(&self, server: &Params) -> Option<String> {
         let mut sql = String::new();
         for (name, want) in &self.values {
             if find(&server.values, name) != Some(want) {
@@ -182,7 +182,7 @@ fn push_set(sql: &mut String, name: &str, value: Option<&str>) {
 
 /// Whether `name` is tracked, given track_extra_parameters; returns the
 /// canonical spelling.
-pub fn tracked_name<'a>(name: &str, extra: &'a [String]) -> Option<&'a str>
+pub(crate) fn tracked_name<'a>(name: &str, extra: &'a [String]) -> Option<&'a str>
 where
     'static: 'a,
 {
@@ -201,7 +201,7 @@ where
 /// value with SET would instead keep the order the server was last left
 /// with, which depends on the previous client. None when `value` is not
 /// understood here (PostgreSQL will judge it).
-pub fn datestyle_in_full(value: &str, default: &str) -> Option<String> {
+pub(crate) fn datestyle_in_full(value: &str, default: &str) -> Option<String> {
     let (mut style, mut order) = (None, None);
     let mut german = false;
     for token in value.split(',').map(str::trim) {

@@ -20,7 +20,7 @@ pub struct ServerStatements {
 
 impl ServerStatements {
     /// Whether the server has statement `id`; marks it used.
-    pub fn touch(&mut self, id: u64) -> bool {
+    pub(crate) fn touch(&mut self, id: u64) -> bool {
         self.tick += 1;
         match self.used.get_mut(&id) {
             Some(t) => {
@@ -44,17 +44,17 @@ impl ServerStatements {
 
     /// Record that the server has `id` again, least recently used (an
     /// eviction the server skipped).
-    pub fn insert_oldest(&mut self, id: u64) {
+    pub(crate) fn insert_oldest(&mut self, id: u64) {
         self.used.insert(id, 0);
     }
 
     /// Forget statement `id`.
-    pub fn remove(&mut self, id: u64) {
+    pub(crate) fn remove(&mut self, id: u64) {
         self.used.remove(&id);
     }
 
     /// The least recently used statement.
-    pub fn oldest(&self) -> Option<u64> {
+    pub(crate) fn oldest(&self) -> Option<u64> {
         self.used.iter().min_by_key(|(_, t)| **t).map(|(id, _)| *id)
     }
 
@@ -74,7 +74,7 @@ impl ServerStatements {
     }
 
     /// Add every statement of `other` (an undone reset).
-    pub fn merge(&mut self, other: ServerStatements) {
+    pub(crate) fn merge(&mut self, other: ServerStatements) {
         for id in other.used.into_keys() {
             self.used.entry(id).or_insert(0);
         }
@@ -83,7 +83,7 @@ impl ServerStatements {
 
 /// Whether a CommandComplete body (tag and NUL) reports that every
 /// prepared statement of the session is gone.
-pub fn drops_all_statements(command_complete_body: &[u8]) -> bool {
+pub(crate) fn drops_all_statements(command_complete_body: &[u8]) -> bool {
     matches!(
         command_complete_body,
         b"DISCARD ALL\0" | b"DEALLOCATE ALL\0"

@@ -9,7 +9,7 @@ use super::{FIELDS, Totals};
 
 /// How a counter's average (SHOW STATS avg_*) is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Average {
+pub(crate) enum Average {
     /// Per second over the averaging window.
     Rate,
     /// Per unit of another counter (its index): a time per transaction,
@@ -19,7 +19,7 @@ pub enum Average {
 
 /// What a counter's value is, for the metrics page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// A count (or bytes): shown as it is.
     Count,
     /// Microseconds: shown in seconds (Prometheus' base unit).
@@ -28,7 +28,7 @@ pub enum Unit {
 
 /// One statistic.
 #[derive(Debug, Clone, Copy)]
-pub struct Counter {
+pub(crate) struct Counter {
     /// SHOW STATS_TOTALS / STATS_AVERAGES column (PgBouncer's name).
     pub column: &'static str,
     /// SHOW STATS / SHOW TOTALS name of the total.
@@ -49,20 +49,20 @@ pub struct Counter {
 }
 
 /// Index of server_assignment_count.
-pub const ASSIGNMENTS: usize = 0;
+pub(crate) const ASSIGNMENTS: usize = 0;
 /// Index of xact_count.
-pub const XACTS: usize = 1;
+pub(crate) const XACTS: usize = 1;
 /// Index of query_count.
-pub const QUERIES: usize = 2;
+pub(crate) const QUERIES: usize = 2;
 /// Index of xact_time.
-pub const XACT_TIME: usize = 5;
+pub(crate) const XACT_TIME: usize = 5;
 /// Index of query_time.
-pub const QUERY_TIME: usize = 6;
+pub(crate) const QUERY_TIME: usize = 6;
 /// Index of wait_time.
-pub const WAIT_TIME: usize = 7;
+pub(crate) const WAIT_TIME: usize = 7;
 
 /// Every statistic, in PgBouncer's column order ([`Totals::to_array`]).
-pub const COUNTERS: [Counter; FIELDS] = [
+pub(crate) const COUNTERS: [Counter; FIELDS] = [
     Counter {
         column: "server_assignment_count",
         total: "total_server_assignment_count",
@@ -187,7 +187,7 @@ pub const COUNTERS: [Counter; FIELDS] = [
 
 /// The log_stats line of a database's averages (`avg`, in [`COUNTERS`]
 /// order), in PgBouncer's wording.
-pub fn log_line(avg: &[u64; FIELDS]) -> String {
+pub(crate) fn log_line(avg: &[u64; FIELDS]) -> String {
     let mut parts: Vec<(u8, String)> = COUNTERS
         .iter()
         .zip(avg)

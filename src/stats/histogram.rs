@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Upper bounds of the buckets, in microseconds (`+Inf` is implied).
-pub const BOUNDS_US: [u64; 16] = [
+pub(crate) const BOUNDS_US: [u64; 16] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
@@ -29,7 +29,7 @@ pub enum Which {
 /// `pgsluice_`), help, and the counters (`super::COUNTERS` indices) whose
 /// totals are its `_sum` (microseconds) and `_count`.
 #[derive(Debug, Clone, Copy)]
-pub struct Def {
+pub(crate) struct Def {
     /// Metric name after the prefix.
     pub metric: &'static str,
     /// Help text.
@@ -41,7 +41,7 @@ pub struct Def {
 }
 
 /// Every histogram.
-pub const HISTOGRAMS: [Def; 3] = [
+pub(crate) const HISTOGRAMS: [Def; 3] = [
     Def {
         metric: "transaction_duration_seconds",
         help: "Transaction time with a server assigned (a link's several transactions are observed at their mean).",
@@ -83,7 +83,7 @@ impl Histograms {
 }
 
 /// Cumulative bucket counts (Prometheus `le` semantics), last = `+Inf`.
-pub fn cumulative(counts: [u64; BUCKETS]) -> [u64; BUCKETS] {
+pub(crate) fn cumulative(counts: [u64; BUCKETS]) -> [u64; BUCKETS] {
     let mut out = counts;
     for i in 1..BUCKETS {
         out[i] += out[i - 1];
@@ -92,7 +92,7 @@ pub fn cumulative(counts: [u64; BUCKETS]) -> [u64; BUCKETS] {
 }
 
 /// The number of buckets, `+Inf` included.
-pub const fn buckets() -> usize {
+pub(crate) const fn buckets() -> usize {
     BUCKETS
 }
 

@@ -72,7 +72,7 @@ impl LinkStats {
     /// A link whose first request (query and transaction) started at
     /// `start` ([`clock_ns`]), after the client waited `wait_us` for the
     /// server.
-    pub fn new(start: u64, wait_us: u64) -> LinkStats {
+    pub(crate) fn new(start: u64, wait_us: u64) -> LinkStats {
         LinkStats {
             query_start: AtomicU64::new(start),
             xact_start: AtomicU64::new(start),
@@ -95,7 +95,7 @@ impl LinkStats {
     /// The client direction forwards `bytes` holding `parses` Parse and
     /// `binds` Bind messages: opens a query (and a transaction) if none is.
     #[inline]
-    pub fn client_sent(&self, bytes: usize, parses: u32, binds: u32) {
+    pub(crate) fn client_sent(&self, bytes: usize, parses: u32, binds: u32) {
         bump(&self.received, bytes as u64);
         if parses | binds != 0 {
             bump32(&self.parses, parses);
@@ -115,7 +115,7 @@ impl LinkStats {
 
     /// The server direction forwards `bytes` to the client.
     #[inline]
-    pub fn server_sent(&self, bytes: usize) {
+    pub(crate) fn server_sent(&self, bytes: usize) {
         bump(&self.sent, bytes as u64);
     }
 
@@ -124,7 +124,7 @@ impl LinkStats {
     /// `more` (messages already sent await a later Sync) the next query
     /// starts at once. True when a transaction ended.
     #[inline]
-    pub fn answered(&self, idle: bool, more: bool) -> bool {
+    pub(crate) fn answered(&self, idle: bool, more: bool) -> bool {
         let start = self.query_start.load(Relaxed);
         if start == NONE {
             // An answer nobody timed (after a COPY's end, say).
@@ -152,7 +152,7 @@ impl LinkStats {
 
     /// Everything counted (times rounded to µs), at the link's end: read
     /// only, no need to leave zeros behind.
-    pub fn finish(&self) -> Totals {
+    pub(crate) fn finish(&self) -> Totals {
         let parses = u64::from(self.parses.load(Relaxed));
         let wait = self.wait_us.load(Relaxed);
         let assigned = wait != NONE;
@@ -174,7 +174,7 @@ impl LinkStats {
 
     /// Everything counted since the last take (times rounded to µs),
     /// leaving zeros; open queries and transactions stay open.
-    pub fn take(&self) -> Totals {
+    pub(crate) fn take(&self) -> Totals {
         let parses = drain32(&self.parses);
         let wait = self.wait_us.load(Relaxed);
         self.wait_us.store(NONE, Relaxed);

@@ -20,7 +20,7 @@
 //! (the relay), the admin console's formatting.
 
 mod counters;
-pub mod histogram;
+pub(crate) mod histogram;
 mod link;
 pub mod report;
 #[cfg(test)]
@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-pub use counters::{Average, COUNTERS, Counter, Unit, log_line};
+pub(crate) use counters::{COUNTERS, Unit, log_line};
 pub(crate) use link::LinkStats;
 pub use report::StatsRow;
 
@@ -133,10 +133,9 @@ impl Totals {
 /// different cache lines.
 const SHARDS: usize = 8;
 
-/// One shard: a pool's counters, alone on its (pair of) cache line(s).
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard([AtomicU64; FIELDS]);
+/// One shard: a pool's counters, alone on its cache line(s) (128 bytes on
+/// x86-64 and aarch64, whose prefetchers pull lines in pairs).
+type Shard = crossbeam_utils::CachePadded<[AtomicU64; FIELDS]>;
 
 /// The shard of the current thread (assigned round robin on first use).
 #[inline]
@@ -211,7 +210,7 @@ impl PoolStats {
         }
         let shard = my_shard() % SHARDS;
         self.observe(shard, t);
-        let s = &self.shards[shard].0;
+        let s = &*self.shards[shard];
         add(&s[0], t.server_assignment_count);
         add(&s[1], t.xact_count);
         add(&s[2], t.query_count);
@@ -279,7 +278,7 @@ impl PoolStats {
     pub fn totals(&self) -> Totals {
         let mut sum = [0u64; FIELDS];
         for shard in &self.shards {
-            for (s, v) in sum.iter_mut().zip(&shard.0) {
+            for (s, v) in sum.iter_mut().zip(shard.iter()) {
                 *s = s.wrapping_add(v.load(Relaxed));
             }
         }

@@ -11,7 +11,7 @@
 //! sessions (`registry`, `client`).
 
 pub mod listen;
-pub mod parker;
+pub(crate) mod parker;
 mod peer;
 #[cfg(test)]
 mod read_ahead;

@@ -75,7 +75,7 @@ impl Parker {
     }
 
     /// Stop watching `fd` (its client is getting a task again).
-    pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn unwatch(&self, fd: RawFd) -> io::Result<()> {
         self.registry.deregister(&mut SourceFd(&fd))
     }
 }

@@ -45,12 +45,12 @@ impl ReadAhead {
     }
 
     /// The socket under it, to detach or move.
-    pub fn socket_mut(&mut self) -> &mut Socket {
+    pub(crate) fn socket_mut(&mut self) -> &mut Socket {
         &mut self.socket
     }
 
     /// Bytes held that the socket no longer shows.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.pending.len()
     }
 
@@ -67,7 +67,7 @@ impl ReadAhead {
     }
 
     /// Ready when bytes are held, or else when the socket is readable.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.pending.is_empty() {
             return Poll::Ready(Ok(()));
         }
@@ -76,7 +76,7 @@ impl ReadAhead {
 
     /// Hand out one record without waiting, filling from the socket first
     /// when nothing is held.
-    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         if self.pending.is_empty() {
             self.pending.reserve(DRAIN);
             if self.socket.try_read_buf(&mut self.pending)? == 0 {

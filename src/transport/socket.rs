@@ -79,7 +79,7 @@ impl Socket {
     }
 
     /// Poll until the socket is readable (data, EOF or error).
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Socket::Tcp(s) => s.poll_read_ready(cx),
             Socket::Unix(s) => s.poll_read_ready(cx),
@@ -88,7 +88,7 @@ impl Socket {
     }
 
     /// Read what is available into `buf` without waiting.
-    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    pub(crate) fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.try_read_buf(buf),
             Socket::Unix(s) => s.try_read_buf(buf),
@@ -97,7 +97,7 @@ impl Socket {
     }
 
     /// Write what the socket takes now, without waiting.
-    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.try_write(data),
             Socket::Unix(s) => s.try_write(data),
@@ -106,7 +106,7 @@ impl Socket {
     }
 
     /// Whether the peer closed or sent something (a byte found is consumed).
-    pub fn has_pending_input(&self) -> bool {
+    pub(crate) fn has_pending_input(&self) -> bool {
         let mut probe = [0u8; 1];
         let read = match self {
             Socket::Tcp(s) => s.try_read(&mut probe),
@@ -118,7 +118,7 @@ impl Socket {
 
     /// Take the socket off its reactor. An error (the reactor refused to
     /// let it go) has closed it.
-    pub fn detach(self) -> io::Result<DetachedSocket> {
+    pub(crate) fn detach(self) -> io::Result<DetachedSocket> {
         match self {
             Socket::Tcp(s) => Ok(DetachedSocket::Tcp(s.into_std()?)),
             Socket::Unix(s) => Ok(DetachedSocket::Unix(s.into_std()?)),
@@ -129,7 +129,8 @@ impl Socket {
 
     /// Take the socket off its reactor, in place (inside a layer that
     /// keeps its own state): it becomes [`Socket::Off`].
-    pub fn detach_in_place(&mut self) -> io::Result<()> {
+    #[cfg(test)]
+    pub(crate) fn detach_in_place(&mut self) -> io::Result<()> {
         let d = std::mem::replace(self, Socket::Moving).detach()?;
         *self = Socket::Off(d);
         Ok(())
@@ -138,7 +139,7 @@ impl Socket {
     /// Put the socket on the current runtime's reactor, from another
     /// shard's or from none ([`Socket::Off`]). On failure the socket is
     /// closed and left [`Socket::Moving`].
-    pub fn rehome(&mut self) -> io::Result<()> {
+    pub(crate) fn rehome(&mut self) -> io::Result<()> {
         let d = std::mem::replace(self, Socket::Moving).detach()?;
         *self = d.attach()?;
         Ok(())
@@ -156,7 +157,7 @@ impl Socket {
     }
 
     /// The TCP socket's local address.
-    pub fn local_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn local_tcp_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Socket::Tcp(s) => s.local_addr().ok(),
             _ => None,
@@ -164,7 +165,7 @@ impl Socket {
     }
 
     /// The TCP peer's address.
-    pub fn tcp_peer_addr(&self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn tcp_peer_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Socket::Tcp(s) => s.peer_addr().ok(),
             _ => None,
@@ -172,7 +173,7 @@ impl Socket {
     }
 
     /// For a Unix-domain socket: what it tells of its peer.
-    pub fn unix_peer(&self) -> Option<UnixPeer> {
+    pub(crate) fn unix_peer(&self) -> Option<UnixPeer> {
         let Socket::Unix(s) = self else {
             return None;
         };
@@ -202,7 +203,7 @@ pub struct UnixPeer {
 impl DetachedSocket {
     /// Put the socket on the current runtime's reactor (must be called
     /// inside one).
-    pub fn attach(self) -> io::Result<Socket> {
+    pub(crate) fn attach(self) -> io::Result<Socket> {
         Ok(match self {
             DetachedSocket::Tcp(s) => Socket::Tcp(TcpStream::from_std(s)?),
             DetachedSocket::Unix(s) => Socket::Unix(UnixStream::from_std(s)?),

@@ -9,10 +9,10 @@
 //!
 //! Not here: channel binding (`SCRAM-SHA-256-PLUS`), which needs TLS.
 
-pub mod client;
+pub(crate) mod client;
 mod message;
 pub(crate) mod saslprep;
-pub mod server;
+pub(crate) mod server;
 #[cfg(test)]
 mod tests;
 
@@ -32,10 +32,10 @@ pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 
 /// Iteration count used when the pooler builds a verifier itself
 /// (PostgreSQL's default `scram_iterations`).
-pub const DEFAULT_ITERATIONS: u32 = 4096;
+pub(crate) const DEFAULT_ITERATIONS: u32 = 4096;
 
 /// Salt length used when the pooler builds a verifier itself (as PostgreSQL).
-pub const DEFAULT_SALT_LEN: usize = 16;
+pub(crate) const DEFAULT_SALT_LEN: usize = 16;
 
 /// Random bytes per nonce; base64 makes 24 printable characters, no commas.
 const NONCE_BYTES: usize = 18;

@@ -23,19 +23,19 @@
 //! clients that only send simple queries never are, and their links run
 //! the relay's plain path (one flag read per batch).
 
-pub mod names;
-pub mod queue;
-pub mod rewrite;
+pub(crate) mod names;
+pub(crate) mod queue;
+pub(crate) mod rewrite;
 
 use bytes::BytesMut;
 
 use crate::server::statements::{ServerStatements, drops_all_statements};
-pub use names::Names;
+pub(crate) use names::Names;
 use queue::{End, Queue, Verdict};
 
 /// A tracked client's statements and its link's expected answers.
 #[derive(Debug, Default)]
-pub struct ClientPrepared {
+pub(crate) struct ClientPrepared {
     /// Client statement name -> statement.
     pub names: Names,
     /// Expected answers of the current link.
@@ -48,16 +48,16 @@ pub struct ClientPrepared {
 }
 
 /// Link modes (the relay's `Link::prepared`).
-pub const OFF: u8 = 0;
+pub(crate) const OFF: u8 = 0;
 /// The client is not tracked but the server has statements: watch for
 /// DISCARD ALL / DEALLOCATE ALL.
-pub const WATCH: u8 = 1;
+pub(crate) const WATCH: u8 = 1;
 /// The client is tracked.
-pub const TRACKED: u8 = 2;
+pub(crate) const TRACKED: u8 = 2;
 
 /// What one link works on, behind a lock the two directions take in turn
 /// (never across an await; they run in one task, so it is uncontended).
-pub struct Tracking<'a> {
+pub(crate) struct Tracking<'a> {
     /// The client's state; None until it is tracked.
     pub client: &'a mut Option<Box<ClientPrepared>>,
     /// The server's statements.
@@ -66,7 +66,7 @@ pub struct Tracking<'a> {
 
 impl Tracking<'_> {
     /// The mode a link starts in, with max_prepared_statements `max`.
-    pub fn start(&mut self, max: usize) -> u8 {
+    pub(crate) fn start(&mut self, max: usize) -> u8 {
         self.server.limit = max;
         match self.client.as_deref_mut() {
             Some(c) => {
@@ -85,7 +85,7 @@ impl Tracking<'_> {
     /// FunctionCall, or the Sync that closed a group of extended-protocol
     /// messages naming no statement); nothing else is: tracking starts at
     /// the first message of a group (`scan::group_is_unnamed`).
-    pub fn activate(&mut self, pending: u32) {
+    pub(crate) fn activate(&mut self, pending: u32) {
         let c = self.client.get_or_insert_with(Default::default);
         c.queue.reset();
         c.out.clear();
@@ -97,13 +97,13 @@ impl Tracking<'_> {
     }
 
     /// Server Parse count of a link whose client sent `client` Parses.
-    pub fn server_parses(&self, client: u64) -> u64 {
+    pub(crate) fn server_parses(&self, client: u64) -> u64 {
         let d = self.client.as_ref().map_or(0, |c| c.parse_delta);
         client.saturating_add_signed(d)
     }
 
     /// Decide about one server message (see `Queue::on_server`).
-    pub fn on_server(&mut self, mode: u8, tag: u8, msg: &[u8]) -> Verdict {
+    pub(crate) fn on_server(&mut self, mode: u8, tag: u8, msg: &[u8]) -> Verdict {
         if passes(tag) {
             return Verdict::Forward;
         }
@@ -134,7 +134,7 @@ fn passes(tag: u8) -> bool {
 
 /// Tags a tracked or watching link must see whole before deciding.
 #[inline]
-pub fn needs_whole(tag: u8) -> bool {
+pub(crate) fn needs_whole(tag: u8) -> bool {
     matches!(tag, b'1' | b'3' | b'E' | b'C')
 }
 

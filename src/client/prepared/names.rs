@@ -17,20 +17,20 @@ use parking_lot::Mutex;
 /// Client statement name -> statement. Hashed with foldhash, not SipHash:
 /// it is looked up on every Bind, and its keys (the client's own statement
 /// names) can only slow down the client that chose them.
-pub type Names = HashMap<Box<[u8]>, Arc<Stmt>, foldhash::fast::RandomState>;
+pub(crate) type Names = HashMap<Box<[u8]>, Arc<Stmt>, foldhash::fast::RandomState>;
 
 /// Prefix of the names the pooler gives statements on servers.
-pub const SERVER_PREFIX: &str = "PGSLUICE_";
+pub(crate) const SERVER_PREFIX: &str = "PGSLUICE_";
 
 /// A statement name no server ever has: the target of the pooler's own
 /// Close (its CloseComplete orders a synthesized answer) and Describe (its
 /// error carries a synthesized one).
-pub const NEVER_PREPARED: &[u8] = b"pgsluice_never_prepared";
+pub(crate) const NEVER_PREPARED: &[u8] = b"pgsluice_never_prepared";
 
 /// One distinct statement: its id and the Parse body after the name
 /// (query text, NUL, parameter type count and types).
 #[derive(Debug)]
-pub struct Stmt {
+pub(crate) struct Stmt {
     /// Unique id; the server-side name is `PGSLUICE_<id>`.
     pub id: u64,
     /// Query text and parameter types as sent in Parse.
@@ -59,7 +59,7 @@ fn registry() -> &'static Mutex<Registry> {
 
 /// The statement for this Parse body (after the name): the same `Arc`
 /// for the same text and types while any client holds it.
-pub fn intern(rest: &[u8]) -> Arc<Stmt> {
+pub(crate) fn intern(rest: &[u8]) -> Arc<Stmt> {
     let mut r = registry().lock();
     if let Some(s) = r.map.get(rest).and_then(Weak::upgrade) {
         return s;
@@ -82,7 +82,7 @@ pub fn intern(rest: &[u8]) -> Arc<Stmt> {
 }
 
 /// Append `PGSLUICE_<id>` and its NUL.
-pub fn put_server_name(out: &mut BytesMut, id: u64) {
+pub(crate) fn put_server_name(out: &mut BytesMut, id: u64) {
     out.put_slice(SERVER_PREFIX.as_bytes());
     let mut digits = [0u8; 20];
     let mut n = id;
@@ -100,7 +100,7 @@ pub fn put_server_name(out: &mut BytesMut, id: u64) {
 }
 
 /// Length of `PGSLUICE_<id>` with its NUL.
-pub fn server_name_len(id: u64) -> usize {
+pub(crate) fn server_name_len(id: u64) -> usize {
     let mut digits = 1;
     let mut n = id / 10;
     while n > 0 {
@@ -112,27 +112,27 @@ pub fn server_name_len(id: u64) -> usize {
 
 /// Start a tagged message of body length `body` (its length field is
 /// known up front).
-pub fn put_header(out: &mut BytesMut, tag: u8, body: usize) {
+pub(crate) fn put_header(out: &mut BytesMut, tag: u8, body: usize) {
     let [a, b, c, d] = ((body + 4) as u32).to_be_bytes();
     out.put_slice(&[tag, a, b, c, d]);
 }
 
 /// Parse of statement `stmt` under its server-side name.
-pub fn put_parse(out: &mut BytesMut, stmt: &Stmt) {
+pub(crate) fn put_parse(out: &mut BytesMut, stmt: &Stmt) {
     put_header(out, b'P', stmt.name.len() + stmt.rest.len());
     out.put_slice(&stmt.name);
     out.put_slice(&stmt.rest);
 }
 
 /// Close or Describe of statement `id` under its server-side name.
-pub fn put_server_named(out: &mut BytesMut, tag: u8, id: u64) {
+pub(crate) fn put_server_named(out: &mut BytesMut, tag: u8, id: u64) {
     put_header(out, tag, 1 + server_name_len(id));
     out.put_u8(b'S');
     put_server_name(out, id);
 }
 
 /// Close of [`NEVER_PREPARED`] (answered CloseComplete, changes nothing).
-pub fn put_fence(out: &mut BytesMut) {
+pub(crate) fn put_fence(out: &mut BytesMut) {
     put_header(out, b'C', 1 + NEVER_PREPARED.len() + 1);
     out.put_u8(b'S');
     out.put_slice(NEVER_PREPARED);
@@ -141,7 +141,7 @@ pub fn put_fence(out: &mut BytesMut) {
 
 /// Describe of [`NEVER_PREPARED`] (always fails with 26000, which starts
 /// PostgreSQL's skip to Sync).
-pub fn put_failing_describe(out: &mut BytesMut) {
+pub(crate) fn put_failing_describe(out: &mut BytesMut) {
     put_header(out, b'D', 1 + NEVER_PREPARED.len() + 1);
     out.put_u8(b'S');
     out.put_slice(NEVER_PREPARED);

@@ -18,7 +18,7 @@ use crate::server::statements::{ServerStatements, drops_all_statements};
 
 /// Which message an answer belongs to, hence how it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// ParseComplete.
     Parse,
     /// BindComplete.
@@ -51,7 +51,7 @@ impl End {
 
 /// What to do with the answer.
 #[derive(Debug)]
-pub enum Act {
+pub(crate) enum Act {
     /// The client's own message: forward its answer.
     Pass,
     /// The pooler's own Parse or Close: hide its success (errors are
@@ -67,7 +67,7 @@ pub enum Act {
 
 /// What to undo if the message is skipped or fails.
 #[derive(Debug)]
-pub enum Undo {
+pub(crate) enum Undo {
     /// Nothing.
     None,
     /// The server does not have `id` after all.
@@ -84,23 +84,23 @@ pub enum Undo {
 }
 
 /// A client's statement names and its server's statements, as they were.
-pub type Before = (Names, ServerStatements);
+pub(crate) type Before = (Names, ServerStatements);
 
 /// One expected answer. An entry with `Act::Pass` and `Undo::None` owns
 /// no heap memory: `Queue::on_server` forgets such entries rather than
 /// dropping them, so any field added here must keep that true.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub end: End,
     pub act: Act,
     pub undo: Undo,
 }
 
-pub use crate::client::scan::Verdict;
+pub(crate) use crate::client::scan::Verdict;
 
 /// The queue of one tracked client (kept across links, empty between them).
 #[derive(Debug, Default)]
-pub struct Queue {
+pub(crate) struct Queue {
     entries: VecDeque<Entry>,
     /// The server reported an error in an extended-protocol message and
     /// skips messages up to the next Sync.
@@ -109,13 +109,13 @@ pub struct Queue {
 
 impl Queue {
     /// Expect an answer.
-    pub fn push(&mut self, end: End, act: Act, undo: Undo) {
+    pub(crate) fn push(&mut self, end: End, act: Act, undo: Undo) {
         self.entries.push_back(Entry { end, act, undo });
     }
 
     /// The last `n` Syncs queued get no answer (PostgreSQL ignored them
     /// during a COPY FROM STDIN): drop their entries.
-    pub fn forget_last_syncs(&mut self, mut n: u32) {
+    pub(crate) fn forget_last_syncs(&mut self, mut n: u32) {
         let mut i = self.entries.len();
         while n > 0 && i > 0 {
             i -= 1;
@@ -127,7 +127,7 @@ impl Queue {
     }
 
     /// A new link: nothing is outstanding.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.entries.clear();
         self.skipping = false;
     }
@@ -136,7 +136,7 @@ impl Queue {
     /// `prepared::passes`). `msg` is the whole
     /// message for ParseComplete, CloseComplete, ErrorResponse and
     /// CommandComplete, at least the header otherwise.
-    pub fn on_server(
+    pub(crate) fn on_server(
         &mut self,
         tag: u8,
         msg: &[u8],

@@ -27,7 +27,7 @@ const SHORT_QUERY: usize = 64;
 /// send in `c.out`. `skip` carries the rest of a streamed message (copied
 /// as it comes), `since_exec` the Syncs sent since the last Execute or
 /// Query.
-pub fn client_batch(
+pub(crate) fn client_batch(
     c: &mut ClientPrepared,
     server: &mut ServerStatements,
     buf: &[u8],
