@@ -1,11 +1,12 @@
 //! Header scanning for the relay, one scanner per direction: what a batch
 //! of client or server bytes holds (how much can be forwarded,
 //! ReadyForQuery count and status, ParameterStatus, message counts),
-//! without parsing message bodies. Each scanner walks the messages; what
-//! becomes of a message's bytes is its handler's choice: the plain relay
-//! forwards them as they are ([`Forward`], [`Pass`]), a link with
-//! prepared statements tracked rewrites the client's (`prepared::rewrite`)
-//! and filters the server's (its queue).
+//! without parsing message bodies. What client messages mean is defined
+//! once ([`count_message`], [`client_header`]): the plain relay's scan
+//! forwards them as they are, a tracked link's rewriter
+//! (`prepared::rewrite`) copies them rewritten, both counting with it. The
+//! server scan is one loop with a filter: the plain relay's [`Pass`], or a
+//! tracked link's queue.
 
 use bytes::BytesMut;
 use memchr::memchr;
@@ -56,178 +57,119 @@ pub(super) fn take_skip(skip: &mut usize, avail: usize) -> usize {
     n
 }
 
-/// What to do before a message is taken.
-pub(super) enum Before {
-    /// Take it.
-    Go,
-    /// Stop before it: more of it must be buffered first.
-    Wait,
-    /// Stop before it: the client is to be tracked from here on.
-    Activate,
-}
-
-/// How a client scan handles the messages it walks over. The scanner
-/// checks each header, counts what every message means for the link
-/// (answers, extended groups, COPY's ignored Syncs, parses, binds) and
-/// streams large messages; a handler decides what becomes of the bytes:
-/// [`Forward`] leaves them to be forwarded as they are, the tracked link's
-/// rewriter (`prepared::rewrite`) copies them to its output, rewritten.
-pub(super) trait ClientMessages {
-    /// Whether to take the message at the start of `rest` (`msg`: as much
-    /// of it as is buffered; `whole`: all of it is). `in_group`:
-    /// extended-protocol messages were sent since the last Sync.
-    fn before(&mut self, tag: u8, bytes: (&[u8], &[u8]), whole: bool, in_group: bool) -> Before;
-
-    /// The message is taken (and counted in `batch`); `ignored`: Syncs it
-    /// makes ignored (a CopyDone or CopyFail). Returns how many bytes of
-    /// `msg` are consumed now; the rest of the message streams through
-    /// [`streamed`](Self::streamed).
-    fn take(
-        &mut self,
-        tag: u8,
-        msg: &[u8],
-        whole: bool,
-        ignored: u32,
-        batch: &mut ClientBatch,
-    ) -> usize;
-
-    /// More bytes of a message taken earlier.
-    fn streamed(&mut self, bytes: &[u8]);
-}
-
-/// The plain relay's handler: bytes are forwarded as they are; with
-/// `stop_at_named`, the scan stops where tracking must start.
-pub(super) struct Forward {
-    /// Stop at a group of extended-protocol messages that names a
-    /// statement (max_prepared_statements is on).
-    pub(super) stop_at_named: bool,
-    /// max_packet_size (a group with a longer message is tracked).
-    pub(super) max_len: u32,
-}
-
-impl ClientMessages for Forward {
-    #[inline(always)]
-    fn before(&mut self, tag: u8, (rest, _): (&[u8], &[u8]), _: bool, in_group: bool) -> Before {
-        let extended = matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H');
-        if self.stop_at_named && extended && !in_group && !group_is_unnamed(rest, self.max_len) {
-            Before::Activate
-        } else {
-            Before::Go
+/// What one client message means for the link, counted in `b`: answers
+/// it will cause, extended-protocol groups, Parse and Bind counts, and the
+/// Syncs a CopyDone or CopyFail makes ignored (returned). The one
+/// definition of these rules: the plain relay's scan ([`scan_client`]) and
+/// a tracked link's rewriter (`prepared::rewrite`) both count with it.
+/// `since_exec`: Syncs sent since the last Execute or Query;
+/// `in_group`: extended-protocol messages were sent since the last Sync.
+#[inline(always)]
+pub(super) fn count_message(
+    tag: u8,
+    b: &mut ClientBatch,
+    since_exec: &mut u32,
+    in_group: &mut bool,
+) -> u32 {
+    let mut ignored = 0;
+    match tag {
+        b'Q' => {
+            b.answers += 1;
+            *since_exec = 0;
         }
+        b'F' => b.answers += 1,
+        b'S' => {
+            b.answers += 1;
+            *since_exec += 1;
+            b.extended = Some(false);
+            *in_group = false;
+        }
+        b'c' | b'f' => {
+            ignored = std::mem::take(since_exec);
+            b.ignored += ignored;
+        }
+        b'P' => {
+            b.parses += 1;
+            b.extended = Some(true);
+        }
+        b'B' => {
+            b.binds += 1;
+            b.extended = Some(true);
+        }
+        b'E' => {
+            *since_exec = 0;
+            b.extended = Some(true);
+        }
+        b'D' | b'C' | b'H' => b.extended = Some(true),
+        _ => {}
     }
-
-    #[inline(always)]
-    fn take(&mut self, _: u8, msg: &[u8], _: bool, _: u32, _: &mut ClientBatch) -> usize {
-        msg.len()
+    if b.extended == Some(true) {
+        *in_group = true;
     }
-
-    #[inline(always)]
-    fn streamed(&mut self, _: &[u8]) {}
+    ignored
 }
 
-/// Scan client bytes for the plain relay (see [`scan_client_with`]).
-/// `(stop_at_named, in_group)`: see [`Forward`] and
-/// [`ClientMessages::before`].
+/// The header of the client message at the start of `buf`, checked (a
+/// frontend tag, a length within `max_len`) before anything of it is
+/// taken; None until five bytes are buffered.
+#[inline(always)]
+pub(super) fn client_header(buf: &[u8], max_len: u32) -> Result<Option<Header>, ProtocolError> {
+    let Some(h) = Header::parse(buf) else {
+        return Ok(None);
+    };
+    if !is_frontend_tag(h.tag) {
+        return Err(ProtocolError::UnknownTag(h.tag));
+    }
+    h.check(max_len)?;
+    Ok(Some(h))
+}
+
+/// Scan client bytes for the plain relay: what they mean for the link
+/// ([`count_message`]) and how much of them can be forwarded as they are.
+/// `skip` carries the unforwarded rest of a streamed message across calls;
+/// `since_exec` the Syncs sent since the last Execute or Query (see
+/// `ClientBatch::ignored`). `stop_at_named`: stop where tracking must
+/// start (`ClientBatch::activate`); `in_group`: extended-protocol messages
+/// were sent since the last Sync.
 pub(super) fn scan_client(
     buf: &[u8],
     skip: &mut usize,
     since_exec: &mut u32,
     max_len: u32,
-    (stop_at_named, in_group): (bool, bool),
-) -> Result<ClientBatch, ProtocolError> {
-    let mut forward = Forward {
-        stop_at_named,
-        max_len,
-    };
-    scan_client_with(buf, (skip, since_exec), max_len, in_group, &mut forward)
-}
-
-/// Scan client bytes: check every header before anything of its message
-/// is taken, count what each message means, and let `handler` decide what
-/// becomes of its bytes. `skip` carries the untaken rest of a streamed
-/// message across calls, `since_exec` the Syncs sent since the last
-/// Execute or Query (see `ClientBatch::ignored`); `in_group`:
-/// extended-protocol messages were sent since the last Sync.
-#[inline]
-pub(super) fn scan_client_with<H: ClientMessages>(
-    buf: &[u8],
-    (skip, since_exec): (&mut usize, &mut u32),
-    max_len: u32,
-    mut in_group: bool,
-    handler: &mut H,
+    (stop_at_named, mut in_group): (bool, bool),
 ) -> Result<ClientBatch, ProtocolError> {
     let mut b = ClientBatch::default();
     let mut pos = 0;
     while pos < buf.len() {
         if *skip > 0 {
-            let n = take_skip(skip, buf.len() - pos);
-            handler.streamed(&buf[pos..pos + n]);
-            pos += n;
+            pos += take_skip(skip, buf.len() - pos);
             continue;
         }
-        let rest = &buf[pos..];
-        let Some(h) = Header::parse(rest) else {
+        let Some(h) = client_header(&buf[pos..], max_len)? else {
             break;
         };
-        if !is_frontend_tag(h.tag) {
-            return Err(ProtocolError::UnknownTag(h.tag));
-        }
-        h.check(max_len)?;
-        let total = h.total();
-        let whole = rest.len() >= total;
-        let msg = &rest[..total.min(rest.len())];
-        match handler.before(h.tag, (rest, msg), whole, in_group) {
-            Before::Go => {}
-            Before::Wait => break,
-            Before::Activate => {
-                b.activate = true;
-                break;
-            }
-        }
-        let mut ignored = 0;
         match h.tag {
             b'X' => {
                 b.terminate = true;
                 break;
             }
-            b'Q' => {
-                b.answers += 1;
-                *since_exec = 0;
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H'
+                if stop_at_named && !in_group && !group_is_unnamed(&buf[pos..], max_len) =>
+            {
+                b.activate = true;
+                break;
             }
-            b'F' => b.answers += 1,
-            b'S' => {
-                b.answers += 1;
-                *since_exec += 1;
-                b.extended = Some(false);
-                in_group = false;
+            tag => {
+                count_message(tag, &mut b, since_exec, &mut in_group);
             }
-            b'c' | b'f' => {
-                ignored = std::mem::take(since_exec);
-                b.ignored += ignored;
-            }
-            b'P' => {
-                b.parses += 1;
-                b.extended = Some(true);
-            }
-            b'B' => {
-                b.binds += 1;
-                b.extended = Some(true);
-            }
-            b'E' => {
-                *since_exec = 0;
-                b.extended = Some(true);
-            }
-            b'D' | b'C' | b'H' => b.extended = Some(true),
-            _ => {}
         }
-        if b.extended == Some(true) {
-            in_group = true;
+        let avail = buf.len() - pos;
+        if avail >= h.total() {
+            pos += h.total();
+        } else {
+            *skip = h.total() - avail;
+            pos = buf.len();
         }
-        let taken = handler.take(h.tag, msg, whole, ignored, &mut b);
-        if taken < total {
-            *skip = total - taken;
-        }
-        pos += taken;
     }
     b.forward = pos;
     Ok(b)
@@ -339,7 +281,51 @@ pub(super) fn scan_server<F: ServerMessages>(
     filter: &mut F,
 ) -> ServerBatch {
     let mut b = ServerBatch::default();
+    let mut from = 0;
+    loop {
+        let (part, special) = scan_until_special(
+            &buf[from..],
+            skip,
+            stop_in_transaction,
+            &mut on_param,
+            filter,
+        );
+        b.forward = from + part.forward;
+        if part.ready_count > 0 {
+            b.ready_count += part.ready_count;
+            b.last_status = part.last_status;
+        }
+        b.transaction_block = part.transaction_block;
+        // With the plain relay's `Pass` there is none: one round.
+        let Some((verdict, len)) = special else {
+            return b;
+        };
+        let at = b.forward;
+        let tail = buf.split_off(at + len);
+        buf.truncate(at);
+        if let Verdict::Replace(bytes) = verdict {
+            buf.extend_from_slice(&bytes);
+            *skip = bytes.len();
+        }
+        buf.unsplit(tail);
+        from = at;
+    }
+}
+
+/// [`scan_server`] up to the first message `filter` does not forward as it
+/// is: what it found, and that message's verdict and length (a message
+/// `needs_whole` makes whole: never a ReadyForQuery or ParameterStatus).
+#[inline]
+fn scan_until_special<F: ServerMessages>(
+    buf: &[u8],
+    skip: &mut usize,
+    stop_in_transaction: bool,
+    on_param: &mut impl FnMut(&str, &str),
+    filter: &mut F,
+) -> (ServerBatch, Option<(Verdict, usize)>) {
+    let mut b = ServerBatch::default();
     let mut pos = 0;
+    let mut special = None;
     while pos < buf.len() {
         if *skip > 0 {
             pos += take_skip(skip, buf.len() - pos);
@@ -369,20 +355,10 @@ pub(super) fn scan_server<F: ServerMessages>(
             }
             _ => {}
         }
-        match filter.verdict(h.tag, &buf[pos..pos + total.min(avail)]) {
-            Verdict::Forward => {}
-            // Never a ReadyForQuery or ParameterStatus; whole (see
-            // `needs_whole`).
-            other => {
-                let tail = buf.split_off(pos + total);
-                buf.truncate(pos);
-                if let Verdict::Replace(bytes) = other {
-                    buf.extend_from_slice(&bytes);
-                    *skip = bytes.len();
-                }
-                buf.unsplit(tail);
-                continue;
-            }
+        let verdict = filter.verdict(h.tag, &buf[pos..pos + total.min(avail)]);
+        if verdict != Verdict::Forward {
+            special = Some((verdict, total));
+            break;
         }
         if avail >= total {
             pos += total;
@@ -392,7 +368,7 @@ pub(super) fn scan_server<F: ServerMessages>(
         }
     }
     b.forward = pos;
-    b
+    (b, special)
 }
 
 fn parameter_status(body: &[u8]) -> Option<(&str, &str)> {

@@ -14,113 +14,119 @@ use super::names::{
     Stmt, intern, put_failing_describe, put_fence, put_header, put_parse, put_server_named,
 };
 use super::queue::{Act, End, Queue, Undo};
-use crate::client::scan::{Before, ClientBatch, ClientMessages, scan_client_with};
+use crate::client::scan::{ClientBatch, client_header, count_message, take_skip};
+use crate::protocol::ProtocolError;
 use crate::protocol::backend::{Severity, error_response};
-use crate::protocol::{Header, ProtocolError};
 use crate::server::statements::ServerStatements;
 
 /// Largest Query looked at for DISCARD ALL / DEALLOCATE ALL.
 const SHORT_QUERY: usize = 64;
 
-/// Process the client bytes in `buf` (the relay's one client scanner with
-/// the rewriting handler): what they mean for the link, with the bytes to
-/// send in `c.out`. `skip` carries the rest of a streamed message (copied
-/// as it comes), `since_exec` the Syncs sent since the last Execute or
-/// Query.
+/// Process the client bytes in `buf`: what they mean for the link
+/// (`scan::count_message`, the plain relay's rules), with the bytes to
+/// send, rewritten, in `c.out`. `skip` carries the rest of a streamed
+/// message (copied as it comes), `since_exec` the Syncs sent since the
+/// last Execute or Query.
 pub(crate) fn client_batch(
     c: &mut ClientPrepared,
     server: &mut ServerStatements,
     buf: &[u8],
-    state: (&mut usize, &mut u32),
+    (skip, since_exec): (&mut usize, &mut u32),
     max_len: u32,
 ) -> Result<ClientBatch, ProtocolError> {
     let max = server.limit;
-    let mut rewrite = Rewrite { c, server, max };
-    // A tracked link's messages all go through the rewriter; whether a
-    // group was open matters only to the plain relay's stop.
-    let batch = scan_client_with(buf, state, max_len, false, &mut rewrite)?;
-    let c = rewrite.c;
-    c.parse_delta += i64::from(batch.server_parses) - i64::from(batch.parses);
-    Ok(batch)
-}
-
-/// The rewriting handler of a tracked link (see the module header).
-struct Rewrite<'a> {
-    c: &'a mut ClientPrepared,
-    server: &'a mut ServerStatements,
-    /// max_prepared_statements.
-    max: usize,
-}
-
-impl ClientMessages for Rewrite<'_> {
-    fn before(&mut self, tag: u8, (_, msg): (&[u8], &[u8]), whole: bool, _: bool) -> Before {
+    let mut b = ClientBatch::default();
+    // Whether a group was open matters only to the plain relay's stop.
+    let mut in_group = false;
+    let mut pos = 0;
+    while pos < buf.len() {
+        let avail = buf.len() - pos;
+        if *skip > 0 {
+            let n = take_skip(skip, avail);
+            c.out.put_slice(&buf[pos..pos + n]);
+            pos += n;
+            continue;
+        }
+        let Some(h) = client_header(&buf[pos..], max_len)? else {
+            break;
+        };
+        let total = h.total();
+        let whole = avail >= total;
+        let msg = &buf[pos..pos + total.min(avail)];
         // Messages looked into must be whole; a Bind up to its statement
         // name.
-        let need_whole = match tag {
+        let need_whole = match h.tag {
             b'P' | b'D' | b'C' => true,
-            b'Q' => Header::parse(msg).is_some_and(|h| h.total() <= SHORT_QUERY),
+            b'Q' => total <= SHORT_QUERY,
             b'B' => !bind_name_buffered(msg),
             _ => false,
         };
         if need_whole && !whole {
-            Before::Wait
-        } else {
-            Before::Go
+            break;
         }
-    }
-
-    fn take(
-        &mut self,
-        tag: u8,
-        msg: &[u8],
-        whole: bool,
-        ignored: u32,
-        b: &mut ClientBatch,
-    ) -> usize {
-        let Rewrite { c, server, max } = self;
-        let (server, max) = (&mut **server, *max);
-        match tag {
-            b'P' => {
-                b.server_parses += parse(c, server, max, msg);
-                return msg.len();
-            }
-            b'B' => {
-                return match bind(c, server, max, msg, b) {
-                    Some(n) => n,
-                    None => {
-                        // Malformed (whole, see `before`): PostgreSQL says so.
-                        c.queue.push(End::Bind, Act::Pass, Undo::None);
-                        c.out.put_slice(msg);
-                        msg.len()
-                    }
-                };
-            }
-            b'D' | b'C' => {
-                b.server_parses += describe_or_close(c, server, max, msg);
-                return msg.len();
-            }
-            b'E' => c.queue.push(End::Execute, Act::Pass, Undo::None),
-            b'S' => c.queue.push(End::Sync, Act::Pass, Undo::None),
-            b'c' | b'f' if ignored > 0 => c.queue.forget_last_syncs(ignored),
-            b'Q' => {
-                let undo = if whole && drops_all(&msg[5..]) {
-                    let names = std::mem::take(&mut c.names);
-                    Undo::Reset(Box::new((names, std::mem::take(server))))
-                } else {
-                    Undo::None
-                };
-                c.queue.push(End::Ready, Act::Pass, undo);
-            }
-            b'F' => c.queue.push(End::Ready, Act::Pass, Undo::None),
-            _ => {}
+        if h.tag == b'X' {
+            b.terminate = true;
+            break;
         }
-        c.out.put_slice(msg);
-        msg.len()
+        let ignored = count_message(h.tag, &mut b, since_exec, &mut in_group);
+        let taken = rewrite(c, (server, max), msg, whole, ignored, &mut b);
+        if taken < total {
+            *skip = total - taken;
+        }
+        pos += taken;
     }
+    b.forward = pos;
+    c.parse_delta += i64::from(b.server_parses) - i64::from(b.parses);
+    Ok(b)
+}
 
-    fn streamed(&mut self, bytes: &[u8]) {
-        self.c.out.put_slice(bytes);
+/// One client message of a tracked link (counted already), into `c.out`:
+/// statement names rewritten, the Parse a server lacks injected, an
+/// expected-answer entry queued for each message the server answers.
+/// Returns the bytes of `msg` consumed (the rest of a large message is
+/// copied as it comes).
+fn rewrite(
+    c: &mut ClientPrepared,
+    (server, max): (&mut ServerStatements, usize),
+    msg: &[u8],
+    whole: bool,
+    ignored: u32,
+    b: &mut ClientBatch,
+) -> usize {
+    match msg[0] {
+        b'P' => {
+            b.server_parses += parse(c, server, max, msg);
+            return msg.len();
+        }
+        b'B' => {
+            if let Some(n) = bind(c, server, max, msg, b) {
+                return n;
+            }
+            // Malformed (it is whole, see `client_batch`): PostgreSQL
+            // says so.
+            c.queue.push(End::Bind, Act::Pass, Undo::None);
+        }
+        b'D' | b'C' => {
+            b.server_parses += describe_or_close(c, server, max, msg);
+            return msg.len();
+        }
+        b'E' => c.queue.push(End::Execute, Act::Pass, Undo::None),
+        b'S' => c.queue.push(End::Sync, Act::Pass, Undo::None),
+        b'c' | b'f' if ignored > 0 => c.queue.forget_last_syncs(ignored),
+        b'Q' => {
+            let undo = if whole && drops_all(&msg[5..]) {
+                let names = std::mem::take(&mut c.names);
+                Undo::Reset(Box::new((names, std::mem::take(server))))
+            } else {
+                Undo::None
+            };
+            c.queue.push(End::Ready, Act::Pass, undo);
+        }
+        b'F' => c.queue.push(End::Ready, Act::Pass, Undo::None),
+        _ => {}
     }
+    c.out.put_slice(msg);
+    msg.len()
 }
 
 /// Whether a (partial) Bind is buffered up to its statement name.
