@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use pgsluice::context::ShutdownMode;
+use pgsluice::context::{Context, ShutdownMode};
 use pgsluice::notify::Notifier;
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{error, info, warn};
 
 /// A PostgreSQL connection pooler, a drop-in replacement for PgBouncer.
@@ -141,62 +143,88 @@ async fn run(
     let notify = Notifier::from_env();
     notify.ready();
     info!(version = VERSION, "pgsluice started");
-    let ctx = pooler.context().clone();
-    let mode = loop {
+    let mode = until_stopped(pooler.context(), &mut signals, &notify).await;
+    notify.stopping();
+    stop(pooler, mode, &mut signals).await;
+    ExitCode::SUCCESS
+}
+
+/// Serve signals until one (or the admin console's SHUTDOWN) asks to stop;
+/// how to stop.
+async fn until_stopped(
+    ctx: &Arc<Context>,
+    signals: &mut UnboundedReceiver<i32>,
+    notify: &Notifier,
+) -> ShutdownMode {
+    loop {
         let signal = tokio::select! {
-            m = ctx.shutdown_requested() => { info!(?m, "shutdown requested from the admin console"); break m }
+            m = ctx.shutdown_requested() => {
+                info!(?m, "shutdown requested from the admin console");
+                return m;
+            }
             s = signals.recv() => s,
         };
-        match signal {
-            Some(SIGTERM) => {
-                info!("got SIGTERM: shutdown once every client has left");
-                break ShutdownMode::WaitForClients;
+        let Some(signal) = signal else {
+            error!("the signal thread ended: shutting down");
+            return ShutdownMode::WaitForServers;
+        };
+        if let Some(mode) = on_signal(signal, ctx, notify) {
+            return mode;
+        }
+    }
+}
+
+/// What a signal does, as in PgBouncer: a shutdown mode, or something
+/// done at once (reload, PAUSE, RESUME).
+fn on_signal(signal: i32, ctx: &Arc<Context>, notify: &Notifier) -> Option<ShutdownMode> {
+    match signal {
+        SIGTERM => {
+            info!("got SIGTERM: shutdown once every client has left");
+            return Some(ShutdownMode::WaitForClients);
+        }
+        SIGINT => {
+            info!("got SIGINT: shutdown once running transactions are done");
+            return Some(ShutdownMode::WaitForServers);
+        }
+        SIGQUIT => {
+            info!("got SIGQUIT: exiting now");
+            return Some(ShutdownMode::Immediate);
+        }
+        SIGHUP => {
+            info!("got SIGHUP: reloading the configuration");
+            notify.reloading();
+            if let Err(e) = ctx.reload() {
+                error!("reload failed, keeping the running configuration: {e}");
             }
-            Some(SIGINT) => {
-                info!("got SIGINT: shutdown once running transactions are done");
-                break ShutdownMode::WaitForServers;
-            }
-            Some(SIGQUIT) => {
-                info!("got SIGQUIT: exiting now");
-                break ShutdownMode::Immediate;
-            }
-            Some(SIGHUP) => {
-                info!("got SIGHUP: reloading the configuration");
-                notify.reloading();
-                if let Err(e) = ctx.reload() {
-                    error!("reload failed, keeping the running configuration: {e}");
+            notify.ready();
+        }
+        SIGUSR1 => {
+            info!("got SIGUSR1: PAUSE");
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let cfg = ctx.config();
+                if let Err(e) = ctx.pools.pause(&cfg, None).await {
+                    error!("PAUSE: {e}");
                 }
-                notify.ready();
-            }
-            Some(SIGUSR1) => {
-                info!("got SIGUSR1: PAUSE");
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let cfg = ctx.config();
-                    if let Err(e) = ctx.pools.pause(&cfg, None).await {
-                        error!("PAUSE: {e}");
-                    }
-                });
-            }
-            Some(SIGUSR2) => {
-                info!("got SIGUSR2: RESUME");
-                if let Err(e) = ctx.pools.resume(&ctx.config(), None) {
-                    warn!("RESUME: {e}");
-                }
-            }
-            Some(other) => warn!(signal = other, "ignoring an unexpected signal"),
-            None => {
-                error!("the signal thread ended: shutting down");
-                break ShutdownMode::WaitForServers;
+            });
+        }
+        SIGUSR2 => {
+            info!("got SIGUSR2: RESUME");
+            if let Err(e) = ctx.pools.resume(&ctx.config(), None) {
+                warn!("RESUME: {e}");
             }
         }
-    };
-    notify.stopping();
-    if mode == ShutdownMode::Immediate {
-        pooler.shutdown_with(mode).await;
-        return ExitCode::SUCCESS;
+        other => warn!(signal = other, "ignoring an unexpected signal"),
     }
-    // A second SIGTERM or SIGINT (or SIGQUIT) during shutdown exits at once.
+    None
+}
+
+/// Stop the pooler in `mode`; a second SIGTERM or SIGINT (or SIGQUIT)
+/// meanwhile exits at once.
+async fn stop(pooler: pgsluice::Pooler, mode: ShutdownMode, signals: &mut UnboundedReceiver<i32>) {
+    if mode == ShutdownMode::Immediate {
+        return pooler.shutdown_with(mode).await;
+    }
     let second = async {
         loop {
             match signals.recv().await {
@@ -211,7 +239,6 @@ async fn run(
         _ = pooler.shutdown_with(mode) => info!("shutdown complete"),
         _ = second => {}
     }
-    ExitCode::SUCCESS
 }
 
 /// `--hash-password USER`: read one line (the password) from stdin and
@@ -233,7 +260,7 @@ fn hash_password(user: &str) -> ExitCode {
 /// SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 as they arrive:
 /// caught by signal-hook, read by a thread of their own and passed to the
 /// runtime (no runtime carries tokio's signal driver; see Cargo.toml).
-fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<i32>> {
+fn signals() -> std::io::Result<UnboundedReceiver<i32>> {
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

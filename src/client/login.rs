@@ -119,19 +119,7 @@ pub(super) async fn login(
         backend::negotiate_protocol_version(&mut out, 0, &startup.protocol_options);
         stream.write_all(&out).await?;
     }
-    let user = startup
-        .param("user")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "no PostgreSQL user name specified in startup packet",
-            )
-        })?;
-    let database = match startup.param("database") {
-        Some(d) if !d.is_empty() => d,
-        _ => user,
-    };
+    let (user, database) = who(&startup)?;
     let wanted = startup_params(&startup, &cfg, stream)?;
     if cfg.general.log_connections {
         let peer: &dyn std::fmt::Display = match &client.peer {
@@ -151,27 +139,8 @@ pub(super) async fn login(
         )
     })?;
     let scram_keys = auth::authenticate(stream, buf, &cfg, user).await?;
-
-    let pool_user = db.user.as_deref().unwrap_or(user);
-    let forced_user = db.user.is_some();
-    if ctx.pools.db_control(database).disabled() {
-        return Err(SessionEnd::fatal(
-            sqlstate::CANNOT_CONNECT_NOW,
-            format!("database \"{database}\" does not allow connections (DISABLE)"),
-        ));
-    }
-    // Counted from here until the session ends.
-    let route = Route::login(
-        &ctx.pools,
-        &cfg,
-        (db, database, pool_user),
-        routing::chooser(),
-    )
-    .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    let route = route(ctx, &cfg, db, (database, user), scram_keys)?;
     let pool = route.home();
-    if let (Some(keys), false) = (scram_keys, forced_user) {
-        pool.remember_scram_keys(keys);
-    }
     let welcome = pool.ensure_welcome().await.map_err(|e| {
         let (code, message) = match &e {
             crate::pool::CheckoutError::Server(s) => s.client_error(),
@@ -179,7 +148,6 @@ pub(super) async fn login(
         };
         SessionEnd::fatal(code, message)
     })?;
-
     let extra = &cfg.general.track_extra_parameters;
     let answer = pool.login_answer(&welcome, wanted, extra, |welcome, wanted| {
         login_answer(pool, welcome, client_params(welcome, wanted, extra))
@@ -194,9 +162,62 @@ pub(super) async fn login(
         debug!(client = client.id, %user, %database, "login ok");
     }
     // Shared with the pool's other clients of the same identity.
+    let pool_user = pool.user();
     client.set_info(pool.intern_info(user, database, pool_user, &answer.application_name));
     let params = answer.params.clone();
     Ok(Login::Pool(LoggedIn { route, params }))
+}
+
+/// The user and database a startup packet names (the database defaults to
+/// the user's name).
+fn who(startup: &Startup) -> Result<(&str, &str), SessionEnd> {
+    let user = startup
+        .param("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            SessionEnd::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?;
+    let database = match startup.param("database") {
+        Some(d) if !d.is_empty() => d,
+        _ => user,
+    };
+    Ok((user, database))
+}
+
+/// The route of an authenticated client of `database` (entry `db`): its
+/// pool (the forced user's, or its own), counting it as a client there;
+/// refused when the database is disabled or a client limit is reached.
+/// SCRAM keys the client proved serve the pool's server logins when no
+/// other secret is known.
+fn route(
+    ctx: &Context,
+    cfg: &crate::config::Config,
+    db: &crate::config::Database,
+    (database, user): (&str, &str),
+    scram_keys: Option<crate::auth::ScramKeys>,
+) -> Result<Route, SessionEnd> {
+    if ctx.pools.db_control(database).disabled() {
+        return Err(SessionEnd::fatal(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!("database \"{database}\" does not allow connections (DISABLE)"),
+        ));
+    }
+    let pool_user = db.user.as_deref().unwrap_or(user);
+    // Counted from here until the session ends.
+    let route = Route::login(
+        &ctx.pools,
+        cfg,
+        (db, database, pool_user),
+        routing::chooser(),
+    )
+    .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    if let (Some(keys), None) = (scram_keys, &db.user) {
+        route.home().remember_scram_keys(keys);
+    }
+    Ok(route)
 }
 
 /// What a login with tracked parameters `params` answers (AuthenticationOk

@@ -36,7 +36,7 @@ use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 use crate::stats::{LinkStats, PoolStats};
 
-use super::scan::{Pass, ServerMessages, Verdict, scan_client, scan_server};
+use super::scan::{ClientBatch, Pass, ServerMessages, Verdict, scan_client, scan_server};
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
@@ -384,20 +384,12 @@ async fn client_to_server(
                     }
                 }
                 _ => {
-                    let batch = match scan_client(
-                        cbuf,
-                        &mut skip,
-                        &mut syncs_since_exec,
-                        max_len,
-                        (tracking.is_some(), link.extended.load(Relaxed)),
-                    ) {
+                    let state = (&mut skip, &mut syncs_since_exec);
+                    let batch = match plain_batch(cbuf, state, link, max_len) {
                         Ok(b) => b,
                         Err(e) => return Stop::ClientError(e),
                     };
-                    link.expect(batch.answers, batch.ignored, batch.extended);
                     if batch.forward > 0 {
-                        link.stats
-                            .client_sent(batch.forward, batch.parses, batch.binds);
                         link.client_busy.store(true, Relaxed);
                         if let Err(e) = sw.write_all(&cbuf[..batch.forward]).await {
                             return Stop::ServerIo(e);
@@ -426,6 +418,26 @@ async fn client_to_server(
             Err(_) => return Stop::ClientGone,
         }
     }
+}
+
+/// Scan one batch of an untracked client's messages (forwarded as they
+/// are) and count it on the link.
+#[inline]
+fn plain_batch(
+    cbuf: &BytesMut,
+    (skip, since_exec): (&mut usize, &mut u32),
+    link: &Link<'_>,
+    max_len: u32,
+) -> Result<ClientBatch, ProtocolError> {
+    let tracking = link.tracking.is_some();
+    let in_group = link.extended.load(Relaxed);
+    let batch = scan_client(cbuf, skip, since_exec, max_len, (tracking, in_group))?;
+    link.expect(batch.answers, batch.ignored, batch.extended);
+    if batch.forward > 0 {
+        link.stats
+            .client_sent(batch.forward, batch.parses, batch.binds);
+    }
+    Ok(batch)
 }
 
 /// Rewrite one batch of a tracked client's messages (see

@@ -56,33 +56,7 @@ impl Client {
             pool.stats.count_assignment(wait_us);
             return Err(server_failed(&pool, server, e));
         }
-        // Copied out: the settings guard is not kept across the relay.
-        let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
-        let session_mode = mode == PoolMode::Session;
-        let rules = Rules {
-            extra_tracked: &cfg.general.track_extra_parameters,
-            release_when_idle: !session_mode,
-            statement_mode: mode == PoolMode::Statement,
-            max_len: cfg.general.max_packet_size,
-            limits: Limits {
-                query: query_timeout,
-                idle_transaction: idle_transaction_timeout,
-            },
-            clock: Clock {
-                // Fields, not accessors: the relay borrows other fields
-                // of `held` mutably meanwhile.
-                target: &self.held.registration.entry,
-                epoch: &self.held.registration.owner().epoch,
-            },
-            stats: &pool.stats,
-            started,
-            wait_us,
-            max_prepared: if session_mode {
-                0
-            } else {
-                cfg.general.max_prepared_statements
-            },
-        };
+        let (rules, session_mode) = rules(&cfg, &pool, &self.held.registration, (started, wait_us));
         let target = &self.held.registration.entry;
         target.link(server.addr.clone(), server.key, server.statements.len());
         let outcome = relay(
@@ -152,6 +126,43 @@ impl Client {
             }
         }
     }
+}
+
+/// How `pool`'s link is run for this session (`started`, `wait_us`: when
+/// its request started and how long it waited for the server), and
+/// whether the pool is in session mode. The pool's per-transaction
+/// settings are copied out: no settings guard is kept across the relay.
+fn rules<'a>(
+    cfg: &'a crate::config::Config,
+    pool: &'a crate::pool::Pool,
+    registration: &'a crate::context::Registration,
+    (started, wait_us): (u64, u64),
+) -> (Rules<'a>, bool) {
+    let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
+    let session_mode = mode == PoolMode::Session;
+    let rules = Rules {
+        extra_tracked: &cfg.general.track_extra_parameters,
+        release_when_idle: !session_mode,
+        statement_mode: mode == PoolMode::Statement,
+        max_len: cfg.general.max_packet_size,
+        limits: Limits {
+            query: query_timeout,
+            idle_transaction: idle_transaction_timeout,
+        },
+        clock: Clock {
+            target: &registration.entry,
+            epoch: &registration.owner().epoch,
+        },
+        stats: &pool.stats,
+        started,
+        wait_us,
+        max_prepared: if session_mode {
+            0
+        } else {
+            cfg.general.max_prepared_statements
+        },
+    };
+    (rules, session_mode)
 }
 
 /// A cancel request for the server is still in flight after
