@@ -4,6 +4,7 @@
 //! shutdown) and the client registry (KILL).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -36,17 +37,23 @@ pub(crate) async fn run(
             .map_err(control)?,
         Control::Kill(db) => {
             pools.pause_now(&cfg, db.as_deref()).map_err(control)?;
+            let mut killed = Vec::new();
             for client in ctx.registry.all() {
                 let in_db = db.as_deref().is_none_or(|d| client.database_is(d));
                 if in_db && !client.database_is("pgbouncer") {
                     client.kill();
+                    killed.push(Arc::downgrade(&client));
                 }
             }
+            gone(&killed).await;
         }
         Control::KillClient(id) => {
             let client = ctx.registry.all().into_iter().find(|c| c.id == *id);
             match client {
-                Some(c) => c.kill(),
+                Some(c) => {
+                    c.kill();
+                    gone(&[Arc::downgrade(&c)]).await;
+                }
                 None => {
                     return Err(AdminError::new(
                         sqlstate::UNDEFINED_OBJECT,
@@ -74,4 +81,18 @@ fn control(e: ControlError) -> AdminError {
         ControlError::DatabaseRequired => sqlstate::SYNTAX_ERROR,
     };
     AdminError::new(code, e.to_string())
+}
+
+/// Longest KILL waits for the sessions it closed to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait until the sessions of `killed` have ended (their entries dropped:
+/// told why, sockets closed), as PgBouncer's KILL has closed them when it
+/// answers; at most [`KILL_WAIT`] (a session busy on a stuck socket write
+/// ends when its abort lands).
+async fn gone(killed: &[std::sync::Weak<crate::registry::SessionEntry>]) {
+    let deadline = std::time::Instant::now() + KILL_WAIT;
+    while killed.iter().any(|k| k.strong_count() > 0) && std::time::Instant::now() < deadline {
+        crate::runtime::timer::sleep(Duration::from_millis(2)).await;
+    }
 }

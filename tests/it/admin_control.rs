@@ -165,8 +165,15 @@ async fn kill_and_kill_client_stop_clients_at_once() {
         other.simple_query("COMMIT").await.unwrap();
         assert_eq!(run(&c, "KILL_CLIENT 999999").await, Err("42704".into()));
 
-        // KILL db: every client of db goes, the database is paused.
+        // KILL db: every client of db goes, the database is paused. The
+        // clients are gone when KILL answers, as with PgBouncer.
         run(&c, &format!("KILL {db}")).await.unwrap();
+        let msgs = c.simple_query("SHOW CLIENTS").await.unwrap();
+        let left = msgs
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(2) == Some(db.as_str())))
+            .count();
+        assert_eq!(left, 0, "clients of {db} still listed after KILL");
         assert!(other.simple_query("SELECT 5").await.is_err());
         assert!(bystander.simple_query("SELECT 6").await.is_err());
         assert!(backends_settle(&db, None, 0).await);
