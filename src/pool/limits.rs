@@ -102,9 +102,42 @@ impl Limit {
         self.starved.store(true, Ordering::Relaxed);
     }
 
-    /// Whether a pool waits for room under this limit.
+    /// Whether a pool waits for room under this limit: then a server
+    /// given back under it is closed rather than kept idle. One atomic load
+    /// while no pool was noted as starved; otherwise the noted pools are
+    /// asked whether clients still wait in them, and those served meanwhile
+    /// (by a server handed over, or by room made under the other limit)
+    /// are forgotten, so that servers are not closed for nobody.
     pub(super) fn has_starved(&self) -> bool {
-        self.starved.load(Ordering::Relaxed)
+        if !self.starved.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.prune_starved()
+    }
+
+    /// Forget starved pools that no longer wait; whether one still does.
+    /// # Concurrency note
+    /// Pools are looked at with this limit's lock let go (lock order: a
+    /// pool, then a limit). A pool that starves again meanwhile notes
+    /// itself again after its look here, so it is not lost; one forgotten
+    /// a moment before it queues a client is noted again by that
+    /// checkout's `starve`.
+    #[cold]
+    #[inline(never)]
+    fn prune_starved(&self) -> bool {
+        let noted: Vec<Weak<Pool>> = self.state.lock().starved.iter().cloned().collect();
+        let idle: Vec<Weak<Pool>> = noted
+            .into_iter()
+            .filter(|w| w.upgrade().is_none_or(|p| !p.has_waiters()))
+            .collect();
+        if idle.is_empty() {
+            return true;
+        }
+        let mut st = self.state.lock();
+        st.starved.retain(|w| !idle.iter().any(|i| i.ptr_eq(w)));
+        let any = !st.starved.is_empty();
+        self.starved.store(any, Ordering::Relaxed);
+        any
     }
 
     /// Register `pool` as counted under this limit.

@@ -524,6 +524,12 @@ impl Pool {
         )
     }
 
+    /// Whether a client waits in the queue (one whose checkout is still
+    /// there to take what it is given).
+    pub(super) fn has_waiters(&self) -> bool {
+        self.state.lock().waiters.iter().any(|w| !w.tx.is_closed())
+    }
+
     /// Counts for the admin console and tests.
     pub fn counts(&self) -> PoolCounts {
         let st = self.state.lock();

@@ -234,3 +234,36 @@ fn a_reload_moves_a_pool_to_its_new_host() {
     assert!(pools.get(&key(&old)).is_none());
     assert_eq!(pools.all().len(), 1);
 }
+
+/// A pool noted as starved under a shared limit whose client left (or was
+/// served another way) does not make the other pools close the servers
+/// they give back: they stay idle for the next client.
+#[tokio::test]
+async fn servers_are_not_closed_for_a_pool_that_no_longer_waits() {
+    let pools = Pools::new();
+    let limited = |user: &'static str| {
+        pools.get_or_create(at("d", user), 0, || {
+            let mut s = settings(1);
+            s.max_db_connections = 1;
+            s.check_query = None;
+            s
+        })
+    };
+    let (a, b) = (limited("a"), limited("b"));
+    let (ours, _theirs) = tokio::net::UnixStream::pair().unwrap();
+    let addr = a.settings().target.addr.clone();
+    a.adopt(ServerConn::new(Stream::from(ours), addr));
+    let server = a.checkout().await.unwrap();
+    // b's client queues behind the full limit, then leaves.
+    {
+        let wait = std::pin::pin!(b.checkout());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(wait.poll(&mut cx).is_pending());
+        assert!(b.has_waiters());
+    }
+    assert!(!b.has_waiters());
+    a.checkin(server);
+    assert_eq!(a.counts().idle, 1, "kept idle: nobody waits for room");
+    assert_eq!(a.events.closed_total(crate::server::ServerEnd::Evicted), 0);
+}
