@@ -311,6 +311,7 @@ mod tests {
                     database: db.into(),
                     user: "u".into(),
                     startup_params: vec![],
+                    tls: None,
                 },
                 crate::server::ServerCredentials::None,
             )

@@ -15,7 +15,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::config::Endpoint;
+use crate::config::{Endpoint, ServerTls};
 use crate::protocol::BackendKey;
 use crate::registry::Registry;
 use crate::transport::Stream;
@@ -25,13 +25,18 @@ use crate::transport::Stream;
 /// connection), at most `timeout` (zero = no limit). Meanwhile the
 /// cancel counts as in flight on the client's entry, so the client's
 /// session keeps the server from other clients until it is done.
-pub(crate) async fn forward(registry: &Registry, key: BackendKey, timeout: Duration) {
+pub(crate) async fn forward(
+    registry: &Registry,
+    key: BackendKey,
+    tls: Option<Arc<ServerTls>>,
+    timeout: Duration,
+) {
     let linked = registry.find(key).and_then(|e| e.begin_cancel());
     let Some((addr, server_key, _in_flight)) = linked else {
         debug!("cancel request for an unknown or idle client ignored");
         return;
     };
-    match deliver_within(&addr, server_key, timeout).await {
+    match deliver_within(&addr, server_key, tls.as_deref(), timeout).await {
         Ok(()) => debug!(%addr, "cancel request forwarded"),
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             warn!(%addr, "timed out forwarding cancel request (cancel_wait_timeout)")
@@ -44,8 +49,13 @@ pub(crate) async fn forward(registry: &Registry, key: BackendKey, timeout: Durat
 /// itself (query_timeout: closing the connection alone would leave the
 /// query running until it next talks to its client). At most `timeout`
 /// (zero = no limit).
-pub(crate) async fn cancel_server(addr: Arc<Endpoint>, key: BackendKey, timeout: Duration) {
-    if let Err(e) = deliver_within(&addr, key, timeout).await {
+pub(crate) async fn cancel_server(
+    addr: Arc<Endpoint>,
+    key: BackendKey,
+    tls: Option<Arc<ServerTls>>,
+    timeout: Duration,
+) {
+    if let Err(e) = deliver_within(&addr, key, tls.as_deref(), timeout).await {
         warn!(%addr, error = %e, "could not cancel the query of a closed server connection");
     }
 }
@@ -55,9 +65,10 @@ pub(crate) async fn cancel_server(addr: Arc<Endpoint>, key: BackendKey, timeout:
 async fn deliver_within(
     addr: &Endpoint,
     key: BackendKey,
+    tls: Option<&ServerTls>,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let send = async { deliver(crate::transport::connect(addr).await?, key).await };
+    let send = async { deliver(crate::transport::connect_tls(addr, tls).await?, key).await };
     if timeout.is_zero() {
         return send.await;
     }
@@ -118,7 +129,7 @@ mod tests {
             process_id: 7,
             secret_key: 9,
         };
-        target.link(Arc::new(addr), server_key, 0);
+        target.link(Arc::new(addr), server_key, 0, false);
         (registration, target, got_rx, close_tx)
     }
 
@@ -133,7 +144,7 @@ mod tests {
 
     fn spawn_cancel(registration: &Registration<Own>, key: BackendKey, limit: Duration) {
         let owner = registration.owner().clone();
-        tokio::spawn(async move { forward(&owner.0, key, limit).await });
+        tokio::spawn(async move { forward(&owner.0, key, None, limit).await });
     }
 
     #[tokio::test]
@@ -171,7 +182,13 @@ mod tests {
         let (registry, target, _got, _close) = linked_to_fake_server().await;
         assert!(!target.unlink());
         // A cancel for a client without a server is ignored at once.
-        forward(&registry.owner().0, target.key, Duration::from_secs(60)).await;
+        forward(
+            &registry.owner().0,
+            target.key,
+            None,
+            Duration::from_secs(60),
+        )
+        .await;
         assert!(!target.unlink(), "no cancel may stay counted");
         assert!(target.wait_cancels(Duration::ZERO).await);
     }

@@ -136,6 +136,10 @@ pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, l
         database: ADMIN_DB.to_string(),
         pool_user: ADMIN_DB.to_string(),
         application_name: login.application_name.clone(),
+        tls: match &stream {
+            Stream::Tls(s) => s.info(),
+            _ => String::new(),
+        },
     }));
     info!(client = id, user = %login.user, role = ?login.role, "admin console login");
     let mut out = BytesMut::new();

@@ -74,6 +74,7 @@ struct Socket {
     link: String,
     remote_pid: i64,
     application_name: String,
+    tls: String,
     /// Named prepared statements (the client's, or the server's).
     statements: u64,
     id: u64,
@@ -144,9 +145,20 @@ fn client_socket(ctx: &Context, t: &SessionEntry, now: u64) -> Socket {
         link: linked.map_or_else(String::new, |(_, k)| server_ptr(k.process_id)),
         remote_pid: 0,
         application_name: info.application_name,
+        tls: info.tls,
         statements: u64::from(t.statements().0),
         id: t.id,
     }
+}
+
+/// The TLS of the latest server login of the pool of `database` and `user`.
+fn server_tls(ctx: &Context, database: &str, user: &str) -> String {
+    ctx.pools
+        .all()
+        .iter()
+        .filter(|p| p.database() == database && p.user() == user)
+        .find_map(|p| p.server_tls())
+        .map_or_else(String::new, |t| t.to_string())
 }
 
 /// Servers: those in use (found through their clients), then idle ones.
@@ -172,6 +184,11 @@ fn servers(ctx: &Context) -> Vec<Socket> {
             link: client_ptr(t.id),
             remote_pid: i64::from(key.process_id),
             application_name: info.application_name.clone(),
+            tls: if t.server_tls() {
+                server_tls(ctx, &info.database, &info.pool_user)
+            } else {
+                String::new()
+            },
             statements: u64::from(t.statements().1),
             id: key.process_id as u64,
         });
@@ -196,6 +213,7 @@ fn servers(ctx: &Context) -> Vec<Socket> {
                 link: String::new(),
                 remote_pid: i64::from(s.key.process_id),
                 application_name: String::new(),
+                tls: s.tls.as_deref().unwrap_or("").to_string(),
                 statements: s.statements as u64,
                 id: s.key.process_id as u64,
             });
@@ -223,7 +241,7 @@ fn cells(s: Socket, state: &str, debug: bool) -> Vec<Cell> {
         s.ptr.into(),
         s.link.into(),
         s.remote_pid.into(),
-        "".into(),
+        s.tls.into(),
         s.application_name.into(),
         s.statements.into(),
         s.id.into(),

@@ -51,8 +51,8 @@ pub(super) async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result
     Ok(())
 }
 
-/// Read the startup packet family until a StartupMessage (answering
-/// SSLRequest/GSSENCRequest with 'N'). None for a CancelRequest or a client
+/// Read the startup packet family until a StartupMessage (TLS as
+/// `client::tls` says; GSSENCRequest answered 'N'). None for a CancelRequest or a client
 /// that connected and left without a word.
 async fn read_startup_message(
     stream: &mut Stream,
@@ -60,8 +60,15 @@ async fn read_startup_message(
     ctx: &Context,
 ) -> Result<Option<Startup>, SessionEnd> {
     loop {
+        if super::tls::is_direct(stream, buf) {
+            super::tls::direct(stream, buf, ctx).await?;
+            continue;
+        }
         match read_startup(buf)? {
-            Some(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
+            Some(StartupPacket::SslRequest) => {
+                super::tls::answer_ssl_request(stream, buf, ctx).await?;
+            }
+            Some(StartupPacket::GssEncRequest) => {
                 stream.write_all(b"N").await?;
             }
             Some(StartupPacket::Cancel {
@@ -73,7 +80,8 @@ async fn read_startup_message(
                     secret_key,
                 };
                 let timeout = ctx.config().general.cancel_wait_timeout;
-                crate::cancel::forward(&ctx.registry, key, timeout).await;
+                let tls = ctx.config().tls.server.clone();
+                crate::cancel::forward(&ctx.registry, key, tls, timeout).await;
                 return Ok(None);
             }
             Some(StartupPacket::Startup(s)) => return Ok(Some(s)),
@@ -113,6 +121,7 @@ pub(super) async fn login(
     let Some(startup) = read_startup_message(stream, buf, ctx).await? else {
         return Ok(Login::Gone);
     };
+    super::tls::check_required(stream, ctx)?;
     let cfg = ctx.config();
     if startup.minor > 0 || !startup.protocol_options.is_empty() {
         let mut out = BytesMut::new();
@@ -120,13 +129,18 @@ pub(super) async fn login(
         stream.write_all(&out).await?;
     }
     let (user, database) = who(&startup)?;
+    let tls = match stream {
+        Stream::Tls(s) => s.info(),
+        _ => String::new(),
+    };
     let wanted = startup_params(&startup, &cfg, stream)?;
     if cfg.general.log_connections {
         let peer: &dyn std::fmt::Display = match &client.peer {
             Some(p) => p,
             None => &"",
         };
-        info!(client = client.id, %peer, %user, %database, "login attempt");
+        let tls = if tls.is_empty() { "no" } else { &tls };
+        info!(client = client.id, %peer, %user, %database, %tls, "login attempt");
     }
     if database == crate::admin::ADMIN_DB {
         let login = admin_login(stream, buf, &cfg, user, &startup).await?;
@@ -163,7 +177,8 @@ pub(super) async fn login(
     }
     // Shared with the pool's other clients of the same identity.
     let pool_user = pool.user();
-    client.set_info(pool.intern_info(user, database, pool_user, &answer.application_name));
+    let name = &answer.application_name;
+    client.set_info(pool.intern_info(user, database, pool_user, name, &tls));
     let params = answer.params.clone();
     Ok(Login::Pool(LoggedIn { route, params }))
 }

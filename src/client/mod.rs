@@ -12,6 +12,7 @@ mod scan;
 mod session;
 mod startup;
 mod timeouts;
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;

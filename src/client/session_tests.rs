@@ -33,6 +33,7 @@ fn pool() -> Arc<crate::pool::Pool> {
                 database: "d".into(),
                 user: "u".into(),
                 startup_params: vec![],
+                tls: None,
             },
             crate::server::ServerCredentials::None,
         ),

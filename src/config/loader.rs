@@ -63,6 +63,11 @@ fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Load
     check_security(&values, &mut errors);
     check_metrics_addr(&values, &general, file, &mut errors);
     let userlist = check_auth(&values, &general, file, &mut errors);
+    let tls = if errors.is_empty() {
+        build_tls(&values, file, &mut errors, &mut warnings)
+    } else {
+        Default::default()
+    };
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -72,6 +77,7 @@ fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Load
         databases: sections.databases,
         users: sections.users,
         userlist,
+        tls,
     };
     Ok(Loaded { config, warnings })
 }
@@ -224,29 +230,35 @@ fn check_security(values: &Values, errors: &mut Vec<ConfigError>) {
             errors.push(ConfigError::new(&o.file, o.line, key, msg));
         }
     };
-    if matches!(
-        values.str("client_tls_sslmode"),
-        "require" | "verify-ca" | "verify-full"
-    ) {
-        refuse(
-            "client_tls_sslmode",
-            "tls is not supported by pgsluice yet; refusing to run without the required client encryption",
-        );
-    }
-    if matches!(
-        values.str("server_tls_sslmode"),
-        "require" | "verify-ca" | "verify-full"
-    ) {
-        refuse(
-            "server_tls_sslmode",
-            "tls is not supported by pgsluice yet; refusing to connect to servers without the required encryption",
-        );
-    }
     if values.bool("disable_pqexec") {
         refuse(
             "disable_pqexec",
             "disable_pqexec is not supported by pgsluice yet; refusing to allow simple queries it would block",
         );
+    }
+}
+
+/// The rustls configurations of both legs (`tls.rs`); a key that cannot be
+/// used is an error at the line that set it.
+fn build_tls(
+    values: &Values,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> super::Tls {
+    let mut notes = Vec::new();
+    let tls = super::tls_build::build(values, &mut notes);
+    for (key, msg) in notes {
+        let (f, line) = at(values, &key, file);
+        warnings.push(format!("{}:{line}: {key}: {msg}", f.display()));
+    }
+    match tls {
+        Ok(tls) => tls,
+        Err((key, msg)) => {
+            let (f, line) = at(values, &key, file);
+            errors.push(ConfigError::new(&f, line, &key, msg));
+            Default::default()
+        }
     }
 }
 

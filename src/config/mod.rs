@@ -27,6 +27,9 @@ mod keys;
 mod loader;
 mod peers;
 mod settings;
+pub mod tls;
+mod tls_build;
+mod tls_values;
 mod userlist;
 mod users;
 
@@ -46,6 +49,8 @@ pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 #[cfg(test)]
 pub(crate) use loader::load_str;
 pub use loader::{load, load_with};
+pub use tls::{ClientTls, ServerTls, SslMode, Tls};
+pub use tls_build::ALPN;
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 
 /// A loaded configuration and the warnings produced while loading it.
@@ -72,6 +77,8 @@ pub struct Config {
     pub users: HashMap<String, UserSettings>,
     /// auth_file contents by user name (empty when auth_file is unset).
     pub userlist: HashMap<String, Secret>,
+    /// TLS on both legs, built from the `*_tls_*` keys at load.
+    pub tls: Tls,
 }
 
 /// pool_mode.

@@ -298,17 +298,90 @@ fn auth_rules() {
 
 #[test]
 fn security_settings_that_cannot_be_ignored_are_errors() {
-    let e = errors_of(
-        "[pgbouncer]\nauth_type=any\nclient_tls_sslmode = require\nserver_tls_sslmode = verify-full\ndisable_pqexec = 1\n",
-    );
+    let e = errors_of("[pgbouncer]\nauth_type=any\ndisable_pqexec = 1\n");
     let keys: Vec<&str> = e
         .iter()
         .map(|x| x.split(": ").nth(1).unwrap_or(""))
         .collect();
-    assert_eq!(
-        keys,
-        vec!["client_tls_sslmode", "server_tls_sslmode", "disable_pqexec"]
+    assert_eq!(keys, vec!["disable_pqexec"]);
+}
+
+/// TLS keys are checked at load: what is missing or unusable is an error
+/// at the line that set it, naming the key and the value.
+#[test]
+fn tls_settings_are_built_at_load() {
+    let e = errors_of("[pgbouncer]\nauth_type=any\nclient_tls_sslmode = require\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with(
+            "/etc/pgb.ini:3: client_tls_sslmode: \"require\" needs client_tls_key_file"
+        ),
+        "{e:?}"
     );
+    let e = errors_of(
+        "[pgbouncer]\nauth_type=any\nserver_tls_sslmode = verify-ca\nserver_tls_ca_file = /nonexistent/ca.crt\n",
+    );
+    assert!(e[0].starts_with("/etc/pgb.ini:4: server_tls_ca_file: cannot read certificates from \"/nonexistent/ca.crt\""), "{e:?}");
+    let e = errors_of("[pgbouncer]\nauth_type=any\nserver_tls_protocols = tlsv1.1\n");
+    assert!(
+        e[0].contains("server_tls_protocols: \"tlsv1.1\" leaves no protocol"),
+        "{e:?}"
+    );
+    // Disabled legs are not built: their keys may name anything.
+    let l = ok(
+        "[pgbouncer]\nauth_type=any\nserver_tls_sslmode = disable\nserver_tls_protocols = tlsv1.1\nclient_tls_key_file = /nonexistent\n",
+    );
+    assert!(l.config.tls.client.is_none() && l.config.tls.server.is_none());
+    // PgBouncer's default: prefer on the server leg, no client TLS.
+    let l = ok("[pgbouncer]\nauth_type=any\n");
+    assert_eq!(
+        l.config.tls.server.as_ref().unwrap().mode,
+        super::SslMode::Prefer
+    );
+    assert!(l.config.tls.client.is_none());
+    // `all` keeps TLS 1.2 and 1.3 and says what it leaves out.
+    let l = ok("[pgbouncer]\nauth_type=any\nserver_tls_protocols = all\n");
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("server_tls_protocols: tlsv1.0, tlsv1.1 not offered")),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn tls_files_load_and_a_client_leg_is_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_file = write(dir.path(), "c.crt", &cert.pem());
+    let key_file = write(dir.path(), "c.key", &key.serialize_pem());
+    let text = format!(
+        "[pgbouncer]\nauth_type=any\nclient_tls_sslmode = verify-full\nclient_tls_key_file = {}\nclient_tls_cert_file = {}\nclient_tls_ca_file = {}\n",
+        key_file.display(),
+        cert_file.display(),
+        cert_file.display()
+    );
+    let l = ok(&text);
+    let client = l.config.tls.client.expect("client leg");
+    assert_eq!(client.mode, super::SslMode::VerifyFull);
+    assert_eq!(
+        client.end_point.len(),
+        32,
+        "SHA-256 of an ECDSA-SHA256 certificate"
+    );
+    // A key that does not go with the certificate is refused.
+    let other = rcgen::KeyPair::generate().unwrap();
+    let other_file = write(dir.path(), "o.key", &other.serialize_pem());
+    let e = errors_of(&text.replace(
+        &key_file.display().to_string(),
+        &other_file.display().to_string(),
+    ));
+    assert!(e[0].contains("client_tls_key_file"), "{e:?}");
 }
 
 #[test]

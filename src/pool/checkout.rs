@@ -378,6 +378,9 @@ impl Pool {
                 st.login_failure = None;
                 drop(st);
                 self.events.opened();
+                if conn.tls.is_some() {
+                    *self.server_tls.lock() = conn.tls.clone();
+                }
                 self.set_welcome(reported);
                 debug!(server = conn.id, addr = %conn.addr, "new server connection");
                 Ok(conn)

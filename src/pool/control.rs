@@ -246,7 +246,7 @@ impl Pools {
             p.user_limit.set_max(new.max_user_connections);
             p.set_settings(new);
             if changed {
-                info!(pool = %p.key(), "connection settings changed: servers are replaced as they are released");
+                info!(pool = %p.key(), "database configuration changed: servers are replaced as they are released");
                 p.reconnect();
             }
             p.kick();

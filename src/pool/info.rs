@@ -51,6 +51,8 @@ pub struct IdleServer {
     pub used: bool,
     /// Prepared statements it has (see `server::statements`).
     pub statements: usize,
+    /// Its TLS (None: plaintext).
+    pub tls: Option<Arc<str>>,
 }
 
 impl Pool {
@@ -101,8 +103,14 @@ impl Pool {
                 close_needed: s.close_needed,
                 used: self.needs_check(s.last_used(), now),
                 statements: s.statements.len(),
+                tls: s.tls.clone(),
             })
             .collect()
+    }
+
+    /// The TLS of its latest server login.
+    pub(crate) fn server_tls(&self) -> Option<Arc<str>> {
+        self.server_tls.lock().clone()
     }
 
     /// Servers open or being opened.

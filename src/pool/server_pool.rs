@@ -134,6 +134,9 @@ pub struct Pool {
     pub(super) old_servers: OldServers,
     /// Server connections opened and closed, by reason.
     pub events: ServerEvents,
+    /// The TLS of its latest server login (SHOW SERVERS shows it for its
+    /// servers in use; all of a pool's servers share one configuration).
+    pub(super) server_tls: parking_lot::Mutex<Option<Arc<str>>>,
     /// Clients logged in to this pool.
     pub(super) clients: ClientCount,
     /// Clients of its database (all its pools).
@@ -212,6 +215,7 @@ impl Pool {
             generation: AtomicU64::new(0),
             old_servers: OldServers::new(0),
             events: ServerEvents::default(),
+            server_tls: Default::default(),
             clients: ClientCount::default(),
             db_clients: db.1,
             user_clients: user.1,
@@ -507,6 +511,7 @@ impl Pool {
         database: &str,
         pool_user: &str,
         application_name: &str,
+        tls: &str,
     ) -> Arc<crate::registry::ClientInfo> {
         self.infos.intern_with(
             |i| {
@@ -514,12 +519,14 @@ impl Pool {
                     && i.database == database
                     && i.pool_user == pool_user
                     && i.application_name == application_name
+                    && i.tls == tls
             },
             || crate::registry::ClientInfo {
                 user: user.to_string(),
                 database: database.to_string(),
                 pool_user: pool_user.to_string(),
                 application_name: application_name.to_string(),
+                tls: tls.to_string(),
             },
         )
     }

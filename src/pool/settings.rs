@@ -115,6 +115,7 @@ impl PoolSettings {
             database: db.dbname.clone().unwrap_or_else(|| database.to_string()),
             user: pool_user.to_string(),
             startup_params,
+            tls: cfg.tls.server.clone(),
         };
         let mut s = Self::build(&cfg.general, db, cfg.users.get(pool_user), target);
         s.credentials = credentials;
@@ -204,6 +205,7 @@ impl PoolSettings {
             && a.user == b.user
             && a.startup_params == b.startup_params
             && self.connect_query == other.connect_query
+            && a.tls.as_ref().map(|t| &t.settings) == b.tls.as_ref().map(|t| &t.settings)
     }
 }
 

@@ -28,6 +28,7 @@ fn settings(size: usize) -> PoolSettings {
         database: "d".into(),
         user: "u".into(),
         startup_params: vec![],
+        tls: None,
     };
     let mut s = PoolSettings::with_defaults(target, ServerCredentials::None);
     s.size = size;

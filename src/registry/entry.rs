@@ -135,7 +135,15 @@ pub struct ClientInfo {
     pub pool_user: String,
     /// application_name from the startup packet (empty when not set).
     pub application_name: String,
+    /// Its TLS as SHOW CLIENTS prints it (empty for plaintext).
+    pub tls: String,
 }
+
+/// `server_statements`: the linked server's statement count (saturating)
+/// and, in the top bit, whether it is TLS (the entry has no padding left:
+/// S6, memory per idle client).
+const STATEMENTS: u16 = 0x7fff;
+const SERVER_TLS: u16 = 0x8000;
 
 /// `last_active` of a session serving a request. Epochs are seconds since
 /// the pooler started, so 32 bits last 136 years (an entry is kept small:
@@ -246,6 +254,11 @@ impl SessionEntry {
         self.info.get().map(|b| &**b)
     }
 
+    /// Whether the server it is (or was last) linked to is TLS.
+    pub fn server_tls(&self) -> bool {
+        self.server_statements.load(Ordering::Relaxed) & SERVER_TLS != 0
+    }
+
     /// The server the client is linked to now (its address and backend key).
     pub fn linked(&self) -> Option<(Arc<Endpoint>, BackendKey)> {
         self.linked.lock().clone()
@@ -265,9 +278,13 @@ impl SessionEntry {
 
     /// The client was linked to a server that has `statements` prepared
     /// statements.
-    pub fn link(&self, addr: Arc<Endpoint>, key: BackendKey, statements: usize) {
-        let n = u16::try_from(statements).unwrap_or(u16::MAX);
-        self.server_statements.store(n, Ordering::Relaxed);
+    /// `tls`: the server connection is TLS (SHOW SERVERS).
+    pub fn link(&self, addr: Arc<Endpoint>, key: BackendKey, statements: usize, tls: bool) {
+        let n = u16::try_from(statements)
+            .unwrap_or(u16::MAX)
+            .min(STATEMENTS);
+        let flag = if tls { SERVER_TLS } else { 0 };
+        self.server_statements.store(n | flag, Ordering::Relaxed);
         *self.linked.lock() = Some((addr, key));
     }
 
@@ -282,7 +299,7 @@ impl SessionEntry {
     pub fn statements(&self) -> (u32, u32) {
         (
             self.client_statements.load(Ordering::Relaxed),
-            u32::from(self.server_statements.load(Ordering::Relaxed)),
+            u32::from(self.server_statements.load(Ordering::Relaxed) & STATEMENTS),
         )
     }
 

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{BackendKey, ServerConn, ServerError};
 use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
-use crate::config::Endpoint;
+use crate::config::{Endpoint, ServerTls};
 
 /// The secret the pooler logs in to PostgreSQL with.
 #[derive(Clone)]
@@ -49,6 +49,8 @@ pub struct ServerTarget {
     /// Extra startup parameters (client_encoding, DateStyle, ... from the
     /// [databases] entry).
     pub startup_params: Vec<(String, String)>,
+    /// TLS towards the server (None: `server_tls_sslmode = disable`).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Open and log in a server connection within `timeout`. Returns the
@@ -74,7 +76,7 @@ async fn connect_inner(
     target: &ServerTarget,
     credentials: &ServerCredentials,
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
-    let stream = crate::transport::connect(&target.addr)
+    let stream = crate::transport::connect_tls(&target.addr, target.tls.as_deref())
         .await
         .map_err(|source| ServerError::Connect {
             addr: (*target.addr).clone(),

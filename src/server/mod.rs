@@ -44,6 +44,8 @@ pub struct ServerConn {
     pub key: BackendKey,
     /// Where it is connected.
     pub addr: Arc<Endpoint>,
+    /// Its TLS as SHOW SERVERS prints it (None: plaintext).
+    pub tls: Option<Arc<str>>,
     /// When it was opened.
     pub created: Instant,
     /// `created` on the cheap monotonic clock (`runtime::clock::clock_ns`).
@@ -92,7 +94,12 @@ impl ServerConn {
     /// on every transaction; a pointer moves cheaper than the whole struct.
     pub fn new(stream: Stream, addr: Arc<Endpoint>) -> Box<ServerConn> {
         let now = crate::runtime::clock::clock_ns();
+        let tls = match &stream {
+            Stream::Tls(s) => Some(Arc::from(s.info())),
+            _ => None,
+        };
         Box::new(ServerConn {
+            tls,
             stream,
             buf: BytesMut::with_capacity(4096),
             params: Params::new(),

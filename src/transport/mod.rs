@@ -1,6 +1,6 @@
 //! Transport: the byte streams the pooler speaks PostgreSQL over, on both
-//! legs. One [`Stream`] type for TCP and Unix-domain sockets (TLS will be
-//! one more variant), with readiness that stays right for a stream that
+//! legs. One [`Stream`] type for TCP and Unix-domain sockets and TLS over
+//! them (`tls`), with readiness that stays right for a stream that
 //! buffers bytes of its own; taking a socket off a shard's reactor and
 //! putting it on another's (parked clients, servers moving between
 //! shards); where clients connect from ([`Peer`]) and connecting to where
@@ -10,6 +10,7 @@
 //! What it does not own: the protocol spoken over a stream (`protocol`),
 //! sessions (`registry`, `client`).
 
+mod connect;
 pub mod listen;
 pub(crate) mod parker;
 mod peer;
@@ -17,24 +18,10 @@ mod peer;
 mod read_ahead;
 mod socket;
 mod stream;
+mod tls;
 
+pub use connect::{connect, connect_tls};
 pub use peer::Peer;
 pub use socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
 pub use stream::{Detached, ReadHalf, Stream, WriteHalf};
-
-/// Open a stream to `endpoint` (TCP with TCP_NODELAY: the pooler writes
-/// whole batches).
-pub async fn connect(endpoint: &crate::config::Endpoint) -> std::io::Result<Stream> {
-    use crate::config::Endpoint;
-    match endpoint {
-        Endpoint::Tcp { host, port } => {
-            let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-            s.set_nodelay(true)?;
-            Ok(Stream::from(s))
-        }
-        Endpoint::Unix { dir, port } => {
-            let path = Endpoint::socket_path(dir, *port);
-            Ok(Stream::from(tokio::net::UnixStream::connect(path).await?))
-        }
-    }
-}
+pub use tls::{TlsHalf, TlsStream};

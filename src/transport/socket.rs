@@ -96,6 +96,24 @@ impl Socket {
         }
     }
 
+    /// Read what is available into `buf` without waiting.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_read(buf),
+            Socket::Unix(s) => s.try_read(buf),
+            Socket::Off(_) | Socket::Moving => Err(moving()),
+        }
+    }
+
+    /// Poll until the socket is writable.
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(s) => s.poll_write_ready(cx),
+            Socket::Unix(s) => s.poll_write_ready(cx),
+            Socket::Off(_) | Socket::Moving => Poll::Ready(Err(moving())),
+        }
+    }
+
     /// Write what the socket takes now, without waiting.
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
         match self {
@@ -129,7 +147,6 @@ impl Socket {
 
     /// Take the socket off its reactor, in place (inside a layer that
     /// keeps its own state): it becomes [`Socket::Off`].
-    #[cfg(test)]
     pub(crate) fn detach_in_place(&mut self) -> io::Result<()> {
         let d = std::mem::replace(self, Socket::Moving).detach()?;
         *self = Socket::Off(d);

@@ -1,6 +1,6 @@
 //! One `Stream` type for every connection the pooler holds, to a client or
 //! to PostgreSQL: a bare socket (TCP or Unix-domain), or a layer over one
-//! that keeps bytes of its own (TLS will be one more variant; tests have
+//! that keeps bytes of its own (TLS, [`super::tls`]; tests have
 //! [`super::read_ahead`]), split into borrowed halves for the full-duplex
 //! relay.
 //!
@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
+use super::tls::{TlsHalf, TlsStream};
 
 /// A connected stream, to a client or to PostgreSQL.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub enum Stream {
     /// between shards never trust bare socket readiness).
     #[cfg(test)]
     ReadAhead(Box<super::read_ahead::ReadAhead>),
+    /// TLS over a socket.
+    Tls(Box<TlsStream>),
 }
 
 impl From<TcpStream> for Stream {
@@ -55,12 +58,16 @@ pub enum ReadHalf<'a> {
     /// A read-ahead stream's buffer and its socket's read half.
     #[cfg(test)]
     ReadAhead(Box<super::read_ahead::ReadPart<'a>>),
+    /// A TLS stream's.
+    Tls(TlsHalf<'a>),
 }
 
 /// The write half of a split [`Stream`].
 pub enum WriteHalf<'a> {
     /// A bare socket's (a read-ahead stream writes straight to it).
     Plain(SocketWrite<'a>),
+    /// A TLS stream's.
+    Tls(TlsHalf<'a>),
 }
 
 impl Stream {
@@ -87,6 +94,10 @@ impl Stream {
                 let (r, w) = s.split();
                 (ReadHalf::ReadAhead(Box::new(r)), WriteHalf::Plain(w))
             }
+            Stream::Tls(s) => {
+                let (r, w) = s.split();
+                (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
         }
     }
 
@@ -96,6 +107,7 @@ impl Stream {
             Stream::Plain(s) => s,
             #[cfg(test)]
             Stream::ReadAhead(s) => s.socket(),
+            Stream::Tls(s) => s.socket(),
         }
     }
 
@@ -109,6 +121,7 @@ impl Stream {
             Stream::Plain(s) => s.poll_read_ready(cx),
             #[cfg(test)]
             Stream::ReadAhead(s) => s.poll_read_ready(cx),
+            Stream::Tls(s) => s.poll_read_ready(cx),
         }
     }
 
@@ -119,13 +132,17 @@ impl Stream {
             Stream::Plain(s) => s.try_read_buf(buf),
             #[cfg(test)]
             Stream::ReadAhead(s) => s.try_read_buf(buf),
+            Stream::Tls(s) => s.try_read_buf(buf),
         }
     }
 
     /// Write what the socket takes now, without waiting (a Terminate on
     /// the way out); how much was written.
     pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        self.socket().try_write(data)
+        match self {
+            Stream::Tls(s) => s.try_write(data),
+            _ => self.socket().try_write(data),
+        }
     }
 
     /// Whether the peer closed or sent something while we did not expect
@@ -136,6 +153,7 @@ impl Stream {
             Stream::Plain(s) => s.has_pending_input(),
             #[cfg(test)]
             Stream::ReadAhead(s) => s.buffered() > 0 || s.socket().has_pending_input(),
+            Stream::Tls(s) => s.has_pending_input(),
         }
     }
 
@@ -165,6 +183,10 @@ impl Stream {
                 s.socket_mut().detach_in_place()?;
                 Ok(Detached::ReadAhead(s))
             }
+            Stream::Tls(mut s) => {
+                s.socket_mut().detach_in_place()?;
+                Ok(Detached::Tls(s))
+            }
         }
     }
 
@@ -176,6 +198,7 @@ impl Stream {
             Stream::Plain(s) => s.rehome(),
             #[cfg(test)]
             Stream::ReadAhead(s) => s.socket_mut().rehome(),
+            Stream::Tls(s) => s.socket_mut().rehome(),
         }
     }
 }
@@ -190,6 +213,8 @@ pub enum Detached {
     /// A read-ahead stream, its socket off the reactor in place.
     #[cfg(test)]
     ReadAhead(Box<super::read_ahead::ReadAhead>),
+    /// A TLS stream, its socket off the reactor in place.
+    Tls(Box<TlsStream>),
 }
 
 impl Detached {
@@ -203,6 +228,10 @@ impl Detached {
                 s.socket_mut().rehome()?;
                 Ok(Stream::ReadAhead(s))
             }
+            Detached::Tls(mut s) => {
+                s.socket_mut().rehome()?;
+                Ok(Stream::Tls(s))
+            }
         }
     }
 
@@ -212,6 +241,7 @@ impl Detached {
             Detached::Plain(s) => s.fd(),
             #[cfg(test)]
             Detached::ReadAhead(s) => s.socket().fd().unwrap_or(-1),
+            Detached::Tls(s) => s.socket().fd().unwrap_or(-1),
         }
     }
 
@@ -222,6 +252,7 @@ impl Detached {
             Detached::Plain(_) => false,
             #[cfg(test)]
             Detached::ReadAhead(s) => s.buffered() > 0,
+            Detached::Tls(s) => s.buffered(),
         }
     }
 }
@@ -236,6 +267,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(test)]
             Stream::ReadAhead(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Tls(s) => s.poll_read(cx, buf),
         }
     }
 }
@@ -250,17 +282,20 @@ impl AsyncRead for ReadHalf<'_> {
             ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(test)]
             ReadHalf::ReadAhead(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            ReadHalf::Tls(s) => s.poll_read(cx, buf),
         }
     }
 }
 
 impl Stream {
-    /// The socket writes go to (a read-ahead stream writes straight to it).
-    fn writer(self: Pin<&mut Self>) -> Pin<&mut Socket> {
+    /// The socket writes go to (a read-ahead stream writes straight to
+    /// it); None for TLS, which encrypts first.
+    fn writer(self: Pin<&mut Self>) -> Result<Pin<&mut Socket>, &TlsStream> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s),
+            Stream::Plain(s) => Ok(Pin::new(s)),
             #[cfg(test)]
-            Stream::ReadAhead(s) => Pin::new(s.socket_mut()),
+            Stream::ReadAhead(s) => Ok(Pin::new(s.socket_mut())),
+            Stream::Tls(s) => Err(s),
         }
     }
 }
@@ -271,15 +306,24 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.writer().poll_write(cx, buf)
+        match self.writer() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(tls) => tls.poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.writer().poll_flush(cx)
+        match self.writer() {
+            Ok(s) => s.poll_flush(cx),
+            Err(tls) => tls.poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.writer().poll_shutdown(cx)
+        match self.writer() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(tls) => tls.poll_shutdown(cx),
+        }
     }
 }
 
@@ -289,17 +333,23 @@ impl AsyncWrite for WriteHalf<'_> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let WriteHalf::Plain(s) = self.get_mut();
-        Pin::new(s).poll_write(cx, buf)
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Tls(s) => s.poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let WriteHalf::Plain(s) = self.get_mut();
-        Pin::new(s).poll_flush(cx)
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Tls(s) => s.poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let WriteHalf::Plain(s) = self.get_mut();
-        Pin::new(s).poll_shutdown(cx)
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Tls(s) => s.poll_flush(cx),
+        }
     }
 }

@@ -130,6 +130,8 @@ async fn late_cancel_does_not_hit_the_next_client() {
             slow_cancel_proxy(pg.port(), Duration::from_millis(2500)).await;
         let pooler = support::PoolerBuilder::new()
             .set("cancel_wait_timeout", "20")
+            // The proxy reads the cancel in plaintext.
+            .set("server_tls_sslmode", "disable")
             .database(
                 &db,
                 &format!("host=127.0.0.1 port={proxy_port} dbname={db} pool_size=1"),

@@ -47,4 +47,5 @@ mod statement_mode;
 mod stats;
 mod stress;
 mod support_selftest;
+mod tls;
 mod tools;

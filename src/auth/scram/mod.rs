@@ -7,8 +7,9 @@
 //! and return SASL message bodies; the session code moves the bytes and wraps
 //! them in AuthenticationSASL* / SASLInitialResponse / SASLResponse messages.
 //!
-//! Not here: channel binding (`SCRAM-SHA-256-PLUS`), which needs TLS.
+//! `binding` computes `tls-server-end-point` data for SCRAM-SHA-256-PLUS.
 
+pub(crate) mod binding;
 pub(crate) mod client;
 mod message;
 pub(crate) mod saslprep;

@@ -58,7 +58,12 @@ impl Client {
         }
         let (rules, session_mode) = rules(&cfg, &pool, &self.held.registration, (started, wait_us));
         let target = &self.held.registration.entry;
-        target.link(server.addr.clone(), server.key, server.statements.len());
+        target.link(
+            server.addr.clone(),
+            server.key,
+            server.statements.len(),
+            server.tls.is_some(),
+        );
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
@@ -207,7 +212,8 @@ fn link_broken(
     } = outcome
     {
         let (addr, key) = (server.addr.clone(), server.key);
-        tokio::spawn(crate::cancel::cancel_server(addr, key, cancel_wait));
+        let tls = pool.settings().target.tls.clone();
+        tokio::spawn(crate::cancel::cancel_server(addr, key, tls, cancel_wait));
     }
     let id = server.id;
     pool.discard(server);

@@ -6,6 +6,7 @@
 
 pub mod pg;
 pub mod pooler;
+pub mod tls;
 pub mod wire;
 
 #[allow(unused_imports)]

@@ -41,6 +41,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     port: u16,
     run_as: Option<(u32, u32)>,
+    /// TCP takes TLS only (`dedicated_tls`): direct clients use the Unix socket.
+    tls_only: bool,
     /// The shell wrapper (stdin pipe + child), `None` while stopped.
     wrapper: Mutex<Option<(ChildStdin, Child)>>,
 }
@@ -55,6 +57,42 @@ impl PgCluster {
 
     /// A cluster of its own, for tests that stop, restart or break it.
     pub fn dedicated() -> PgCluster {
+        Self::dedicated_with(|_| {})
+    }
+
+    /// A cluster of its own with `ssl = on`, serving `server` (key and
+    /// certificate) and checking client certificates against `ca`, whose
+    /// pg_hba.conf accepts TCP connections over TLS only (`hostssl`).
+    pub fn dedicated_tls(server: &super::tls::Issued, ca: &Path) -> PgCluster {
+        Self::dedicated_with(|c| {
+            c.tls_only = true;
+            let data = c.data_dir();
+            for (from, to) in [
+                (&server.cert, "server.crt"),
+                (&server.key, "server.key"),
+                (&ca.to_path_buf(), "root.crt"),
+            ] {
+                let text = fs::read_to_string(from).unwrap();
+                c.write_as_owner(&data.join(to), &text);
+            }
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(data.join("server.key"), fs::Permissions::from_mode(0o600))
+                .unwrap();
+            let conf = data.join("postgresql.conf");
+            let mut text = fs::read_to_string(&conf).unwrap();
+            text.push_str(
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n",
+            );
+            c.write_as_owner(&conf, &text);
+            let hba = data.join("pg_hba.conf");
+            let text = fs::read_to_string(&hba)
+                .unwrap()
+                .replace("\nhost ", "\nhostssl ");
+            c.write_as_owner(&hba, &text);
+        })
+    }
+
+    fn dedicated_with(setup: impl Fn(&mut PgCluster)) -> PgCluster {
         super::raise_nofile_limit();
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new()
@@ -70,9 +108,11 @@ impl PgCluster {
             dir,
             port: 0,
             run_as,
+            tls_only: false,
             wrapper: Mutex::new(None),
         };
         cluster.initdb();
+        setup(&mut cluster);
         // A port chosen by binding :0 may be taken by someone else before
         // PostgreSQL binds it: retry with another one.
         let mut last_err = String::new();
@@ -398,8 +438,12 @@ impl PgCluster {
     /// The tokio-postgres config for a direct connection.
     pub fn direct_config(&self, db: &str, user: &str) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(self.port)
+        if self.tls_only {
+            cfg.host_path(self.socket_dir());
+        } else {
+            cfg.host("127.0.0.1");
+        }
+        cfg.port(self.port)
             .dbname(db)
             .user(user)
             .connect_timeout(Duration::from_secs(10));

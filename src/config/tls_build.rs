@@ -1,0 +1,335 @@
+//! Building the rustls configurations of both legs from the `*_tls_*` keys:
+//! reading the PEM files, the client certificate verifier of the client
+//! leg, and the server certificate verifiers of PgBouncer's server modes
+//! (none for `allow`/`prefer`/`require`, the chain only for `verify-ca`,
+//! chain and host name for `verify-full`).
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+
+use super::settings::Values;
+use super::tls::{ClientTls, KeyError, Keys, ServerTls, SslMode, Tls};
+
+/// The CA bundle OpenSSL (and so PgBouncer) uses when no CA file is set,
+/// as Debian installs it; `SSL_CERT_FILE` overrides it as for OpenSSL.
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// ALPN protocol of PostgreSQL's direct TLS (PostgreSQL 17).
+pub const ALPN: &[u8] = b"postgresql";
+
+fn certs(
+    keys: &Keys<'_>,
+    name: &str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, KeyError> {
+    let err = |e: String| {
+        (
+            keys.key(name),
+            format!("cannot read certificates from \"{path}\": {e}"),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+fn key(keys: &Keys<'_>, path: &str) -> Result<PrivateKeyDer<'static>, KeyError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        (
+            keys.key("tls_key_file"),
+            format!("cannot read a private key from \"{path}\": {e}"),
+        )
+    })
+}
+
+fn roots(keys: &Keys<'_>, path: &str) -> Result<Arc<RootCertStore>, KeyError> {
+    let mut store = RootCertStore::empty();
+    for c in certs(keys, "tls_ca_file", path)? {
+        store.add(c).map_err(|e| {
+            (
+                keys.key("tls_ca_file"),
+                format!("unusable CA certificate in \"{path}\": {e}"),
+            )
+        })?;
+    }
+    Ok(Arc::new(store))
+}
+
+fn tls_error(keys: &Keys<'_>, name: &str, e: Error) -> KeyError {
+    (keys.key(name), e.to_string())
+}
+
+/// Build both legs from the loaded values. Errors name the key.
+pub(super) fn build(v: &Values, warnings: &mut Vec<(String, String)>) -> Result<Tls, KeyError> {
+    let client_keys = Keys::read(v, "client");
+    let server_keys = Keys::read(v, "server");
+    let settings = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        server_keys.sslmode,
+        server_keys.key_file,
+        server_keys.cert_file,
+        server_keys.ca_file,
+        server_keys.protocols,
+        server_keys.ciphers,
+        server_keys.tls13_ciphers
+    );
+    let client = match SslMode::from_name(client_keys.sslmode) {
+        SslMode::Disable => None,
+        mode => Some(Arc::new(acceptor(&client_keys, mode, warnings)?)),
+    };
+    let server = match SslMode::from_name(server_keys.sslmode) {
+        SslMode::Disable => None,
+        mode => Some(Arc::new(connector(&server_keys, mode, settings, warnings)?)),
+    };
+    Ok(Tls { client, server })
+}
+
+/// The client leg's acceptor: our certificate and key (both required), and
+/// client certificates: required and checked against the CA file for
+/// `verify-ca`/`verify-full`; with a CA file in the other modes, asked for
+/// and checked when the client offers one (for `auth_type = cert`).
+pub(super) fn acceptor(
+    keys: &Keys<'_>,
+    mode: SslMode,
+    warnings: &mut Vec<(String, String)>,
+) -> Result<ClientTls, KeyError> {
+    if keys.key_file.is_empty() || keys.cert_file.is_empty() {
+        let missing = if keys.key_file.is_empty() {
+            "tls_key_file"
+        } else {
+            "tls_cert_file"
+        };
+        return Err((
+            keys.key("tls_sslmode"),
+            format!(
+                "\"{}\" needs {} and {}: {} is not set",
+                keys.sslmode,
+                keys.key("tls_key_file"),
+                keys.key("tls_cert_file"),
+                keys.key(missing)
+            ),
+        ));
+    }
+    let (provider, versions) = super::tls_values::provider(keys, warnings)?;
+    let provider = Arc::new(provider);
+    let chain = certs(keys, "tls_cert_file", keys.cert_file)?;
+    let end_point = crate::auth::scram::binding::end_point(&chain[0]).ok_or_else(|| {
+        (
+            keys.key("tls_cert_file"),
+            format!("\"{}\" holds no readable X.509 certificate", keys.cert_file),
+        )
+    })?;
+    let private = key(keys, keys.key_file)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| tls_error(keys, "tls_protocols", e))?;
+    let builder = if keys.ca_file.is_empty() {
+        if mode >= SslMode::VerifyCa {
+            return Err((
+                keys.key("tls_sslmode"),
+                format!(
+                    "\"{}\" needs {} to check client certificates against",
+                    keys.sslmode,
+                    keys.key("tls_ca_file")
+                ),
+            ));
+        }
+        builder.with_no_client_auth()
+    } else {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(roots(keys, keys.ca_file)?, provider);
+        let verifier = if mode >= SslMode::VerifyCa {
+            verifier
+        } else {
+            verifier.allow_unauthenticated()
+        };
+        let verifier = verifier
+            .build()
+            .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
+        .with_single_cert(chain, private)
+        .map_err(|e| tls_error(keys, "tls_key_file", e))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    // libpq never resumes a session (it sets SSL_OP_NO_TICKET): tickets
+    // would cost every handshake two encryptions for nothing.
+    config.send_tls13_tickets = 0;
+    Ok(ClientTls {
+        mode,
+        config: Arc::new(config),
+        end_point,
+    })
+}
+
+/// The server leg's connector.
+pub(super) fn connector(
+    keys: &Keys<'_>,
+    mode: SslMode,
+    settings: String,
+    warnings: &mut Vec<(String, String)>,
+) -> Result<ServerTls, KeyError> {
+    let (provider, versions) = super::tls_values::provider(keys, warnings)?;
+    let provider = Arc::new(provider);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| tls_error(keys, "tls_protocols", e))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if mode >= SslMode::VerifyCa {
+        let file = if !keys.ca_file.is_empty() {
+            keys.ca_file.to_string()
+        } else {
+            std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_CA_FILE.into())
+        };
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots(keys, &file)?, provider)
+            .build()
+            .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
+        if mode == SslMode::VerifyFull {
+            webpki
+        } else {
+            Arc::new(ChainOnly(webpki))
+        }
+    } else {
+        Arc::new(AnyCertificate(provider))
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match (keys.key_file.is_empty(), keys.cert_file.is_empty()) {
+        (true, true) => builder.with_no_client_auth(),
+        (false, false) => builder
+            .with_client_auth_cert(
+                certs(keys, "tls_cert_file", keys.cert_file)?,
+                key(keys, keys.key_file)?,
+            )
+            .map_err(|e| tls_error(keys, "tls_key_file", e))?,
+        (key_unset, _) => {
+            let (set, unset) = if key_unset {
+                ("tls_cert_file", "tls_key_file")
+            } else {
+                ("tls_key_file", "tls_cert_file")
+            };
+            return Err((
+                keys.key(unset),
+                format!("{} is set but {} is not", keys.key(set), keys.key(unset)),
+            ));
+        }
+    };
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(ServerTls {
+        mode,
+        config: Arc::new(config),
+        settings,
+    })
+}
+
+/// `allow`, `prefer`, `require`: any certificate (PgBouncer and libpq do
+/// not check it in these modes); the handshake's signatures are still
+/// checked, so the peer holds the key of the certificate it sent.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to the CA file; the name is not
+/// checked (webpki checks the chain before the name, so a name error
+/// means the chain was good).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
