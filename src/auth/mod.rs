@@ -11,7 +11,10 @@ pub(crate) mod secret;
 
 pub(crate) use md5::{md5_response, md5_secret, verify_md5_response};
 pub(crate) use password::verify_password;
-pub use scram::{SCRAM_SHA_256, ScramClient, ScramCredentials, ScramError, ScramKeys, ScramServer};
+pub use scram::{
+    SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, ScramCredentials, ScramError, ScramKeys,
+    ScramServer,
+};
 pub use secret::{ScramSecret, Secret};
 
 /// The SCRAM verifier to authenticate a client against: a Scram secret as

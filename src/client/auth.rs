@@ -117,18 +117,31 @@ async fn scram(
         let salt: [u8; 16] = rand::random();
         ScramSecret::from_password(&hex(&throwaway), &salt, 4096)
     });
-    let mut server = ScramServer::new(verifier);
+    // Over TLS, SCRAM-SHA-256-PLUS is offered first, as PostgreSQL does.
+    let binding = match stream {
+        Stream::Tls(s) if !s.channel_binding().is_empty() => Some(s.channel_binding().to_vec()),
+        _ => None,
+    };
     let mut out = BytesMut::new();
-    backend::authentication_sasl(&mut out, &[auth::SCRAM_SHA_256]);
+    if binding.is_some() {
+        backend::authentication_sasl(&mut out, &[auth::SCRAM_SHA_256_PLUS, auth::SCRAM_SHA_256]);
+    } else {
+        backend::authentication_sasl(&mut out, &[auth::SCRAM_SHA_256]);
+    }
     stream.write_all(&out).await?;
 
     let initial = SaslInitialResponse::parse(read_password(stream, buf).await?)?;
-    if initial.mechanism != auth::SCRAM_SHA_256 {
+    let plus = initial.mechanism == auth::SCRAM_SHA_256_PLUS && binding.is_some();
+    if initial.mechanism != auth::SCRAM_SHA_256 && !plus {
         return Err(SessionEnd::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             "client selected an invalid SASL authentication mechanism",
         ));
     }
+    let mut server = match binding {
+        Some(b) => ScramServer::with_binding(verifier, b, plus),
+        None => ScramServer::new(verifier),
+    };
     let server_first = server
         .client_first(&initial.data)
         .map_err(|e| SessionEnd::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
@@ -144,6 +157,10 @@ async fn scram(
             stream.write_all(&out).await?;
             Ok(keys)
         }
+        Err(auth::ScramError::ChannelBindingMismatch) => Err(SessionEnd::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "SCRAM channel binding check failed",
+        )),
         _ => Err(auth_failed(user)),
     }
 }

@@ -118,7 +118,7 @@ async fn upgrade(stream: &mut Stream, tls: &ClientTls, early: &[u8]) -> Result<(
             "TLS requested on a stream that cannot carry it",
         ));
     };
-    match TlsStream::accept(socket, tls.config.clone(), early).await {
+    match TlsStream::accept(socket, tls.config.clone(), &tls.end_point, early).await {
         Ok(s) => {
             *stream = Stream::Tls(Box::new(s));
             Ok(())

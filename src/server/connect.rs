@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::{BackendKey, ServerConn, ServerError};
 use crate::auth::{self, ScramClient, ScramCredentials, ScramKeys};
 use crate::config::{Endpoint, ServerTls};
+use crate::transport::Stream;
 
 /// The secret the pooler logs in to PostgreSQL with.
 #[derive(Clone)]
@@ -164,16 +165,17 @@ async fn authenticate(
             }
             Message::AuthenticationSasl(body) => {
                 let mut mechanisms = body.mechanisms();
-                let mut offered = false;
+                let (mut offered, mut plus) = (false, false);
                 while let Some(m) = mechanisms.next().map_err(ServerError::Io)? {
                     offered |= m == auth::SCRAM_SHA_256;
+                    plus |= m == auth::SCRAM_SHA_256_PLUS;
                 }
-                if !offered {
+                if !offered && !plus {
                     return Err(ServerError::Auth(
                         "server offers no supported SASL mechanism".into(),
                     ));
                 }
-                scram(conn, user, credentials, &mut out).await?;
+                scram(conn, user, credentials, plus, &mut out).await?;
             }
             Message::ErrorResponse(body) => {
                 return Err(ServerError::from_error_fields(body.fields()));
@@ -193,10 +195,13 @@ fn no_secret(method: &str, user: &str) -> ServerError {
     ))
 }
 
+/// SCRAM-SHA-256, with channel binding (SCRAM-SHA-256-PLUS) when the
+/// connection is TLS and the server offers it (`plus`).
 async fn scram(
     conn: &mut ServerConn,
     user: &str,
     credentials: &ServerCredentials,
+    plus: bool,
     out: &mut BytesMut,
 ) -> Result<(), ServerError> {
     let creds = match credentials {
@@ -205,9 +210,16 @@ async fn scram(
         _ => return Err(no_secret("SCRAM-SHA-256", user)),
     };
     let scram_err = |e: auth::ScramError| ServerError::Auth(format!("SCRAM: {e}"));
-    let mut client = ScramClient::new(creds);
-    frontend::sasl_initial_response(auth::SCRAM_SHA_256, &client.client_first(), out)
-        .map_err(ServerError::Io)?;
+    let mut client = match &conn.stream {
+        Stream::Tls(s) => {
+            let binding = s.channel_binding();
+            let bind = (plus && !binding.is_empty()).then(|| binding.to_vec());
+            ScramClient::over_tls(creds, bind)
+        }
+        _ => ScramClient::new(creds),
+    };
+    let first = client.client_first();
+    frontend::sasl_initial_response(client.mechanism(), &first, out).map_err(ServerError::Io)?;
     send(conn, out).await?;
     let server_first = match conn.read_message().await? {
         Message::AuthenticationSaslContinue(b) => b.data().to_vec(),

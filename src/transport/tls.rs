@@ -32,6 +32,10 @@ use super::socket::Socket;
 pub struct TlsStream {
     socket: Socket,
     conn: Mutex<Connection>,
+    /// `tls-server-end-point` channel binding data (the hash of the
+    /// server's certificate: ours towards clients, PostgreSQL's towards
+    /// servers); empty when it cannot be computed.
+    binding: Box<[u8]>,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -158,9 +162,11 @@ fn poll_write(
 impl TlsStream {
     /// Accept a client's TLS handshake on `socket`; `early` holds bytes of
     /// it already read (direct TLS: the ClientHello's start).
+    /// `binding`: our certificate's channel binding data.
     pub(crate) async fn accept(
         socket: Socket,
         config: Arc<rustls::ServerConfig>,
+        binding: &[u8],
         mut early: &[u8],
     ) -> io::Result<TlsStream> {
         let mut conn = rustls::ServerConnection::new(config).map_err(tls_error)?;
@@ -168,7 +174,9 @@ impl TlsStream {
             conn.read_tls(&mut early)?;
             conn.process_new_packets().map_err(tls_error)?;
         }
-        Self::handshake(socket, Connection::Server(conn)).await
+        let mut s = Self::handshake(socket, Connection::Server(conn)).await?;
+        s.binding = binding.into();
+        Ok(s)
     }
 
     /// Open TLS to a server on `socket`, checking its certificate for
@@ -181,13 +189,24 @@ impl TlsStream {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(tls_error)?;
-        Self::handshake(socket, Connection::Client(conn)).await
+        let mut s = Self::handshake(socket, Connection::Client(conn)).await?;
+        let leaf = s
+            .conn
+            .get_mut()
+            .peer_certificates()
+            .and_then(|c| c.first().cloned());
+        s.binding = leaf
+            .and_then(|c| crate::auth::scram::binding::end_point(&c))
+            .unwrap_or_default()
+            .into();
+        Ok(s)
     }
 
     async fn handshake(socket: Socket, conn: Connection) -> io::Result<TlsStream> {
         let s = TlsStream {
             socket,
             conn: Mutex::new(conn),
+            binding: Box::default(),
         };
         std::future::poll_fn(|cx| s.poll_handshake(cx)).await?;
         Ok(s)
@@ -323,6 +342,12 @@ impl TlsStream {
             .peer_certificates()
             .map(|c| c.to_vec())
             .unwrap_or_default()
+    }
+
+    /// `tls-server-end-point` channel binding data of this connection
+    /// (empty when unknown).
+    pub fn channel_binding(&self) -> &[u8] {
+        &self.binding
     }
 
     /// The ALPN protocol agreed on.

@@ -445,3 +445,52 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
     })
     .await
 }
+
+/// SCRAM-SHA-256-PLUS on both legs: psql insists on channel binding towards
+/// pgsluice, and pgsluice logs in to a hostssl scram-sha-256 server over
+/// TLS, where PostgreSQL refuses a client that could bind and does not
+/// (so the login succeeding proves the binding was made and was right).
+/// Over plaintext, a client that asks for the PLUS mechanism gets
+/// PostgreSQL's error.
+#[tokio::test]
+async fn scram_channel_binding_on_both_legs() {
+    bounded(async {
+        let w = world();
+        let db = tls_db("tls_scram").await;
+        let role = support::unique("tls_scram_role");
+        w.pg.create_role(&role, "pw-Plus1", support::Encryption::Scram).await;
+        let p = tls_pooler(&db)
+            .set("auth_type", "scram-sha-256")
+            .set("client_tls_sslmode", "allow")
+            .auth_user(&role, "pw-Plus1")
+            .start()
+            .await;
+        let conninfo = format!(
+            "host=localhost port={} dbname={db} user={role} password=pw-Plus1 sslmode=verify-full sslrootcert={} channel_binding=require",
+            p.addr().port(),
+            w.ca.ca_file.display()
+        );
+        let (ok, out, err) = psql(&conninfo, SERVER_SSL).await;
+        assert!(ok, "SCRAM-SHA-256-PLUS through pgsluice: {err}");
+        assert_eq!(out, "t");
+
+        // Plaintext TCP (allowed by `allow`): the PLUS mechanism is not
+        // offered, and choosing it is PostgreSQL's protocol violation.
+        let mut tcp = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+        wire::send(&mut tcp, &wire::startup(&role, &db)).await.unwrap();
+        let offer = wire::read_msg(&mut tcp).await.unwrap().unwrap();
+        assert_eq!(offer.tag, b'R');
+        let mechanisms = String::from_utf8_lossy(&offer.body[4..]).to_string();
+        assert!(mechanisms.contains("SCRAM-SHA-256") && !mechanisms.contains("PLUS"), "{mechanisms}");
+        let data = b"p=tls-server-end-point,,n=,r=abcdefgh";
+        let mut body = b"SCRAM-SHA-256-PLUS\0".to_vec();
+        body.extend((data.len() as i32).to_be_bytes());
+        body.extend(data);
+        wire::send(&mut tcp, &wire::tagged(b'p', &body)).await.unwrap();
+        let msgs = wire::read_to_close(&mut tcp).await.unwrap();
+        assert_eq!(msgs[0].sqlstate(), "08P01", "{msgs:?}");
+        assert!(msgs[0].message().contains("invalid SASL authentication mechanism"));
+        p.shutdown().await;
+    })
+    .await
+}

@@ -61,6 +61,11 @@ pub struct ScramClient {
     user: String,
     /// Our nonce.
     nonce: String,
+    /// The gs2 header we send: `n,,` without TLS, `y,,` over TLS to a
+    /// server that offered no PLUS, `p=tls-server-end-point,,` with it.
+    gs2_header: &'static str,
+    /// Channel-binding data (the server certificate's hash) for `p`.
+    binding: Vec<u8>,
     /// Exchange state.
     state: State,
 }
@@ -72,7 +77,34 @@ impl ScramClient {
             credentials,
             user: String::new(),
             nonce: super::nonce(),
+            gs2_header: "n,,",
+            binding: Vec::new(),
             state: State::Initial,
+        }
+    }
+
+    /// An exchange over TLS. `binding`: the server certificate's
+    /// `tls-server-end-point` data when the server offered
+    /// SCRAM-SHA-256-PLUS (then the PLUS mechanism is used: [`Self::mechanism`]);
+    /// None when it did not (the client says `y`: it could have bound).
+    pub fn over_tls(credentials: ScramCredentials, binding: Option<Vec<u8>>) -> Self {
+        let mut c = ScramClient::new(credentials);
+        match binding {
+            Some(b) => {
+                c.gs2_header = "p=tls-server-end-point,,";
+                c.binding = b;
+            }
+            None => c.gs2_header = "y,,",
+        }
+        c
+    }
+
+    /// The SASL mechanism this exchange uses.
+    pub fn mechanism(&self) -> &'static str {
+        if self.gs2_header.starts_with('p') {
+            super::SCRAM_SHA_256_PLUS
+        } else {
+            super::SCRAM_SHA_256
         }
     }
 
@@ -83,6 +115,8 @@ impl ScramClient {
             credentials,
             user: user.to_owned(),
             nonce: nonce.to_owned(),
+            gs2_header: "n,,",
+            binding: Vec::new(),
             state: State::Initial,
         }
     }
@@ -95,7 +129,7 @@ impl ScramClient {
     /// Calling it again restarts the exchange with the same nonce.
     pub fn client_first(&mut self) -> Vec<u8> {
         self.state = State::SentFirst;
-        format!("n,,{}", self.client_first_bare()).into_bytes()
+        format!("{}{}", self.gs2_header, self.client_first_bare()).into_bytes()
     }
 
     /// Handles AuthenticationSASLContinue data (server-first-message) and
@@ -122,8 +156,10 @@ impl ScramClient {
             }
             ScramCredentials::Keys(keys) => (keys.client_key, keys.server_key),
         };
-        // gs2 header "n,," in base64 is "biws".
-        let without_proof = format!("c=biws,r={}", msg.nonce);
+        // c=: the gs2 header and, with `p`, the binding data ("n,," is "biws").
+        let mut cbind = self.gs2_header.as_bytes().to_vec();
+        cbind.extend_from_slice(&self.binding);
+        let without_proof = format!("c={},r={}", b64(&cbind), msg.nonce);
         let auth_message = format!(
             "{},{server_first},{without_proof}",
             self.client_first_bare()

@@ -8,10 +8,24 @@ use super::{ScramError, b64_decode, b64_decode_32};
 
 type Result<T> = std::result::Result<T, ScramError>;
 
+/// The gs2 channel-binding flag of a client-first-message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gs2Flag<'a> {
+    /// `n`: the client does not do channel binding.
+    No,
+    /// `y`: the client could, but thinks the server cannot.
+    ClientOnly,
+    /// `p=<type>`: the client binds to the channel with `<type>`.
+    Binding(&'a str),
+}
+
 /// Parsed client-first-message.
 pub(super) struct ClientFirst<'a> {
-    /// The gs2 header including its trailing comma (`n,,` or `y,,`).
+    /// The gs2 header including its trailing comma (`n,,`, `y,,`,
+    /// `p=tls-server-end-point,,`).
     pub gs2_header: &'a str,
+    /// Its channel-binding flag.
+    pub flag: Gs2Flag<'a>,
     /// client-first-message-bare (`n=...,r=...[,ext]`), part of AuthMessage.
     pub bare: &'a str,
     /// The client's nonce.
@@ -117,11 +131,12 @@ pub(super) fn client_first(data: &[u8]) -> Result<ClientFirst<'_>> {
     let (flag, rest) = msg
         .split_once(',')
         .ok_or(ScramError::Malformed("missing gs2 header"))?;
-    match flag {
-        "n" | "y" => {}
-        f if f.starts_with("p=") => return Err(ScramError::ChannelBindingUnsupported),
+    let flag = match flag {
+        "n" => Gs2Flag::No,
+        "y" => Gs2Flag::ClientOnly,
+        f if f.starts_with("p=") && f.len() > 2 => Gs2Flag::Binding(&f[2..]),
         _ => return Err(ScramError::Malformed("invalid channel binding flag")),
-    }
+    };
     let (authzid, bare) = rest
         .split_once(',')
         .ok_or(ScramError::Malformed("missing gs2 header"))?;
@@ -138,6 +153,7 @@ pub(super) fn client_first(data: &[u8]) -> Result<ClientFirst<'_>> {
     check_extensions(parts)?;
     Ok(ClientFirst {
         gs2_header,
+        flag,
         bare,
         nonce,
     })
@@ -213,10 +229,10 @@ mod tests {
         assert_eq!((m.gs2_header, m.bare, m.nonce), ("n,,", "n=,r=abc", "abc"));
         assert!(client_first(b"y,,n=u=2Cx,r=abc,x=ext").is_ok());
         let err = |d: &[u8]| client_first(d).err().unwrap();
-        assert!(matches!(
-            err(b"p=tls-server-end-point,,n=,r=a"),
-            ScramError::ChannelBindingUnsupported
-        ));
+        let p = client_first(b"p=tls-server-end-point,,n=,r=a").unwrap();
+        assert_eq!(p.flag, Gs2Flag::Binding("tls-server-end-point"));
+        assert_eq!(p.gs2_header, "p=tls-server-end-point,,");
+        assert!(matches!(err(b"p=,,n=,r=a"), ScramError::Malformed(_)));
         assert!(matches!(
             err(b"n,a=bob,n=,r=a"),
             ScramError::AuthzidUnsupported

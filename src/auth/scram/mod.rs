@@ -28,6 +28,12 @@ use sha2::{Digest, Sha256};
 pub use client::{ScramClient, ScramCredentials};
 pub use server::ScramServer;
 
+/// The SASL mechanism with channel binding, offered over TLS.
+pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+/// The channel binding type pgsluice (and PostgreSQL) supports.
+pub(crate) const TLS_SERVER_END_POINT: &str = "tls-server-end-point";
+
 /// The SASL mechanism name PostgreSQL advertises for SCRAM-SHA-256.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 
@@ -68,9 +74,12 @@ pub enum ScramError {
     /// The peer's message does not follow the RFC 5802 grammar.
     #[error("malformed scram message: {0}")]
     Malformed(&'static str),
-    /// The client asked for channel binding (`p=` gs2 flag), not supported yet.
-    #[error("scram channel binding is not supported")]
-    ChannelBindingUnsupported,
+    /// Channel binding as PostgreSQL refuses it: a type other than
+    /// `tls-server-end-point`, `p` without TLS or with the plain mechanism,
+    /// the PLUS mechanism without `p`, or `y` when PLUS was offered (a
+    /// downgrade). The text is PostgreSQL's message.
+    #[error("{0}")]
+    ChannelBinding(&'static str),
     /// The client sent an authorization identity (`a=`), which PostgreSQL does not support.
     #[error("scram authorization identity is not supported")]
     AuthzidUnsupported,

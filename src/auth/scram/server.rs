@@ -38,6 +38,11 @@ pub struct ScramServer {
     secret: ScramSecret,
     /// Fixed server nonce part for tests; random otherwise.
     nonce_suffix: Option<String>,
+    /// Over TLS: `tls-server-end-point` data of our certificate (then
+    /// SCRAM-SHA-256-PLUS is offered); None over plaintext.
+    binding: Option<Vec<u8>>,
+    /// The mechanism the client chose is the PLUS one.
+    plus: bool,
     /// Exchange state.
     state: State,
 }
@@ -50,7 +55,20 @@ impl ScramServer {
         ScramServer {
             secret,
             nonce_suffix: None,
+            binding: None,
+            plus: false,
             state: State::Initial,
+        }
+    }
+
+    /// An exchange over TLS: `binding` is the connection's
+    /// `tls-server-end-point` data; `plus` says the client chose
+    /// SCRAM-SHA-256-PLUS.
+    pub fn with_binding(secret: ScramSecret, binding: Vec<u8>, plus: bool) -> Self {
+        ScramServer {
+            binding: Some(binding),
+            plus,
+            ..ScramServer::new(secret)
         }
     }
 
@@ -60,6 +78,8 @@ impl ScramServer {
         ScramServer {
             secret,
             nonce_suffix: Some(nonce_suffix.to_owned()),
+            binding: None,
+            plus: false,
             state: State::Initial,
         }
     }
@@ -68,9 +88,10 @@ impl ScramServer {
     /// has checked the mechanism name) and returns the server-first-message
     /// for AuthenticationSASLContinue.
     ///
-    /// No channel binding yet: gs2 flags `n` and `y` are accepted (we never
-    /// advertise SCRAM-SHA-256-PLUS, so `y` is no downgrade), `p` is refused.
-    /// The username attribute is ignored, as PostgreSQL does: the user comes
+    /// Channel binding as PostgreSQL checks it: `p=tls-server-end-point`
+    /// only with the PLUS mechanism over TLS, the PLUS mechanism only with
+    /// `p`, and `y` refused over TLS (PLUS was offered: a client saying it
+    /// was not has been downgraded). The username attribute is ignored, as PostgreSQL does: the user comes
     /// from the startup packet.
     pub fn client_first(&mut self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
         if !matches!(self.state, State::Initial) {
@@ -78,6 +99,7 @@ impl ScramServer {
         }
         self.state = State::Done;
         let msg = message::client_first(data)?;
+        self.check_flag(msg.flag)?;
         let suffix = self.nonce_suffix.take().unwrap_or_else(super::nonce);
         let nonce = format!("{}{}", msg.nonce, suffix);
         let server_first = format!(
@@ -93,6 +115,28 @@ impl ScramServer {
             nonce,
         };
         Ok(reply)
+    }
+
+    fn check_flag(&self, flag: message::Gs2Flag<'_>) -> Result<(), ScramError> {
+        use message::Gs2Flag;
+        match (flag, self.plus) {
+            (Gs2Flag::Binding(kind), true) if kind == super::TLS_SERVER_END_POINT => Ok(()),
+            (Gs2Flag::Binding(_), true) => Err(ScramError::ChannelBinding(
+                "unsupported SCRAM channel-binding type",
+            )),
+            (Gs2Flag::Binding(_), false) => Err(ScramError::ChannelBinding(
+                "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.",
+            )),
+            (_, true) => Err(ScramError::ChannelBinding(
+                "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.",
+            )),
+            (Gs2Flag::ClientOnly, false) if self.binding.is_some() => {
+                Err(ScramError::ChannelBinding(
+                    "SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the server does not; this server does support channel binding.",
+                ))
+            }
+            (Gs2Flag::No | Gs2Flag::ClientOnly, false) => Ok(()),
+        }
     }
 
     /// Handles SASLResponse data (the client-final-message). On success
@@ -113,7 +157,11 @@ impl ScramServer {
             return Err(ScramError::OutOfOrder);
         };
         let msg = message::client_final(data)?;
-        if msg.channel_binding != gs2_header.as_bytes() {
+        let mut expected = gs2_header.into_bytes();
+        if self.plus {
+            expected.extend_from_slice(self.binding.as_deref().unwrap_or_default());
+        }
+        if msg.channel_binding != expected {
             return Err(ScramError::ChannelBindingMismatch);
         }
         if msg.nonce != nonce {

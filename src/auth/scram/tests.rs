@@ -193,3 +193,61 @@ fn debug_output_has_no_secrets() {
     assert!(!creds.contains("hunter2"));
     assert!(!format!("{:?}", pencil()).contains(SALT_B64));
 }
+
+/// SCRAM-SHA-256-PLUS with `tls-server-end-point`: both of our sides agree,
+/// and postgres-protocol's client (what tokio-postgres sends) is accepted.
+#[test]
+fn channel_binding_round_trip_and_interop() {
+    let secret = ScramSecret::from_password("s3cret", b"0123456789abcdef", 4096);
+    let binding = vec![7u8; 32];
+    let mut client = ScramClient::over_tls(password("s3cret"), Some(binding.clone()));
+    assert_eq!(client.mechanism(), SCRAM_SHA_256_PLUS);
+    let mut server = ScramServer::with_binding(secret.clone(), binding.clone(), true);
+    login(&mut client, &mut server).unwrap();
+
+    let mut pp = ScramSha256::new(
+        b"s3cret",
+        ChannelBinding::tls_server_end_point(binding.clone()),
+    );
+    let mut server = ScramServer::with_binding(secret.clone(), binding.clone(), true);
+    let first = server.client_first(pp.message()).unwrap();
+    pp.update(&first).unwrap();
+    let (last, _) = server.client_final(pp.message()).unwrap();
+    pp.finish(&last).unwrap();
+}
+
+#[test]
+fn channel_binding_refusals() {
+    let secret = ScramSecret::from_password("s3cret", b"0123456789abcdef", 4096);
+    // Another certificate's data: the check fails.
+    let mut client = ScramClient::over_tls(password("s3cret"), Some(vec![1u8; 32]));
+    let mut server = ScramServer::with_binding(secret.clone(), vec![2u8; 32], true);
+    assert!(matches!(
+        login(&mut client, &mut server),
+        Err(ScramError::ChannelBindingMismatch)
+    ));
+    // `y` over TLS, where PLUS was offered: a downgrade.
+    let mut client = ScramClient::over_tls(password("s3cret"), None);
+    let mut server = ScramServer::with_binding(secret.clone(), vec![2u8; 32], false);
+    assert!(matches!(
+        server.client_first(&client.client_first()),
+        Err(ScramError::ChannelBinding(m)) if m.contains("negotiation error")
+    ));
+    // The PLUS mechanism without binding data, and binding data with the
+    // plain mechanism.
+    let mut server = ScramServer::with_binding(secret.clone(), vec![2u8; 32], true);
+    assert!(server.client_first(b"n,,n=,r=abc").is_err());
+    let mut server = ScramServer::new(secret.clone());
+    assert!(matches!(
+        server.client_first(b"p=tls-server-end-point,,n=,r=abc"),
+        Err(ScramError::ChannelBinding(m)) if m.contains("without channel binding")
+    ));
+    // A binding type PostgreSQL does not have.
+    let mut server = ScramServer::with_binding(secret, vec![2u8; 32], true);
+    assert!(server.client_first(b"p=tls-unique,,n=,r=abc").is_err());
+    // `n` over TLS (a client without binding support) is fine.
+    let mut client = ScramClient::new(password("s3cret"));
+    let secret = ScramSecret::from_password("s3cret", b"0123456789abcdef", 4096);
+    let mut server = ScramServer::with_binding(secret, vec![2u8; 32], false);
+    login(&mut client, &mut server).unwrap();
+}
