@@ -8,6 +8,7 @@ pub mod mkauth;
 pub(crate) mod password;
 pub(crate) mod scram;
 pub(crate) mod secret;
+pub(crate) mod x509;
 
 pub(crate) use md5::{md5_response, md5_secret, verify_md5_response};
 pub(crate) use password::verify_password;

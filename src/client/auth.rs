@@ -1,5 +1,6 @@
 //! Authenticating a client: the message exchanges for auth_type trust,
-//! any, plain, md5 and scram-sha-256. The checks themselves (constant time)
+//! any, plain, md5 and scram-sha-256 (SCRAM-SHA-256-PLUS over TLS), and
+//! the certificate check of auth_type cert. The checks themselves (constant time)
 //! live in `crate::auth`; no password or secret is ever logged.
 
 use bytes::{Bytes, BytesMut};
@@ -49,10 +50,38 @@ pub(super) async fn authenticate(
             let verifier = secret.and_then(auth::scram_secret_for);
             scram(stream, buf, user, verifier).await.map(Some)
         }
-        AuthType::Cert | AuthType::Hba | AuthType::Pam => Err(SessionEnd::fatal(
+        AuthType::Cert => cert(stream, user, secret).map(|()| None),
+        AuthType::Hba | AuthType::Pam => Err(SessionEnd::fatal(
             sqlstate::FEATURE_NOT_SUPPORTED,
             "this auth_type is not supported by pgsluice yet",
         )),
+    }
+}
+
+/// auth_type = cert, as PgBouncer: the client is on TLS, sent a
+/// certificate (checked against client_tls_ca_file by the handshake), the
+/// certificate's common name is the user name, and the user is known.
+fn cert(stream: &Stream, user: &str, secret: Option<&Secret>) -> Result<(), SessionEnd> {
+    let why = match stream {
+        Stream::Tls(s) => match s.peer_certificates().first() {
+            None => Some("TLS client certificate required"),
+            Some(c) if auth::x509::subject_common_name(c).as_deref() != Some(user) => {
+                Some("TLS certificate name mismatch")
+            }
+            Some(_) if secret.is_none() => Some("unknown user"),
+            Some(_) => None,
+        },
+        _ => Some("TLS connection required"),
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => {
+            tracing::warn!(%user, "certificate authentication failed: {why}");
+            Err(SessionEnd::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "certificate authentication failed",
+            ))
+        }
     }
 }
 

@@ -292,16 +292,16 @@ fn check_auth(
     let method = values.str("auth_type");
     let (f, l) = at(values, "auth_type", file);
     match general.auth_type {
-        AuthType::Cert | AuthType::Hba | AuthType::Pam => errors.push(ConfigError::new(
+        AuthType::Hba | AuthType::Pam => errors.push(ConfigError::new(
             &f,
             l,
             "auth_type",
             format!(
                 "auth_type {method} is not supported by pgsluice yet \
-                 (supported: any, trust, plain, md5, scram-sha-256)"
+                 (supported: any, trust, plain, md5, scram-sha-256, cert)"
             ),
         )),
-        AuthType::Trust | AuthType::Plain | AuthType::Md5 | AuthType::ScramSha256
+        AuthType::Trust | AuthType::Plain | AuthType::Md5 | AuthType::ScramSha256 | AuthType::Cert
             if general.auth_file.is_none() =>
         {
             errors.push(ConfigError::new(

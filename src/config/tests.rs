@@ -265,7 +265,7 @@ fn auth_rules() {
         e[0].starts_with("/etc/pgb.ini:2: auth_type: auth_type hba is not supported"),
         "{e:?}"
     );
-    for t in ["pam", "cert", "ldap"] {
+    for t in ["pam", "ldap"] {
         assert!(errors_of(&format!("[pgbouncer]\nauth_type = {t}\n"))[0].contains("not supported"));
     }
     let e = errors_of("[pgbouncer]\nlisten_port = 1\n");

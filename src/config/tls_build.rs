@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature_with_raw_key};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 use super::settings::Values;
@@ -52,6 +55,54 @@ fn key(keys: &Keys<'_>, path: &str) -> Result<PrivateKeyDer<'static>, KeyError> 
             format!("cannot read a private key from \"{path}\": {e}"),
         )
     })
+}
+
+/// Our certificate chain with its key. rustls's own check that they go
+/// together parses the certificate with webpki, which takes X.509 v3 only:
+/// the check is made here on the SubjectPublicKeyInfo, so that v1
+/// certificates (`openssl ca` without extensions) work as with PgBouncer.
+fn certified(keys: &Keys<'_>, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
+    let chain = certs(keys, "tls_cert_file", keys.cert_file)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key(keys, keys.key_file)?)
+        .map_err(|e| tls_error(keys, "tls_key_file", e))?;
+    let spki = crate::auth::x509::subject_public_key_info(&chain[0]).ok_or_else(|| {
+        (
+            keys.key("tls_cert_file"),
+            format!("\"{}\" holds no readable X.509 certificate", keys.cert_file),
+        )
+    })?;
+    if signing.public_key().is_some_and(|k| k.as_ref() != spki) {
+        return Err((
+            keys.key("tls_key_file"),
+            format!(
+                "the key in \"{}\" does not go with the certificate in \"{}\"",
+                keys.key_file, keys.cert_file
+            ),
+        ));
+    }
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+/// One certificate for every handshake, on either side.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for OneCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 fn roots(keys: &Keys<'_>, path: &str) -> Result<Arc<RootCertStore>, KeyError> {
@@ -124,14 +175,14 @@ pub(super) fn acceptor(
     }
     let (provider, versions) = super::tls_values::provider(keys, warnings)?;
     let provider = Arc::new(provider);
-    let chain = certs(keys, "tls_cert_file", keys.cert_file)?;
-    let end_point = crate::auth::scram::binding::end_point(&chain[0]).ok_or_else(|| {
-        (
-            keys.key("tls_cert_file"),
-            format!("\"{}\" holds no readable X.509 certificate", keys.cert_file),
-        )
-    })?;
-    let private = key(keys, keys.key_file)?;
+    let certified = certified(keys, &provider)?;
+    let end_point =
+        crate::auth::scram::binding::end_point(&certified.cert[0]).ok_or_else(|| {
+            (
+                keys.key("tls_cert_file"),
+                format!("\"{}\" holds no readable X.509 certificate", keys.cert_file),
+            )
+        })?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| tls_error(keys, "tls_protocols", e))?;
@@ -160,9 +211,7 @@ pub(super) fn acceptor(
             .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let mut config = builder
-        .with_single_cert(chain, private)
-        .map_err(|e| tls_error(keys, "tls_key_file", e))?;
+    let mut config = builder.with_cert_resolver(Arc::new(OneCert(certified)));
     config.alpn_protocols = vec![ALPN.to_vec()];
     // libpq never resumes a session (it sets SSL_OP_NO_TICKET): tickets
     // would cost every handshake two encryptions for nothing.
@@ -192,28 +241,26 @@ pub(super) fn connector(
         } else {
             std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_CA_FILE.into())
         };
-        let webpki = WebPkiServerVerifier::builder_with_provider(roots(keys, &file)?, provider)
-            .build()
-            .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(roots(keys, &file)?, provider.clone())
+                .build()
+                .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
         if mode == SslMode::VerifyFull {
             webpki
         } else {
             Arc::new(ChainOnly(webpki))
         }
     } else {
-        Arc::new(AnyCertificate(provider))
+        Arc::new(AnyCertificate(provider.clone()))
     };
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match (keys.key_file.is_empty(), keys.cert_file.is_empty()) {
         (true, true) => builder.with_no_client_auth(),
-        (false, false) => builder
-            .with_client_auth_cert(
-                certs(keys, "tls_cert_file", keys.cert_file)?,
-                key(keys, keys.key_file)?,
-            )
-            .map_err(|e| tls_error(keys, "tls_key_file", e))?,
+        (false, false) => {
+            builder.with_client_cert_resolver(Arc::new(OneCert(certified(keys, &provider)?)))
+        }
         (key_unset, _) => {
             let (set, unset) = if key_unset {
                 ("tls_cert_file", "tls_key_file")
@@ -272,9 +319,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
+        // With the certificate's key, read by `auth::x509` (v1 too).
+        let spki = crate::auth::x509::subject_public_key_info(cert)
+            .ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &SubjectPublicKeyInfoDer::from(spki),
             dss,
             &self.0.signature_verification_algorithms,
         )

@@ -494,3 +494,44 @@ async fn scram_channel_binding_on_both_legs() {
     })
     .await
 }
+
+/// auth_type = cert with client_tls_sslmode = verify-full: the client's
+/// certificate, signed by the CA, names the user in its common name.
+#[tokio::test]
+async fn certificate_authentication() {
+    bounded(async {
+        let w = world();
+        let db = tls_db("tls_cert").await;
+        let p = tls_pooler(&db)
+            .set("auth_type", "cert")
+            .set("client_tls_sslmode", "verify-full")
+            .start()
+            .await;
+        let with_cert = |c: &Issued| {
+            format!(
+                "{} sslcert={} sslkey={}",
+                verify_full(&p, &db, &w.ca.ca_file),
+                c.cert.display(),
+                c.key.display()
+            )
+        };
+        let mine = w.ca.issue("postgres", &[]);
+        let (ok, out, err) = psql(&with_cert(&mine), "SELECT current_user").await;
+        assert!(ok, "certificate login: {err}");
+        assert_eq!(out, "postgres");
+        // Another user's certificate.
+        let theirs = w.ca.issue("someone_else", &[]);
+        let (ok, _, err) = psql(&with_cert(&theirs), "SELECT 1").await;
+        assert!(!ok);
+        assert!(err.contains("certificate authentication failed"), "{err}");
+        // A certificate from a CA pgsluice does not trust: the handshake fails.
+        let other = TestCa::new("untrusted CA").issue("postgres", &[]);
+        let (ok, _, _) = psql(&with_cert(&other), "SELECT 1").await;
+        assert!(!ok);
+        // No certificate at all under verify-full.
+        let (ok, _, _) = psql(&verify_full(&p, &db, &w.ca.ca_file), "SELECT 1").await;
+        assert!(!ok);
+        p.shutdown().await;
+    })
+    .await
+}

@@ -2,10 +2,7 @@
 //! PostgreSQL computes it: the hash of the server's certificate, with the
 //! hash function of the certificate's signature algorithm, SHA-256 when
 //! that is MD5 or SHA-1 or anything else with a SHA-256 digest.
-//!
-//! Reading the signature algorithm needs three DER headers; a small walker
-//! here is less code than an X.509 crate and reads only what it must (the
-//! certificate has already been parsed by rustls's verifier or is our own).
+//! The signature algorithm is read by `auth::x509`.
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -23,7 +20,7 @@ const SHA512: [&[u8]; 2] = [
 /// The binding data for the DER certificate `cert`; None when it is not a
 /// certificate this walker can read.
 pub(crate) fn end_point(cert: &[u8]) -> Option<Vec<u8>> {
-    let alg = signature_algorithm(cert)?;
+    let alg = crate::auth::x509::signature_algorithm(cert)?;
     Some(if SHA384.contains(&alg) {
         Sha384::digest(cert).to_vec()
     } else if SHA512.contains(&alg) {
@@ -31,46 +28,6 @@ pub(crate) fn end_point(cert: &[u8]) -> Option<Vec<u8>> {
     } else {
         Sha256::digest(cert).to_vec()
     })
-}
-
-/// One DER element at the start of `data`: (tag, contents, rest).
-fn element(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = data.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |l, &b| (l << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm
-/// SEQUENCE { algorithm OID, .. }, signature }: the OID's contents.
-fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
-    const SEQUENCE: u8 = 0x30;
-    const OID: u8 = 0x06;
-    let (SEQUENCE, body, _) = element(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, _tbs, rest) = element(body)? else {
-        return None;
-    };
-    let (SEQUENCE, alg, _) = element(rest)? else {
-        return None;
-    };
-    let (OID, oid, _) = element(alg)? else {
-        return None;
-    };
-    Some(oid)
 }
 
 #[cfg(test)]

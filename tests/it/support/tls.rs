@@ -98,6 +98,9 @@ impl TestCa {
         };
         std::fs::write(&issued.cert, cert.pem()).unwrap();
         std::fs::write(&issued.key, key.serialize_pem()).unwrap();
+        // libpq refuses a client key others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&issued.key, std::fs::Permissions::from_mode(0o600)).unwrap();
         issued
     }
 }

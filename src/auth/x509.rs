@@ -1,0 +1,192 @@
+//! The few fields of an X.509 certificate pgsluice reads itself, with a
+//! small DER walker: the signature algorithm (channel binding's hash), the
+//! SubjectPublicKeyInfo (whether a key goes with a certificate; the key a
+//! handshake signature is checked with when the certificate is not
+//! checked), and the subject's common name (`auth_type = cert`).
+//!
+//! Why not webpki's parser for these: it accepts only X.509 v3, and v1
+//! certificates are what `openssl ca` and `openssl x509 -req` make without
+//! an extensions file (PgBouncer's own test certificates are v1); PgBouncer
+//! (OpenSSL) takes them in every mode that does not check the chain. The
+//! walker reads only what it is asked for and refuses anything it does not
+//! understand; it never decides whether a certificate is to be trusted.
+
+/// DER tags used here.
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const OID: u8 = 0x06;
+const VERSION: u8 = 0xa0;
+/// id-at-commonName (2.5.4.3).
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+
+/// One DER element: its tag, its contents, the whole element, and what
+/// follows it.
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// The DER element at the start of `data`.
+fn element(data: &[u8]) -> Option<Element<'_>> {
+    let (&tag, rest) = data.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |l, &b| (l << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = data.len() - rest.len();
+    Some((tag, &rest[..len], &data[..header + len], &rest[len..]))
+}
+
+/// The next element, which must have `tag`: (contents, whole, rest).
+fn expect(data: &[u8], tag: u8) -> Option<(&[u8], &[u8], &[u8])> {
+    match element(data)? {
+        (t, contents, whole, rest) if t == tag => Some((contents, whole, rest)),
+        _ => None,
+    }
+}
+
+/// (tbsCertificate's contents, what follows it in the certificate).
+fn tbs(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (body, _, _) = expect(cert, SEQUENCE)?;
+    let (tbs, _, rest) = expect(body, SEQUENCE)?;
+    Some((tbs, rest))
+}
+
+/// The signature algorithm's OID (its DER contents).
+pub(crate) fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    let (_, rest) = tbs(cert)?;
+    let (alg, _, _) = expect(rest, SEQUENCE)?;
+    let (oid, _, _) = expect(alg, OID)?;
+    Some(oid)
+}
+
+/// tbsCertificate's fields from the subject on: [version] serial
+/// signature issuer validity, skipped.
+fn from_subject(cert: &[u8]) -> Option<&[u8]> {
+    let (mut fields, _) = tbs(cert)?;
+    if fields.first() == Some(&VERSION) {
+        fields = element(fields)?.3;
+    }
+    for _ in 0..4 {
+        fields = element(fields)?.3;
+    }
+    Some(fields)
+}
+
+/// The SubjectPublicKeyInfo, as a whole DER element.
+pub(crate) fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let subject_on = from_subject(cert)?;
+    let (_, _, rest) = expect(subject_on, SEQUENCE)?;
+    let (_, spki, _) = expect(rest, SEQUENCE)?;
+    Some(spki)
+}
+
+/// The subject's common name (the last one, as OpenSSL's lookups find it
+/// first from the end), when it is a string.
+pub(crate) fn subject_common_name(cert: &[u8]) -> Option<String> {
+    let (mut rdns, _, _) = expect(from_subject(cert)?, SEQUENCE)?;
+    let mut found = None;
+    while !rdns.is_empty() {
+        let (mut set, _, rest) = expect(rdns, SET)?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (attr, _, rest) = expect(set, SEQUENCE)?;
+            set = rest;
+            let (oid, _, value) = expect(attr, OID)?;
+            if oid == COMMON_NAME {
+                let (tag, text, _, _) = element(value)?;
+                found = match tag {
+                    // UTF8String, PrintableString, IA5String.
+                    0x0c | 0x13 | 0x16 => Some(std::str::from_utf8(text).ok()?.to_string()),
+                    // T61String: Latin-1 in practice.
+                    0x14 => Some(text.iter().map(|&b| b as char).collect()),
+                    _ => None,
+                };
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if contents.len() < 0x80 {
+            out.push(contents.len() as u8);
+        } else {
+            out.extend([0x82, (contents.len() >> 8) as u8, contents.len() as u8]);
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
+    fn name(cn: &str) -> Vec<u8> {
+        let o = der(
+            SEQUENCE,
+            &[der(OID, &[0x55, 0x04, 0x0a]), der(0x0c, b"Org")].concat(),
+        );
+        let c = der(
+            SEQUENCE,
+            &[der(OID, COMMON_NAME), der(0x13, cn.as_bytes())].concat(),
+        );
+        der(SEQUENCE, &[der(SET, &o), der(SET, &c)].concat())
+    }
+
+    /// A certificate's shape: v1 (no version field) or v3.
+    fn cert(v3: bool, sig_oid: &[u8]) -> Vec<u8> {
+        let alg = der(SEQUENCE, &der(OID, sig_oid));
+        let spki = der(
+            SEQUENCE,
+            &[der(SEQUENCE, &der(OID, &[1, 2])), der(0x03, &[0, 9, 9])].concat(),
+        );
+        let mut tbs = Vec::new();
+        if v3 {
+            tbs.extend(der(VERSION, &der(0x02, &[2])));
+        }
+        tbs.extend(der(0x02, &[1]));
+        tbs.extend(&alg);
+        tbs.extend(name("Issuer CA"));
+        tbs.extend(der(
+            SEQUENCE,
+            &[der(0x17, b"260101000000Z"), der(0x17, b"270101000000Z")].concat(),
+        ));
+        tbs.extend(name("bouncer"));
+        tbs.extend(&spki);
+        der(
+            SEQUENCE,
+            &[der(SEQUENCE, &tbs), alg, der(0x03, &[0, 1])].concat(),
+        )
+    }
+
+    #[test]
+    fn fields_of_v1_and_v3_certificates() {
+        for v3 in [false, true] {
+            let c = cert(v3, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]);
+            assert_eq!(subject_common_name(&c).as_deref(), Some("bouncer"));
+            let spki = subject_public_key_info(&c).unwrap();
+            assert_eq!(spki[0], SEQUENCE);
+            assert_eq!(spki.len(), 2 + 6 + 5);
+            assert_eq!(signature_algorithm(&c).unwrap()[0], 0x2a);
+        }
+    }
+
+    #[test]
+    fn truncated_or_foreign_input_is_none() {
+        let c = cert(true, &[1]);
+        for n in [0, 1, 5, c.len() / 2, c.len() - 1] {
+            assert_eq!(subject_common_name(&c[..n]), None, "{n}");
+            assert_eq!(subject_public_key_info(&c[..n]), None);
+        }
+        assert_eq!(signature_algorithm(b"\x04\x02hi"), None);
+    }
+}
