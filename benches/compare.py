@@ -15,6 +15,8 @@ Environment:
   KEEP_TMP=1    keep the temp dir (logs, configs, pgbench outputs)
   MAX_SECONDS   skip the remaining runs after this many seconds (default 1200)
   WAIT_QUIET    wait up to N seconds for the 1-minute load average to fall below 0.7
+  TLS=1         clients reach both poolers over TLS (see pybench/procs.py); S6 too
+  PGBOUNCER_BIN PgBouncer binary (compare.sh builds 1.25.2 and sets it)
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def s6_idle(session: Session, pgsluice_bin: str | None, n: int) -> dict:
         warm_up(session, [name])
         time.sleep(1.0)
         before = rss_bytes(t.pid)
-        socks, errors = pgwire.open_idle("127.0.0.1", t.port, session.user, session.dbname, n)
+        socks, errors = pgwire.open_idle("127.0.0.1", t.port, session.user, session.dbname, n,
+                                         tls=session.tls)
         time.sleep(2.0)
         alive = t.ok
         after = rss_bytes(t.pid) if alive else None
@@ -455,7 +458,9 @@ def main() -> int:
     meta = (f"{time.strftime('%Y-%m-%d %H:%M')} · commit {git_rev()} · {os.cpu_count()} cores · "
             f"{platform.release()} · {pg_version} · {version([pgbouncer_bin(), '--version'])} · "
             f"{version([pgsluice_bin, '--version']) if pgsluice_bin else 'pgsluice not built'} · "
-            f"pool_mode=transaction, default_pool_size=20 · DURATION={duration}s × ROUNDS={rounds} "
+            f"pool_mode=transaction, default_pool_size=20"
+            f"{' · clients over TLS (client_tls_sslmode=require, pgbench sslmode=prefer)' if session.tls else ''}"
+            f" · DURATION={duration}s × ROUNDS={rounds} "
             f"(targets alternated run by run; figures are means) · scale {scale} · "
             f"run took {elapsed:.0f} s · load average {load_start:.2f} at start, {loadavg():.2f} at end")
     if load_start > 0.7:

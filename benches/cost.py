@@ -17,6 +17,8 @@ Environment:
                 cache misses per function in callgrind_annotate; the recorded figure
                 stays instructions)
   RECORD=0      print only, do not append to benches/COST.md
+  TLS=1         clients over TLS (client_tls_sslmode=require, PGSSLMODE=prefer)
+  PGBOUNCER_BIN pooler binary for --pooler pgbouncer (cost.sh builds PgBouncer 1.25.2)
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ if MODE not in ("simple", "extended", "prepared"):
     raise SystemExit(f"COST_MODE must be simple, extended or prepared, not {MODE!r}")
 MEASURED = ["-S", "-M", MODE, *CONNECT, "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
 WARMUP = ["-S", "-M", MODE, "-c", str(CLIENTS), "-j", "1", "-t", "250"]
-COMMAND = "pgbench " + " ".join(MEASURED)
+# TLS=1: the clients reach the pooler over TLS (see pybench/procs.py).
+COMMAND = "pgbench " + " ".join(MEASURED) + (" (TLS)" if os.environ.get("TLS") == "1" else "")
 COST_MD = Path(__file__).resolve().parent / "COST.md"
 HEADER = """# Instructions per transaction (deterministic cost check)
 

@@ -71,9 +71,45 @@ ensure_postgres_tools() {
     fi
 }
 
+# build_pgbouncer: PgBouncer 1.25.2 built from the conformance archive
+# (../shared/conformance/pgbouncer-1.25.2.tar.gz beside the repository, or
+# PGBOUNCER_ARCHIVE) with OpenSSL and c-ares, into the target dir, once;
+# exports PGBOUNCER_BIN (which the harness prefers to Debian's 1.18). Keeps
+# an existing PGBOUNCER_BIN. Without the archive, Debian's package is used.
+build_pgbouncer() {
+    if [[ -n "${PGBOUNCER_BIN:-}" ]]; then
+        return 0
+    fi
+    local archive="${PGBOUNCER_ARCHIVE:-$REPO_DIR/../shared/conformance/pgbouncer-1.25.2.tar.gz}"
+    local dir="${CARGO_TARGET_DIR:-$REPO_DIR/target}/pgbouncer-1.25.2"
+    if [[ ! -x "$dir/pgbouncer" ]]; then
+        if [[ ! -f "$archive" ]]; then
+            log "no PgBouncer 1.25.2 archive at $archive: measuring Debian's pgbouncer"
+            return 0
+        fi
+        local pkg missing=()
+        for pkg in libevent-dev libssl-dev libc-ares-dev pkg-config autoconf automake libtool make gcc; do
+            dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+        done
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            apt_install "${missing[@]}"
+        fi
+        log "building PgBouncer 1.25.2 (OpenSSL, c-ares) in $dir"
+        rm -rf "$dir" && mkdir -p "$dir"
+        tar xzf "$archive" -C "$dir" --strip-components=1
+        if ! (cd "$dir" && ./autogen.sh && ./configure --with-openssl --with-cares \
+                && make -j"$(nproc)" pgbouncer) >"$dir.build.log" 2>&1; then
+            log "PgBouncer 1.25.2 build failed (see $dir.build.log): measuring Debian's pgbouncer"
+            return 0
+        fi
+    fi
+    export PGBOUNCER_BIN="$dir/pgbouncer"
+}
+
 # ensure_tools EXTRA_PKG...: ensure_postgres_tools plus PgBouncer.
 ensure_tools() {
     ensure_postgres_tools "$@"
+    build_pgbouncer
     if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]]; then
         apt_install pgbouncer
         stop_system_pgbouncer

@@ -10,8 +10,24 @@ from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import struct
 import time
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def tls_connect(host: str, port: int) -> ssl.SSLSocket:
+    """SSLRequest, then a TLS handshake (certificate not checked), blocking."""
+    s = socket.create_connection((host, port))
+    s.sendall(SSL_REQUEST)
+    if s.recv(1) != b"S":
+        s.close()
+        raise OSError("TLS refused")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(s)
 
 
 def startup_message(user: str, database: str) -> bytes:
@@ -49,8 +65,12 @@ class _Conn:
 
 
 def open_idle(host: str, port: int, user: str, database: str, n: int,
-              batch: int = 200, timeout: float = 30.0) -> tuple[list[socket.socket], list[str]]:
-    """Log N clients in and leave them idle. Returns (sockets, errors)."""
+              batch: int = 200, timeout: float = 30.0,
+              tls: bool = False) -> tuple[list[socket.socket], list[str]]:
+    """Log N clients in and leave them idle (over TLS: each handshake is
+    made first, one at a time). Returns (sockets, errors)."""
+    if tls:
+        timeout = max(timeout, 180.0)
     msg = startup_message(user, database)
     sockets: list[socket.socket] = []
     errors: list[str] = []
@@ -60,13 +80,18 @@ def open_idle(host: str, port: int, user: str, database: str, n: int,
     pending: dict[int, _Conn] = {}
     while (started < n or pending) and time.monotonic() < deadline:
         while started < n and len(pending) < batch:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = None
             try:
-                s.connect((host, port))
+                if tls:
+                    s = tls_connect(host, port)
+                else:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.connect((host, port))
                 s.sendall(msg)
             except OSError as e:
                 errors.append(f"connect: {e}")
-                s.close()
+                if s is not None:
+                    s.close()
                 started += 1
                 continue
             s.setblocking(False)
@@ -78,7 +103,10 @@ def open_idle(host: str, port: int, user: str, database: str, n: int,
             c: _Conn = key.data
             try:
                 data = c.sock.recv(65536)
-            except BlockingIOError:
+                # Records TLS has decrypted already do not wake select.
+                while isinstance(c.sock, ssl.SSLSocket) and c.sock.pending():
+                    data += c.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
                 continue
             except OSError as e:
                 data, c.error = b"", str(e)

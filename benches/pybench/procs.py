@@ -43,7 +43,9 @@ def pg_bindir() -> Path:
 
 
 def pgbouncer_bin() -> str:
-    for cand in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
+    """PGBOUNCER_BIN (PgBouncer 1.25.2 built by benches/lib/common.sh), else
+    Debian's package."""
+    for cand in (os.environ.get("PGBOUNCER_BIN"), shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
         if cand and os.access(cand, os.X_OK):
             return cand
     raise SystemExit("pgbouncer not found: install pgbouncer")
@@ -155,6 +157,12 @@ class Session:
     incidents: list = field(default_factory=list)   # outside interference seen during the run
 
     def __post_init__(self) -> None:
+        # TLS=1: both poolers take clients over TLS (client_tls_sslmode =
+        # require, a self-signed certificate made here) and every pgbench
+        # asks for it (PGSSLMODE=prefer: direct PostgreSQL stays plaintext).
+        self.tls = os.environ.get("TLS") == "1"
+        if self.tls:
+            os.environ["PGSSLMODE"] = "prefer"
         self.bindir = pg_bindir()
         self.as_root = os.geteuid() == 0
         self.run_user = "postgres" if self.as_root else pwd.getpwuid(os.geteuid()).pw_name
@@ -276,6 +284,11 @@ class Session:
             userlist.write_text(f'"{self.user}" ""\n')
             self._chown(userlist)
         ini = self.tmp / f"{name}.ini"
+        tls = ""
+        if self.tls:
+            key, cert = self.tls_files()
+            tls = (f"client_tls_sslmode = require\nclient_tls_key_file = {key}\n"
+                   f"client_tls_cert_file = {cert}\n")
         ini.write_text(
             "[databases]\n"
             f"{self.dbname} = host=127.0.0.1 port={self.pg_port} dbname={self.dbname}\n"
@@ -287,9 +300,23 @@ class Session:
             f"auth_file = {userlist}\n"
             "pool_mode = transaction\n"
             f"default_pool_size = {pool_size}\n"
-            f"max_client_conn = {max_client_conn}\n")
+            f"max_client_conn = {max_client_conn}\n" + tls)
         self._chown(ini)
         return ini
+
+    def tls_files(self) -> tuple[Path, Path]:
+        """A self-signed ECDSA P-256 key and certificate for localhost (made once)."""
+        key, cert = self.tmp / "pooler.key", self.tmp / "pooler.crt"
+        if not cert.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+                            "-out", str(cert), "-days", "30", "-subj", "/CN=localhost",
+                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for p in (key, cert):
+                self._chown(p)
+            os.chmod(key, 0o600)
+        return key, cert
 
     def start_pooler(self, name: str, binary: str | None, extra_args: list[str] | None = None,
                      wrapper: list[str] | None = None) -> Target:
