@@ -135,7 +135,9 @@ impl Context {
 
     fn apply(&self, sets: &[(String, String)]) -> Result<(), String> {
         let path = self.config().file.clone();
-        let loaded = crate::config::load_with(&path, sets).map_err(|e| e.to_string())?;
+        let running = self.config().tls.clone();
+        let loaded =
+            crate::config::reload_with(&path, sets, &running).map_err(|e| e.to_string())?;
         for w in &loaded.warnings {
             warn!("{w}");
         }

@@ -29,7 +29,22 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Loaded, 
         let msg = format!("could not read config file: {e}");
         ConfigErrors(vec![ConfigError::new(path, 0, "conffile", msg)])
     })?;
-    parse(&text, path, overrides)
+    parse(&text, path, overrides, None)
+}
+
+/// [`load_with`] for RELOAD and SET, with the TLS of the running
+/// configuration: a TLS leg that cannot be built keeps the running one (see
+/// `tls_build::settle`).
+pub fn reload_with(
+    path: &Path,
+    overrides: &[(String, String)],
+    running: &super::Tls,
+) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let msg = format!("could not read config file: {e}");
+        ConfigErrors(vec![ConfigError::new(path, 0, "conffile", msg)])
+    })?;
+    parse(&text, path, overrides, Some(running))
 }
 
 /// Parses `text` as if it were the contents of `file`. `%include` and
@@ -37,10 +52,15 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Loaded, 
 /// working directory), exactly as [`load`] does.
 #[cfg(test)]
 pub(crate) fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
-    parse(text, file, &[])
+    parse(text, file, &[], None)
 }
 
-fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Loaded, ConfigErrors> {
+fn parse(
+    text: &str,
+    file: &Path,
+    overrides: &[(String, String)],
+    running: Option<&super::Tls>,
+) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let entries = ini::lex(text, file, &mut errors);
@@ -64,7 +84,7 @@ fn parse(text: &str, file: &Path, overrides: &[(String, String)]) -> Result<Load
     check_metrics_addr(&values, &general, file, &mut errors);
     let userlist = check_auth(&values, &general, file, &mut errors);
     let tls = if errors.is_empty() {
-        build_tls(&values, file, &mut errors, &mut warnings)
+        build_tls(&values, file, running, &mut errors, &mut warnings)
     } else {
         Default::default()
     };
@@ -243,23 +263,42 @@ fn check_security(values: &Values, errors: &mut Vec<ConfigError>) {
 fn build_tls(
     values: &Values,
     file: &Path,
+    running: Option<&super::Tls>,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
 ) -> super::Tls {
+    use super::tls_build::settle;
     let mut notes = Vec::new();
-    let tls = super::tls_build::build(values, &mut notes);
+    let legs = super::tls_build::build(values, &mut notes);
+    let client = settle(
+        legs.client,
+        legs.modes.0,
+        running.map(|r| r.client.as_ref()),
+        &mut notes,
+    );
+    let server = settle(
+        legs.server,
+        legs.modes.1,
+        running.map(|r| r.server.as_ref()),
+        &mut notes,
+    );
     for (key, msg) in notes {
         let (f, line) = at(values, &key, file);
         warnings.push(format!("{}:{line}: {key}: {msg}", f.display()));
     }
-    match tls {
-        Ok(tls) => tls,
-        Err((key, msg)) => {
-            let (f, line) = at(values, &key, file);
-            errors.push(ConfigError::new(&f, line, &key, msg));
-            Default::default()
-        }
-    }
+    let mut refused = |(key, msg): (String, String)| {
+        let (f, line) = at(values, &key, file);
+        errors.push(ConfigError::new(&f, line, &key, msg));
+    };
+    let client = client.unwrap_or_else(|e| {
+        refused(e);
+        None
+    });
+    let server = server.unwrap_or_else(|e| {
+        refused(e);
+        None
+    });
+    super::Tls { client, server }
 }
 
 /// metrics_listen_addr must be `host:port` (an IPv6 host in brackets).
@@ -301,7 +340,11 @@ fn check_auth(
                  (supported: any, trust, plain, md5, scram-sha-256, cert)"
             ),
         )),
-        AuthType::Trust | AuthType::Plain | AuthType::Md5 | AuthType::ScramSha256 | AuthType::Cert
+        AuthType::Trust
+        | AuthType::Plain
+        | AuthType::Md5
+        | AuthType::ScramSha256
+        | AuthType::Cert
             if general.auth_file.is_none() =>
         {
             errors.push(ConfigError::new(

@@ -18,7 +18,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 use super::settings::Values;
-use super::tls::{ClientTls, KeyError, Keys, ServerTls, SslMode, Tls};
+use super::tls::{ClientTls, KeyError, Keys, ServerTls, SslMode};
 
 /// The CA bundle OpenSSL (and so PgBouncer) uses when no CA file is set,
 /// as Debian installs it; `SSL_CERT_FILE` overrides it as for OpenSSL.
@@ -123,7 +123,16 @@ fn tls_error(keys: &Keys<'_>, name: &str, e: Error) -> KeyError {
 }
 
 /// Build both legs from the loaded values. Errors name the key.
-pub(super) fn build(v: &Values, warnings: &mut Vec<(String, String)>) -> Result<Tls, KeyError> {
+/// Each leg built, or why it cannot be (`Ok(None)`: disabled).
+pub(super) struct Legs {
+    pub client: Result<Option<Arc<ClientTls>>, KeyError>,
+    pub server: Result<Option<Arc<ServerTls>>, KeyError>,
+    /// The modes asked for.
+    pub modes: (SslMode, SslMode),
+}
+
+/// Build both legs from the loaded values. Errors name the key.
+pub(super) fn build(v: &Values, warnings: &mut Vec<(String, String)>) -> Legs {
     let client_keys = Keys::read(v, "client");
     let server_keys = Keys::read(v, "server");
     let settings = format!(
@@ -136,15 +145,55 @@ pub(super) fn build(v: &Values, warnings: &mut Vec<(String, String)>) -> Result<
         server_keys.ciphers,
         server_keys.tls13_ciphers
     );
-    let client = match SslMode::from_name(client_keys.sslmode) {
-        SslMode::Disable => None,
-        mode => Some(Arc::new(acceptor(&client_keys, mode, warnings)?)),
+    let modes = (
+        SslMode::from_name(client_keys.sslmode),
+        SslMode::from_name(server_keys.sslmode),
+    );
+    let client = match modes.0 {
+        SslMode::Disable => Ok(None),
+        mode => acceptor(&client_keys, mode, warnings).map(|c| Some(Arc::new(c))),
     };
-    let server = match SslMode::from_name(server_keys.sslmode) {
-        SslMode::Disable => None,
-        mode => Some(Arc::new(connector(&server_keys, mode, settings, warnings)?)),
+    let server = match modes.1 {
+        SslMode::Disable => Ok(None),
+        mode => connector(&server_keys, mode, settings, warnings).map(|s| Some(Arc::new(s))),
     };
-    Ok(Tls { client, server })
+    Legs {
+        client,
+        server,
+        modes,
+    }
+}
+
+/// What becomes of a leg that cannot be built: at startup (`running` is
+/// None) an error; at RELOAD or SET, as PgBouncer, the running leg stays
+/// in force and the reason is told (a warning naming the key and the
+/// value), unless TLS was off on that leg and the new mode requires it:
+/// keeping it off would weaken what was asked, so the reload is refused.
+pub(super) fn settle<T>(
+    built: Result<Option<Arc<T>>, KeyError>,
+    mode: SslMode,
+    running: Option<Option<&Arc<T>>>,
+    notes: &mut Vec<(String, String)>,
+) -> Result<Option<Arc<T>>, KeyError> {
+    match (built, running) {
+        (Ok(leg), _) => Ok(leg),
+        (Err(e), None) => Err(e),
+        (Err((key, msg)), Some(Some(old))) => {
+            notes.push((
+                key,
+                format!("{msg}; not applied: the running TLS settings stay in force"),
+            ));
+            Ok(Some(old.clone()))
+        }
+        (Err(e), Some(None)) if mode >= SslMode::Require => Err(e),
+        (Err((key, msg)), Some(None)) => {
+            notes.push((
+                key,
+                format!("{msg}; not applied: TLS stays off on this leg"),
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// The client leg's acceptor: our certificate and key (both required), and

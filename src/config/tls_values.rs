@@ -164,7 +164,7 @@ fn suites(keys: &Keys<'_>) -> Result<Vec<rustls::SupportedCipherSuite>, KeyError
                 return Err((
                     keys.key("tls13_ciphers"),
                     format!(
-                        "TLS 1.3 cipher \"{word}\" is not one rustls has (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256)"
+                        "failed to set the TLSv1.3 cipher suites: \"{word}\" is not one rustls has (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256)"
                     ),
                 ));
             }

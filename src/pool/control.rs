@@ -246,7 +246,12 @@ impl Pools {
             p.user_limit.set_max(new.max_user_connections);
             p.set_settings(new);
             if changed {
-                info!(pool = %p.key(), "database configuration changed: servers are replaced as they are released");
+                // The pool's name leads the text, as in PgBouncer's line.
+                let key = p.key();
+                info!(
+                    "{key}: database configuration changed: servers are replaced as they are released"
+                );
+                p.state.lock().login_failure = None;
                 p.reconnect();
             }
             p.kick();
