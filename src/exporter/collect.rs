@@ -262,6 +262,22 @@ fn process(e: &mut Exposition, ctx: &Context) {
     for (class, v) in &classes {
         e.sample(&n, &[("class", class)], v);
     }
+    let n = name("tls_handshakes_total");
+    e.family(
+        &n,
+        Kind::Counter,
+        "TLS handshakes, towards clients and towards servers, done and failed.",
+    );
+    let h = &crate::transport::HANDSHAKES;
+    for (leg, result, c) in [
+        ("client", "ok", &h.client_ok),
+        ("client", "failed", &h.client_failed),
+        ("server", "ok", &h.server_ok),
+        ("server", "failed", &h.server_failed),
+    ] {
+        let v = c.load(std::sync::atomic::Ordering::Relaxed);
+        e.sample(&n, &[("leg", leg), ("result", result)], v);
+    }
     let n = name("max_client_connections");
     e.family(
         &n,

@@ -24,4 +24,4 @@ pub use connect::{connect, connect_tls};
 pub use peer::Peer;
 pub use socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
 pub use stream::{Detached, ReadHalf, Stream, WriteHalf};
-pub use tls::{TlsHalf, TlsStream};
+pub use tls::{HANDSHAKES, Handshakes, TlsHalf, TlsStream};

@@ -19,6 +19,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 
 use parking_lot::Mutex;
@@ -27,6 +28,32 @@ use rustls::pki_types::ServerName;
 use tokio::io::ReadBuf;
 
 use super::socket::Socket;
+
+/// TLS handshakes made by this process, for `/metrics`: towards clients
+/// and towards servers, done and failed.
+pub struct Handshakes {
+    /// Client leg, done.
+    pub client_ok: AtomicU64,
+    /// Client leg, failed.
+    pub client_failed: AtomicU64,
+    /// Server leg, done.
+    pub server_ok: AtomicU64,
+    /// Server leg, failed.
+    pub server_failed: AtomicU64,
+}
+
+/// The process's handshake counts (a process runs one pooler).
+pub static HANDSHAKES: Handshakes = Handshakes {
+    client_ok: AtomicU64::new(0),
+    client_failed: AtomicU64::new(0),
+    server_ok: AtomicU64::new(0),
+    server_failed: AtomicU64::new(0),
+};
+
+fn count<T>(r: &io::Result<T>, ok: &AtomicU64, failed: &AtomicU64) {
+    let c = if r.is_ok() { ok } else { failed };
+    c.fetch_add(1, Relaxed);
+}
 
 /// A TLS connection over a socket.
 pub struct TlsStream {
@@ -188,7 +215,9 @@ impl TlsStream {
             conn.read_tls(&mut early)?;
             conn.process_new_packets().map_err(tls_error)?;
         }
-        let mut s = Self::handshake(socket, Connection::Server(conn)).await?;
+        let r = Self::handshake(socket, Connection::Server(conn)).await;
+        count(&r, &HANDSHAKES.client_ok, &HANDSHAKES.client_failed);
+        let mut s = r?;
         s.binding = binding.into();
         Ok(s)
     }
@@ -203,7 +232,9 @@ impl TlsStream {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(tls_error)?;
-        let mut s = Self::handshake(socket, Connection::Client(conn)).await?;
+        let r = Self::handshake(socket, Connection::Client(conn)).await;
+        count(&r, &HANDSHAKES.server_ok, &HANDSHAKES.server_failed);
+        let mut s = r?;
         let leaf = s
             .conn
             .get_mut()

@@ -237,6 +237,15 @@ async fn server_events_and_errors_are_counted() {
             1.0
         );
         assert!(sample(&page, "pgsluice_client_errors_total", &[("class", "28")]) >= 1.0);
+        // TLS handshakes are counted by leg and result (process-wide: other
+        // tests' handshakes count too, so only the family is checked here;
+        // tls.rs checks that a failed handshake counts).
+        for leg in ["client", "server"] {
+            for result in ["ok", "failed"] {
+                let l = [("leg", leg), ("result", result)];
+                assert!(sample(&page, "pgsluice_tls_handshakes_total", &l) >= 0.0);
+            }
+        }
     })
     .await
 }

@@ -186,7 +186,14 @@ async fn bad_tls_inputs_end_only_their_own_connection() {
         assert!(!ok);
         assert!(err.contains("certificate verify failed"), "{err}");
 
-        // Garbage where the ClientHello should be: the connection closes.
+        // Garbage where the ClientHello should be: the connection closes,
+        // and the failed handshake is counted.
+        let failed = || {
+            pgsluice::transport::HANDSHAKES
+                .client_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let failed_before = failed();
         let mut tcp = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
         tcp.write_all(&wire::ssl_request()).await.unwrap();
         assert_eq!(tcp.read_u8().await.unwrap(), b'S');
@@ -196,6 +203,7 @@ async fn bad_tls_inputs_end_only_their_own_connection() {
         let mut rest = Vec::new();
         let _ = tcp.read_to_end(&mut rest).await;
         assert!(!rest.contains(&b'R'), "no login over garbage");
+        assert!(failed() > failed_before, "the failed handshake is counted");
 
         // Two SSLRequests in one write: the second could be a man in the
         // middle's plaintext; refused before any TLS.
