@@ -2,7 +2,8 @@
 //! 20 concurrent connections on a pool of 4 server connections: psycopg 3
 //! (`prepare_threshold=0`, pipeline mode), asyncpg (statement cache,
 //! explicit prepared statements), node-postgres (named queries) and pgjdbc
-//! (`prepareThreshold=1`, batches). Each
+//! (`prepareThreshold=1`, batches); each also over TLS (`sslmode=verify-full`
+//! against the test CA, pgsluice requiring TLS). Each
 //! script checks every result itself and exits non-zero on the first wrong
 //! one (tests/drivers/).
 //!
@@ -15,7 +16,7 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{bounded_for, transaction_pooler};
+use support::{PgCluster, PoolerBuilder, bounded_for, transaction_pooler};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,21 +51,35 @@ fn node_modules() -> Option<PathBuf> {
 }
 
 /// Run `program [args] script` against a fresh database behind a pool of 4 and
-/// require success; its output is shown on failure.
-async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str) {
+/// require success; its output is shown on failure. `tls`: pgsluice
+/// requires TLS of its clients and the driver checks its certificate
+/// (`sslmode=verify-full` against the test CA).
+async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str, tls: bool) {
     bounded_for(Duration::from_secs(300), async {
-        let (db, p) = transaction_pooler(prefix, "pool_size=4").await;
-        let dsn = format!("postgresql://postgres@127.0.0.1:{}/{db}", p.addr().port());
+        let (db, p) = if tls {
+            let pg = PgCluster::shared();
+            let db = support::unique(prefix);
+            pg.create_db(&db).await;
+            let b = PoolerBuilder::new().pg_database(pg, &db, "pool_size=4");
+            (db, support::tls::require_client_tls(b).start().await)
+        } else {
+            transaction_pooler(prefix, "pool_size=4").await
+        };
+        let port = p.addr().port();
+        let (host, query) = if tls {
+            let ca = support::tls::shared().0.ca_file.display().to_string();
+            ("localhost", format!("sslmode=verify-full&sslrootcert={ca}"))
+        } else {
+            ("127.0.0.1", String::new())
+        };
+        let dsn = format!("postgresql://postgres@{host}:{port}/{db}?{query}");
         let out = tokio::process::Command::new(program)
             .args(args)
             .arg(repo().join("tests/drivers").join(script))
             .env("PGSLUICE_DSN", &dsn)
             .env(
                 "PGSLUICE_JDBC_URL",
-                format!(
-                    "jdbc:postgresql://127.0.0.1:{}/{db}?user=postgres",
-                    p.addr().port()
-                ),
+                format!("jdbc:postgresql://{host}:{port}/{db}?user=postgres&{query}"),
             )
             .env("CLIENTS", "20")
             .env("ROUNDS", "40")
@@ -88,13 +103,25 @@ async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str) {
 #[tokio::test]
 async fn psycopg3_prepared_and_pipelined() {
     let Some(py) = python() else { return };
-    run_script("psycopg", &py, &[], "python/psycopg_check.py").await;
+    run_script("psycopg", &py, &[], "python/psycopg_check.py", false).await;
+}
+
+#[tokio::test]
+async fn psycopg3_over_tls() {
+    let Some(py) = python() else { return };
+    run_script("psycopg_tls", &py, &[], "python/psycopg_check.py", true).await;
 }
 
 #[tokio::test]
 async fn asyncpg_statement_cache() {
     let Some(py) = python() else { return };
-    run_script("asyncpg", &py, &[], "python/asyncpg_check.py").await;
+    run_script("asyncpg", &py, &[], "python/asyncpg_check.py", false).await;
+}
+
+#[tokio::test]
+async fn asyncpg_over_tls() {
+    let Some(py) = python() else { return };
+    run_script("asyncpg_tls", &py, &[], "python/asyncpg_check.py", true).await;
 }
 
 #[tokio::test]
@@ -106,7 +133,19 @@ async fn node_postgres_named_queries() {
     let Some(node) = installed(node.unwrap_or_default(), "node (on PATH)") else {
         return;
     };
-    run_script("nodepg", &node, &[], "node/pg_check.js").await;
+    run_script("nodepg", &node, &[], "node/pg_check.js", false).await;
+}
+
+#[tokio::test]
+async fn node_postgres_over_tls() {
+    if node_modules().is_none() {
+        return;
+    }
+    let node = support::pg::find_in_path("node");
+    let Some(node) = installed(node.unwrap_or_default(), "node (on PATH)") else {
+        return;
+    };
+    run_script("nodepg_tls", &node, &[], "node/pg_check.js", true).await;
 }
 
 #[tokio::test]
@@ -123,5 +162,21 @@ async fn pgjdbc_server_prepared_statements() {
     };
     // Java 11+ runs a single source file directly.
     let cp = jar.to_str().unwrap();
-    run_script("jdbc", &java, &["-cp", cp], "java/JdbcCheck.java").await;
+    run_script("jdbc", &java, &["-cp", cp], "java/JdbcCheck.java", false).await;
+}
+
+#[tokio::test]
+async fn pgjdbc_over_tls() {
+    let Some(jar) = installed(
+        PathBuf::from("/usr/share/java/postgresql.jar"),
+        "pgjdbc (libpostgresql-jdbc-java)",
+    ) else {
+        return;
+    };
+    let java = support::pg::find_in_path("java");
+    let Some(java) = installed(java.unwrap_or_default(), "java (on PATH)") else {
+        return;
+    };
+    let cp = jar.to_str().unwrap();
+    run_script("jdbc_tls", &java, &["-cp", cp], "java/JdbcCheck.java", true).await;
 }

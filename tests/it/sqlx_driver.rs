@@ -1,4 +1,4 @@
-//! sqlx through the pooler in transaction mode. sqlx prepares every query
+//! sqlx through the pooler in transaction mode, over plaintext and TLS. sqlx prepares every query
 //! as a named statement (`sqlx_s_<n>`) and caches it per connection, so
 //! with 24 sqlx connections on a pool of 4 server connections every cached
 //! statement must follow its client to whichever server it gets next.
@@ -8,7 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use support::{PgCluster, bounded_for, transaction_pooler};
 
@@ -17,8 +17,27 @@ const ROUNDS: i64 = 60;
 
 #[tokio::test]
 async fn sqlx_prepares_everything_on_a_small_pool() {
+    run(false).await
+}
+
+/// The same over TLS (pgsluice requires it; sqlx checks its certificate
+/// with `verify-full` against the test CA).
+#[tokio::test]
+async fn sqlx_over_tls() {
+    run(true).await
+}
+
+async fn run(tls: bool) {
     bounded_for(Duration::from_secs(180), async {
-        let (db, p) = transaction_pooler("sqlx", "pool_size=4").await;
+        let (db, p) = if tls {
+            let pg = PgCluster::shared();
+            let db = support::unique("sqlx_tls");
+            pg.create_db(&db).await;
+            let b = support::PoolerBuilder::new().pg_database(pg, &db, "pool_size=4");
+            (db, support::tls::require_client_tls(b).start().await)
+        } else {
+            transaction_pooler("sqlx", "pool_size=4").await
+        };
         PgCluster::shared()
             .direct_client(&db, "postgres")
             .await
@@ -26,10 +45,16 @@ async fn sqlx_prepares_everything_on_a_small_pool() {
             .await
             .unwrap();
         let opts = PgConnectOptions::new()
-            .host("127.0.0.1")
             .port(p.addr().port())
             .username("postgres")
             .database(&db);
+        let opts = if tls {
+            opts.host("localhost")
+                .ssl_mode(PgSslMode::VerifyFull)
+                .ssl_root_cert(&support::tls::shared().0.ca_file)
+        } else {
+            opts.host("127.0.0.1")
+        };
         let pool = PgPoolOptions::new()
             .min_connections(CLIENTS as u32)
             .max_connections(CLIENTS as u32)

@@ -105,6 +105,27 @@ impl TestCa {
     }
 }
 
+/// A CA and a pooler certificate for `localhost` and 127.0.0.1, shared by
+/// the tests of this process that only need clients to reach pgsluice over
+/// TLS.
+pub fn shared() -> &'static (TestCa, Issued) {
+    static SHARED: std::sync::OnceLock<(TestCa, Issued)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let ca = TestCa::new("pgsluice shared test CA");
+        let cert = ca.issue("localhost", &["localhost", "127.0.0.1"]);
+        (ca, cert)
+    })
+}
+
+/// `builder` with client TLS required, serving [`shared`]'s certificate.
+pub fn require_client_tls(builder: super::PoolerBuilder) -> super::PoolerBuilder {
+    let (_, cert) = shared();
+    builder
+        .set("client_tls_sslmode", "require")
+        .set("client_tls_key_file", &cert.key.display().to_string())
+        .set("client_tls_cert_file", &cert.cert.display().to_string())
+}
+
 fn time_day() -> std::time::Duration {
     std::time::Duration::from_secs(86_400)
 }
