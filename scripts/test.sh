@@ -43,6 +43,16 @@ if ! type -P kill >/dev/null 2>&1; then
     $sudo apt-get install -y -q --no-install-recommends procps
 fi
 
+# `openssl`: tests/it/tls.rs makes X.509 v1 certificates with it (rcgen
+# makes v3 only), as `openssl x509 -req` makes them for many users.
+if ! type -P openssl >/dev/null 2>&1; then
+    echo "test.sh: installing openssl" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends openssl
+fi
+
 if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
     echo "test.sh: running as root needs the 'postgres' OS user (PostgreSQL refuses root)" >&2
     exit 1

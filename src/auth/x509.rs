@@ -88,6 +88,116 @@ pub(crate) fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
     Some(spki)
 }
 
+/// A certificate's parts, for checking an X.509 v1 certificate's signature
+/// and dates (see `config::tls_v1`).
+pub(crate) struct Parts<'a> {
+    /// No version field, or version 1: X.509 v1.
+    pub v1: bool,
+    /// tbsCertificate, the whole element: what the issuer signed.
+    pub tbs: &'a [u8],
+    /// signatureAlgorithm's contents (OID and parameters).
+    pub signature_algorithm: &'a [u8],
+    /// The signature's bits.
+    pub signature: &'a [u8],
+    /// The issuer Name, the whole element.
+    pub issuer: &'a [u8],
+    /// The subject Name, the whole element.
+    pub subject: &'a [u8],
+    /// notBefore and notAfter, seconds since the Unix epoch.
+    pub valid: (i64, i64),
+    /// The SubjectPublicKeyInfo, the whole element.
+    pub spki: &'a [u8],
+}
+
+/// The parts of `cert`; None when it is not a certificate the walker reads.
+pub(crate) fn parts(cert: &[u8]) -> Option<Parts<'_>> {
+    let (body, _, _) = expect(cert, SEQUENCE)?;
+    let (mut fields, tbs, rest) = expect(body, SEQUENCE)?;
+    let (alg, _, rest) = expect(rest, SEQUENCE)?;
+    let (bits, _, _) = expect(rest, 0x03)?;
+    let (&unused, signature) = bits.split_first()?;
+    if unused != 0 {
+        return None;
+    }
+    let mut v1 = true;
+    if fields.first() == Some(&VERSION) {
+        let (version, _, rest) = expect(fields, VERSION)?;
+        let (n, _, _) = expect(version, 0x02)?;
+        v1 = n == [0];
+        fields = rest;
+    }
+    let (_, _, _, fields) = element(fields)?; // serialNumber
+    let (_, _, fields) = expect(fields, SEQUENCE)?; // signature
+    let (_, issuer, fields) = expect(fields, SEQUENCE)?;
+    let (validity, _, fields) = expect(fields, SEQUENCE)?;
+    let (_, subject, fields) = expect(fields, SEQUENCE)?;
+    let (_, spki, _) = expect(fields, SEQUENCE)?;
+    let (tag, from, _, rest) = element(validity)?;
+    let not_before = time(tag, from)?;
+    let (tag, to, _, _) = element(rest)?;
+    let not_after = time(tag, to)?;
+    Some(Parts {
+        v1,
+        tbs,
+        signature_algorithm: alg,
+        signature,
+        issuer,
+        subject,
+        valid: (not_before, not_after),
+        spki,
+    })
+}
+
+/// A SubjectPublicKeyInfo's algorithm (contents) and key bits.
+pub(crate) fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (body, _, _) = expect(spki, SEQUENCE)?;
+    let (alg, _, rest) = expect(body, SEQUENCE)?;
+    let (bits, _, _) = expect(rest, 0x03)?;
+    let (&unused, key) = bits.split_first()?;
+    (unused == 0).then_some((alg, key))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`) as seconds since the Unix epoch.
+fn time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = |s: &[u8]| -> Option<i64> {
+        s.iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, rest) = match (tag, text.len()) {
+        (0x17, 13) => {
+            let yy = digits(&text[..2])?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        (0x18, 15) => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    if rest[10] != b'Z' {
+        return None;
+    }
+    let field = |i: usize| digits(&rest[i..i + 2]);
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 /// The subject's common name (the last one, as OpenSSL's lookups find it
 /// first from the end), when it is a string.
 pub(crate) fn subject_common_name(cert: &[u8]) -> Option<String> {
@@ -178,6 +288,30 @@ mod tests {
             assert_eq!(spki.len(), 2 + 6 + 5);
             assert_eq!(signature_algorithm(&c).unwrap()[0], 0x2a);
         }
+    }
+
+    #[test]
+    fn parts_and_dates() {
+        for v3 in [false, true] {
+            let c = cert(v3, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]);
+            let p = parts(&c).unwrap();
+            assert_eq!(p.v1, !v3);
+            assert_eq!(
+                p.valid,
+                (1_767_225_600, 1_798_761_600),
+                "2026-01-01 and 2027-01-01"
+            );
+            assert_eq!(p.signature, [1]);
+            assert_eq!(p.issuer, &name("Issuer CA")[..]);
+            let (alg, key) = spki_parts(p.spki).unwrap();
+            assert_eq!(alg, der(OID, &[1, 2]));
+            assert_eq!(key, [9, 9]);
+        }
+        assert_eq!(time(0x18, b"20380119031408Z"), Some(2_147_483_648));
+        assert_eq!(time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(time(0x17, b"701301000000Z"), None, "month 13");
+        assert_eq!(time(0x17, b"700101000000+"), None);
     }
 
     #[test]

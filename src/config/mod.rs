@@ -29,6 +29,7 @@ mod peers;
 mod settings;
 pub mod tls;
 mod tls_build;
+mod tls_v1;
 mod tls_values;
 mod userlist;
 mod users;

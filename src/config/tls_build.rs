@@ -19,6 +19,7 @@ use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, Sign
 
 use super::settings::Values;
 use super::tls::{ClientTls, KeyError, Keys, ServerTls, SslMode};
+use super::tls_v1::{ClientVerifier, ServerVerifier, V1Check};
 
 /// The CA bundle OpenSSL (and so PgBouncer) uses when no CA file is set,
 /// as Debian installs it; `SSL_CERT_FILE` overrides it as for OpenSSL.
@@ -105,9 +106,16 @@ impl rustls::client::ResolvesClientCert for OneCert {
     }
 }
 
-fn roots(keys: &Keys<'_>, path: &str) -> Result<Arc<RootCertStore>, KeyError> {
+/// The CA file as a trust store for webpki, and its certificates for
+/// [`V1Check`] (X.509 v1 leaves).
+fn roots(
+    keys: &Keys<'_>,
+    path: &str,
+    provider: &CryptoProvider,
+) -> Result<(Arc<RootCertStore>, V1Check), KeyError> {
     let mut store = RootCertStore::empty();
-    for c in certs(keys, "tls_ca_file", path)? {
+    let all = certs(keys, "tls_ca_file", path)?;
+    for c in all.iter().cloned() {
         store.add(c).map_err(|e| {
             (
                 keys.key("tls_ca_file"),
@@ -115,7 +123,8 @@ fn roots(keys: &Keys<'_>, path: &str) -> Result<Arc<RootCertStore>, KeyError> {
             )
         })?;
     }
-    Ok(Arc::new(store))
+    let v1 = V1Check::new(all, provider.signature_verification_algorithms);
+    Ok((Arc::new(store), v1))
 }
 
 fn tls_error(keys: &Keys<'_>, name: &str, e: Error) -> KeyError {
@@ -248,8 +257,8 @@ pub(super) fn acceptor(
         }
         builder.with_no_client_auth()
     } else {
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(roots(keys, keys.ca_file)?, provider);
+        let (store, v1) = roots(keys, keys.ca_file, &provider)?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(store, provider);
         let verifier = if mode >= SslMode::VerifyCa {
             verifier
         } else {
@@ -258,7 +267,10 @@ pub(super) fn acceptor(
         let verifier = verifier
             .build()
             .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
-        builder.with_client_cert_verifier(verifier)
+        builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            webpki: verifier,
+            v1,
+        }))
     };
     let mut config = builder.with_cert_resolver(Arc::new(OneCert(certified)));
     config.alpn_protocols = vec![ALPN.to_vec()];
@@ -290,15 +302,15 @@ pub(super) fn connector(
         } else {
             std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_CA_FILE.into())
         };
-        let webpki =
-            WebPkiServerVerifier::builder_with_provider(roots(keys, &file)?, provider.clone())
-                .build()
-                .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
-        if mode == SslMode::VerifyFull {
-            webpki
-        } else {
-            Arc::new(ChainOnly(webpki))
-        }
+        let (store, v1) = roots(keys, &file, &provider)?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+            .build()
+            .map_err(|e| (keys.key("tls_ca_file"), e.to_string()))?;
+        Arc::new(ServerVerifier {
+            webpki,
+            v1,
+            check_name: mode == SslMode::VerifyFull,
+        })
     } else {
         Arc::new(AnyCertificate(provider.clone()))
     };
@@ -381,54 +393,5 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to the CA file; the name is not
-/// checked (webpki checks the chain before the name, so a name error
-/// means the chain was good).
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }

@@ -282,9 +282,11 @@ async fn latency_histograms_count_every_transaction() {
             let name = format!("pgsluice_{h}_bucket");
             let inf = [labels[0], labels[1], ("le", "+Inf")];
             assert_eq!(sample(&page, &name, &inf), 21.0, "{h}");
-            // The 0.3 s query is above 0.25 s, the others far below.
+            // The 0.3 s query is above 0.25 s whatever the machine does
+            // (the others are usually below, but a loaded machine may
+            // delay one: no timing is asserted).
             let le = [labels[0], labels[1], ("le", "0.25")];
-            assert_eq!(sample(&page, &name, &le), 20.0, "{h}");
+            assert!(sample(&page, &name, &le) <= 20.0, "{h}");
         }
         let waits = sample(&page, "pgsluice_client_wait_seconds_count", &labels);
         let inf = [labels[0], labels[1], ("le", "+Inf")];

@@ -556,3 +556,84 @@ async fn certificate_authentication() {
     })
     .await
 }
+
+/// X.509 v1 certificates (what `openssl x509 -req` makes without an
+/// extensions file, and PgBouncer's own test certificates): as pgsluice's
+/// own certificate, as a client certificate under verify-full with
+/// auth_type = cert, and as PostgreSQL's under verify-full (common name
+/// checked, since a v1 certificate has no subjectAltName) and verify-ca.
+#[tokio::test]
+async fn x509_v1_certificates_work_where_pgbouncer_takes_them() {
+    bounded(async {
+        let w = world();
+        // PostgreSQL serving a v1 certificate for localhost.
+        let pg_cert = w.ca.issue_v1("localhost");
+        let pg = PgCluster::dedicated_tls(&pg_cert, &w.ca.ca_file);
+        let db = support::unique("tls_v1");
+        pg.create_db(&db).await;
+        let own = w.ca.issue_v1("localhost");
+        let ca = w.ca.ca_file.display().to_string();
+        let pooler = |host: &str, mode: &str, ca: &str| {
+            PoolerBuilder::new()
+                .set("client_tls_sslmode", "verify-full")
+                .set("client_tls_key_file", &own.key.display().to_string())
+                .set("client_tls_cert_file", &own.cert.display().to_string())
+                .set("client_tls_ca_file", &w.ca.ca_file.display().to_string())
+                .set("auth_type", "cert")
+                .set("server_tls_sslmode", mode)
+                .set("server_tls_ca_file", ca)
+                .set("server_connect_timeout", "3")
+                .database(&db, &format!("host={host} port={} dbname={db}", pg.port()))
+        };
+        let client = w.ca.issue_v1("postgres");
+        let conninfo = |p: &TestPooler| {
+            format!(
+                "{} sslcert={} sslkey={}",
+                verify_full(p, &db, &w.ca.ca_file),
+                client.cert.display(),
+                client.key.display()
+            )
+        };
+        let p = pooler("localhost", "verify-full", &ca).start().await;
+        let (ok, out, err) = psql(&conninfo(&p), SERVER_SSL).await;
+        assert!(ok, "v1 certificates on both legs: {err}");
+        assert_eq!(out, "t");
+        p.shutdown().await;
+        // The common name is the only name a v1 certificate has.
+        let p = pooler("127.0.0.1", "verify-full", &ca).start().await;
+        let (ok, _, _) = psql(&conninfo(&p), "SELECT 1").await;
+        assert!(!ok, "127.0.0.1 is not the certificate's name");
+        p.shutdown().await;
+        let p = pooler("127.0.0.1", "verify-ca", &ca).start().await;
+        let (ok, _, err) = psql(&conninfo(&p), "SELECT 1").await;
+        assert!(ok, "verify-ca does not check the name: {err}");
+        p.shutdown().await;
+        // Signed by another CA (same name): refused on both legs.
+        let impostor = TestCa::new("pgsluice test CA");
+        let p = pooler(
+            "localhost",
+            "verify-full",
+            &impostor.ca_file.display().to_string(),
+        )
+        .start()
+        .await;
+        let (ok, _, _) = psql(&conninfo(&p), "SELECT 1").await;
+        assert!(!ok, "PostgreSQL's certificate is not the impostor CA's");
+        p.shutdown().await;
+        let forged = impostor.issue_v1("postgres");
+        let p = pooler("localhost", "verify-full", &ca).start().await;
+        let forged_conn = format!(
+            "{} sslcert={} sslkey={}",
+            verify_full(&p, &db, &w.ca.ca_file),
+            forged.cert.display(),
+            forged.key.display()
+        );
+        let (ok, _, _) = psql(&forged_conn, "SELECT 1").await;
+        assert!(
+            !ok,
+            "a client certificate from another CA with the same name"
+        );
+        p.shutdown().await;
+    })
+    .await
+}

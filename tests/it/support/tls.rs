@@ -60,6 +60,7 @@ impl TestCa {
         let cert = params.self_signed(&key).unwrap();
         let ca_file = dir.path().join("ca.crt");
         std::fs::write(&ca_file, cert.pem()).unwrap();
+        std::fs::write(dir.path().join("ca.key"), key.serialize_pem()).unwrap();
         TestCa {
             dir,
             issuer: Issuer::new(params, key),
@@ -124,6 +125,71 @@ pub fn require_client_tls(builder: super::PoolerBuilder) -> super::PoolerBuilder
         .set("client_tls_sslmode", "require")
         .set("client_tls_key_file", &cert.key.display().to_string())
         .set("client_tls_cert_file", &cert.cert.display().to_string())
+}
+
+impl TestCa {
+    /// An X.509 v1 certificate for `cn` (no extensions, so no
+    /// subjectAltName), made by `openssl x509 -req` as many users make
+    /// theirs; valid for 30 days.
+    pub fn issue_v1(&self, cn: &str) -> Issued {
+        let n = super::unique("v1");
+        let (key, csr, cert) = (
+            self.dir.path().join(format!("{n}.key")),
+            self.dir.path().join(format!("{n}.csr")),
+            self.dir.path().join(format!("{n}.crt")),
+        );
+        let openssl = super::tool("openssl").expect("openssl is installed by scripts/test.sh");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new(&openssl)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let subj = format!("/CN={cn}");
+        run(&[
+            "req".as_ref(),
+            "-newkey".as_ref(),
+            "ec".as_ref(),
+            "-pkeyopt".as_ref(),
+            "ec_paramgen_curve:prime256v1".as_ref(),
+            "-nodes".as_ref(),
+            "-keyout".as_ref(),
+            key.as_os_str(),
+            "-out".as_ref(),
+            csr.as_os_str(),
+            "-subj".as_ref(),
+            subj.as_ref(),
+        ]);
+        let (ca_key, serial) = (
+            self.dir.path().join("ca.key"),
+            self.dir.path().join("ca.srl"),
+        );
+        run(&[
+            "x509".as_ref(),
+            "-req".as_ref(),
+            "-in".as_ref(),
+            csr.as_os_str(),
+            "-CA".as_ref(),
+            self.ca_file.as_os_str(),
+            "-CAkey".as_ref(),
+            ca_key.as_os_str(),
+            "-CAserial".as_ref(),
+            serial.as_os_str(),
+            "-CAcreateserial".as_ref(),
+            "-days".as_ref(),
+            "30".as_ref(),
+            "-out".as_ref(),
+            cert.as_os_str(),
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Issued { cert, key }
+    }
 }
 
 fn time_day() -> std::time::Duration {
