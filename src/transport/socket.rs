@@ -96,11 +96,32 @@ impl Socket {
         }
     }
 
-    /// Read what is available into `buf` without waiting.
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Read what is available into `buf` without waiting, for a layer that
+    /// reads whole records (TLS). A read that does not fill `buf` has
+    /// drained the socket: its readiness is cleared then, as tokio's own
+    /// `poll_read` does, so the next wait goes to epoll instead of a read
+    /// that would find nothing (one `recvfrom` less per TLS request).
+    pub(crate) fn try_read_drain(&self, buf: &mut [u8]) -> io::Result<usize> {
+        macro_rules! drain {
+            ($s:expr) => {{
+                let (len, mut got) = (buf.len(), 0);
+                let r = $s.try_io(tokio::io::Interest::READABLE, || {
+                    got = $s.try_read(buf)?;
+                    if got > 0 && got < len {
+                        // Not an error: tells tokio to clear the readiness.
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(got)
+                });
+                match r {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+                    r => r,
+                }
+            }};
+        }
         match self {
-            Socket::Tcp(s) => s.try_read(buf),
-            Socket::Unix(s) => s.try_read(buf),
+            Socket::Tcp(s) => drain!(s),
+            Socket::Unix(s) => drain!(s),
             Socket::Off(_) | Socket::Moving => Err(moving()),
         }
     }

@@ -78,7 +78,7 @@ struct Io<'a>(&'a Socket);
 
 impl io::Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        self.0.try_read_drain(buf)
     }
 }
 
@@ -215,9 +215,14 @@ impl TlsStream {
             conn.read_tls(&mut early)?;
             conn.process_new_packets().map_err(tls_error)?;
         }
-        let r = Self::handshake(socket, Connection::Server(conn)).await;
-        count(&r, &HANDSHAKES.client_ok, &HANDSHAKES.client_failed);
-        let mut s = r?;
+        let h = &HANDSHAKES;
+        let mut s = Self::handshake(
+            socket,
+            Connection::Server(conn),
+            &h.client_ok,
+            &h.client_failed,
+        )
+        .await?;
         s.binding = binding.into();
         Ok(s)
     }
@@ -232,9 +237,14 @@ impl TlsStream {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(tls_error)?;
-        let r = Self::handshake(socket, Connection::Client(conn)).await;
-        count(&r, &HANDSHAKES.server_ok, &HANDSHAKES.server_failed);
-        let mut s = r?;
+        let h = &HANDSHAKES;
+        let mut s = Self::handshake(
+            socket,
+            Connection::Client(conn),
+            &h.server_ok,
+            &h.server_failed,
+        )
+        .await?;
         let leaf = s
             .conn
             .get_mut()
@@ -247,13 +257,22 @@ impl TlsStream {
         Ok(s)
     }
 
-    async fn handshake(socket: Socket, conn: Connection) -> io::Result<TlsStream> {
+    /// Drive the handshake, counting it in `ok` or `failed` while the
+    /// socket is still open (a peer that saw it close sees it counted).
+    async fn handshake(
+        socket: Socket,
+        conn: Connection,
+        ok: &AtomicU64,
+        failed: &AtomicU64,
+    ) -> io::Result<TlsStream> {
         let s = TlsStream {
             socket,
             conn: Mutex::new(conn),
             binding: Box::default(),
         };
-        std::future::poll_fn(|cx| s.poll_handshake(cx)).await?;
+        let r = std::future::poll_fn(|cx| s.poll_handshake(cx)).await;
+        count(&r, ok, failed);
+        r?;
         Ok(s)
     }
 
