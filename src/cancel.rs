@@ -36,7 +36,10 @@ pub(crate) async fn forward(
         debug!("cancel request for an unknown or idle client ignored");
         return;
     };
-    match deliver_within(&addr, server_key, tls.as_deref(), timeout).await {
+    // Boxed: this runs inside a client's login future (a CancelRequest
+    // is a connection of its own), which every connecting client's box is
+    // sized by.
+    match Box::pin(deliver_within(&addr, server_key, tls.as_deref(), timeout)).await {
         Ok(()) => debug!(%addr, "cancel request forwarded"),
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             warn!(%addr, "timed out forwarding cancel request (cancel_wait_timeout)")

@@ -110,6 +110,26 @@ async fn idle_session_task_stays_small() {
     assert!(task <= 152, "client task future grew to {task} bytes");
 }
 
+/// The login future is boxed per connecting client: thousands log in at
+/// once (S6), and glibc keeps the peak. The TLS handshake's state (a rustls
+/// connection) is boxed apart so that it does not size every login.
+#[tokio::test]
+async fn login_future_stays_small() {
+    let ctx = context();
+    let (ours, _peer) = tokio::net::UnixStream::pair().unwrap();
+    let login = super::super::login_task(
+        Stream::from(ours),
+        crate::transport::Peer::Unix,
+        1,
+        ctx,
+        None,
+        None,
+    );
+    let size = std::mem::size_of_val(&login);
+    eprintln!("login future: {size} bytes");
+    assert!(size <= 2_048, "login future grew to {size} bytes");
+}
+
 /// A client whose stream holds the next request while its socket shows
 /// nothing (the request came in one segment and the stream read all of
 /// it, as TLS does): the idle wait must see it, without a kept buffer

@@ -118,7 +118,16 @@ async fn upgrade(stream: &mut Stream, tls: &ClientTls, early: &[u8]) -> Result<(
             "TLS requested on a stream that cannot carry it",
         ));
     };
-    match TlsStream::accept(socket, tls.config.clone(), &tls.end_point, early).await {
+    // Boxed: the handshake's state (the rustls connection, ~1 kB) would
+    // otherwise size every client's login future, TLS or not (S6: +1 kB
+    // of RSS per idle plaintext client).
+    let accept = Box::pin(TlsStream::accept(
+        socket,
+        tls.config.clone(),
+        &tls.end_point,
+        early,
+    ));
+    match accept.await {
         Ok(s) => {
             *stream = Stream::Tls(Box::new(s));
             Ok(())

@@ -48,7 +48,10 @@ pub async fn connect_tls(endpoint: &Endpoint, tls: Option<&ServerTls>) -> io::Re
             let Stream::Plain(socket) = stream else {
                 unreachable!("a new connection is a bare socket")
             };
-            let s = TlsStream::connect(socket, tls.config.clone(), host)
+            // Boxed: the handshake's state (a rustls connection) would
+            // otherwise size every future that may connect (a client's
+            // login forwards cancel requests).
+            let s = Box::pin(TlsStream::connect(socket, tls.config.clone(), host))
                 .await
                 .map_err(handshake_error)?;
             Ok(Stream::Tls(Box::new(s)))

@@ -637,3 +637,60 @@ async fn x509_v1_certificates_work_where_pgbouncer_takes_them() {
     })
     .await
 }
+
+/// Two shards: TLS sessions park and come back on the other shard's
+/// reactor with their TLS state, and TLS server connections move between
+/// shards with the clients that take them; pgbench runs its three modes
+/// through it with no failed transaction.
+#[tokio::test]
+async fn tls_sessions_and_servers_move_between_shards() {
+    bounded(async {
+        let w = world();
+        let db = tls_db("tls_shards").await;
+        let p = tls_pooler(&db).start_sharded(2).await;
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            let mut s = ssl_request_handshake(p.addr(), &w.ca.ca_file).await;
+            wire::login_trust(&mut s, "postgres", &db).await;
+            sessions.push(s);
+        }
+        for round in 0..3 {
+            // Idle past the sweep: every session parks, and resumes on the
+            // shards in turn.
+            tokio::time::sleep(Duration::from_millis(2200)).await;
+            for (i, s) in sessions.iter_mut().enumerate() {
+                let sql = format!("SELECT {round} * 10 + {i}");
+                let rows = wire::simple_query(s, &sql).await.unwrap();
+                assert_eq!(rows, vec![Some((round * 10 + i).to_string())]);
+            }
+        }
+        let pgbench = tool("pgbench").expect("pgbench is installed by .ci/run");
+        let init = tokio::process::Command::new(&pgbench)
+            .args(["-i", "-q", "-s", "1", "-h"])
+            .arg(w.pg.socket_dir())
+            .args(["-p", &w.pg.port().to_string(), "-U", "postgres", &db])
+            .output()
+            .await
+            .unwrap();
+        assert!(init.status.success());
+        for mode in ["simple", "extended", "prepared"] {
+            let out = tokio::process::Command::new(&pgbench)
+                .args(["-n", "-S", "-M", mode, "-c", "8", "-j", "2", "-t", "100"])
+                .args(["-h", "localhost", "-p", &p.addr().port().to_string()])
+                .args(["-U", "postgres", &db])
+                .env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", &w.ca.ca_file)
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("processed: 800/800"),
+                "pgbench -M {mode} on two shards over TLS: {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        p.shutdown().await;
+    })
+    .await
+}
