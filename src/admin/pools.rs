@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::pool::Pool;
 
 /// The virtual database of the console.
-pub const ADMIN_DB: &str = "pgbouncer";
+pub const ADMIN_DB: &str = crate::config::ADMIN_DB;
 
 /// Every database: named [databases] entries, databases pools were made
 /// for (from `*`), and the console's own, sorted.

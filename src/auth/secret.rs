@@ -66,6 +66,19 @@ impl Secret {
 }
 
 impl ScramSecret {
+    /// A verifier no password matches, for running the exchange of a user
+    /// that does not exist: random salt and keys, PostgreSQL's default
+    /// iteration count, and no key derivation (a stored verifier is read,
+    /// not derived, so the two take the same time).
+    pub fn throwaway() -> ScramSecret {
+        ScramSecret {
+            iterations: 4096,
+            salt: rand::random::<[u8; 16]>().to_vec(),
+            stored_key: rand::random(),
+            server_key: rand::random(),
+        }
+    }
+
     /// Parses `SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>`;
     /// `None` unless every part is well formed (iterations >= 1, non-empty
     /// salt, 32-byte keys).

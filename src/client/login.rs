@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info};
 
+use super::auth_source::Target;
 use super::startup::{client_params, startup_params};
 use super::{SessionEnd, auth};
 use crate::admin::{self, AdminLogin};
@@ -143,17 +144,24 @@ pub(super) async fn login(
         info!(client = client.id, %peer, %user, %database, %tls, "login attempt");
     }
     if database == crate::admin::ADMIN_DB {
-        let login = admin_login(stream, buf, &cfg, user, &startup).await?;
+        let login = admin_login(stream, buf, (ctx, &cfg), user, &startup).await?;
         return Ok(Login::Console(login));
     }
-    let db = cfg.databases.lookup(database).ok_or_else(|| {
+    // As PgBouncer: an unknown database is told only to a client that
+    // proved its password (the exchange runs with no secret otherwise).
+    let db = cfg.databases.lookup(database);
+    let target = match db {
+        Some(db) => Target::Database(db, database),
+        None => Target::Unknown,
+    };
+    let proven = auth::authenticate(stream, buf, (ctx, &cfg), user, target).await?;
+    let db = db.ok_or_else(|| {
         SessionEnd::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("no such database: {database}"),
         )
     })?;
-    let scram_keys = auth::authenticate(stream, buf, &cfg, user).await?;
-    let route = route(ctx, &cfg, db, (database, user), scram_keys)?;
+    let route = route(ctx, &cfg, db, (database, user), proven)?;
     let pool = route.home();
     let welcome = pool.ensure_welcome().await.map_err(|e| {
         let (code, message) = match &e {
@@ -205,19 +213,19 @@ fn who(startup: &Startup) -> Result<(&str, &str), SessionEnd> {
 /// The route of an authenticated client of `database` (entry `db`): its
 /// pool (the forced user's, or its own), counting it as a client there;
 /// refused when the database is disabled or a client limit is reached.
-/// SCRAM keys the client proved serve the pool's server logins when no
-/// other secret is known.
+/// What the client proved (SCRAM keys, a secret auth_query found) serves
+/// the pool's server logins when no other secret is known.
 fn route(
     ctx: &Context,
     cfg: &crate::config::Config,
     db: &crate::config::Database,
     (database, user): (&str, &str),
-    scram_keys: Option<crate::auth::ScramKeys>,
+    proven: auth::Proven,
 ) -> Result<Route, SessionEnd> {
     if ctx.pools.db_control(database).disabled() {
         return Err(SessionEnd::fatal(
             sqlstate::CANNOT_CONNECT_NOW,
-            format!("database \"{database}\" does not allow connections (DISABLE)"),
+            format!("database \"{database}\" is disabled"),
         ));
     }
     let pool_user = db.user.as_deref().unwrap_or(user);
@@ -229,8 +237,14 @@ fn route(
         routing::chooser(),
     )
     .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
-    if let (Some(keys), None) = (scram_keys, &db.user) {
-        route.home().remember_scram_keys(keys);
+    if db.user.is_none() {
+        // The client's own pool: what it proved serves server logins when
+        // no password is configured (SCRAM keys, or auth_query's secret).
+        if let Some(keys) = proven.scram_keys {
+            route.home().remember_scram_keys(keys);
+        } else if let Some(secret) = proven.looked_up {
+            route.home().remember_secret(secret);
+        }
     }
     Ok(route)
 }
@@ -264,7 +278,7 @@ fn login_answer(pool: &Pool, welcome: &[(String, String)], params: Params) -> Lo
 async fn admin_login(
     stream: &mut Stream,
     buf: &mut BytesMut,
-    cfg: &crate::config::Config,
+    (ctx, cfg): (&Context, &crate::config::Config),
     user: &str,
     startup: &Startup,
 ) -> Result<AdminLogin, SessionEnd> {
@@ -276,7 +290,7 @@ async fn admin_login(
             application_name,
         });
     }
-    auth::authenticate(stream, buf, cfg, user).await?;
+    auth::authenticate(stream, buf, (ctx, cfg), user, Target::Console).await?;
     let role = admin::role_of(cfg, user)
         .ok_or_else(|| SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
     Ok(AdminLogin {

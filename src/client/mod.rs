@@ -3,6 +3,7 @@
 //! them (`relay`).
 
 mod auth;
+mod auth_source;
 mod handoff;
 mod login;
 mod notices;
@@ -177,9 +178,16 @@ async fn login_task(
     permit: Option<OwnedSemaphorePermit>,
     registration: Option<Registration>,
 ) -> Option<session::Client> {
+    let connected_us = now_us();
     let (Some(permit), Some(registration)) = (permit, registration) else {
         if let Err(e) = login::refuse(&mut stream, &ctx).await {
-            report(&mut stream, id, &format!("@{peer}"), &ctx, e).await;
+            report(
+                &mut stream,
+                (id, &format!("@{peer}"), connected_us),
+                &ctx,
+                e,
+            )
+            .await;
         }
         let _ = stream.shutdown().await;
         return None;
@@ -200,7 +208,13 @@ async fn login_task(
             if let Some((code, _)) = e.response() {
                 *ctx.login_failures.lock().entry(code).or_default() += 1;
             }
-            report(&mut stream, id, &format!("@{peer}"), &ctx, e).await;
+            report(
+                &mut stream,
+                (id, &format!("@{peer}"), connected_us),
+                &ctx,
+                e,
+            )
+            .await;
             let _ = stream.shutdown().await;
             None
         }
@@ -208,23 +222,39 @@ async fn login_task(
 }
 
 /// Log why a session ends and tell the client, when it can still be told.
-pub(crate) async fn report(stream: &mut Stream, id: u64, who: &str, ctx: &Context, e: SessionEnd) {
+/// The log line reads as PgBouncer's ("closing because: ... (age=Ns)"),
+/// which its users grep for; `connected_us` is when the client connected
+/// (microseconds since the Unix epoch).
+pub(crate) async fn report(
+    stream: &mut Stream,
+    (id, who, connected_us): (u64, &str, u64),
+    ctx: &Context,
+    e: SessionEnd,
+) {
     let Some((code, message)) = e.response() else {
         info!(client = id, who, "client connection closed: {e}");
         return;
     };
     *ctx.client_errors.lock().entry(code).or_default() += 1;
     if ctx.config().general.log_pooler_errors {
+        let age = now_us().saturating_sub(connected_us) / 1_000_000;
         warn!(
             client = id,
             who,
             sqlstate = code.as_str(),
-            "closing client: {message}"
+            "closing because: {message} (age={age}s)"
         );
     }
     let mut out = BytesMut::new();
     error_response(&mut out, Severity::Fatal, code, &message);
     let _ = stream.write_all(&out).await;
+}
+
+/// Microseconds since the Unix epoch (as `SessionEntry::connected_us`).
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Shorthand for the "too many connections" error.

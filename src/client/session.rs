@@ -538,9 +538,11 @@ impl Client {
                 log_goodbye(self.target(), terminate);
             }
         } else {
-            let id = self.target().id;
-            let who = self.target().who().to_string();
-            super::report(&mut self.stream, id, &who, self.held.context(), end).await;
+            let entry = self.target();
+            let (id, connected_us) = (entry.id, entry.connected_us);
+            let who = entry.who().to_string();
+            let ctx = self.held.context();
+            super::report(&mut self.stream, (id, &who, connected_us), ctx, end).await;
         }
         // Dropping the socket closes it: what was written is sent before
         // the FIN, as PgBouncer's close does (a shutdown() first is one

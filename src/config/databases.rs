@@ -113,12 +113,7 @@ impl Database {
 }
 
 /// `[databases]` keys that are parsed and checked but not acted on yet.
-pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[
-    "auth_user",
-    "auth_query",
-    "auth_dbname",
-    "load_balance_hosts",
-];
+pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &["load_balance_hosts"];
 
 /// `target_session_attrs` values (accepted, not implemented).
 const SESSION_ATTRS: &[&str] = &["any", "read-write", "read-only", "primary", "standby"];
@@ -240,16 +235,7 @@ mod tests {
         assert!(e.is_empty(), "{e:?}");
         // Accepted keys that are not acted on yet each get a warning.
         let warned: Vec<&str> = w.iter().map(|w| w.split(": ").nth(1).unwrap()).collect();
-        assert_eq!(
-            warned,
-            [
-                "host",
-                "auth_user",
-                "auth_query",
-                "auth_dbname",
-                "load_balance_hosts"
-            ]
-        );
+        assert_eq!(warned, ["host", "load_balance_hosts"]);
         let db = db.expect("valid");
         assert_eq!(db.dbname.as_deref(), Some("real"));
         assert_eq!(db.host.as_deref(), Some("/var/run/postgresql,10.0.0.2"));

@@ -26,6 +26,18 @@ pub struct General {
     /// The auth_file (userlist.txt). Used as written: a relative path is
     /// relative to the current working directory, as in PgBouncer.
     pub auth_file: Option<PathBuf>,
+    /// Who runs auth_query for users missing from auth_file (not set:
+    /// no lookups).
+    pub auth_user: Option<String>,
+    /// The query that finds a user's secret (PgBouncer's default reads
+    /// pg_authid).
+    pub auth_query: std::sync::Arc<str>,
+    /// The [databases] entry auth_query runs in (not set: the client's).
+    pub auth_dbname: Option<String>,
+    /// Lookups of one user in flight are shared by the logins that wait
+    /// for them, and the last secret found starts the next exchange (on;
+    /// a pgsluice extension, see `pool::lookups`).
+    pub auth_query_cache: bool,
     /// Default pool mode (session).
     pub pool_mode: PoolMode,
     /// Maximum client connections (100).
@@ -163,6 +175,14 @@ impl General {
             unix_socket_group: v.str("unix_socket_group").to_string(),
             auth_type: auth_type(v.str("auth_type")),
             auth_file: opt_path("auth_file"),
+            auth_user: Some(v.str("auth_user"))
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            auth_query: v.str("auth_query").into(),
+            auth_dbname: Some(v.str("auth_dbname"))
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            auth_query_cache: v.bool("auth_query_cache"),
             pool_mode: PoolMode::from_name(v.str("pool_mode")).unwrap_or(PoolMode::Session),
             max_client_conn: v.u32("max_client_conn"),
             default_pool_size: v.u32("default_pool_size"),

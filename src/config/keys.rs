@@ -101,7 +101,7 @@ pub(crate) const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
 pub(crate) const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Keys pgsluice adds to PgBouncer's (PgBouncer would reject them).
-pub const EXTENSIONS: &[&str] = &["log_format", "metrics_listen_addr"];
+pub const EXTENSIONS: &[&str] = &["auth_query_cache", "log_format", "metrics_listen_addr"];
 
 /// PgBouncer's default `auth_query`.
 pub(crate) const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
@@ -116,6 +116,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("auth_ident_file", S, ""),
     key("auth_ldap_options", S, ""),
     key("auth_query", S, DEFAULT_AUTH_QUERY),
+    key("auth_query_cache", B, "1"),
     key("auth_type", Kind::Choice(AUTH_TYPES), "md5"),
     key("auth_user", S, ""),
     key("autodb_idle_timeout", T, "3600"),
@@ -237,12 +238,9 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "unix_socket_group",
     "pkt_buf",
     // Not in `General` at all:
-    "auth_dbname",
     "auth_hba_file",
     "auth_ident_file",
     "auth_ldap_options",
-    "auth_query",
-    "auth_user",
     "conffile",
     "disable_pqexec",
     "dns_max_ttl",

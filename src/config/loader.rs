@@ -82,7 +82,7 @@ fn parse(
     let general = General::from_values(&values, file);
     check_security(&values, &mut errors);
     check_metrics_addr(&values, &general, file, &mut errors);
-    let userlist = check_auth(&values, &general, file, &mut errors);
+    let userlist = check_auth(&values, (&general, &sections.databases), file, &mut errors);
     let tls = if errors.is_empty() {
         build_tls(&values, file, running, &mut errors, &mut warnings)
     } else {
@@ -322,14 +322,18 @@ fn check_metrics_addr(
 }
 
 /// Checks auth_type against what is supported and loads the auth_file.
+/// A method that needs known users needs auth_file, or auth_user (global
+/// or in some [databases] entry) to look them up with auth_query.
 fn check_auth(
     values: &Values,
-    general: &General,
+    (general, databases): (&General, &super::Databases),
     file: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, crate::auth::Secret> {
     let method = values.str("auth_type");
     let (f, l) = at(values, "auth_type", file);
+    let lookups =
+        general.auth_user.is_some() || databases.entries.values().any(|d| d.auth_user.is_some());
     match general.auth_type {
         AuthType::Hba | AuthType::Pam => errors.push(ConfigError::new(
             &f,
@@ -345,19 +349,24 @@ fn check_auth(
         | AuthType::Md5
         | AuthType::ScramSha256
         | AuthType::Cert
-            if general.auth_file.is_none() =>
+            if general.auth_file.is_none() && !lookups =>
         {
             errors.push(ConfigError::new(
                 &f,
                 l,
                 "auth_file",
-                format!(
-                    "auth_type {method} needs auth_file to be set \
-                     (auth_user/auth_query lookups are not supported yet)"
-                ),
+                format!("auth_type {method} needs auth_file or auth_user to be set"),
             ))
         }
         _ => {}
+    }
+    if general.auth_dbname.as_deref() == Some(crate::config::ADMIN_DB) {
+        let (f, l) = at(values, "auth_dbname", file);
+        let msg = format!(
+            "cannot use the reserved \"{}\" database as an auth_dbname",
+            crate::config::ADMIN_DB
+        );
+        errors.push(ConfigError::new(&f, l, "auth_dbname", msg));
     }
     let Some(path) = &general.auth_file else {
         return HashMap::new();

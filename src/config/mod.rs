@@ -54,6 +54,10 @@ pub use tls::{ClientTls, ServerTls, SslMode, Tls};
 pub use tls_build::ALPN;
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};
 
+/// The admin console's virtual database (a reserved name: never an
+/// auth_dbname).
+pub const ADMIN_DB: &str = "pgbouncer";
+
 /// A loaded configuration and the warnings produced while loading it.
 #[derive(Debug, Clone)]
 pub struct Loaded {

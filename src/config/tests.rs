@@ -271,9 +271,17 @@ fn auth_rules() {
     let e = errors_of("[pgbouncer]\nlisten_port = 1\n");
     assert_eq!(
         e,
+        vec!["/etc/pgb.ini:0: auth_file: auth_type md5 needs auth_file or auth_user to be set"]
+    );
+    // auth_user, global or in an entry, is enough: users are looked up.
+    ok("[pgbouncer]\nauth_user = pgb\n");
+    ok("[databases]\nd = host=h auth_user=pgb\n[pgbouncer]\n");
+    let e = errors_of("[pgbouncer]\nauth_user = pgb\nauth_dbname = pgbouncer\n");
+    assert_eq!(
+        e,
         vec![
-            "/etc/pgb.ini:0: auth_file: auth_type md5 needs auth_file to be set \
-                        (auth_user/auth_query lookups are not supported yet)"
+            "/etc/pgb.ini:3: auth_dbname: cannot use the reserved \"pgbouncer\" database \
+             as an auth_dbname"
         ]
     );
     let e = errors_of("[pgbouncer]\nauth_type = trust\n\nauth_file = /nonexistent/users.txt\n");
@@ -392,10 +400,7 @@ fn not_implemented_settings_warn_only_when_not_default() {
     );
     assert_eq!(
         l.warnings,
-        vec![
-            "/etc/pgb.ini:8: auth_user: setting is not implemented by pgsluice yet; ignored",
-            "/etc/pgb.ini:7: peer_id: setting is not implemented by pgsluice yet; ignored",
-        ]
+        vec!["/etc/pgb.ini:7: peer_id: setting is not implemented by pgsluice yet; ignored"]
     );
     assert_eq!(l.config.general.stats_period, Duration::from_secs(30));
 }

@@ -14,6 +14,7 @@ mod hot;
 pub mod info;
 mod intern;
 mod limits;
+mod lookups;
 mod maintain;
 mod server_pool;
 mod settings;
@@ -31,6 +32,7 @@ pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use control::{ControlError, DbControl};
 pub use events::ServerEvents;
 pub use limits::Limit;
+pub(crate) use lookups::Lookup;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
 

@@ -147,8 +147,11 @@ pub struct Pool {
     /// ParameterStatus of the latest server login, replayed to clients at
     /// their login.
     welcome: Mutex<Option<Welcome>>,
-    /// SCRAM keys proven by a client, used when no password is configured.
-    scram_keys: Mutex<Option<ScramKeys>>,
+    /// A secret learned at a client's login (SCRAM keys it proved, or an
+    /// md5 secret from auth_query), used when no password is configured.
+    learned: Mutex<Option<ServerCredentials>>,
+    /// auth_query lookups run through this pool (when it is an auth pool).
+    pub(super) lookups: super::lookups::Lookups,
     /// Parameter sets of this pool's clients, shared so that thousands of
     /// clients asking for the same settings hold one copy.
     interned: Interner<Params>,
@@ -228,7 +231,8 @@ impl Pool {
                 unused_since: None,
             }),
             welcome: Mutex::new(None),
-            scram_keys: Mutex::new(None),
+            learned: Mutex::new(None),
+            lookups: Default::default(),
             interned: Interner::default(),
             infos: Interner::default(),
             answers: Default::default(),
@@ -471,15 +475,36 @@ impl Pool {
     /// Remember SCRAM keys a client proved, for server logins that have no
     /// other secret.
     pub fn remember_scram_keys(&self, keys: ScramKeys) {
-        *self.scram_keys.lock() = Some(keys);
+        self.remember_credentials(ServerCredentials::ScramKeys(keys));
+    }
+
+    /// Remember the md5 or plain secret auth_query found for this pool's
+    /// user (a SCRAM verifier cannot log in: its client's keys do).
+    pub(crate) fn remember_secret(&self, secret: crate::auth::Secret) {
+        match secret {
+            crate::auth::Secret::Md5(s) => {
+                self.remember_credentials(ServerCredentials::Md5Secret(s))
+            }
+            crate::auth::Secret::Plain(p) => {
+                self.remember_credentials(ServerCredentials::Password(p))
+            }
+            crate::auth::Secret::Scram(_) => {}
+        }
+    }
+
+    /// Remember a secret learned at a client's login (SCRAM keys it proved,
+    /// or an md5 secret auth_query found), for server logins that have no
+    /// other secret; the latest one learned counts.
+    pub(crate) fn remember_credentials(&self, credentials: ServerCredentials) {
+        *self.learned.lock() = Some(credentials);
     }
 
     pub(super) fn credentials(&self) -> ServerCredentials {
         let s = self.settings();
         if let ServerCredentials::None = s.credentials
-            && let Some(keys) = self.scram_keys.lock().clone()
+            && let Some(learned) = self.learned.lock().clone()
         {
-            return ServerCredentials::ScramKeys(keys);
+            return learned;
         }
         s.credentials.clone()
     }

@@ -133,6 +133,20 @@ fn pool_for(
     })
 }
 
+/// The pool auth_query runs through: that of auth_dbname's entry `db`
+/// (named `database`) and `auth_user`, at the chooser's home endpoint.
+/// It is an ordinary pool (SHOW POOLS lists it, its size bounds the
+/// lookups running at once), logging in with auth_user's auth_file secret.
+pub(crate) fn auth_pool(
+    pools: &Pools,
+    cfg: &Config,
+    (db, database, auth_user): (&Database, &str, &str),
+) -> Arc<Pool> {
+    let endpoints = db.endpoints();
+    let at = chooser().home(&endpoints).min(endpoints.len() - 1);
+    pool_for(pools, cfg, (db, database, auth_user), &endpoints, at)
+}
+
 /// Pools of databases with a forced user exist from the start, as in
 /// PgBouncer (so min_pool_size applies to them before any client comes):
 /// made here, at the chooser's home endpoint, by the janitor.

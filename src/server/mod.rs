@@ -6,6 +6,7 @@
 mod connect;
 mod end;
 mod error;
+mod lookup;
 pub(crate) mod params;
 pub(crate) mod statements;
 
@@ -19,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(crate) use connect::{ServerCredentials, ServerTarget, connect};
 pub(crate) use end::ServerEnd;
 pub(crate) use error::ServerError;
+pub(crate) use lookup::{Found, LookupError};
 pub(crate) use params::Params;
 
 use crate::config::Endpoint;

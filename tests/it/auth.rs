@@ -15,19 +15,37 @@ async fn whoami(pooler: &TestPooler, db: &str, user: &str, pw: &str) -> String {
     value(&c, "SELECT current_user").await
 }
 
-/// Assert that a login through the pooler fails with 28P01 and the
-/// PostgreSQL-style message.
-async fn assert_auth_fails(pooler: &TestPooler, db: &str, user: &str, pw: &str) {
+/// How a failed login is answered, in PgBouncer's words.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// plain and md5: PostgreSQL's own message.
+    Password,
+    /// A SCRAM exchange that did not prove the password.
+    Sasl,
+    /// auth_type trust for a user not in auth_file.
+    Trust,
+}
+
+/// Assert that a login through the pooler fails with the SQLSTATE and the
+/// message PgBouncer gives for that method.
+async fn assert_auth_fails(pooler: &TestPooler, db: &str, user: &str, pw: &str, how: Failure) {
     let err = pooler
         .try_connect(db, user, pw)
         .await
         .err()
         .unwrap_or_else(|| panic!("login as {user} with password {pw:?} must fail"));
-    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
-    assert_eq!(
-        db_message(&err).unwrap(),
-        format!("password authentication failed for user \"{user}\""),
-    );
+    // PgBouncer answers a trust failure with 08P01; 28000 says what it is.
+    let code = match how {
+        Failure::Trust => "28000",
+        _ => "28P01",
+    };
+    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{err:?}");
+    let expected = match how {
+        Failure::Password => format!("password authentication failed for user \"{user}\""),
+        Failure::Sasl => "SASL authentication failed".to_owned(),
+        Failure::Trust => "\"trust\" authentication failed".to_owned(),
+    };
+    assert_eq!(db_message(&err).unwrap(), expected);
 }
 
 /// A database and a role that PostgreSQL trusts over TCP, so that only the
@@ -64,7 +82,7 @@ async fn trust_accepts_any_password() {
         // As in PgBouncer, trust still needs the user in auth_file.
         let stranger = unique("stranger");
         pg.create_trusted_role(&stranger).await;
-        assert_auth_fails(&pooler, &db, &stranger, "").await;
+        assert_auth_fails(&pooler, &db, &stranger, "", Failure::Trust).await;
     })
     .await
 }
@@ -87,11 +105,25 @@ async fn client_auth_case(auth_type: &str, secret_kind: &str) {
         .start()
         .await;
     assert_eq!(whoami(&pooler, &db, &user, &password).await, user);
-    assert_auth_fails(&pooler, &db, &user, "wrong").await;
-    assert_auth_fails(&pooler, &db, &user, &password[1..]).await;
-    // A user not in auth_file gets the same answer as a wrong password.
+    // SCRAM is asked for under auth_type scram-sha-256, and under md5 when
+    // the secret is a SCRAM verifier.
+    let scram = auth_type == "scram-sha-256" || secret_kind == "scram";
+    let how = if scram {
+        Failure::Sasl
+    } else {
+        Failure::Password
+    };
+    assert_auth_fails(&pooler, &db, &user, "wrong", how).await;
+    assert_auth_fails(&pooler, &db, &user, &password[1..], how).await;
+    // A user not in auth_file gets the same answer as a wrong password
+    // (md5 asks a stranger for md5, whatever the known users' secrets).
     let stranger = unique("stranger");
-    assert_auth_fails(&pooler, &db, &stranger, &password).await;
+    let how = if auth_type == "scram-sha-256" {
+        Failure::Sasl
+    } else {
+        Failure::Password
+    };
+    assert_auth_fails(&pooler, &db, &stranger, &password, how).await;
     // The pooler still serves the right user after the failures.
     assert_eq!(whoami(&pooler, &db, &user, &password).await, user);
 }
@@ -182,7 +214,12 @@ async fn server_login_with_auth_file_plain_password() {
                 .start()
                 .await;
             assert_eq!(whoami(&pooler, &db, &role, &pw).await, role, "{enc:?}");
-            assert_auth_fails(&pooler, &db, &role, "not-it").await;
+            let how = if auth_type == "scram-sha-256" {
+                Failure::Sasl
+            } else {
+                Failure::Password
+            };
+            assert_auth_fails(&pooler, &db, &role, "not-it", how).await;
         }
     })
     .await
@@ -242,7 +279,7 @@ async fn server_login_scram_passthrough() {
                     assert_eq!(value(c, "SELECT current_user").await, role);
                 }
             }
-            assert_auth_fails(&pooler, &db, &role, "guess").await;
+            assert_auth_fails(&pooler, &db, &role, "guess", Failure::Sasl).await;
         }
     })
     .await

@@ -11,6 +11,7 @@ mod support;
 mod admin_console;
 mod admin_control;
 mod auth;
+mod auth_query;
 mod cancel;
 mod cli;
 mod client_timeouts;

@@ -10,7 +10,7 @@ pub mod tls;
 pub mod wire;
 
 #[allow(unused_imports)]
-pub use pg::{Encryption, PgCluster, tool};
+pub use pg::{Encryption, PgCluster, ident, literal, tool};
 #[allow(unused_imports)]
 pub use pooler::{PoolerBuilder, TestPooler, db_message, sqlstate};
 
