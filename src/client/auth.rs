@@ -8,10 +8,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::SessionEnd;
+use super::auth_method::{self, Exchange};
 use super::auth_source::{Source, Target};
 use super::login::read_more;
 use crate::auth::{self, ScramKeys, ScramSecret, ScramServer, Secret};
-use crate::config::{AuthType, Config};
+use crate::config::Config;
 use crate::context::Context;
 use crate::protocol::backend;
 use crate::protocol::frontend::{
@@ -31,112 +32,85 @@ pub(super) struct Proven {
     pub looked_up: Option<Secret>,
 }
 
-/// What the client sent to prove it knows the password, to be checked
-/// against a secret (the one the exchange ran with, or a fresher one).
+/// What the client proved.
 enum Proof {
-    /// auth_type trust: the user exists.
-    Trust,
-    /// A cleartext password.
+    /// Who it is, by a method with no password (trust, cert, peer): it
+    /// stands if the user is known, else fails with this error.
+    Identity(fn(&str) -> SessionEnd),
+    /// A cleartext password, to check against the secret.
     Password(String),
-    /// md5(md5(password || user) || salt).
+    /// md5(md5(password || user) || salt), to check against the secret.
     Md5([u8; 4], Vec<u8>),
-    /// SCRAM, already checked against the secret the exchange started
-    /// with: the keys proved, and the server's final message.
+    /// SCRAM, checked against the (always fresh) secret by the exchange:
+    /// the keys proved, and the server's final message.
     Scram(ScramKeys, Vec<u8>),
 }
 
-/// Authenticate `user`, logging in to `target`, as the config says, with
-/// the secret from auth_file or auth_query (`Source`).
+/// Authenticate `user`, logging in to `database` (`target`), as the config
+/// says (auth_type, or auth_hba_file's rule), with the secret from
+/// auth_file or auth_query (`Source`).
 pub(super) async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     (ctx, cfg): (&Context, &Config),
-    user: &str,
+    (user, database): (&str, &str),
     target: Target<'_>,
 ) -> Result<Proven, SessionEnd> {
-    if cfg.general.auth_type == AuthType::Any {
+    let Some(exchange) = auth_method::choose(stream, cfg, database, user)? else {
         return Ok(Proven::default());
-    }
-    let mut source = Source::find(ctx, cfg, user, target)?;
-    let mut start = source.start().await?;
-    let method = cfg.general.auth_type;
-    // Under md5 and scram-sha-256 the secret decides the exchange: SCRAM
-    // or md5 by its kind, and SCRAM's first answer carries its salt (a
-    // proof made with an old salt cannot be checked against a new secret).
-    // Those wait for the fresh answer, so that the first login after a
-    // password change (or a change of password_encryption) works; plain,
-    // trust and cert check the fresh answer at the end.
-    let secret_first = matches!(method, AuthType::Md5 | AuthType::ScramSha256);
-    if secret_first && !start.fresh {
-        let secret = source.confirm().await?;
-        start = super::auth_source::Start {
-            secret,
-            found: true,
-            fresh: true,
-        };
-    }
-    let proof = match (method, &start.secret) {
-        (AuthType::Any, _) => unreachable!("handled above"),
-        (AuthType::Trust, _) if start.found => Proof::Trust,
-        (AuthType::Trust, _) => return Err(trust_failed(user)),
-        (AuthType::Plain, _) => plain(stream, buf).await?,
-        (AuthType::Md5, Some(Secret::Scram(s))) => {
+    };
+    // A SCRAM exchange sends the secret's salt first: it never runs with a
+    // reused secret (a proof made with an old salt cannot be checked
+    // against a new secret). Under md5 a reused md5 secret runs md5.
+    let reuse = !matches!(exchange, Exchange::Scram);
+    let mut source = Source::find(ctx, cfg, user, target, reuse)?;
+    let start = source.start().await?;
+    let proof = match (exchange, &start.secret) {
+        (Exchange::Trust, _) => Proof::Identity(trust_failed),
+        (Exchange::Plain, _) => plain(stream, buf).await?,
+        (Exchange::Md5, Some(Secret::Scram(s))) => {
             scram(stream, buf, user, Some(s.clone())).await?
         }
-        (AuthType::Md5, _) => md5(stream, buf).await?,
-        (AuthType::ScramSha256, secret) => {
+        (Exchange::Md5, _) => md5(stream, buf).await?,
+        (Exchange::Scram, secret) => {
             let verifier = secret.as_ref().and_then(auth::scram_secret_for);
             scram(stream, buf, user, verifier).await?
         }
-        (AuthType::Cert, secret) => {
-            cert(stream, user, secret.is_some() || start.found)?;
-            Proof::Trust
+        (Exchange::Cert(map), _) => {
+            auth_method::cert(stream, user, map)?;
+            Proof::Identity(cert_failed)
         }
-        (AuthType::Hba | AuthType::Pam, _) => {
-            return Err(SessionEnd::fatal(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "this auth_type is not supported by pgsluice yet",
-            ));
+        (Exchange::Peer(map), _) => {
+            auth_method::peer(stream, user, map).await?;
+            Proof::Identity(peer_failed)
         }
     };
-    // A remembered secret is confirmed by the lookup's fresh answer: a
-    // changed password or a dropped role counts at once.
-    let started = start.secret.clone();
-    let secret = match start.fresh {
-        true => start.secret,
-        false => source.confirm().await?,
-    };
-    // A confirmation of a user that is gone failed above.
-    let found = start.found;
     let mut proven = Proven::default();
+    let mut secret = start.secret;
+    // A reused secret that does not check out is looked up once more:
+    // a changed password works at once, a dropped role is refused.
+    let mut again = !start.fresh;
+    loop {
+        match check(&proof, secret.as_ref(), start.found, user) {
+            Ok(()) => break,
+            Err(_) if again => {
+                again = false;
+                secret = source.again().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     match proof {
-        Proof::Trust if found => {}
-        Proof::Trust => return Err(trust_failed(user)),
-        Proof::Password(pw) => match &secret {
-            // The password proved is the role's own: the servers of a
-            // looked-up user log in with it, whatever the secret's kind.
-            Some(s) if auth::verify_password(s, user, &pw) => {
-                proven.looked_up = Some(Secret::Plain(pw));
-            }
-            _ => return Err(auth_failed(user)),
-        },
-        Proof::Md5(salt, answer) => match &secret {
-            Some(s) if auth::verify_md5_response(s, user, salt, &answer) => {}
-            _ => return Err(auth_failed(user)),
-        },
         Proof::Scram(keys, server_final) => {
-            // The proof was checked against `verifier`, made from the
-            // secret the exchange started with: it stands if that is
-            // still the user's secret.
-            let same = started.is_some() && started == secret;
-            if !same {
-                return Err(sasl_failed(user));
-            }
             let mut out = BytesMut::new();
             backend::authentication_sasl_final(&mut out, &server_final);
             stream.write_all(&out).await?;
             proven.scram_keys = Some(keys);
         }
+        // The password proved is the role's own: the servers of a
+        // looked-up user log in with it, whatever the secret's kind.
+        Proof::Password(pw) => proven.looked_up = Some(Secret::Plain(pw)),
+        Proof::Identity(_) | Proof::Md5(..) => {}
     }
     match (&source, secret) {
         (Source::Lookup(_), Some(s @ (Secret::Md5(_) | Secret::Plain(_)))) => {
@@ -149,31 +123,42 @@ pub(super) async fn authenticate(
     Ok(proven)
 }
 
-/// auth_type = cert, as PgBouncer: the client is on TLS, sent a
-/// certificate (checked against client_tls_ca_file by the handshake), the
-/// certificate's common name is the user name, and the user is known.
-fn cert(stream: &Stream, user: &str, known: bool) -> Result<(), SessionEnd> {
-    let why = match stream {
-        Stream::Tls(s) => match s.peer_certificates().first() {
-            None => Some("TLS client certificate required"),
-            Some(c) if auth::x509::subject_common_name(c).as_deref() != Some(user) => {
-                Some("TLS certificate name mismatch")
-            }
-            Some(_) if !known => Some("unknown user"),
-            Some(_) => None,
-        },
-        _ => Some("TLS connection required"),
+/// Whether `proof` holds against `secret` (a known user's; None: no
+/// password may be used).
+fn check(
+    proof: &Proof,
+    secret: Option<&Secret>,
+    found: bool,
+    user: &str,
+) -> Result<(), SessionEnd> {
+    let ok = match (proof, secret) {
+        (Proof::Identity(_), _) => found,
+        (Proof::Password(pw), Some(s)) => auth::verify_password(s, user, pw),
+        (Proof::Md5(salt, answer), Some(s)) => auth::verify_md5_response(s, user, *salt, answer),
+        (Proof::Scram(..), _) => true,
+        (_, None) => false,
     };
-    match why {
-        None => Ok(()),
-        Some(why) => {
-            tracing::warn!(%user, "certificate authentication failed: {why}");
-            Err(SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "certificate authentication failed",
-            ))
-        }
+    match (ok, proof) {
+        (true, _) => Ok(()),
+        (false, Proof::Identity(failed)) => Err(failed(user)),
+        (false, _) => Err(auth_failed(user)),
     }
+}
+
+fn cert_failed(user: &str) -> SessionEnd {
+    tracing::warn!(%user, "certificate authentication failed: unknown user");
+    SessionEnd::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "certificate authentication failed",
+    )
+}
+
+fn peer_failed(user: &str) -> SessionEnd {
+    tracing::warn!(%user, "peer authentication failed: unknown user");
+    SessionEnd::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "unix socket login rejected",
+    )
 }
 
 fn auth_failed(user: &str) -> SessionEnd {

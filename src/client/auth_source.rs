@@ -33,22 +33,28 @@ pub(super) enum Target<'a> {
 pub(super) enum Source {
     /// The user's auth_file line.
     File(Secret),
-    /// auth_query, in flight.
+    /// auth_query: a secret found earlier, or a lookup in flight.
     Lookup(Box<Pending>),
     /// No such user: the exchange runs with no secret and fails.
     Unknown,
 }
 
-/// An auth_query lookup in flight, and the secret the last one found.
+/// A user looked up with auth_query: the secret a recent lookup found
+/// (reused when the cache allows), and the lookup in flight, if any.
 pub(super) struct Pending {
-    fresh: Pin<Box<dyn Future<Output = Lookup> + Send>>,
-    known: Option<Found>,
+    pool: Arc<Pool>,
+    query: Arc<str>,
     user: String,
+    share: bool,
+    limit: std::time::Duration,
+    cached: Option<Found>,
+    fresh: Option<Pin<Box<dyn Future<Output = Lookup> + Send>>>,
 }
 
 /// The secret an exchange runs with: None when there is none to check
-/// against (the exchange fails), and whether it is the lookup's fresh
-/// answer (or a file's line) rather than a remembered one.
+/// against (the exchange fails); whether the user is known; and whether
+/// it is a fresh answer (a file's line, or a lookup no older than the
+/// login) rather than a reused one.
 pub(super) struct Start {
     pub secret: Option<Secret>,
     pub found: bool,
@@ -56,13 +62,17 @@ pub(super) struct Start {
 }
 
 impl Source {
-    /// Find where `user`'s secret comes from for `target` (a lookup starts
-    /// here, so it runs while the client answers the exchange).
+    /// Find where `user`'s secret comes from for `target`. With `reuse`
+    /// (the exchange does not depend on the secret's salt) and
+    /// auth_query_cache on, a secret found within auth_query_cache_ttl is
+    /// used with no lookup; otherwise a lookup starts here, so that it
+    /// runs while the client answers.
     pub(super) fn find(
         ctx: &Context,
         cfg: &Config,
         user: &str,
         target: Target<'_>,
+        reuse: bool,
     ) -> Result<Source, SessionEnd> {
         if let Some(secret) = cfg.userlist.get(user) {
             return Ok(Source::File(secret.clone()));
@@ -77,17 +87,32 @@ impl Source {
             return Ok(Source::Unknown);
         };
         let (pool, query) = auth_pool(ctx, cfg, target, auth_user)?;
-        let share = cfg.general.auth_query_cache;
-        let known = share.then(|| pool.known_secret(&query, user)).flatten();
-        let limit = cfg.general.client_login_timeout;
-        let fresh = Box::pin(pool.lookup(&query, user, share, limit));
-        let user = user.to_string();
-        Ok(Source::Lookup(Box::new(Pending { fresh, known, user })))
+        let g = &cfg.general;
+        let cached = match reuse && g.auth_query_cache {
+            // A SCRAM secret's exchange needs its current salt: never reused.
+            true => pool
+                .known_secret(&query, user, g.auth_query_cache_ttl)
+                .filter(|f| !matches!(f, Found::User(Some(s)) if s.starts_with("SCRAM-SHA-256$"))),
+            false => None,
+        };
+        let mut p = Pending {
+            pool,
+            query,
+            user: user.to_string(),
+            share: g.auth_query_cache,
+            limit: g.client_login_timeout,
+            cached,
+            fresh: None,
+        };
+        if p.cached.is_none() {
+            let run = p.pool.lookup(&p.query, &p.user, p.share, p.limit);
+            p.fresh = Some(Box::pin(run));
+        }
+        Ok(Source::Lookup(Box::new(p)))
     }
 
-    /// The secret to start the exchange with: a lookup's remembered one
-    /// when there is one (the fresh answer confirms it later), else the
-    /// fresh answer.
+    /// The secret to start the exchange with: a reused one when there is
+    /// one, else the lookup's answer.
     pub(super) async fn start(&mut self) -> Result<Start, SessionEnd> {
         match self {
             Source::File(s) => Ok(Start {
@@ -100,26 +125,24 @@ impl Source {
                 found: false,
                 fresh: true,
             }),
-            Source::Lookup(p) => match p.known.take() {
+            Source::Lookup(p) => match p.cached.take() {
                 Some(Found::User(secret)) => Ok(Start {
                     secret: secret.as_deref().map(Secret::parse),
                     found: true,
                     fresh: false,
                 }),
-                _ => {
-                    let secret = p.answer().await?;
-                    Ok(Start {
-                        secret,
-                        found: true,
-                        fresh: true,
-                    })
-                }
+                _ => Ok(Start {
+                    secret: p.answer().await?,
+                    found: true,
+                    fresh: true,
+                }),
             },
         }
     }
 
-    /// The fresh answer of a lookup that started from a remembered secret.
-    pub(super) async fn confirm(&mut self) -> Result<Option<Secret>, SessionEnd> {
+    /// Look the user up once more (a reused secret did not check out): a
+    /// changed password works at once, a dropped role is refused.
+    pub(super) async fn again(&mut self) -> Result<Option<Secret>, SessionEnd> {
         match self {
             Source::Lookup(p) => p.answer().await,
             Source::File(s) => Ok(Some(s.clone())),
@@ -129,10 +152,17 @@ impl Source {
 }
 
 impl Pending {
-    /// The lookup's answer: the user's secret (None: NULL, no password
-    /// may be used), or the client's error.
+    /// The lookup's answer (started now if none is in flight): the user's
+    /// secret (None: NULL, no password may be used), or the client's error.
     async fn answer(&mut self) -> Result<Option<Secret>, SessionEnd> {
-        match (&mut self.fresh).await {
+        let fresh = match self.fresh.take() {
+            Some(f) => f,
+            None => Box::pin(
+                self.pool
+                    .lookup(&self.query, &self.user, self.share, self.limit),
+            ),
+        };
+        match fresh.await {
             Ok(Found::User(secret)) => Ok(secret.as_deref().map(Secret::parse)),
             Ok(Found::NoUser) => {
                 // As PgBouncer: auth_query's "no such user" is told.

@@ -154,7 +154,7 @@ pub(super) async fn login(
         Some(db) => Target::Database(db, database),
         None => Target::Unknown,
     };
-    let proven = auth::authenticate(stream, buf, (ctx, &cfg), user, target).await?;
+    let proven = auth::authenticate(stream, buf, (ctx, &cfg), (user, database), target).await?;
     let db = db.ok_or_else(|| {
         SessionEnd::fatal(
             sqlstate::INVALID_CATALOG_NAME,
@@ -290,7 +290,14 @@ async fn admin_login(
             application_name,
         });
     }
-    auth::authenticate(stream, buf, (ctx, cfg), user, Target::Console).await?;
+    auth::authenticate(
+        stream,
+        buf,
+        (ctx, cfg),
+        (user, crate::admin::ADMIN_DB),
+        Target::Console,
+    )
+    .await?;
     let role = admin::role_of(cfg, user)
         .ok_or_else(|| SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
     Ok(AdminLogin {

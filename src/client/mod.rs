@@ -3,6 +3,7 @@
 //! them (`relay`).
 
 mod auth;
+mod auth_method;
 mod auth_source;
 mod handoff;
 mod login;

@@ -34,10 +34,18 @@ pub struct General {
     pub auth_query: std::sync::Arc<str>,
     /// The [databases] entry auth_query runs in (not set: the client's).
     pub auth_dbname: Option<String>,
-    /// Lookups of one user in flight are shared by the logins that wait
-    /// for them, and the last secret found starts the next exchange (on;
-    /// a pgsluice extension, see `pool::lookups`).
+    /// A secret auth_query found is reused by later logins of the user
+    /// (looked up again before a failed check refuses), and logins share
+    /// a lookup in flight (on; a pgsluice extension, see `pool::lookups`).
     pub auth_query_cache: bool,
+    /// How long a found secret is reused without a lookup (10 s; a
+    /// pgsluice extension): bounds how long a dropped, expired or NOLOGIN
+    /// role can still log in with its old password.
+    pub auth_query_cache_ttl: Duration,
+    /// auth_hba_file (auth_type hba).
+    pub auth_hba_file: Option<PathBuf>,
+    /// auth_ident_file (maps for peer and cert rules).
+    pub auth_ident_file: Option<PathBuf>,
     /// Default pool mode (session).
     pub pool_mode: PoolMode,
     /// Maximum client connections (100).
@@ -183,6 +191,9 @@ impl General {
                 .filter(|s| !s.is_empty())
                 .map(String::from),
             auth_query_cache: v.bool("auth_query_cache"),
+            auth_query_cache_ttl: v.time("auth_query_cache_ttl"),
+            auth_hba_file: opt_path("auth_hba_file"),
+            auth_ident_file: opt_path("auth_ident_file"),
             pool_mode: PoolMode::from_name(v.str("pool_mode")).unwrap_or(PoolMode::Session),
             max_client_conn: v.u32("max_client_conn"),
             default_pool_size: v.u32("default_pool_size"),

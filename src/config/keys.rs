@@ -101,7 +101,12 @@ pub(crate) const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
 pub(crate) const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Keys pgsluice adds to PgBouncer's (PgBouncer would reject them).
-pub const EXTENSIONS: &[&str] = &["auth_query_cache", "log_format", "metrics_listen_addr"];
+pub const EXTENSIONS: &[&str] = &[
+    "auth_query_cache",
+    "auth_query_cache_ttl",
+    "log_format",
+    "metrics_listen_addr",
+];
 
 /// PgBouncer's default `auth_query`.
 pub(crate) const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
@@ -117,6 +122,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("auth_ldap_options", S, ""),
     key("auth_query", S, DEFAULT_AUTH_QUERY),
     key("auth_query_cache", B, "1"),
+    key("auth_query_cache_ttl", T, "10"),
     key("auth_type", Kind::Choice(AUTH_TYPES), "md5"),
     key("auth_user", S, ""),
     key("autodb_idle_timeout", T, "3600"),
@@ -238,8 +244,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "unix_socket_group",
     "pkt_buf",
     // Not in `General` at all:
-    "auth_hba_file",
-    "auth_ident_file",
     "auth_ldap_options",
     "conffile",
     "disable_pqexec",

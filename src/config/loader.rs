@@ -83,6 +83,7 @@ fn parse(
     check_security(&values, &mut errors);
     check_metrics_addr(&values, &general, file, &mut errors);
     let userlist = check_auth(&values, (&general, &sections.databases), file, &mut errors);
+    let hba = load_hba(&values, &general, file, &mut errors);
     let tls = if errors.is_empty() {
         build_tls(&values, file, running, &mut errors, &mut warnings)
     } else {
@@ -97,6 +98,7 @@ fn parse(
         databases: sections.databases,
         users: sections.users,
         userlist,
+        hba,
         tls,
     };
     Ok(Loaded { config, warnings })
@@ -335,20 +337,29 @@ fn check_auth(
     let lookups =
         general.auth_user.is_some() || databases.entries.values().any(|d| d.auth_user.is_some());
     match general.auth_type {
-        AuthType::Hba | AuthType::Pam => errors.push(ConfigError::new(
+        // `ldap` maps to Hba in General (it has no variant of its own).
+        AuthType::Pam | AuthType::Hba if method != "hba" => errors.push(ConfigError::new(
             &f,
             l,
             "auth_type",
             format!(
                 "auth_type {method} is not supported by pgsluice yet \
-                 (supported: any, trust, plain, md5, scram-sha-256, cert)"
+                 (supported: any, trust, plain, md5, scram-sha-256, cert, hba; LDAP and PAM \
+                 are not built yet)"
             ),
+        )),
+        AuthType::Hba if general.auth_hba_file.is_none() => errors.push(ConfigError::new(
+            &f,
+            l,
+            "auth_hba_file",
+            "auth_type hba needs auth_hba_file to be set",
         )),
         AuthType::Trust
         | AuthType::Plain
         | AuthType::Md5
         | AuthType::ScramSha256
         | AuthType::Cert
+        | AuthType::Hba
             if general.auth_file.is_none() && !lookups =>
         {
             errors.push(ConfigError::new(
@@ -383,4 +394,46 @@ fn check_auth(
             HashMap::new()
         }
     }
+}
+
+/// auth_hba_file's rules, with auth_ident_file's maps, when auth_type is
+/// hba: every bad line of either file is an error naming it (startup and
+/// RELOAD fail, the running rules stay).
+fn load_hba(
+    values: &Values,
+    general: &General,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> super::hba::Hba {
+    if general.auth_type != AuthType::Hba {
+        return Default::default();
+    }
+    let read = |key: &str, path: &Path, errors: &mut Vec<ConfigError>| {
+        std::fs::read_to_string(path)
+            .map_err(|e| {
+                let (f, l) = at(values, key, file);
+                let msg = format!("could not read {key} {}: {e}", path.display());
+                errors.push(ConfigError::new(&f, l, key, msg));
+            })
+            .ok()
+    };
+    let mut maps = super::ident::IdentMaps::default();
+    if let Some(path) = &general.auth_ident_file
+        && let Some(text) = read("auth_ident_file", path, errors)
+    {
+        match super::ident::IdentMaps::parse(&text, path) {
+            Ok(m) => maps = m,
+            Err(e) => errors.extend(e),
+        }
+    }
+    let Some(path) = &general.auth_hba_file else {
+        return Default::default();
+    };
+    let Some(text) = read("auth_hba_file", path, errors) else {
+        return Default::default();
+    };
+    super::hba::Hba::parse(&text, path, &maps).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    })
 }

@@ -22,6 +22,9 @@ mod databases;
 mod endpoint;
 mod error;
 mod general;
+pub mod hba;
+mod hba_lex;
+pub mod ident;
 mod ini;
 mod keys;
 mod loader;
@@ -82,6 +85,8 @@ pub struct Config {
     pub users: HashMap<String, UserSettings>,
     /// auth_file contents by user name (empty when auth_file is unset).
     pub userlist: HashMap<String, Secret>,
+    /// auth_hba_file's rules (auth_type hba; empty otherwise).
+    pub hba: hba::Hba,
     /// TLS on both legs, built from the `*_tls_*` keys at load.
     pub tls: Tls,
 }

@@ -260,9 +260,32 @@ fn keys_are_case_insensitive_and_later_duplicates_win() {
 #[test]
 fn auth_rules() {
     let e = errors_of("[pgbouncer]\nauth_type = hba\n");
-    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e,
+        vec!["/etc/pgb.ini:2: auth_hba_file: auth_type hba needs auth_hba_file to be set"]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hba = write(
+        dir.path(),
+        "hba.conf",
+        "local all all trust\nhost all all 1.2.3.4/40 md5\n",
+    );
+    let ident = write(dir.path(), "ident.conf", "m os pg\nbroken\n");
+    let text = format!(
+        "[pgbouncer]\nauth_type = hba\nauth_file = {}\nauth_hba_file = {}\nauth_ident_file = {}\n",
+        hba.display(),
+        hba.display(),
+        ident.display()
+    );
+    let e = errors_of(&text);
     assert!(
-        e[0].starts_with("/etc/pgb.ini:2: auth_type: auth_type hba is not supported"),
+        e.iter()
+            .any(|l| l.starts_with(&format!("{}:2: auth_ident_file", ident.display()))),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with(&format!("{}:2: auth_hba_file: invalid mask", hba.display()))),
         "{e:?}"
     );
     for t in ["pam", "ldap"] {

@@ -7,16 +7,14 @@
 //! task of its own, so that it finishes even when the login that started it
 //! is gone, and with sharing on, logins of the same user that arrive while
 //! it is in flight wait for it instead of starting their own. The last
-//! secret found for a user is kept: it lets a plain, trust or cert login
-//! go on while the lookup runs (md5 and SCRAM wait: the secret chooses
-//! the exchange), but every login is decided by a lookup that started no earlier
-//! than the login itself, or one in flight when it came (see
-//! `client::auth`), so a changed password or a dropped role counts at
-//! once.
+//! secret found for a user is kept with the time it was found: for
+//! auth_query_cache_ttl a login may be checked against it with no lookup
+//! at all (`client::auth_source` decides when; a failed check looks up
+//! again before refusing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -39,20 +37,24 @@ pub(crate) struct Lookups {
 
 #[derive(Default)]
 struct Slot {
-    /// The last secret found (kept only for users that exist).
-    known: Option<Found>,
+    /// The last secret found, and when (kept only for users that exist).
+    known: Option<(Found, Instant)>,
     /// The lookup in flight, if any.
     in_flight: Option<watch::Receiver<Option<Lookup>>>,
 }
 
 impl Pool {
     /// The secret the last lookup of `user` with `query` found, if the
-    /// user existed then.
-    pub(crate) fn known_secret(&self, query: &Arc<str>, user: &str) -> Option<Found> {
+    /// user existed then and that was no longer than `ttl` ago.
+    pub(crate) fn known_secret(
+        &self,
+        query: &Arc<str>,
+        user: &str,
+        ttl: Duration,
+    ) -> Option<Found> {
         let slots = self.lookups.slots.lock();
-        slots
-            .get(&(query.clone(), user.into()))
-            .and_then(|s| s.known.clone())
+        let (found, at) = slots.get(&(query.clone(), user.into()))?.known.as_ref()?;
+        (at.elapsed() <= ttl).then(|| found.clone())
     }
 
     /// Look `user` up with `query`: join the lookup in flight when `share`
@@ -135,7 +137,7 @@ impl Pool {
     fn settle(&self, key: Key, found: &Lookup, shared: bool) {
         let mut slots = self.lookups.slots.lock();
         let keep = match found {
-            Ok(f @ Found::User(_)) => Some(f.clone()),
+            Ok(f @ Found::User(_)) => Some((f.clone(), Instant::now())),
             Ok(Found::NoUser) => None,
             // Could not tell: what was known stays.
             Err(_) => slots.get(&key).and_then(|s| s.known.clone()),

@@ -156,19 +156,25 @@ async fn default_query_md5_and_scram_roles() {
 }
 
 /// A password change, an expired VALID UNTIL and a dropped role count at
-/// the next login, with the cache on (the default) and off, for md5 and
-/// plain.
+/// the next login when no secret is reused: cache on with a TTL of zero
+/// (lookups are still shared) and off, for md5 and plain; with reuse on, a
+/// changed password works at once too (a failed check looks up again).
 #[tokio::test]
 async fn password_change_expiry_and_drop_count_at_once() {
     bounded(async {
         let pg = PgCluster::shared();
         let db = unique("aq_db");
         pg.create_db(&db).await;
-        // plain goes on with the remembered secret and checks the fresh
-        // one at the end; md5 waits for the fresh one.
-        for (cache, auth_type) in [("1", "md5"), ("0", "md5"), ("1", "plain")] {
+        for (cache, ttl, auth_type) in [
+            ("1", "0", "md5"),
+            ("0", "0", "md5"),
+            ("1", "0", "plain"),
+            ("1", "60", "md5"),
+        ] {
+            let reuse = ttl != "0";
             let pooler = PoolerBuilder::new()
                 .set("auth_type", auth_type)
+                .set("auth_query_cache_ttl", ttl)
                 .set("auth_user", "postgres")
                 .set("auth_query_cache", cache)
                 .pg_database(pg, &db, "")
@@ -196,6 +202,11 @@ async fn password_change_expiry_and_drop_count_at_once() {
                 let old = pooler.try_connect(&db, &role, "before").await;
                 assert_eq!(sqlstate(&old.err().unwrap()).as_deref(), Some("28P01"));
 
+                if reuse {
+                    // A reused secret lets an expired or dropped role in
+                    // until the TTL ends: see reused_secrets_skip_the_lookup.
+                    continue;
+                }
                 // VALID UNTIL in the past: the default query gives NULL.
                 pg.sql(&format!(
                     "ALTER ROLE {} VALID UNTIL '2000-01-01'",
@@ -206,7 +217,7 @@ async fn password_change_expiry_and_drop_count_at_once() {
                 assert_eq!(
                     sqlstate(&expired.err().unwrap()).as_deref(),
                     Some("28P01"),
-                    "{enc:?} cache={cache} {auth_type}"
+                    "{enc:?} cache={cache} ttl={ttl} {auth_type}"
                 );
                 pg.sql(&format!(
                     "ALTER ROLE {} VALID UNTIL 'infinity'",
@@ -257,6 +268,53 @@ async fn function_in_auth_dbname_per_database_settings() {
         refused(&pooler, &app, &ghost, "x", "28000", "no such user").await;
         // The lookup role itself logs in from auth_file.
         assert_eq!(whoami(&pooler, &auth_db, &lookup, &lookup_pw).await, lookup);
+    })
+    .await
+}
+
+/// With auth_query_cache on, a secret found is reused for
+/// auth_query_cache_ttl with no lookup: logins go on while the lookup
+/// cannot run, a wrong password is still looked up again (and refused),
+/// and once the TTL is over every login looks up again.
+#[tokio::test]
+async fn reused_secrets_skip_the_lookup() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let sp = split(pg).await;
+        let role = unique("aq_reuse");
+        pg.create_role(&role, "reuse-pass", Encryption::Md5).await;
+        let pooler = PoolerBuilder::new()
+            .set("auth_type", "md5")
+            .set("auth_user", &sp.lookup)
+            .set("auth_dbname", &sp.auth_db)
+            .set("auth_query", FUNCTION_QUERY)
+            .set("auth_query_cache_ttl", "2")
+            .auth_user(&sp.lookup, &sp.lookup_pw)
+            .pg_database(pg, &sp.app, "")
+            .pg_database(pg, &sp.auth_db, "")
+            .start()
+            .await;
+        assert_eq!(whoami(&pooler, &sp.app, &role, "reuse-pass").await, role);
+        // The lookup role loses the function: every lookup fails now.
+        let revoke = format!(
+            "REVOKE EXECUTE ON FUNCTION public.user_lookup(text) FROM {}",
+            ident(&sp.lookup)
+        );
+        pg.direct_client(&sp.auth_db, "postgres")
+            .await
+            .batch_execute(&revoke)
+            .await
+            .unwrap();
+        // The secret found is reused: no lookup, the login goes on.
+        assert_eq!(whoami(&pooler, &sp.app, &role, "reuse-pass").await, role);
+        // A wrong password is looked up again before it is refused, and
+        // the failed lookup is what the client is told.
+        let config_error = ("08P01", "bouncer config error");
+        let (code, msg) = config_error;
+        refused(&pooler, &sp.app, &role, "wrong", code, msg).await;
+        // Past the TTL the secret is not reused: the lookup runs and fails.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        refused(&pooler, &sp.app, &role, "reuse-pass", code, msg).await;
     })
     .await
 }
