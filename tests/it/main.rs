@@ -26,6 +26,7 @@ mod failures;
 mod fairness;
 mod function_call;
 mod hash_password;
+mod hba;
 mod idle;
 mod listen;
 mod logging;
