@@ -40,7 +40,9 @@ def from_junit(path):
     """{test name: (outcome, message)} from a JUnit XML file."""
     results = {}
     for case in ET.parse(path).getroot().iter("testcase"):
-        name = case.get("name")
+        # pytest-xdist writes a nameless case for a worker that crashed
+        # (pytest's INTERNALERROR): it is kept, under a name of its own.
+        name = case.get("name") or "(worker crash)"
         outcome, message = "passed", ""
         for child in case:
             tag = child.tag

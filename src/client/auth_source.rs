@@ -89,10 +89,12 @@ impl Source {
         let (pool, query) = auth_pool(ctx, cfg, target, auth_user)?;
         let g = &cfg.general;
         let cached = match reuse && g.auth_query_cache {
-            // A SCRAM secret's exchange needs its current salt: never reused.
+            // Only an md5 or plain secret is reused: a SCRAM secret's
+            // exchange needs its current salt, and a NULL one (an expired
+            // role) lets no password in, so a fresh answer is needed.
             true => pool
                 .known_secret(&query, user, g.auth_query_cache_ttl)
-                .filter(|f| !matches!(f, Found::User(Some(s)) if s.starts_with("SCRAM-SHA-256$"))),
+                .filter(|f| matches!(f, Found::User(Some(s)) if !s.starts_with("SCRAM-SHA-256$"))),
             false => None,
         };
         let mut p = Pending {
@@ -178,14 +180,16 @@ impl Pending {
 }
 
 /// The client's error for a lookup that gave no answer (the reason is
-/// logged, never told).
+/// logged, never told; a server that could not be had is told as the
+/// auth pool's clients are told, as PgBouncer does).
 fn lookup_failed(user: &str, e: &LookupError) -> SessionEnd {
     warn!(%user, "{e}");
     match e {
         LookupError::Query(_) | LookupError::Shape(_) => {
             SessionEnd::fatal(sqlstate::PROTOCOL_VIOLATION, "bouncer config error")
         }
-        LookupError::Checkout(_) | LookupError::Server(_) => SessionEnd::fatal(
+        LookupError::Checkout(code, message) => SessionEnd::fatal(*code, message.clone()),
+        LookupError::Server(_) => SessionEnd::fatal(
             sqlstate::CONNECTION_FAILURE,
             "could not look up the user: authentication database unavailable",
         ),

@@ -395,7 +395,17 @@ impl Pool {
                     });
                 }
                 drop(st);
-                warn!(pool = %self.key(), error = %e, "server login failed");
+                // PgBouncer's words: "server login failed: FATAL <message>".
+                match &e {
+                    crate::server::ServerError::Rejected {
+                        severity,
+                        code,
+                        message,
+                    } => {
+                        warn!(pool = %self.key(), sqlstate = %code, "server login failed: {severity} {message}")
+                    }
+                    other => warn!(pool = %self.key(), "server login failed: {other}"),
+                }
                 self.free_slot();
                 Err(e.into())
             }

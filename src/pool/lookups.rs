@@ -102,10 +102,16 @@ impl Pool {
     }
 
     async fn run_lookup(&self, (query, user): &Key, limit: Duration) -> Lookup {
-        let mut server = self
-            .checkout()
-            .await
-            .map_err(|e| Arc::new(LookupError::Checkout(e.to_string())))?;
+        let mut server = self.checkout().await.map_err(|e| {
+            let (code, message) = match e {
+                super::CheckoutError::Server(s) => s.client_error(),
+                other => (
+                    crate::protocol::sqlstate::CONNECTION_FAILURE,
+                    other.to_string(),
+                ),
+            };
+            Arc::new(LookupError::Checkout(code, message))
+        })?;
         let run = server.lookup(query, user);
         let found = if limit.is_zero() {
             run.await

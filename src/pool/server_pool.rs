@@ -501,7 +501,7 @@ impl Pool {
 
     pub(super) fn credentials(&self) -> ServerCredentials {
         let s = self.settings();
-        if let ServerCredentials::None = s.credentials
+        if let ServerCredentials::None | ServerCredentials::ScramVerifier = s.credentials
             && let Some(learned) = self.learned.lock().clone()
         {
             return learned;

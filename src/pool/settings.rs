@@ -97,7 +97,8 @@ impl PoolSettings {
             (Some(pw), _) => ServerCredentials::Password(pw.clone()),
             (None, Some(crate::auth::Secret::Plain(pw))) => ServerCredentials::Password(pw.clone()),
             (None, Some(crate::auth::Secret::Md5(s))) => ServerCredentials::Md5Secret(s.clone()),
-            _ => ServerCredentials::None,
+            (None, Some(crate::auth::Secret::Scram(_))) => ServerCredentials::ScramVerifier,
+            (None, None) => ServerCredentials::None,
         };
         let mut startup_params = Vec::new();
         for (name, v) in [
@@ -193,7 +194,7 @@ impl PoolSettings {
     pub(crate) fn same_connection(&self, other: &PoolSettings) -> bool {
         use ServerCredentials as C;
         let same_secret = match (&self.credentials, &other.credentials) {
-            (C::None, C::None) => true,
+            (C::None, C::None) | (C::ScramVerifier, C::ScramVerifier) => true,
             (C::Password(a), C::Password(b)) | (C::Md5Secret(a), C::Md5Secret(b)) => a == b,
             (C::ScramKeys(_), C::ScramKeys(_)) => true,
             _ => false,

@@ -19,6 +19,9 @@ use crate::transport::Stream;
 pub enum ServerCredentials {
     /// No secret known: only trust (or a server that asks for nothing) works.
     None,
+    /// auth_file holds a SCRAM verifier for the user: it cannot log in by
+    /// itself, only with the keys a client proves (learned at login).
+    ScramVerifier,
     /// A plain-text password.
     Password(String),
     /// An md5 secret (`md5...`): enough for md5 authentication.
@@ -31,6 +34,7 @@ impl std::fmt::Debug for ServerCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ServerCredentials::None => "None",
+            ServerCredentials::ScramVerifier => "ScramVerifier",
             ServerCredentials::Password(_) => "Password(<redacted>)",
             ServerCredentials::Md5Secret(_) => "Md5Secret(<redacted>)",
             ServerCredentials::ScramKeys(_) => "ScramKeys(<redacted>)",
@@ -148,7 +152,7 @@ async fn authenticate(
             Message::AuthenticationOk => return Ok(()),
             Message::AuthenticationCleartextPassword => {
                 let ServerCredentials::Password(pw) = credentials else {
-                    return Err(no_secret("cleartext password", user));
+                    return Err(no_secret("cleartext password", user, credentials));
                 };
                 frontend::password_message(pw.as_bytes(), &mut out).map_err(ServerError::Io)?;
                 send(conn, &mut out).await?;
@@ -157,7 +161,7 @@ async fn authenticate(
                 let secret = match credentials {
                     ServerCredentials::Password(pw) => auth::md5_secret(user, pw),
                     ServerCredentials::Md5Secret(s) => s.clone(),
-                    _ => return Err(no_secret("md5", user)),
+                    _ => return Err(no_secret("md5", user, credentials)),
                 };
                 let answer = auth::md5_response(&secret, body.salt());
                 frontend::password_message(answer.as_bytes(), &mut out).map_err(ServerError::Io)?;
@@ -189,10 +193,18 @@ async fn authenticate(
     }
 }
 
-fn no_secret(method: &str, user: &str) -> ServerError {
-    ServerError::Auth(format!(
-        "server asks for {method} authentication but no usable password for user \"{user}\" is configured"
-    ))
+/// The server asks for `method` and what pgsluice holds for `user` cannot
+/// answer it: nothing at all, or a secret of another kind (an md5 secret
+/// for SCRAM: "wrong password type", in PgBouncer's words).
+fn no_secret(method: &str, user: &str, held: &ServerCredentials) -> ServerError {
+    ServerError::Auth(match held {
+        ServerCredentials::None => format!(
+            "server asks for {method} authentication but no usable password for user \"{user}\" is configured"
+        ),
+        _ => format!(
+            "wrong password type: server asks for {method} authentication and the secret for user \"{user}\" cannot answer it"
+        ),
+    })
 }
 
 /// SCRAM-SHA-256, with channel binding (SCRAM-SHA-256-PLUS) when the
@@ -207,7 +219,7 @@ async fn scram(
     let creds = match credentials {
         ServerCredentials::Password(pw) => ScramCredentials::Password(pw.clone()),
         ServerCredentials::ScramKeys(k) => ScramCredentials::Keys(k.clone()),
-        _ => return Err(no_secret("SCRAM-SHA-256", user)),
+        _ => return Err(no_secret("SCRAM-SHA-256", user, credentials)),
     };
     let scram_err = |e: auth::ScramError| ServerError::Auth(format!("SCRAM: {e}"));
     let mut client = match &conn.stream {

@@ -31,9 +31,10 @@ pub(crate) enum LookupError {
     /// The answer was not one row of two columns.
     #[error("auth_query {0}")]
     Shape(String),
-    /// No server could be had for it (the auth pool's checkout failed).
-    #[error("auth_query: no server: {0}")]
-    Checkout(String),
+    /// No server could be had for it (the auth pool's checkout failed):
+    /// the error a client of that pool would get.
+    #[error("auth_query: no server: {1}")]
+    Checkout(crate::protocol::SqlState, String),
     /// The connection failed.
     #[error("auth_query: {0}")]
     Server(#[from] ServerError),
