@@ -185,7 +185,7 @@ impl Pending {
 fn lookup_failed(user: &str, e: &LookupError) -> SessionEnd {
     warn!(%user, "{e}");
     match e {
-        LookupError::Query(_) | LookupError::Shape(_) => {
+        LookupError::Query(_) | LookupError::Shape(_) | LookupError::Stale => {
             SessionEnd::fatal(sqlstate::PROTOCOL_VIOLATION, "bouncer config error")
         }
         LookupError::Checkout(code, message) => SessionEnd::fatal(*code, message.clone()),

@@ -3,10 +3,12 @@
 //!
 //! A lookup takes a server of the pool as any client would (so a flood of
 //! logins never opens more connections than the pool allows), runs the
-//! query (`ServerConn::lookup`) and gives the server back. It runs in a
-//! task of its own, so that it finishes even when the login that started it
-//! is gone, and with sharing on, logins of the same user that arrive while
-//! it is in flight wait for it instead of starting their own. The last
+//! query (`ServerConn::lookup`) and gives the server back. With sharing on
+//! (auth_query_cache) it runs in a task of its own, so that it finishes
+//! even when the login that started it is gone, and logins of the same
+//! user that arrive while it is in flight wait for it instead of starting
+//! their own; the janitor abandons one that outlives client_login_timeout.
+//! With sharing off it runs in the login's future. The last
 //! secret found for a user is kept with the time it was found: for
 //! auth_query_cache_ttl a login may be checked against it with no lookup
 //! at all (`client::auth_source` decides when; a failed check looks up
@@ -33,6 +35,16 @@ type Key = (Arc<str>, Box<str>);
 #[derive(Default)]
 pub(crate) struct Lookups {
     slots: Mutex<HashMap<Key, Slot>>,
+    /// Lookups running with a deadline, for the janitor (`expire`): a
+    /// timer per lookup would cost a round trip to the timer thread.
+    running: Mutex<Vec<Running>>,
+}
+
+/// A lookup task and when it must have answered.
+struct Running {
+    deadline: Instant,
+    key: Key,
+    task: tokio::task::AbortHandle,
 }
 
 #[derive(Default)]
@@ -57,9 +69,12 @@ impl Pool {
         (at.elapsed() <= ttl).then(|| found.clone())
     }
 
-    /// Look `user` up with `query`: join the lookup in flight when `share`
-    /// and there is one, else start one. `limit` bounds the query (zero:
-    /// unbounded); the checkout is bounded by query_wait_timeout as any.
+    /// Look `user` up with `query`. With `share`, join the lookup in
+    /// flight, or start one in a task of its own that the logins arriving
+    /// meanwhile join, bounded by `limit` (zero: unbounded) through the
+    /// janitor. Without, the lookup runs in the login's own future (no
+    /// task, nothing remembered), bounded by the login's timeout. The
+    /// checkout is bounded by query_wait_timeout as any.
     pub(crate) fn lookup(
         self: &Arc<Self>,
         query: &Arc<str>,
@@ -68,40 +83,56 @@ impl Pool {
         limit: Duration,
     ) -> impl std::future::Future<Output = Lookup> + Send + 'static {
         let key: Key = (query.clone(), user.into());
-        let mut rx = {
-            let mut slots = self.lookups.slots.lock();
-            let slot = slots.entry(key.clone()).or_default();
-            match &slot.in_flight {
-                Some(rx) if share => rx.clone(),
-                _ => {
-                    let (tx, rx) = watch::channel(None);
-                    if share {
-                        slot.in_flight = Some(rx.clone());
-                    }
-                    let pool = self.clone();
-                    tokio::spawn(async move {
-                        let found = pool.run_lookup(&key, limit).await;
-                        pool.settle(key, &found, share);
-                        let _ = tx.send(Some(found));
-                    });
-                    rx
-                }
-            }
-        };
+        let pool = self.clone();
+        let rx = share.then(|| self.shared_lookup(key.clone(), limit));
         async move {
+            let Some(mut rx) = rx else {
+                return pool.run_lookup(&key).await;
+            };
             loop {
                 if let Some(found) = rx.borrow_and_update().clone() {
                     return found;
                 }
                 if rx.changed().await.is_err() {
-                    let gone = LookupError::Shape("lookup was abandoned".into());
-                    return Err(Arc::new(gone));
+                    // The janitor abandoned it (see `expire_lookups`).
+                    let why = "did not answer within client_login_timeout".into();
+                    return Err(Arc::new(LookupError::Shape(why)));
                 }
             }
         }
     }
 
-    async fn run_lookup(&self, (query, user): &Key, limit: Duration) -> Lookup {
+    /// The lookup of `key` in flight, or a new one in a task of its own.
+    fn shared_lookup(
+        self: &Arc<Self>,
+        key: Key,
+        limit: Duration,
+    ) -> watch::Receiver<Option<Lookup>> {
+        let mut slots = self.lookups.slots.lock();
+        let slot = slots.entry(key.clone()).or_default();
+        if let Some(rx) = &slot.in_flight {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        slot.in_flight = Some(rx.clone());
+        let pool = self.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let found = pool.run_lookup(&task_key).await;
+            pool.settle(task_key, &found);
+            let _ = tx.send(Some(found));
+        });
+        if !limit.is_zero() {
+            self.lookups.running.lock().push(Running {
+                deadline: Instant::now() + limit,
+                key,
+                task: task.abort_handle(),
+            });
+        }
+        rx
+    }
+
+    async fn run_lookup(&self, (query, user): &Key) -> Lookup {
         let mut server = self.checkout().await.map_err(|e| {
             let (code, message) = match e {
                 super::CheckoutError::Server(s) => s.client_error(),
@@ -112,20 +143,7 @@ impl Pool {
             };
             Arc::new(LookupError::Checkout(code, message))
         })?;
-        let run = server.lookup(query, user);
-        let found = if limit.is_zero() {
-            run.await
-        } else {
-            match crate::runtime::timer::timeout(limit, run).await {
-                Ok(found) => found,
-                Err(_) => {
-                    let why = format!("timed out after {} ms", limit.as_millis());
-                    // Closed: it is still running the query.
-                    self.discard_for(server, crate::server::ServerEnd::Error);
-                    return Err(Arc::new(LookupError::Shape(why)));
-                }
-            }
-        };
+        let found = server.lookup(query, user).await;
         match found {
             Err(LookupError::Server(e)) => {
                 self.discard_for(server, crate::server::ServerEnd::Error);
@@ -138,9 +156,40 @@ impl Pool {
         }
     }
 
+    /// The janitor's pass: a lookup past its deadline is abandoned (its
+    /// task aborted: the server it holds is closed, its slot freed; the
+    /// logins waiting for it are told), finished ones are forgotten.
+    pub(super) fn expire_lookups(&self, now: Instant) {
+        let mut expired = Vec::new();
+        self.lookups.running.lock().retain(|r| {
+            if r.task.is_finished() {
+                return false;
+            }
+            if now < r.deadline {
+                return true;
+            }
+            r.task.abort();
+            expired.push(r.key.clone());
+            false
+        });
+        if expired.is_empty() {
+            return;
+        }
+        let mut slots = self.lookups.slots.lock();
+        for key in expired {
+            tracing::warn!(user = %key.1, "auth_query did not answer within client_login_timeout: abandoned, its server closed");
+            if let Some(slot) = slots.get_mut(&key) {
+                slot.in_flight = None;
+                if slot.known.is_none() {
+                    slots.remove(&key);
+                }
+            }
+        }
+    }
+
     /// Note what a lookup found: keep the secret of a user that exists,
     /// forget one that does not (a dropped role), end the flight.
-    fn settle(&self, key: Key, found: &Lookup, shared: bool) {
+    fn settle(&self, key: Key, found: &Lookup) {
         let mut slots = self.lookups.slots.lock();
         let keep = match found {
             Ok(f @ Found::User(_)) => Some((f.clone(), Instant::now())),
@@ -152,20 +201,10 @@ impl Pool {
             Some(found) => {
                 let slot = slots.entry(key).or_default();
                 slot.known = Some(found);
-                if shared {
-                    slot.in_flight = None;
-                }
+                slot.in_flight = None;
             }
             None => {
-                if let Some(slot) = slots.get_mut(&key) {
-                    slot.known = None;
-                    if shared {
-                        slot.in_flight = None;
-                    }
-                    if slot.in_flight.is_none() {
-                        slots.remove(&key);
-                    }
-                }
+                slots.remove(&key);
             }
         }
     }

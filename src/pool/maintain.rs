@@ -55,6 +55,7 @@ impl Pools {
 impl Pool {
     /// One maintenance pass over this pool.
     pub(super) fn maintain(self: &Arc<Self>, now: Instant) {
+        self.expire_lookups(now);
         let s = self.settings();
         let now_ns = crate::runtime::clock::clock_ns();
         let mut closing = Vec::new();

@@ -84,6 +84,8 @@ pub(crate) const TOO_MANY_CONNECTIONS: SqlState = SqlState::new("53300");
 pub(crate) const ADMIN_SHUTDOWN: SqlState = SqlState::new("57P01");
 /// 0A000 feature_not_supported.
 pub(crate) const FEATURE_NOT_SUPPORTED: SqlState = SqlState::new("0A000");
+/// invalid_sql_statement_name: a prepared statement that does not exist.
+pub(crate) const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState::new("26000");
 /// 57014 query_canceled (used for wait timeouts).
 pub(crate) const QUERY_CANCELED: SqlState = SqlState::new("57014");
 /// XX000 internal_error.

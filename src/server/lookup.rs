@@ -11,7 +11,10 @@ use postgres_protocol::IsNull;
 use postgres_protocol::message::{backend, frontend};
 use tokio::io::AsyncWriteExt;
 
+use std::sync::Arc;
+
 use super::{ServerConn, ServerError};
+use crate::protocol::sqlstate;
 
 /// What auth_query said of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,22 +38,62 @@ pub(crate) enum LookupError {
     /// the error a client of that pool would get.
     #[error("auth_query: no server: {1}")]
     Checkout(crate::protocol::SqlState, String),
+    /// The prepared statement could not be used (see `ServerConn::lookup`).
+    #[error("auth_query: prepared statement could not be used")]
+    Stale,
     /// The connection failed.
     #[error("auth_query: {0}")]
     Server(#[from] ServerError),
 }
 
+/// The name auth_query is prepared under on an auth pool's servers.
+const STATEMENT: &str = "pgsluice_auth_query";
+
 impl ServerConn {
     /// Run `query` with `user` as `$1`. The server must be idle and is idle
     /// again when this returns Ok or `Query`/`Shape` (read up to
     /// ReadyForQuery); after `Server` it is broken.
-    pub(crate) async fn lookup(&mut self, query: &str, user: &str) -> Result<Found, LookupError> {
-        let mut out = BytesMut::with_capacity(query.len() + user.len() + 64);
+    ///
+    /// The query is prepared once per connection (PostgreSQL parses and
+    /// plans it once, not at every login) and then only bound and run.
+    /// If the statement is gone (a client of the same pool ran DISCARD ALL
+    /// or DEALLOCATE ALL, a server reset did) or its plan cannot be used
+    /// any more, it is prepared again and the lookup run once more.
+    pub(crate) async fn lookup(
+        &mut self,
+        query: &Arc<str>,
+        user: &str,
+    ) -> Result<Found, LookupError> {
+        let prepared = self.lookup_prepared.as_deref() == Some(&**query);
+        match self.lookup_once(query, user, prepared).await {
+            Err(LookupError::Stale) if prepared => {
+                self.lookup_prepared = None;
+                self.lookup_once(query, user, false).await
+            }
+            Err(LookupError::Stale) => Err(LookupError::Query(
+                "prepared statement vanished while it was prepared".into(),
+            )),
+            other => other,
+        }
+    }
+
+    async fn lookup_once(
+        &mut self,
+        query: &Arc<str>,
+        user: &str,
+        prepared: bool,
+    ) -> Result<Found, LookupError> {
+        let mut out = BytesMut::with_capacity(query.len() + user.len() + 96);
         let io = |e: std::io::Error| LookupError::Server(ServerError::Io(e));
-        frontend::parse("", query, std::iter::empty(), &mut out).map_err(io)?;
+        if !prepared {
+            if self.lookup_prepared.take().is_some() {
+                frontend::close(b'S', STATEMENT, &mut out).map_err(io)?;
+            }
+            frontend::parse(STATEMENT, query, std::iter::empty(), &mut out).map_err(io)?;
+        }
         frontend::bind(
             "",
-            "",
+            STATEMENT,
             std::iter::once(0i16),
             std::iter::once(user),
             |u, buf| {
@@ -72,6 +115,9 @@ impl ServerConn {
         loop {
             match self.read_message().await? {
                 backend::Message::ReadyForQuery(_) => return answer.finish(),
+                backend::Message::ParseComplete => {
+                    self.lookup_prepared = Some(query.clone());
+                }
                 backend::Message::RowDescription(d) => {
                     let n = d.fields().count().map_err(ServerError::Io)?;
                     answer.columns(n);
@@ -80,6 +126,16 @@ impl ServerConn {
                 backend::Message::ErrorResponse(body) if answer.failed.is_none() => {
                     let e = ServerError::from_error_fields(body.fields());
                     answer.failed = Some(match e {
+                        // The statement is gone (26000), or its cached plan
+                        // cannot give the new result type (0A000).
+                        ServerError::Rejected { code, .. }
+                            if prepared
+                                && (code == sqlstate::INVALID_SQL_STATEMENT_NAME
+                                    || code == sqlstate::FEATURE_NOT_SUPPORTED) =>
+                        {
+                            answer.stale = true;
+                            String::new()
+                        }
                         ServerError::Rejected { message, .. } => message,
                         other => other.to_string(),
                     });
@@ -102,6 +158,8 @@ struct Answer {
     rows: Vec<Option<String>>,
     failed: Option<String>,
     shape: Option<String>,
+    /// The prepared statement could not be used: prepare it again.
+    stale: bool,
 }
 
 impl Answer {
@@ -132,6 +190,9 @@ impl Answer {
     }
 
     fn finish(self) -> Result<Found, LookupError> {
+        if self.stale {
+            return Err(LookupError::Stale);
+        }
         if let Some(e) = self.failed {
             return Err(LookupError::Query(e));
         }

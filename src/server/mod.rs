@@ -42,6 +42,9 @@ pub struct ServerConn {
     pub synced: Option<Arc<Params>>,
     /// The pooler-named prepared statements it has (`client::prepared`).
     pub statements: statements::ServerStatements,
+    /// The auth_query text prepared on it as `lookup::STATEMENT` (see
+    /// `lookup`), if any.
+    pub lookup_prepared: Option<Arc<str>>,
     /// Cancel key of the backend.
     pub key: BackendKey,
     /// Where it is connected.
@@ -107,6 +110,7 @@ impl ServerConn {
             params: Params::new(),
             synced: None,
             statements: Default::default(),
+            lookup_prepared: None,
             key: BackendKey::default(),
             addr,
             created: Instant::now(),

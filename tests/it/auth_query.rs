@@ -266,8 +266,17 @@ async fn function_in_auth_dbname_per_database_settings() {
         assert_eq!(backends(&auth_db, Some(&lookup)).await, 1);
         let ghost = unique("ghost");
         refused(&pooler, &app, &ghost, "x", "28000", "no such user").await;
-        // The lookup role itself logs in from auth_file.
-        assert_eq!(whoami(&pooler, &auth_db, &lookup, &lookup_pw).await, lookup);
+        // The lookup role itself logs in from auth_file; on the auth pool's
+        // one server it drops every prepared statement, auth_query's too:
+        // the next lookup prepares it again.
+        let own = pooler.connect(&auth_db, &lookup, &lookup_pw).await;
+        assert_eq!(value(&own, "SELECT current_user").await, lookup);
+        own.batch_execute("DEALLOCATE ALL").await.unwrap();
+        drop(own);
+        for _ in 0..2 {
+            assert_eq!(whoami(&pooler, &app, &role, "user-pass").await, role);
+        }
+        assert_eq!(backends(&auth_db, Some(&lookup)).await, 1);
     })
     .await
 }
