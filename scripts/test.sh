@@ -7,7 +7,8 @@
 #
 # Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
 # installed with apt-get when initdb or pgbench cannot be found (root or sudo);
-# the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry).
+# the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry);
+# slapd and ldap-utils, openssl, procps and systemd likewise when missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,6 +52,20 @@ if ! type -P openssl >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
     $sudo apt-get install -y -q --no-install-recommends openssl
+fi
+
+# Debian's slapd and ldap-utils (ldapadd): tests/it/ldap.rs authenticates
+# against a throwaway OpenLDAP server that tests/it/support/ldap.rs starts.
+# The package's own server is not started (no service manager here) and not
+# used.
+if [ ! -x /usr/sbin/slapd ] || ! type -P ldapadd >/dev/null 2>&1; then
+    echo "test.sh: installing slapd and ldap-utils" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    # The package's post-install may fail to start its own server where no
+    # service manager runs; the binaries are what the tests need.
+    $sudo apt-get install -y -q --no-install-recommends slapd ldap-utils || [ -x /usr/sbin/slapd ]
 fi
 
 if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then

@@ -59,6 +59,17 @@ pub(super) async fn authenticate(
     let Some(exchange) = auth_method::choose(stream, cfg, database, user)? else {
         return Ok(Proven::default());
     };
+    if let Exchange::Ldap(options) = exchange {
+        // The directory decides; auth_file and auth_query are not asked.
+        let Proof::Password(pw) = plain(stream, buf).await? else {
+            unreachable!("plain gives a password")
+        };
+        super::ldap::check(options, user, &pw).await?;
+        return Ok(Proven {
+            scram_keys: None,
+            looked_up: Some(Secret::Plain(pw)),
+        });
+    }
     // A SCRAM exchange sends the secret's salt first: it never runs with a
     // reused secret (a proof made with an old salt cannot be checked
     // against a new secret). Under md5 a reused md5 secret runs md5.
@@ -84,6 +95,7 @@ pub(super) async fn authenticate(
             auth_method::peer(stream, user, map).await?;
             Proof::Identity(peer_failed)
         }
+        (Exchange::Ldap(_), _) => unreachable!("handled above"),
     };
     let mut proven = Proven::default();
     let mut secret = start.secret;

@@ -11,6 +11,7 @@ use super::SessionEnd;
 use crate::auth;
 use crate::config::hba::{From, Method};
 use crate::config::ident::{self, Mapping};
+use crate::config::ldap::LdapOptions;
 use crate::config::{AuthType, Config};
 use crate::protocol::sqlstate;
 use crate::transport::Stream;
@@ -33,6 +34,8 @@ pub(super) enum Exchange<'a> {
     Cert(Map<'a>),
     /// The Unix-socket peer's OS user is the user (or mapped to it).
     Peer(Map<'a>),
+    /// The cleartext password binds to the LDAP directory.
+    Ldap(&'a LdapOptions),
 }
 
 /// The exchange for `user` logging in to `database` (None: auth_type any,
@@ -51,6 +54,10 @@ pub(super) fn choose<'a>(
         AuthType::ScramSha256 => Exchange::Scram,
         AuthType::Cert => Exchange::Cert(None),
         AuthType::Hba => hba(stream, cfg, database, user)?,
+        AuthType::Ldap => match &cfg.ldap {
+            Some(options) => Exchange::Ldap(options),
+            None => return Err(unsupported("LDAP without auth_ldap_options")),
+        },
         AuthType::Pam => return Err(unsupported("PAM")),
     };
     Ok(Some(exchange))
@@ -90,7 +97,10 @@ fn hba<'a>(
                 "login rejected",
             ));
         }
-        Method::Ldap => return Err(unsupported("LDAP")),
+        Method::Ldap => match &rule.ldap {
+            Some(options) => Exchange::Ldap(options),
+            None => return Err(unsupported("LDAP without options")),
+        },
     })
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod auth_method;
 mod auth_source;
 mod handoff;
+mod ldap;
 mod login;
 mod notices;
 mod prepared;

@@ -46,6 +46,8 @@ pub struct General {
     pub auth_hba_file: Option<PathBuf>,
     /// auth_ident_file (maps for peer and cert rules).
     pub auth_ident_file: Option<PathBuf>,
+    /// auth_ldap_options (auth_type ldap).
+    pub auth_ldap_options: String,
     /// Default pool mode (session).
     pub pool_mode: PoolMode,
     /// Maximum client connections (100).
@@ -194,6 +196,7 @@ impl General {
             auth_query_cache_ttl: v.time("auth_query_cache_ttl"),
             auth_hba_file: opt_path("auth_hba_file"),
             auth_ident_file: opt_path("auth_ident_file"),
+            auth_ldap_options: v.str("auth_ldap_options").to_string(),
             pool_mode: PoolMode::from_name(v.str("pool_mode")).unwrap_or(PoolMode::Session),
             max_client_conn: v.u32("max_client_conn"),
             default_pool_size: v.u32("default_pool_size"),
@@ -280,8 +283,7 @@ pub(crate) fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Maps a canonical `auth_type` word. `ldap` has no variant; it is refused
-/// during validation and maps to `Hba` here only as a placeholder.
+/// Maps a canonical `auth_type` word.
 fn auth_type(s: &str) -> AuthType {
     match s {
         "any" => AuthType::Any,
@@ -289,7 +291,8 @@ fn auth_type(s: &str) -> AuthType {
         "plain" => AuthType::Plain,
         "scram-sha-256" => AuthType::ScramSha256,
         "cert" => AuthType::Cert,
-        "hba" | "ldap" => AuthType::Hba,
+        "hba" => AuthType::Hba,
+        "ldap" => AuthType::Ldap,
         "pam" => AuthType::Pam,
         _ => AuthType::Md5,
     }

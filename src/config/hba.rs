@@ -80,6 +80,8 @@ pub struct Rule {
     pub method: Method,
     /// The ident map of `map=NAME`, with its name.
     pub map: Option<(String, Vec<Mapping>)>,
+    /// The options of an `ldap` line.
+    pub ldap: Option<super::ldap::LdapOptions>,
 }
 
 /// The rules of an auth_hba_file, in file order.
@@ -199,9 +201,10 @@ fn rule(toks: &[Token], line: usize, path: &Path, maps: &IdentMaps) -> Result<Ru
         address,
         method,
         map: None,
+        ldap: None,
     };
     if method == Method::Ldap {
-        // Its options follow it; LDAP is refused at login (not built yet).
+        rule.ldap = Some(super::ldap::LdapOptions::from_tokens(&l.toks[l.at..])?);
         return Ok(rule);
     }
     if let Some(Token::Word(w)) = l.peek()

@@ -130,6 +130,14 @@ fn name_files_and_ldap_lines() {
     assert_eq!(method(&hba, ip("1.1.1.1"), false, "four", "u"), None);
     let ldap = hba.find(ip("10.0.0.1"), false, "four", "u").unwrap();
     assert_eq!(ldap.method, Method::Ldap);
+    let options = ldap.ldap.as_ref().unwrap();
+    assert_eq!(options.servers, ["localhost"]);
+    let bad = Hba::parse(
+        "host all all all ldap ldapprefix=x\n",
+        &path,
+        &IdentMaps::default(),
+    );
+    assert!(bad.unwrap_err()[0].message.contains("ldapserver"));
 }
 
 #[test]

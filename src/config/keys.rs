@@ -244,7 +244,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "unix_socket_group",
     "pkt_buf",
     // Not in `General` at all:
-    "auth_ldap_options",
     "conffile",
     "disable_pqexec",
     "dns_max_ttl",

@@ -84,6 +84,17 @@ fn parse(
     check_metrics_addr(&values, &general, file, &mut errors);
     let userlist = check_auth(&values, (&general, &sections.databases), file, &mut errors);
     let hba = load_hba(&values, &general, file, &mut errors);
+    let ldap = (general.auth_type == AuthType::Ldap)
+        .then(|| super::ldap::LdapOptions::parse(&general.auth_ldap_options))
+        .and_then(|parsed| {
+            parsed
+                .map_err(|e| {
+                    let (f, l) = at(&values, "auth_ldap_options", file);
+                    let msg = format!("auth_type ldap: {e}");
+                    errors.push(ConfigError::new(&f, l, "auth_ldap_options", msg));
+                })
+                .ok()
+        });
     let tls = if errors.is_empty() {
         build_tls(&values, file, running, &mut errors, &mut warnings)
     } else {
@@ -99,6 +110,7 @@ fn parse(
         users: sections.users,
         userlist,
         hba,
+        ldap,
         tls,
     };
     Ok(Loaded { config, warnings })
@@ -337,15 +349,14 @@ fn check_auth(
     let lookups =
         general.auth_user.is_some() || databases.entries.values().any(|d| d.auth_user.is_some());
     match general.auth_type {
-        // `ldap` maps to Hba in General (it has no variant of its own).
-        AuthType::Pam | AuthType::Hba if method != "hba" => errors.push(ConfigError::new(
+        AuthType::Pam => errors.push(ConfigError::new(
             &f,
             l,
             "auth_type",
             format!(
                 "auth_type {method} is not supported by pgsluice yet \
-                 (supported: any, trust, plain, md5, scram-sha-256, cert, hba; LDAP and PAM \
-                 are not built yet)"
+                 (supported: any, trust, plain, md5, scram-sha-256, cert, hba, ldap; PAM \
+                 is not built yet)"
             ),
         )),
         AuthType::Hba if general.auth_hba_file.is_none() => errors.push(ConfigError::new(

@@ -27,6 +27,7 @@ mod hba_lex;
 pub mod ident;
 mod ini;
 mod keys;
+pub mod ldap;
 mod loader;
 mod peers;
 mod settings;
@@ -87,6 +88,8 @@ pub struct Config {
     pub userlist: HashMap<String, Secret>,
     /// auth_hba_file's rules (auth_type hba; empty otherwise).
     pub hba: hba::Hba,
+    /// auth_ldap_options, parsed (auth_type ldap; None otherwise).
+    pub ldap: Option<ldap::LdapOptions>,
     /// TLS on both legs, built from the `*_tls_*` keys at load.
     pub tls: Tls,
 }
@@ -138,8 +141,11 @@ pub enum AuthType {
     ScramSha256,
     /// TLS client certificate (not supported yet).
     Cert,
-    /// Rules from auth_hba_file (not supported yet).
+    /// Rules from auth_hba_file.
     Hba,
+    /// A bind to an LDAP directory with the cleartext password
+    /// (auth_ldap_options).
+    Ldap,
     /// PAM (not supported yet).
     Pam,
 }
@@ -155,6 +161,7 @@ impl AuthType {
             AuthType::ScramSha256 => "scram-sha-256",
             AuthType::Cert => "cert",
             AuthType::Hba => "hba",
+            AuthType::Ldap => "ldap",
             AuthType::Pam => "pam",
         }
     }

@@ -288,9 +288,16 @@ fn auth_rules() {
             .any(|l| l.starts_with(&format!("{}:2: auth_hba_file: invalid mask", hba.display()))),
         "{e:?}"
     );
-    for t in ["pam", "ldap"] {
-        assert!(errors_of(&format!("[pgbouncer]\nauth_type = {t}\n"))[0].contains("not supported"));
-    }
+    assert!(errors_of("[pgbouncer]\nauth_type = pam\n")[0].contains("not supported"));
+    // auth_type ldap needs usable auth_ldap_options.
+    let e = errors_of("[pgbouncer]\nauth_type = ldap\n");
+    assert!(
+        e[0].contains("auth_ldap_options: auth_type ldap: ldapserver"),
+        "{e:?}"
+    );
+    let l =
+        ok("[pgbouncer]\nauth_type = ldap\nauth_ldap_options = ldapserver=h ldapprefix=\"uid=\"\n");
+    assert_eq!(l.config.ldap.unwrap().servers, ["h"]);
     let e = errors_of("[pgbouncer]\nlisten_port = 1\n");
     assert_eq!(
         e,

@@ -90,13 +90,16 @@ fn runtime_thread(
 impl Shards {
     /// Shard 0 is the current runtime (call inside it); `total - 1` more
     /// each get a thread running a current-thread runtime without the time
-    /// driver, and one more thread runs a runtime with only the time
-    /// driver, where their sleeps go (`crate::runtime::timer`).
+    /// driver, and one more thread runs a runtime with the time driver,
+    /// where their sleeps go (`crate::runtime::timer`), and with I/O for
+    /// the rare work that is kept off the shards (an LDAP bind, see
+    /// `timer::spawn_off_shard`).
     pub fn start(total: usize) -> io::Result<Shards> {
         let mut threads = Vec::new();
         let (timers, thread) = runtime_thread("pgsluice-timer".into(), || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_time()
+                .enable_io()
                 .build()
         })?;
         threads.push(thread);

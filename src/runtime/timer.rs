@@ -58,6 +58,21 @@ pub(crate) async fn sleep_until(deadline: Instant) {
     }
 }
 
+/// Run `fut` off the shards, on the timer runtime (which has the time
+/// driver): for the rare work that needs tokio's timers inside a library
+/// (an LDAP bind) and must not hold a shard's thread. Without the timer
+/// runtime (tests' runtimes), on the calling runtime.
+pub(crate) fn spawn_off_shard<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match TIMERS.with(|t| t.borrow().clone()) {
+        Some(timers) => timers.spawn(fut),
+        None => tokio::spawn(fut),
+    }
+}
+
 /// Sleep for `duration`.
 pub async fn sleep(duration: Duration) {
     sleep_until(Instant::now() + duration).await

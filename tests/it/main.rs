@@ -28,6 +28,7 @@ mod function_call;
 mod hash_password;
 mod hba;
 mod idle;
+mod ldap;
 mod listen;
 mod logging;
 mod metrics;

@@ -4,6 +4,7 @@
 //! every test, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod ldap;
 pub mod pg;
 pub mod pooler;
 pub mod tls;

@@ -1,0 +1,261 @@
+//! LDAP options, as PostgreSQL's pg_hba.conf `ldap` method takes them and
+//! PgBouncer reads them (after `ldap` on an auth_hba_file line, or in
+//! auth_ldap_options for auth_type = ldap): `ldapserver`, `ldapport`,
+//! `ldapscheme`, `ldaptls`, and either simple bind (`ldapprefix`,
+//! `ldapsuffix`) or search+bind (`ldapbasedn`, `ldapbinddn`,
+//! `ldapbindpasswd`, `ldapsearchattribute`, `ldapsearchfilter`), or an
+//! `ldapurl` that gives server, port, base DN, attribute and scope at once.
+
+use super::hba_lex::{Token, tokens};
+
+/// How a login's password is checked against the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapMode {
+    /// Bind as `prefix + user + suffix`.
+    Simple { prefix: String, suffix: String },
+    /// Bind as `bind_dn` (anonymous when empty), find the user's entry
+    /// under `base_dn` (`filter` with `$username`, else `attribute=user`),
+    /// then bind as that entry.
+    Search {
+        base_dn: String,
+        bind_dn: String,
+        bind_password: String,
+        attribute: String,
+        filter: Option<String>,
+        subtree: bool,
+    },
+}
+
+/// Where the directory is and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapOptions {
+    /// Servers, tried in order.
+    pub servers: Vec<String>,
+    pub port: u16,
+    pub mode: LdapMode,
+}
+
+impl LdapOptions {
+    /// Parse `text` (`key=value` pairs, values may be double-quoted).
+    pub fn parse(text: &str) -> Result<LdapOptions, String> {
+        let toks = tokens(text)?;
+        Self::from_tokens(&toks)
+    }
+
+    /// Parse the tokens that follow `ldap` on an auth_hba_file line.
+    pub(super) fn from_tokens(toks: &[Token]) -> Result<LdapOptions, String> {
+        let mut servers = Vec::new();
+        let mut port = None;
+        let (mut prefix, mut suffix) = (None, None);
+        let (mut base_dn, mut bind_dn, mut bind_password) = (None, None, None);
+        let (mut attribute, mut filter) = (None, None);
+        let mut subtree = true;
+        for (key, value) in pairs(toks)? {
+            let v = value.clone();
+            match key.as_str() {
+                "ldapserver" => servers.extend(v.split_whitespace().map(str::to_owned)),
+                "ldapport" => port = Some(v.parse().map_err(|_| format!("invalid ldapport: {v}"))?),
+                "ldapscheme" if v == "ldap" => {}
+                "ldapscheme" => {
+                    return Err(format!(
+                        "ldapscheme {v} is not supported by pgsluice yet (only ldap)"
+                    ));
+                }
+                "ldaptls" if v == "0" => {}
+                "ldaptls" => return Err("ldaptls is not supported by pgsluice yet".into()),
+                "ldapprefix" => prefix = Some(v),
+                "ldapsuffix" => suffix = Some(v),
+                "ldapbasedn" => base_dn = Some(v),
+                "ldapbinddn" => bind_dn = Some(v),
+                "ldapbindpasswd" => bind_password = Some(v),
+                "ldapsearchattribute" => attribute = Some(v),
+                "ldapsearchfilter" => filter = Some(v),
+                "ldapurl" => {
+                    let url = Url::parse(&v)?;
+                    servers.push(url.host);
+                    port = port.or(url.port);
+                    base_dn = Some(url.base_dn);
+                    if let Some(a) = url.attribute {
+                        attribute = Some(a);
+                    }
+                    subtree = url.subtree;
+                }
+                other => return Err(format!("unknown LDAP option: {other}")),
+            }
+        }
+        if servers.is_empty() {
+            return Err("ldapserver or ldapurl is required".into());
+        }
+        let simple = prefix.is_some() || suffix.is_some();
+        let search = base_dn.is_some()
+            || bind_dn.is_some()
+            || bind_password.is_some()
+            || attribute.is_some()
+            || filter.is_some();
+        let mode = match (simple, search) {
+            (true, true) => {
+                return Err("cannot mix ldapprefix/ldapsuffix with search options".into());
+            }
+            (true, false) => LdapMode::Simple {
+                prefix: prefix.unwrap_or_default(),
+                suffix: suffix.unwrap_or_default(),
+            },
+            (false, true) => {
+                if attribute.is_some() && filter.is_some() {
+                    return Err("cannot use both ldapsearchattribute and ldapsearchfilter".into());
+                }
+                LdapMode::Search {
+                    base_dn: base_dn.ok_or("ldapbasedn is required for search+bind")?,
+                    bind_dn: bind_dn.unwrap_or_default(),
+                    bind_password: bind_password.unwrap_or_default(),
+                    attribute: attribute.unwrap_or_else(|| "uid".into()),
+                    filter,
+                    subtree,
+                }
+            }
+            (false, false) => {
+                return Err("ldapprefix/ldapsuffix or ldapbasedn is required".into());
+            }
+        };
+        Ok(LdapOptions {
+            servers,
+            port: port.unwrap_or(389),
+            mode,
+        })
+    }
+}
+
+/// `key=value` pairs: `key=value` as one word, or `key=` followed by a
+/// quoted value.
+fn pairs(toks: &[Token]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut it = toks.iter().peekable();
+    while let Some(t) = it.next() {
+        let Token::Word(w) = t else {
+            return Err(format!("expected key=value, found {t:?}"));
+        };
+        let Some((key, value)) = w.split_once('=') else {
+            return Err(format!("expected key=value, found {w}"));
+        };
+        let value = match (value.is_empty(), it.peek()) {
+            (true, Some(Token::Quoted(q))) => {
+                let q = q.clone();
+                it.next();
+                q
+            }
+            _ => value.to_string(),
+        };
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// An RFC 4516 URL: `ldap://host[:port]/basedn[?attribute[?scope]]`.
+struct Url {
+    host: String,
+    port: Option<u16>,
+    base_dn: String,
+    attribute: Option<String>,
+    subtree: bool,
+}
+
+impl Url {
+    fn parse(text: &str) -> Result<Url, String> {
+        let rest = text.strip_prefix("ldap://").ok_or_else(|| {
+            format!("ldapurl must start with ldap:// (ldaps is not supported yet): {text}")
+        })?;
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                Some(
+                    p.parse()
+                        .map_err(|_| format!("invalid port in ldapurl: {p}"))?,
+                ),
+            ),
+            None => (hostport, None),
+        };
+        let mut parts = path.split('?');
+        let base_dn = percent_decode(parts.next().unwrap_or(""));
+        let attribute = parts.next().filter(|a| !a.is_empty()).map(str::to_owned);
+        let subtree = match parts.next() {
+            None | Some("") | Some("sub") => true,
+            Some("one") | Some("base") => false,
+            Some(s) => return Err(format!("invalid scope in ldapurl: {s}")),
+        };
+        Ok(Url {
+            host: host.to_string(),
+            port,
+            base_dn,
+            attribute,
+            subtree,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_search_and_url() {
+        let o = LdapOptions::parse("ldapserver=127.0.0.1 ldapport=3890 ldapprefix=\"uid=\" ldapsuffix=\",dc=example,dc=net\"").unwrap();
+        assert_eq!(o.servers, ["127.0.0.1"]);
+        assert_eq!(o.port, 3890);
+        assert_eq!(
+            o.mode,
+            LdapMode::Simple {
+                prefix: "uid=".into(),
+                suffix: ",dc=example,dc=net".into()
+            }
+        );
+        let o = LdapOptions::parse("ldapserver=\"a b\" ldapbasedn=\"dc=example,dc=net\" ldapsearchfilter=\"(uid=$username)\"").unwrap();
+        assert_eq!(o.servers, ["a", "b"]);
+        assert_eq!(o.port, 389);
+        assert!(
+            matches!(o.mode, LdapMode::Search { ref filter, .. } if filter.as_deref() == Some("(uid=$username)"))
+        );
+        let o = LdapOptions::parse("ldapurl=\"ldap://h:10389/dc=example,dc=net?cn?one\"").unwrap();
+        assert_eq!((o.servers[0].as_str(), o.port), ("h", 10389));
+        assert!(
+            matches!(o.mode, LdapMode::Search { ref base_dn, ref attribute, subtree: false, .. } if base_dn == "dc=example,dc=net" && attribute == "cn")
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        for bad in [
+            "ldapprefix=x",
+            "ldapserver=h",
+            "ldapserver=h ldapprefix=x ldapbasedn=y",
+            "ldapserver=h ldapbasedn=y ldapsearchattribute=a ldapsearchfilter=f",
+            "ldapserver=h ldapprefix=x ldapbogus=1",
+            "ldapserver=h ldapprefix=x ldaptls=1",
+            "ldapurl=ldaps://h/dc=x",
+            "ldapserver=h ldapport=x ldapprefix=x",
+        ] {
+            assert!(LdapOptions::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
