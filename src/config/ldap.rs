@@ -78,6 +78,9 @@ impl LdapOptions {
                     if let Some(a) = url.attribute {
                         attribute = Some(a);
                     }
+                    if let Some(f) = url.filter {
+                        filter = Some(f);
+                    }
                     subtree = url.subtree;
                 }
                 other => return Err(format!("unknown LDAP option: {other}")),
@@ -150,13 +153,14 @@ fn pairs(toks: &[Token]) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// An RFC 4516 URL: `ldap://host[:port]/basedn[?attribute[?scope]]`.
+/// An RFC 4516 URL: `ldap://host[:port]/basedn[?attribute[?scope[?filter]]]`.
 struct Url {
     host: String,
     port: Option<u16>,
     base_dn: String,
     attribute: Option<String>,
     subtree: bool,
+    filter: Option<String>,
 }
 
 impl Url {
@@ -183,12 +187,14 @@ impl Url {
             Some("one") | Some("base") => false,
             Some(s) => return Err(format!("invalid scope in ldapurl: {s}")),
         };
+        let filter = parts.next().filter(|f| !f.is_empty()).map(percent_decode);
         Ok(Url {
             host: host.to_string(),
             port,
             base_dn,
-            attribute,
+            attribute: attribute.filter(|_| filter.is_none()),
             subtree,
+            filter,
         })
     }
 }
@@ -235,6 +241,12 @@ mod tests {
         assert_eq!(o.port, 389);
         assert!(
             matches!(o.mode, LdapMode::Search { ref filter, .. } if filter.as_deref() == Some("(uid=$username)"))
+        );
+        let o =
+            LdapOptions::parse("ldapurl=\"ldap://h/dc=x??sub?(|(uid=$username)(mail=$username))\"")
+                .unwrap();
+        assert!(
+            matches!(o.mode, LdapMode::Search { ref filter, subtree: true, .. } if filter.as_deref() == Some("(|(uid=$username)(mail=$username))"))
         );
         let o = LdapOptions::parse("ldapurl=\"ldap://h:10389/dc=example,dc=net?cn?one\"").unwrap();
         assert_eq!((o.servers[0].as_str(), o.port), ("h", 10389));

@@ -52,6 +52,9 @@ async fn hba_ldap_lines_in_every_form() {
                  ldapsearchfilter=\"(|(uid=$username)(cn=$username))\""
             ),
             format!("ldapurl=\"ldap://127.0.0.1:{port}/{BASE}?uid?sub\""),
+            format!(
+                "ldapurl=\"ldap://127.0.0.1:{port}/{BASE}??sub?(|(uid=$username)(mail=$username))\""
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         let mut hba = String::new();
