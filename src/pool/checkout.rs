@@ -402,7 +402,10 @@ impl Pool {
                         code,
                         message,
                     } => {
-                        warn!(pool = %self.key(), sqlstate = %code, "server login failed: {severity} {message}")
+                        warn!(pool = %self.key(), sqlstate = %code, "server login failed: {severity} {message}");
+                        // And the server connection's own line, as PgBouncer
+                        // writes one for every connection it closes.
+                        warn!(pool = %self.key(), "server closing because: {message} (age=0s)");
                     }
                     other => warn!(pool = %self.key(), "server login failed: {other}"),
                 }
