@@ -42,6 +42,25 @@ const VERSION: &str = concat!(
     " build)"
 );
 
+/// Append a bad configuration's errors to the logfile it names, if it
+/// names one that can be opened (best effort: stderr has them already).
+fn log_config_errors(config_file: &std::path::Path, errors: &pgsluice::config::ConfigErrors) {
+    use std::io::Write;
+    let Some(path) = pgsluice::config::logfile_of(config_file) else {
+        return;
+    };
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    for e in &errors.0 {
+        let _ = writeln!(f, "ERROR pgsluice: invalid configuration: {e}");
+    }
+}
+
 /// EX_CONFIG-like status for a bad configuration (sysexits EX_USAGE = 64).
 const EXIT_CONFIG: u8 = 64;
 
@@ -58,6 +77,7 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("pgsluice: invalid configuration:\n{e}");
+            log_config_errors(config_file, &e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -62,9 +62,11 @@ pub(crate) async fn run(
                 }
             }
         }
-        Control::Reload => ctx
-            .reload()
-            .map_err(|e| AdminError::new(sqlstate::CONFIG_FILE_ERROR, e))?,
+        Control::Reload => ctx.reload().map_err(|e| {
+            // In the log too, as a SIGHUP's failed reload is.
+            tracing::error!("RELOAD failed, keeping the running configuration: {e}");
+            AdminError::new(sqlstate::CONFIG_FILE_ERROR, e)
+        })?,
         Control::Set { key, value } => ctx
             .set(key, value)
             .map_err(|e| AdminError::new(sqlstate::CANT_CHANGE_RUNTIME_PARAM, e))?,

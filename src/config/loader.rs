@@ -47,6 +47,18 @@ pub fn reload_with(
     parse(&text, path, overrides, Some(running))
 }
 
+/// The `logfile` a config file names, read even when the file is invalid
+/// (what can be read of it): a bad config is logged there too, as PgBouncer
+/// does, before pgsluice exits.
+pub fn logfile_of(path: &Path) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let entries = ini::lex(&text, path, &mut errors);
+    let sections = Sections::collect(&entries, path, &mut errors, &mut warnings);
+    let value = &sections.raw.get("logfile")?.value;
+    (!value.is_empty()).then(|| std::path::PathBuf::from(value))
+}
+
 /// Parses `text` as if it were the contents of `file`. `%include` and
 /// auth_file paths are used as written (relative ones against the current
 /// working directory), exactly as [`load`] does.

@@ -53,7 +53,7 @@ pub use general::{General, Setting};
 pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 #[cfg(test)]
 pub(crate) use loader::load_str;
-pub use loader::{load, load_with, reload_with};
+pub use loader::{load, load_with, logfile_of, reload_with};
 pub use tls::{ClientTls, ServerTls, SslMode, Tls};
 pub use tls_build::ALPN;
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};

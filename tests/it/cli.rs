@@ -70,6 +70,25 @@ fn bad_value_exits_64_naming_file_line_and_key() {
     assert!(msg.contains("listen_port"), "key missing: {msg}");
 }
 
+/// As PgBouncer: a bad config is also written to the logfile it names.
+#[test]
+fn bad_config_is_logged_to_its_logfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pgsluice.log");
+    let (_dir, ini) = PoolerBuilder::new()
+        .set("logfile", log.to_str().unwrap())
+        .set("auth_user", "pgb")
+        .set("auth_dbname", "pgbouncer")
+        .write();
+    let out = run(&[ini.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", all_text(&out));
+    let text = std::fs::read_to_string(&log).expect("the logfile was written");
+    assert!(
+        text.contains("cannot use the reserved \"pgbouncer\" database as an auth_dbname"),
+        "{text}"
+    );
+}
+
 #[test]
 fn bad_database_entry_exits_64() {
     let (_dir, ini) = PoolerBuilder::new()
