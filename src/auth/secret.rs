@@ -67,13 +67,19 @@ impl Secret {
 
 impl ScramSecret {
     /// A verifier no password matches, for running the exchange of a user
-    /// that does not exist: random salt and keys, PostgreSQL's default
-    /// iteration count, and no key derivation (a stored verifier is read,
-    /// not derived, so the two take the same time).
-    pub fn throwaway() -> ScramSecret {
+    /// that does not exist: PostgreSQL's default iteration count, random
+    /// keys, no key derivation (a stored verifier is read, not derived, so
+    /// the two take the same time), and a salt that is the same at every
+    /// attempt for the same name, as a real user's is (HMAC of the name
+    /// under a key made at startup, like PostgreSQL's mock salt): a salt
+    /// that changed between attempts would tell that the user is unknown.
+    pub fn throwaway(user: &str) -> ScramSecret {
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(rand::random);
+        let salt = crate::auth::scram::hmac(key, &[b"pgsluice mock salt", user.as_bytes()]);
         ScramSecret {
             iterations: 4096,
-            salt: rand::random::<[u8; 16]>().to_vec(),
+            salt: salt[..16].to_vec(),
             stored_key: rand::random(),
             server_key: rand::random(),
         }
@@ -135,6 +141,14 @@ impl ScramSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_users_salt_is_stable_and_its_own() {
+        let a = ScramSecret::throwaway("ghost");
+        assert_eq!(a.salt, ScramSecret::throwaway("ghost").salt);
+        assert_ne!(a.salt, ScramSecret::throwaway("phantom").salt);
+        assert_eq!((a.salt.len(), a.iterations), (16, 4096));
+    }
 
     const PG_VERIFIER: &str = "SCRAM-SHA-256$4096:QSXCR+Q6sek8bf92$6ZpxW6/uGa6cVI8Qye7Ctad2EjqP6qsY/N2wPb/pzzA=:YhxrUafK7dHU9tqc/e3VRwO7RaU1EHSpgQhzaEFN/xM=";
 

@@ -238,8 +238,9 @@ async fn md5(stream: &mut Stream, buf: &mut BytesMut) -> Result<Proof, SessionEn
 /// SCRAM-SHA-256, up to the server's final message (sent once the proof
 /// is confirmed). An unknown user (or an md5 secret, which cannot do
 /// SCRAM) goes through the same exchange with a throwaway verifier, made
-/// without key derivation as a stored one is read, and fails at the end,
-/// so that user names can be probed neither by answer nor by time.
+/// without key derivation as a stored one is read and with a salt stable
+/// per name, and fails at the end, so that user names can be probed
+/// neither by answer, nor by salt, nor by time.
 async fn scram(
     stream: &mut Stream,
     buf: &mut BytesMut,
@@ -247,7 +248,7 @@ async fn scram(
     verifier: Option<ScramSecret>,
 ) -> Result<Proof, SessionEnd> {
     let known = verifier.is_some();
-    let verifier = verifier.unwrap_or_else(ScramSecret::throwaway);
+    let verifier = verifier.unwrap_or_else(|| ScramSecret::throwaway(user));
     // Over TLS, SCRAM-SHA-256-PLUS is offered first, as PostgreSQL does.
     let binding = match stream {
         Stream::Tls(s) if !s.channel_binding().is_empty() => Some(s.channel_binding().to_vec()),
