@@ -158,19 +158,16 @@ fn check(
 }
 
 fn cert_failed(user: &str) -> SessionEnd {
-    tracing::warn!(%user, "certificate authentication failed: unknown user");
-    SessionEnd::fatal(
-        sqlstate::INVALID_AUTHORIZATION,
-        "certificate authentication failed",
+    auth_method::refused(
+        user,
+        "certificate",
+        "unknown user",
+        auth_method::CERT_FAILED,
     )
 }
 
 fn peer_failed(user: &str) -> SessionEnd {
-    tracing::warn!(%user, "peer authentication failed: unknown user");
-    SessionEnd::fatal(
-        sqlstate::INVALID_AUTHORIZATION,
-        "unix socket login rejected",
-    )
+    auth_method::refused(user, "peer", "unknown user", auth_method::PEER_FAILED)
 }
 
 fn auth_failed(user: &str) -> SessionEnd {

@@ -135,16 +135,9 @@ pub(super) fn cert(stream: &Stream, user: &str, map: Map<'_>) -> Result<(), Sess
         }
         _ => None,
     };
-    match why {
-        None => Ok(()),
-        Some(why) => {
-            warn!(%user, "certificate authentication failed: {why}");
-            Err(SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "certificate authentication failed",
-            ))
-        }
-    }
+    why.map_or(Ok(()), |why| {
+        Err(refused(user, "certificate", &why, CERT_FAILED))
+    })
 }
 
 /// peer, as PgBouncer: the client is on the Unix socket, and the OS user
@@ -168,16 +161,17 @@ pub(super) async fn peer(stream: &Stream, user: &str, map: Map<'_>) -> Result<()
         )),
         _ => None,
     };
-    match why {
-        None => Ok(()),
-        Some(why) => {
-            warn!(%user, "peer authentication failed: {why}");
-            Err(SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "unix socket login rejected",
-            ))
-        }
-    }
+    why.map_or(Ok(()), |why| Err(refused(user, "peer", &why, PEER_FAILED)))
+}
+
+/// What a refused cert or peer login is told, in PgBouncer's words.
+pub(super) const CERT_FAILED: &str = "certificate authentication failed";
+pub(super) const PEER_FAILED: &str = "unix socket login rejected";
+
+/// A cert or peer login refused: the reason logged, `message` told.
+pub(super) fn refused(user: &str, method: &str, why: &str, message: &'static str) -> SessionEnd {
+    warn!(%user, "{method} authentication failed: {why}");
+    SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, message)
 }
 
 fn os_user_name(uid: u32) -> Option<String> {
