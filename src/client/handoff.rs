@@ -36,8 +36,11 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> SessionEnd {
                 "transaction blocks not allowed in statement pooling mode: \
                  closing the client and its server (the transaction rolls back)"
             );
+            // PgBouncer's code: a class 08 error tells drivers the
+            // connection is gone (psycopg raises OperationalError), which
+            // is what happened; retry logic written for PgBouncer keys on it.
             SessionEnd::fatal(
-                crate::protocol::sqlstate::INVALID_TRANSACTION_STATE,
+                sqlstate::PROTOCOL_VIOLATION,
                 "transaction blocks not allowed in statement pooling mode",
             )
         }

@@ -96,12 +96,6 @@ pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState::new("25P03");
 /// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
 /// for idling outside a transaction (client_idle_timeout).
 pub(crate) const IDLE_SESSION_TIMEOUT: SqlState = SqlState::new("57P05");
-/// 25000 invalid_transaction_state, for a transaction block in statement
-/// pooling mode: the statement itself is fine (so not 0A000
-/// feature_not_supported, nor a syntax or protocol error); what is refused
-/// is the transaction state it left the server in, and class 25 is where
-/// clients and people look for that.
-pub(crate) const INVALID_TRANSACTION_STATE: SqlState = SqlState::new("25000");
 /// 57P03 cannot_connect_now (a database disabled with DISABLE).
 pub(crate) const CANNOT_CONNECT_NOW: SqlState = SqlState::new("57P03");
 /// 42704 undefined_object (KILL_CLIENT of an unknown client).

@@ -1,6 +1,6 @@
 //! pool_mode = statement: the server goes back to the pool after every
 //! statement (simple Query or extended-protocol Sync); a transaction block
-//! ends the client with 25000 and closes its server (which rolls back);
+//! ends the client with 08P01 (PgBouncer's code) and closes its server (which rolls back);
 //! a whole transaction in one Query message works. Set globally, per
 //! database and per user.
 
@@ -28,7 +28,7 @@ async fn refused(pooler: &TestPooler, db: &str, user: &str, sql: &str) -> Vec<wi
         .iter()
         .find(|m| m.tag == b'E')
         .unwrap_or_else(|| panic!("{sql}: no error in statement mode: {msgs:?}"));
-    assert_eq!(err.sqlstate(), "25000", "{:?}", err.fields());
+    assert_eq!(err.sqlstate(), "08P01", "{:?}", err.fields());
     assert_eq!(err.fields()[&b'S'], "FATAL");
     assert!(err.message().contains(REFUSED), "{}", err.message());
     assert!(
@@ -109,7 +109,7 @@ async fn statement_mode_releases_after_each_statement_and_refuses_transactions()
         // tokio-postgres' transaction API is refused the same way.
         let mut c = pooler.connect(&db, "postgres", "").await;
         let err = c.transaction().await.err().expect("BEGIN must be refused");
-        assert_eq!(sqlstate(&err).as_deref(), Some("25000"), "{err:?}");
+        assert_eq!(sqlstate(&err).as_deref(), Some("08P01"), "{err:?}");
         assert_eq!(db_message(&err).as_deref(), Some(REFUSED));
 
         // The pool still serves the others.
