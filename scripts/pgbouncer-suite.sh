@@ -36,7 +36,8 @@
 #   SUITE_WORKERS            pytest-xdist workers (default 2)
 #
 # Needs (installed when missing, as root on Debian 12): PostgreSQL, socat (the
-# suite's Proxy fixture), openssl (its test certificates), python3-venv; the
+# suite's Proxy fixture), openssl (its test certificates), slapd and
+# ldap-utils (its OpenLDAP server for test_ldap_auth), python3-venv; the
 # Python packages of the archive's requirements.txt go into
 # target/pgbouncer-suite/venv, pinned to the baseline's versions.
 #
@@ -83,7 +84,7 @@ fi
 started=$SECONDS
 
 # --- tools -----------------------------------------------------------------
-ensure_postgres_tools socat openssl python3-venv
+ensure_postgres_tools socat openssl python3-venv slapd ldap-utils
 bindir="$(pg_bindir)"
 # The venv must be usable by the postgres user: Debian's python3, not one
 # under /root (pyenv).
@@ -219,8 +220,9 @@ log "python packages: $("$venv/bin/pip" list --format=freeze 2>/dev/null | grep 
 # --- the PgBouncer tree -------------------------------------------------------
 # The harness reads ../config.mak for what PgBouncer was built with: as the
 # reference build (./configure --with-cares), TLS on (the TLS tests run and
-# show what pgsluice lacks), LDAP off (its test skips).
-printf 'tls_support = yes\nldap_support = no\n' >"$src/config.mak"
+# show what pgsluice lacks), and LDAP on: the baseline's PgBouncer was built
+# without LDAP (its test_ldap_auth skipped), pgsluice has it and runs it.
+printf 'tls_support = yes\nldap_support = yes\n' >"$src/config.mak"
 cp "$bin" "$src/pgsluice.bin"
 cp "$SCRIPTS_DIR/pgbouncer-flags-wrapper.sh" "$src/pgbouncer"
 chmod 755 "$src/pgsluice.bin" "$src/pgbouncer"

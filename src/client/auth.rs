@@ -64,7 +64,7 @@ pub(super) async fn authenticate(
         let Proof::Password(pw) = plain(stream, buf).await? else {
             unreachable!("plain gives a password")
         };
-        super::ldap::check(options, user, &pw).await?;
+        super::ldap::check(options, cfg.ldap_tls.as_ref(), user, &pw).await?;
         return Ok(Proven {
             scram_keys: None,
             looked_up: Some(Secret::Plain(pw)),

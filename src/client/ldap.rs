@@ -4,8 +4,11 @@
 //! search for the user's entry (as ldapbinddn, or anonymously), as that
 //! entry (search+bind). The bind runs on the timer runtime, never on a
 //! shard: the LDAP client library uses tokio's timers, and a slow
-//! directory must not hold up the shard's other clients.
+//! directory must not hold up the shard's other clients. `ldaps` and
+//! `ldaptls=1` (StartTLS) check the server's certificate as libldap's
+//! ldap.conf says (`config::ldap_conf`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -21,6 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Check `password` for `user` against the directory.
 pub(super) async fn check(
     options: &LdapOptions,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     user: &str,
     password: &str,
 ) -> Result<(), SessionEnd> {
@@ -29,10 +33,14 @@ pub(super) async fn check(
     let outcome = if password.is_empty() {
         Err("empty password".to_string())
     } else {
-        let (options, user_owned, password) =
-            (options.clone(), user.to_string(), password.to_string());
+        let (options, tls, user_owned, password) = (
+            options.clone(),
+            tls.cloned(),
+            user.to_string(),
+            password.to_string(),
+        );
         match crate::runtime::timer::spawn_off_shard(async move {
-            bind_any(&options, &user_owned, &password).await
+            bind_any(&options, tls, &user_owned, &password).await
         })
         .await
         {
@@ -56,11 +64,28 @@ pub(super) async fn check(
 }
 
 /// Try the servers in order; the first that answers decides.
-async fn bind_any(options: &LdapOptions, user: &str, password: &str) -> Result<(), String> {
+async fn bind_any(
+    options: &LdapOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    user: &str,
+    password: &str,
+) -> Result<(), String> {
+    if options.ldaps && options.starttls {
+        return Err("ldaptls=1 with ldaps: StartTLS on a connection that is TLS already \
+                    is refused (as libldap refuses it)"
+            .into());
+    }
+    let mut settings = LdapConnSettings::new().set_conn_timeout(CONNECT_TIMEOUT);
+    if options.ldaps || options.starttls {
+        // Built at load whenever an option asks for TLS.
+        let tls = tls.ok_or("no LDAP TLS configuration")?;
+        settings = settings.set_config(tls).set_starttls(options.starttls);
+    }
+    let scheme = if options.ldaps { "ldaps" } else { "ldap" };
     let mut last = String::from("no server");
     for server in &options.servers {
-        let url = format!("ldap://{server}:{}", options.port);
-        let settings = LdapConnSettings::new().set_conn_timeout(CONNECT_TIMEOUT);
+        let url = format!("{scheme}://{server}:{}", options.port);
+        let settings = settings.clone();
         let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, &url).await {
             Ok(c) => c,
             Err(e) => {

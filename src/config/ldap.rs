@@ -5,6 +5,8 @@
 //! `ldapsuffix`) or search+bind (`ldapbasedn`, `ldapbinddn`,
 //! `ldapbindpasswd`, `ldapsearchattribute`, `ldapsearchfilter`), or an
 //! `ldapurl` that gives server, port, base DN, attribute and scope at once.
+//! `ldapscheme=ldaps` (or an `ldaps://` URL) speaks TLS from the start
+//! (port 636 by default), `ldaptls=1` upgrades with StartTLS.
 
 use super::hba_lex::{Token, tokens};
 
@@ -33,6 +35,11 @@ pub struct LdapOptions {
     pub servers: Vec<String>,
     pub port: u16,
     pub mode: LdapMode,
+    /// `ldaps`: TLS from the first byte.
+    pub ldaps: bool,
+    /// `ldaptls=1`: StartTLS before binding (with `ldaps` too, it fails at
+    /// connect time, as libldap's StartTLS on a TLS connection does).
+    pub starttls: bool,
 }
 
 impl LdapOptions {
@@ -50,19 +57,21 @@ impl LdapOptions {
         let (mut base_dn, mut bind_dn, mut bind_password) = (None, None, None);
         let (mut attribute, mut filter) = (None, None);
         let mut subtree = true;
+        let (mut ldaps, mut starttls) = (false, false);
         for (key, value) in pairs(toks)? {
             let v = value.clone();
             match key.as_str() {
                 "ldapserver" => servers.extend(v.split_whitespace().map(str::to_owned)),
                 "ldapport" => port = Some(v.parse().map_err(|_| format!("invalid ldapport: {v}"))?),
-                "ldapscheme" if v == "ldap" => {}
                 "ldapscheme" => {
-                    return Err(format!(
-                        "ldapscheme {v} is not supported by pgsluice yet (only ldap)"
-                    ));
+                    ldaps = match v.as_str() {
+                        "ldap" => false,
+                        "ldaps" => true,
+                        _ => return Err(format!("invalid ldapscheme value: \"{v}\"")),
+                    }
                 }
-                "ldaptls" if v == "0" => {}
-                "ldaptls" => return Err("ldaptls is not supported by pgsluice yet".into()),
+                // As PostgreSQL and PgBouncer: "1" turns it on, anything else off.
+                "ldaptls" => starttls = v == "1",
                 "ldapprefix" => prefix = Some(v),
                 "ldapsuffix" => suffix = Some(v),
                 "ldapbasedn" => base_dn = Some(v),
@@ -73,6 +82,7 @@ impl LdapOptions {
                 "ldapurl" => {
                     let url = Url::parse(&v)?;
                     servers.push(url.host);
+                    ldaps = url.ldaps;
                     port = port.or(url.port);
                     base_dn = Some(url.base_dn);
                     if let Some(a) = url.attribute {
@@ -122,8 +132,10 @@ impl LdapOptions {
         };
         Ok(LdapOptions {
             servers,
-            port: port.unwrap_or(389),
+            port: port.unwrap_or(if ldaps { 636 } else { 389 }),
             mode,
+            ldaps,
+            starttls,
         })
     }
 }
@@ -153,8 +165,9 @@ fn pairs(toks: &[Token]) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// An RFC 4516 URL: `ldap://host[:port]/basedn[?attribute[?scope[?filter]]]`.
+/// An RFC 4516 URL: `ldap[s]://host[:port]/basedn[?attribute[?scope[?filter]]]`.
 struct Url {
+    ldaps: bool,
     host: String,
     port: Option<u16>,
     base_dn: String,
@@ -165,9 +178,11 @@ struct Url {
 
 impl Url {
     fn parse(text: &str) -> Result<Url, String> {
-        let rest = text.strip_prefix("ldap://").ok_or_else(|| {
-            format!("ldapurl must start with ldap:// (ldaps is not supported yet): {text}")
-        })?;
+        let (ldaps, rest) = match (text.strip_prefix("ldap://"), text.strip_prefix("ldaps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(format!("ldapurl must start with ldap:// or ldaps://: {text}")),
+        };
         let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (
@@ -189,6 +204,7 @@ impl Url {
         };
         let filter = parts.next().filter(|f| !f.is_empty()).map(percent_decode);
         Ok(Url {
+            ldaps,
             host: host.to_string(),
             port,
             base_dn,
@@ -263,11 +279,27 @@ mod tests {
             "ldapserver=h ldapprefix=x ldapbasedn=y",
             "ldapserver=h ldapbasedn=y ldapsearchattribute=a ldapsearchfilter=f",
             "ldapserver=h ldapprefix=x ldapbogus=1",
-            "ldapserver=h ldapprefix=x ldaptls=1",
-            "ldapurl=ldaps://h/dc=x",
+            "ldapserver=h ldapprefix=x ldapscheme=ldapx",
+            "ldapurl=http://h/dc=x",
             "ldapserver=h ldapport=x ldapprefix=x",
         ] {
             assert!(LdapOptions::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ldaps_and_starttls() {
+        let o = LdapOptions::parse("ldapserver=h ldapprefix=x").unwrap();
+        assert_eq!((o.ldaps, o.starttls, o.port), (false, false, 389));
+        let o = LdapOptions::parse("ldapserver=h ldapscheme=ldaps ldapprefix=x").unwrap();
+        assert_eq!((o.ldaps, o.starttls, o.port), (true, false, 636));
+        let o = LdapOptions::parse("ldapserver=h ldapport=10389 ldaptls=1 ldapprefix=x").unwrap();
+        assert_eq!((o.ldaps, o.starttls, o.port), (false, true, 10389));
+        let o = LdapOptions::parse("ldapserver=h ldaptls=0 ldapprefix=x").unwrap();
+        assert!(!o.starttls);
+        let o = LdapOptions::parse("ldapurl=\"ldaps://h:1636/dc=x?uid?sub\"").unwrap();
+        assert_eq!((o.ldaps, o.port, o.servers[0].as_str()), (true, 1636, "h"));
+        let o = LdapOptions::parse("ldapurl=\"ldaps://h/dc=x\" ldaptls=1").unwrap();
+        assert_eq!((o.ldaps, o.starttls, o.port), (true, true, 636));
     }
 }

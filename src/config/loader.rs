@@ -107,6 +107,7 @@ fn parse(
                 })
                 .ok()
         });
+    let ldap_tls = ldap_tls(&values, (&hba, ldap.as_ref()), file, &mut errors);
     let tls = if errors.is_empty() {
         build_tls(&values, file, running, &mut errors, &mut warnings)
     } else {
@@ -123,9 +124,38 @@ fn parse(
         userlist,
         hba,
         ldap,
+        ldap_tls,
         tls,
     };
     Ok(Loaded { config, warnings })
+}
+
+/// The TLS configuration of LDAP connections, when an ldap option (of
+/// auth_ldap_options or an auth_hba_file line) asks for ldaps or StartTLS:
+/// read from ldap.conf and the environment as libldap reads them, so that
+/// a bad setting fails the load (and RELOAD picks up a changed file).
+fn ldap_tls(
+    values: &Values,
+    (hba, ldap): (&super::hba::Hba, Option<&super::ldap::LdapOptions>),
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    let uses_tls = |o: &super::ldap::LdapOptions| o.ldaps || o.starttls;
+    let key = if ldap.is_some_and(uses_tls) {
+        "auth_ldap_options"
+    } else if hba.rules.iter().filter_map(|r| r.ldap.as_ref()).any(uses_tls) {
+        "auth_hba_file"
+    } else {
+        return None;
+    };
+    match super::ldap_conf::LdapTls::from_environment().and_then(|t| t.client_config()) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            let (f, l) = at(values, key, file);
+            errors.push(ConfigError::new(&f, l, key, format!("LDAP over TLS: {e}")));
+            None
+        }
+    }
 }
 
 /// Which section a line is in.

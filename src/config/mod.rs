@@ -28,6 +28,7 @@ pub mod ident;
 mod ini;
 mod keys;
 pub mod ldap;
+pub mod ldap_conf;
 mod loader;
 mod peers;
 mod settings;
@@ -90,6 +91,9 @@ pub struct Config {
     pub hba: hba::Hba,
     /// auth_ldap_options, parsed (auth_type ldap; None otherwise).
     pub ldap: Option<ldap::LdapOptions>,
+    /// TLS to LDAP servers (set when an ldap option asks for ldaps or
+    /// StartTLS), from ldap.conf and the environment, read at load.
+    pub ldap_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// TLS on both legs, built from the `*_tls_*` keys at load.
     pub tls: Tls,
 }

@@ -342,6 +342,11 @@ pub(super) fn connector(
     })
 }
 
+/// A verifier that takes any certificate (see [`AnyCertificate`]).
+pub(super) fn any_certificate(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AnyCertificate(provider))
+}
+
 /// `allow`, `prefer`, `require`: any certificate (PgBouncer and libpq do
 /// not check it in these modes); the handshake's signatures are still
 /// checked, so the peer holds the key of the certificate it sent.

@@ -3,7 +3,8 @@
 //! a filter, anonymous or with a bind DN) and ldapurl forms, and
 //! auth_type = ldap with auth_ldap_options; wrong, empty and unknown
 //! passwords refused, an unreachable directory refused, the pooler
-//! serving on; the password proven logs in to PostgreSQL.
+//! serving on; the password proven logs in to PostgreSQL. Over TLS:
+//! ldap_tls.rs.
 
 use crate::support;
 
@@ -115,7 +116,7 @@ async fn auth_type_ldap_and_an_unreachable_directory() {
             .set("auth_type", "ldap")
             .set(
                 "auth_ldap_options",
-                "ldapserver=127.0.0.1 ldaptls=1 ldapprefix=x",
+                "ldapserver=127.0.0.1 ldapscheme=ldapx ldapprefix=x",
             )
             .pg_database(pg, &db, "")
             .write();

@@ -29,6 +29,7 @@ mod hash_password;
 mod hba;
 mod idle;
 mod ldap;
+mod ldap_tls;
 mod listen;
 mod logging;
 mod metrics;

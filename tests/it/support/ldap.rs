@@ -2,6 +2,8 @@
 //! scripts/test.sh) for the LDAP authentication tests: its own config and
 //! data in a temp dir, an ephemeral port on 127.0.0.1, the base
 //! `dc=example,dc=net` with people under `ou=people`, killed on drop.
+//! With a certificate it also speaks TLS: StartTLS on its plain port and
+//! ldaps on a second one.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,12 +17,23 @@ const ROOT_PW: &str = "rootsecret";
 pub struct Slapd {
     _dir: tempfile::TempDir,
     pub port: u16,
+    /// The ldaps port (0 without TLS).
+    pub ldaps_port: u16,
     child: Child,
 }
 
 impl Slapd {
     /// Start slapd with `users` (uid, password) under ou=people.
     pub async fn start(users: &[(&str, &str)]) -> Slapd {
+        Self::start_with_tls(users, None).await
+    }
+
+    /// As [`start`](Self::start), with TLS when `tls` is set: this
+    /// certificate (and CA file) for StartTLS and ldaps.
+    pub async fn start_with_tls(
+        users: &[(&str, &str)],
+        tls: Option<(&super::tls::Issued, &Path)>,
+    ) -> Slapd {
         let slapd = ["/usr/sbin/slapd", "/usr/local/libexec/slapd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -39,12 +52,21 @@ impl Slapd {
         std::fs::create_dir(&data).unwrap();
         let conf = dir.path().join("slapd.conf");
         let s = schema.display();
+        let tls_lines = match tls {
+            Some((issued, ca)) => format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                ca.display(),
+                issued.cert.display(),
+                issued.key.display()
+            ),
+            None => String::new(),
+        };
         std::fs::write(
             &conf,
             format!(
                 "include {s}/core.schema\ninclude {s}/cosine.schema\n\
                  include {s}/nis.schema\ninclude {s}/inetorgperson.schema\n\
-                 pidfile {pid}\n\
+                 pidfile {pid}\n{tls_lines}\
                  access to * by * read by anonymous auth\n\
                  database ldif\ndirectory {data}\n\
                  suffix \"{BASE}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\n",
@@ -54,9 +76,17 @@ impl Slapd {
         )
         .unwrap();
         let port = super::pg::free_port();
-        let url = format!("ldap://127.0.0.1:{port}/");
+        let ldaps_port = if tls.is_some() {
+            super::pg::free_port()
+        } else {
+            0
+        };
+        let mut urls = format!("ldap://127.0.0.1:{port}/");
+        if tls.is_some() {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{ldaps_port}/"));
+        }
         let child = Command::new(slapd)
-            .args(["-f", conf.to_str().unwrap(), "-h", &url, "-d", "0"])
+            .args(["-f", conf.to_str().unwrap(), "-h", &urls, "-d", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,6 +94,7 @@ impl Slapd {
         let mut me = Slapd {
             _dir: dir,
             port,
+            ldaps_port,
             child,
         };
         me.wait_ready().await;

@@ -391,8 +391,14 @@ pub fn db_message(e: &tokio_postgres::Error) -> Option<String> {
 /// The pgsluice binary running `ini` as its own process (stdout dropped,
 /// stderr shown with the test's output), killed when dropped.
 pub fn spawn_binary(ini: &Path) -> tokio::process::Child {
+    spawn_binary_env(ini, &[])
+}
+
+/// As [`spawn_binary`], with these environment variables set.
+pub fn spawn_binary_env(ini: &Path, env: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
         .arg(ini)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
