@@ -11,15 +11,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream};
 use tracing::{debug, warn};
 
 use super::SessionEnd;
 use crate::config::ldap::{LdapMode, LdapOptions};
 use crate::protocol::sqlstate;
 
-/// How long one server may take to accept the connection.
+/// How long one server may take to accept the connection (TCP, StartTLS
+/// and the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the binds (and the search) may take once connected.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Check `password` for `user` against the directory.
 pub(super) async fn check(
@@ -71,22 +74,27 @@ async fn bind_any(
     password: &str,
 ) -> Result<(), String> {
     if options.ldaps && options.starttls {
-        return Err("ldaptls=1 with ldaps: StartTLS on a connection that is TLS already \
+        return Err(
+            "ldaptls=1 with ldaps: StartTLS on a connection that is TLS already \
                     is refused (as libldap refuses it)"
-            .into());
+                .into(),
+        );
     }
-    let mut settings = LdapConnSettings::new().set_conn_timeout(CONNECT_TIMEOUT);
-    if options.ldaps || options.starttls {
+    let tls = match (options.ldaps || options.starttls, tls) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(tls),
         // Built at load whenever an option asks for TLS.
-        let tls = tls.ok_or("no LDAP TLS configuration")?;
-        settings = settings.set_config(tls).set_starttls(options.starttls);
-    }
-    let scheme = if options.ldaps { "ldaps" } else { "ldap" };
+        (true, None) => return Err("no LDAP TLS configuration".into()),
+    };
     let mut last = String::from("no server");
     for server in &options.servers {
-        let url = format!("{scheme}://{server}:{}", options.port);
-        let settings = settings.clone();
-        let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, &url).await {
+        let (scheme, port) = (if options.ldaps { "ldaps" } else { "ldap" }, options.port);
+        let url = format!("{scheme}://{server}:{port}");
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(server, port, options, tls.clone()))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer in {CONNECT_TIMEOUT:?}")));
+        let (conn, mut ldap) = match connected {
             Ok(c) => c,
             Err(e) => {
                 last = format!("could not connect to {url}: {e}");
@@ -96,11 +104,46 @@ async fn bind_any(
         tokio::spawn(async move {
             let _ = conn.drive().await;
         });
-        let result = bind(&mut ldap, &options.mode, user, password).await;
-        let _ = ldap.unbind().await;
+        let result = tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            bind(&mut ldap, &options.mode, user, password),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {OPERATION_TIMEOUT:?}")));
+        let _ = tokio::time::timeout(OPERATION_TIMEOUT, ldap.unbind()).await;
         return result.map_err(|e| format!("{url}: {e}"));
     }
     Err(last)
+}
+
+/// Connect to one server: plain, ldaps, or plain then StartTLS (which
+/// `ldap_starttls` runs; ldap3 then runs the handshake on that socket).
+async fn connect(
+    server: &str,
+    port: u16,
+    options: &LdapOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(LdapConnAsync, ldap3::Ldap), String> {
+    let mut settings = LdapConnSettings::new();
+    if let Some(tls) = tls {
+        settings = settings.set_config(tls);
+    }
+    let url = if options.starttls {
+        let mut stream = tokio::net::TcpStream::connect((server, port))
+            .await
+            .map_err(|e| e.to_string())?;
+        super::ldap_starttls::negotiate(&mut stream).await?;
+        let stream = stream.into_std().map_err(|e| e.to_string())?;
+        settings = settings.set_std_stream(StdStream::Tcp(stream));
+        // The TLS handshake on the socket, as for ldaps.
+        format!("ldaps://{server}:{port}")
+    } else {
+        let scheme = if options.ldaps { "ldaps" } else { "ldap" };
+        format!("{scheme}://{server}:{port}")
+    };
+    LdapConnAsync::with_settings(settings, &url)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn bind(

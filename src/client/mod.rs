@@ -7,6 +7,7 @@ mod auth_method;
 mod auth_source;
 mod handoff;
 mod ldap;
+mod ldap_starttls;
 mod login;
 mod notices;
 mod prepared;

@@ -140,17 +140,24 @@ impl LdapOptions {
     }
 }
 
-/// `key=value` pairs: `key=value` as one word, or `key=` followed by a
-/// quoted value.
+/// `key=value` pairs, as PgBouncer reads them: separated by white space
+/// and an optional comma; the key and the value may each be double-quoted
+/// (`"ldapport"=389`, `ldapbasedn="dc=example,dc=net"`); no space around `=`.
 fn pairs(toks: &[Token]) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     let mut it = toks.iter().peekable();
     while let Some(t) = it.next() {
-        let Token::Word(w) = t else {
-            return Err(format!("expected key=value, found {t:?}"));
-        };
-        let Some((key, value)) = w.split_once('=') else {
-            return Err(format!("expected key=value, found {w}"));
+        let (key, value) = match t {
+            Token::Comma => continue,
+            Token::Word(w) => match w.split_once('=') {
+                Some((key, value)) => (key.to_string(), value.to_string()),
+                None => return Err(format!("expected key=value, found {w}")),
+            },
+            // A quoted key: the next word starts with '='.
+            Token::Quoted(key) => match it.next() {
+                Some(Token::Word(w)) if w.starts_with('=') => (key.clone(), w[1..].to_string()),
+                _ => return Err(format!("expected = after \"{key}\"")),
+            },
         };
         let value = match (value.is_empty(), it.peek()) {
             (true, Some(Token::Quoted(q))) => {
@@ -158,9 +165,9 @@ fn pairs(toks: &[Token]) -> Result<Vec<(String, String)>, String> {
                 it.next();
                 q
             }
-            _ => value.to_string(),
+            _ => value,
         };
-        out.push((key.to_string(), value));
+        out.push((key, value));
     }
     Ok(out)
 }
@@ -181,7 +188,11 @@ impl Url {
         let (ldaps, rest) = match (text.strip_prefix("ldap://"), text.strip_prefix("ldaps://")) {
             (Some(rest), _) => (false, rest),
             (_, Some(rest)) => (true, rest),
-            _ => return Err(format!("ldapurl must start with ldap:// or ldaps://: {text}")),
+            _ => {
+                return Err(format!(
+                    "ldapurl must start with ldap:// or ldaps://: {text}"
+                ));
+            }
         };
         let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = match hostport.rsplit_once(':') {
@@ -285,6 +296,19 @@ mod tests {
         ] {
             assert!(LdapOptions::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn quoted_keys_and_commas() {
+        let o = LdapOptions::parse(
+            "ldapserver=127.0.0.1 \"ldapport\"=10234 ldapbasedn=\"dc=example,dc=net\" ,ldapsearchfilter=\"uid=$username\"",
+        )
+        .unwrap();
+        assert_eq!(o.port, 10234);
+        assert!(
+            matches!(o.mode, LdapMode::Search { ref base_dn, ref filter, .. } if base_dn == "dc=example,dc=net" && filter.as_deref() == Some("uid=$username"))
+        );
+        assert!(LdapOptions::parse("ldapserver=h \"ldapport\" ldapprefix=x").is_err());
     }
 
     #[test]

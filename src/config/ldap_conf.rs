@@ -137,8 +137,8 @@ impl LdapTls {
         let mut files = Vec::new();
         files.extend(self.ca_file.clone());
         if let Some(dir) = &self.ca_dir {
-            let entries =
-                std::fs::read_dir(dir).map_err(|e| format!("cannot read TLS_CACERTDIR {dir}: {e}"))?;
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot read TLS_CACERTDIR {dir}: {e}"))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_file() {
@@ -205,6 +205,10 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ca_dir: None,
         };
-        assert!(t.client_config().unwrap_err().contains("/nonexistent/ca.pem"));
+        assert!(
+            t.client_config()
+                .unwrap_err()
+                .contains("/nonexistent/ca.pem")
+        );
     }
 }

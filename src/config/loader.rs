@@ -143,7 +143,12 @@ fn ldap_tls(
     let uses_tls = |o: &super::ldap::LdapOptions| o.ldaps || o.starttls;
     let key = if ldap.is_some_and(uses_tls) {
         "auth_ldap_options"
-    } else if hba.rules.iter().filter_map(|r| r.ldap.as_ref()).any(uses_tls) {
+    } else if hba
+        .rules
+        .iter()
+        .filter_map(|r| r.ldap.as_ref())
+        .any(uses_tls)
+    {
         "auth_hba_file"
     } else {
         return None;

@@ -96,8 +96,7 @@ async fn ldaps_and_starttls_check_the_directory_certificate() {
         pg.create_trusted_role(&user).await;
         let ca = TestCa::new("pgsluice LDAP test CA");
         let cert = ca.issue("localhost", &["localhost", "127.0.0.1"]);
-        let slapd =
-            Slapd::start_with_tls(&[(&user, "secret1")], Some((&cert, &ca.ca_file))).await;
+        let slapd = Slapd::start_with_tls(&[(&user, "secret1")], Some((&cert, &ca.ca_file))).await;
         let (plain, tls) = (slapd.port, slapd.ldaps_port);
         let simple = format!("ldapprefix=\"uid=\" ldapsuffix=\",{PEOPLE}\"");
         let good = [
@@ -136,11 +135,23 @@ async fn ldaps_and_starttls_check_the_directory_certificate() {
         );
         let b = start(pg, &all, &hba, &trusting).await;
         for db in &good_dbs {
-            assert_eq!(b.login(db, &user, "secret1").await, Ok(user.clone()), "{db}");
-            assert_eq!(b.login(db, &user, "wrong").await, Err(refused.clone()), "{db}");
+            assert_eq!(
+                b.login(db, &user, "secret1").await,
+                Ok(user.clone()),
+                "{db}"
+            );
+            assert_eq!(
+                b.login(db, &user, "wrong").await,
+                Err(refused.clone()),
+                "{db}"
+            );
         }
         for db in &bad_dbs {
-            assert_eq!(b.login(db, &user, "secret1").await, Err(refused.clone()), "{db}");
+            assert_eq!(
+                b.login(db, &user, "secret1").await,
+                Err(refused.clone()),
+                "{db}"
+            );
         }
         drop(b);
 
@@ -153,7 +164,11 @@ async fn ldaps_and_starttls_check_the_directory_certificate() {
         );
         let b = start(pg, &all, &hba, &distrusting).await;
         for db in &all {
-            assert_eq!(b.login(db, &user, "secret1").await, Err(refused.clone()), "{db}");
+            assert_eq!(
+                b.login(db, &user, "secret1").await,
+                Err(refused.clone()),
+                "{db}"
+            );
         }
         drop(b);
 
@@ -161,11 +176,18 @@ async fn ldaps_and_starttls_check_the_directory_certificate() {
         let never = write(
             dir.path(),
             "never.conf",
-            &format!("TLS_REQCERT never\nTLS_CACERT {}\n", other.ca_file.display()),
+            &format!(
+                "TLS_REQCERT never\nTLS_CACERT {}\n",
+                other.ca_file.display()
+            ),
         );
         let b = start(pg, &all, &hba, &never).await;
         for db in &good_dbs {
-            assert_eq!(b.login(db, &user, "secret1").await, Ok(user.clone()), "{db}");
+            assert_eq!(
+                b.login(db, &user, "secret1").await,
+                Ok(user.clone()),
+                "{db}"
+            );
         }
         drop(b);
 
