@@ -55,9 +55,11 @@ pub(super) async fn negotiate(stream: &mut TcpStream) -> Result<(), String> {
     }
 }
 
-/// One TLV at the start of `b`: (tag, contents, rest), None when `b` is
-/// incomplete.
-fn tlv(b: &[u8]) -> Result<Option<(u8, &[u8], &[u8])>, String> {
+/// A TLV: tag, contents, and the bytes after it.
+type Tlv<'a> = (u8, &'a [u8], &'a [u8]);
+
+/// One TLV at the start of `b`, None when `b` is incomplete.
+fn tlv(b: &[u8]) -> Result<Option<Tlv<'_>>, String> {
     let (&tag, rest) = match b.split_first() {
         Some(x) => x,
         None => return Ok(None),
