@@ -6,6 +6,10 @@
 # ---- build: the profile-guided build benches/compare.sh measures ----
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# auth_type = pam links libpam; its bindings are made with bindgen (libclang).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpam0g-dev libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 # Manifests first: downloaded dependencies stay cached until Cargo.lock changes.
 COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \

@@ -32,6 +32,7 @@ fi
 command -v cargo >/dev/null || { echo "cargo is needed: https://rustup.rs" >&2; exit 1; }
 
 echo "== building pgsluice (release)"
+scripts/build-deps.sh
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/pgsluice
 

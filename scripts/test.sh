@@ -8,7 +8,8 @@
 # Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
 # installed with apt-get when initdb or pgbench cannot be found (root or sudo);
 # the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry);
-# slapd and ldap-utils, openssl, procps and systemd likewise when missing.
+# slapd and ldap-utils, openssl, procps and systemd likewise when missing;
+# the build's libpam0g-dev and libclang-dev by scripts/build-deps.sh.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,9 @@ have_pg_bin() {
     command -v "$1" >/dev/null 2>&1 && return 0
     compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
 }
+
+# libpam0g-dev and libclang-dev: the build links libpam (auth_type = pam).
+scripts/build-deps.sh
 
 if ! have_pg_bin initdb || ! have_pg_bin pgbench || ! have_pg_bin psql; then
     echo "test.sh: installing PostgreSQL (initdb/pgbench/psql missing)" >&2

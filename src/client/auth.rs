@@ -59,12 +59,21 @@ pub(super) async fn authenticate(
     let Some(exchange) = auth_method::choose(stream, cfg, database, user)? else {
         return Ok(Proven::default());
     };
-    if let Exchange::Ldap(options) = exchange {
-        // The directory decides; auth_file and auth_query are not asked.
+    if let Exchange::Ldap(_) | Exchange::Pam = exchange {
+        // The directory or PAM decides; auth_file and auth_query are not
+        // asked. The password proven logs the user's servers in.
         let Proof::Password(pw) = plain(stream, buf).await? else {
             unreachable!("plain gives a password")
         };
-        super::ldap::check(options, cfg.ldap_tls.as_ref(), user, &pw).await?;
+        match exchange {
+            Exchange::Ldap(options) => {
+                super::ldap::check(options, cfg.ldap_tls.as_ref(), user, &pw).await?
+            }
+            _ => {
+                let rhost = stream.tcp_peer_addr().map(|a| a.ip().to_string());
+                super::pam::check(user, &pw, rhost).await?
+            }
+        }
         return Ok(Proven {
             scram_keys: None,
             looked_up: Some(Secret::Plain(pw)),
@@ -95,7 +104,7 @@ pub(super) async fn authenticate(
             auth_method::peer(stream, user, map).await?;
             Proof::Identity(peer_failed)
         }
-        (Exchange::Ldap(_), _) => unreachable!("handled above"),
+        (Exchange::Ldap(_) | Exchange::Pam, _) => unreachable!("handled above"),
     };
     let mut proven = Proven::default();
     let mut secret = start.secret;

@@ -36,6 +36,8 @@ pub(super) enum Exchange<'a> {
     Peer(Map<'a>),
     /// The cleartext password binds to the LDAP directory.
     Ldap(&'a LdapOptions),
+    /// The cleartext password is checked by PAM.
+    Pam,
 }
 
 /// The exchange for `user` logging in to `database` (None: auth_type any,
@@ -58,7 +60,7 @@ pub(super) fn choose<'a>(
             Some(options) => Exchange::Ldap(options),
             None => return Err(unsupported("LDAP without auth_ldap_options")),
         },
-        AuthType::Pam => return Err(unsupported("PAM")),
+        AuthType::Pam => Exchange::Pam,
     };
     Ok(Some(exchange))
 }

@@ -10,6 +10,7 @@ mod ldap;
 mod ldap_starttls;
 mod login;
 mod notices;
+mod pam;
 mod prepared;
 mod relay;
 mod scan;

@@ -396,14 +396,13 @@ fn check_auth(
     let lookups =
         general.auth_user.is_some() || databases.entries.values().any(|d| d.auth_user.is_some());
     match general.auth_type {
-        AuthType::Pam => errors.push(ConfigError::new(
+        AuthType::Pam if !cfg!(feature = "pam") => errors.push(ConfigError::new(
             &f,
             l,
             "auth_type",
             format!(
-                "auth_type {method} is not supported by pgsluice yet \
-                 (supported: any, trust, plain, md5, scram-sha-256, cert, hba, ldap; PAM \
-                 is not built yet)"
+                "auth_type {method}: this pgsluice is built without PAM support \
+                 (cargo's `pam` feature, on by default)"
             ),
         )),
         AuthType::Hba if general.auth_hba_file.is_none() => errors.push(ConfigError::new(

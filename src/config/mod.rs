@@ -150,7 +150,7 @@ pub enum AuthType {
     /// A bind to an LDAP directory with the cleartext password
     /// (auth_ldap_options).
     Ldap,
-    /// PAM (not supported yet).
+    /// PAM, service "pgbouncer" (client/pam.rs).
     Pam,
 }
 

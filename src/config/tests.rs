@@ -288,7 +288,13 @@ fn auth_rules() {
             .any(|l| l.starts_with(&format!("{}:2: auth_hba_file: invalid mask", hba.display()))),
         "{e:?}"
     );
-    assert!(errors_of("[pgbouncer]\nauth_type = pam\n")[0].contains("not supported"));
+    // auth_type pam needs no auth_file (PAM decides), unless built without it.
+    let pam = "[pgbouncer]\nauth_type = pam\n";
+    if cfg!(feature = "pam") {
+        assert_eq!(ok(pam).config.general.auth_type, AuthType::Pam);
+    } else {
+        assert!(errors_of(pam)[0].contains("without PAM support"));
+    }
     // auth_type ldap needs usable auth_ldap_options.
     let e = errors_of("[pgbouncer]\nauth_type = ldap\n");
     assert!(

@@ -34,6 +34,7 @@ mod listen;
 mod logging;
 mod metrics;
 mod notify;
+mod pam;
 mod params;
 mod pool_settings;
 mod pool_sizes;
