@@ -270,9 +270,13 @@ for f in "${files[@]}"; do
     status=0
     # The test file by absolute path: utils.py chdirs into test/, and
     # xdist's workers would resolve a relative one from there (0 items).
+    # --tb=native: pytest's own traceback style re-parses the test's source
+    # with `ast`, which on Python 3.11 can fail ("AST constructor recursion
+    # depth mismatch") and take the xdist worker down with every test it had
+    # left (reported as missing); outcomes do not depend on the style.
     (cd "$src" && timeout --kill-after=30 "$file_timeout" \
         "${run_as[@]}" "${harness_env[@]}" \
-        python -m pytest -n "$workers" -v -p no:cacheprovider \
+        python -m pytest -n "$workers" -v --tb=native -p no:cacheprovider \
         --basetemp="$tmp/t" --junitxml="$tmp/junit/$f.xml" "$src/test/$f.py") \
         >"$out/logs/$f.log" 2>&1 || status=$?
     note="pytest exited with status $status"

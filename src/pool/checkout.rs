@@ -287,7 +287,8 @@ impl Pool {
         }
         st.total += 1;
         rx.close();
-        debug!(pool = %self.key(), "using the reserve pool");
+        // PgBouncer's warning, which its users (and its tests) look for.
+        warn!(pool = %self.key(), "taking connection from reserve_pool");
         Some(Next::Open)
     }
 

@@ -130,9 +130,11 @@ impl PoolSettings {
         target: ServerTarget,
     ) -> PoolSettings {
         let n = |v: u32| v as usize;
-        let size = db
-            .pool_size
-            .or(user.and_then(|u| u.pool_size))
+        // As PgBouncer: the (pool's) user's pool_size and reserve_pool_size
+        // come before the database's.
+        let size = user
+            .and_then(|u| u.pool_size)
+            .or(db.pool_size)
             .unwrap_or(g.default_pool_size);
         let user_time = |f: fn(&crate::config::UserSettings) -> Option<Duration>,
                          global: Duration| {
@@ -143,9 +145,9 @@ impl PoolSettings {
             credentials: ServerCredentials::None,
             size: n(size).max(1),
             min_size: n(db.min_pool_size.unwrap_or(g.min_pool_size)),
-            reserve_size: n(db
-                .reserve_pool_size
-                .or(user.and_then(|u| u.reserve_pool_size))
+            reserve_size: n(user
+                .and_then(|u| u.reserve_pool_size)
+                .or(db.reserve_pool_size)
                 .unwrap_or(g.reserve_pool_size)),
             reserve_timeout: g.reserve_pool_timeout,
             mode: user
@@ -223,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn precedence_database_then_user_then_global() {
+    fn precedence_of_database_user_and_global_settings() {
         let ini = "[databases]\n\
                    a = host=h pool_size=7 min_pool_size=2 reserve_pool_size=3 server_lifetime=9 max_db_connections=11\n\
                    b = host=h\n\
@@ -232,7 +234,11 @@ mod tests {
                    [pgbouncer]\n\
                    auth_type=any\ndefault_pool_size=20\nmin_pool_size=1\nreserve_pool_size=1\nmax_db_connections=30\n";
         let a = resolve(ini, "a", "u");
-        assert_eq!((a.size, a.min_size, a.reserve_size), (7, 2, 3));
+        // The user's pool_size and reserve_pool_size first (PgBouncer's
+        // pool_pool_size and pool_res_pool_size).
+        assert_eq!((a.size, a.min_size, a.reserve_size), (5, 2, 4));
+        let a_other = resolve(ini, "a", "v");
+        assert_eq!((a_other.size, a_other.reserve_size), (7, 3));
         assert_eq!(a.lifetime, Duration::from_secs(9));
         assert_eq!(a.max_db_connections, 11);
         assert_eq!(a.mode, PoolMode::Statement);
