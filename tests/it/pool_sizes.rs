@@ -68,10 +68,11 @@ async fn pool_size_precedence() {
             .pg_database(pg, &b, "")
             .start()
             .await;
-        // A database's pool_size wins over the user's and the default.
+        // The user's pool_size wins over the database's and the default
+        // (PgBouncer's pool_pool_size).
         assert_eq!(capacity(&p, &a, "postgres", 6).await, 2);
-        assert_eq!(capacity(&p, &a, &sized_user, 6).await, 2);
-        // Without one, the user's applies, else default_pool_size.
+        assert_eq!(capacity(&p, &a, &sized_user, 6).await, 4);
+        // Without a user's, the database's applies, else default_pool_size.
         assert_eq!(capacity(&p, &b, &sized_user, 6).await, 4);
         assert_eq!(capacity(&p, &b, "postgres", 6).await, 3);
     })
