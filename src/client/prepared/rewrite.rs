@@ -54,15 +54,18 @@ pub(crate) fn client_batch(
         let whole = avail >= total;
         let msg = &buf[pos..pos + total.min(avail)];
         // Messages looked into must be whole; a Bind up to its statement
-        // name.
-        let need_whole = match h.tag {
-            b'P' | b'D' | b'C' => true,
-            b'Q' => total <= SHORT_QUERY,
-            b'B' => !bind_name_buffered(msg),
-            _ => false,
-        };
-        if need_whole && !whole {
-            break;
+        // name. (Asked only of a partial message: a whole Bind's names are
+        // read once, by `bind`.)
+        if !whole {
+            let need_whole = match h.tag {
+                b'P' | b'D' | b'C' => true,
+                b'Q' => total <= SHORT_QUERY,
+                b'B' => !bind_name_buffered(msg),
+                _ => false,
+            };
+            if need_whole {
+                break;
+            }
         }
         if h.tag == b'X' {
             b.terminate = true;
@@ -136,7 +139,13 @@ fn bind_name_buffered(msg: &[u8]) -> bool {
 }
 
 /// The C string at the start of `b`, without its NUL.
+#[inline]
 fn cstr(b: &[u8]) -> Option<&[u8]> {
+    // The empty name (unnamed portal or statement) is the usual case:
+    // no memchr call for it.
+    if b.first() == Some(&0) {
+        return Some(&b[..0]);
+    }
     memchr(0, b).map(|n| &b[..n])
 }
 
