@@ -71,7 +71,12 @@ pub(super) fn count_message(
     since_exec: &mut u32,
     in_group: &mut bool,
 ) -> u32 {
-    let mut ignored = 0;
+    // An extended-protocol message opens (or continues) a group; only a
+    // Sync closes one.
+    let mut extended = |b: &mut ClientBatch| {
+        b.extended = Some(true);
+        *in_group = true;
+    };
     match tag {
         b'Q' => {
             b.answers += 1;
@@ -85,28 +90,26 @@ pub(super) fn count_message(
             *in_group = false;
         }
         b'c' | b'f' => {
-            ignored = std::mem::take(since_exec);
+            let ignored = std::mem::take(since_exec);
             b.ignored += ignored;
+            return ignored;
         }
         b'P' => {
             b.parses += 1;
-            b.extended = Some(true);
+            extended(b);
         }
         b'B' => {
             b.binds += 1;
-            b.extended = Some(true);
+            extended(b);
         }
         b'E' => {
             *since_exec = 0;
-            b.extended = Some(true);
+            extended(b);
         }
-        b'D' | b'C' | b'H' => b.extended = Some(true),
+        b'D' | b'C' | b'H' => extended(b),
         _ => {}
     }
-    if b.extended == Some(true) {
-        *in_group = true;
-    }
-    ignored
+    0
 }
 
 /// The header of the client message at the start of `buf`, checked (a
