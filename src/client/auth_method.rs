@@ -171,7 +171,12 @@ pub(super) const CERT_FAILED: &str = "certificate authentication failed";
 pub(super) const PEER_FAILED: &str = "unix socket login rejected";
 
 /// A cert or peer login refused: the reason logged, `message` told.
-pub(super) fn refused(user: &str, method: &str, why: &str, message: &'static str) -> SessionEnd {
+pub(super) fn refused(
+    user: &str,
+    method: &str,
+    why: &str,
+    message: impl Into<String>,
+) -> SessionEnd {
     warn!(%user, "{method} authentication failed: {why}");
     SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, message)
 }

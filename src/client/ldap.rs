@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::SessionEnd;
 use crate::config::ldap::{LdapMode, LdapOptions};
-use crate::protocol::sqlstate;
 
 /// How long one server may take to accept the connection (TCP, StartTLS
 /// and the TLS handshake).
@@ -56,13 +55,12 @@ pub(super) async fn check(
             debug!(%user, "LDAP authentication succeeded");
             Ok(())
         }
-        Err(why) => {
-            warn!(%user, "LDAP authentication failed: {why}");
-            Err(SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                format!("LDAP authentication failed for user \"{user}\""),
-            ))
-        }
+        Err(why) => Err(super::auth_method::refused(
+            user,
+            "LDAP",
+            &why,
+            format!("LDAP authentication failed for user \"{user}\""),
+        )),
     }
 }
 

@@ -15,7 +15,6 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::SessionEnd;
-use crate::protocol::sqlstate;
 
 /// The PAM service name, PgBouncer's.
 #[cfg(feature = "pam")]
@@ -47,13 +46,12 @@ pub(super) async fn check(
             debug!(%user, "PAM authentication succeeded");
             Ok(())
         }
-        Err(why) => {
-            warn!(%user, "PAM authentication failed: {why}");
-            Err(SessionEnd::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                format!("PAM authentication failed for user \"{user}\""),
-            ))
-        }
+        Err(why) => Err(super::auth_method::refused(
+            user,
+            "PAM",
+            &why,
+            format!("PAM authentication failed for user \"{user}\""),
+        )),
     }
 }
 

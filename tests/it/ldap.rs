@@ -9,7 +9,7 @@
 use crate::support;
 
 use support::ldap::{BASE, PEOPLE, Slapd};
-use support::{PgCluster, PoolerBuilder, TestPooler, bounded, db_message, sqlstate, unique, value};
+use support::{PgCluster, PoolerBuilder, TestPooler, bounded, unique, value};
 
 async fn whoami(p: &TestPooler, db: &str, user: &str, pw: &str) -> String {
     let c = p
@@ -20,15 +20,8 @@ async fn whoami(p: &TestPooler, db: &str, user: &str, pw: &str) -> String {
 }
 
 async fn refused(p: &TestPooler, db: &str, user: &str, pw: &str) {
-    let err = p
-        .try_connect(db, user, pw)
-        .await
-        .expect_err("the login must fail");
-    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
-    assert_eq!(
-        db_message(&err).unwrap(),
-        format!("LDAP authentication failed for user \"{user}\"")
-    );
+    let message = format!("LDAP authentication failed for user \"{user}\"");
+    p.assert_refused((db, user, pw), "28000", &message).await;
 }
 
 #[tokio::test]

@@ -13,9 +13,7 @@ use std::process::Command;
 
 use crate::support;
 
-use support::{
-    Encryption, PgCluster, PoolerBuilder, TestPooler, bounded, db_message, sqlstate, wire,
-};
+use support::{Encryption, PgCluster, PoolerBuilder, TestPooler, bounded, wire};
 
 const MARKER: &str = "# written by the pgsluice tests (tests/it/pam.rs)";
 const USER: &str = "pgsluice_pam";
@@ -87,15 +85,8 @@ fn is_root() -> bool {
 }
 
 async fn refused(p: &TestPooler, db: &str, user: &str, pw: &str) {
-    let err = p
-        .try_connect(db, user, pw)
-        .await
-        .expect_err("the login must fail");
-    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
-    assert_eq!(
-        db_message(&err).unwrap(),
-        format!("PAM authentication failed for user \"{user}\"")
-    );
+    let message = format!("PAM authentication failed for user \"{user}\"");
+    p.assert_refused((db, user, pw), "28000", &message).await;
 }
 
 #[tokio::test]

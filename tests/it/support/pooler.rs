@@ -324,6 +324,21 @@ impl TestPooler {
         Ok(client)
     }
 
+    /// Log in, expecting the login to be refused with `code` and `message`.
+    pub async fn assert_refused(
+        &self,
+        (db, user, password): (&str, &str, &str),
+        code: &str,
+        message: &str,
+    ) {
+        let err = self
+            .try_connect(db, user, password)
+            .await
+            .expect_err("the login must fail");
+        assert_eq!(sqlstate(&err).as_deref(), Some(code), "{err:?}");
+        assert_eq!(db_message(&err).as_deref(), Some(message), "{err:?}");
+    }
+
     /// Connect through the pooler or panic.
     pub async fn connect(&self, db: &str, user: &str, password: &str) -> tokio_postgres::Client {
         self.try_connect(db, user, password)
