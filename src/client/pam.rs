@@ -12,7 +12,7 @@
 //! is bound by client_login_timeout like any other.
 
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::SessionEnd;
 
@@ -59,6 +59,7 @@ pub(super) async fn check(
 fn authenticate(user: &str, password: &str, rhost: Option<&str>) -> Result<(), String> {
     use pam_client::conv_mock::Conversation;
     use pam_client::{Context, Flag};
+    use tracing::warn;
     // An empty password must not reach modules that would take it (as
     // PostgreSQL refuses it before asking PAM).
     if password.is_empty() {
