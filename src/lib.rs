@@ -24,6 +24,7 @@ pub(crate) mod routing;
 pub mod runtime;
 pub(crate) mod server;
 pub mod stats;
+pub mod topology;
 pub mod transport;
 
 pub use app::Pooler;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::PoolMode;
 use super::connstr::{choice, opt_count, opt_seconds, parse_pairs};
 use super::error::ConfigError;
+use super::hosts::{SESSION_ATTRS, SessionAttrs, parse_ports};
 use super::settings::POOL_MODES;
 
 /// The `[databases]` section.
@@ -39,8 +40,11 @@ pub struct Database {
     /// None = the default Unix socket; a value starting with `/` is a socket
     /// directory; may be a comma list (kept raw).
     pub host: Option<String>,
-    /// Server port (5432).
+    /// Server port (5432); the first of `ports` when that is a list.
     pub port: u16,
+    /// `port=` as a list with one port per host (a pgsluice extension, as
+    /// in libpq); empty when one port serves every host.
+    pub ports: Vec<u16>,
     /// Forced server user (one pool for all clients).
     pub user: Option<String>,
     /// Password for the forced user.
@@ -79,6 +83,11 @@ pub struct Database {
     pub load_balance_hosts: Option<String>,
     /// application_name sent to the server.
     pub application_name: Option<String>,
+    /// Which hosts new server connections go to (None: [pgbouncer]'s).
+    pub target_session_attrs: Option<SessionAttrs>,
+    /// How long a client waits for a host with the wanted role (None:
+    /// [pgbouncer]'s).
+    pub primary_wait_timeout: Option<Duration>,
 }
 
 impl Database {
@@ -89,6 +98,7 @@ impl Database {
             dbname: None,
             host: None,
             port: 5432,
+            ports: Vec::new(),
             user: None,
             password: None,
             auth_user: None,
@@ -108,15 +118,14 @@ impl Database {
             timezone: None,
             load_balance_hosts: None,
             application_name: None,
+            target_session_attrs: None,
+            primary_wait_timeout: None,
         }
     }
 }
 
 /// `[databases]` keys that are parsed and checked but not acted on yet.
-pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &["load_balance_hosts"];
-
-/// `target_session_attrs` values (accepted, not implemented).
-const SESSION_ATTRS: &[&str] = &["any", "read-write", "read-only", "primary", "standby"];
+pub const DATABASE_KEYS_NOT_YET_IMPLEMENTED: &[&str] = &[];
 
 /// Parses one `[databases]` line. Every bad key is reported; the entry is
 /// returned only when the whole line is valid.
@@ -147,9 +156,6 @@ pub(crate) fn parse_database(
             Ok(None) if DATABASE_KEYS_NOT_YET_IMPLEMENTED.contains(&key.as_str()) => {
                 Ok(Some("setting is not implemented by pgsluice yet; ignored"))
             }
-            Ok(None) if key == "host" && value.contains(',') => Ok(Some(
-                "several hosts: only the first is used until load balancing lands",
-            )),
             other => other,
         };
         match note {
@@ -166,6 +172,19 @@ pub(crate) fn parse_database(
             )),
         }
     }
+    if !db.ports.is_empty() {
+        let hosts = db
+            .host
+            .as_deref()
+            .map_or(1, |h| h.split(',').filter(|h| !h.trim().is_empty()).count());
+        if db.ports.len() != hosts {
+            let msg = format!(
+                "{} ports for {hosts} hosts: give one port, or one per host (database {name:?})",
+                db.ports.len()
+            );
+            errors.push(ConfigError::new(file, line, "port", msg));
+        }
+    }
     (errors.len() == before).then_some(db)
 }
 
@@ -176,11 +195,9 @@ fn set_key(db: &mut Database, key: &str, v: &str) -> Result<Option<&'static str>
         "dbname" => db.dbname = s(),
         "host" => db.host = s(),
         "port" => {
-            db.port = v
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("invalid port: {v:?}"))?
+            let ports = parse_ports(v)?;
+            db.port = ports[0];
+            db.ports = if ports.len() > 1 { ports } else { Vec::new() };
         }
         "user" => db.user = s(),
         "password" => db.password = s(),
@@ -204,10 +221,9 @@ fn set_key(db: &mut Database, key: &str, v: &str) -> Result<Option<&'static str>
             db.load_balance_hosts = Some(choice(v, &["round-robin", "disable"])?.to_string())
         }
         "target_session_attrs" => {
-            if choice(v, SESSION_ATTRS)? != "any" {
-                return Ok(Some("setting is not implemented by pgsluice yet; ignored"));
-            }
+            db.target_session_attrs = SessionAttrs::from_name(choice(v, SESSION_ATTRS)?)
         }
+        "primary_wait_timeout" => db.primary_wait_timeout = opt_seconds(v)?,
         _ => return Err("unknown connection parameter".into()),
     }
     Ok(None)
@@ -235,7 +251,7 @@ mod tests {
         assert!(e.is_empty(), "{e:?}");
         // Accepted keys that are not acted on yet each get a warning.
         let warned: Vec<&str> = w.iter().map(|w| w.split(": ").nth(1).unwrap()).collect();
-        assert_eq!(warned, ["host", "load_balance_hosts"]);
+        assert!(warned.is_empty(), "{warned:?}");
         let db = db.expect("valid");
         assert_eq!(db.dbname.as_deref(), Some("real"));
         assert_eq!(db.host.as_deref(), Some("/var/run/postgresql,10.0.0.2"));
@@ -277,8 +293,21 @@ mod tests {
         assert!(db.is_none() && e[0].message.contains("reserved"));
         let (db, e, _) = parse("app", "host='open");
         assert!(db.is_none() && e[0].key == "app");
-        let (_, _, w) = parse("app", "target_session_attrs=primary");
-        assert_eq!(w.len(), 1);
+        let (db, _, w) = parse("app", "target_session_attrs=primary primary_wait_timeout=5");
+        assert!(w.is_empty());
+        let db = db.unwrap();
+        assert_eq!(db.target_session_attrs, Some(SessionAttrs::Primary));
+        assert_eq!(db.primary_wait_timeout, Some(Duration::from_secs(5)));
+        let (db, e, _) = parse("app", "host=a,b,c port=5432,5433,5434");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(db.unwrap().ports, [5432, 5433, 5434]);
+        let (db, e, _) = parse("app", "host=a,b port=5432,5433,5434");
+        assert!(
+            db.is_none() && e[0].message.contains("3 ports for 2 hosts"),
+            "{e:?}"
+        );
+        let (db, e, _) = parse("app", "target_session_attrs=master");
+        assert!(db.is_none() && e[0].key == "target_session_attrs");
     }
 
     #[test]

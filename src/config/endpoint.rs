@@ -64,14 +64,16 @@ impl Database {
                     .collect()
             })
             .unwrap_or_default();
-        let endpoint = |host: &str| match host {
+        // One port for every host, or one per host (checked at load).
+        let port = |i: usize| self.ports.get(i).copied().unwrap_or(self.port);
+        let endpoint = |(i, host): (usize, &&str)| match *host {
             dir if dir.starts_with('/') => Endpoint::Unix {
                 dir: PathBuf::from(dir),
-                port: self.port,
+                port: port(i),
             },
             host => Endpoint::Tcp {
                 host: host.to_string(),
-                port: self.port,
+                port: port(i),
             },
         };
         match hosts.as_slice() {
@@ -79,7 +81,7 @@ impl Database {
                 dir: default_socket_dir(),
                 port: self.port,
             }],
-            hosts => hosts.iter().map(|h| endpoint(h)).collect(),
+            hosts => hosts.iter().enumerate().map(endpoint).collect(),
         }
     }
 }
@@ -111,6 +113,12 @@ mod tests {
             ]
         );
         assert_eq!(db.endpoints()[1].to_string(), "/run/pg/.s.PGSQL.5433");
+        db.ports = vec![1, 2, 3];
+        let ports: Vec<String> = db.endpoints().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            ports,
+            ["10.0.0.1:1", "/run/pg/.s.PGSQL.2", "db.example.com:3"]
+        );
         db.host = None;
         assert!(matches!(
             db.endpoints()[..],

@@ -96,6 +96,12 @@ pub struct General {
     pub query_timeout: Duration,
     /// Disconnect clients waiting longer than this for a server (120s), 0 = off.
     pub query_wait_timeout: Duration,
+    /// pgsluice extension: which hosts of a host list new server
+    /// connections go to (libpq's values; `any`).
+    pub target_session_attrs: super::SessionAttrs,
+    /// pgsluice extension: how long a client waits for a host with the
+    /// wanted role when none is up (30 s).
+    pub primary_wait_timeout: Duration,
     /// Disconnect idle clients after this, 0 = off.
     pub client_idle_timeout: Duration,
     /// Disconnect clients idle in a transaction this long, 0 = off.
@@ -221,6 +227,9 @@ impl General {
             client_login_timeout: v.time("client_login_timeout"),
             query_timeout: v.time("query_timeout"),
             query_wait_timeout: v.time("query_wait_timeout"),
+            target_session_attrs: super::SessionAttrs::from_name(v.str("target_session_attrs"))
+                .unwrap_or_default(),
+            primary_wait_timeout: v.time("primary_wait_timeout"),
             client_idle_timeout: v.time("client_idle_timeout"),
             idle_transaction_timeout: v.time("idle_transaction_timeout"),
             cancel_wait_timeout: v.time("cancel_wait_timeout"),

@@ -106,6 +106,8 @@ pub const EXTENSIONS: &[&str] = &[
     "auth_query_cache_ttl",
     "log_format",
     "metrics_listen_addr",
+    "primary_wait_timeout",
+    "target_session_attrs",
 ];
 
 /// PgBouncer's default `auth_query`.
@@ -171,6 +173,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     fixed("pkt_buf", COUNT, "4096"),
     key("pool_idle_timeout", T, "0"),
     key("pool_mode", Kind::Choice(POOL_MODES), "session"),
+    key("primary_wait_timeout", T, "30"),
     key("query_timeout", T, "0"),
     key("query_wait_notify", T, "5"),
     key("query_wait_timeout", T, "120"),
@@ -218,6 +221,11 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("syslog", B, "0"),
     key("syslog_facility", S, "daemon"),
     key("syslog_ident", S, "pgbouncer"),
+    key(
+        "target_session_attrs",
+        Kind::Choice(super::hosts::SESSION_ATTRS),
+        "any",
+    ),
     key("tcp_defer_accept", B, "1"),
     key("tcp_keepalive", B, "1"),
     key("tcp_keepcnt", COUNT, "0"),

@@ -24,6 +24,7 @@ mod error;
 mod general;
 pub mod hba;
 mod hba_lex;
+mod hosts;
 pub mod ident;
 mod ini;
 mod keys;
@@ -51,6 +52,7 @@ pub use databases::{DATABASE_KEYS_NOT_YET_IMPLEMENTED, Database, Databases};
 pub use endpoint::Endpoint;
 pub use error::{ConfigError, ConfigErrors};
 pub use general::{General, Setting};
+pub use hosts::{LoadBalance, SessionAttrs};
 pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 #[cfg(test)]
 pub(crate) use loader::load_str;

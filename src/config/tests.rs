@@ -161,10 +161,6 @@ fn real_world_config_with_include_quoting_fallback_and_users() {
     assert_eq!(
         w,
         &vec![
-            format!(
-                "{p}:5: host: several hosts: only the first is used until load balancing lands (database \"replicas\")"
-            ),
-            format!("{p}:5: load_balance_hosts: {ni} (database \"replicas\")"),
             format!("{p}:38: made_up_setting: unknown setting; ignored"),
             format!("{p}:34: pkt_buf: {ni}"),
         ]

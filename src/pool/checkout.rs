@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use std::time::Instant;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::server_pool::{Grant, LoginFailure, Pool, Waiter};
-use crate::server::{self, ServerConn, ServerError};
+use crate::server::{ServerConn, ServerError};
 
 /// Why no server could be had.
 #[derive(Debug, thiserror::Error)]
@@ -360,8 +360,7 @@ impl Pool {
         let creds = self.credentials();
         let s = self.settings_full();
         let result = async {
-            let (mut conn, reported) =
-                server::connect(&s.target, &creds, s.connect_timeout).await?;
+            let (mut conn, reported) = self.connect_hosts(&s, &creds).await?;
             if let Some(q) = &s.connect_query {
                 conn.run_quiet(q).await?;
             }
@@ -383,7 +382,13 @@ impl Pool {
                     *self.server_tls.lock() = conn.tls.clone();
                 }
                 self.set_welcome(reported);
-                debug!(server = conn.id, addr = %conn.addr, "new server connection");
+                let from = conn.stream.local_tcp_addr();
+                let from = from.map_or_else(|| "unix socket".into(), |a| a.to_string());
+                info!(
+                    server = conn.id,
+                    "{} new connection to server (from {from})",
+                    super::hosts::at_host(self.database(), self.user(), &conn.addr)
+                );
                 Ok(conn)
             }
             Err(e) => {

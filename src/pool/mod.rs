@@ -1,7 +1,9 @@
 //! Pools of server connections keyed by (database, user, endpoint, role):
-//! the registry (`Pools`) and one pool (`pool::Pool`). A pool serves one
-//! endpoint (one server); which endpoint a session's pool serves is the
-//! routing's choice (`crate::routing`), not the pool's.
+//! the registry (`Pools`) and one pool (`pool::Pool`). A pool's endpoint is
+//! the first host of its database's host list as routing chose it
+//! (`crate::routing`); its new server connections may go to any host of
+//! the list (`hosts.rs`: load_balance_hosts, target_session_attrs, what
+//! the `topology` knows of each host).
 //!
 //! The admin console and stats read pools; they never reach into sessions.
 
@@ -10,6 +12,7 @@ mod checkout;
 mod clients;
 mod control;
 mod events;
+mod hosts;
 mod hot;
 pub mod info;
 mod intern;
@@ -132,6 +135,8 @@ pub struct Pools {
     controls: Mutex<HashMap<String, Arc<DbControl>>>,
     /// The state new databases start in (a global PAUSE or SUSPEND).
     global: std::sync::atomic::AtomicU8,
+    /// What is known of the hosts the pools connect to.
+    topology: Arc<crate::topology::Topology>,
 }
 
 impl Pools {
@@ -168,7 +173,7 @@ impl Pools {
             (key.clone(), slot),
             settings,
             (db_limit, control),
-            user_limit,
+            (user_limit, self.topology.clone()),
         );
         map.insert(key, pool.clone());
         pool
@@ -183,6 +188,11 @@ impl Pools {
             .entry(name.to_string())
             .or_insert_with(|| (Arc::new(Limit::new(max)), Arc::default()))
             .clone()
+    }
+
+    /// What is known of the hosts (for the admin console and metrics).
+    pub fn topology(&self) -> &crate::topology::Topology {
+        &self.topology
     }
 
     /// A snapshot of all pools (for the admin console and stats).

@@ -128,6 +128,11 @@ pub struct Pool {
     pub(super) user_limit: Arc<Limit>,
     /// Run-time state of its database (PAUSE, SUSPEND, DISABLE).
     pub(super) control: Arc<DbControl>,
+    /// What is known of the hosts of its host list (shared by all pools).
+    pub(super) topology: Arc<crate::topology::Topology>,
+    /// The host list's cursor: the next host (round-robin) or the one in
+    /// use until a connection to it fails (load_balance_hosts=disable).
+    pub(super) host_cursor: std::sync::atomic::AtomicUsize,
     /// Current server generation (see `ServerConn::generation`).
     pub(super) generation: AtomicU64,
     /// Servers of older generations still open (for WAIT_CLOSE).
@@ -184,11 +189,12 @@ impl Pool {
         (key, slot): (PoolKey, usize),
         settings: PoolSettings,
         db: (Shared, Arc<DbControl>),
-        user: Shared,
+        (user, topology): (Shared, Arc<crate::topology::Topology>),
     ) -> Arc<Pool> {
         let pool = Arc::new_cyclic(|me| {
             let mut pool = Self::build(key, settings, me.clone(), db.clone(), user.clone());
             pool.slot = slot;
+            pool.topology = topology;
             pool
         });
         db.0.0.join(&pool.me);
@@ -215,6 +221,8 @@ impl Pool {
             db_limit: db.0,
             user_limit: user.0,
             control,
+            topology: Default::default(),
+            host_cursor: Default::default(),
             generation: AtomicU64::new(0),
             old_servers: OldServers::new(0),
             events: ServerEvents::default(),

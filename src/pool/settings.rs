@@ -5,14 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Database, Endpoint, General, PoolMode};
+use crate::config::{Config, Database, Endpoint, General, LoadBalance, PoolMode, SessionAttrs};
 use crate::server::{ServerCredentials, ServerTarget};
 
 /// Settings of one pool. Durations of zero mean "off" unless noted.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    /// Where and as whom to connect.
+    /// Where and as whom to connect (`target.addr` is the first host).
     pub target: ServerTarget,
+    /// The database entry's host list, in order (one host for most).
+    pub hosts: Arc<Vec<Arc<Endpoint>>>,
+    /// load_balance_hosts: how the host of a new connection is chosen.
+    pub balance: LoadBalance,
+    /// target_session_attrs: which hosts new connections may use.
+    pub attrs: SessionAttrs,
+    /// primary_wait_timeout: how long a new connection keeps trying when
+    /// no host has the wanted role (only when `attrs` is not `any`).
+    pub primary_wait: Duration,
     /// The secret to log in with (SCRAM keys may be added later).
     pub credentials: ServerCredentials,
     /// pool_size: server connections in normal use.
@@ -86,7 +95,8 @@ impl PoolSettings {
     /// Resolve a pool's settings from its [databases] entry `db`, [users]
     /// and [pgbouncer]. `database` is the client-side database name,
     /// `pool_user` the user pgsluice logs in to PostgreSQL as, `endpoint`
-    /// the server (one of `db.endpoints()`, as routing chose).
+    /// the first host (of `db.endpoints()`, as routing chose): new
+    /// connections may go to any of the entry's hosts from there.
     pub(crate) fn resolve(
         cfg: &Config,
         db: &Database,
@@ -120,6 +130,21 @@ impl PoolSettings {
         };
         let mut s = Self::build(&cfg.general, db, cfg.users.get(pool_user), target);
         s.credentials = credentials;
+        // The host list from the chosen host on (routing chooses the first).
+        let all = db.endpoints();
+        let from = all.iter().position(|e| e == endpoint).unwrap_or(0);
+        if all.len() > 1 {
+            let mut hosts: Vec<Arc<Endpoint>> = Vec::with_capacity(all.len());
+            hosts.push(s.target.addr.clone());
+            hosts.extend(
+                all.iter()
+                    .cycle()
+                    .skip(from + 1)
+                    .take(all.len() - 1)
+                    .map(|e| Arc::new(e.clone())),
+            );
+            s.hosts = Arc::new(hosts);
+        }
         s
     }
 
@@ -141,6 +166,10 @@ impl PoolSettings {
             user.and_then(f).unwrap_or(global)
         };
         PoolSettings {
+            hosts: Arc::new(vec![target.addr.clone()]),
+            balance: LoadBalance::from_entry(db.load_balance_hosts.as_deref()),
+            attrs: db.target_session_attrs.unwrap_or(g.target_session_attrs),
+            primary_wait: db.primary_wait_timeout.unwrap_or(g.primary_wait_timeout),
             target,
             credentials: ServerCredentials::None,
             size: n(size).max(1),
@@ -203,7 +232,8 @@ impl PoolSettings {
         };
         let (a, b) = (&self.target, &other.target);
         same_secret
-            && a.addr == b.addr
+            && self.hosts == other.hosts
+            && self.attrs == other.attrs
             && a.database == b.database
             && a.user == b.user
             && a.startup_params == b.startup_params

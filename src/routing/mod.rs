@@ -12,7 +12,9 @@
 //! transaction takes its server from [`Route::pick`]'s pool and gives it
 //! back there, so server counts, statistics and limits stay per pool.
 //!
-//! What it does not own: pools (`pool`), the topology of hosts (to come).
+//! What it does not own: pools (`pool`; a pool spreads its own new
+//! connections over the host list, `pool/hosts.rs`), what is known of the
+//! hosts (`topology`).
 
 use std::sync::Arc;
 

@@ -45,7 +45,7 @@ impl std::fmt::Debug for ServerCredentials {
 /// Everything needed to open a server connection.
 #[derive(Debug, Clone)]
 pub struct ServerTarget {
-    /// Where.
+    /// Where (the first host of a host list; `connect` is told which).
     pub addr: Arc<Endpoint>,
     /// Database name on the server.
     pub database: String,
@@ -58,36 +58,39 @@ pub struct ServerTarget {
     pub tls: Option<Arc<ServerTls>>,
 }
 
-/// Open and log in a server connection within `timeout`. Returns the
-/// connection and every ParameterStatus PostgreSQL reported at login.
+/// Open and log in a server connection to `addr` (one of the target's
+/// hosts) within `timeout`. Returns the connection and every
+/// ParameterStatus PostgreSQL reported at login.
 pub(crate) async fn connect(
     target: &ServerTarget,
+    addr: &Arc<Endpoint>,
     credentials: &ServerCredentials,
     timeout: Duration,
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
-    let fut = connect_inner(target, credentials);
+    let fut = connect_inner(target, addr, credentials);
     if timeout.is_zero() {
         return fut.await;
     }
     match crate::runtime::timer::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::Timeout {
-            addr: (*target.addr).clone(),
+            addr: (**addr).clone(),
         }),
     }
 }
 
 async fn connect_inner(
     target: &ServerTarget,
+    addr: &Arc<Endpoint>,
     credentials: &ServerCredentials,
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
-    let stream = crate::transport::connect_tls(&target.addr, target.tls.as_deref())
+    let stream = crate::transport::connect_tls(addr, target.tls.as_deref())
         .await
         .map_err(|source| ServerError::Connect {
-            addr: (*target.addr).clone(),
+            addr: (**addr).clone(),
             source,
         })?;
-    let mut conn = ServerConn::new(stream, target.addr.clone());
+    let mut conn = ServerConn::new(stream, addr.clone());
     let mut out = BytesMut::new();
     let params = [
         ("user", target.user.as_str()),

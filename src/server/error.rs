@@ -42,6 +42,15 @@ pub enum ServerError {
     /// The server closed the connection.
     #[error("server closed the connection unexpectedly")]
     Closed,
+    /// No host of the database's host list has the role its
+    /// target_session_attrs wants (each host's reason in `tried`).
+    #[error("no server is {wanted} (target_session_attrs): {tried}")]
+    NoHost {
+        /// The target_session_attrs value.
+        wanted: &'static str,
+        /// What each host said or why it could not be reached.
+        tried: String,
+    },
     /// An I/O error on an established connection.
     #[error("server connection error: {0}")]
     Io(#[source] std::io::Error),
@@ -73,9 +82,10 @@ impl ServerError {
     pub(crate) fn client_error(&self) -> (SqlState, String) {
         match self {
             ServerError::Rejected { code, message, .. } => (*code, message.clone()),
-            ServerError::Connect { .. } | ServerError::Timeout { .. } | ServerError::Closed => {
-                (sqlstate::CONNECTION_FAILURE, self.to_string())
-            }
+            ServerError::Connect { .. }
+            | ServerError::Timeout { .. }
+            | ServerError::Closed
+            | ServerError::NoHost { .. } => (sqlstate::CONNECTION_FAILURE, self.to_string()),
             ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION, self.to_string()),
             ServerError::Protocol(_) | ServerError::Io(_) => {
                 (sqlstate::CONNECTION_FAILURE, self.to_string())

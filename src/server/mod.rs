@@ -1,5 +1,6 @@
 //! One server connection to PostgreSQL: connecting and logging in
-//! (`connect`), the tracked session parameters (`params`), and the small
+//! (`connect`), what it says of its role (`role`: standby or primary),
+//! the tracked session parameters (`params`), and the small
 //! request/response exchanges the pooler makes itself (parameter sync,
 //! reset query).
 
@@ -8,6 +9,7 @@ mod end;
 mod error;
 mod lookup;
 pub(crate) mod params;
+mod role;
 pub(crate) mod statements;
 
 use std::sync::{Arc, Weak};

@@ -19,9 +19,25 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
     match endpoint {
         Endpoint::Tcp { host, port } => {
-            let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-            s.set_nodelay(true)?;
-            Ok(Stream::from(s))
+            // Resolved first, so that a name that does not resolve says so
+            // (PgBouncer's words); then each address in turn.
+            let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("server DNS lookup failed: {e}")))?;
+            let mut last = io::Error::new(
+                io::ErrorKind::NotFound,
+                "server DNS lookup failed: no address",
+            );
+            for addr in addrs {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        s.set_nodelay(true)?;
+                        return Ok(Stream::from(s));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
         }
         Endpoint::Unix { dir, port } => {
             let path = Endpoint::socket_path(dir, *port);

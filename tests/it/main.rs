@@ -25,6 +25,7 @@ mod errors;
 mod failures;
 mod fairness;
 mod function_call;
+mod ha;
 mod hash_password;
 mod hba;
 mod idle;

@@ -194,9 +194,13 @@ async fn session_mode_keeps_one_backend() {
                 .await,
         );
         let mut tasks = Vec::new();
+        // All three stay connected until each has run its transactions, so
+        // they are concurrent (a client that left may hand its backend on).
+        let all_done = std::sync::Arc::new(tokio::sync::Barrier::new(3));
         for i in 0..3 {
             let pooler = pooler.clone();
             let db = db.clone();
+            let all_done = all_done.clone();
             tasks.push(tokio::spawn(async move {
                 let c = pooler.connect(&db, "postgres", "").await;
                 let pid = one(&c, "SELECT pg_backend_pid()").await;
@@ -210,6 +214,7 @@ async fn session_mode_keeps_one_backend() {
                     tokio::task::yield_now().await;
                 }
                 assert_eq!(one(&c, "SELECT v FROM mine").await, i.to_string());
+                all_done.wait().await;
                 pid
             }));
         }

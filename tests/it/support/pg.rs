@@ -196,7 +196,9 @@ impl PgCluster {
              {HBA_MARKER}\n\
              host all +pgsluice_md5 127.0.0.1/32 md5\n\
              host all +pgsluice_scram 127.0.0.1/32 scram-sha-256\n\
-             host all all 127.0.0.1/32 trust\n"
+             host all all 127.0.0.1/32 trust\n\
+             local replication all trust\n\
+             host replication all 127.0.0.1/32 trust\n"
         );
         self.write_as_owner(&self.data_dir().join("pg_hba.conf"), &hba);
         let conf = "listen_addresses = '127.0.0.1'\n\
@@ -272,9 +274,9 @@ impl PgCluster {
             "$1" -D "$2" -p "$3" -k "$4" >>"$5" 2>&1 &
             p=$!
             read cmd
-            kill -INT $p 2>/dev/null
+            if [ "$cmd" = immediate ]; then kill -QUIT $p 2>/dev/null; else kill -INT $p 2>/dev/null; fi
             wait $p
-            if [ "$cmd" != keep ]; then rm -rf "$6"; fi
+            if [ "$cmd" != keep ] && [ "$cmd" != immediate ]; then rm -rf "$6"; fi
         "#;
         let mut child = self
             .command("sh")
@@ -298,7 +300,11 @@ impl PgCluster {
         loop {
             if let Ok(text) = fs::read_to_string(&pidfile) {
                 // Line 8 of postmaster.pid is the postmaster status (PG >= 10).
-                if text.lines().nth(7).map(str::trim) == Some("ready") {
+                // A standby says "standby" once it accepts connections.
+                if matches!(
+                    text.lines().nth(7).map(str::trim),
+                    Some("ready" | "standby")
+                ) {
                     *guard = Some((stdin, child));
                     return Ok(());
                 }
@@ -325,6 +331,82 @@ impl PgCluster {
             .expect("signal the postgres wrapper");
         drop(stdin);
         child.wait().expect("wait for postgres wrapper");
+    }
+
+    /// Stop PostgreSQL as a crash would (`pg_ctl stop -m immediate`: no
+    /// checkpoint, sessions cut) and wait for it.
+    pub fn stop_immediate(&self) {
+        let mut guard = self.wrapper.lock().unwrap();
+        let (mut stdin, mut child) = guard.take().expect("PostgreSQL is not running");
+        stdin
+            .write_all(b"immediate\n")
+            .expect("signal the postgres wrapper");
+        drop(stdin);
+        child.wait().expect("wait for postgres wrapper");
+    }
+
+    /// A hot standby of `primary`, made by `pg_basebackup -R` (streaming
+    /// replication from the primary's Unix socket), started on a port of
+    /// its own and accepting connections.
+    pub fn standby_of(primary: &PgCluster) -> PgCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgsluice-standby-")
+            .tempdir()
+            .expect("create temp dir for a standby");
+        if let Some((uid, gid)) = primary.run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+        }
+        let mut standby = PgCluster {
+            bindir: primary.bindir.clone(),
+            dir,
+            port: 0,
+            run_as: primary.run_as,
+            tls_only: false,
+            wrapper: Mutex::new(None),
+        };
+        let sock = standby.socket_dir();
+        fs::create_dir(&sock).expect("create socket dir");
+        if let Some((uid, gid)) = standby.run_as {
+            std::os::unix::fs::chown(&sock, Some(uid), Some(gid)).expect("chown socket dir");
+        }
+        let out = standby
+            .command(standby.bindir.join("pg_basebackup"))
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "-U", SUPERUSER, "-h"])
+            .arg(primary.socket_dir())
+            .args(["-p", &primary.port.to_string()])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            standby.port = free_port();
+            match standby.try_start() {
+                Ok(()) => return standby,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("the standby did not start: {last_err}");
+    }
+
+    /// Promote a standby (`pg_ctl promote`, waiting until it is done).
+    pub fn promote(&self) {
+        let out = self
+            .command(self.bindir.join("pg_ctl"))
+            .args(["promote", "-w", "-D"])
+            .arg(self.data_dir())
+            .output()
+            .expect("run pg_ctl promote");
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Fast restart, as `pg_ctl restart -m fast`: every session is terminated

@@ -1,0 +1,117 @@
+//! What a logged-in server says about itself: in hot standby or not,
+//! default_transaction_read_only on or off. PostgreSQL 14 and later report
+//! both at login (`in_hot_standby`, `default_transaction_read_only` are
+//! GUC_REPORT); an older server is asked with one query.
+
+use bytes::BytesMut;
+use postgres_protocol::message::{backend::Message, frontend};
+use tokio::io::AsyncWriteExt;
+
+use super::{ServerConn, ServerError};
+
+/// A server's role facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoleFacts {
+    /// In recovery (a standby).
+    pub(crate) hot_standby: bool,
+    /// default_transaction_read_only is on.
+    pub(crate) read_only: bool,
+}
+
+/// The query asked of a server older than PostgreSQL 14.
+const ROLE_QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
+     pg_catalog.current_setting('default_transaction_read_only')";
+
+/// The facts from the ParameterStatus a server `reported` at login, if it
+/// reported them (PostgreSQL 14+).
+pub(crate) fn reported_role(reported: &[(String, String)]) -> Option<RoleFacts> {
+    let get = |name: &str| {
+        reported
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v == "on")
+    };
+    Some(RoleFacts {
+        hot_standby: get("in_hot_standby")?,
+        read_only: get("default_transaction_read_only").unwrap_or(false),
+    })
+}
+
+impl ServerConn {
+    /// The server's role facts: from what it `reported` at login, else
+    /// asked with one query (the server must be idle).
+    pub(crate) async fn role(
+        &mut self,
+        reported: &[(String, String)],
+    ) -> Result<RoleFacts, ServerError> {
+        if let Some(facts) = reported_role(reported) {
+            return Ok(facts);
+        }
+        let mut out = BytesMut::new();
+        frontend::query(ROLE_QUERY, &mut out).map_err(ServerError::Io)?;
+        self.stream.write_all(&out).await.map_err(ServerError::Io)?;
+        let mut facts = None;
+        let mut failure = None;
+        loop {
+            match self.read_message().await? {
+                Message::DataRow(row) => {
+                    let body = row.buffer();
+                    let mut values = Vec::new();
+                    let mut ranges = row.ranges();
+                    use fallible_iterator::FallibleIterator;
+                    while let Some(r) = ranges.next().map_err(ServerError::Io)? {
+                        values.push(r.map(|r| &body[r]));
+                    }
+                    if let [Some(recovery), Some(read_only)] = values[..] {
+                        facts = Some(RoleFacts {
+                            hot_standby: recovery == b"t",
+                            read_only: read_only == b"on",
+                        });
+                    }
+                }
+                Message::ErrorResponse(body) if failure.is_none() => {
+                    failure = Some(ServerError::from_error_fields(body.fields()));
+                }
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        match (failure, facts) {
+            (Some(e), _) => Err(e),
+            (None, Some(f)) => Ok(f),
+            (None, None) => Err(ServerError::Protocol("no answer to the role query".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_from_what_postgresql_14_reports() {
+        let p = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            reported_role(&p(&[
+                ("in_hot_standby", "on"),
+                ("default_transaction_read_only", "on")
+            ])),
+            Some(RoleFacts {
+                hot_standby: true,
+                read_only: true
+            })
+        );
+        assert_eq!(
+            reported_role(&p(&[("in_hot_standby", "off")])),
+            Some(RoleFacts {
+                hot_standby: false,
+                read_only: false
+            })
+        );
+        assert_eq!(reported_role(&p(&[("server_version", "13.1")])), None);
+    }
+}
