@@ -74,13 +74,17 @@ impl Pool {
         creds: &ServerCredentials,
         retry: bool,
     ) -> Result<LoggedIn, ServerError> {
-        let order = self.host_order(s);
+        let mut order: std::collections::VecDeque<(usize, Rank, bool)> = self
+            .host_order(s)
+            .into_iter()
+            .map(|(i, r)| (i, r, false))
+            .collect();
         let mut tried = Vec::new();
         let mut last_err = None;
         // prefer-standby: the first primary reached, kept in case no
         // standby answers.
         let mut fallback: Option<LoggedIn> = None;
-        for (i, rank) in order {
+        while let Some((i, rank, deferred)) = order.pop_front() {
             let addr = &s.hosts[i];
             if s.attrs != SessionAttrs::Any
                 && (rank == Rank::OtherRole || (retry && rank == Rank::Down))
@@ -89,6 +93,27 @@ impl Pool {
                 continue;
             }
             let host = self.topology.host(addr);
+            // A host of a list not known to be good is probed by one
+            // connection of the pool at a time: the others wait for its
+            // outcome instead of all running into a dead host (PgBouncer
+            // opens one connection at a time; this keeps parallel opening
+            // for hosts known to work).
+            let _probe = if s.hosts.len() > 1 && rank != Rank::Fits {
+                let guard = self.host_probe.lock().await;
+                let now = host.rank(s.attrs, false);
+                if now == Rank::Down && !deferred && !order.is_empty() {
+                    // It failed meanwhile: the others first.
+                    order.push_back((i, now, true));
+                    continue;
+                }
+                if s.attrs != SessionAttrs::Any && now == Rank::OtherRole {
+                    tried.push(format!("{addr}: {}", skipped(now)));
+                    continue;
+                }
+                (now != Rank::Fits).then_some(guard)
+            } else {
+                None
+            };
             let attempt = async {
                 let (mut conn, reported) =
                     server::connect(&s.target, addr, creds, s.connect_timeout).await?;

@@ -133,6 +133,9 @@ pub struct Pool {
     /// The host list's cursor: the next host (round-robin) or the one in
     /// use until a connection to it fails (load_balance_hosts=disable).
     pub(super) host_cursor: std::sync::atomic::AtomicUsize,
+    /// Held by the connection probing a host of the list not known to be
+    /// good (`hosts.rs`).
+    pub(super) host_probe: tokio::sync::Mutex<()>,
     /// Current server generation (see `ServerConn::generation`).
     pub(super) generation: AtomicU64,
     /// Servers of older generations still open (for WAIT_CLOSE).
@@ -223,6 +226,7 @@ impl Pool {
             control,
             topology: Default::default(),
             host_cursor: Default::default(),
+            host_probe: Default::default(),
             generation: AtomicU64::new(0),
             old_servers: OldServers::new(0),
             events: ServerEvents::default(),
