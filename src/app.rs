@@ -85,6 +85,8 @@ impl Pooler {
         acceptors.push(tokio::spawn(sweep_idle(ctx.clone(), tick.clone())));
         // Server lifetimes, idle timeouts, min_pool_size (see pool::maintain).
         acceptors.push(tokio::spawn(maintain_pools(ctx.clone(), tick.clone())));
+        // The health checker of host lists (see pool::health).
+        acceptors.push(tokio::spawn(check_hosts(ctx.clone())));
         // SHOW STATS averages and the log_stats line, every stats_period.
         acceptors.push(tokio::spawn(stats_period(ctx.clone(), tick)));
         let mut unix_path = None;
@@ -227,6 +229,28 @@ async fn maintain_pools(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
         }
         crate::routing::forced_user_pools(&ctx.pools, &ctx.config());
         ctx.pools.maintain();
+    }
+}
+
+/// Every host_check_period (read again each time, so RELOAD and SET
+/// apply; zero = off, looked at again a second later), until shutdown: a
+/// round of health checks.
+async fn check_hosts(ctx: Arc<Context>) {
+    let mut checker = crate::pool::HealthChecker::default();
+    loop {
+        let period = ctx.config().general.host_check_period;
+        crate::runtime::timer::sleep(if period.is_zero() {
+            std::time::Duration::from_secs(1)
+        } else {
+            period
+        })
+        .await;
+        if ctx.shutting_down() {
+            return;
+        }
+        if !period.is_zero() {
+            ctx.pools.check_hosts(&mut checker).await;
+        }
     }
 }
 

@@ -71,6 +71,33 @@ pub(crate) async fn run(
             .set(key, value)
             .map_err(|e| AdminError::new(sqlstate::CANT_CHANGE_RUNTIME_PARAM, e))?,
         Control::Shutdown(mode) => ctx.request_shutdown(*mode),
+        Control::Switchover { database, to } => {
+            // Boxed: a rare command's state would size every console login.
+            let done = Box::pin(pools.switchover(&cfg, database, to))
+                .await
+                .map_err(|e| AdminError::new(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, e))?;
+            use super::rows::{BIGINT, TEXT, Table};
+            let mut t = Table::new(
+                out,
+                &[
+                    ("database", TEXT),
+                    ("old_primary", TEXT),
+                    ("new_primary", TEXT),
+                    ("held_ms", BIGINT),
+                ],
+            );
+            t.row(vec![
+                database.as_str().into(),
+                done.old.to_string().into(),
+                done.new.to_string().into(),
+                (done.held.as_millis() as i64).into(),
+            ]);
+            t.finish_as(cmd.tag());
+            return Ok(());
+        }
+        Control::Unfence { database, host } => pools
+            .unfence(&cfg, database, host)
+            .map_err(|e| AdminError::new(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, e))?,
     }
     backend::command_complete(out, cmd.tag());
     Ok(())

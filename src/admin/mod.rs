@@ -10,6 +10,7 @@
 //! itself (control commands are the pool's business).
 
 mod control;
+mod hosts;
 mod parse;
 mod pools;
 mod rows;

@@ -28,6 +28,20 @@ pub enum Control {
     WaitClose(Option<String>),
     /// RELOAD
     Reload,
+    /// SWITCHOVER db TO host (a pgsluice command)
+    Switchover {
+        /// The database.
+        database: String,
+        /// The standby to promote: `host` or `host:port`.
+        to: String,
+    },
+    /// UNFENCE db host (a pgsluice command)
+    Unfence {
+        /// The database.
+        database: String,
+        /// The host: `host` or `host:port`.
+        host: String,
+    },
     /// SET key = value
     Set {
         /// Setting name (lowercase).
@@ -63,6 +77,8 @@ impl Control {
             Control::Shutdown(_) => "SHUTDOWN",
             Control::WaitClose(_) => "WAIT_CLOSE",
             Control::Reload => "RELOAD",
+            Control::Switchover { .. } => "SWITCHOVER",
+            Control::Unfence { .. } => "UNFENCE",
             Control::Set { .. } => "SET",
         }
     }
@@ -86,6 +102,22 @@ pub fn parse(query: &str) -> Result<Command, SyntaxError> {
         return parse_set(rest).ok_or_else(bad);
     }
     let args: Vec<&str> = rest.split_whitespace().collect();
+    match (word.as_str(), args.as_slice()) {
+        ("switchover", [db, to, host]) if to.eq_ignore_ascii_case("to") => {
+            return Ok(Command::Control(Control::Switchover {
+                database: unquote(db),
+                to: unquote(host),
+            }));
+        }
+        ("unfence", [db, host]) => {
+            return Ok(Command::Control(Control::Unfence {
+                database: unquote(db),
+                host: unquote(host),
+            }));
+        }
+        ("switchover" | "unfence", _) => return Err(bad()),
+        _ => {}
+    }
     if args.len() > 1 {
         return Err(bad());
     }
@@ -205,11 +237,39 @@ mod tests {
             ),
             ("WAIT_CLOSE", WaitClose(None)),
             ("RELOAD;", Reload),
+            (
+                "SWITCHOVER app TO 10.0.0.2:5433",
+                Switchover {
+                    database: "app".into(),
+                    to: "10.0.0.2:5433".into(),
+                },
+            ),
+            (
+                "switchover \"App\" to db2;",
+                Switchover {
+                    database: "App".into(),
+                    to: "db2".into(),
+                },
+            ),
+            (
+                "UNFENCE app db1",
+                Unfence {
+                    database: "app".into(),
+                    host: "db1".into(),
+                },
+            ),
         ];
         for (q, want) in cases {
             assert_eq!(parse(q), Ok(Command::Control(want)), "{q}");
         }
-        for bad in ["DISABLE", "KILL_CLIENT x", "SHUTDOWN later", "RELOAD now"] {
+        for bad in [
+            "DISABLE",
+            "KILL_CLIENT x",
+            "SHUTDOWN later",
+            "RELOAD now",
+            "SWITCHOVER app db2",
+            "UNFENCE app",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -116,6 +116,12 @@ impl<'a> Table<'a> {
     pub(crate) fn finish(self) {
         backend::command_complete(self.out, "SHOW");
     }
+
+    /// End the table with CommandComplete `tag` (a command that answers
+    /// with rows).
+    pub(crate) fn finish_as(self, tag: &str) {
+        backend::command_complete(self.out, tag);
+    }
 }
 
 /// Column names with one type: shorthand for tables of many counters.

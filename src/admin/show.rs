@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 
 use super::rows::{BIGINT, Cell, INT, TEXT, Table};
-use super::{AdminError, Role, pools, sockets, stats_show};
+use super::{AdminError, Role, hosts, pools, sockets, stats_show};
 use crate::context::Context;
 use crate::protocol::backend::{self, Severity};
 
@@ -42,6 +42,7 @@ pub(crate) fn show(
         "users" => pools::show_users(ctx, out),
         "clients" => sockets::show_clients(ctx, out),
         "servers" => sockets::show_servers(ctx, out),
+        "hosts" => hosts::show_hosts(ctx, out),
         "sockets" => sockets::show_sockets(ctx, false, out),
         "active_sockets" => sockets::show_sockets(ctx, true, out),
         "version" => {
@@ -129,6 +130,7 @@ fn empty(out: &mut BytesMut, cols: &[(&str, u32)]) {
 fn help(out: &mut BytesMut) {
     let text = "Console usage\n\
         \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\
+        \tSHOW HOSTS\n\
         \tSHOW PEERS|PEER_POOLS\n\
         \tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n\
         \tSHOW DNS_HOSTS|DNS_ZONES\n\
@@ -145,7 +147,9 @@ fn help(out: &mut BytesMut) {
         \tSUSPEND\n\
         \tSHUTDOWN\n\
         \tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n\
-        \tWAIT_CLOSE [<db>]";
+        \tWAIT_CLOSE [<db>]\n\
+        \tSWITCHOVER <db> TO <host>\n\
+        \tUNFENCE <db> <host>";
     backend::error_response(
         out,
         Severity::Notice,

@@ -95,6 +95,15 @@ fn server_addr(addr: &Endpoint) -> (String, i64) {
     }
 }
 
+/// (database, host, port) of every server connection, in use or idle
+/// (SHOW HOSTS counts them per host).
+pub(super) fn server_places(ctx: &Context) -> Vec<(String, String, i64)> {
+    servers(ctx)
+        .into_iter()
+        .map(|s| (s.database, s.addr, s.port))
+        .collect()
+}
+
 /// Logged-in clients, by id.
 fn clients(ctx: &Context) -> Vec<Arc<SessionEntry>> {
     let mut all: Vec<_> = ctx

@@ -102,6 +102,8 @@ pub struct General {
     /// pgsluice extension: how long a client waits for a host with the
     /// wanted role when none is up (30 s).
     pub primary_wait_timeout: Duration,
+    /// pgsluice extension: the health checker's period (1 s; zero = off).
+    pub host_check_period: Duration,
     /// Disconnect idle clients after this, 0 = off.
     pub client_idle_timeout: Duration,
     /// Disconnect clients idle in a transaction this long, 0 = off.
@@ -230,6 +232,7 @@ impl General {
             target_session_attrs: super::SessionAttrs::from_name(v.str("target_session_attrs"))
                 .unwrap_or_default(),
             primary_wait_timeout: v.time("primary_wait_timeout"),
+            host_check_period: v.time("host_check_period"),
             client_idle_timeout: v.time("client_idle_timeout"),
             idle_transaction_timeout: v.time("idle_transaction_timeout"),
             cancel_wait_timeout: v.time("cancel_wait_timeout"),

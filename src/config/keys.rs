@@ -104,6 +104,7 @@ pub(crate) const LOG_FORMATS: &[&str] = &["text", "json"];
 pub const EXTENSIONS: &[&str] = &[
     "auth_query_cache",
     "auth_query_cache_ttl",
+    "host_check_period",
     "log_format",
     "metrics_listen_addr",
     "primary_wait_timeout",
@@ -146,6 +147,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("dns_max_ttl", T, "15"),
     key("dns_nxdomain_ttl", T, "15"),
     key("dns_zone_check_period", T, "0"),
+    key("host_check_period", T, "1"),
     key("idle_transaction_timeout", T, "0"),
     key("ignore_startup_parameters", S, ""),
     fixed("job_name", S, "pgbouncer"),

@@ -228,6 +228,9 @@ impl Pools {
     /// of a removed database keep serving their clients (new ones are
     /// refused at login).
     pub(crate) fn apply_config(&self, cfg: &Config) {
+        for host in self.topology.unfence_all() {
+            tracing::info!(%host, "RELOAD unfenced this host");
+        }
         for p in self.all() {
             let Some(db) = cfg.databases.lookup(p.database()) else {
                 continue;

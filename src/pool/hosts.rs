@@ -86,8 +86,12 @@ impl Pool {
         let mut fallback: Option<LoggedIn> = None;
         while let Some((i, rank, deferred)) = order.pop_front() {
             let addr = &s.hosts[i];
-            if s.attrs != SessionAttrs::Any
-                && (rank == Rank::OtherRole || (retry && rank == Rank::Down))
+            // prefer-standby takes a primary too (last).
+            let other_role_skipped =
+                !matches!(s.attrs, SessionAttrs::Any | SessionAttrs::PreferStandby);
+            if rank == Rank::Fenced
+                || (other_role_skipped && rank == Rank::OtherRole)
+                || (s.attrs != SessionAttrs::Any && retry && rank == Rank::Down)
             {
                 tried.push(format!("{addr}: {}", skipped(rank)));
                 continue;
@@ -106,7 +110,7 @@ impl Pool {
                     order.push_back((i, now, true));
                     continue;
                 }
-                if s.attrs != SessionAttrs::Any && now == Rank::OtherRole {
+                if now == Rank::Fenced || (other_role_skipped && now == Rank::OtherRole) {
                     tried.push(format!("{addr}: {}", skipped(now)));
                     continue;
                 }
@@ -242,6 +246,7 @@ fn role_name(hot_standby: bool) -> &'static str {
 fn skipped(rank: Rank) -> &'static str {
     match rank {
         Rank::Down => "failed a moment ago",
+        Rank::Fenced => "fenced",
         _ => "had another role a moment ago",
     }
 }

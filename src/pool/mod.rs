@@ -12,6 +12,7 @@ mod checkout;
 mod clients;
 mod control;
 mod events;
+mod health;
 mod hosts;
 mod hot;
 pub mod info;
@@ -21,6 +22,7 @@ mod lookups;
 mod maintain;
 mod server_pool;
 mod settings;
+mod switchover;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,10 +36,12 @@ pub use checkout::CheckoutError;
 pub use clients::{ClientCount, ClientLimit, PoolClient};
 pub use control::{ControlError, DbControl};
 pub use events::ServerEvents;
+pub use health::HealthChecker;
 pub use limits::Limit;
 pub(crate) use lookups::Lookup;
 pub use server_pool::{Pool, PoolCounts, Welcome};
 pub use settings::PoolSettings;
+pub use switchover::Switchover;
 
 /// What a pool's servers are for: any host, or only a primary (read-write)
 /// or only a standby. Every pool is `Any` until host roles are known (the
@@ -137,6 +141,9 @@ pub struct Pools {
     global: std::sync::atomic::AtomicU8,
     /// What is known of the hosts the pools connect to.
     topology: Arc<crate::topology::Topology>,
+    /// Databases a SWITCHOVER is running for (the health checker leaves
+    /// their roles to it).
+    switching: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Pools {

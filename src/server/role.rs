@@ -47,27 +47,37 @@ impl ServerConn {
         if let Some(facts) = reported_role(reported) {
             return Ok(facts);
         }
+        match self.query_row(ROLE_QUERY).await?.as_slice() {
+            [Some(recovery), Some(read_only)] => Ok(RoleFacts {
+                hot_standby: recovery == "t",
+                read_only: read_only == "on",
+            }),
+            _ => Err(ServerError::Protocol("no answer to the role query".into())),
+        }
+    }
+
+    /// Run `sql` (simple protocol; the server must be idle) and return the
+    /// values of its first row as text (empty when it returned no row).
+    pub(crate) async fn query_row(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Option<String>>, ServerError> {
         let mut out = BytesMut::new();
-        frontend::query(ROLE_QUERY, &mut out).map_err(ServerError::Io)?;
+        frontend::query(sql, &mut out).map_err(ServerError::Io)?;
         self.stream.write_all(&out).await.map_err(ServerError::Io)?;
-        let mut facts = None;
+        let mut first = None;
         let mut failure = None;
         loop {
             match self.read_message().await? {
-                Message::DataRow(row) => {
+                Message::DataRow(row) if first.is_none() => {
+                    use fallible_iterator::FallibleIterator;
                     let body = row.buffer();
                     let mut values = Vec::new();
                     let mut ranges = row.ranges();
-                    use fallible_iterator::FallibleIterator;
                     while let Some(r) = ranges.next().map_err(ServerError::Io)? {
-                        values.push(r.map(|r| &body[r]));
+                        values.push(r.map(|r| String::from_utf8_lossy(&body[r]).into_owned()));
                     }
-                    if let [Some(recovery), Some(read_only)] = values[..] {
-                        facts = Some(RoleFacts {
-                            hot_standby: recovery == b"t",
-                            read_only: read_only == b"on",
-                        });
-                    }
+                    first = Some(values);
                 }
                 Message::ErrorResponse(body) if failure.is_none() => {
                     failure = Some(ServerError::from_error_fields(body.fields()));
@@ -76,10 +86,9 @@ impl ServerConn {
                 _ => {}
             }
         }
-        match (failure, facts) {
-            (Some(e), _) => Err(e),
-            (None, Some(f)) => Ok(f),
-            (None, None) => Err(ServerError::Protocol("no answer to the role query".into())),
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(first.unwrap_or_default()),
         }
     }
 }

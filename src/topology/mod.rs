@@ -41,12 +41,35 @@ pub struct Host {
 /// What is known of a host.
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
-    /// (in hot standby, default_transaction_read_only) at its last login.
+    /// (in hot standby, default_transaction_read_only) at its last login
+    /// or health check.
     pub role: Option<(bool, bool)>,
     /// When a connection to it last succeeded.
     pub last_ok: Option<Instant>,
     /// When a connection to it last failed, and why (cleared by a success).
     pub failure: Option<(Instant, String)>,
+    /// The last health check that reached it.
+    pub check: Option<Check>,
+    /// Not used for anything, and why (split brain, a switchover's old
+    /// primary), until RELOAD or UNFENCE.
+    pub fenced: Option<String>,
+    /// Since when it has said it is a primary, uninterrupted (what decides
+    /// which of two primaries is the real one).
+    pub primary_since: Option<Instant>,
+}
+
+/// What a health check found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Check {
+    /// When.
+    pub at: Instant,
+    /// Its WAL position: written (a primary) or replayed (a standby).
+    pub lsn: u64,
+    /// For a standby: bytes behind its database's primary, if known.
+    pub lag_bytes: Option<u64>,
+    /// For a standby: seconds since it last replayed a transaction while
+    /// behind the primary (0 when caught up).
+    pub lag_seconds: Option<f64>,
 }
 
 /// Where a host stands for a new connection wanting some attributes,
@@ -62,6 +85,8 @@ pub enum Rank {
     OtherRole,
     /// Its last connection failed a moment ago.
     Down,
+    /// Fenced: never used.
+    Fenced,
 }
 
 impl Topology {
@@ -84,6 +109,15 @@ impl Topology {
             .clone()
     }
 
+    /// Unfence every host (RELOAD); returns those that were fenced.
+    pub fn unfence_all(&self) -> Vec<Endpoint> {
+        self.all()
+            .into_iter()
+            .filter(|h| h.unfence())
+            .map(|h| h.endpoint.clone())
+            .collect()
+    }
+
     /// Every host known, in no order.
     pub fn all(&self) -> Vec<Arc<Host>> {
         self.hosts.lock().values().cloned().collect()
@@ -102,14 +136,43 @@ impl Host {
     pub fn reached(&self, hot_standby: bool, read_only: bool) -> Option<(bool, bool)> {
         let mut st = self.state.lock();
         let before = st.role.replace((hot_standby, read_only));
-        st.last_ok = Some(Instant::now());
+        let now = Instant::now();
+        st.last_ok = Some(now);
         st.failure = None;
+        if hot_standby {
+            st.primary_since = None;
+        } else if st.primary_since.is_none() {
+            st.primary_since = Some(now);
+        }
         before.filter(|b| *b != (hot_standby, read_only))
+    }
+
+    /// A health check reached it and found `check`.
+    pub fn checked(&self, check: Check) {
+        self.state.lock().check = Some(check);
+    }
+
+    /// Stop using it, for `why`. Returns false when it was fenced already.
+    pub fn fence(&self, why: String) -> bool {
+        let mut st = self.state.lock();
+        let new = st.fenced.is_none();
+        st.fenced.get_or_insert(why);
+        new
+    }
+
+    /// Use it again. Returns false when it was not fenced.
+    pub fn unfence(&self) -> bool {
+        let mut st = self.state.lock();
+        // Its claim to be primary starts over.
+        st.primary_since = None;
+        st.fenced.take().is_some()
     }
 
     /// A connection to it failed for `why`.
     pub fn failed(&self, why: String) {
-        self.state.lock().failure = Some((Instant::now(), why));
+        let mut st = self.state.lock();
+        st.failure = Some((Instant::now(), why));
+        st.primary_since = None;
     }
 
     /// What is known of it.
@@ -121,6 +184,9 @@ impl Host {
     /// second pass of prefer-standby).
     pub fn rank(&self, attrs: SessionAttrs, relaxed: bool) -> Rank {
         let st = self.state.lock();
+        if st.fenced.is_some() {
+            return Rank::Fenced;
+        }
         if st
             .failure
             .as_ref()
@@ -163,6 +229,10 @@ mod tests {
         assert_eq!(h.rank(SessionAttrs::Any, false), Rank::Down);
         assert!(h.state().failure.unwrap().1.contains("refused"));
         assert!(Rank::Fits < Rank::Unknown && Rank::OtherRole < Rank::Down);
+        assert!(h.fence("split brain".into()) && !h.fence("again".into()));
+        assert_eq!(h.rank(SessionAttrs::Any, false), Rank::Fenced);
+        assert_eq!(h.state().fenced.as_deref(), Some("split brain"));
+        assert!(h.unfence() && !h.unfence());
         assert_eq!(t.all().len(), 1);
     }
 }
