@@ -13,6 +13,7 @@
 //! within 10 s), answers and closes.
 
 mod collect;
+mod hosts;
 pub(crate) mod text;
 
 use std::sync::Arc;

@@ -95,6 +95,7 @@ pub(crate) fn render(ctx: &Context) -> String {
     histograms(&mut e, &pools, &rows);
     server_events(&mut e, &pools, &rows);
     process(&mut e, ctx);
+    super::hosts::hosts(&mut e, ctx);
     e.finish()
 }
 

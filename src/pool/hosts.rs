@@ -146,7 +146,10 @@ impl Pool {
                 Err(e) => {
                     self.host_failed(s, i, &e);
                     host.failed(e.to_string());
-                    tried.push(format!("{addr}: {e}"));
+                    tried.push(match &e {
+                        ServerError::Connect { source, .. } => format!("{addr}: {source}"),
+                        other => format!("{addr}: {other}"),
+                    });
                     last_err = Some(e);
                 }
             }
@@ -162,13 +165,7 @@ impl Pool {
             {
                 Err(e)
             }
-            (SessionAttrs::Any, _) => Err(ServerError::Connect {
-                addr: (*s.hosts[0]).clone(),
-                source: std::io::Error::other(format!(
-                    "no host could be reached: {}",
-                    tried.join("; ")
-                )),
-            }),
+            (SessionAttrs::Any, _) => Err(ServerError::Unreachable(tried.join("; "))),
             (attrs, _) => Err(ServerError::NoHost {
                 wanted: attrs.name(),
                 tried: tried.join("; "),

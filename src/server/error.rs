@@ -42,6 +42,10 @@ pub enum ServerError {
     /// The server closed the connection.
     #[error("server closed the connection unexpectedly")]
     Closed,
+    /// No host of the database's host list could be reached (each host's
+    /// reason).
+    #[error("no host could be reached: {0}")]
+    Unreachable(String),
     /// No host of the database's host list has the role its
     /// target_session_attrs wants (each host's reason in `tried`).
     #[error("no server is {wanted} (target_session_attrs): {tried}")]
@@ -85,7 +89,8 @@ impl ServerError {
             ServerError::Connect { .. }
             | ServerError::Timeout { .. }
             | ServerError::Closed
-            | ServerError::NoHost { .. } => (sqlstate::CONNECTION_FAILURE, self.to_string()),
+            | ServerError::NoHost { .. }
+            | ServerError::Unreachable(_) => (sqlstate::CONNECTION_FAILURE, self.to_string()),
             ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION, self.to_string()),
             ServerError::Protocol(_) | ServerError::Io(_) => {
                 (sqlstate::CONNECTION_FAILURE, self.to_string())

@@ -23,6 +23,7 @@ async fn pooler(hosts: &[&PgCluster], extra_entries: &[(&str, String)]) -> TestP
         .trust("weak")
         .set("admin_users", ADMIN)
         .set("host_check_period", "0.5")
+        .set("metrics_listen_addr", "127.0.0.1:0")
         .database(
             "app",
             &format!(
@@ -34,6 +35,20 @@ async fn pooler(hosts: &[&PgCluster], extra_entries: &[(&str, String)]) -> TestP
         b = b.database(name, entry);
     }
     b.start().await
+}
+
+/// The metrics page of `p` (which listens for it on 127.0.0.1).
+async fn scrape(p: &TestPooler) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = p
+        .pooler()
+        .metrics_addr()
+        .expect("metrics_listen_addr is set");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).await.unwrap();
+    page
 }
 
 /// SHOW HOSTS rows of `db`: port -> (role, state, lag_bytes, last_error).
@@ -100,6 +115,20 @@ async fn health_checks_show_roles_and_lag_and_notice_a_promotion() {
         assert_eq!(row(&rows, &primary).1, "primary", "{rows:?}");
         assert_eq!(row(&rows, &primary).3, "NULL", "{rows:?}");
         assert_eq!(row(&rows, &standby).1, "standby", "{rows:?}");
+        // The same on /metrics.
+        let page = scrape(&p).await;
+        for (port, primary_value) in [(primary.port(), 1), (standby.port(), 0)] {
+            let line =
+                format!("pgsluice_host_primary{{host=\"127.0.0.1:{port}\"}} {primary_value}");
+            assert!(page.contains(&line), "{line} not in:\n{page}");
+        }
+        assert!(
+            page.contains(&format!(
+                "pgsluice_host_lag_bytes{{host=\"127.0.0.1:{}\"}} 0",
+                standby.port()
+            )),
+            "{page}"
+        );
 
         // No traffic: the checker alone notices the promotion.
         drop(c);

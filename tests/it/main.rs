@@ -26,6 +26,7 @@ mod failures;
 mod fairness;
 mod function_call;
 mod ha;
+mod ha_faults;
 mod ha_switchover;
 mod hash_password;
 mod hba;
