@@ -66,7 +66,7 @@ pub(crate) fn show_hosts(ctx: &Context, out: &mut BytesMut) {
             let check = st.check;
             let servers = places
                 .iter()
-                .filter(|(d, a, p)| d == name && *a == shown_host && *p == i64::from(port))
+                .filter(|(d, _, a, p)| d == name && *a == shown_host && *p == i64::from(port))
                 .count();
             t.row(vec![
                 name.as_str().into(),

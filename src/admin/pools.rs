@@ -49,7 +49,7 @@ pub(crate) fn admin_clients(ctx: &Context) -> usize {
         .count()
 }
 
-const POOL_COLUMNS: [&str; 17] = [
+const POOL_COLUMNS: [&str; 18] = [
     "database",
     "user",
     "cl_active",
@@ -67,6 +67,8 @@ const POOL_COLUMNS: [&str; 17] = [
     "maxwait_us",
     "pool_mode",
     "load_balance_hosts",
+    // pgsluice: where the pool's servers are, `host:port=count,...`.
+    "server_hosts",
 ];
 
 /// SHOW POOLS.
@@ -82,9 +84,20 @@ pub(crate) fn show_pools(ctx: &Context, out: &mut BytesMut) {
     let admin_row = || {
         let mut r = vec![Cell::from(ADMIN_DB), Cell::from(ADMIN_DB), admins.into()];
         r.extend((0..12).map(|_| Cell::Int(0)));
-        r.extend([Cell::from("statement"), Cell::Null]);
+        r.extend([Cell::from("statement"), Cell::Null, Cell::Null]);
         r
     };
+    let mut hosts: std::collections::BTreeMap<
+        (String, String),
+        std::collections::BTreeMap<String, usize>,
+    > = Default::default();
+    for (db, user, addr, port) in super::sockets::server_places(ctx) {
+        *hosts
+            .entry((db, user))
+            .or_default()
+            .entry(format!("{addr}:{port}"))
+            .or_default() += 1;
+    }
     let mut admin_done = false;
     for pool in sorted_pools(ctx) {
         if !admin_done && pool.database() > ADMIN_DB {
@@ -110,6 +123,12 @@ pub(crate) fn show_pools(ctx: &Context, out: &mut BytesMut) {
             f.max_wait.subsec_micros().into(),
             pool.settings().mode.name().into(),
             load_balance(&cfg, pool.database()),
+            hosts
+                .get(&(pool.database().to_string(), pool.user().to_string()))
+                .map_or(Cell::Null, |h| {
+                    let list: Vec<String> = h.iter().map(|(a, n)| format!("{a}={n}")).collect();
+                    Cell::from(list.join(","))
+                }),
         ]);
     }
     if !admin_done {

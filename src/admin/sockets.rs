@@ -95,12 +95,12 @@ fn server_addr(addr: &Endpoint) -> (String, i64) {
     }
 }
 
-/// (database, host, port) of every server connection, in use or idle
-/// (SHOW HOSTS counts them per host).
-pub(super) fn server_places(ctx: &Context) -> Vec<(String, String, i64)> {
+/// (database, user, host, port) of every server connection, in use or
+/// idle (SHOW HOSTS and SHOW POOLS count them per host).
+pub(super) fn server_places(ctx: &Context) -> Vec<(String, String, String, i64)> {
     servers(ctx)
         .into_iter()
-        .map(|s| (s.database, s.addr, s.port))
+        .map(|s| (s.database, s.user, s.addr, s.port))
         .collect()
 }
 

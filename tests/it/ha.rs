@@ -37,6 +37,8 @@ async fn round_robin_spreads_new_connections_over_the_hosts() {
         let pg = PgCluster::shared();
         let hosts = format!("127.0.0.1,{}", pg.socket_dir().display());
         let pooler = PoolerBuilder::new()
+            .trust("ha_admin")
+            .set("admin_users", "ha_admin")
             .database(
                 "rr",
                 &format!("host={hosts} port={} dbname=postgres", pg.port()),
@@ -45,6 +47,20 @@ async fn round_robin_spreads_new_connections_over_the_hosts() {
             .await;
         let places = held_servers(&pooler, "rr", 4).await;
         assert_eq!(places, ["127.0.0.1", "unix", "127.0.0.1", "unix"]);
+        // SHOW POOLS says where the pool's servers are.
+        let admin = pooler.connect("pgbouncer", "ha_admin", "").await;
+        let rows = admin.simple_query("SHOW POOLS").await.unwrap();
+        let hosts = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) if r.get("database") == Some("rr") => {
+                    r.get("server_hosts").map(String::from)
+                }
+                _ => None,
+            })
+            .expect("a pool row with server_hosts");
+        let port = pg.port();
+        assert_eq!(hosts, format!("127.0.0.1:{port}=2,unix:{port}=2"));
     })
     .await
 }
