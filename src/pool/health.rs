@@ -129,6 +129,15 @@ impl Pools {
                 let name = |standby| if standby { "standby" } else { "primary" };
                 warn!(host = %addr, %database, "host changed role: was {}, now {}", name(was), name(recovery));
                 roles_changed = true;
+                if !recovery {
+                    // A promotion: say how long the database was without
+                    // its primary, if one went away.
+                    for other in hosts.iter().filter(|o| *o != addr) {
+                        if let Some(since) = self.topology.host(other).state().down_since {
+                            warn!(%database, primary = %addr, old = %other, "failover: {addr} is the primary now; {other} has been unreachable for {:?}", since.elapsed());
+                        }
+                    }
+                }
             }
         }
         if self.switching.lock().contains(database) {

@@ -48,6 +48,9 @@ pub struct HostState {
     pub last_ok: Option<Instant>,
     /// When a connection to it last failed, and why (cleared by a success).
     pub failure: Option<(Instant, String)>,
+    /// Since when it has been unreachable (the first failure after a
+    /// success; cleared by a success).
+    pub down_since: Option<Instant>,
     /// The last health check that reached it.
     pub check: Option<Check>,
     /// Not used for anything, and why (split brain, a switchover's old
@@ -139,6 +142,7 @@ impl Host {
         let now = Instant::now();
         st.last_ok = Some(now);
         st.failure = None;
+        st.down_since = None;
         if hot_standby {
             st.primary_since = None;
         } else if st.primary_since.is_none() {
@@ -171,7 +175,9 @@ impl Host {
     /// A connection to it failed for `why`.
     pub fn failed(&self, why: String) {
         let mut st = self.state.lock();
-        st.failure = Some((Instant::now(), why));
+        let now = Instant::now();
+        st.failure = Some((now, why));
+        st.down_since.get_or_insert(now);
         st.primary_since = None;
     }
 

@@ -133,6 +133,8 @@ fn primary_and_standby() -> (PgCluster, PgCluster) {
 async fn target_session_attrs_choose_the_host_by_its_role() {
     bounded(async {
         let (primary, standby) = primary_and_standby();
+        let second = PgCluster::standby_of(&primary);
+        primary.wait_for_standbys(2).await;
         let (p, s) = (primary.port(), standby.port());
         let entry = |ports: String, attrs: &str| {
             format!(
@@ -154,8 +156,28 @@ async fn target_session_attrs_choose_the_host_by_its_role() {
             )
             .database("pref", &entry(format!("{p},{s}"), "prefer-standby"))
             .database("any", &entry(format!("{s},{p}"), "any"))
+            .database(
+                "two",
+                &format!(
+                    "host=127.0.0.1,127.0.0.1,127.0.0.1 port={p},{s},{} dbname=postgres target_session_attrs=standby",
+                    second.port()
+                ),
+            )
             .start()
             .await;
+        // Two standbys: new connections take each in turn, never the primary.
+        let clients = futures_util::future::join_all((0..4).map(|_| pooler.connect("two", "postgres", ""))).await;
+        let mut ports = std::collections::BTreeSet::new();
+        for c in &clients {
+            c.simple_query("BEGIN").await.unwrap();
+            ports.insert(value(c, "SELECT inet_server_port()").await);
+        }
+        assert_eq!(
+            ports,
+            [s.to_string(), second.port().to_string()].into_iter().collect(),
+            "database two"
+        );
+        drop(clients);
         let recovery = "SELECT pg_is_in_recovery()::text";
         for (db, in_recovery) in [
             ("rw", "false"),

@@ -283,6 +283,39 @@ async fn switchover_under_load_fails_nothing_and_loses_nothing() {
         assert_eq!(value(&c, "SELECT pg_is_in_recovery()::text").await, "false");
         drop(c);
 
+        // pgbench's read-write transactions (prepared statements) too.
+        let pgbench = support::tool("pgbench").expect("pgbench (postgresql-client)");
+        let init = tokio::process::Command::new(&pgbench)
+            .args(["-i", "-q", "-s", "1", "-h"])
+            .arg(primary.socket_dir())
+            .args([
+                "-p",
+                &primary.port().to_string(),
+                "-U",
+                "postgres",
+                "postgres",
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(init.status.success(), "{init:?}");
+        let bench = tokio::process::Command::new(&pgbench)
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                "2",
+                "-j",
+                "1",
+                "-T",
+                "3",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &p.addr().port().to_string(), "-U", "postgres", "app"])
+            .output();
+        let bench = tokio::spawn(bench);
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = writers(&p, 4, stop.clone());
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -308,6 +341,13 @@ async fn switchover_under_load_fails_nothing_and_loses_nothing() {
             errors.extend(e);
         }
         assert!(errors.is_empty(), "failed transactions: {errors:?}");
+        let bench = bench.await.unwrap().unwrap();
+        let report = String::from_utf8_lossy(&bench.stdout);
+        assert!(bench.status.success(), "pgbench failed: {bench:?}");
+        assert!(
+            report.contains("number of failed transactions: 0"),
+            "{report}"
+        );
         assert!(acked.len() > 20, "the writers wrote: {}", acked.len());
 
         // Every acknowledged row is on the new primary, which takes writes.

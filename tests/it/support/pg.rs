@@ -394,6 +394,23 @@ impl PgCluster {
         panic!("the standby did not start: {last_err}");
     }
 
+    /// Wait until `n` standbys stream from this primary
+    /// (`pg_stat_replication`, state `streaming`).
+    pub async fn wait_for_standbys(&self, n: usize) {
+        let client = self.direct_client("postgres", SUPERUSER).await;
+        for _ in 0..600 {
+            let rows = client
+                .simple_query("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                .await
+                .unwrap();
+            if super::rows_col0(&rows) == [n.to_string()] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{n} standbys never streamed from the primary");
+    }
+
     /// Promote a standby (`pg_ctl promote`, waiting until it is done).
     pub fn promote(&self) {
         let out = self
