@@ -1,6 +1,7 @@
 //! The health checker: every `host_check_period` (1 s; 0 = off) one small
-//! query to each host of every database that has a host list or wants a
-//! role (target_session_attrs), over one connection per host kept between
+//! query to each host of every database that wants a role
+//! (target_session_attrs other than `any`; a PgBouncer host list gets no
+//! connections PgBouncer would not make), over one connection per host kept between
 //! checks, logged in as the pool of that database that came first (its
 //! user and secret). It finds:
 //!
@@ -64,7 +65,9 @@ impl Pools {
         let mut databases: HashMap<String, (HostList, Arc<Pool>)> = HashMap::new();
         for p in self.all() {
             let s = p.settings();
-            if s.hosts.len() > 1 || s.attrs != SessionAttrs::Any {
+            // Only where a role is wanted: a PgBouncer host list (any
+            // role) gets no connections PgBouncer would not make.
+            if s.attrs != SessionAttrs::Any {
                 databases
                     .entry(p.database().to_string())
                     .or_insert_with(|| (s.hosts.clone(), p.clone()));
@@ -111,6 +114,7 @@ impl Pools {
                         warn!(host = %addr, "health check failed: {e}; retrying in {wait:?}");
                     }
                     host.failed(e.to_string());
+                    host.retry_at(now + wait);
                 }
             }
         }

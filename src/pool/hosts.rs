@@ -121,12 +121,25 @@ impl Pool {
             let attempt = async {
                 let (mut conn, reported) =
                     server::connect(&s.target, addr, creds, s.connect_timeout).await?;
-                let facts = conn.role(&reported).await?;
+                // With any role, only what the server reported (no query:
+                // a server older than 14, or not PostgreSQL at all, works
+                // as it did).
+                let facts = if s.attrs == SessionAttrs::Any {
+                    server::reported_role(&reported)
+                } else {
+                    Some(conn.role(&reported).await?)
+                };
                 Ok::<_, ServerError>((conn, reported, facts))
             }
             .await;
             match attempt {
-                Ok((conn, reported, facts)) => {
+                Ok((conn, reported, None)) => {
+                    // Reached, role not reported (any role is wanted).
+                    host.reached_unknown();
+                    self.used_host(s, i);
+                    return Ok((conn, reported));
+                }
+                Ok((conn, reported, Some(facts))) => {
                     if let Some((was, _)) = host.reached(facts.hot_standby, facts.read_only) {
                         let now = role_name(facts.hot_standby);
                         warn!(host = %addr, "host changed role: was {}, now {now}", role_name(was));

@@ -24,6 +24,7 @@ pub(crate) use end::ServerEnd;
 pub(crate) use error::ServerError;
 pub(crate) use lookup::{Found, LookupError};
 pub(crate) use params::Params;
+pub(crate) use role::reported_role;
 
 use crate::config::Endpoint;
 pub(crate) use crate::protocol::BackendKey;

@@ -51,6 +51,9 @@ pub struct HostState {
     /// Since when it has been unreachable (the first failure after a
     /// success; cleared by a success).
     pub down_since: Option<Instant>,
+    /// When the health checker, backing off, tries it next: until then it
+    /// counts as down however old its last failure.
+    pub retry_at: Option<Instant>,
     /// The last health check that reached it.
     pub check: Option<Check>,
     /// Not used for anything, and why (split brain, a switchover's old
@@ -143,12 +146,28 @@ impl Host {
         st.last_ok = Some(now);
         st.failure = None;
         st.down_since = None;
+        st.retry_at = None;
         if hot_standby {
             st.primary_since = None;
         } else if st.primary_since.is_none() {
             st.primary_since = Some(now);
         }
         before.filter(|b| *b != (hot_standby, read_only))
+    }
+
+    /// The health checker could not reach it and tries again at `at`.
+    pub fn retry_at(&self, at: Instant) {
+        self.state.lock().retry_at = Some(at);
+    }
+
+    /// A connection logged in to a server that did not report its role
+    /// (older than PostgreSQL 14): reached, role unchanged.
+    pub fn reached_unknown(&self) {
+        let mut st = self.state.lock();
+        st.last_ok = Some(Instant::now());
+        st.failure = None;
+        st.down_since = None;
+        st.retry_at = None;
     }
 
     /// A health check reached it and found `check`.
@@ -193,11 +212,9 @@ impl Host {
         if st.fenced.is_some() {
             return Rank::Fenced;
         }
-        if st
-            .failure
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < DOWN_FOR)
-        {
+        if st.failure.as_ref().is_some_and(|(at, _)| {
+            at.elapsed() < DOWN_FOR || st.retry_at.is_some_and(|r| r > Instant::now())
+        }) {
             return Rank::Down;
         }
         let fresh = st.last_ok.is_some_and(|at| at.elapsed() < ROLE_FRESH);
