@@ -53,7 +53,7 @@ pub enum Role {
 }
 
 /// A client that logged in to the console.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AdminLogin {
     /// Its user name.
     pub user: String,
@@ -61,6 +61,9 @@ pub struct AdminLogin {
     pub role: Role,
     /// application_name from its startup packet.
     pub application_name: String,
+    /// Its count under the console's database and its user, for the
+    /// session's life.
+    pub count: Option<crate::pool::LoginCount>,
 }
 
 /// A command that failed (the session goes on).

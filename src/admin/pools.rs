@@ -178,8 +178,8 @@ pub(crate) fn show_databases(ctx: &Context, out: &mut BytesMut) {
                 Cell::Null,
                 Cell::Int(0),
                 Cell::Int(0),
-                Cell::Int(0),
-                admin_clients(ctx).into(),
+                i64::from(g.max_db_client_connections).into(),
+                ctx.pools.db_clients(ADMIN_DB).into(),
                 Cell::Int(0),
                 Cell::Int(0),
             ]);
@@ -234,6 +234,7 @@ pub(crate) fn show_users(ctx: &Context, out: &mut BytesMut) {
     let mut names: BTreeSet<String> = cfg.users.keys().cloned().collect();
     names.extend(cfg.userlist.keys().cloned());
     names.extend(ctx.pools.user_names());
+    names.extend(ctx.pools.login_user_names());
     let mut t = Table::new(out, &USER_COLUMNS);
     for name in names {
         let u = cfg.users.get(&name);
@@ -251,7 +252,7 @@ pub(crate) fn show_users(ctx: &Context, out: &mut BytesMut) {
             u.and_then(|u| u.max_user_client_connections)
                 .unwrap_or(g.max_user_client_connections)
                 .into(),
-            ctx.pools.user_clients(&name).into(),
+            ctx.pools.login_clients(&name).into(),
         ]);
     }
     t.finish();

@@ -229,14 +229,28 @@ fn route(
         ));
     }
     let pool_user = db.user.as_deref().unwrap_or(user);
-    // Counted from here until the session ends.
+    let too_many = |e: crate::pool::ClientLimit| {
+        SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string())
+    };
+    // Counted from here until the session ends: under the user it logged
+    // in as, then in its pool's database.
+    let max_user = cfg
+        .users
+        .get(user)
+        .and_then(|u| u.max_user_client_connections)
+        .unwrap_or(cfg.general.max_user_client_connections);
+    let login = ctx
+        .pools
+        .count_login(user, max_user as usize)
+        .map_err(too_many)?;
     let route = Route::login(
         &ctx.pools,
         cfg,
         (db, database, pool_user),
         routing::chooser(),
     )
-    .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+    .map_err(too_many)?
+    .with_login(login);
     if db.user.is_none() {
         // The client's own pool: what it proved serves server logins when
         // no password is configured (SCRAM keys, or auth_query's secret).
@@ -284,10 +298,13 @@ async fn admin_login(
 ) -> Result<AdminLogin, SessionEnd> {
     let application_name = startup.param("application_name").unwrap_or("").to_string();
     if user == crate::admin::ADMIN_DB && admin::peer_is_own_user(stream) {
+        // An admin: counted, never refused.
+        let count = ctx.pools.count_console(user, (0, 0), true).ok();
         return Ok(AdminLogin {
             user: user.to_string(),
             role: admin::Role::Admin,
             application_name,
+            count,
         });
     }
     auth::authenticate(
@@ -300,9 +317,24 @@ async fn admin_login(
     .await?;
     let role = admin::role_of(cfg, user)
         .ok_or_else(|| SessionEnd::fatal(sqlstate::INVALID_AUTHORIZATION, "not allowed"))?;
+    let g = &cfg.general;
+    let max_user = cfg
+        .users
+        .get(user)
+        .and_then(|u| u.max_user_client_connections)
+        .unwrap_or(g.max_user_client_connections);
+    let count = ctx
+        .pools
+        .count_console(
+            user,
+            (g.max_db_client_connections as usize, max_user as usize),
+            role == admin::Role::Admin,
+        )
+        .map_err(|e| SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
     Ok(AdminLogin {
         user: user.to_string(),
         role,
         application_name,
+        count: Some(count),
     })
 }

@@ -33,7 +33,7 @@ use crate::config::Endpoint;
 
 pub use answers::LoginAnswer;
 pub use checkout::CheckoutError;
-pub use clients::{ClientCount, ClientLimit, PoolClient};
+pub use clients::{ClientCount, ClientLimit, LoginCount, PoolClient};
 pub use control::{ControlError, DbControl};
 pub use events::ServerEvents;
 pub use health::HealthChecker;
@@ -141,6 +141,8 @@ pub struct Pools {
     global: std::sync::atomic::AtomicU8,
     /// What is known of the hosts the pools connect to.
     topology: Arc<crate::topology::Topology>,
+    /// Clients by the user they logged in as (max_user_client_connections).
+    login_clients: Mutex<HashMap<String, Arc<ClientCount>>>,
     /// Databases a SWITCHOVER is running for (the health checker leaves
     /// their roles to it).
     switching: Mutex<std::collections::HashSet<String>>,
@@ -225,11 +227,6 @@ impl Pools {
     /// Clients logged in to a database's pools.
     pub fn db_clients(&self, database: &str) -> usize {
         self.db_limits.lock().get(database).map_or(0, |l| l.1.get())
-    }
-
-    /// Clients logged in to a user's pools.
-    pub(crate) fn user_clients(&self, user: &str) -> usize {
-        self.user_limits.lock().get(user).map_or(0, |l| l.1.get())
     }
 }
 

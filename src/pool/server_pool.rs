@@ -149,8 +149,6 @@ pub struct Pool {
     pub(super) clients: ClientCount,
     /// Clients of its database (all its pools).
     pub(super) db_clients: Arc<ClientCount>,
-    /// Clients of its user (all its pools).
-    pub(super) user_clients: Arc<ClientCount>,
     pub(super) state: Mutex<State>,
     /// ParameterStatus of the latest server login, replayed to clients at
     /// their login.
@@ -233,7 +231,6 @@ impl Pool {
             server_tls: Default::default(),
             clients: ClientCount::default(),
             db_clients: db.1,
-            user_clients: user.1,
             state: Mutex::new(State {
                 idle: VecDeque::new(),
                 total: 0,

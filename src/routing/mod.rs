@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, Database, Endpoint};
-use crate::pool::{ClientLimit, Pool, PoolClient, PoolSettings, Pools, Role};
+use crate::pool::{ClientLimit, LoginCount, Pool, PoolClient, PoolSettings, Pools, Role};
 
 /// How a database's pools are chosen among its endpoints.
 pub(crate) trait Choose: Send + Sync {
@@ -61,6 +61,9 @@ pub(crate) struct Route {
     /// when they all go home (one endpoint, or a chooser that keeps
     /// sessions on one pool).
     spread: Option<Box<Spread>>,
+    /// The client counted under the user it logged in as (boxed: one
+    /// pointer in every session's future).
+    _login: Option<Box<LoginCount>>,
 }
 
 /// The pools a chooser spreads a session's transactions over (in endpoint
@@ -96,7 +99,17 @@ impl Route {
     /// the pools `choose` spreads transactions over, if it does.
     pub(crate) fn new(home: PoolClient, spread: Option<Spreading>) -> Route {
         let spread = spread.map(|(pools, choose)| Box::new(Spread { pools, choose }));
-        Route { home, spread }
+        Route {
+            home,
+            spread,
+            _login: None,
+        }
+    }
+
+    /// Hold the client's count under its login user for the session.
+    pub(crate) fn with_login(mut self, login: LoginCount) -> Route {
+        self._login = Some(Box::new(login));
+        self
     }
 
     /// The pool the session is counted in.

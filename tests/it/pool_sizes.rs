@@ -367,3 +367,89 @@ async fn client_connection_limits_per_database_and_user() {
     })
     .await
 }
+
+/// As PgBouncer counts them: a user's clients by the name they logged in
+/// with (not a database's forced user), the console included; the console
+/// counts as a database of its own; admin users on the console are counted
+/// but never refused.
+#[tokio::test]
+async fn client_limits_count_login_users_and_the_console() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("maxcl_forced");
+        pg.create_db(&db).await;
+        let (stats, admin) = (unique("maxcl_stats"), unique("maxcl_admin"));
+        let p = PoolerBuilder::new()
+            .trust(&stats)
+            .trust(&admin)
+            .set("stats_users", &stats)
+            .set("admin_users", &admin)
+            .set("max_user_client_connections", "2")
+            .set("max_db_client_connections", "3")
+            .pg_database(pg, &db, "user=postgres")
+            .start()
+            .await;
+        let refused = |e: tokio_postgres::Error, what: &str| {
+            assert_eq!(support::sqlstate(&e).as_deref(), Some("53300"), "{e:?}");
+            let msg = support::db_message(&e).unwrap_or_default();
+            assert!(msg.contains(what), "{msg}");
+        };
+        // The forced user's pool serves both, but each login user has
+        // its own count.
+        let s1 = p.connect(&db, &stats, "").await;
+        let a1 = p.connect(&db, &admin, "").await;
+        let a2 = p.connect(&db, &admin, "").await;
+        refused(
+            p.try_connect(&db, &admin, "").await.unwrap_err(),
+            "max_user_client_connections",
+        );
+        // The console counts under the same user, and as its own database.
+        let sc = p.connect("pgbouncer", &stats, "").await;
+        refused(
+            p.try_connect("pgbouncer", &stats, "").await.unwrap_err(),
+            "max_user_client_connections",
+        );
+        // An admin user is counted on the console but never refused.
+        let consoles: Vec<_> =
+            futures_util::future::join_all((0..3).map(|_| p.connect("pgbouncer", &admin, "")))
+                .await;
+        let users = sc.simple_query("SHOW USERS").await.unwrap();
+        let count_of = |name: &str| {
+            users
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) if r.get("name") == Some(name) => {
+                        r.get("current_client_connections").map(String::from)
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(count_of(&stats), "2");
+        assert_eq!(count_of(&admin), "5");
+        let dbs = sc.simple_query("SHOW DATABASES").await.unwrap();
+        let console = dbs
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r)
+                    if r.get("name") == Some("pgbouncer") =>
+                {
+                    Some((
+                        r.get("max_client_connections").unwrap().to_string(),
+                        r.get("current_client_connections").unwrap().to_string(),
+                    ))
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(console, ("3".to_string(), "4".to_string()));
+        // The console's database limit refuses a stats user once full.
+        drop(s1);
+        refused(
+            p.try_connect("pgbouncer", &stats, "").await.unwrap_err(),
+            "max_db_client_connections",
+        );
+        drop((a1, a2, consoles));
+    })
+    .await
+}
