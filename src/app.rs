@@ -187,6 +187,30 @@ impl Pooler {
     }
 }
 
+/// How long a connection over max_client_conn waits for a slot before it
+/// is refused: a client that just left on another shard may not have given
+/// its slot back yet (PgBouncer, one thread, has always seen it leave).
+const SLOT_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Serve a new connection with a max_client_conn slot, waiting up to
+/// [`SLOT_GRACE`] for one (off the accept loop) before refusing it.
+fn admit(stream: Stream, peer: Peer, ctx: &Arc<Context>) {
+    match ctx.client_slots.clone().try_acquire_owned() {
+        Ok(permit) => client::spawn(stream, peer, ctx.clone(), Some(permit)),
+        Err(_) => {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let wait = ctx.client_slots.clone().acquire_owned();
+                let permit = crate::runtime::timer::timeout(SLOT_GRACE, wait)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                client::spawn(stream, peer, ctx, permit);
+            });
+        }
+    }
+}
+
 async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
     loop {
         match listener.accept().await {
@@ -194,8 +218,7 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
                 let _ = stream.set_nodelay(true);
                 let keepalive = ctx.config().general.tcp_keepalive;
                 let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
-                let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                client::spawn(Stream::from(stream), Peer::Tcp(addr), ctx.clone(), permit);
+                admit(Stream::from(stream), Peer::Tcp(addr), &ctx);
             }
             Err(e) => accept_error(e).await,
         }
@@ -206,8 +229,7 @@ async fn accept_unix(listener: UnixListener, ctx: Arc<Context>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let permit = ctx.client_slots.clone().try_acquire_owned().ok();
-                client::spawn(Stream::from(stream), Peer::Unix, ctx.clone(), permit);
+                admit(Stream::from(stream), Peer::Unix, &ctx);
             }
             Err(e) => accept_error(e).await,
         }

@@ -232,8 +232,15 @@ fn route(
     let too_many = |e: crate::pool::ClientLimit| {
         SessionEnd::fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string())
     };
-    // Counted from here until the session ends: under the user it logged
-    // in as, then in its pool's database.
+    // Counted from here until the session ends: in its pool's database,
+    // then under the user it logged in as (PgBouncer's order of checks).
+    let route = Route::login(
+        &ctx.pools,
+        cfg,
+        (db, database, pool_user),
+        routing::chooser(),
+    )
+    .map_err(too_many)?;
     let max_user = cfg
         .users
         .get(user)
@@ -243,14 +250,7 @@ fn route(
         .pools
         .count_login(user, max_user as usize)
         .map_err(too_many)?;
-    let route = Route::login(
-        &ctx.pools,
-        cfg,
-        (db, database, pool_user),
-        routing::chooser(),
-    )
-    .map_err(too_many)?
-    .with_login(login);
+    let route = route.with_login(login);
     if db.user.is_none() {
         // The client's own pool: what it proved serves server logins when
         // no password is configured (SCRAM keys, or auth_query's secret).

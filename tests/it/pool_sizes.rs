@@ -386,7 +386,7 @@ async fn client_limits_count_login_users_and_the_console() {
             .set("admin_users", &admin)
             .set("max_user_client_connections", "2")
             .set("max_db_client_connections", "3")
-            .pg_database(pg, &db, "user=postgres")
+            .pg_database(pg, &db, "user=postgres max_db_client_connections=10")
             .start()
             .await;
         let refused = |e: tokio_postgres::Error, what: &str| {
