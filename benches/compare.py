@@ -363,7 +363,10 @@ def meta_idle(s6) -> str:
 def version(argv) -> str:
     try:
         out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
-        return out.splitlines()[0].strip()
+        lines = [l.strip() for l in out.splitlines()]
+        # pgsluice prints PgBouncer's form first, then its own with the build.
+        own = [l for l in lines if l.startswith("pgsluice ")]
+        return own[0] if own else lines[0]
     except (OSError, IndexError):
         return "?"
 

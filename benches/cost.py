@@ -207,7 +207,11 @@ def commit_id() -> str:
 def pooler_version(binary: str | None = None) -> str:
     out = subprocess.run([binary or pgbouncer_bin(), "--version"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True).stdout
-    return out.splitlines()[0].strip() if out else "?"
+    lines = [l.strip() for l in out.splitlines()]
+    # pgsluice prints PgBouncer's form first (as SHOW VERSION), then its own
+    # with the kind of build.
+    own = [l for l in lines if l.startswith("pgsluice ")]
+    return own[0] if own else (lines[0] if lines else "?")
 
 
 def previous(pooler: str, tool: str) -> tuple[str, float, float | None] | None:

@@ -195,7 +195,7 @@ fi
     log "no pgsluice binary at $bin"
     exit 1
 }
-log "pgsluice --version: $("$bin" --version | head -n 1)"
+log "pgsluice --version: $("$bin" --version | tail -n 1)"
 
 # --- Python venv ----------------------------------------------------------------
 mkdir -p "$out"

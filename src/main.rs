@@ -16,8 +16,12 @@ use tracing::{error, info, warn};
 
 /// A PostgreSQL connection pooler, a drop-in replacement for PgBouncer.
 #[derive(Parser, Debug)]
-#[command(name = "pgsluice", version = VERSION, about)]
+#[command(name = "pgsluice", about, disable_version_flag = true)]
 struct Cli {
+    /// Print the version and exit: first PgBouncer's form, as SHOW VERSION
+    /// answers it (tools compare the two), then pgsluice's with its build.
+    #[arg(short = 'V', long)]
+    version: bool,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -29,7 +33,7 @@ struct Cli {
     #[arg(long, value_name = "USER")]
     hash_password: Option<String>,
     /// The configuration file, in pgbouncer.ini format.
-    #[arg(required_unless_present = "hash_password")]
+    #[arg(required_unless_present_any = ["hash_password", "version"])]
     config_file: Option<PathBuf>,
 }
 
@@ -66,6 +70,11 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        println!("{}", pgsluice::admin::version());
+        println!("pgsluice {VERSION}");
+        return ExitCode::SUCCESS;
+    }
     if let Some(user) = &cli.hash_password {
         return hash_password(user);
     }

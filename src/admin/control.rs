@@ -48,7 +48,14 @@ pub(crate) async fn run(
             gone(&killed).await;
         }
         Control::KillClient(id) => {
-            let client = ctx.registry.all().into_iter().find(|c| c.id == *id);
+            // PgBouncer's words and code (08P01) for both mistakes.
+            let id: u64 = id.parse().map_err(|_| {
+                AdminError::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "invalid client pointer supplied",
+                )
+            })?;
+            let client = ctx.registry.all().into_iter().find(|c| c.id == id);
             match client {
                 Some(c) => {
                     c.kill();
@@ -56,8 +63,8 @@ pub(crate) async fn run(
                 }
                 None => {
                     return Err(AdminError::new(
-                        sqlstate::UNDEFINED_OBJECT,
-                        format!("no such client: {id}"),
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("client not found: {id}"),
                     ));
                 }
             }
@@ -65,7 +72,11 @@ pub(crate) async fn run(
         Control::Reload => ctx.reload().map_err(|e| {
             // In the log too, as a SIGHUP's failed reload is.
             tracing::error!("RELOAD failed, keeping the running configuration: {e}");
-            AdminError::new(sqlstate::CONFIG_FILE_ERROR, e)
+            // PgBouncer's words first (tools match them), then the reason.
+            AdminError::new(
+                sqlstate::CONFIG_FILE_ERROR,
+                format!("RELOAD failed, see logs for additional details: {e}"),
+            )
         })?,
         Control::Set { key, value } => ctx
             .set(key, value)
@@ -106,7 +117,8 @@ pub(crate) async fn run(
 fn control(e: ControlError) -> AdminError {
     let code = match e {
         ControlError::NotPaused => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-        ControlError::NoSuchDatabase(_) => sqlstate::INVALID_CATALOG_NAME,
+        // PgBouncer answers console mistakes with 08P01.
+        ControlError::NoSuchDatabase(_) => sqlstate::PROTOCOL_VIOLATION,
         ControlError::DatabaseRequired => sqlstate::SYNTAX_ERROR,
     };
     AdminError::new(code, e.to_string())

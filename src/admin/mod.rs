@@ -26,6 +26,7 @@ use tracing::{debug, info};
 
 pub use parse::{Command, Control, parse};
 pub use pools::ADMIN_DB;
+pub use show::version;
 pub use stats_show::stats_rows;
 
 use crate::config::Config;

@@ -21,7 +21,7 @@ pub enum Control {
     /// KILL [db]
     Kill(Option<String>),
     /// KILL_CLIENT id
-    KillClient(u64),
+    KillClient(String),
     /// SHUTDOWN, with WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS
     Shutdown(ShutdownMode),
     /// WAIT_CLOSE [db]
@@ -135,7 +135,8 @@ pub fn parse(query: &str) -> Result<Command, SyntaxError> {
         "enable" => Control::Enable(need(arg)?),
         "reconnect" => Control::Reconnect(arg),
         "kill" => Control::Kill(arg),
-        "kill_client" => Control::KillClient(need(arg)?.parse().map_err(|_| bad())?),
+        // The id is checked when run (PgBouncer's error for a bad one).
+        "kill_client" => Control::KillClient(need(arg)?),
         "shutdown" => Control::Shutdown(match arg.map(|a| a.to_ascii_lowercase()).as_deref() {
             None => ShutdownMode::Immediate,
             Some("wait_for_servers") => ShutdownMode::WaitForServers,
@@ -225,7 +226,7 @@ mod tests {
             ("ENABLE d", Enable("d".into())),
             ("RECONNECT", Reconnect(None)),
             ("KILL d", Kill(Some("d".into()))),
-            ("KILL_CLIENT 42", KillClient(42)),
+            ("KILL_CLIENT 42", KillClient("42".into())),
             ("SHUTDOWN", Shutdown(ShutdownMode::Immediate)),
             (
                 "shutdown wait_for_servers",
@@ -264,7 +265,7 @@ mod tests {
         }
         for bad in [
             "DISABLE",
-            "KILL_CLIENT x",
+            "KILL_CLIENT",
             "SHUTDOWN later",
             "RELOAD now",
             "SWITCHOVER app db2",

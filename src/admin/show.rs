@@ -9,8 +9,9 @@ use super::{AdminError, Role, hosts, pools, sockets, stats_show};
 use crate::context::Context;
 use crate::protocol::backend::{self, Severity};
 
-/// The version string SHOW VERSION prints (tools match `PgBouncer x.y.z`).
-pub(crate) fn version() -> String {
+/// The version string SHOW VERSION prints (tools match `PgBouncer x.y.z`),
+/// also the first line of `pgsluice --version`.
+pub fn version() -> String {
     format!(
         "PgBouncer 1.25.0 (compatible; pgsluice {})",
         env!("CARGO_PKG_VERSION")

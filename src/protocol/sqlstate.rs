@@ -98,8 +98,6 @@ pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState::new("25P03");
 pub(crate) const IDLE_SESSION_TIMEOUT: SqlState = SqlState::new("57P05");
 /// 57P03 cannot_connect_now (a database disabled with DISABLE).
 pub(crate) const CANNOT_CONNECT_NOW: SqlState = SqlState::new("57P03");
-/// 42704 undefined_object (KILL_CLIENT of an unknown client).
-pub(crate) const UNDEFINED_OBJECT: SqlState = SqlState::new("42704");
 /// F0000 config_file_error (RELOAD of an invalid file).
 pub(crate) const CONFIG_FILE_ERROR: SqlState = SqlState::new("F0000");
 /// 55P02 cant_change_runtime_param (SET refused).

@@ -40,6 +40,12 @@ fn version() {
         text.contains("pgsluice") && text.contains(env!("CARGO_PKG_VERSION")),
         "{text}"
     );
+    // The first line is SHOW VERSION's (PgBouncer's suite compares them),
+    // the second says which build it is; -V is the same.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], pgsluice::admin::version(), "{text}");
+    assert!(lines[1].ends_with(" build)"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&run(&["-V"]).stdout), text);
 }
 
 #[test]
