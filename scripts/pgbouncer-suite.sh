@@ -28,7 +28,7 @@
 #   SUITE_BASELINE           baseline TSV (default ../shared/conformance/
 #                            baseline-2026-12-05/pgsluice-outcomes.tsv;
 #                            empty: no comparison)
-#   SUITE_MIN_PASS           threshold of passed tests (default 170; 174 pass
+#   SUITE_MIN_PASS           threshold of passed tests (default 190; 198 pass
 #                            on 2026-12-07, the baseline run 94)
 #   SUITE_ALLOW_REGRESSIONS  1: regressions are reported, not fatal
 #   SUITE_FILES              test files to run, e.g. "test_admin test_copy"
@@ -57,7 +57,7 @@ cd "$REPO_DIR"
 
 archive="${1:-$REPO_DIR/../shared/conformance/pgbouncer-1.25.2.tar.gz}"
 baseline="${SUITE_BASELINE-$REPO_DIR/../shared/conformance/baseline-2026-12-05/pgsluice-outcomes.tsv}"
-min_pass="${SUITE_MIN_PASS:-170}"
+min_pass="${SUITE_MIN_PASS:-190}"
 file_timeout="${SUITE_FILE_TIMEOUT:-600}"
 workers="${SUITE_WORKERS:-2}"
 out="$REPO_DIR/target/pgbouncer-suite"
