@@ -67,7 +67,12 @@ fn lsn_of(row: &[Option<String>]) -> Result<u64, ServerError> {
         .ok_or_else(|| ServerError::Protocol(format!("unexpected WAL position: {row:?}")))
 }
 
-const PRIMARY_LSN: &str = "SELECT (pg_catalog.pg_current_wal_lsn() - '0/0'::pg_lsn)::text";
+/// Everything the primary has inserted into WAL: with
+/// synchronous_commit off a commit is acknowledged before its WAL is
+/// written out, so the write position (`pg_current_wal_lsn`) may not cover
+/// it yet; the insert position does (the standby gets it once the WAL
+/// writer flushes, within wal_writer_delay).
+const PRIMARY_LSN: &str = "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
 const REPLAY_LSN: &str = "SELECT (pg_catalog.pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text";
 
 impl Pools {

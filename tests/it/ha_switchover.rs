@@ -216,7 +216,11 @@ fn writers(
                 tokio::spawn(conn);
                 let (mut acked, mut errors) = (Vec::new(), Vec::new());
                 let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
+                // Stops on a closed connection (its error is recorded) and
+                // yields each time, so an error that comes back at once
+                // cannot spin.
+                while !stop.load(Ordering::Relaxed) && !c.is_closed() {
+                    tokio::task::yield_now().await;
                     let id = w * 1_000_000 + i;
                     i += 1;
                     match c
