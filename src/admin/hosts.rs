@@ -39,7 +39,8 @@ pub(crate) fn show_hosts(ctx: &Context, out: &mut BytesMut) {
         let attrs = db
             .target_session_attrs
             .unwrap_or(cfg.general.target_session_attrs);
-        if endpoints.len() < 2 && attrs == SessionAttrs::Any {
+        let splits = db.split.on.unwrap_or(cfg.general.split.on);
+        if endpoints.len() < 2 && attrs == SessionAttrs::Any && !splits {
             continue;
         }
         for e in &endpoints {
@@ -58,8 +59,16 @@ pub(crate) fn show_hosts(ctx: &Context, out: &mut BytesMut) {
                 (false, Some((true, _))) => "standby",
                 (false, Some((false, _))) => "primary",
             };
+            let lagging = ctx
+                .pools
+                .topology()
+                .rotations()
+                .iter()
+                .any(|(d, r)| d == name && r.lagging(e));
             let state = match (&st.failure, st.last_ok) {
                 (Some(_), _) => "down",
+                // Out of the read rotation (read_write_split).
+                (None, Some(_)) if lagging => "lagging",
                 (None, Some(_)) => "up",
                 (None, None) => "unknown",
             };
@@ -89,5 +98,44 @@ pub(crate) fn show_hosts(ctx: &Context, out: &mut BytesMut) {
             ]);
         }
     }
+    t.finish();
+}
+
+const ROUTING_COLUMNS: [(&str, u32); 4] = [
+    ("database", TEXT),
+    ("target", TEXT),
+    ("reason", TEXT),
+    ("transactions", BIGINT),
+];
+
+/// Answer SHOW ROUTING (a pgsluice command): for each database that
+/// splits reads from writes, the transactions sent to the primary and to
+/// standbys, by reason, then the standbys in the read rotation
+/// (`eligible_standbys`, -1 before the first check) and the statements
+/// parsed so far (`parsed_statements`, all databases: the cache misses).
+pub(crate) fn show_routing(ctx: &Context, out: &mut BytesMut) {
+    let mut t = Table::new(out, &ROUTING_COLUMNS);
+    for (database, rotation) in ctx.pools.topology().rotations() {
+        for (routed, n) in rotation.counts() {
+            t.row(vec![
+                database.as_str().into(),
+                routed.target().into(),
+                routed.reason().into(),
+                (n as i64).into(),
+            ]);
+        }
+        t.row(vec![
+            database.as_str().into(),
+            Cell::Null,
+            "eligible_standbys".into(),
+            rotation.eligible().into(),
+        ]);
+    }
+    t.row(vec![
+        Cell::Null,
+        Cell::Null,
+        "parsed_statements".into(),
+        (crate::routing::cache::ClassCache::get().parsed() as i64).into(),
+    ]);
     t.finish();
 }

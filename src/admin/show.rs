@@ -44,6 +44,7 @@ pub(crate) fn show(
         "clients" => sockets::show_clients(ctx, out),
         "servers" => sockets::show_servers(ctx, out),
         "hosts" => hosts::show_hosts(ctx, out),
+        "routing" => hosts::show_routing(ctx, out),
         "sockets" => sockets::show_sockets(ctx, false, out),
         "active_sockets" => sockets::show_sockets(ctx, true, out),
         "version" => {

@@ -21,7 +21,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -38,6 +38,14 @@ use crate::stats::{LinkStats, PoolStats};
 
 use super::scan::{ClientBatch, Pass, ServerMessages, Verdict, scan_client, scan_server};
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
+
+/// No `Rules::bound` on a link (a bound is shorter: `MAX_BOUND`).
+const UNBOUNDED: u16 = u16::MAX;
+
+/// The longest unit a link can be bounded to (u16: the link's state is
+/// part of every request's future, which must stay under glibc's tcache
+/// limit; see the size test in `session`).
+const MAX_BOUND: usize = UNBOUNDED as usize - 1;
 
 /// Read buffers grow in steps of this size (PgBouncer's pkt_buf default).
 pub(super) const READ_CHUNK: usize = 4096;
@@ -64,6 +72,9 @@ struct Link<'t> {
     stats: LinkStats,
     /// Prepared-statement mode (`prepared::OFF`, `WATCH`, `TRACKED`).
     prepared: AtomicU8,
+    /// Bytes of a bounded unit still to send (`Rules::bound`; 0: sent,
+    /// waiting for its answer), or UNBOUNDED.
+    bound: AtomicU16,
     /// Prepared-statement state, when max_prepared_statements is on (here
     /// rather than a parameter of each direction: their futures are kept
     /// small).
@@ -82,6 +93,7 @@ impl<'t> Link<'t> {
             answered: AtomicU32::new(0),
             stats,
             prepared: AtomicU8::new(OFF),
+            bound: AtomicU16::new(UNBOUNDED),
             tracking: None,
         }
     }
@@ -115,6 +127,16 @@ impl<'t> Link<'t> {
         }
         if let Some(ext) = extended {
             self.extended.store(ext, Relaxed);
+        }
+    }
+
+    /// `n` client bytes were sent: count them off a bounded unit.
+    #[inline]
+    fn sent_of_unit(&self, n: usize) {
+        let left = self.bound.load(Relaxed);
+        if left != UNBOUNDED {
+            self.bound
+                .store(left - n.min(left as usize) as u16, Relaxed);
         }
     }
 
@@ -174,6 +196,11 @@ pub(super) struct Rules<'a> {
     /// max_prepared_statements where named statements are tracked
     /// (transaction and statement mode), else 0.
     pub max_prepared: u32,
+    /// Read/write splitting sent this link's first `n` client bytes (one
+    /// unit of work) to a standby: nothing after them is sent until they
+    /// are answered, and answered idle, the link ends (what the client
+    /// pipelined after them is routed on its own). 0: no such bound.
+    pub bound: u32,
 }
 
 /// Why a link stopped: what one of its directions, or its timer, saw.
@@ -208,6 +235,10 @@ pub(super) async fn relay(
     rules: &Rules<'_>,
 ) -> Outcome {
     let mut link = Link::new(LinkStats::new(rules.started, rules.wait_us));
+    if rules.bound > 0 {
+        link.bound
+            .store(rules.bound.min(MAX_BOUND as u32) as u16, Relaxed);
+    }
     let ServerConn {
         stream,
         buf: sbuf,
@@ -341,7 +372,26 @@ async fn client_to_server(
     let mut skip = 0usize;
     let mut syncs_since_exec = 0u32;
     loop {
+        if link.bound.load(Relaxed) == 0 {
+            // A bounded unit is out (see `Rules::bound`): the rest waits
+            // for its answer. Answered idle, the server direction ends the
+            // link first (it is polled first); in a transaction (BEGIN READ
+            // ONLY), the relay goes on as usual. No waker of its own: the
+            // answer wakes the task through the server's socket, and both
+            // directions are polled on every wake.
+            poll_fn(|_| {
+                if link.pending.load(Relaxed) == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            link.bound.store(UNBOUNDED, Relaxed);
+        }
         if !cbuf.is_empty() {
+            let end = cbuf.len().min(link.bound.load(Relaxed) as usize);
+            let view = &cbuf[..end];
             match tracking {
                 Some(t) if link.prepared.load(Relaxed) == TRACKED => {
                     // Tracked (see `prepared::rewrite`): the batch,
@@ -351,7 +401,7 @@ async fn client_to_server(
                     // prepared).
                     let (consumed, terminate, mut out) = match tracked_batch(
                         t,
-                        cbuf,
+                        view,
                         (&mut skip, &mut syncs_since_exec),
                         link,
                         max_len,
@@ -363,6 +413,7 @@ async fn client_to_server(
                     // done with (advanced before the write, so that only
                     // `out` is kept across it).
                     cbuf.advance(consumed);
+                    link.sent_of_unit(consumed);
                     if !out.is_empty() {
                         link.client_busy.store(true, Relaxed);
                         if let Err(e) = sw.write_all(&out).await {
@@ -385,7 +436,7 @@ async fn client_to_server(
                 }
                 _ => {
                     let state = (&mut skip, &mut syncs_since_exec);
-                    let batch = match plain_batch(cbuf, state, link, max_len) {
+                    let batch = match plain_batch(view, state, link, max_len) {
                         Ok(b) => b,
                         Err(e) => return Stop::ClientError(e),
                     };
@@ -395,6 +446,7 @@ async fn client_to_server(
                             return Stop::ServerIo(e);
                         }
                         cbuf.advance(batch.forward);
+                        link.sent_of_unit(batch.forward);
                     }
                     link.client_busy.store(skip > 0, Relaxed);
                     if batch.terminate {
@@ -411,6 +463,9 @@ async fn client_to_server(
                 }
             }
         }
+        if link.bound.load(Relaxed) == 0 {
+            continue;
+        }
         reserve_for_read(cbuf);
         match cr.read_buf(cbuf).await {
             Ok(0) => return Stop::ClientGone,
@@ -424,7 +479,7 @@ async fn client_to_server(
 /// are) and count it on the link.
 #[inline]
 fn plain_batch(
-    cbuf: &BytesMut,
+    cbuf: &[u8],
     (skip, since_exec): (&mut usize, &mut u32),
     link: &Link<'_>,
     max_len: u32,
@@ -446,7 +501,7 @@ fn plain_batch(
 /// buffer, to be given back).
 fn tracked_batch(
     t: &Mutex<Tracking<'_>>,
-    cbuf: &BytesMut,
+    cbuf: &[u8],
     (skip, since_exec): (&mut usize, &mut u32),
     link: &Link<'_>,
     max_len: u32,

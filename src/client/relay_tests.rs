@@ -446,6 +446,7 @@ where
         PoolStats::new(),
     );
     let rules = Rules {
+        bound: 0,
         extra_tracked: &[],
         release_when_idle: true,
         statement_mode: false,

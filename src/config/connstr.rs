@@ -80,9 +80,9 @@ pub(crate) fn opt_seconds(v: &str) -> Result<Option<Duration>, String> {
     if v == "-1" {
         return Ok(None);
     }
-    parse_seconds(v)
-        .map(Some)
-        .ok_or_else(|| format!("invalid time: {v:?} (seconds, without a unit)"))
+    parse_seconds(v).map(Some).ok_or_else(|| {
+        format!("invalid time: {v:?} (seconds, or a number with us, ms, s, min, h or d)")
+    })
 }
 
 /// One of `words`, case-insensitively, in canonical spelling.

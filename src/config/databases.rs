@@ -88,6 +88,8 @@ pub struct Database {
     /// How long a client waits for a host with the wanted role (None:
     /// [pgbouncer]'s).
     pub primary_wait_timeout: Option<Duration>,
+    /// Read/write splitting overrides.
+    pub split: super::SplitOverrides,
 }
 
 impl Database {
@@ -120,6 +122,7 @@ impl Database {
             application_name: None,
             target_session_attrs: None,
             primary_wait_timeout: None,
+            split: Default::default(),
         }
     }
 }
@@ -224,7 +227,10 @@ fn set_key(db: &mut Database, key: &str, v: &str) -> Result<Option<&'static str>
             db.target_session_attrs = SessionAttrs::from_name(choice(v, SESSION_ATTRS)?)
         }
         "primary_wait_timeout" => db.primary_wait_timeout = opt_seconds(v)?,
-        _ => return Err("unknown connection parameter".into()),
+        other => match db.split.set(other, v) {
+            Some(r) => r?,
+            None => return Err("unknown connection parameter".into()),
+        },
     }
     Ok(None)
 }

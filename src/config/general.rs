@@ -104,6 +104,8 @@ pub struct General {
     pub primary_wait_timeout: Duration,
     /// pgsluice extension: the health checker's period (1 s; zero = off).
     pub host_check_period: Duration,
+    /// pgsluice extension: read/write splitting (`config::split`).
+    pub split: super::Split,
     /// Disconnect idle clients after this, 0 = off.
     pub client_idle_timeout: Duration,
     /// Disconnect clients idle in a transaction this long, 0 = off.
@@ -233,6 +235,11 @@ impl General {
                 .unwrap_or_default(),
             primary_wait_timeout: v.time("primary_wait_timeout"),
             host_check_period: v.time("host_check_period"),
+            split: super::Split::from_text(|k| {
+                v.get(k)
+                    .map(|x| x.text(super::keys::Kind::Str))
+                    .unwrap_or_default()
+            }),
             client_idle_timeout: v.time("client_idle_timeout"),
             idle_transaction_timeout: v.time("idle_transaction_timeout"),
             cancel_wait_timeout: v.time("cancel_wait_timeout"),

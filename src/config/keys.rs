@@ -100,15 +100,30 @@ pub(crate) const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
 /// `log_format` values (a pgsluice extension).
 pub(crate) const LOG_FORMATS: &[&str] = &["text", "json"];
 
+/// `standby_fallback` values (a pgsluice extension).
+pub(crate) const FALLBACKS: &[&str] = &["primary", "wait"];
+/// `read_your_writes` values (a pgsluice extension).
+pub(crate) const RYW_MODES: &[&str] = &["off", "window", "wal"];
+/// `read_your_writes_scope` values (a pgsluice extension).
+pub(crate) const RYW_SCOPES: &[&str] = &["client", "user"];
+
 /// Keys pgsluice adds to PgBouncer's (PgBouncer would reject them).
 pub const EXTENSIONS: &[&str] = &[
     "auth_query_cache",
     "auth_query_cache_ttl",
     "host_check_period",
     "log_format",
+    "max_standby_lag",
+    "max_standby_lag_bytes",
     "metrics_listen_addr",
     "primary_wait_timeout",
+    "read_write_split",
+    "read_your_writes",
+    "read_your_writes_scope",
+    "read_your_writes_window",
+    "standby_fallback",
     "target_session_attrs",
+    "writing_functions",
 ];
 
 /// PgBouncer's default `auth_query`.
@@ -166,6 +181,8 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("max_db_connections", COUNT, "0"),
     key("max_packet_size", UINT, "2147483647"),
     key("max_prepared_statements", COUNT, "200"),
+    key("max_standby_lag", T, "0"),
+    key("max_standby_lag_bytes", S, "0"),
     key("max_user_client_connections", COUNT, "0"),
     key("max_user_connections", COUNT, "0"),
     fixed("metrics_listen_addr", S, ""),
@@ -179,6 +196,10 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("query_timeout", T, "0"),
     key("query_wait_notify", T, "5"),
     key("query_wait_timeout", T, "120"),
+    key("read_write_split", B, "0"),
+    key("read_your_writes", Kind::Choice(RYW_MODES), "off"),
+    key("read_your_writes_scope", Kind::Choice(RYW_SCOPES), "client"),
+    key("read_your_writes_window", T, "60"),
     key("reserve_pool_size", COUNT, "0"),
     key("reserve_pool_timeout", T, "5"),
     fixed("resolv_conf", S, ""),
@@ -210,6 +231,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     key("server_tls_sslmode", SSLMODES, "prefer"),
     fixed("service_name", S, "pgbouncer"),
     fixed("so_reuseport", B, "0"),
+    key("standby_fallback", Kind::Choice(FALLBACKS), "primary"),
     key(
         "stats_period",
         Kind::Int {
@@ -242,6 +264,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     fixed("unix_socket_mode", Kind::Mode, "0777"),
     fixed("user", S, ""),
     key("verbose", COUNT, "0"),
+    key("writing_functions", S, ""),
 ];
 
 /// Known keys pgsluice parses but does not act on yet. Setting one of them

@@ -94,6 +94,7 @@ fn parse(
     let general = General::from_values(&values, file);
     check_security(&values, &mut errors);
     check_metrics_addr(&values, &general, file, &mut errors);
+    check_split(&values, (&general, &sections.databases), file, &mut errors);
     let userlist = check_auth(&values, (&general, &sections.databases), file, &mut errors);
     let hba = load_hba(&values, &general, file, &mut errors);
     let ldap = (general.auth_type == AuthType::Ldap)
@@ -363,6 +364,45 @@ fn build_tls(
 }
 
 /// metrics_listen_addr must be `host:port` (an IPv6 host in brackets).
+/// Read/write splitting: values that parse, and never in session mode (a
+/// session holds one server: there is nothing to split).
+fn check_split(
+    values: &Values,
+    (general, databases): (&General, &super::Databases),
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) {
+    let text = |k: &str| {
+        values
+            .get(k)
+            .map(|x| x.text(super::keys::Kind::Str))
+            .unwrap_or_default()
+    };
+    for (key, msg) in super::split::check_global(text) {
+        let (f, l) = at(values, key, file);
+        errors.push(ConfigError::new(&f, l, key, msg));
+    }
+    for (name, db) in &databases.entries {
+        let on = db.split.on.unwrap_or(general.split.on);
+        let mode = db.pool_mode.unwrap_or(general.pool_mode);
+        let ryw = db.split.ryw.unwrap_or(general.split.ryw);
+        if on && ryw == super::ReadYourWrites::Wal && general.host_check_period.is_zero() {
+            let (f, l) = at(values, "host_check_period", file);
+            let msg = format!(
+                "read_your_writes=wal needs the health checker: host_check_period is 0 (database {name:?})"
+            );
+            errors.push(ConfigError::new(&f, l, "read_your_writes", msg));
+        }
+        if on && mode == super::PoolMode::Session {
+            let (f, l) = at(values, "read_write_split", file);
+            let msg = format!(
+                "read_write_split needs pool_mode transaction or statement: database {name:?} is in session mode"
+            );
+            errors.push(ConfigError::new(&f, l, "read_write_split", msg));
+        }
+    }
+}
+
 fn check_metrics_addr(
     values: &Values,
     general: &General,

@@ -33,6 +33,7 @@ pub mod ldap_conf;
 mod loader;
 mod peers;
 mod settings;
+mod split;
 pub mod tls;
 mod tls_build;
 mod tls_v1;
@@ -57,6 +58,7 @@ pub use keys::{EXTENSIONS, NOT_YET_IMPLEMENTED, changeable};
 #[cfg(test)]
 pub(crate) use loader::load_str;
 pub use loader::{load, load_with, logfile_of, reload_with};
+pub use split::{Fallback, ReadYourWrites, RywScope, Split, SplitOverrides};
 pub use tls::{ClientTls, ServerTls, SslMode, Tls};
 pub use tls_build::ALPN;
 pub use users::{USER_KEYS_NOT_YET_IMPLEMENTED, UserSettings};

@@ -61,9 +61,9 @@ pub(crate) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
         Kind::Bool => parse_bool(raw)
             .map(Value::Bool)
             .ok_or_else(|| format!("invalid boolean: {raw:?} (use 0/1, yes/no, on/off)")),
-        Kind::Time => parse_seconds(raw)
-            .map(Value::Time)
-            .ok_or_else(|| format!("invalid time: {raw:?} (seconds, without a unit)")),
+        Kind::Time => parse_seconds(raw).map(Value::Time).ok_or_else(|| {
+            format!("invalid time: {raw:?} (seconds, or a number with us, ms, s, min, h or d)")
+        }),
         Kind::Str => Ok(Value::Str(raw.to_string())),
         Kind::Choice(words) => words
             .iter()
@@ -109,10 +109,25 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Parses seconds like PgBouncer (`strtod`): fractional allowed, no unit,
-/// not negative; truncated to microseconds.
+/// Parses seconds like PgBouncer (`strtod`): fractional allowed, not
+/// negative; truncated to microseconds. A pgsluice extension: an optional
+/// PostgreSQL time unit (`us`, `ms`, `s`, `min`, `h`, `d`), as in `10s`.
 pub(crate) fn parse_seconds(s: &str) -> Option<Duration> {
-    let v: f64 = s.parse().ok()?;
+    let s = s.trim();
+    let at = s
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(at);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    let v: f64 = num.trim().parse::<f64>().ok()? * scale;
     if !v.is_finite() || !(0.0..=1e12).contains(&v) {
         return None;
     }
@@ -275,7 +290,11 @@ mod tests {
         assert_eq!(parse_seconds("5"), Some(Duration::from_secs(5)));
         assert_eq!(parse_seconds("0.25"), Some(Duration::from_millis(250)));
         assert_eq!(parse_seconds("1e2"), Some(Duration::from_secs(100)));
-        for bad in ["-1", "5s", "1min", "inf", "NaN", "", "1e20"] {
+        assert_eq!(parse_seconds("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("1min"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_seconds("250 ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["-1", "5 parsecs", "5sec", "inf", "NaN", "", "1e20", "s"] {
             assert_eq!(parse_seconds(bad), None, "{bad}");
         }
     }

@@ -214,7 +214,7 @@ fn minimal_config_gets_every_default() {
 fn type_errors_name_file_line_and_key_and_all_are_reported() {
     let errs = errors_of(
         "[pgbouncer]\nauth_type = any\nlisten_port = abc\npool_mode = bogus\n\
-         default_pool_size = -1\nquery_wait_timeout = 5s\nlog_stats = maybe\n\
+         default_pool_size = -1\nquery_wait_timeout = 5z\nlog_stats = maybe\n\
          unix_socket_mode = 99999\nlisten_port = 70000\n[databases]\nx = hots=1\n",
     );
     assert_eq!(errs.len(), 7, "{errs:#?}");
@@ -514,4 +514,42 @@ fn second_pgbouncer_header_resets_earlier_settings_like_pgbouncer() {
     assert!(l.warnings[0].starts_with(
         "/etc/pgb.ini:5: pgbouncer: a second [pgbouncer] header resets the 2 settings"
     ));
+}
+
+#[test]
+fn read_write_split_is_refused_in_session_mode_and_checked() {
+    let errs = errors_of(
+        "[pgbouncer]\nauth_type = any\npool_mode = transaction\nmax_standby_lag_bytes = lots\n\
+         [databases]\nok = host=h read_write_split=1 max_standby_lag=10s\n\
+         sess = host=h pool_mode=session read_write_split=on\n\
+         bad = host=h read_your_writes=sometimes\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("max_standby_lag_bytes: invalid size: \"lots\"")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "read_write_split needs pool_mode transaction or statement: database \"sess\" is in session mode"
+        )),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("read_your_writes: invalid value \"sometimes\"")),
+        "{errs:#?}"
+    );
+    assert!(!errs.iter().any(|e| e.contains("\"ok\"")), "{errs:#?}");
+}
+
+#[test]
+fn read_your_writes_by_wal_needs_the_health_checker() {
+    let errs = errors_of(
+        "[pgbouncer]\nauth_type = any\npool_mode = transaction\nhost_check_period = 0\n\
+         [databases]\nw = host=h read_write_split=1 read_your_writes=wal\n\
+         win = host=h read_write_split=1 read_your_writes=window\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].contains("read_your_writes=wal needs the health checker"));
 }

@@ -33,6 +33,8 @@ pub struct UserSettings {
     pub client_idle_timeout: Option<Duration>,
     /// transaction_timeout override.
     pub transaction_timeout: Option<Duration>,
+    /// read_write_split override (pgsluice extension).
+    pub read_write_split: Option<bool>,
 }
 
 /// `[users]` keys that are parsed and checked but not acted on yet.
@@ -83,6 +85,11 @@ fn set_key(u: &mut UserSettings, key: &str, v: &str) -> Result<(), String> {
         "idle_transaction_timeout" => u.idle_transaction_timeout = opt_seconds(v)?,
         "client_idle_timeout" => u.client_idle_timeout = opt_seconds(v)?,
         "transaction_timeout" => u.transaction_timeout = opt_seconds(v)?,
+        "read_write_split" => {
+            u.read_write_split = Some(
+                super::settings::parse_bool(v).ok_or_else(|| format!("invalid boolean: {v:?}"))?,
+            )
+        }
         _ => return Err("unknown user parameter".into()),
     }
     Ok(())

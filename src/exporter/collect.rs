@@ -96,6 +96,7 @@ pub(crate) fn render(ctx: &Context) -> String {
     server_events(&mut e, &pools, &rows);
     process(&mut e, ctx);
     super::hosts::hosts(&mut e, ctx);
+    super::hosts::routing(&mut e, ctx);
     e.finish()
 }
 

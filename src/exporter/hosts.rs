@@ -60,3 +60,43 @@ pub(super) fn hosts(e: &mut Exposition, ctx: &Context) {
         }
     }
 }
+
+/// Append the read/write splitting families (what SHOW ROUTING shows).
+pub(super) fn routing(e: &mut Exposition, ctx: &Context) {
+    let rotations = ctx.pools.topology().rotations();
+    let n = "pgsluice_routed_transactions_total";
+    e.family(
+        n,
+        Kind::Counter,
+        "Transactions of databases with read_write_split, by where they went and why.",
+    );
+    for (database, rotation) in &rotations {
+        for (routed, count) in rotation.counts() {
+            let labels = [
+                ("database", database.as_str()),
+                ("target", routed.target()),
+                ("reason", routed.reason()),
+            ];
+            e.sample(n, &labels, count as f64);
+        }
+    }
+    let n = "pgsluice_read_rotation_standbys";
+    e.family(
+        n,
+        Kind::Gauge,
+        "Standbys taking reads at the last health check (not lagging beyond max_standby_lag).",
+    );
+    for (database, rotation) in &rotations {
+        if rotation.eligible() >= 0 {
+            e.sample(n, &[("database", database)], rotation.eligible() as f64);
+        }
+    }
+    let n = "pgsluice_parsed_statements_total";
+    e.family(
+        n,
+        Kind::Counter,
+        "Statements parsed to classify them (cache misses of read/write splitting).",
+    );
+    let parsed = crate::routing::cache::ClassCache::get().parsed();
+    e.sample(n, &[], parsed as f64);
+}

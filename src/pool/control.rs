@@ -242,7 +242,12 @@ impl Pools {
             if *endpoint != p.key().endpoint {
                 self.rekey(&p, endpoint);
             }
-            let new = PoolSettings::resolve(cfg, db, (p.database(), p.user()), endpoint);
+            let mut new = PoolSettings::resolve(cfg, db, (p.database(), p.user()), endpoint);
+            let role = p.key().role;
+            if role != super::Role::Any {
+                let split = cfg.general.split.with(&db.split);
+                new = new.for_role(role, &split, self.topology.rotation(p.database()));
+            }
             let old = p.settings_full();
             let changed = !new.same_connection(&old);
             p.db_limit.set_max(new.max_db_connections);

@@ -22,19 +22,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::{Pool, Pools};
 use crate::config::{Endpoint, SessionAttrs};
 use crate::server::{self, ServerConn, ServerError};
-use crate::topology::Check;
+use crate::topology::{Check, StandbyCheck};
 
-/// The one query of a check: role, read-only default, WAL position, and
+/// The one query of a check: role, read-only default, WAL position (a
+/// primary's insert position: past every acknowledged commit, even with
+/// synchronous_commit off; a standby's replay position), and
 /// seconds since the last replayed transaction.
 const HEALTH_QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
      pg_catalog.current_setting('default_transaction_read_only'), \
      (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
-      ELSE pg_catalog.pg_current_wal_lsn() END - '0/0'::pg_lsn)::text, \
+      ELSE pg_catalog.pg_current_wal_insert_lsn() END - '0/0'::pg_lsn)::text, \
      COALESCE(EXTRACT(EPOCH FROM pg_catalog.now() - pg_catalog.pg_last_xact_replay_timestamp()), 0)::text";
 
 /// The longest wait before an unreachable host is tried again.
@@ -119,12 +121,18 @@ impl Pools {
             }
         }
         for (database, (hosts, _)) in &databases {
-            self.judge(database, hosts, &found);
+            self.judge(database, hosts, &found, now);
         }
     }
 
     /// Apply one database's findings to the topology and its pools.
-    fn judge(&self, database: &str, hosts: &[Arc<Endpoint>], found: &HashMap<Endpoint, Found>) {
+    fn judge(
+        &self,
+        database: &str,
+        hosts: &[Arc<Endpoint>],
+        found: &HashMap<Endpoint, Found>,
+        started: Instant,
+    ) {
         let mut roles_changed = false;
         for addr in hosts {
             if let Some(&(recovery, read_only, _, _)) = found.get(&**addr)
@@ -174,8 +182,16 @@ impl Pools {
             .first()
             .and_then(|(_, a)| found.get(&***a))
             .map(|f| f.2);
+        let mut standbys = Vec::new();
         for addr in hosts {
             let Some(&(recovery, _, lsn, since_replay)) = found.get(&**addr) else {
+                standbys.push(StandbyCheck {
+                    endpoint: (**addr).clone(),
+                    usable: false,
+                    lag_bytes: None,
+                    lag_seconds: None,
+                    lsn: 0,
+                });
                 continue;
             };
             let (lag_bytes, lag_seconds) = match (recovery, primary_lsn) {
@@ -190,12 +206,56 @@ impl Pools {
                 lag_bytes,
                 lag_seconds,
             });
+            if recovery {
+                standbys.push(StandbyCheck {
+                    endpoint: (**addr).clone(),
+                    usable: self.topology.host(addr).state().fenced.is_none(),
+                    lag_bytes,
+                    lag_seconds,
+                    lsn,
+                });
+            }
         }
+        let primary = primary_lsn.map(|lsn| (started, lsn));
+        self.rotate(database, &standbys, primary);
         if roles_changed || fenced {
             for p in self.all() {
                 if p.database() == database && (fenced || p.settings().attrs != SessionAttrs::Any) {
                     p.reconnect();
                 }
+            }
+        }
+    }
+}
+
+impl Pools {
+    /// Apply a check of a database's standbys to its read rotation, when
+    /// it splits reads: standbys out of it (lag) or back are logged, and
+    /// the database's standby pools replace their servers as they are
+    /// released (the next ones go to a standby in the rotation).
+    fn rotate(&self, database: &str, standbys: &[StandbyCheck], primary: Option<(Instant, u64)>) {
+        let pools: Vec<Arc<Pool>> = self
+            .all()
+            .into_iter()
+            .filter(|p| p.database() == database)
+            .collect();
+        let Some((rotation, limits)) = pools.iter().find_map(|p| p.settings().rotation.clone())
+        else {
+            return;
+        };
+        let change = rotation.checked(standbys, limits, primary);
+        for host in &change.left {
+            warn!(%database, %host, "standby left the read rotation: it lags behind the primary more than max_standby_lag / max_standby_lag_bytes");
+        }
+        for host in &change.back {
+            info!(%database, %host, "standby is back in the read rotation");
+        }
+        if !change.left.is_empty() || !change.back.is_empty() {
+            for p in pools
+                .iter()
+                .filter(|p| p.key().role == super::Role::Standby)
+            {
+                p.reconnect();
             }
         }
     }

@@ -96,6 +96,12 @@ impl Pool {
                 tried.push(format!("{addr}: {}", skipped(rank)));
                 continue;
             }
+            if lagging(s, addr) {
+                tried.push(format!(
+                    "{addr}: out of the read rotation (max_standby_lag)"
+                ));
+                continue;
+            }
             let host = self.topology.host(addr);
             // A host of a list not known to be good is probed by one
             // connection of the pool at a time: the others wait for its
@@ -247,6 +253,12 @@ impl Pool {
 /// `database/user@host:port`, as PgBouncer names a server connection.
 pub(super) fn at_host(database: &str, user: &str, addr: &Arc<Endpoint>) -> String {
     format!("{database}/{user}@{addr}")
+}
+
+/// A standby pool's host that lags too far behind to take reads.
+fn lagging(s: &PoolSettings, addr: &Endpoint) -> bool {
+    matches!(s.attrs, SessionAttrs::Standby | SessionAttrs::PreferStandby)
+        && s.rotation.as_ref().is_some_and(|(r, _)| r.lagging(addr))
 }
 
 fn role_name(hot_standby: bool) -> &'static str {

@@ -76,6 +76,11 @@ pub struct PoolSettings {
     /// The pool was made from the `*` entry: dropped after
     /// autodb_idle_timeout without use (zero = kept).
     pub autodb_idle_timeout: Option<Duration>,
+    /// Read/write splitting: the database's read rotation, and its lag
+    /// limits (max_standby_lag, max_standby_lag_bytes), for the pools of a
+    /// database that splits (a standby pool never connects to a standby
+    /// out of the rotation).
+    pub rotation: Option<(Arc<crate::topology::Rotation>, (Duration, u64))>,
 }
 
 impl PoolSettings {
@@ -148,6 +153,36 @@ impl PoolSettings {
         s
     }
 
+    /// These settings for a pool serving `role` of a database with
+    /// read/write splitting `split`: the primary pool's connections go to
+    /// a host that takes writes, the standby pool's to a standby in the
+    /// read rotation (or, with standby_fallback = primary, the primary
+    /// when none answers).
+    pub(crate) fn for_role(
+        mut self,
+        role: super::Role,
+        split: &crate::config::Split,
+        rotation: Arc<crate::topology::Rotation>,
+    ) -> PoolSettings {
+        use crate::config::Fallback;
+        match role {
+            super::Role::Any => return self,
+            super::Role::Primary => {
+                if self.attrs != SessionAttrs::Primary {
+                    self.attrs = SessionAttrs::ReadWrite;
+                }
+            }
+            super::Role::Standby => {
+                self.attrs = match split.fallback {
+                    Fallback::Primary => SessionAttrs::PreferStandby,
+                    Fallback::Wait => SessionAttrs::Standby,
+                };
+            }
+        }
+        self.rotation = Some((rotation, (split.max_lag, split.max_lag_bytes)));
+        self
+    }
+
     fn build(
         g: &General,
         db: &Database,
@@ -166,6 +201,7 @@ impl PoolSettings {
             user.and_then(f).unwrap_or(global)
         };
         PoolSettings {
+            rotation: None,
             hosts: Arc::new(vec![target.addr.clone()]),
             balance: LoadBalance::from_entry(db.load_balance_hosts.as_deref()),
             attrs: db.target_session_attrs.unwrap_or(g.target_session_attrs),

@@ -16,6 +16,10 @@
 //! connections over the host list, `pool/hosts.rs`), what is known of the
 //! hosts (`topology`).
 
+pub(crate) mod cache;
+pub(crate) mod classify;
+pub(crate) mod split;
+
 use std::sync::Arc;
 
 use crate::config::{Config, Database, Endpoint};
@@ -57,9 +61,10 @@ impl Choose for First {
 pub(crate) struct Route {
     /// The pool the session logged in to, counting it as a client.
     home: PoolClient,
-    /// The pools transactions are spread over, with the chooser; None
-    /// when they all go home (one endpoint, or a chooser that keeps
-    /// sessions on one pool).
+    /// The pools transactions are spread over, with the chooser, or the
+    /// standby pool and the session's splitting state; None when they all
+    /// go home (one endpoint, or a chooser that keeps sessions on one
+    /// pool, and no read/write splitting).
     spread: Option<Box<Spread>>,
     /// The client counted under the user it logged in as (boxed: one
     /// pointer in every session's future).
@@ -70,9 +75,17 @@ pub(crate) struct Route {
 /// order), and the chooser.
 pub(crate) type Spreading = (Vec<Arc<Pool>>, Arc<dyn Choose>);
 
-struct Spread {
-    pools: Vec<Arc<Pool>>,
-    choose: Arc<dyn Choose>,
+enum Spread {
+    /// Over several endpoints' pools.
+    Endpoints {
+        pools: Vec<Arc<Pool>>,
+        choose: Arc<dyn Choose>,
+    },
+    /// Read/write splitting: the home pool is the primary's.
+    Split {
+        standby: Arc<Pool>,
+        state: split::SplitRoute,
+    },
 }
 
 impl Route {
@@ -86,6 +99,17 @@ impl Route {
         (db, database, pool_user): (&Database, &str, &str),
         choose: Arc<dyn Choose>,
     ) -> Result<Route, ClientLimit> {
+        if let Some(split) = splits(cfg, db, pool_user) {
+            let (primary, standby) = split_pools(pools, cfg, (db, database, pool_user), &split);
+            let home = primary.add_client()?;
+            let rotation = pools.topology().rotation(database);
+            let state = split::SplitRoute::new(split, rotation, pool_user);
+            return Ok(Route {
+                home,
+                spread: Some(Box::new(Spread::Split { standby, state })),
+                _login: None,
+            });
+        }
         let endpoints = db.endpoints();
         let pool_of = |i: usize| pool_for(pools, cfg, (db, database, pool_user), &endpoints, i);
         let home_at = choose.home(&endpoints).min(endpoints.len() - 1);
@@ -98,7 +122,7 @@ impl Route {
     /// A route from its parts: the home pool with the client counted, and
     /// the pools `choose` spreads transactions over, if it does.
     pub(crate) fn new(home: PoolClient, spread: Option<Spreading>) -> Route {
-        let spread = spread.map(|(pools, choose)| Box::new(Spread { pools, choose }));
+        let spread = spread.map(|(pools, choose)| Box::new(Spread::Endpoints { pools, choose }));
         Route {
             home,
             spread,
@@ -117,14 +141,79 @@ impl Route {
         &self.home
     }
 
-    /// The pool for the session's next transaction.
+    /// The pool for the session's next transaction (the primary's when
+    /// it splits: see [`split`](Self::split)).
     #[inline]
     pub(crate) fn pick(&self) -> &Arc<Pool> {
-        match &self.spread {
-            None => &self.home,
-            Some(s) => &s.pools[s.choose.pick(&s.pools).min(s.pools.len() - 1)],
+        match self.spread.as_deref() {
+            None | Some(Spread::Split { .. }) => &self.home,
+            Some(Spread::Endpoints { pools, choose }) => {
+                &pools[choose.pick(pools).min(pools.len() - 1)]
+            }
         }
     }
+
+    /// Whether the session splits reads from writes.
+    #[inline]
+    pub(crate) fn splits(&self) -> bool {
+        matches!(self.spread.as_deref(), Some(Spread::Split { .. }))
+    }
+
+    /// The bound of the current transaction's link (read/write splitting,
+    /// `split::SplitRoute::bound`; 0: none).
+    #[inline]
+    pub(crate) fn bound(&self) -> u32 {
+        match self.spread.as_deref() {
+            Some(Spread::Split { state, .. }) => state.bound(),
+            _ => 0,
+        }
+    }
+
+    /// When the session splits reads from writes: the primary's pool, the
+    /// standby pool and the session's splitting state.
+    #[inline]
+    pub(crate) fn split(&mut self) -> Option<(&Arc<Pool>, &Arc<Pool>, &mut split::SplitRoute)> {
+        match self.spread.as_deref_mut() {
+            Some(Spread::Split { standby, state }) => Some((&self.home, standby, state)),
+            _ => None,
+        }
+    }
+}
+
+/// The splitting settings of `db` for sessions whose pools log in as
+/// `pool_user`, when it splits: read_write_split on (the user's [users]
+/// setting first) and not in session mode.
+fn splits(cfg: &Config, db: &Database, pool_user: &str) -> Option<crate::config::Split> {
+    let split = cfg.general.split.with(&db.split);
+    let user = cfg.users.get(pool_user);
+    let on = user.and_then(|u| u.read_write_split).unwrap_or(split.on);
+    let mode = user
+        .and_then(|u| u.pool_mode)
+        .or(db.pool_mode)
+        .unwrap_or(cfg.general.pool_mode);
+    (on && mode != crate::config::PoolMode::Session).then_some(split)
+}
+
+/// The primary and standby pools of a database that splits, made when
+/// missing (both keyed by the host list's first endpoint).
+fn split_pools(
+    pools: &Pools,
+    cfg: &Config,
+    (db, database, pool_user): (&Database, &str, &str),
+    split: &crate::config::Split,
+) -> (Arc<Pool>, Arc<Pool>) {
+    let endpoints = db.endpoints();
+    let endpoint = &endpoints[0];
+    let pool = |role: Role| {
+        pools.get_or_create((database, pool_user, endpoint, role), 0, || {
+            PoolSettings::resolve(cfg, db, (database, pool_user), endpoint).for_role(
+                role,
+                split,
+                pools.topology().rotation(database),
+            )
+        })
+    };
+    (pool(Role::Primary), pool(Role::Standby))
 }
 
 /// The chooser of every database today.
@@ -169,6 +258,10 @@ pub(crate) fn forced_user_pools(pools: &Pools, cfg: &Config) {
     let choose = chooser();
     for (name, db) in &cfg.databases.entries {
         if let Some(user) = &db.user {
+            if let Some(split) = splits(cfg, db, user) {
+                split_pools(pools, cfg, (db, name, user), &split);
+                continue;
+            }
             let endpoints = db.endpoints();
             let at = choose.home(&endpoints).min(endpoints.len() - 1);
             pool_for(pools, cfg, (db, name, user), &endpoints, at);

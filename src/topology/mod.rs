@@ -9,6 +9,10 @@
 //! Facts about a host are facts about the server, shared by every pool
 //! that connects to it.
 
+mod rotation;
+
+pub use rotation::{Rotation, RotationChange, Routed, StandbyCheck};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +34,9 @@ const ROLE_FRESH: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Topology {
     hosts: Mutex<HashMap<Endpoint, Arc<Host>>>,
+    /// Read rotations of the databases with read/write splitting, by
+    /// client-side database name.
+    rotations: Mutex<HashMap<String, Arc<Rotation>>>,
 }
 
 /// One host.
@@ -113,6 +120,29 @@ impl Topology {
                 })
             })
             .clone()
+    }
+
+    /// The read rotation of `database`, made when new.
+    pub fn rotation(&self, database: &str) -> Arc<Rotation> {
+        let mut map = self.rotations.lock();
+        if let Some(r) = map.get(database) {
+            return r.clone();
+        }
+        let r = Arc::new(Rotation::default());
+        map.insert(database.to_string(), r.clone());
+        r
+    }
+
+    /// Every read rotation, by database name (sorted).
+    pub fn rotations(&self) -> Vec<(String, Arc<Rotation>)> {
+        let mut all: Vec<_> = self
+            .rotations
+            .lock()
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Unfence every host (RELOAD); returns those that were fenced.

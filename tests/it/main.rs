@@ -50,6 +50,7 @@ mod server_lifecycle;
 mod shards;
 mod shutdown;
 mod signals;
+mod split;
 mod sqlx_driver;
 mod statement_mode;
 mod stats;

@@ -16,9 +16,12 @@ use crate::client::handoff::{
 use crate::client::relay::{Outcome, Rules, relay};
 use crate::client::timeouts::{self, Clock, Limits};
 use crate::config::PoolMode;
+use crate::pool::Pool;
 use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError};
+use crate::routing::split::SplitRoute;
 use crate::runtime::clock::clock_ns;
+use std::sync::Arc;
 
 /// Start linking once this many bytes of a large first message are buffered.
 const EAGER_LINK_BYTES: usize = 8192;
@@ -36,11 +39,17 @@ impl Client {
         {
             crate::client::notices::send_listen_notice(&mut self.stream).await?;
         }
-        let pool = self.held.route.pick().clone();
+        let mut pool = match self.held.route.split() {
+            None => self.held.route.pick().clone(),
+            Some(parts) => split_choice(parts, &self.buf),
+        };
         // The request's clock starts here; a checkout that had to wait (it
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());
         let mut server = pool.checkout().await.map_err(checkout_error)?;
+        if self.held.route.splits() {
+            (pool, server) = Box::pin(self.settle_split(pool, server)).await?;
+        }
         let yielded = poll_mark() != mark;
         let (started, wait_us) = waited(asked, mark);
         if yielded && let Ok(0) = self.stream.try_read_buf(&mut self.buf) {
@@ -56,7 +65,10 @@ impl Client {
             pool.stats.count_assignment(wait_us);
             return Err(server_failed(&pool, server, e));
         }
-        let (rules, session_mode) = rules(&cfg, &pool, &self.held.registration, (started, wait_us));
+        let (mut rules, session_mode) =
+            rules(&cfg, &pool, &self.held.registration, (started, wait_us));
+        // Read/write splitting: a standby's link is bounded to its unit.
+        rules.bound = self.held.route.bound();
         let target = &self.held.registration.entry;
         target.link(
             server.addr.clone(),
@@ -86,6 +98,9 @@ impl Client {
         match outcome {
             Outcome::Released => {
                 release(&pool, server, false).await;
+                if let Some((_, _, state)) = self.held.route.split() {
+                    state.ended();
+                }
                 Ok(Step::Idle)
             }
             Outcome::ClientGone { clean } => {
@@ -104,6 +119,34 @@ impl Client {
                 cfg.general.cancel_wait_timeout,
             )),
         }
+    }
+
+    /// Read/write splitting, once the chosen pool gave a server: with
+    /// read_your_writes = wal, a standby's server must have replayed the
+    /// client's last write, else it goes back and the transaction takes a
+    /// server of the primary's pool instead. Counts the transaction where
+    /// it went.
+    #[cold]
+    async fn settle_split(
+        &mut self,
+        pool: Arc<Pool>,
+        server: Box<crate::server::ServerConn>,
+    ) -> Result<(Arc<Pool>, Box<crate::server::ServerConn>), SessionEnd> {
+        let need = self.held.route.split().and_then(|(_, _, s)| s.need_lsn());
+        let topology = self.held.context().pools.topology();
+        let stale = need.is_some_and(|lsn| !SplitRoute::replayed(topology, &server.addr, lsn));
+        let (pool, server) = if stale {
+            pool.checkin(server);
+            let primary = self.held.route.pick().clone();
+            let server = primary.checkout().await.map_err(checkout_error)?;
+            (primary, server)
+        } else {
+            (pool, server)
+        };
+        if let Some((_, _, state)) = self.held.route.split() {
+            state.settled(stale);
+        }
+        Ok((pool, server))
     }
 
     /// Read until the first message of a transaction (or a large enough
@@ -166,8 +209,26 @@ fn rules<'a>(
         } else {
             cfg.general.max_prepared_statements
         },
+        bound: 0,
     };
     (rules, session_mode)
+}
+
+/// Read/write splitting: where the transaction starting with `buf` goes
+/// (the primary's pool or the standby pool) and why. Out of line: only
+/// sessions that split pay for it.
+#[cold]
+#[inline(never)]
+fn split_choice(
+    (primary, standby, state): (&Arc<Pool>, &Arc<Pool>, &mut SplitRoute),
+    buf: &[u8],
+) -> Arc<Pool> {
+    let pool = if state.choose(buf).goes_to_standby() {
+        standby
+    } else {
+        primary
+    };
+    pool.clone()
 }
 
 /// A cancel request for the server is still in flight after

@@ -1,0 +1,334 @@
+//! Read/write splitting of one session's transactions (transaction and
+//! statement mode; `read_write_split`). At the start of each transaction
+//! the first unit of work the client sent (a Query, or the
+//! extended-protocol messages up to and including a Sync) is classified
+//! (`classify.rs`, through the process's cache, `cache.rs`): a provably
+//! read-only unit goes to the database's standby pool, anything else to its
+//! primary pool. A unit sent to a standby is relayed alone: what the client
+//! pipelined after it waits for the next transaction (and its own choice).
+//!
+//! Per client it keeps what makes later transactions go to the primary:
+//! session state (pinned for the session), `SET
+//! default_transaction_read_only` (tracked: while on, every transaction
+//! can only read), the time of its last write (read_your_writes), and the
+//! class of each named prepared statement it parsed (a Bind is classified
+//! by its statement, so Parse is classified once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cache::ClassCache;
+use super::classify::{Class, Hint, hint};
+use crate::config::{Endpoint, ReadYourWrites, RywScope, Split};
+use crate::topology::{Rotation, Routed, Topology};
+
+/// Named statements whose class a client keeps at most (more: forgotten,
+/// their Binds go to the primary until parsed again).
+const MAX_STATEMENTS: usize = 4096;
+
+/// The longest unit sent to a standby (its link is bounded to it, and a
+/// bound is short: `client::relay`); a longer one goes to the primary.
+const MAX_UNIT: usize = u16::MAX as usize - 1;
+
+/// A session's splitting state.
+pub(crate) struct SplitRoute {
+    split: Split,
+    rotation: Arc<Rotation>,
+    /// The user the pools log in as (read_your_writes_scope = user).
+    user: String,
+    /// SET default_transaction_read_only = on is in force.
+    read_only: bool,
+    /// The client made session state: the primary for the rest of the
+    /// session.
+    pinned: bool,
+    /// When its last write (a transaction sent to the primary as one)
+    /// ended.
+    wrote_at: Option<Instant>,
+    /// read_your_writes = wal: the write time a WAL position was learned
+    /// for, and that position.
+    wal_for: Option<(Instant, u64)>,
+    /// Named prepared statements parsed, by name.
+    statements: HashMap<Box<[u8]>, Class>,
+    /// Where the current transaction goes (from `choose` to `ended`).
+    current: Option<Choice>,
+}
+
+/// Where one transaction goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Choice {
+    /// Why (and so where: `Routed::target`).
+    pub routed: Routed,
+    /// To a standby: the length of the unit to relay alone.
+    pub unit: usize,
+    /// To a standby: the WAL position its server must have replayed
+    /// (read_your_writes = wal), checked once the server is known.
+    pub need_lsn: Option<u64>,
+}
+
+impl Choice {
+    fn primary(routed: Routed) -> Choice {
+        Choice {
+            routed,
+            unit: 0,
+            need_lsn: None,
+        }
+    }
+
+    /// Whether it goes to the standby pool.
+    pub(crate) fn goes_to_standby(self) -> bool {
+        self.routed.target() == "standby"
+    }
+}
+
+impl SplitRoute {
+    /// A session's state, with its database's settings and rotation.
+    pub(crate) fn new(split: Split, rotation: Arc<Rotation>, user: &str) -> SplitRoute {
+        SplitRoute {
+            split,
+            rotation,
+            user: user.to_string(),
+            read_only: false,
+            pinned: false,
+            wrote_at: None,
+            wal_for: None,
+            statements: HashMap::new(),
+            current: None,
+        }
+    }
+
+    /// Where the transaction starting with `buf` (what the client sent so
+    /// far, at least one whole message) goes; kept as the current one.
+    pub(crate) fn choose(&mut self, buf: &[u8]) -> Choice {
+        let c = self.decide(buf);
+        self.current = Some(c);
+        c
+    }
+
+    /// The WAL position the current transaction's standby server must
+    /// have replayed, if any.
+    pub(crate) fn need_lsn(&self) -> Option<u64> {
+        self.current.and_then(|c| c.need_lsn)
+    }
+
+    /// The current transaction has its server: to the primary after all
+    /// when the standby's was `stale` (read_your_writes = wal). Counts it
+    /// where it went.
+    pub(crate) fn settled(&mut self, stale: bool) {
+        if stale {
+            self.current = Some(Self::not_replayed());
+        }
+        if let Some(c) = self.current {
+            self.rotation.count(c.routed);
+        }
+    }
+
+    /// The bound of the current transaction's link (`Rules::bound`): the
+    /// unit's length when it goes to a standby, else 0.
+    pub(crate) fn bound(&self) -> u32 {
+        match self.current {
+            Some(c) if c.goes_to_standby() => u32::try_from(c.unit).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn decide(&mut self, buf: &[u8]) -> Choice {
+        if self.pinned {
+            return Choice::primary(Routed::Session);
+        }
+        let Some((unit, class, hinted)) = self.unit(buf) else {
+            return Choice::primary(Routed::Unparseable);
+        };
+        match class {
+            Class::Session => {
+                self.pinned = true;
+                return Choice::primary(Routed::Session);
+            }
+            Class::SetReadOnly(on) => {
+                self.read_only = on;
+                return Choice::primary(Routed::Write);
+            }
+            Class::Unparsed => return Choice::primary(Routed::Unparseable),
+            _ => {}
+        }
+        let routed = match hinted {
+            Some(Hint::Primary) => return Choice::primary(Routed::HintPrimary),
+            Some(Hint::Standby) => Routed::HintStandby,
+            // With default_transaction_read_only on, every transaction
+            // can only read (a write fails on either server, with 25006).
+            None if class == Class::Write && !self.read_only => {
+                return Choice::primary(Routed::Write);
+            }
+            None => Routed::Read,
+        };
+        let need_lsn = match self.fresh_write() {
+            None => None,
+            Some(wrote) => match self.split.ryw {
+                ReadYourWrites::Off => None,
+                ReadYourWrites::Window => return Choice::primary(Routed::ReadYourWrites),
+                ReadYourWrites::Wal => match self.wal_position(wrote) {
+                    None => return Choice::primary(Routed::ReadYourWrites),
+                    Some(lsn) if self.rotation.all_replayed(lsn) => None,
+                    Some(lsn) => Some(lsn),
+                },
+            },
+        };
+        if !self.rotation.has_standby() && self.split.fallback == crate::config::Fallback::Primary {
+            return Choice::primary(Routed::NoStandby);
+        }
+        Choice {
+            routed,
+            unit,
+            need_lsn,
+        }
+    }
+
+    /// The last write of the client (or its user) that may not be on the
+    /// standbys yet: within read_your_writes_window (window), or any
+    /// (wal: the WAL position decides).
+    fn fresh_write(&self) -> Option<Instant> {
+        if self.split.ryw == ReadYourWrites::Off {
+            return None;
+        }
+        let mine = self.wrote_at;
+        let wrote = match self.split.scope {
+            RywScope::Client => mine,
+            RywScope::User => mine.max(self.rotation.user_wrote_at(&self.user)),
+        }?;
+        match self.split.ryw {
+            ReadYourWrites::Window => (wrote.elapsed() < self.split.window).then_some(wrote),
+            _ => Some(wrote),
+        }
+    }
+
+    /// The primary's WAL position past a write made at `wrote`, once a
+    /// health check that started after it has run.
+    fn wal_position(&mut self, wrote: Instant) -> Option<u64> {
+        match self.wal_for {
+            Some((at, lsn)) if at == wrote => Some(lsn),
+            _ => {
+                let lsn = self.rotation.primary_lsn_after(wrote)?;
+                self.wal_for = Some((wrote, lsn));
+                Some(lsn)
+            }
+        }
+    }
+
+    /// The current transaction ended, its server given back clean: a
+    /// write is remembered (read_your_writes).
+    pub(crate) fn ended(&mut self) {
+        let Some(c) = self.current.take() else {
+            return;
+        };
+        let wrote = matches!(
+            c.routed,
+            Routed::Write | Routed::HintPrimary | Routed::Session | Routed::Unparseable
+        );
+        if wrote && self.split.ryw != ReadYourWrites::Off {
+            self.wrote_at = Some(Instant::now());
+            if self.split.scope == RywScope::User {
+                self.rotation.user_wrote(&self.user);
+            }
+        }
+    }
+
+    /// Whether the standby at `addr` had replayed `lsn` at its last check.
+    pub(crate) fn replayed(topology: &Topology, addr: &Endpoint, lsn: u64) -> bool {
+        topology
+            .host(addr)
+            .state()
+            .check
+            .is_some_and(|c| c.lsn >= lsn)
+    }
+
+    /// A standby's server was not far enough (read_your_writes = wal):
+    /// the transaction goes to the primary after all.
+    pub(crate) fn not_replayed() -> Choice {
+        Choice::primary(Routed::ReadYourWrites)
+    }
+
+    /// The first unit of work in `buf`: its length, its class (the worst
+    /// of its statements') and the hint of its first statement. None when
+    /// it is not all there, or holds a message that is not simply
+    /// classified (FunctionCall, COPY data, an unknown statement).
+    fn unit(&mut self, buf: &[u8]) -> Option<(usize, Class, Option<Hint>)> {
+        let mut pos = 0;
+        let mut class = Class::Read;
+        let mut first_hint = None;
+        let mut unnamed: Option<Class> = None;
+        let writing = self.split.writing_functions.clone();
+        loop {
+            let head = buf.get(pos..pos + 5)?;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let end = pos.checked_add(1 + len)?;
+            let body = buf.get(pos + 5..end)?;
+            let first = pos == 0;
+            pos = end;
+            if pos > MAX_UNIT {
+                return None;
+            }
+            match head[0] {
+                b'Q' => {
+                    let sql = cstr(body)?.0;
+                    first_hint = hint(sql);
+                    class = worst(class, ClassCache::get().class(sql, &writing));
+                    return Some((pos, class, first_hint));
+                }
+                b'P' => {
+                    let (name, rest) = cstr(body)?;
+                    let sql = cstr(rest)?.0;
+                    if first {
+                        first_hint = hint(sql);
+                    }
+                    let c = ClassCache::get().class(sql, &writing);
+                    if name.is_empty() {
+                        unnamed = Some(c);
+                    } else {
+                        if self.statements.len() >= MAX_STATEMENTS {
+                            self.statements.clear();
+                        }
+                        self.statements.insert(name.into(), c);
+                    }
+                    class = worst(class, c);
+                }
+                b'B' => {
+                    let stmt = cstr(cstr(body)?.1)?.0;
+                    let c = if stmt.is_empty() {
+                        unnamed
+                    } else {
+                        self.statements.get(stmt).copied()
+                    };
+                    class = worst(class, c.unwrap_or(Class::Write));
+                }
+                b'D' | b'E' | b'H' | b'C' => {}
+                b'S' => return Some((pos, class, first_hint)),
+                _ => return Some((pos, Class::Write, None)),
+            }
+        }
+    }
+}
+
+/// A NUL-terminated string at the start of `b`, and what follows it.
+fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = memchr::memchr(0, b)?;
+    Some((&b[..n], &b[n + 1..]))
+}
+
+/// The class of a unit with statements of classes `a` and `b`.
+fn worst(a: Class, b: Class) -> Class {
+    fn rank(c: Class) -> u8 {
+        match c {
+            Class::Read => 0,
+            Class::ReadOnlyBegin => 1,
+            Class::Write => 2,
+            Class::Unparsed => 3,
+            Class::SetReadOnly(_) => 4,
+            Class::Session => 5,
+        }
+    }
+    if rank(b) > rank(a) { b } else { a }
+}
+
+#[cfg(test)]
+#[path = "split_tests.rs"]
+mod tests;
