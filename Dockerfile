@@ -6,7 +6,8 @@
 # ---- build: the profile-guided build benches/compare.sh measures ----
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# auth_type = pam links libpam; its bindings are made with bindgen (libclang).
+# auth_type = pam links libpam; its bindings, and those of pg_query (read/write
+# splitting), are made with bindgen (libclang).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libpam0g-dev libclang-dev \
     && rm -rf /var/lib/apt/lists/*

@@ -54,7 +54,8 @@ if MODE not in ("simple", "extended", "prepared"):
 MEASURED = ["-S", "-M", MODE, *CONNECT, "-c", str(CLIENTS), "-j", "1", "-t", str(TXNS_PER_CLIENT)]
 WARMUP = ["-S", "-M", MODE, "-c", str(CLIENTS), "-j", "1", "-t", "250"]
 # TLS=1: the clients reach the pooler over TLS (see pybench/procs.py).
-COMMAND = "pgbench " + " ".join(MEASURED) + (" (TLS)" if os.environ.get("TLS") == "1" else "")
+COMMAND = ("pgbench " + " ".join(MEASURED) + (" (TLS)" if os.environ.get("TLS") == "1" else "")
+           + (f" [{os.environ['PGSLUICE_DB_OPTIONS']}]" if os.environ.get("PGSLUICE_DB_OPTIONS") else ""))
 COST_MD = Path(__file__).resolve().parent / "COST.md"
 HEADER = """# Instructions per transaction (deterministic cost check)
 

@@ -289,9 +289,12 @@ class Session:
             key, cert = self.tls_files()
             tls = (f"client_tls_sslmode = require\nclient_tls_key_file = {key}\n"
                    f"client_tls_cert_file = {cert}\n")
+        # PGSLUICE_DB_OPTIONS: more connection-string keys for pgsluice's
+        # database entry (e.g. read_write_split=1; PgBouncer would refuse them).
+        extra = os.environ.get("PGSLUICE_DB_OPTIONS", "") if name == "pgsluice" else ""
         ini.write_text(
             "[databases]\n"
-            f"{self.dbname} = host=127.0.0.1 port={self.pg_port} dbname={self.dbname}\n"
+            f"{self.dbname} = host=127.0.0.1 port={self.pg_port} dbname={self.dbname} {extra}\n"
             "\n[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {port}\n"
