@@ -37,6 +37,16 @@ WORKLOADS = [
     ["-S", "-M", "simple", "-c", "200", "-j", "2"],
 ]
 
+# Then with read/write splitting on (one host: the standby pool's servers are
+# the primary's), so that the classifier and its cache are laid out as hot
+# code too.
+SPLIT_WORKLOADS = [
+    ["-S", "-M", "simple", "-c", "1", "-j", "1"],
+    ["-S", "-M", "extended", "-c", "1", "-j", "1"],
+    ["-S", "-M", "prepared", "-c", "1", "-j", "1"],
+    ["-M", "simple", "-c", "20", "-j", "2"],
+]
+
 def main() -> int:
     if len(sys.argv) != 2 or not os.access(sys.argv[1], os.X_OK):
         print(__doc__, file=sys.stderr)
@@ -49,12 +59,20 @@ def main() -> int:
         if not t.ok:
             log(f"the instrumented pgsluice did not start: {t.why_down()}")
             return 1
-        for args in WORKLOADS:
-            r = pgbench.run(session, t, args, seconds, "pgo")
-            if not r.ok:
-                log(f"training run pgbench {' '.join(args)} failed: {r.error}")
-                return 1
-            log(f"trained: pgbench {' '.join(args)}: {r.tps:,.0f} tps")
+        for options, workloads in (("", WORKLOADS), ("read_write_split=1", SPLIT_WORKLOADS)):
+            if options:
+                # A new pooler (the first writes its profile as it stops).
+                os.environ["PGSLUICE_DB_OPTIONS"] = options
+                t = session.start_pooler("pgsluice", binary)
+                if not t.ok:
+                    log(f"the instrumented pgsluice did not start: {t.why_down()}")
+                    return 1
+            for args in workloads:
+                r = pgbench.run(session, t, args, seconds, "pgo")
+                if not r.ok:
+                    log(f"training run pgbench {' '.join(args)} failed: {r.error}")
+                    return 1
+                log(f"trained {options or 'plain'}: pgbench {' '.join(args)}: {r.tps:,.0f} tps")
         # Session.close stops the pooler with SIGINT and waits: the profile is
         # written as it exits.
     return 0

@@ -1,8 +1,8 @@
 //! The classes of statements seen, so that a repeated statement is parsed
 //! once (for the whole process: all shards share it).
 //!
-//! The key is a keyed hash (SipHash with a key made at startup, so that
-//! nobody can make two statements collide on purpose) of the statement
+//! The key is a seeded hash (foldhash with a seed made at startup, so that
+//! nobody can aim two statements at one entry) of the statement
 //! with its constants masked: `WHERE aid = 12` and `WHERE aid = 99` are one
 //! entry, as the class never depends on a constant's value. Masking is
 //! done only where the text is simple (no comment, no dollar quote, no
@@ -25,7 +25,9 @@ const STRIPE_CAP: usize = 4096;
 
 /// The process's statement classes.
 pub(crate) struct ClassCache {
-    keys: std::hash::RandomState,
+    /// foldhash with a seed made at startup: fast on short texts, and
+    /// nobody can aim two texts at one entry without the seed.
+    keys: foldhash::quality::RandomState,
     stripes: [Mutex<HashMap<u64, Class, Identity>>; STRIPES],
     /// Statements parsed (cache misses).
     parsed: AtomicU64,
@@ -67,7 +69,7 @@ impl ClassCache {
 
     fn new() -> ClassCache {
         ClassCache {
-            keys: std::hash::RandomState::new(),
+            keys: foldhash::quality::RandomState::default(),
             stripes: std::array::from_fn(|_| Mutex::new(HashMap::with_hasher(Identity))),
             parsed: AtomicU64::new(0),
         }
@@ -106,82 +108,112 @@ impl ClassCache {
             h.write(w.as_bytes());
             h.write_u8(0);
         }
-        if simple(sql) {
-            masked(sql, &mut h);
-        } else {
+        if !masked(sql, &mut h) {
+            // Not simple: the exact text.
+            let mut h = self.keys.build_hasher();
+            for w in writing {
+                h.write(w.as_bytes());
+                h.write_u8(0);
+            }
             h.write_u8(1);
             h.write(sql);
+            return h.finish();
         }
         h.finish()
     }
 }
 
-/// Whether constants can be masked safely: no comment, dollar quote,
-/// backslash or escape string anywhere.
-fn simple(sql: &[u8]) -> bool {
-    !sql.windows(2).any(|w| {
-        matches!(w, b"--" | b"/*" | b"e'" | b"E'")
-            || (w[0] == b'$' && !w[1].is_ascii_digit())
-            || w[0] == b'\\'
-    }) && sql.last() != Some(&b'\\')
-}
-
-/// Hash `sql` with string and numeric constants replaced by a marker;
-/// quoted identifiers kept as they are.
-fn masked(sql: &[u8], h: &mut impl Hasher) {
-    let mut out = [0u8; 128];
-    let mut n = 0;
-    let mut push = |b: u8, h: &mut dyn Hasher| {
-        out[n] = b;
-        n += 1;
-        if n == out.len() {
-            h.write(&out);
-            n = 0;
+/// Hash `sql` into `h` with string and numeric constants replaced by
+/// markers, quoted identifiers kept as they are; the text between
+/// constants goes in as whole slices (the same masked shape gives the
+/// same writes). False, with `h` to be thrown away, when the text is not
+/// simple: a comment, a dollar quote, a backslash, or an `E''` string.
+fn masked(sql: &[u8], h: &mut impl Hasher) -> bool {
+    let n = sql.len();
+    let (mut i, mut run) = (0, 0);
+    while i < n {
+        // Most bytes need nothing: skip to the next one that may.
+        match sql[i..].iter().position(|&b| KIND[b as usize] >= SPECIAL) {
+            Some(k) => i += k,
+            None => break,
         }
-    };
-    let mut i = 0;
-    let mut prev_ident = false;
-    while i < sql.len() {
         let b = sql[i];
+        // Whether the byte before is part of an identifier (a digit
+        // there is one: a number's digits are all taken at its first).
+        let prev_ident = i > 0 && matches!(KIND[sql[i - 1] as usize], IDENT | DIGIT_OR_QUOTE);
         match b {
-            b'\'' => {
-                // A string constant ('' inside is two strings in a row:
-                // same marker sequence for the same shape).
-                i += 1;
-                while i < sql.len() && sql[i] != b'\'' {
+            b'0'..=b'9' if prev_ident => i += 1,
+            b'0'..=b'9' => {
+                h.write(&sql[run..i]);
+                while i < n && (sql[i].is_ascii_digit() || sql[i] == b'.') {
                     i += 1;
                 }
-                push(0xff, h);
-                prev_ident = false;
+                h.write_u8(0xfe);
+                run = i;
+            }
+            b'\'' => {
+                if prev_ident && matches!(sql[i - 1], b'e' | b'E') {
+                    return false;
+                }
+                h.write(&sql[run..i]);
+                i += 1;
+                while i < n && sql[i] != b'\'' {
+                    if sql[i] == b'\\' {
+                        return false;
+                    }
+                    i += 1;
+                }
+                // '' inside a string is two strings in a row: the same
+                // markers for the same shape.
+                h.write_u8(0xff);
+                i += 1;
+                run = i;
             }
             b'"' => {
-                push(b, h);
                 i += 1;
-                while i < sql.len() && sql[i] != b'"' {
-                    push(sql[i], h);
+                while i < n && sql[i] != b'"' {
                     i += 1;
                 }
-                if i < sql.len() {
-                    push(b'"', h);
-                }
-                prev_ident = true;
+                i += 1;
             }
-            b'0'..=b'9' if !prev_ident => {
-                while i + 1 < sql.len() && (sql[i + 1].is_ascii_digit() || sql[i + 1] == b'.') {
-                    i += 1;
-                }
-                push(0xfe, h);
-                prev_ident = true;
-            }
-            _ => {
-                push(b, h);
-                prev_ident = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-            }
+            b'-' if sql.get(i + 1) == Some(&b'-') => return false,
+            b'/' if sql.get(i + 1) == Some(&b'*') => return false,
+            b'$' if !sql.get(i + 1).is_some_and(u8::is_ascii_digit) => return false,
+            b'\\' => return false,
+            _ => i += 1,
         }
-        i += 1;
     }
-    h.write(&out[..n]);
+    h.write(&sql[run.min(n)..]);
+    true
 }
+
+/// What a byte is to [`masked`]: SPECIAL and DIGIT_OR_QUOTE bytes (digits,
+/// quotes, `-`, `/`, `\\`, `$`) are looked at, the others skipped. IDENT
+/// (letters, `_`, non-ASCII) and DIGIT_OR_QUOTE (digits, `"`, `$`) bytes
+/// say that a digit after them is inside an identifier.
+const OTHER: u8 = 0;
+const IDENT: u8 = 1;
+const SPECIAL: u8 = 2;
+const DIGIT_OR_QUOTE: u8 = 3;
+
+static KIND: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() || matches!(c, b'"' | b'$') {
+            DIGIT_OR_QUOTE
+        } else if matches!(c, b'\'' | b'-' | b'/' | b'\\') {
+            SPECIAL
+        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            IDENT
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,10 @@ pub(crate) enum Class {
     /// `SET` / `RESET default_transaction_read_only`, session level: the
     /// client's later transactions are read-only (true) or not.
     SetReadOnly(bool),
+    /// Another session-level `SET` / `RESET`, or `DISCARD`: the primary,
+    /// but not a write (read-your-writes does not start over; drivers send
+    /// `SET extra_float_digits = 3` and the like at connect).
+    Setting,
     /// The parser rejected it: the primary (which gives the error).
     Unparsed,
 }
@@ -168,7 +172,8 @@ fn statement(node: &Node, parsed: &pg_query::ParseResult) -> Class {
                 Class::Write
             }
         }
-        Node::VariableSetStmt(v) if !v.is_local => set_read_only(v).unwrap_or(Class::Write),
+        Node::VariableSetStmt(v) if !v.is_local => set_read_only(v).unwrap_or(Class::Setting),
+        Node::DiscardStmt(_) => Class::Setting,
         Node::ListenStmt(_) | Node::PrepareStmt(_) => Class::Session,
         Node::DeclareCursorStmt(d) if d.options & CURSOR_OPT_HOLD != 0 => Class::Session,
         Node::CreateStmt(c) if temporary(c.relation.as_ref()) => Class::Session,
@@ -318,7 +323,6 @@ mod tests {
             "EXPLAIN ANALYZE DELETE FROM t",
             "CREATE TABLE t (a int)",
             "VACUUM t",
-            "SET search_path = x",
             "SET LOCAL default_transaction_read_only = on",
             "DO $$ BEGIN END $$",
             "COPY t FROM STDIN",
@@ -361,6 +365,14 @@ mod tests {
             class("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"),
             Class::SetReadOnly(true)
         );
+        for sql in [
+            "SET extra_float_digits = 3",
+            "SET search_path = x",
+            "RESET ALL",
+            "DISCARD ALL",
+        ] {
+            assert_eq!(class(sql), Class::Setting, "{sql}");
+        }
     }
 
     #[test]

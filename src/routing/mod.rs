@@ -75,6 +75,8 @@ pub(crate) struct Route {
 /// order), and the chooser.
 pub(crate) type Spreading = (Vec<Arc<Pool>>, Arc<dyn Choose>);
 
+// Always boxed (`Route::spread`): the variants' sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 enum Spread {
     /// Over several endpoints' pools.
     Endpoints {
@@ -151,12 +153,6 @@ impl Route {
                 &pools[choose.pick(pools).min(pools.len() - 1)]
             }
         }
-    }
-
-    /// Whether the session splits reads from writes.
-    #[inline]
-    pub(crate) fn splits(&self) -> bool {
-        matches!(self.spread.as_deref(), Some(Spread::Split { .. }))
     }
 
     /// The bound of the current transaction's link (read/write splitting,

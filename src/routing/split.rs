@@ -31,6 +31,9 @@ const MAX_STATEMENTS: usize = 4096;
 /// bound is short: `client::relay`); a longer one goes to the primary.
 const MAX_UNIT: usize = u16::MAX as usize - 1;
 
+/// The longest statement text a session remembers as its last one.
+const MAX_REMEMBERED: usize = 1024;
+
 /// A session's splitting state.
 pub(crate) struct SplitRoute {
     split: Split,
@@ -48,8 +51,13 @@ pub(crate) struct SplitRoute {
     /// read_your_writes = wal: the write time a WAL position was learned
     /// for, and that position.
     wal_for: Option<(Instant, u64)>,
-    /// Named prepared statements parsed, by name.
-    statements: HashMap<Box<[u8]>, Class>,
+    /// Named prepared statements parsed, by name (foldhash: looked up at
+    /// every Bind).
+    statements: HashMap<Box<[u8]>, Class, foldhash::fast::RandomState>,
+    /// The last statement text classified, and its class: a client that
+    /// sends the same text again (an unnamed Parse of the same query, a
+    /// repeated simple query) skips even the cache's hashing.
+    last: (Vec<u8>, Option<Class>),
     /// Where the current transaction goes (from `choose` to `ended`).
     current: Option<Choice>,
 }
@@ -64,6 +72,8 @@ pub(crate) struct Choice {
     /// To a standby: the WAL position its server must have replayed
     /// (read_your_writes = wal), checked once the server is known.
     pub need_lsn: Option<u64>,
+    /// It writes, or may: its end starts read-your-writes over.
+    pub write: bool,
 }
 
 impl Choice {
@@ -72,6 +82,10 @@ impl Choice {
             routed,
             unit: 0,
             need_lsn: None,
+            write: matches!(
+                routed,
+                Routed::Write | Routed::HintPrimary | Routed::Session | Routed::Unparseable
+            ),
         }
     }
 
@@ -92,7 +106,8 @@ impl SplitRoute {
             pinned: false,
             wrote_at: None,
             wal_for: None,
-            statements: HashMap::new(),
+            statements: HashMap::default(),
+            last: (Vec::new(), None),
             current: None,
         }
     }
@@ -136,8 +151,14 @@ impl SplitRoute {
         if self.pinned {
             return Choice::primary(Routed::Session);
         }
-        let Some((unit, class, hinted)) = self.unit(buf) else {
-            return Choice::primary(Routed::Unparseable);
+        let (unit, class, hinted) = match self.unit(buf) {
+            Ok(u) => u,
+            Err(prepares_reads) => {
+                return Choice {
+                    write: !prepares_reads,
+                    ..Choice::primary(Routed::Unparseable)
+                };
+            }
         };
         match class {
             Class::Session => {
@@ -149,6 +170,7 @@ impl SplitRoute {
                 return Choice::primary(Routed::Write);
             }
             Class::Unparsed => return Choice::primary(Routed::Unparseable),
+            Class::Setting => return Choice::primary(Routed::Setting),
             _ => {}
         }
         let routed = match hinted {
@@ -180,6 +202,7 @@ impl SplitRoute {
             routed,
             unit,
             need_lsn,
+            write: false,
         }
     }
 
@@ -220,11 +243,7 @@ impl SplitRoute {
         let Some(c) = self.current.take() else {
             return;
         };
-        let wrote = matches!(
-            c.routed,
-            Routed::Write | Routed::HintPrimary | Routed::Session | Routed::Unparseable
-        );
-        if wrote && self.split.ryw != ReadYourWrites::Off {
+        if c.write && self.split.ryw != ReadYourWrites::Off {
             self.wrote_at = Some(Instant::now());
             if self.split.scope == RywScope::User {
                 self.rotation.user_wrote(&self.user);
@@ -248,39 +267,47 @@ impl SplitRoute {
     }
 
     /// The first unit of work in `buf`: its length, its class (the worst
-    /// of its statements') and the hint of its first statement. None when
-    /// it is not all there, or holds a message that is not simply
-    /// classified (FunctionCall, COPY data, an unknown statement).
-    fn unit(&mut self, buf: &[u8]) -> Option<(usize, Class, Option<Hint>)> {
+    /// of its statements') and the hint of its first statement. Err when
+    /// it is not all there or is too long: true when what is there only
+    /// prepares read-only statements (no write seen).
+    fn unit(&mut self, buf: &[u8]) -> Result<(usize, Class, Option<Hint>), bool> {
         let mut pos = 0;
         let mut class = Class::Read;
         let mut first_hint = None;
         let mut unnamed: Option<Class> = None;
-        let writing = self.split.writing_functions.clone();
+        let mut binds = false;
         loop {
-            let head = buf.get(pos..pos + 5)?;
+            let Some(head) = buf.get(pos..pos + 5) else {
+                // Not all there. Only read-only statements prepared so far
+                // (asyncpg prepares with Describe and Flush, and sends the
+                // Sync with the first execution): no write seen.
+                return Err(pos > 0 && !binds && class == Class::Read);
+            };
             let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let end = pos.checked_add(1 + len)?;
-            let body = buf.get(pos + 5..end)?;
+            let end = pos.checked_add(1 + len).ok_or(false)?;
+            let body = buf.get(pos + 5..end).ok_or(false)?;
             let first = pos == 0;
             pos = end;
             if pos > MAX_UNIT {
-                return None;
+                return Err(false);
             }
             match head[0] {
                 b'Q' => {
-                    let sql = cstr(body)?.0;
+                    // The query string fills the body, NUL last.
+                    let Some((&0, sql)) = body.split_last() else {
+                        return Err(false);
+                    };
                     first_hint = hint(sql);
-                    class = worst(class, ClassCache::get().class(sql, &writing));
-                    return Some((pos, class, first_hint));
+                    class = worst(class, self.class_of(sql));
+                    return Ok((pos, class, first_hint));
                 }
                 b'P' => {
-                    let (name, rest) = cstr(body)?;
-                    let sql = cstr(rest)?.0;
+                    let (name, rest) = cstr(body).ok_or(false)?;
+                    let sql = &rest[..memchr::memchr(0, rest).ok_or(false)?];
                     if first {
                         first_hint = hint(sql);
                     }
-                    let c = ClassCache::get().class(sql, &writing);
+                    let c = self.class_of(sql);
                     if name.is_empty() {
                         unnamed = Some(c);
                     } else {
@@ -292,7 +319,8 @@ impl SplitRoute {
                     class = worst(class, c);
                 }
                 b'B' => {
-                    let stmt = cstr(cstr(body)?.1)?.0;
+                    binds = true;
+                    let stmt = cstr(body).and_then(|(_, rest)| cstr(rest)).ok_or(false)?.0;
                     let c = if stmt.is_empty() {
                         unnamed
                     } else {
@@ -301,16 +329,39 @@ impl SplitRoute {
                     class = worst(class, c.unwrap_or(Class::Write));
                 }
                 b'D' | b'E' | b'H' | b'C' => {}
-                b'S' => return Some((pos, class, first_hint)),
-                _ => return Some((pos, Class::Write, None)),
+                b'S' => return Ok((pos, class, first_hint)),
+                _ => return Ok((pos, Class::Write, None)),
             }
         }
     }
 }
 
-/// A NUL-terminated string at the start of `b`, and what follows it.
+impl SplitRoute {
+    /// The class of one statement text: the last one's again, or the
+    /// process's cache's.
+    fn class_of(&mut self, sql: &[u8]) -> Class {
+        if let (text, Some(class)) = &self.last
+            && text.as_slice() == sql
+        {
+            return *class;
+        }
+        let class = ClassCache::get().class(sql, &self.split.writing_functions);
+        let (text, last) = &mut self.last;
+        text.clear();
+        if sql.len() <= MAX_REMEMBERED {
+            text.extend_from_slice(sql);
+            *last = Some(class);
+        } else {
+            *last = None;
+        }
+        class
+    }
+}
+
+/// A NUL-terminated string at the start of `b`, and what follows it (a
+/// plain loop: the names it finds are mostly empty or short).
 fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = memchr::memchr(0, b)?;
+    let n = b.iter().position(|&c| c == 0)?;
     Some((&b[..n], &b[n + 1..]))
 }
 
@@ -320,10 +371,11 @@ fn worst(a: Class, b: Class) -> Class {
         match c {
             Class::Read => 0,
             Class::ReadOnlyBegin => 1,
-            Class::Write => 2,
-            Class::Unparsed => 3,
-            Class::SetReadOnly(_) => 4,
-            Class::Session => 5,
+            Class::Setting => 2,
+            Class::Write => 3,
+            Class::Unparsed => 4,
+            Class::SetReadOnly(_) => 5,
+            Class::Session => 6,
         }
     }
     if rank(b) > rank(a) { b } else { a }

@@ -228,3 +228,26 @@ fn no_eligible_standby_falls_back_by_setting() {
     let mut r = SplitRoute::new(s, rotation, "u");
     assert_eq!(r.choose(&q("SELECT 1")).routed, Routed::Read);
 }
+
+#[test]
+fn a_prepare_with_flush_is_not_a_write() {
+    let mut r = route(|s| s.ryw = ReadYourWrites::Window);
+    // asyncpg: Parse, Describe, Flush; the Sync comes with the first Bind.
+    let mut prep = parse("s1", "SELECT 1");
+    prep.extend(msg(b'D', b"Ss1\0"));
+    prep.extend(msg(b'H', &[]));
+    let c = r.choose(&prep);
+    assert_eq!(c.routed, Routed::Unparseable);
+    assert!(!c.write);
+    r.ended();
+    assert_eq!(r.choose(&group(&[bind("s1")])).routed, Routed::Read);
+    // A write prepared that way is one.
+    let mut prep = parse("w1", "DELETE FROM t");
+    prep.extend(msg(b'H', &[]));
+    assert!(r.choose(&prep).write);
+    r.ended();
+    assert_eq!(
+        r.choose(&group(&[bind("s1")])).routed,
+        Routed::ReadYourWrites
+    );
+}

@@ -17,6 +17,8 @@ use crate::config::Endpoint;
 pub enum Routed {
     /// Primary: it writes, may write, or opens a read-write transaction.
     Write,
+    /// Primary: a session setting (SET, RESET, DISCARD), not a write.
+    Setting,
     /// Primary: a `/* pgsluice:primary */` hint.
     HintPrimary,
     /// Primary: no standby was eligible (lag, down, none), standby_fallback
@@ -38,8 +40,9 @@ pub enum Routed {
 
 impl Routed {
     /// Every reason, in counter order.
-    pub const ALL: [Routed; 8] = [
+    pub const ALL: [Routed; 9] = [
         Routed::Write,
+        Routed::Setting,
         Routed::HintPrimary,
         Routed::NoStandby,
         Routed::ReadYourWrites,
@@ -61,6 +64,7 @@ impl Routed {
     pub fn reason(self) -> &'static str {
         match self {
             Routed::Write => "write",
+            Routed::Setting => "setting",
             Routed::HintPrimary | Routed::HintStandby => "hint",
             Routed::NoStandby => "lag",
             Routed::ReadYourWrites => "read_your_writes",
@@ -87,7 +91,7 @@ pub struct Rotation {
     /// The last write of each user (read_your_writes_scope = user).
     writes: Mutex<HashMap<String, Instant>>,
     /// Transactions routed, by [`Routed`] (in `Routed::ALL` order).
-    routed: [AtomicU64; 8],
+    routed: [AtomicU64; 9],
 }
 
 /// What a check found of one standby of the database.
@@ -232,7 +236,7 @@ impl Rotation {
     }
 
     /// Transactions routed so far, by reason.
-    pub fn counts(&self) -> [(Routed, u64); 8] {
+    pub fn counts(&self) -> [(Routed, u64); 9] {
         Routed::ALL.map(|r| (r, self.routed[r as usize].load(Relaxed)))
     }
 
@@ -308,6 +312,6 @@ mod tests {
         assert!(r.user_wrote_at("u").is_some() && r.user_wrote_at("v").is_none());
         r.count(Routed::Read);
         r.count(Routed::Read);
-        assert_eq!(r.counts()[6], (Routed::Read, 2));
+        assert_eq!(r.counts()[7], (Routed::Read, 2));
     }
 }

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use support::{PgCluster, PoolerBuilder, bounded_for, transaction_pooler};
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `path` if it exists; otherwise fail in CI, or None (skip) elsewhere.
-fn installed(path: PathBuf, what: &str) -> Option<PathBuf> {
+pub(crate) fn installed(path: PathBuf, what: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
@@ -36,18 +36,37 @@ fn installed(path: PathBuf, what: &str) -> Option<PathBuf> {
     None
 }
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     installed(
         repo().join("target/drivers/venv/bin/python"),
         "the Python driver virtualenv",
     )
 }
 
-fn node_modules() -> Option<PathBuf> {
+pub(crate) fn node_modules() -> Option<PathBuf> {
     installed(
         repo().join("tests/drivers/node/node_modules/pg"),
         "node-postgres",
     )
+}
+
+/// node with node-postgres installed, if found (see [`installed`]).
+pub(crate) fn node() -> Option<PathBuf> {
+    node_modules()?;
+    let node = support::pg::find_in_path("node");
+    installed(node.unwrap_or_default(), "node (on PATH)")
+}
+
+/// java and pgjdbc's class path, if found (see [`installed`]). Java 11+
+/// runs a single source file directly.
+pub(crate) fn java() -> Option<(PathBuf, String)> {
+    let jar = installed(
+        PathBuf::from("/usr/share/java/postgresql.jar"),
+        "pgjdbc (libpostgresql-jdbc-java)",
+    )?;
+    let java = support::pg::find_in_path("java");
+    let java = installed(java.unwrap_or_default(), "java (on PATH)")?;
+    Some((java, jar.to_str().unwrap().to_string()))
 }
 
 /// Run `program [args] script` against a fresh database behind a pool of 4 and
@@ -73,31 +92,42 @@ async fn run_script(prefix: &str, program: &Path, args: &[&str], script: &str, t
             ("127.0.0.1", String::new())
         };
         let dsn = format!("postgresql://postgres@{host}:{port}/{db}?{query}");
-        let out = tokio::process::Command::new(program)
-            .args(args)
-            .arg(repo().join("tests/drivers").join(script))
-            .env("PGSLUICE_DSN", &dsn)
-            .env(
-                "PGSLUICE_JDBC_URL",
-                format!("jdbc:postgresql://{host}:{port}/{db}?user=postgres&{query}"),
-            )
-            .env("CLIENTS", "20")
-            .env("ROUNDS", "40")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{script} failed ({}):\n{stdout}\n{stderr}",
-            out.status
-        );
-        eprintln!("{}", stdout.trim());
+        let jdbc = format!("jdbc:postgresql://{host}:{port}/{db}?user=postgres&{query}");
+        run_driver(program, args, script, (&dsn, &jdbc), (20, 40)).await;
         p.shutdown().await;
     })
     .await
+}
+
+/// Run `program [args] tests/drivers/script` with the pooler's `dsn` and
+/// JDBC URL, `clients` and `rounds` in its environment, and require
+/// success (its output is shown on failure).
+pub(crate) async fn run_driver(
+    program: &Path,
+    args: &[&str],
+    script: &str,
+    (dsn, jdbc): (&str, &str),
+    (clients, rounds): (u32, u32),
+) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .arg(repo().join("tests/drivers").join(script))
+        .env("PGSLUICE_DSN", dsn)
+        .env("PGSLUICE_JDBC_URL", jdbc)
+        .env("CLIENTS", clients.to_string())
+        .env("ROUNDS", rounds.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprintln!("{}", stdout.trim());
 }
 
 #[tokio::test]
@@ -126,57 +156,26 @@ async fn asyncpg_over_tls() {
 
 #[tokio::test]
 async fn node_postgres_named_queries() {
-    if node_modules().is_none() {
-        return;
-    }
-    let node = support::pg::find_in_path("node");
-    let Some(node) = installed(node.unwrap_or_default(), "node (on PATH)") else {
-        return;
-    };
+    let Some(node) = node() else { return };
     run_script("nodepg", &node, &[], "node/pg_check.js", false).await;
 }
 
 #[tokio::test]
 async fn node_postgres_over_tls() {
-    if node_modules().is_none() {
-        return;
-    }
-    let node = support::pg::find_in_path("node");
-    let Some(node) = installed(node.unwrap_or_default(), "node (on PATH)") else {
-        return;
-    };
+    let Some(node) = node() else { return };
     run_script("nodepg_tls", &node, &[], "node/pg_check.js", true).await;
 }
 
 #[tokio::test]
 async fn pgjdbc_server_prepared_statements() {
-    let Some(jar) = installed(
-        PathBuf::from("/usr/share/java/postgresql.jar"),
-        "pgjdbc (libpostgresql-jdbc-java)",
-    ) else {
-        return;
-    };
-    let java = support::pg::find_in_path("java");
-    let Some(java) = installed(java.unwrap_or_default(), "java (on PATH)") else {
-        return;
-    };
-    // Java 11+ runs a single source file directly.
-    let cp = jar.to_str().unwrap();
+    let Some((java, cp)) = java() else { return };
+    let cp = cp.as_str();
     run_script("jdbc", &java, &["-cp", cp], "java/JdbcCheck.java", false).await;
 }
 
 #[tokio::test]
 async fn pgjdbc_over_tls() {
-    let Some(jar) = installed(
-        PathBuf::from("/usr/share/java/postgresql.jar"),
-        "pgjdbc (libpostgresql-jdbc-java)",
-    ) else {
-        return;
-    };
-    let java = support::pg::find_in_path("java");
-    let Some(java) = installed(java.unwrap_or_default(), "java (on PATH)") else {
-        return;
-    };
-    let cp = jar.to_str().unwrap();
+    let Some((java, cp)) = java() else { return };
+    let cp = cp.as_str();
     run_script("jdbc_tls", &java, &["-cp", cp], "java/JdbcCheck.java", true).await;
 }

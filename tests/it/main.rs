@@ -51,6 +51,7 @@ mod shards;
 mod shutdown;
 mod signals;
 mod split;
+mod split_drivers;
 mod sqlx_driver;
 mod statement_mode;
 mod stats;

@@ -40,7 +40,7 @@ async fn split_pooler(primary: &PgCluster, standbys: &[&PgCluster], extra: &str)
 }
 
 /// A primary and a hot standby streaming from it.
-async fn replicated() -> (PgCluster, PgCluster) {
+pub(crate) async fn replicated() -> (PgCluster, PgCluster) {
     let primary = PgCluster::dedicated();
     let standby = PgCluster::standby_of(&primary);
     primary.wait_for_standbys(1).await;
@@ -82,7 +82,7 @@ async fn host_state(pooler: &TestPooler, port: u16) -> String {
 }
 
 /// Wait until `standby` has replayed everything `primary` wrote so far.
-async fn caught_up(primary: &PgCluster, standby: &PgCluster) {
+pub(crate) async fn caught_up(primary: &PgCluster, standby: &PgCluster) {
     let p = primary
         .direct_client("postgres", support::pg::SUPERUSER)
         .await;

@@ -47,8 +47,12 @@ impl Client {
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());
         let mut server = pool.checkout().await.map_err(checkout_error)?;
-        if self.held.route.splits() {
-            (pool, server) = Box::pin(self.settle_split(pool, server)).await?;
+        if let Some((_, _, state)) = self.held.route.split() {
+            if state.need_lsn().is_some() {
+                (pool, server) = Box::pin(self.settle_split(pool, server)).await?;
+            } else {
+                state.settled(false);
+            }
         }
         let yielded = poll_mark() != mark;
         let (started, wait_us) = waited(asked, mark);
