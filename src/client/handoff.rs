@@ -58,7 +58,7 @@ pub(super) fn link_failed(id: u64, outcome: Outcome) -> SessionEnd {
             }
             what.client_error()
         }
-        Outcome::Released | Outcome::ClientGone { .. } => {
+        Outcome::Released | Outcome::ClientGone { .. } | Outcome::ReadOnlyRefused => {
             SessionEnd::Io(std::io::ErrorKind::ConnectionAborted.into())
         }
         Outcome::ClientError { error, .. } => error.into(),

@@ -75,6 +75,9 @@ struct Link<'t> {
     /// Bytes of a bounded unit still to send (`Rules::bound`; 0: sent,
     /// waiting for its answer), or UNBOUNDED.
     bound: AtomicU16,
+    /// A standby refused the bounded unit with 25006 and the refusal was
+    /// dropped before its ReadyForQuery came: drop that too, then stop.
+    refused: AtomicBool,
     /// Prepared-statement state, when max_prepared_statements is on (here
     /// rather than a parameter of each direction: their futures are kept
     /// small).
@@ -94,6 +97,7 @@ impl<'t> Link<'t> {
             stats,
             prepared: AtomicU8::new(OFF),
             bound: AtomicU16::new(UNBOUNDED),
+            refused: AtomicBool::new(false),
             tracking: None,
         }
     }
@@ -154,6 +158,10 @@ impl<'t> Link<'t> {
 pub(super) enum Outcome {
     /// The transaction is over; the server is clean.
     Released,
+    /// A standby refused the link's bounded unit as a write (SQLSTATE
+    /// 25006) before anything of its answer reached the client: nothing
+    /// was forwarded, the server is clean, the unit can go to the primary.
+    ReadOnlyRefused,
     /// The client sent Terminate or closed. `clean`: the server can be reused.
     ClientGone { clean: bool },
     /// The client broke the protocol. `clean` as above.
@@ -217,6 +225,8 @@ enum Stop {
     ServerIo(std::io::Error),
     /// The transaction is over: the server can go back.
     Released,
+    /// See `Outcome::ReadOnlyRefused`.
+    ReadOnlyRefused,
     /// Statement mode: the server went into a transaction block.
     TransactionBlock,
     /// query_timeout or idle_transaction_timeout expired.
@@ -291,6 +301,7 @@ pub(super) async fn relay(
     let clean = || link.can_release() && sbuf.is_empty();
     match end {
         Stop::Released => Outcome::Released,
+        Stop::ReadOnlyRefused => Outcome::ReadOnlyRefused,
         Stop::TransactionBlock => Outcome::TransactionBlock,
         Stop::ServerIo(e) => Outcome::ServerGone(e),
         Stop::ClientUnwritable => Outcome::ClientGone { clean: false },
@@ -602,6 +613,20 @@ async fn server_to_client(
             }
             _ => Figures::of(scan_server(sbuf, &mut skip, stop, on_param, &mut Pass)),
         };
+        if rules.bound > 0 && link.answered.load(Relaxed) == 0 {
+            match refusal(sbuf, &batch, link) {
+                // A standby's answer to its unit is 25006, none of it
+                // forwarded: dropped, for the unit to go to the primary.
+                Some(true) => {
+                    sbuf.clear();
+                    link.pending.store(0, Relaxed);
+                    return Stop::ReadOnlyRefused;
+                }
+                // Dropped; its ReadyForQuery is still to come.
+                Some(false) => continue,
+                None => {}
+            }
+        }
         if batch.ready_count > 0 {
             let left = link.pending.load(Relaxed).saturating_sub(batch.ready_count);
             link.pending.store(left, Relaxed);
@@ -634,6 +659,72 @@ async fn server_to_client(
             return Stop::Released;
         }
     }
+}
+
+/// A standby's first answer to a link's bounded unit, scanned (`batch`)
+/// and not forwarded yet: Some(true) when it is a 25006 refusal whose
+/// whole answer is in (the caller drops it and stops); Some(false) when it
+/// is a refusal whose ReadyForQuery has not come yet (PostgreSQL flushes
+/// an error before it): dropped here, and the link drops that
+/// ReadyForQuery when it comes. None: an answer to forward.
+#[cold]
+#[inline(never)]
+fn refusal(sbuf: &mut BytesMut, batch: &Figures, link: &Link<'_>) -> Option<bool> {
+    let whole = sbuf.len() == batch.forward;
+    if link.refused.load(Relaxed) {
+        // Only the ReadyForQuery of the refusal dropped before may come.
+        let ready = whole && batch.ready_count == 1 && batch.last_status == b'I';
+        return ready.then_some(true);
+    }
+    if !whole || batch.ready_count > 1 || !refused_read_only(&sbuf[..batch.forward]) {
+        return None;
+    }
+    if batch.ready_count == 1 {
+        let done = batch.last_status == b'I' && link.pending.load(Relaxed) == 1;
+        return done.then_some(true);
+    }
+    sbuf.clear();
+    link.refused.store(true, Relaxed);
+    Some(false)
+}
+
+/// Whether `answer` (a standby's whole answer to a bounded unit, none of
+/// it forwarded yet) holds a refusal with SQLSTATE 25006
+/// (read_only_sql_transaction). What came before it (a row description,
+/// even rows of a read before the write) is dropped with it: the client
+/// gets it all from the primary. Out of line: only a standby's whole first
+/// answer is looked at.
+#[cold]
+#[inline(never)]
+fn refused_read_only(answer: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(h) = answer.get(pos..pos + 5) {
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        let Some(body) = answer.get(pos + 5..pos + 1 + len) else {
+            return false;
+        };
+        if h[0] == b'E' {
+            return error_code(body) == Some(*b"25006");
+        }
+        pos += 1 + len;
+    }
+    false
+}
+
+/// The SQLSTATE field ('C') of an ErrorResponse's body.
+fn error_code(body: &[u8]) -> Option<[u8; 5]> {
+    let mut rest = body;
+    while let [field, tail @ ..] = rest {
+        if *field == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        if *field == b'C' {
+            return tail[..end].try_into().ok();
+        }
+        rest = &tail[end + 1..];
+    }
+    None
 }
 
 /// A ParameterStatus from the server: note the server's value and, for a

@@ -60,6 +60,9 @@ pub(crate) struct SplitRoute {
     last: (Vec<u8>, Option<Class>),
     /// Where the current transaction goes (from `choose` to `ended`).
     current: Option<Choice>,
+    /// The unit sent to a standby, kept until it is answered (a 25006
+    /// sends it to the primary), and whether the next one is such a retry.
+    unit: (Vec<u8>, bool),
 }
 
 /// Where one transaction goes.
@@ -84,7 +87,11 @@ impl Choice {
             need_lsn: None,
             write: matches!(
                 routed,
-                Routed::Write | Routed::HintPrimary | Routed::Session | Routed::Unparseable
+                Routed::Write
+                    | Routed::HintPrimary
+                    | Routed::Session
+                    | Routed::Unparseable
+                    | Routed::Retried
             ),
         }
     }
@@ -109,6 +116,7 @@ impl SplitRoute {
             statements: HashMap::default(),
             last: (Vec::new(), None),
             current: None,
+            unit: (Vec::new(), false),
         }
     }
 
@@ -148,6 +156,9 @@ impl SplitRoute {
     }
 
     fn decide(&mut self, buf: &[u8]) -> Choice {
+        if std::mem::take(&mut self.unit.1) {
+            return Choice::primary(Routed::Retried);
+        }
         if self.pinned {
             return Choice::primary(Routed::Session);
         }
@@ -258,6 +269,19 @@ impl SplitRoute {
             .state()
             .check
             .is_some_and(|c| c.lsn >= lsn)
+    }
+
+    /// Keep a copy of the unit about to go to a standby.
+    pub(crate) fn keep_unit(&mut self, unit: &[u8]) {
+        self.unit.0.clear();
+        self.unit.0.extend_from_slice(unit);
+    }
+
+    /// The standby refused the kept unit with 25006: the next transaction
+    /// (that unit, sent again) goes to the primary. Returns the unit.
+    pub(crate) fn retry(&mut self) -> &[u8] {
+        self.unit.1 = true;
+        &self.unit.0
     }
 
     /// A standby's server was not far enough (read_your_writes = wal):

@@ -32,6 +32,10 @@ pub enum Routed {
     /// Primary: the client holds session state (temporary table, LISTEN,
     /// session advisory lock, PREPARE, cursor WITH HOLD).
     Session,
+    /// Primary: a standby refused it as a write (SQLSTATE 25006) before
+    /// anything of its answer reached the client; it was sent again to
+    /// the primary.
+    Retried,
     /// Standby: provably read-only.
     Read,
     /// Standby: a `/* pgsluice:standby */` hint.
@@ -40,7 +44,7 @@ pub enum Routed {
 
 impl Routed {
     /// Every reason, in counter order.
-    pub const ALL: [Routed; 9] = [
+    pub const ALL: [Routed; 10] = [
         Routed::Write,
         Routed::Setting,
         Routed::HintPrimary,
@@ -48,6 +52,7 @@ impl Routed {
         Routed::ReadYourWrites,
         Routed::Unparseable,
         Routed::Session,
+        Routed::Retried,
         Routed::Read,
         Routed::HintStandby,
     ];
@@ -71,6 +76,7 @@ impl Routed {
             Routed::Unparseable => "unparseable",
             Routed::Session => "session_state",
             Routed::Read => "read",
+            Routed::Retried => "retried",
         }
     }
 }
@@ -91,7 +97,7 @@ pub struct Rotation {
     /// The last write of each user (read_your_writes_scope = user).
     writes: Mutex<HashMap<String, Instant>>,
     /// Transactions routed, by [`Routed`] (in `Routed::ALL` order).
-    routed: [AtomicU64; 9],
+    routed: [AtomicU64; 10],
 }
 
 /// What a check found of one standby of the database.
@@ -236,7 +242,7 @@ impl Rotation {
     }
 
     /// Transactions routed so far, by reason.
-    pub fn counts(&self) -> [(Routed, u64); 9] {
+    pub fn counts(&self) -> [(Routed, u64); 10] {
         Routed::ALL.map(|r| (r, self.routed[r as usize].load(Relaxed)))
     }
 
@@ -312,6 +318,6 @@ mod tests {
         assert!(r.user_wrote_at("u").is_some() && r.user_wrote_at("v").is_none());
         r.count(Routed::Read);
         r.count(Routed::Read);
-        assert_eq!(r.counts()[7], (Routed::Read, 2));
+        assert_eq!(r.counts()[8], (Routed::Read, 2));
     }
 }

@@ -410,3 +410,41 @@ async fn a_standby_killed_under_reads_fails_only_what_was_in_flight() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_write_the_parser_cannot_see_is_retried_on_the_primary() {
+    bounded_for(Duration::from_secs(120), async {
+        let (primary, standby) = replicated().await;
+        // A function that writes, not in writing_functions: its call looks
+        // like a read, and the standby refuses it with 25006.
+        primary
+            .sql(
+                "CREATE TABLE bumps (n int); \
+                 CREATE FUNCTION bump() RETURNS int LANGUAGE sql \
+                 AS 'INSERT INTO bumps VALUES (1) RETURNING pg_is_in_recovery()::int'",
+            )
+            .await;
+        caught_up(&primary, &standby).await;
+        let pooler = split_pooler(&primary, &[&standby], "").await;
+        let c = pooler.connect("app", "postgres", "").await;
+        // Simple protocol, then a prepared statement (extended protocol).
+        assert_eq!(value(&c, "SELECT bump()").await, "0");
+        let st = c.prepare("SELECT bump(), $1::int").await.unwrap();
+        for i in 0..3 {
+            let row = c.query_one(&st, &[&i]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 0, "run {i} ran on the primary");
+        }
+        // Pipelined behind the refused unit: still in order, still served.
+        let (a, b) = tokio::join!(c.query_one(&st, &[&7]), c.query_one(IN_RECOVERY, &[]));
+        assert_eq!(a.unwrap().get::<_, i32>(1), 7);
+        b.unwrap();
+        assert_eq!(
+            value(&c, "/* pgsluice:primary */ SELECT count(*) FROM bumps").await,
+            "5"
+        );
+        assert!(routed(&pooler, "primary", "retried").await >= 5);
+        // The client's session is fine afterwards, on the standby.
+        assert_eq!(value(&c, IN_RECOVERY).await, "t");
+    })
+    .await
+}

@@ -80,6 +80,12 @@ impl Client {
             server.statements.len(),
             server.tls.is_some(),
         );
+        if rules.bound > 0 {
+            // Kept until the standby answered: a 25006 sends it again.
+            if let Some((_, _, state)) = self.held.route.split() {
+                state.keep_unit(&self.buf[..rules.bound as usize]);
+            }
+        }
         let outcome = relay(
             &mut self.stream,
             &mut self.buf,
@@ -105,6 +111,11 @@ impl Client {
                 if let Some((_, _, state)) = self.held.route.split() {
                     state.ended();
                 }
+                Ok(Step::Idle)
+            }
+            Outcome::ReadOnlyRefused => {
+                release(&pool, server, false).await;
+                self.retry_on_primary();
                 Ok(Step::Idle)
             }
             Outcome::ClientGone { clean } => {
@@ -151,6 +162,22 @@ impl Client {
             state.settled(stale);
         }
         Ok((pool, server))
+    }
+
+    /// A standby refused the unit it was sent as a write (25006) and
+    /// nothing reached the client: the unit goes back in front of what the
+    /// client sent since, for the next request to send it to the primary.
+    #[cold]
+    #[inline(never)]
+    fn retry_on_primary(&mut self) {
+        let Some((_, _, state)) = self.held.route.split() else {
+            return;
+        };
+        let unit = state.retry();
+        let mut again = bytes::BytesMut::with_capacity(unit.len() + self.buf.len());
+        again.extend_from_slice(unit);
+        again.extend_from_slice(&self.buf);
+        self.buf = again;
     }
 
     /// Read until the first message of a transaction (or a large enough
