@@ -49,7 +49,7 @@ pub(crate) fn admin_clients(ctx: &Context) -> usize {
         .count()
 }
 
-const POOL_COLUMNS: [&str; 18] = [
+const POOL_COLUMNS: [&str; 19] = [
     "database",
     "user",
     "cl_active",
@@ -69,6 +69,9 @@ const POOL_COLUMNS: [&str; 18] = [
     "load_balance_hosts",
     // pgsluice: where the pool's servers are, `host:port=count,...`.
     "server_hosts",
+    // pgsluice: the role the pool serves: `any`, or with read/write
+    // splitting `primary` / `standby` (two rows for one database and user).
+    "role",
 ];
 
 /// SHOW POOLS.
@@ -84,7 +87,12 @@ pub(crate) fn show_pools(ctx: &Context, out: &mut BytesMut) {
     let admin_row = || {
         let mut r = vec![Cell::from(ADMIN_DB), Cell::from(ADMIN_DB), admins.into()];
         r.extend((0..12).map(|_| Cell::Int(0)));
-        r.extend([Cell::from("statement"), Cell::Null, Cell::Null]);
+        r.extend([
+            Cell::from("statement"),
+            Cell::Null,
+            Cell::Null,
+            Cell::from("any"),
+        ]);
         r
     };
     let mut hosts: std::collections::BTreeMap<
@@ -129,6 +137,12 @@ pub(crate) fn show_pools(ctx: &Context, out: &mut BytesMut) {
                     let list: Vec<String> = h.iter().map(|(a, n)| format!("{a}={n}")).collect();
                     Cell::from(list.join(","))
                 }),
+            match pool.key().role {
+                crate::pool::Role::Any => "any",
+                crate::pool::Role::Primary => "primary",
+                crate::pool::Role::Standby => "standby",
+            }
+            .into(),
         ]);
     }
     if !admin_done {

@@ -133,6 +133,7 @@ fn help(out: &mut BytesMut) {
     let text = "Console usage\n\
         \tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\
         \tSHOW HOSTS\n\
+        \tSHOW ROUTING\n\
         \tSHOW PEERS|PEER_POOLS\n\
         \tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n\
         \tSHOW DNS_HOSTS|DNS_ZONES\n\

@@ -82,7 +82,7 @@ async fn every_show_has_pgbouncers_columns_in_order() {
             ("POOLS", "database, user, cl_active, cl_waiting, cl_active_cancel_req, \
                 cl_waiting_cancel_req, sv_active, sv_active_cancel, sv_being_canceled, sv_idle, \
                 sv_used, sv_tested, sv_login, maxwait, maxwait_us, pool_mode, load_balance_hosts, \
-                server_hosts".into()),
+                server_hosts, role".into()),
             ("STATS", "database, total_server_assignment_count, total_xact_count, \
                 total_query_count, total_received, total_sent, total_xact_time, total_query_time, \
                 total_wait_time, total_client_parse_count, total_server_parse_count, \

@@ -178,6 +178,22 @@ async fn reads_go_to_standbys_and_everything_else_to_the_primary() {
         assert!(routed(&pooler, "standby", "hint").await >= 1);
         assert!(routed(&pooler, "primary", "unparseable").await >= 2);
         assert!(routed(&pooler, "primary", "session_state").await >= 2);
+        // SHOW POOLS: one row for each of the database's two pools.
+        let admin = pooler.connect("pgbouncer", "split_admin", "").await;
+        let mut roles: Vec<String> = admin
+            .simple_query("SHOW POOLS")
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) if r.get("database") == Some("app") => {
+                    r.get("role").map(String::from)
+                }
+                _ => None,
+            })
+            .collect();
+        roles.sort();
+        assert_eq!(roles, ["primary", "standby"]);
     })
     .await
 }
