@@ -12,6 +12,7 @@ mod login;
 mod notices;
 mod pam;
 mod prepared;
+mod refusal;
 mod relay;
 mod scan;
 mod session;

@@ -32,6 +32,7 @@ use crate::transport::{ReadHalf, Stream, WriteHalf};
 use parking_lot::Mutex;
 
 use super::prepared::{ClientPrepared, OFF, TRACKED, Tracking, rewrite};
+use super::refusal::refused_read_only;
 use crate::server::ServerConn;
 use crate::server::params::{Params, tracked_name};
 use crate::stats::{LinkStats, PoolStats};
@@ -686,45 +687,6 @@ fn refusal(sbuf: &mut BytesMut, batch: &Figures, link: &Link<'_>) -> Option<bool
     sbuf.clear();
     link.refused.store(true, Relaxed);
     Some(false)
-}
-
-/// Whether `answer` (a standby's whole answer to a bounded unit, none of
-/// it forwarded yet) holds a refusal with SQLSTATE 25006
-/// (read_only_sql_transaction). What came before it (a row description,
-/// even rows of a read before the write) is dropped with it: the client
-/// gets it all from the primary. Out of line: only a standby's whole first
-/// answer is looked at.
-#[cold]
-#[inline(never)]
-fn refused_read_only(answer: &[u8]) -> bool {
-    let mut pos = 0;
-    while let Some(h) = answer.get(pos..pos + 5) {
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        let Some(body) = answer.get(pos + 5..pos + 1 + len) else {
-            return false;
-        };
-        if h[0] == b'E' {
-            return error_code(body) == Some(*b"25006");
-        }
-        pos += 1 + len;
-    }
-    false
-}
-
-/// The SQLSTATE field ('C') of an ErrorResponse's body.
-fn error_code(body: &[u8]) -> Option<[u8; 5]> {
-    let mut rest = body;
-    while let [field, tail @ ..] = rest {
-        if *field == 0 {
-            return None;
-        }
-        let end = tail.iter().position(|&b| b == 0)?;
-        if *field == b'C' {
-            return tail[..end].try_into().ok();
-        }
-        rest = &tail[end + 1..];
-    }
-    None
 }
 
 /// A ParameterStatus from the server: note the server's value and, for a

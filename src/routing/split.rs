@@ -98,7 +98,7 @@ impl Choice {
 
     /// Whether it goes to the standby pool.
     pub(crate) fn goes_to_standby(self) -> bool {
-        self.routed.target() == "standby"
+        matches!(self.routed, Routed::Read | Routed::HintStandby)
     }
 }
 
