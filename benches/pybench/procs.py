@@ -155,6 +155,10 @@ class Session:
     pg_port: int = 0
     targets: dict = field(default_factory=dict)
     incidents: list = field(default_factory=list)   # outside interference seen during the run
+    # pgsluice only: the pooled database's connection string (default: the
+    # primary started here) and more [pgbouncer] lines.
+    pgsluice_conn: str = ""
+    pgsluice_ini: str = ""
 
     def __post_init__(self) -> None:
         # TLS=1: both poolers take clients over TLS (client_tls_sslmode =
@@ -292,9 +296,13 @@ class Session:
         # PGSLUICE_DB_OPTIONS: more connection-string keys for pgsluice's
         # database entry (e.g. read_write_split=1; PgBouncer would refuse them).
         extra = os.environ.get("PGSLUICE_DB_OPTIONS", "") if name == "pgsluice" else ""
+        conn = f"host=127.0.0.1 port={self.pg_port} dbname={self.dbname}"
+        if name == "pgsluice":
+            conn = self.pgsluice_conn or conn
+            tls += self.pgsluice_ini
         ini.write_text(
             "[databases]\n"
-            f"{self.dbname} = host=127.0.0.1 port={self.pg_port} dbname={self.dbname} {extra}\n"
+            f"{self.dbname} = {conn} {extra}\n"
             "\n[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {port}\n"

@@ -60,21 +60,6 @@ fn find_host(endpoints: &[Endpoint], name: &str) -> Result<Endpoint, String> {
     }
 }
 
-fn lsn_of(row: &[Option<String>]) -> Result<u64, ServerError> {
-    row.first()
-        .and_then(|v| v.as_deref())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ServerError::Protocol(format!("unexpected WAL position: {row:?}")))
-}
-
-/// Everything the primary has inserted into WAL: with
-/// synchronous_commit off a commit is acknowledged before its WAL is
-/// written out, so the write position (`pg_current_wal_lsn`) may not cover
-/// it yet; the insert position does (the standby gets it once the WAL
-/// writer flushes, within wal_writer_delay).
-const PRIMARY_LSN: &str = "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
-const REPLAY_LSN: &str = "SELECT (pg_catalog.pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text";
-
 impl Pools {
     /// SWITCHOVER `database` TO `to` (see the module's documentation).
     pub async fn switchover(
@@ -133,22 +118,8 @@ impl Pools {
             ));
         }
         let (old, mut primary) = self.find_primary(&endpoints, &target, connect).await?;
-        let lag = lsn_of(
-            &primary
-                .query_row(PRIMARY_LSN)
-                .await
-                .map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?
-        .saturating_sub(
-            lsn_of(
-                &standby
-                    .query_row(REPLAY_LSN)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?,
-        );
+        let lag = (primary.wal_insert_lsn().await.map_err(|e| e.to_string())?)
+            .saturating_sub(standby.wal_replay_lsn().await.map_err(|e| e.to_string())?);
         if lag > MAX_LAG {
             return Err(format!(
                 "{target} is {lag} bytes behind {old}: not caught up"
@@ -259,10 +230,10 @@ async fn promote(
     target: &Endpoint,
 ) -> Result<(), String> {
     let err = |e: ServerError| e.to_string();
-    let wanted = lsn_of(&primary.query_row(PRIMARY_LSN).await.map_err(err)?).map_err(err)?;
+    let wanted = primary.wal_insert_lsn().await.map_err(err)?;
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
-        let replayed = lsn_of(&standby.query_row(REPLAY_LSN).await.map_err(err)?).map_err(err)?;
+        let replayed = standby.wal_replay_lsn().await.map_err(err)?;
         if replayed >= wanted {
             break;
         }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use parking_lot::Mutex;
 
 use super::classify::{Class, classify};
+use super::shape::{MAX_SPANS, Span};
 
 const STRIPES: usize = 16;
 /// Entries per stripe before it is emptied (16 × 4,096 statements).
@@ -77,9 +78,11 @@ impl ClassCache {
 
     /// The class of `sql` (a statement's text, without its trailing NUL),
     /// parsed when not cached. `writing` (writing_functions) is part of
-    /// the key: databases with other lists do not share entries.
-    pub(crate) fn class(&self, sql: &[u8], writing: &[String]) -> Class {
-        let key = self.key(sql, writing);
+    /// the key: databases with other lists do not share entries. `spans`
+    /// gets where the text's masked constants are (for `shape::Memo`;
+    /// empty when the text is not simple).
+    pub(crate) fn class(&self, sql: &[u8], writing: &[String], spans: &mut Vec<Span>) -> Class {
+        let key = self.key(sql, writing, spans);
         let stripe = &self.stripes[(key as usize) % STRIPES];
         if let Some(c) = stripe.lock().get(&key) {
             return *c;
@@ -102,13 +105,15 @@ impl ClassCache {
         self.parsed.load(Relaxed)
     }
 
-    fn key(&self, sql: &[u8], writing: &[String]) -> u64 {
+    pub(super) fn key(&self, sql: &[u8], writing: &[String], spans: &mut Vec<Span>) -> u64 {
         let mut h = self.keys.build_hasher();
         for w in writing {
             h.write(w.as_bytes());
             h.write_u8(0);
         }
-        if !masked(sql, &mut h) {
+        spans.clear();
+        if !masked(sql, &mut h, spans) {
+            spans.clear();
             // Not simple: the exact text.
             let mut h = self.keys.build_hasher();
             for w in writing {
@@ -128,7 +133,16 @@ impl ClassCache {
 /// constants goes in as whole slices (the same masked shape gives the
 /// same writes). False, with `h` to be thrown away, when the text is not
 /// simple: a comment, a dollar quote, a backslash, or an `E''` string.
-fn masked(sql: &[u8], h: &mut impl Hasher) -> bool {
+/// The constants' places go to `spans` (up to one more than MAX_SPANS:
+/// more is too many to remember).
+fn masked(sql: &[u8], h: &mut impl Hasher, spans: &mut Vec<Span>) -> bool {
+    let mut span = |start: usize, end: usize, string: bool| {
+        if spans.len() <= MAX_SPANS {
+            // Texts remembered are short (shape::MAX_TEXT): u32 holds them.
+            let (start, end) = (start as u32, end as u32);
+            spans.push(Span { start, end, string });
+        }
+    };
     let n = sql.len();
     let (mut i, mut run) = (0, 0);
     while i < n {
@@ -145,9 +159,11 @@ fn masked(sql: &[u8], h: &mut impl Hasher) -> bool {
             b'0'..=b'9' if prev_ident => i += 1,
             b'0'..=b'9' => {
                 h.write(&sql[run..i]);
+                let start = i;
                 while i < n && (sql[i].is_ascii_digit() || sql[i] == b'.') {
                     i += 1;
                 }
+                span(start, i, false);
                 h.write_u8(0xfe);
                 run = i;
             }
@@ -156,6 +172,7 @@ fn masked(sql: &[u8], h: &mut impl Hasher) -> bool {
                     return false;
                 }
                 h.write(&sql[run..i]);
+                let start = i;
                 i += 1;
                 while i < n && sql[i] != b'\'' {
                     if sql[i] == b'\\' {
@@ -167,6 +184,7 @@ fn masked(sql: &[u8], h: &mut impl Hasher) -> bool {
                 // markers for the same shape.
                 h.write_u8(0xff);
                 i += 1;
+                span(start, i.min(n), true);
                 run = i;
             }
             b'"' => {
@@ -220,7 +238,7 @@ mod tests {
     use super::*;
 
     fn key(sql: &str) -> u64 {
-        ClassCache::get().key(sql.as_bytes(), &[])
+        ClassCache::get().key(sql.as_bytes(), &[], &mut Vec::new())
     }
 
     #[test]
@@ -251,16 +269,25 @@ mod tests {
     fn classes_are_parsed_once() {
         let c = ClassCache::new();
         let sql = |k: u32| format!("SELECT v FROM t WHERE k = {k}");
-        assert_eq!(c.class(sql(1).as_bytes(), &[]), Class::Read);
-        assert_eq!(c.class(sql(2).as_bytes(), &[]), Class::Read);
+        assert_eq!(
+            c.class(sql(1).as_bytes(), &[], &mut Vec::new()),
+            Class::Read
+        );
+        assert_eq!(
+            c.class(sql(2).as_bytes(), &[], &mut Vec::new()),
+            Class::Read
+        );
         assert_eq!(c.parsed(), 1);
         // Another writing_functions list is another entry.
-        assert_eq!(c.class(sql(3).as_bytes(), &["f".into()]), Class::Read);
+        assert_eq!(
+            c.class(sql(3).as_bytes(), &["f".into()], &mut Vec::new()),
+            Class::Read
+        );
         assert_eq!(c.parsed(), 2);
-        assert_eq!(c.class(b"\xff\xfe", &[]), Class::Unparsed);
+        assert_eq!(c.class(b"\xff\xfe", &[], &mut Vec::new()), Class::Unparsed);
         // Bounded: a full stripe is emptied, never grown.
         for k in 0..(STRIPE_CAP * STRIPES * 2) {
-            c.class(format!("SELECT c{k}").as_bytes(), &[]);
+            c.class(format!("SELECT c{k}").as_bytes(), &[], &mut Vec::new());
         }
         assert!(c.stripes.iter().all(|s| s.lock().len() <= STRIPE_CAP));
     }

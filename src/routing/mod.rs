@@ -18,6 +18,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod classify;
+pub(crate) mod shape;
 pub(crate) mod split;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use super::cache::ClassCache;
 use super::classify::{Class, Hint, hint};
+use super::shape::Memo;
 use crate::config::{Endpoint, ReadYourWrites, RywScope, Split};
 use crate::topology::{Rotation, Routed, Topology};
 
@@ -30,9 +31,6 @@ const MAX_STATEMENTS: usize = 4096;
 /// The longest unit sent to a standby (its link is bounded to it, and a
 /// bound is short: `client::relay`); a longer one goes to the primary.
 const MAX_UNIT: usize = u16::MAX as usize - 1;
-
-/// The longest statement text a session remembers as its last one.
-const MAX_REMEMBERED: usize = 1024;
 
 /// A session's splitting state.
 pub(crate) struct SplitRoute {
@@ -46,18 +44,20 @@ pub(crate) struct SplitRoute {
     /// session.
     pinned: bool,
     /// When its last write (a transaction sent to the primary as one)
-    /// ended.
-    wrote_at: Option<Instant>,
-    /// read_your_writes = wal: the write time a WAL position was learned
-    /// for, and that position.
+    /// ended, and the primary's WAL position after it when that was asked
+    /// (read_your_writes = wal).
+    wrote: Option<(Instant, Option<u64>)>,
+    /// read_your_writes = wal, a write whose position was not asked: its
+    /// time and the position a later health check found.
     wal_for: Option<(Instant, u64)>,
     /// Named prepared statements parsed, by name (foldhash: looked up at
     /// every Bind).
     statements: HashMap<Box<[u8]>, Class, foldhash::fast::RandomState>,
-    /// The last statement text classified, and its class: a client that
-    /// sends the same text again (an unnamed Parse of the same query, a
-    /// repeated simple query) skips even the cache's hashing.
-    last: (Vec<u8>, Option<Class>),
+    /// The last statement text classified, its constants and its class:
+    /// a client that sends the same text again, or with other constants
+    /// (an unnamed Parse of the same query, a repeated simple query),
+    /// skips even the cache's hashing.
+    memo: Memo,
     /// Where the current transaction goes (from `choose` to `ended`).
     current: Option<Choice>,
     /// The unit sent to a standby, kept until it is answered (a 25006
@@ -111,10 +111,10 @@ impl SplitRoute {
             user: user.to_string(),
             read_only: false,
             pinned: false,
-            wrote_at: None,
+            wrote: None,
             wal_for: None,
             statements: HashMap::default(),
-            last: (Vec::new(), None),
+            memo: Memo::default(),
             current: None,
             unit: (Vec::new(), false),
         }
@@ -220,55 +220,61 @@ impl SplitRoute {
     /// The last write of the client (or its user) that may not be on the
     /// standbys yet: within read_your_writes_window (window), or any
     /// (wal: the WAL position decides).
-    fn fresh_write(&self) -> Option<Instant> {
+    fn fresh_write(&self) -> Option<(Instant, Option<u64>)> {
         if self.split.ryw == ReadYourWrites::Off {
             return None;
         }
-        let mine = self.wrote_at;
+        let mine = self.wrote;
         let wrote = match self.split.scope {
             RywScope::Client => mine,
             RywScope::User => mine.max(self.rotation.user_wrote_at(&self.user)),
         }?;
         match self.split.ryw {
-            ReadYourWrites::Window => (wrote.elapsed() < self.split.window).then_some(wrote),
+            ReadYourWrites::Window => (wrote.0.elapsed() < self.split.window).then_some(wrote),
             _ => Some(wrote),
         }
     }
 
-    /// The primary's WAL position past a write made at `wrote`, once a
-    /// health check that started after it has run.
-    fn wal_position(&mut self, wrote: Instant) -> Option<u64> {
+    /// The primary's WAL position past a write: learned when it committed,
+    /// else from the first health check that started after it.
+    fn wal_position(&mut self, (at, lsn): (Instant, Option<u64>)) -> Option<u64> {
+        if lsn.is_some() {
+            return lsn;
+        }
         match self.wal_for {
-            Some((at, lsn)) if at == wrote => Some(lsn),
+            Some((t, lsn)) if t == at => Some(lsn),
             _ => {
-                let lsn = self.rotation.primary_lsn_after(wrote)?;
-                self.wal_for = Some((wrote, lsn));
+                let lsn = self.rotation.primary_lsn_after(at)?;
+                self.wal_for = Some((at, lsn));
                 Some(lsn)
             }
         }
     }
 
+    /// Whether the current transaction wants the primary's WAL position
+    /// when it ends: a write, with read_your_writes = wal.
+    pub(crate) fn wants_commit_lsn(&self) -> bool {
+        self.split.ryw == ReadYourWrites::Wal && self.current.is_some_and(|c| c.write)
+    }
+
     /// The current transaction ended, its server given back clean: a
-    /// write is remembered (read_your_writes).
-    pub(crate) fn ended(&mut self) {
+    /// write is remembered (read_your_writes), with the primary's WAL
+    /// position after it when asked (`lsn`, read_your_writes = wal).
+    pub(crate) fn ended(&mut self, lsn: Option<u64>) {
         let Some(c) = self.current.take() else {
             return;
         };
         if c.write && self.split.ryw != ReadYourWrites::Off {
-            self.wrote_at = Some(Instant::now());
+            self.wrote = Some((Instant::now(), lsn));
             if self.split.scope == RywScope::User {
-                self.rotation.user_wrote(&self.user);
+                self.rotation.user_wrote(&self.user, lsn);
             }
         }
     }
 
-    /// Whether the standby at `addr` had replayed `lsn` at its last check.
+    /// Whether the standby at `addr` is known to have replayed `lsn`.
     pub(crate) fn replayed(topology: &Topology, addr: &Endpoint, lsn: u64) -> bool {
-        topology
-            .host(addr)
-            .state()
-            .check
-            .is_some_and(|c| c.lsn >= lsn)
+        topology.host(addr).replayed() >= lsn
     }
 
     /// Keep a copy of the unit about to go to a standby.
@@ -364,20 +370,12 @@ impl SplitRoute {
     /// The class of one statement text: the last one's again, or the
     /// process's cache's.
     fn class_of(&mut self, sql: &[u8]) -> Class {
-        if let (text, Some(class)) = &self.last
-            && text.as_slice() == sql
-        {
-            return *class;
+        if let Some(class) = self.memo.get(sql) {
+            return class;
         }
-        let class = ClassCache::get().class(sql, &self.split.writing_functions);
-        let (text, last) = &mut self.last;
-        text.clear();
-        if sql.len() <= MAX_REMEMBERED {
-            text.extend_from_slice(sql);
-            *last = Some(class);
-        } else {
-            *last = None;
-        }
+        let writing = &self.split.writing_functions;
+        let class = ClassCache::get().class(sql, writing, &mut self.memo.spans);
+        self.memo.set(sql, class);
         class
     }
 }

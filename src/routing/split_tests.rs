@@ -140,13 +140,13 @@ fn read_your_writes_by_window() {
         s.window = Duration::from_millis(50);
     });
     r.choose(&q("INSERT INTO t VALUES (1)"));
-    r.ended();
+    r.ended(None);
     assert_eq!(r.choose(&q("SELECT 1")).routed, Routed::ReadYourWrites);
     std::thread::sleep(Duration::from_millis(60));
     assert_eq!(r.choose(&q("SELECT 1")).routed, Routed::Read);
     // A read does not open a window.
     r.choose(&q("SELECT 1"));
-    r.ended();
+    r.ended(None);
     assert_eq!(r.choose(&q("SELECT 1")).routed, Routed::Read);
 }
 
@@ -163,7 +163,7 @@ fn read_your_writes_by_user_is_shared() {
     let mut b = SplitRoute::new(split.clone(), rotation.clone(), "u");
     let mut other = SplitRoute::new(split, rotation, "v");
     a.choose(&q("UPDATE t SET a = 2"));
-    a.ended();
+    a.ended(None);
     assert_eq!(b.choose(&q("SELECT 1")).routed, Routed::ReadYourWrites);
     assert_eq!(other.choose(&q("SELECT 1")).routed, Routed::Read);
 }
@@ -179,7 +179,7 @@ fn read_your_writes_by_wal_position() {
     let mut r = SplitRoute::new(split, rotation.clone(), "u");
     assert_eq!(r.choose(&q("SELECT 1")).need_lsn, None);
     r.choose(&q("INSERT INTO t VALUES (1)"));
-    r.ended();
+    r.ended(None);
     // No check since the write: its position is not known yet.
     assert_eq!(r.choose(&q("SELECT 1")).routed, Routed::ReadYourWrites);
     std::thread::sleep(Duration::from_millis(1));
@@ -202,6 +202,26 @@ fn read_your_writes_by_wal_position() {
     rotation.checked(&[standby(900)], limits, None);
     assert_eq!(r.choose(&q("SELECT 1")).need_lsn, None);
     assert_eq!(SplitRoute::not_replayed().routed, Routed::ReadYourWrites);
+    // A write whose position was asked at commit needs no check: its
+    // position is known at once, for the client and (scope user) for the
+    // user's other connections.
+    assert!(!r.wants_commit_lsn());
+    r.choose(&q("UPDATE t SET a = 1"));
+    assert!(r.wants_commit_lsn());
+    r.ended(Some(1200));
+    let c = r.choose(&q("SELECT 1"));
+    assert_eq!((c.routed, c.need_lsn), (Routed::Read, Some(1200)));
+    let user = Split {
+        on: true,
+        ryw: ReadYourWrites::Wal,
+        scope: RywScope::User,
+        ..Split::default()
+    };
+    let mut a = SplitRoute::new(user.clone(), rotation.clone(), "w");
+    let mut b = SplitRoute::new(user, rotation, "w");
+    a.choose(&q("DELETE FROM t"));
+    a.ended(Some(1300));
+    assert_eq!(b.choose(&q("SELECT 1")).need_lsn, Some(1300));
 }
 
 #[test]
@@ -239,13 +259,13 @@ fn a_prepare_with_flush_is_not_a_write() {
     let c = r.choose(&prep);
     assert_eq!(c.routed, Routed::Unparseable);
     assert!(!c.write);
-    r.ended();
+    r.ended(None);
     assert_eq!(r.choose(&group(&[bind("s1")])).routed, Routed::Read);
     // A write prepared that way is one.
     let mut prep = parse("w1", "DELETE FROM t");
     prep.extend(msg(b'H', &[]));
     assert!(r.choose(&prep).write);
-    r.ended();
+    r.ended(None);
     assert_eq!(
         r.choose(&group(&[bind("s1")])).routed,
         Routed::ReadYourWrites

@@ -22,6 +22,16 @@ pub(crate) struct RoleFacts {
 const ROLE_QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
      pg_catalog.current_setting('default_transaction_read_only')";
 
+const PRIMARY_LSN: &str = "SELECT (pg_catalog.pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
+const REPLAY_LSN: &str = "SELECT (pg_catalog.pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text";
+
+fn lsn_of(row: &[Option<String>]) -> Result<u64, ServerError> {
+    row.first()
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ServerError::Protocol(format!("unexpected WAL position: {row:?}")))
+}
+
 /// The facts from the ParameterStatus a server `reported` at login, if it
 /// reported them (PostgreSQL 14+).
 pub(crate) fn reported_role(reported: &[(String, String)]) -> Option<RoleFacts> {
@@ -54,6 +64,20 @@ impl ServerConn {
             }),
             _ => Err(ServerError::Protocol("no answer to the role query".into())),
         }
+    }
+
+    /// Everything this server (a primary) has inserted into WAL, as a
+    /// byte position: with synchronous_commit off a commit is acknowledged
+    /// before its WAL is written out, so the write position
+    /// (`pg_current_wal_lsn`) may not cover it yet; the insert position
+    /// does (a standby gets it once the WAL writer flushes).
+    pub(crate) async fn wal_insert_lsn(&mut self) -> Result<u64, ServerError> {
+        lsn_of(&self.query_row(PRIMARY_LSN).await?)
+    }
+
+    /// What this server (a standby) has replayed, as a byte position.
+    pub(crate) async fn wal_replay_lsn(&mut self) -> Result<u64, ServerError> {
+        lsn_of(&self.query_row(REPLAY_LSN).await?)
     }
 
     /// Run `sql` (simple protocol; the server must be idle) and return the

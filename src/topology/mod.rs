@@ -15,6 +15,7 @@ pub use rotation::{Rotation, RotationChange, Routed, StandbyCheck};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -43,6 +44,12 @@ pub struct Topology {
 pub struct Host {
     endpoint: Endpoint,
     state: Mutex<HostState>,
+    /// The WAL position the host had replayed (inserted, for a primary) at
+    /// its last check, raised by what sessions saw since
+    /// (read_your_writes = wal asks a standby's server when the check is
+    /// not recent enough). The next check sets it again: a host that went
+    /// back (rebuilt) is believed for one period at most.
+    replayed: AtomicU64,
 }
 
 /// What is known of a host.
@@ -117,6 +124,7 @@ impl Topology {
                 Arc::new(Host {
                     endpoint: endpoint.clone(),
                     state: Mutex::new(HostState::default()),
+                    replayed: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -202,7 +210,19 @@ impl Host {
 
     /// A health check reached it and found `check`.
     pub fn checked(&self, check: Check) {
+        self.replayed.store(check.lsn, Relaxed);
         self.state.lock().check = Some(check);
+    }
+
+    /// A session asked the host (a standby) and it had replayed `lsn`.
+    pub fn saw_replayed(&self, lsn: u64) {
+        self.replayed.fetch_max(lsn, Relaxed);
+    }
+
+    /// The latest WAL position the host is known to have replayed (see
+    /// the field); 0 before its first check.
+    pub fn replayed(&self) -> u64 {
+        self.replayed.load(Relaxed)
     }
 
     /// Stop using it, for `why`. Returns false when it was fenced already.

@@ -95,7 +95,7 @@ pub struct Rotation {
     /// the last check.
     slowest_replay: AtomicU64,
     /// The last write of each user (read_your_writes_scope = user).
-    writes: Mutex<HashMap<String, Instant>>,
+    writes: Mutex<HashMap<String, (Instant, Option<u64>)>>,
     /// Transactions routed, by [`Routed`] (in `Routed::ALL` order).
     routed: [AtomicU64; 10],
 }
@@ -220,19 +220,21 @@ impl Rotation {
         self.eligible.load(Relaxed) > 0 && self.slowest_replay.load(Relaxed) >= lsn
     }
 
-    /// `user` committed a write now.
-    pub fn user_wrote(&self, user: &str) {
+    /// `user` committed a write now, at or before WAL position `lsn` when
+    /// known (read_your_writes = wal).
+    pub fn user_wrote(&self, user: &str, lsn: Option<u64>) {
         let mut w = self.writes.lock();
         match w.get_mut(user) {
-            Some(t) => *t = Instant::now(),
+            Some(t) => *t = (Instant::now(), lsn),
             None => {
-                w.insert(user.to_string(), Instant::now());
+                w.insert(user.to_string(), (Instant::now(), lsn));
             }
         }
     }
 
-    /// When `user` last wrote, if it did.
-    pub fn user_wrote_at(&self, user: &str) -> Option<Instant> {
+    /// When `user` last wrote, if it did, and that write's WAL position
+    /// when known.
+    pub fn user_wrote_at(&self, user: &str) -> Option<(Instant, Option<u64>)> {
         self.writes.lock().get(user).copied()
     }
 
@@ -314,8 +316,9 @@ mod tests {
         assert_eq!(r.primary_lsn_after(before), Some(1000));
         assert_eq!(r.primary_lsn_after(check_start), None);
         assert!(r.all_replayed(950) && !r.all_replayed(960));
-        r.user_wrote("u");
-        assert!(r.user_wrote_at("u").is_some() && r.user_wrote_at("v").is_none());
+        r.user_wrote("u", Some(7));
+        assert!(r.user_wrote_at("u").is_some_and(|(_, l)| l == Some(7)));
+        assert!(r.user_wrote_at("v").is_none());
         r.count(Routed::Read);
         r.count(Routed::Read);
         assert_eq!(r.counts()[8], (Routed::Read, 2));

@@ -386,6 +386,58 @@ async fn read_your_writes_by_wal_position() {
 }
 
 #[tokio::test]
+async fn wal_positions_are_asked_between_health_checks() {
+    bounded_for(Duration::from_secs(120), async {
+        let (primary, standby) = replicated().await;
+        primary.sql("CREATE TABLE ryw (id int)").await;
+        caught_up(&primary, &standby).await;
+        let pooler = split_pooler(&primary, &[&standby], "read_your_writes=wal").await;
+        let c = pooler.connect("app", "postgres", "").await;
+        wait_rotation(&pooler, 1).await;
+        // No health check for the rest of the test: only the position
+        // asked of the primary at each commit and of the standby's server
+        // can send a read after a write to the standby.
+        let admin = pooler.connect("pgbouncer", "split_admin", "").await;
+        admin
+            .simple_query("SET host_check_period = 600")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut waits = 0;
+        for k in 0..20 {
+            c.execute("INSERT INTO ryw VALUES ($1)", &[&k])
+                .await
+                .unwrap();
+            let mut on_standby = false;
+            for _ in 0..100 {
+                let row = c
+                    .query_one(
+                        "SELECT pg_is_in_recovery(), count(*) FROM ryw WHERE id = $1",
+                        &[&k],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(row.get::<_, i64>(1), 1, "write {k} not seen");
+                if row.get::<_, bool>(0) {
+                    on_standby = true;
+                    break;
+                }
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                on_standby,
+                "reads after write {k} never went to the standby"
+            );
+        }
+        // The test clusters commit with synchronous_commit = off: the WAL
+        // writer sends a commit within wal_writer_delay (200 ms).
+        eprintln!("20 writes: {waits} reads went to the primary before the standby had replayed");
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_standby_killed_under_reads_fails_only_what_was_in_flight() {
     bounded_for(Duration::from_secs(150), async {
         let primary = PgCluster::dedicated();

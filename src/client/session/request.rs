@@ -107,10 +107,13 @@ impl Client {
         }
         match outcome {
             Outcome::Released => {
-                release(&pool, server, false).await;
                 if let Some((_, _, state)) = self.held.route.split() {
-                    state.ended();
+                    if state.wants_commit_lsn() {
+                        return Box::pin(self.release_write(pool, server)).await;
+                    }
+                    state.ended(None);
                 }
+                release(&pool, server, false).await;
                 Ok(Step::Idle)
             }
             Outcome::ReadOnlyRefused => {
@@ -138,30 +141,80 @@ impl Client {
 
     /// Read/write splitting, once the chosen pool gave a server: with
     /// read_your_writes = wal, a standby's server must have replayed the
-    /// client's last write, else it goes back and the transaction takes a
-    /// server of the primary's pool instead. Counts the transaction where
-    /// it went.
+    /// client's last write (known from the host's last check, else asked
+    /// with one query on that server), else it goes back and the
+    /// transaction takes a server of the primary's pool instead. Counts the
+    /// transaction where it went.
     #[cold]
     async fn settle_split(
         &mut self,
         pool: Arc<Pool>,
-        server: Box<crate::server::ServerConn>,
+        mut server: Box<crate::server::ServerConn>,
     ) -> Result<(Arc<Pool>, Box<crate::server::ServerConn>), SessionEnd> {
         let need = self.held.route.split().and_then(|(_, _, s)| s.need_lsn());
         let topology = self.held.context().pools.topology();
-        let stale = need.is_some_and(|lsn| !SplitRoute::replayed(topology, &server.addr, lsn));
-        let (pool, server) = if stale {
-            pool.checkin(server);
-            let primary = self.held.route.pick().clone();
-            let server = primary.checkout().await.map_err(checkout_error)?;
-            (primary, server)
-        } else {
-            (pool, server)
+        // Some(server) when it may serve the transaction.
+        let kept = match need {
+            None => Some(server),
+            Some(lsn) if SplitRoute::replayed(topology, &server.addr, lsn) => Some(server),
+            // The last check is older than the write: ask the standby.
+            Some(lsn) => match server.wal_replay_lsn().await {
+                Ok(seen) => {
+                    topology.host(&server.addr).saw_replayed(seen);
+                    if seen >= lsn {
+                        Some(server)
+                    } else {
+                        pool.checkin(server);
+                        None
+                    }
+                }
+                Err(e) => {
+                    debug!(server = server.id, error = %e, "replay position not read: server closed");
+                    pool.discard(server);
+                    None
+                }
+            },
+        };
+        let stale = kept.is_none();
+        let (pool, server) = match kept {
+            Some(server) => (pool, server),
+            None => {
+                let primary = self.held.route.pick().clone();
+                let server = primary.checkout().await.map_err(checkout_error)?;
+                (primary, server)
+            }
         };
         if let Some((_, _, state)) = self.held.route.split() {
             state.settled(stale);
         }
         Ok((pool, server))
+    }
+
+    /// A write ended with read_your_writes = wal: ask its server (the
+    /// primary's, still held) for the WAL position after it, then give the
+    /// server back. One more round trip per write; a failure leaves the
+    /// position to the next health check.
+    #[cold]
+    async fn release_write(
+        &mut self,
+        pool: Arc<Pool>,
+        mut server: Box<crate::server::ServerConn>,
+    ) -> Result<Step, SessionEnd> {
+        let lsn = match server.wal_insert_lsn().await {
+            Ok(lsn) => {
+                release(&pool, server, false).await;
+                Some(lsn)
+            }
+            Err(e) => {
+                debug!(server = server.id, error = %e, "WAL position not read: server closed");
+                pool.discard(server);
+                None
+            }
+        };
+        if let Some((_, _, state)) = self.held.route.split() {
+            state.ended(lsn);
+        }
+        Ok(Step::Idle)
     }
 
     /// A standby refused the unit it was sent as a write (25006) and
