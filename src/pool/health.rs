@@ -18,7 +18,7 @@
 //!   error;
 //! - for standbys, the lag behind the primary in bytes and in seconds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest a check of one host may take (connecting included).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most primary WAL positions remembered per database (one per check
+/// that found the primary further on: at a 1 s period, 17 minutes of
+/// writing).
+const POSITIONS: usize = 1024;
+
 /// The checker's connections and backoffs, kept between rounds.
 #[derive(Default)]
 pub struct HealthChecker {
     conns: HashMap<Endpoint, Box<ServerConn>>,
     backoff: HashMap<Endpoint, (Instant, Duration)>,
+    /// Per database, the primary's WAL position at past checks when it
+    /// had moved on, oldest first (for [`lag_seconds`]).
+    positions: HashMap<String, VecDeque<(Instant, u64)>>,
+}
+
+/// How far behind in time a standby that has replayed `lsn` is: since the
+/// first check that found the primary past `lsn` (`positions`, oldest
+/// first). Behind even the oldest position remembered, the time since
+/// its last replayed transaction (`since_replay`) when that is longer.
+/// Not the time since the last replayed transaction alone: after an idle
+/// spell the primary's first new WAL record would make a standby that
+/// replays it a moment later look as far behind as the spell was long.
+fn lag_seconds(positions: &VecDeque<(Instant, u64)>, lsn: u64, since_replay: f64) -> f64 {
+    let Some(k) = positions.iter().position(|&(_, p)| p > lsn) else {
+        return 0.0;
+    };
+    let behind = positions[k].0.elapsed().as_secs_f64();
+    if k == 0 {
+        behind.max(since_replay)
+    } else {
+        behind
+    }
 }
 
 /// A database's host list, as its pools' settings hold it.
@@ -120,8 +147,10 @@ impl Pools {
                 }
             }
         }
+        checker.positions.retain(|d, _| databases.contains_key(d));
         for (database, (hosts, _)) in &databases {
-            self.judge(database, hosts, &found, now);
+            let positions = checker.positions.entry(database.clone()).or_default();
+            self.judge(database, hosts, &found, (now, positions));
         }
     }
 
@@ -131,7 +160,7 @@ impl Pools {
         database: &str,
         hosts: &[Arc<Endpoint>],
         found: &HashMap<Endpoint, Found>,
-        started: Instant,
+        (started, positions): (Instant, &mut VecDeque<(Instant, u64)>),
     ) {
         let mut roles_changed = false;
         for addr in hosts {
@@ -182,6 +211,20 @@ impl Pools {
             .first()
             .and_then(|(_, a)| found.get(&***a))
             .map(|f| f.2);
+        if let Some(p) = primary_lsn {
+            match positions.back() {
+                Some(&(_, last)) if p == last => {}
+                // Another primary behind the last one: start again.
+                Some(&(_, last)) if p < last => {
+                    positions.clear();
+                    positions.push_back((started, p));
+                }
+                _ => positions.push_back((started, p)),
+            }
+            if positions.len() > POSITIONS {
+                positions.pop_front();
+            }
+        }
         let mut standbys = Vec::new();
         for addr in hosts {
             let Some(&(recovery, _, lsn, since_replay)) = found.get(&**addr) else {
@@ -198,7 +241,10 @@ impl Pools {
                 (false, _) => (None, None),
                 (true, None) => (None, None),
                 (true, Some(p)) if lsn >= p => (Some(0), Some(0.0)),
-                (true, Some(p)) => (Some(p - lsn), Some(since_replay)),
+                (true, Some(p)) => (
+                    Some(p - lsn),
+                    Some(lag_seconds(positions, lsn, since_replay)),
+                ),
             };
             self.topology.host(addr).checked(Check {
                 at: Instant::now(),
@@ -325,5 +371,26 @@ mod tests {
             Some((true, false, 0, 0.0))
         );
         assert_eq!(parse_found(&row([Some("t"), None, None, None])), None);
+    }
+
+    #[test]
+    fn lag_is_time_since_the_primary_was_first_seen_past_the_standby() {
+        let now = Instant::now();
+        let ago = |s: u64| now - Duration::from_secs(s);
+        // The primary idled for an hour at 100, then wrote up to 120.
+        let positions = VecDeque::from([(ago(3600), 100), (ago(2), 110), (ago(1), 120)]);
+        // Caught up: none. Replaying the newest writes: seconds, not the
+        // hour since its last replayed transaction.
+        assert_eq!(lag_seconds(&positions, 120, 3600.0), 0.0);
+        let lag = lag_seconds(&positions, 115, 3600.0);
+        assert!((1.0..1.5).contains(&lag), "{lag}");
+        let lag = lag_seconds(&positions, 100, 3600.0);
+        assert!((2.0..2.5).contains(&lag), "{lag}");
+        // Behind even the oldest position remembered: at least that old,
+        // or the time since its last replayed transaction if longer.
+        let lag = lag_seconds(&positions, 50, 7200.0);
+        assert!((7200.0..7200.5).contains(&lag), "{lag}");
+        let lag = lag_seconds(&positions, 50, 10.0);
+        assert!((3600.0..3600.5).contains(&lag), "{lag}");
     }
 }
