@@ -92,7 +92,16 @@ const SESSION_LOCKS: &[&str] = &[
 
 /// A hint comment at the start of `sql` (after white space). An unknown
 /// `pgsluice:` word is no hint (the statement is routed by its text).
+#[inline]
 pub(crate) fn hint(sql: &[u8]) -> Option<Hint> {
+    // Most statements start with a keyword: no comment to read.
+    match sql.first() {
+        Some(b) if *b == b'/' || b.is_ascii_whitespace() => hint_comment(sql),
+        _ => None,
+    }
+}
+
+fn hint_comment(sql: &[u8]) -> Option<Hint> {
     let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
     let rest = sql[start..].strip_prefix(b"/*")?;
     let end = rest.windows(2).position(|w| w == b"*/")?;

@@ -139,6 +139,21 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         }
         i += 8;
     }
+    if i == n {
+        return n;
+    }
+    if n >= 8 {
+        // The last eight bytes, overlapping what was compared: the first
+        // difference among them is the first of all.
+        let x = u64::from_le_bytes(a[n - 8..].try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(b[n - 8..].try_into().unwrap_or_default());
+        let d = x ^ y;
+        return if d == 0 {
+            n
+        } else {
+            n - 8 + (d.trailing_zeros() / 8) as usize
+        };
+    }
     while i < n && a[i] == b[i] {
         i += 1;
     }

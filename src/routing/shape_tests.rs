@@ -115,5 +115,12 @@ fn common_prefix_finds_the_first_difference() {
         }
         assert_eq!(common_prefix(a, &b), k);
         assert_eq!(common_prefix(&a[..k], a), k);
+        // A second difference further on does not count.
+        if k + 1 < a.len() {
+            let mut c = b;
+            c[a.len() - 1] = b'#';
+            assert_eq!(common_prefix(a, &c), k);
+            assert_eq!(common_prefix(&a[..k + 1], &c[..k + 1]), k);
+        }
     }
 }

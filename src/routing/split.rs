@@ -194,7 +194,12 @@ impl SplitRoute {
             }
             None => Routed::Read,
         };
-        let need_lsn = match self.fresh_write() {
+        // read_your_writes = off (the default) skips the call.
+        let wrote = match self.split.ryw {
+            ReadYourWrites::Off => None,
+            _ => self.fresh_write(),
+        };
+        let need_lsn = match wrote {
             None => None,
             Some(wrote) => match self.split.ryw {
                 ReadYourWrites::Off => None,
@@ -328,8 +333,8 @@ impl SplitRoute {
                         return Err(false);
                     };
                     first_hint = hint(sql);
-                    class = worst(class, self.class_of(sql));
-                    return Ok((pos, class, first_hint));
+                    let c = self.class_of(sql);
+                    return Ok((pos, worst(class, c), first_hint));
                 }
                 b'P' => {
                     let (name, rest) = cstr(body).ok_or(false)?;
@@ -388,6 +393,7 @@ fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The class of a unit with statements of classes `a` and `b`.
+#[inline]
 fn worst(a: Class, b: Class) -> Class {
     fn rank(c: Class) -> u8 {
         match c {
@@ -400,7 +406,12 @@ fn worst(a: Class, b: Class) -> Class {
             Class::Session => 6,
         }
     }
-    if rank(b) > rank(a) { b } else { a }
+    // Reads joining a unit (the common case) change nothing.
+    if b == Class::Read || rank(b) <= rank(a) {
+        a
+    } else {
+        b
+    }
 }
 
 #[cfg(test)]

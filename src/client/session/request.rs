@@ -300,8 +300,8 @@ fn rules<'a>(
 
 /// Read/write splitting: where the transaction starting with `buf` goes
 /// (the primary's pool or the standby pool) and why. Out of line: only
-/// sessions that split pay for it.
-#[cold]
+/// sessions that split pay for it (not cold: a splitting session takes
+/// it every transaction).
 #[inline(never)]
 fn split_choice(
     (primary, standby, state): (&Arc<Pool>, &Arc<Pool>, &mut SplitRoute),
