@@ -92,7 +92,7 @@ const SESSION_LOCKS: &[&str] = &[
 
 /// A hint comment at the start of `sql` (after white space). An unknown
 /// `pgsluice:` word is no hint (the statement is routed by its text).
-#[inline]
+#[inline(always)]
 pub(crate) fn hint(sql: &[u8]) -> Option<Hint> {
     // Most statements start with a keyword: no comment to read.
     match sql.first() {

@@ -2,18 +2,17 @@
 //! shape: a text that differs from the remembered one only inside its
 //! constants (`WHERE aid = 12` after `WHERE aid = 99871`, the common case
 //! of a client sending one query with new values) has the same class, and
-//! is recognised in one pass of word-wide compares instead of the cache's
-//! masked hashing and lookup.
+//! is recognised by comparing the text between constants instead of the
+//! cache's masked hashing and lookup.
 //!
 //! The rule is the cache's (`cache.rs`, `masked`): two texts match when
 //! they are equal after each numeric and string constant is replaced by a
 //! marker. The memo keeps where the remembered text's constants are
 //! ([`Span`]s, recorded by `masked` while it hashed the text); the new
-//! text is compared byte for byte, and at a difference that falls inside
-//! (or right after) a remembered constant the new text's constant of the
-//! same kind is skipped and the compare goes on after both. A difference
-//! anywhere else, or a constant that is not one in the new text, is no
-//! match: the caller asks the cache.
+//! text must have the same bytes up to the first one (one `memcmp`), a
+//! constant of the same kind there (of any length, read as `masked` reads
+//! it), the same bytes up to the next, and so on to the end. Anything
+//! else is no match: the caller asks the cache.
 
 use super::classify::Class;
 
@@ -67,35 +66,28 @@ impl Memo {
     }
 }
 
-/// Whether `s` is `l` with other constants where `l` has its `spans`.
+/// Whether `s` is `l` with other constants where `l` has its `spans`:
+/// the text between constants equal, and at each remembered constant a
+/// constant of the same kind in `s` (of any length).
 fn same_shape(l: &[u8], spans: &[Span], s: &[u8]) -> bool {
     let (mut li, mut si) = (0, 0);
-    let mut spans = spans.iter();
-    loop {
-        let m = common_prefix(&l[li..], &s[si..]);
-        li += m;
-        si += m;
-        if li == l.len() && si == s.len() {
-            return true;
-        }
-        // A difference: it must be inside (or right after) the next
-        // remembered constant, which began after the last resync.
-        let sp = loop {
-            match spans.next() {
-                Some(sp) if (sp.end as usize) < li => continue,
-                Some(sp) if sp.start as usize <= li => break sp,
-                _ => return false,
-            }
+    for sp in spans {
+        let start = sp.start as usize;
+        let gap = start - li;
+        // The text up to this constant, then the constant in s.
+        let Some(between) = s.get(si..si + gap) else {
+            return false;
         };
-        // s equals l from the resync up to here: s's constant begins at
-        // the same offset back.
-        let start = si - (li - sp.start as usize);
-        let Some(end) = constant_end(s, start, sp.string) else {
+        if l[li..start] != *between {
+            return false;
+        }
+        let Some(end) = constant_end(s, si + gap, sp.string) else {
             return false;
         };
         li = sp.end as usize;
         si = end;
     }
+    l[li..] == s[si..]
 }
 
 /// Where the constant of the kind wanted that begins at `s[start]` ends,
@@ -116,48 +108,12 @@ fn constant_end(s: &[u8], start: usize, string: bool) -> Option<usize> {
         if !rest.first().is_some_and(u8::is_ascii_digit) {
             return None;
         }
-        let len = rest
-            .iter()
-            .position(|&b| !(b.is_ascii_digit() || b == b'.'))
-            .unwrap_or(rest.len());
-        Some(start + len)
-    }
-}
-
-/// The length of the common prefix of `a` and `b`, eight bytes at a time.
-#[inline]
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut i = 0;
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let x = u64::from_le_bytes(x.try_into().unwrap_or_default());
-        let y = u64::from_le_bytes(y.try_into().unwrap_or_default());
-        let d = x ^ y;
-        if d != 0 {
-            return i + (d.trailing_zeros() / 8) as usize;
+        let mut end = start + 1;
+        while end < s.len() && (s[end].is_ascii_digit() || s[end] == b'.') {
+            end += 1;
         }
-        i += 8;
+        Some(end)
     }
-    if i == n {
-        return n;
-    }
-    if n >= 8 {
-        // The last eight bytes, overlapping what was compared: the first
-        // difference among them is the first of all.
-        let x = u64::from_le_bytes(a[n - 8..].try_into().unwrap_or_default());
-        let y = u64::from_le_bytes(b[n - 8..].try_into().unwrap_or_default());
-        let d = x ^ y;
-        return if d == 0 {
-            n
-        } else {
-            n - 8 + (d.trailing_zeros() / 8) as usize
-        };
-    }
-    while i < n && a[i] == b[i] {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]

@@ -104,23 +104,3 @@ fn the_memo_agrees_with_the_cache_key() {
     // The swaps hit constants often enough for the test to mean something.
     assert!(matched > pairs / 200, "{matched} of {pairs}");
 }
-
-#[test]
-fn common_prefix_finds_the_first_difference() {
-    let a = b"0123456789abcdefghij";
-    for k in 0..=a.len() {
-        let mut b = *a;
-        if k < a.len() {
-            b[k] = b'#';
-        }
-        assert_eq!(common_prefix(a, &b), k);
-        assert_eq!(common_prefix(&a[..k], a), k);
-        // A second difference further on does not count.
-        if k + 1 < a.len() {
-            let mut c = b;
-            c[a.len() - 1] = b'#';
-            assert_eq!(common_prefix(a, &c), k);
-            assert_eq!(common_prefix(&a[..k + 1], &c[..k + 1]), k);
-        }
-    }
-}

@@ -393,8 +393,13 @@ fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The class of a unit with statements of classes `a` and `b`.
-#[inline]
+#[inline(always)]
 fn worst(a: Class, b: Class) -> Class {
+    // Reads joining a unit (the common case) change nothing.
+    if let Class::Read = b { a } else { ranked(a, b) }
+}
+
+fn ranked(a: Class, b: Class) -> Class {
     fn rank(c: Class) -> u8 {
         match c {
             Class::Read => 0,
@@ -406,12 +411,7 @@ fn worst(a: Class, b: Class) -> Class {
             Class::Session => 6,
         }
     }
-    // Reads joining a unit (the common case) change nothing.
-    if b == Class::Read || rank(b) <= rank(a) {
-        a
-    } else {
-        b
-    }
+    if rank(b) > rank(a) { b } else { a }
 }
 
 #[cfg(test)]
