@@ -17,6 +17,11 @@ const IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
 /// splitting, health checks every 0.2 s) with `extra` connection-string
 /// keys.
 async fn split_pooler(primary: &PgCluster, standbys: &[&PgCluster], extra: &str) -> TestPooler {
+    split_builder(primary, standbys, extra).start().await
+}
+
+/// The settings of [`split_pooler`], to add to.
+fn split_builder(primary: &PgCluster, standbys: &[&PgCluster], extra: &str) -> PoolerBuilder {
     let mut hosts = vec!["127.0.0.1".to_string()];
     let mut ports = vec![primary.port().to_string()];
     for s in standbys {
@@ -35,8 +40,6 @@ async fn split_pooler(primary: &PgCluster, standbys: &[&PgCluster], extra: &str)
                 ports.join(",")
             ),
         )
-        .start()
-        .await
 }
 
 /// A primary and a hot standby streaming from it.
@@ -201,6 +204,41 @@ async fn reads_go_to_standbys_and_everything_else_to_the_primary() {
         assert_eq!(roles, ["primary", "standby"]);
     })
     .await
+}
+
+#[tokio::test]
+async fn read_write_split_off_for_a_user_keeps_its_sessions_on_the_primary() {
+    bounded_for(Duration::from_secs(120), async {
+        let (primary, standby) = replicated().await;
+        let p = primary
+            .direct_client("postgres", support::pg::SUPERUSER)
+            .await;
+        p.batch_execute("CREATE ROLE split_reader LOGIN")
+            .await
+            .unwrap();
+        caught_up(&primary, &standby).await;
+        let pooler = split_builder(&primary, &[&standby], "")
+            .trust("split_reader")
+            .user("postgres", "read_write_split=0")
+            .start()
+            .await;
+        // Another user of the same database splits (its first session
+        // makes the database's read rotation).
+        let reader = pooler.connect("app", "split_reader", "").await;
+        wait_rotation(&pooler, 1).await;
+        // The user with read_write_split=0 in [users]: every read on the
+        // primary, and not counted by the splitting database's rotation.
+        let kept = pooler.connect("app", "postgres", "").await;
+        for _ in 0..5 {
+            assert_eq!(value(&kept, IN_RECOVERY).await, "f");
+        }
+        assert_eq!(routed(&pooler, "standby", "read").await, 0);
+        for _ in 0..5 {
+            assert_eq!(value(&reader, IN_RECOVERY).await, "t");
+        }
+        assert_eq!(routed(&pooler, "standby", "read").await, 5);
+    })
+    .await;
 }
 
 #[tokio::test]
