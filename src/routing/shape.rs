@@ -50,10 +50,22 @@ impl Memo {
         same_shape(&self.text, &self.spans, sql).then_some(class)
     }
 
+    /// When `text` starts with the remembered text and a NUL (a Parse
+    /// message's query string, repeated as it was): its length and class.
+    /// Saves looking for the NUL first.
+    #[inline]
+    pub(crate) fn get_cstr(&self, text: &[u8]) -> Option<(usize, Class)> {
+        let class = self.class?;
+        let n = self.text.len();
+        (text.get(n) == Some(&0) && text[..n] == *self.text).then_some((n, class))
+    }
+
     /// Remember `sql` (whose constants are in `spans` now) and its class.
     pub(crate) fn set(&mut self, sql: &[u8], class: Class) {
         self.text.clear();
-        if sql.len() <= MAX_TEXT {
+        // A NUL inside (a malformed Query) would let `get_cstr` match a
+        // shorter string.
+        if sql.len() <= MAX_TEXT && memchr::memchr(0, sql).is_none() {
             self.text.extend_from_slice(sql);
             self.class = Some(class);
             if self.spans.len() > MAX_SPANS {

@@ -104,3 +104,19 @@ fn the_memo_agrees_with_the_cache_key() {
     // The swaps hit constants often enough for the test to mean something.
     assert!(matched > pairs / 200, "{matched} of {pairs}");
 }
+
+#[test]
+fn a_parse_string_matches_the_remembered_text_up_to_its_nul() {
+    let m = memo(b"SELECT 1");
+    assert_eq!(m.get_cstr(b"SELECT 1\0\0\0"), Some((8, Class::Read)));
+    assert_eq!(m.get_cstr(b"SELECT 1\0"), Some((8, Class::Read)));
+    // Longer, shorter, other: the caller looks for the NUL itself.
+    assert_eq!(m.get_cstr(b"SELECT 12\0"), None);
+    assert_eq!(m.get_cstr(b"SELECT \0"), None);
+    assert_eq!(m.get_cstr(b"SELECT 1"), None);
+    assert_eq!(m.get_cstr(b"SELECT 2\0"), None);
+    // A text with a NUL inside is not remembered.
+    let m = memo(b"SELECT 1\0x");
+    assert_eq!(m.get_cstr(b"SELECT 1\0x\0"), None);
+    assert_eq!(m.get(b"SELECT 1\0x"), None);
+}

@@ -338,11 +338,18 @@ impl SplitRoute {
                 }
                 b'P' => {
                     let (name, rest) = cstr(body).ok_or(false)?;
-                    let sql = &rest[..memchr::memchr(0, rest).ok_or(false)?];
+                    // The same text as the last statement's (the usual
+                    // case): no search for its end.
+                    let (sql, c) = match self.memo.get_cstr(rest) {
+                        Some((n, c)) => (&rest[..n], c),
+                        None => {
+                            let sql = &rest[..memchr::memchr(0, rest).ok_or(false)?];
+                            (sql, self.class_of(sql))
+                        }
+                    };
                     if first {
                         first_hint = hint(sql);
                     }
-                    let c = self.class_of(sql);
                     if name.is_empty() {
                         unnamed = Some(c);
                     } else {
