@@ -310,6 +310,38 @@ pub fn changeable(name: &str) -> Option<bool> {
     find(name).map(|k| k.changeable)
 }
 
+/// Why `name` is not a key: "unknown setting", with the known key it is
+/// closest to when it looks like a misspelling of one (at most two edits,
+/// fewer than half its length: `pool_mod`, `max_client_con`).
+pub(crate) fn unknown(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    let closest = KEYS
+        .iter()
+        .map(|k| (edit_distance(name.as_bytes(), k.name.as_bytes()), k.name))
+        .filter(|&(d, _)| d <= 2 && d * 2 < name.len())
+        .min_by_key(|&(d, _)| d);
+    match closest {
+        Some((_, key)) => format!("unknown setting; did you mean \"{key}\"?"),
+        None => "unknown setting".to_string(),
+    }
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions.
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, &x) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 /// Finds a key's definition, ignoring case.
 pub(crate) fn find(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))

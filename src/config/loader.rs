@@ -10,6 +10,7 @@ use super::databases::{Databases, parse_database};
 use super::error::{ConfigError, ConfigErrors};
 use super::general::General;
 use super::ini::{self, Entry, EntryKind};
+use super::keys;
 use super::peers::check_peer;
 use super::settings::{self, Origin, RawSetting, Values};
 use super::userlist::parse_userlist;
@@ -87,7 +88,7 @@ fn parse(
                 let value = value.clone();
                 sections.raw.insert(def.name, RawSetting { value, origin });
             }
-            None => errors.push(ConfigError::new(file, 0, key, "unknown setting")),
+            None => errors.push(ConfigError::new(file, 0, key, keys::unknown(key))),
         }
     }
     let values = Values::resolve(&sections.raw, &mut errors, &mut warnings);
@@ -205,7 +206,7 @@ impl Sections {
             let (f, l) = (e.file.as_path(), e.line);
             match section {
                 None => errors.push(ConfigError::new(f, l, key, "value outside any section")),
-                Some(Section::Main) => out.set_main(key, value, e, warnings),
+                Some(Section::Main) => out.set_main(key, value, e, errors),
                 Some(Section::Databases) => {
                     if let Some(db) = parse_database(key, value, f, l, errors, warnings) {
                         if key == "*" {
@@ -275,7 +276,11 @@ impl Sections {
     }
 
     /// Records a `[pgbouncer]` value; a later one for the same key wins.
-    fn set_main(&mut self, key: &str, value: &str, e: &Entry, warnings: &mut Vec<String>) {
+    /// An unknown key is an error, as in PgBouncer (which refuses to start,
+    /// and keeps its settings on a reload): a misspelled key must not leave
+    /// its default in force unnoticed (`pool_mod = transaction` would run
+    /// in session mode).
+    fn set_main(&mut self, key: &str, value: &str, e: &Entry, errors: &mut Vec<ConfigError>) {
         let origin = Origin {
             file: e.file.clone(),
             line: e.line,
@@ -288,11 +293,7 @@ impl Sections {
                 };
                 self.raw.insert(def.name, raw);
             }
-            None => warnings.push(format!(
-                "{}:{}: {key}: unknown setting; ignored",
-                e.file.display(),
-                e.line
-            )),
+            None => errors.push(ConfigError::new(&e.file, e.line, key, keys::unknown(key))),
         }
     }
 }

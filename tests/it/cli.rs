@@ -109,6 +109,27 @@ fn bad_database_entry_exits_64() {
     assert!(msg.contains("no_such_key"), "key missing: {msg}");
 }
 
+/// As PgBouncer: a key that is not one refuses the start (a typo must not
+/// leave the default in force: `pool_mod` would run in session mode).
+#[test]
+fn misspelled_key_exits_64_naming_the_closest_key() {
+    let (_dir, ini) = PoolerBuilder::new().set("pool_mod", "transaction").write();
+    let text = std::fs::read_to_string(&ini).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("pool_mod "))
+        .unwrap()
+        + 1;
+    let out = run(&[ini.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", all_text(&out));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:{line}: pool_mod: unknown setting; did you mean \"pool_mode\"?",
+        ini.display()
+    );
+    assert!(msg.contains(&want), "{msg}");
+}
+
 #[test]
 fn missing_config_exits_64() {
     let dir = tempfile::tempdir().unwrap();

@@ -251,8 +251,17 @@ async fn reload_applies_sizes_databases_and_passwords() {
         let err = ctx.reload().unwrap_err();
         assert!(err.contains("pool_size"), "{err}");
         assert_eq!(one(&c, "SELECT 3").await, "3");
-        // A removed database refuses new clients; its clients go on.
         edit_ini(&p, "pool_size=lots", "pool_size=3");
+        // So does a misspelled key (PgBouncer keeps its settings too).
+        edit_ini(&p, "pool_mode = transaction", "pool_mod = transaction");
+        let err = ctx.reload().unwrap_err();
+        assert!(
+            err.contains("pool_mod: unknown setting; did you mean \"pool_mode\"?"),
+            "{err}"
+        );
+        assert_eq!(one(&c, "SELECT 4").await, "4");
+        edit_ini(&p, "pool_mod = transaction", "pool_mode = transaction");
+        // A removed database refuses new clients; its clients go on.
         let text = std::fs::read_to_string(p.ini_path()).unwrap();
         let text: String = text
             .lines()
