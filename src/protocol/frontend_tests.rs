@@ -233,6 +233,17 @@ fn length_is_checked_before_buffering() {
     let err = read_message(&mut buf, 4096).unwrap_err();
     assert!(matches!(err, ProtocolError::TooLong { len, max: 4096, .. } if len == 1 << 20));
     assert_eq!(err.sqlstate(), "08P01");
+    // The type byte counts too (as in PgBouncer): 2^31-1 is too long
+    // under the default max_packet_size of 2^31-1, one less is not.
+    let mut buf = BytesMut::new();
+    buf.put_u8(b'Q');
+    buf.put_u32(u32::MAX >> 1);
+    let err = read_message(&mut buf, u32::MAX >> 1).unwrap_err();
+    assert!(matches!(err, ProtocolError::TooLong { .. }), "{err:?}");
+    let mut buf = BytesMut::new();
+    buf.put_u8(b'Q');
+    buf.put_u32((u32::MAX >> 1) - 1);
+    assert!(matches!(read_message(&mut buf, u32::MAX >> 1), Ok(None)));
     let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
     assert!(matches!(
         read_message(&mut buf, 4096),

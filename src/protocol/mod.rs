@@ -48,7 +48,10 @@ impl Header {
         self.len as usize + 1
     }
 
-    /// Check the length field against the protocol minimum and `max`.
+    /// Check the length field against the protocol minimum, and the whole
+    /// message (its type byte too, as PgBouncer counts it) against `max`
+    /// (max_packet_size): a length field of 2^31-1 is refused at once
+    /// under the default limit of 2^31-1, not waited for.
     #[inline]
     pub(crate) fn check(&self, max: u32) -> Result<(), ProtocolError> {
         if self.len < 4 {
@@ -57,7 +60,7 @@ impl Header {
                 len: self.len,
             });
         }
-        if self.len > max {
+        if self.len >= max {
             return Err(ProtocolError::TooLong {
                 tag: self.tag,
                 len: self.len,

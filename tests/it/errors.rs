@@ -91,6 +91,27 @@ async fn garbage_and_truncated_startup() {
     .await
 }
 
+/// PgBouncer's probe: with the default max_packet_size (2^31-1), a length
+/// field of 2^31-1 (the whole message one byte more) is refused at once,
+/// not waited for.
+#[tokio::test]
+async fn a_length_field_of_2_31_minus_1_is_refused_at_once() {
+    bounded(async {
+        let (p, db) = setup(&[]).await;
+        let mut s = p.raw_connect().await;
+        wire::login_trust(&mut s, "postgres", &db).await;
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&(u32::MAX >> 1).to_be_bytes());
+        msg.extend_from_slice(b"SELECT 1");
+        wire::send(&mut s, &msg).await.unwrap();
+        let e = closed_with(&mut s)
+            .await
+            .expect("ErrorResponse for a 2 GB message");
+        assert_eq!(e.sqlstate(), "08P01", "{:?}", e.fields());
+    })
+    .await
+}
+
 #[tokio::test]
 async fn oversized_and_malformed_messages() {
     bounded(async {
