@@ -117,24 +117,15 @@ pub(crate) fn peer_is_own_user(stream: &Stream) -> bool {
     peer.is_some() && peer == own_uid()
 }
 
-/// Run a console session for a client that logged in. Counts toward
-/// max_client_conn while it lasts.
-///
-/// # Concurrency note
-/// The login's max_client_conn permit was released when the login handed
-/// the client over; a new one is taken here. A client accepted in between
-/// may take the last slot: the console client is then refused with 53300
-/// like any other client over the limit.
-pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, login: AdminLogin) {
-    let Ok(permit) = ctx.client_slots.clone().try_acquire_owned() else {
-        fatal(
-            &mut stream,
-            sqlstate::TOO_MANY_CONNECTIONS,
-            "no more connections allowed (max_client_conn)",
-        )
-        .await;
-        return;
-    };
+/// Run a console session for a client that logged in, with the
+/// max_client_conn slot of its login (kept while it lasts), or none: as in
+/// PgBouncer, the console is let in over the limit.
+pub async fn serve(
+    mut stream: Stream,
+    (peer, id, slot): (Peer, u64, Option<tokio::sync::OwnedSemaphorePermit>),
+    ctx: Arc<Context>,
+    login: AdminLogin,
+) {
     let registration = Registration::new(ctx.clone(), id, peer);
     registration.entry.set_info(std::sync::Arc::new(ClientInfo {
         user: login.user.clone(),
@@ -158,7 +149,7 @@ pub async fn serve(mut stream: Stream, peer: Peer, id: u64, ctx: Arc<Context>, l
     }
     let _ = stream.shutdown().await;
     debug!(client = id, "admin console session ended");
-    drop(permit);
+    drop(slot);
 }
 
 /// The login answers: AuthenticationOk, ParameterStatus, BackendKeyData,

@@ -3,7 +3,6 @@
 //! (AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,34 +101,30 @@ async fn read_startup_message(
     }
 }
 
-/// Answer a client over max_client_conn: read its startup, then refuse.
-pub(super) async fn refuse(stream: &mut Stream, ctx: &Context) -> Result<(), SessionEnd> {
-    let mut buf = BytesMut::new();
-    let read = read_startup_message(stream, &mut buf, ctx);
-    match crate::runtime::timer::timeout(Duration::from_secs(5), read).await {
-        Ok(Ok(None)) => Ok(()),
-        _ => Err(super::too_many_clients()),
-    }
-}
-
-/// Log a client in.
+/// Log a client in (`over_limit`: it has no max_client_conn slot).
 pub(super) async fn login(
     stream: &mut Stream,
     buf: &mut BytesMut,
     ctx: &Context,
     client: &SessionEntry,
+    over_limit: bool,
 ) -> Result<Login, SessionEnd> {
     let Some(startup) = read_startup_message(stream, buf, ctx).await? else {
         return Ok(Login::Gone);
     };
     super::tls::check_required(stream, ctx)?;
     let cfg = ctx.config();
+    let (user, database) = who(&startup)?;
+    // Over max_client_conn only the admin console is let in (as in
+    // PgBouncer: a DBA can still look and act when clients fill it).
+    if over_limit && database != crate::admin::ADMIN_DB {
+        return Err(super::too_many_clients());
+    }
     if startup.minor > 0 || !startup.protocol_options.is_empty() {
         let mut out = BytesMut::new();
         backend::negotiate_protocol_version(&mut out, 0, &startup.protocol_options);
         stream.write_all(&out).await?;
     }
-    let (user, database) = who(&startup)?;
     let tls = match stream {
         Stream::Tls(s) => s.info(),
         _ => String::new(),

@@ -90,21 +90,18 @@ impl SessionEnd {
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Start a task serving one client connection until it ends. `permit` is
-/// its max_client_conn slot (None when over the limit: it gets 53300).
+/// its max_client_conn slot (None when over the limit: it gets 53300 after
+/// its startup packet, unless it asks for the admin console).
 pub(crate) fn spawn(
     stream: Stream,
     peer: Peer,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let registration = permit
-        .is_some()
-        .then(|| Registration::new(ctx.clone(), next_id(), peer.clone()));
-    let target = registration.as_ref().map(|r| r.entry.clone());
+    let registration = Registration::new(ctx.clone(), next_id(), peer.clone());
+    let target = registration.entry.clone();
     let task = tokio::spawn(serve(stream, peer, ctx, permit, registration));
-    if let Some(t) = target {
-        t.set_task(task.abort_handle());
-    }
+    target.set_task(task.abort_handle());
 }
 
 fn next_id() -> u64 {
@@ -117,9 +114,9 @@ pub(crate) fn serve(
     peer: Peer,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
-    registration: Option<Registration>,
+    registration: Registration,
 ) -> ClientTask {
-    let id = registration.as_ref().map_or_else(next_id, |r| r.entry.id);
+    let id = registration.entry.id;
     // A debug-level span: at the default level it costs nothing per client
     // (an info span would allocate in the subscriber for every session);
     // info lines carry `client = id` themselves.
@@ -176,33 +173,20 @@ fn resume(client: session::Client, runtime: &tokio::runtime::Handle) {
 /// Log a client in; None when the connection ended during login (after
 /// being told why, when it could be told).
 async fn login_task(
-    mut stream: Stream,
+    stream: Stream,
     peer: Peer,
     id: u64,
     ctx: Arc<Context>,
     permit: Option<OwnedSemaphorePermit>,
-    registration: Option<Registration>,
+    registration: Registration,
 ) -> Option<session::Client> {
     let connected_us = now_us();
-    let (Some(permit), Some(registration)) = (permit, registration) else {
-        if let Err(e) = login::refuse(&mut stream, &ctx).await {
-            report(
-                &mut stream,
-                (id, &format!("@{peer}"), connected_us),
-                &ctx,
-                e,
-            )
-            .await;
-        }
-        let _ = stream.shutdown().await;
-        return None;
-    };
     match session::login_phase(stream, registration, permit).await {
         Ok(session::Entered::Pool(client)) => Some(client),
-        Ok(session::Entered::Console(stream, login)) => {
+        Ok(session::Entered::Console(stream, login, permit)) => {
             // The console session runs here, in the login's (boxed) future:
             // it is rare and short-lived, unlike pool sessions.
-            crate::admin::serve(stream, peer, id, ctx, login).await;
+            crate::admin::serve(stream, (peer, id, permit), ctx, login).await;
             None
         }
         Ok(session::Entered::Gone) => {

@@ -176,8 +176,14 @@ enum Wake {
 pub(super) enum Entered {
     /// A pool session, to run in a task of its own ([`run`]).
     Pool(Client),
-    /// An admin console session (it runs in the login's task).
-    Console(Stream, crate::admin::AdminLogin),
+    /// An admin console session (it runs in the login's task), with its
+    /// max_client_conn slot when one was free (the console is let in over
+    /// the limit, as in PgBouncer).
+    Console(
+        Stream,
+        crate::admin::AdminLogin,
+        Option<OwnedSemaphorePermit>,
+    ),
     /// Nothing: a CancelRequest, or a client that left.
     Gone,
 }
@@ -188,24 +194,37 @@ pub(super) enum Entered {
 pub(super) async fn login_phase(
     mut stream: Stream,
     registration: Registration,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> Result<Entered, (Stream, SessionEnd)> {
     let ctx = registration.owner().clone();
     let cfg = ctx.config();
     let mut buf = BytesMut::new();
     let entry = registration.entry.clone();
     let limit = cfg.general.client_login_timeout;
-    let result = Box::pin(login_within(limit, &mut stream, &mut buf, &ctx, &entry)).await;
+    let over_limit = permit.is_none();
+    let result = Box::pin(login_within(
+        limit,
+        &mut stream,
+        &mut buf,
+        (&ctx, over_limit),
+        &entry,
+    ))
+    .await;
     if buf.is_empty() {
         // The login's read buffer is not kept while the client idles.
         buf = BytesMut::new();
     }
     match result {
         Ok(Login::Pool(LoggedIn { route, params })) => {
+            // Over max_client_conn, login() refused every database but
+            // the console's.
+            let Some(permit) = permit else {
+                return Err((stream, super::too_many_clients()));
+            };
             let held = Held::new(registration, permit, cfg, (route, params));
             Ok(Entered::Pool(Client::logged_in(stream, buf, held)))
         }
-        Ok(Login::Console(login)) => Ok(Entered::Console(stream, login)),
+        Ok(Login::Console(login)) => Ok(Entered::Console(stream, login, permit)),
         Ok(Login::Gone) => Ok(Entered::Gone),
         Err(e) => Err((stream, e)),
     }
@@ -221,11 +240,11 @@ async fn login_within(
     limit: std::time::Duration,
     stream: &mut Stream,
     buf: &mut BytesMut,
-    ctx: &crate::context::Context,
+    (ctx, over_limit): (&crate::context::Context, bool),
     entry: &crate::registry::SessionEntry,
 ) -> Result<Login, SessionEnd> {
     let limit = u64::try_from(limit.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX);
-    let login = login(stream, buf, ctx, entry);
+    let login = login(stream, buf, ctx, entry, over_limit);
     if limit == 0 {
         return login.await;
     }

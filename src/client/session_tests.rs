@@ -117,13 +117,15 @@ async fn idle_session_task_stays_small() {
 async fn login_future_stays_small() {
     let ctx = context();
     let (ours, _peer) = tokio::net::UnixStream::pair().unwrap();
+    let registration =
+        crate::context::Registration::new(ctx.clone(), 1, crate::transport::Peer::Unix);
     let login = super::super::login_task(
         Stream::from(ours),
         crate::transport::Peer::Unix,
         1,
         ctx,
         None,
-        None,
+        registration,
     );
     let size = std::mem::size_of_val(&login);
     eprintln!("login future: {size} bytes");

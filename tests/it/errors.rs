@@ -182,7 +182,7 @@ async fn unknown_database() {
 #[tokio::test]
 async fn too_many_clients() {
     bounded(async {
-        let (p, db) = setup(&[("max_client_conn", "3")]).await;
+        let (p, db) = setup(&[("max_client_conn", "3"), ("admin_users", "postgres")]).await;
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(p.connect(&db, "postgres", "").await);
@@ -192,6 +192,21 @@ async fn too_many_clients() {
             .await
             .expect_err("4th client must fail");
         assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err:?}");
+        // The admin console is let in over the limit (as in PgBouncer),
+        // and a client still is not.
+        let admin = p.connect("pgbouncer", "postgres", "").await;
+        let rows = admin.simple_query("SHOW CLIENTS").await.unwrap();
+        let clients_shown = rows
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        assert!(clients_shown >= 3, "{clients_shown} clients shown");
+        let err = p
+            .try_connect(&db, "postgres", "")
+            .await
+            .expect_err("a client over the limit must still fail");
+        assert_eq!(sqlstate(&err).as_deref(), Some("53300"), "{err:?}");
+        drop(admin);
         for (i, c) in clients.iter().enumerate() {
             still_works(c, i as i32).await;
         }
