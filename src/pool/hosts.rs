@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use super::{Pool, PoolSettings};
 use crate::config::{Endpoint, LoadBalance, SessionAttrs};
-use crate::server::{self, ServerConn, ServerCredentials, ServerError};
+use crate::server::{self, ServerConn, ServerCredentials, ServerError, Tried, TriedHosts};
 use crate::topology::Rank;
 
 /// How often a connection waiting for a host with the wanted role tries
@@ -93,12 +93,14 @@ impl Pool {
                 || (other_role_skipped && rank == Rank::OtherRole)
                 || (s.attrs != SessionAttrs::Any && retry && rank == Rank::Down)
             {
-                tried.push(format!("{addr}: {}", skipped(rank)));
+                tried.push(Tried::new(addr, i, skipped(rank)));
                 continue;
             }
             if lagging(s, addr) {
-                tried.push(format!(
-                    "{addr}: out of the read rotation (max_standby_lag)"
+                tried.push(Tried::new(
+                    addr,
+                    i,
+                    "out of the read rotation (max_standby_lag)",
                 ));
                 continue;
             }
@@ -117,7 +119,7 @@ impl Pool {
                     continue;
                 }
                 if now == Rank::Fenced || (other_role_skipped && now == Rank::OtherRole) {
-                    tried.push(format!("{addr}: {}", skipped(now)));
+                    tried.push(Tried::new(addr, i, skipped(now)));
                     continue;
                 }
                 (now != Rank::Fits).then_some(guard)
@@ -155,7 +157,7 @@ impl Pool {
                         drop(fallback);
                         return Ok((conn, reported));
                     }
-                    tried.push(format!("{addr}: {}", role_name(facts.hot_standby)));
+                    tried.push(Tried::new(addr, i, role_name(facts.hot_standby)));
                     if s.attrs == SessionAttrs::PreferStandby && fallback.is_none() {
                         fallback = Some((conn, reported));
                     } else {
@@ -165,10 +167,11 @@ impl Pool {
                 Err(e) => {
                     self.host_failed(s, i, &e);
                     host.failed(e.to_string());
-                    tried.push(match &e {
-                        ServerError::Connect { source, .. } => format!("{addr}: {source}"),
-                        other => format!("{addr}: {other}"),
-                    });
+                    let why = match &e {
+                        ServerError::Connect { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    tried.push(Tried::new(addr, i, why));
                     last_err = Some(e);
                 }
             }
@@ -184,10 +187,10 @@ impl Pool {
             {
                 Err(e)
             }
-            (SessionAttrs::Any, _) => Err(ServerError::Unreachable(tried.join("; "))),
+            (SessionAttrs::Any, _) => Err(ServerError::Unreachable(TriedHosts(tried))),
             (attrs, _) => Err(ServerError::NoHost {
                 wanted: attrs.name(),
-                tried: tried.join("; "),
+                tried: TriedHosts(tried),
             }),
         }
     }

@@ -6,6 +6,56 @@ use postgres_protocol::message::backend::ErrorFields;
 
 use super::Endpoint;
 
+/// What one host of a database's host list said, or why it was passed
+/// over, when no host would do.
+#[derive(Debug)]
+pub struct Tried {
+    /// The host.
+    pub addr: Endpoint,
+    /// Its place in the host list (0 = first).
+    pub place: usize,
+    /// What it said.
+    pub why: String,
+}
+
+impl Tried {
+    /// `addr`, at `place` in the list, and why it would not do.
+    pub fn new(addr: &Endpoint, place: usize, why: impl Into<String>) -> Tried {
+        Tried {
+            addr: addr.clone(),
+            place,
+            why: why.into(),
+        }
+    }
+}
+
+/// Every host tried, in the order tried; displays as `addr: why; ...`.
+#[derive(Debug)]
+pub struct TriedHosts(pub Vec<Tried>);
+
+impl std::fmt::Display for TriedHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, t) in self.0.iter().enumerate() {
+            let sep = if k == 0 { "" } else { "; " };
+            write!(f, "{sep}{}: {}", t.addr, t.why)?;
+        }
+        Ok(())
+    }
+}
+
+impl TriedHosts {
+    /// As a client is told it: each host by its place in the list
+    /// (`host 1: ...`), not its address.
+    pub fn by_place(&self) -> String {
+        let each: Vec<String> = self
+            .0
+            .iter()
+            .map(|t| format!("host {}: {}", t.place + 1, t.why))
+            .collect();
+        each.join("; ")
+    }
+}
+
 /// What went wrong with a server connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -45,7 +95,7 @@ pub enum ServerError {
     /// No host of the database's host list could be reached (each host's
     /// reason).
     #[error("no host could be reached: {0}")]
-    Unreachable(String),
+    Unreachable(TriedHosts),
     /// No host of the database's host list has the role its
     /// target_session_attrs wants (each host's reason in `tried`).
     #[error("no server is {wanted} (target_session_attrs): {tried}")]
@@ -53,7 +103,7 @@ pub enum ServerError {
         /// The target_session_attrs value.
         wanted: &'static str,
         /// What each host said or why it could not be reached.
-        tried: String,
+        tried: TriedHosts,
     },
     /// An I/O error on an established connection.
     #[error("server connection error: {0}")]
@@ -86,15 +136,80 @@ impl ServerError {
     pub(crate) fn client_error(&self) -> (SqlState, String) {
         match self {
             ServerError::Rejected { code, message, .. } => (*code, message.clone()),
-            ServerError::Connect { .. }
-            | ServerError::Timeout { .. }
-            | ServerError::Closed
-            | ServerError::NoHost { .. }
-            | ServerError::Unreachable(_) => (sqlstate::CONNECTION_FAILURE, self.to_string()),
+            // Clients are not told where the servers are (as PgBouncer;
+            // the log line names them): a host of a list by its place.
+            ServerError::Connect { source, .. } => (
+                sqlstate::CONNECTION_FAILURE,
+                format!("could not connect to server: {source}"),
+            ),
+            ServerError::Timeout { .. } => (
+                sqlstate::CONNECTION_FAILURE,
+                "timed out connecting to server".to_string(),
+            ),
+            ServerError::Unreachable(tried) => (
+                sqlstate::CONNECTION_FAILURE,
+                format!("no host could be reached: {}", tried.by_place()),
+            ),
+            ServerError::NoHost { wanted, tried } => (
+                sqlstate::CONNECTION_FAILURE,
+                format!(
+                    "no server is {wanted} (target_session_attrs): {}",
+                    tried.by_place()
+                ),
+            ),
+            ServerError::Closed => (sqlstate::CONNECTION_FAILURE, self.to_string()),
             ServerError::Auth(_) => (sqlstate::INVALID_AUTHORIZATION, self.to_string()),
             ServerError::Protocol(_) | ServerError::Io(_) => {
                 (sqlstate::CONNECTION_FAILURE, self.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(port: u16) -> Endpoint {
+        Endpoint::Tcp {
+            host: "10.1.2.3".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn clients_are_not_told_where_the_servers_are() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let errors = [
+            ServerError::Connect {
+                addr: host(5432),
+                source: refused(),
+            },
+            ServerError::Timeout { addr: host(5432) },
+            ServerError::Unreachable(TriedHosts(vec![
+                Tried::new(&host(5432), 1, "connection refused"),
+                Tried::new(&host(5433), 0, "primary"),
+            ])),
+            ServerError::NoHost {
+                wanted: "standby",
+                tried: TriedHosts(vec![Tried::new(&host(5432), 0, "primary")]),
+            },
+        ];
+        for e in &errors {
+            // The log line names the server...
+            assert!(e.to_string().contains("10.1.2.3:5432"), "{e}");
+            // ...what the client is told does not.
+            let (code, message) = e.client_error();
+            assert_eq!(code, sqlstate::CONNECTION_FAILURE);
+            assert!(!message.contains("10.1.2.3"), "{message}");
+        }
+        assert_eq!(
+            errors[2].client_error().1,
+            "no host could be reached: host 2: connection refused; host 1: primary"
+        );
+        assert_eq!(
+            errors[3].client_error().1,
+            "no server is standby (target_session_attrs): host 1: primary"
+        );
     }
 }

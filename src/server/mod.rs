@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub(crate) use connect::{ServerCredentials, ServerTarget, connect};
 pub(crate) use end::ServerEnd;
-pub(crate) use error::ServerError;
+pub(crate) use error::{ServerError, Tried, TriedHosts};
 pub(crate) use lookup::{Found, LookupError};
 pub(crate) use params::Params;
 pub(crate) use role::reported_role;

@@ -58,7 +58,7 @@ async fn hosts_that_are_down_or_refuse_logins_are_skipped() {
             );
             clients.push(c);
         }
-        // All hosts down: a clear error naming each host's reason.
+        // All hosts down: a clear error giving each host's reason.
         let e = pooler
             .try_connect("dead", "postgres", "")
             .await
@@ -66,7 +66,13 @@ async fn hosts_that_are_down_or_refuse_logins_are_skipped() {
         let msg = db_message(&e).unwrap_or_default();
         assert_eq!(sqlstate(&e).as_deref(), Some("08006"), "{e}");
         assert!(msg.contains("no host could be reached"), "{msg}");
-        assert_eq!(msg.matches("127.0.0.1:").count(), 2, "{msg}");
+        // Each host by its place in the list: clients are not told where
+        // the servers are (as PgBouncer; the log names them).
+        assert!(
+            msg.contains("host 1: ") && msg.contains("host 2: "),
+            "{msg}"
+        );
+        assert!(!msg.contains("127.0.0.1"), "{msg}");
     })
     .await
 }
