@@ -51,7 +51,7 @@ pub(super) fn startup_params(
                 "replication connections are not supported by pgsluice; connect to PostgreSQL directly",
             ));
         }
-        if let Some(canonical) = tracked_name(name, &g.track_extra_parameters) {
+        if let Some(canonical) = kept_name(g, name) {
             wanted.set(canonical, value);
         } else if !ignored(g, name) {
             return Err(SessionEnd::fatal(
@@ -69,6 +69,21 @@ pub(super) fn startup_params(
         wanted.set("application_name", &with_host);
     }
     Ok(wanted)
+}
+
+/// The tracked name of a startup parameter the client's value is kept
+/// for. A name pgsluice tracks beyond PgBouncer (extra_float_digits, which
+/// PgBouncer refuses) is dropped when ignore_startup_parameters lists it,
+/// as PgBouncer drops it: a configuration written for PgBouncer keeps its
+/// meaning (the server's default applies).
+fn kept_name<'a>(g: &'a General, name: &str) -> Option<&'a str> {
+    let canonical = tracked_name(name, &g.track_extra_parameters)?;
+    let beyond = crate::server::params::DRIVER_TRACKED.contains(&canonical)
+        && !g
+            .track_extra_parameters
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(canonical));
+    (!(beyond && ignored(g, name))).then_some(canonical)
 }
 
 /// Whether ignore_startup_parameters lists `name`.
@@ -105,7 +120,7 @@ fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), 
             return Err(bad_options());
         };
         let name = name.replace('-', "_");
-        if let Some(canonical) = tracked_name(&name, &g.track_extra_parameters) {
+        if let Some(canonical) = kept_name(g, &name) {
             wanted.set(canonical, value);
         } else if !ignored(g, &name) && !ignored(g, "options") {
             return Err(SessionEnd::fatal(
@@ -119,7 +134,7 @@ fn parse_options(options: &str, g: &General, wanted: &mut Params) -> Result<(), 
 fn bad_options() -> SessionEnd {
     SessionEnd::fatal(
         sqlstate::PROTOCOL_VIOLATION,
-        "unsupported options startup parameter: only -c name=value and --name=value are supported",
+        "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
     )
 }
 
@@ -270,8 +285,35 @@ mod tests {
         );
         for bad in ["-d 5", "-c", "-c timezone", "--x"] {
             let e = parse(bad, &["options"]).unwrap_err();
-            assert!(e.contains("only -c name=value"), "{bad}: {e}");
+            assert!(
+                e.contains("only '-c config=val' and '--config=val' are allowed"),
+                "{bad}: {e}"
+            );
         }
+    }
+
+    /// extra_float_digits (tracked by pgsluice, refused by PgBouncer) is
+    /// dropped when ignore_startup_parameters lists it, as PgBouncer drops
+    /// it; tracking it by name in track_extra_parameters keeps it.
+    #[test]
+    fn an_ignored_driver_parameter_is_dropped_as_pgbouncer_does() {
+        assert_eq!(
+            parse(
+                "-c extra_float_digits=2 -c TimeZone=UTC",
+                &["extra_float_digits"]
+            ),
+            Ok(pairs(&[("TimeZone", "UTC")]))
+        );
+        let mut g = general(&["extra_float_digits"]);
+        g.track_extra_parameters = vec!["extra_float_digits".into()];
+        let mut p = Params::new();
+        parse_options("-c extra_float_digits=2", &g, &mut p).unwrap();
+        assert_eq!(p.get("extra_float_digits"), Some("2"));
+        // Always-tracked names are kept whatever the list says.
+        assert_eq!(
+            parse("-c TimeZone=UTC", &["timezone"]),
+            Ok(pairs(&[("TimeZone", "UTC")]))
+        );
     }
 
     #[test]
