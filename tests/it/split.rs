@@ -309,6 +309,47 @@ async fn a_lagging_standby_leaves_the_read_rotation_and_comes_back() {
     .await
 }
 
+#[tokio::test]
+async fn standby_fallback_wait_holds_reads_until_a_standby_is_back() {
+    bounded_for(Duration::from_secs(120), async {
+        let (primary, standby) = replicated().await;
+        let pooler = split_pooler(
+            &primary,
+            &[&standby],
+            "max_standby_lag_bytes=64kB standby_fallback=wait",
+        )
+        .await;
+        let c = pooler.connect("app", "postgres", "").await;
+        wait_rotation(&pooler, 1).await;
+        assert_eq!(value(&c, IN_RECOVERY).await, "t");
+        let direct = standby
+            .direct_client("postgres", support::pg::SUPERUSER)
+            .await;
+        direct
+            .simple_query("SELECT pg_wal_replay_pause()")
+            .await
+            .unwrap();
+        c.batch_execute(
+            "CREATE TABLE big AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 1000)",
+        )
+        .await
+        .unwrap();
+        wait_rotation(&pooler, 0).await;
+        // A read now waits for a standby instead of going to the primary.
+        let reader = pooler.connect("app", "postgres", "").await;
+        let read = tokio::spawn(async move { value(&reader, IN_RECOVERY).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!read.is_finished(), "the read did not wait for a standby");
+        direct
+            .simple_query("SELECT pg_wal_replay_resume()")
+            .await
+            .unwrap();
+        assert_eq!(read.await.unwrap(), "t");
+        assert_eq!(routed(&pooler, "primary", "lag").await, 0);
+    })
+    .await
+}
+
 /// Insert then select at once, `rounds` times on each of `clients`
 /// clients, through a standby that applies WAL two seconds late: the
 /// number of rounds whose select did not see its own insert.
