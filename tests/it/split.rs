@@ -184,7 +184,24 @@ async fn reads_go_to_standbys_and_everything_else_to_the_primary() {
             ("primary", "session_state", 2),
         ] {
             let n = routed(&pooler, target, reason).await;
-            assert!(n >= least, "{target}/{reason}: {n} transactions");
+            if n < least {
+                // Every count, to tell where the missing transaction went.
+                let admin = pooler.connect("pgbouncer", "split_admin", "").await;
+                let rows = admin.simple_query("SHOW ROUTING").await.unwrap();
+                let all: Vec<String> = rows
+                    .iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => Some(format!(
+                            "{}/{}: {}",
+                            r.get("target").unwrap_or(""),
+                            r.get("reason").unwrap_or(""),
+                            r.get("transactions").unwrap_or("")
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                panic!("{target}/{reason}: {n} transactions; all: {all:?}");
+            }
         }
         // SHOW POOLS: one row for each of the database's two pools.
         let admin = pooler.connect("pgbouncer", "split_admin", "").await;
@@ -273,6 +290,31 @@ async fn pipelined_reads_and_writes_each_go_their_way() {
     .await
 }
 
+/// Make the only standby lag: pause its replay, write 1 MB through `c`,
+/// and wait until the rotation has no standby (max_standby_lag_bytes
+/// below that). Returns a direct client of the standby, to resume with
+/// `pg_wal_replay_resume()`.
+async fn lag_behind(
+    pooler: &TestPooler,
+    c: &tokio_postgres::Client,
+    standby: &PgCluster,
+) -> tokio_postgres::Client {
+    let direct = standby
+        .direct_client("postgres", support::pg::SUPERUSER)
+        .await;
+    direct
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 1000)",
+    )
+    .await
+    .unwrap();
+    wait_rotation(pooler, 0).await;
+    direct
+}
+
 #[tokio::test]
 async fn a_lagging_standby_leaves_the_read_rotation_and_comes_back() {
     bounded_for(Duration::from_secs(120), async {
@@ -281,25 +323,13 @@ async fn a_lagging_standby_leaves_the_read_rotation_and_comes_back() {
         let c = pooler.connect("app", "postgres", "").await;
         wait_rotation(&pooler, 1).await;
         assert_eq!(value(&c, IN_RECOVERY).await, "t");
-        let direct = standby
-            .direct_client("postgres", support::pg::SUPERUSER)
-            .await;
-        direct
-            .simple_query("SELECT pg_wal_replay_pause()")
-            .await
-            .unwrap();
-        c.batch_execute(
-            "CREATE TABLE big AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 1000)",
-        )
-        .await
-        .unwrap();
-        wait_rotation(&pooler, 0).await;
+        let direct = lag_behind(&pooler, &c, &standby).await;
         assert_eq!(host_state(&pooler, standby.port()).await, "lagging");
         // standby_fallback = primary: reads go there meanwhile.
         assert_eq!(value(&c, IN_RECOVERY).await, "f");
         assert!(routed(&pooler, "primary", "lag").await >= 1);
         direct
-            .simple_query("SELECT pg_wal_replay_resume()")
+            .batch_execute("SELECT pg_wal_replay_resume()")
             .await
             .unwrap();
         wait_rotation(&pooler, 1).await;
@@ -322,26 +352,14 @@ async fn standby_fallback_wait_holds_reads_until_a_standby_is_back() {
         let c = pooler.connect("app", "postgres", "").await;
         wait_rotation(&pooler, 1).await;
         assert_eq!(value(&c, IN_RECOVERY).await, "t");
-        let direct = standby
-            .direct_client("postgres", support::pg::SUPERUSER)
-            .await;
-        direct
-            .simple_query("SELECT pg_wal_replay_pause()")
-            .await
-            .unwrap();
-        c.batch_execute(
-            "CREATE TABLE big AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 1000)",
-        )
-        .await
-        .unwrap();
-        wait_rotation(&pooler, 0).await;
+        let direct = lag_behind(&pooler, &c, &standby).await;
         // A read now waits for a standby instead of going to the primary.
         let reader = pooler.connect("app", "postgres", "").await;
         let read = tokio::spawn(async move { value(&reader, IN_RECOVERY).await });
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!read.is_finished(), "the read did not wait for a standby");
         direct
-            .simple_query("SELECT pg_wal_replay_resume()")
+            .batch_execute("SELECT pg_wal_replay_resume()")
             .await
             .unwrap();
         assert_eq!(read.await.unwrap(), "t");
