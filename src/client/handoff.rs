@@ -23,8 +23,8 @@ use crate::server::{ServerConn, ServerError};
 #[inline(never)]
 pub(super) fn link_failed(id: u64, outcome: Outcome) -> SessionEnd {
     match outcome {
-        Outcome::ServerGone(e) => {
-            debug!(client = id, "server connection lost: {e}");
+        Outcome::ServerGone { error, .. } => {
+            debug!(client = id, "server connection lost: {error}");
             SessionEnd::fatal(
                 sqlstate::CONNECTION_FAILURE,
                 "server connection closed unexpectedly",

@@ -40,6 +40,13 @@ use crate::stats::{LinkStats, PoolStats};
 use super::scan::{ClientBatch, Pass, ServerMessages, Verdict, scan_client, scan_server};
 use super::timeouts::{Clock, Expired, Limits, Phase, Watch};
 
+/// `Link::flags`: a standby refused the bounded unit with 25006 and the
+/// refusal was dropped before its ReadyForQuery came: drop that too, then
+/// stop.
+const REFUSED: u8 = 1;
+/// `Link::flags`: the client sent CopyData on this link.
+const COPIED: u8 = 2;
+
 /// No `Rules::bound` on a link (a bound is shorter: `MAX_BOUND`).
 const UNBOUNDED: u16 = u16::MAX;
 
@@ -76,9 +83,9 @@ struct Link<'t> {
     /// Bytes of a bounded unit still to send (`Rules::bound`; 0: sent,
     /// waiting for its answer), or UNBOUNDED.
     bound: AtomicU16,
-    /// A standby refused the bounded unit with 25006 and the refusal was
-    /// dropped before its ReadyForQuery came: drop that too, then stop.
-    refused: AtomicBool,
+    /// `REFUSED` and `COPIED` (one byte for both: the link is part of
+    /// every request's future, see the size test in `session`).
+    flags: AtomicU8,
     /// Prepared-statement state, when max_prepared_statements is on (here
     /// rather than a parameter of each direction: their futures are kept
     /// small).
@@ -98,7 +105,7 @@ impl<'t> Link<'t> {
             stats,
             prepared: AtomicU8::new(OFF),
             bound: AtomicU16::new(UNBOUNDED),
-            refused: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             tracking: None,
         }
     }
@@ -135,6 +142,16 @@ impl<'t> Link<'t> {
         }
     }
 
+    /// Set a flag (`REFUSED`, `COPIED`): one task runs both directions,
+    /// so no read-modify-write atomic is needed.
+    fn set(&self, flag: u8) {
+        self.flags.store(self.flags.load(Relaxed) | flag, Relaxed);
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Relaxed) & flag != 0
+    }
+
     /// `n` client bytes were sent: count them off a bounded unit.
     #[inline]
     fn sent_of_unit(&self, n: usize) {
@@ -167,8 +184,13 @@ pub(super) enum Outcome {
     ClientGone { clean: bool },
     /// The client broke the protocol. `clean` as above.
     ClientError { error: ProtocolError, clean: bool },
-    /// The server connection failed or closed.
-    ServerGone(std::io::Error),
+    /// The server connection failed or closed. `owed`: the client can be
+    /// told with an ERROR and keep its connection (see [`Owed`]); None: the
+    /// session must end.
+    ServerGone {
+        error: std::io::Error,
+        owed: Option<Owed>,
+    },
     /// Statement mode: the server went into a transaction block. Everything
     /// before its ReadyForQuery was forwarded; the server is in a transaction.
     TransactionBlock,
@@ -176,6 +198,23 @@ pub(super) enum Outcome {
     /// `midstream`: a server message may be half-forwarded to the client
     /// (so nothing more can be written to it in protocol).
     Expired { what: Expired, midstream: bool },
+}
+
+/// What a client whose server was lost is owed, when it can keep its
+/// connection: transaction or statement mode, the client had last been
+/// told 'I' (no transaction block of its own was lost: it cannot take
+/// later statements for part of one), no message half-sent either way, no
+/// COPY FROM STDIN under way. The server's transaction is gone, so each
+/// request still unanswered fails, as PostgreSQL would fail it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Owed {
+    /// Queries, Syncs and FunctionCalls sent and not answered: an
+    /// ErrorResponse and a ReadyForQuery 'I' each.
+    pub answers: u32,
+    /// Extended-protocol messages were sent since the last Sync: an
+    /// ErrorResponse, then the client's messages are skipped up to its
+    /// Sync, which gets the ReadyForQuery (PostgreSQL's skip after an error).
+    pub open_group: bool,
 }
 
 /// How a link is run: the session's settings that the relay acts on.
@@ -304,7 +343,10 @@ pub(super) async fn relay(
         Stop::Released => Outcome::Released,
         Stop::ReadOnlyRefused => Outcome::ReadOnlyRefused,
         Stop::TransactionBlock => Outcome::TransactionBlock,
-        Stop::ServerIo(e) => Outcome::ServerGone(e),
+        Stop::ServerIo(error) => Outcome::ServerGone {
+            error,
+            owed: owed(&link, rules),
+        },
         Stop::ClientUnwritable => Outcome::ClientGone { clean: false },
         Stop::Expired(what) => Outcome::Expired {
             what,
@@ -316,6 +358,29 @@ pub(super) async fn relay(
             clean: clean(),
         },
     }
+}
+
+/// What the client is owed after its server was lost, if it can keep its
+/// connection (see [`Owed`]). A tracked client's statements whose Parse was
+/// not answered are forgotten, as the server's error would have.
+#[cold]
+#[inline(never)]
+fn owed(link: &Link<'_>, rules: &Rules<'_>) -> Option<Owed> {
+    let keep = rules.release_when_idle
+        && link.idle.load(Relaxed)
+        && !link.client_busy.load(Relaxed)
+        && !link.server_busy.load(Relaxed)
+        && !link.has(COPIED);
+    if !keep {
+        return None;
+    }
+    if let Some(t) = &link.tracking {
+        t.lock().abandon();
+    }
+    Some(Owed {
+        answers: link.pending.load(Relaxed),
+        open_group: link.extended.load(Relaxed),
+    })
 }
 
 /// One poll of both directions of a link: ready when one ended. The
@@ -500,6 +565,9 @@ fn plain_batch(
     let in_group = link.extended.load(Relaxed);
     let batch = scan_client(cbuf, skip, since_exec, max_len, (tracking, in_group))?;
     link.expect(batch.answers, batch.ignored, batch.extended);
+    if batch.copy_data {
+        link.set(COPIED);
+    }
     if batch.forward > 0 {
         link.stats
             .client_sent(batch.forward, batch.parses, batch.binds);
@@ -528,6 +596,9 @@ fn tracked_batch(
         (step, std::mem::take(&mut c.out))
     };
     link.expect(step.answers, step.ignored, step.extended);
+    if step.copy_data {
+        link.set(COPIED);
+    }
     if step.forward > 0 {
         link.stats
             .client_sent(step.forward, step.parses, step.binds);
@@ -672,7 +743,7 @@ async fn server_to_client(
 #[inline(never)]
 fn refusal(sbuf: &mut BytesMut, batch: &Figures, link: &Link<'_>) -> Option<bool> {
     let whole = sbuf.len() == batch.forward;
-    if link.refused.load(Relaxed) {
+    if link.has(REFUSED) {
         // Only the ReadyForQuery of the refusal dropped before may come.
         let ready = whole && batch.ready_count == 1 && batch.last_status == b'I';
         return ready.then_some(true);
@@ -685,7 +756,7 @@ fn refusal(sbuf: &mut BytesMut, batch: &Figures, link: &Link<'_>) -> Option<bool
         return done.then_some(true);
     }
     sbuf.clear();
-    link.refused.store(true, Relaxed);
+    link.set(REFUSED);
     Some(false)
 }
 

@@ -45,6 +45,7 @@ fn simple_queries_are_counted_and_forwarded_whole() {
             ignored: 0,
             activate: false,
             server_parses: 0,
+            copy_data: false,
         }
     );
     assert_eq!(skip, 0);

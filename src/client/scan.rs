@@ -46,6 +46,8 @@ pub(super) struct ClientBatch {
     /// Parse messages sent to the server (a tracked link adds and removes
     /// some); the plain relay leaves it 0.
     pub(super) server_parses: u32,
+    /// CopyData among them (a COPY FROM STDIN is under way).
+    pub(super) copy_data: bool,
 }
 
 /// Pass over the rest of a streamed message: up to `avail` of the `skip`
@@ -89,6 +91,7 @@ pub(super) fn count_message(
             b.extended = Some(false);
             *in_group = false;
         }
+        b'd' => b.copy_data = true,
         b'c' | b'f' => {
             let ignored = std::mem::take(since_exec);
             b.ignored += ignored;

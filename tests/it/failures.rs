@@ -105,9 +105,14 @@ async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
             error.fields()
         );
 
-        // (2) In the middle of a statement: the statement fails.
+        // (2) In the middle of a statement: the statement fails, and its
+        // client goes on on the same connection (no transaction block of
+        // its own was lost).
         let busy = pooler.connect(&db, "postgres", "").await;
-        let sleeper = tokio::spawn(async move { busy.simple_query("SELECT pg_sleep(60)").await });
+        let sleeper = tokio::spawn(async move {
+            let r = busy.simple_query("SELECT pg_sleep(60)").await;
+            (busy, r)
+        });
         let pid = poll(200, Duration::from_millis(50), || async {
             direct
                 .query_opt(
@@ -122,11 +127,19 @@ async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
         .await
         .expect("the sleeping statement never showed up");
         terminate(&direct, pid).await;
-        let err = sleeper.await.unwrap().unwrap_err();
+        let (busy, r) = sleeper.await.unwrap();
+        let err = r.unwrap_err();
         assert!(
             ["57P01", "08006"].contains(&sqlstate(&err).as_deref().unwrap_or("")),
             "{err:?}"
         );
+        // A request sent after the server's FATAL but before pgsluice saw
+        // the connection close went to the lost server too: it fails the
+        // same way. The one after that has a new server.
+        if let Err(e) = busy.simple_query("SELECT 1").await {
+            assert_eq!(sqlstate(&e).as_deref(), Some("08006"), "{e:?}");
+        }
+        commit_one(&busy, 4).await;
 
         // The bystander was never touched; the victims reconnect and work;
         // both pool slots are usable again (two transactions at once).
@@ -153,7 +166,83 @@ async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(n, 6);
+        assert_eq!(n, 7);
+    })
+    .await
+}
+
+/// Parse, Bind and Execute of the unnamed statement `sql`.
+fn extended(sql: &str) -> Vec<u8> {
+    let mut parse = vec![0u8];
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(&[0, 0, 0]);
+    let mut out = wire::tagged(b'P', &parse);
+    out.extend(wire::tagged(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    out.extend(wire::tagged(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+#[tokio::test]
+async fn a_lost_server_fails_the_open_group_and_its_client_goes_on() {
+    bounded(async {
+        let (db, pooler) = setup("lost_group_db", 2).await;
+        let direct = PgCluster::shared().direct_client(&db, "postgres").await;
+        let mut c = pooler.raw_connect().await;
+        wire::login_trust(&mut c, "postgres", &db).await;
+        // A group sent with Flush, not Sync: its answers so far come, and
+        // the server dies while it runs.
+        let mut group = extended("SELECT pg_sleep(60)");
+        group.extend(wire::tagged(b'H', &[]));
+        wire::send(&mut c, &group).await.unwrap();
+        let pid = poll(200, Duration::from_millis(50), || async {
+            direct
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+                     AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
+                    &[&db],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, i32>(0))
+        })
+        .await
+        .expect("the sleeping statement never showed up");
+        terminate(&direct, pid).await;
+        // PostgreSQL's FATAL is relayed; pgsluice's ERROR follows, and no
+        // ReadyForQuery: the client has not sent its Sync.
+        let mut seen = Vec::new();
+        loop {
+            let m = wire::read_msg(&mut c).await.unwrap().expect("closed");
+            assert_ne!(m.tag, b'Z', "ReadyForQuery before the Sync: {seen:?}");
+            let ours = m.tag == b'E' && m.sqlstate() == "08006";
+            seen.push(m);
+            if ours {
+                break;
+            }
+        }
+        assert_eq!(seen.last().unwrap().fields()[&b'S'], "ERROR", "{seen:?}");
+        // The rest of the group is skipped up to its Sync, as PostgreSQL
+        // skips after an error: the INSERT never runs.
+        let mut rest = extended("INSERT INTO t VALUES (99, 1)");
+        rest.extend(wire::tagged(b'S', &[]));
+        wire::send(&mut c, &rest).await.unwrap();
+        let answer = wire::read_until_ready(&mut c).await.unwrap();
+        assert_eq!(answer.len(), 1, "{answer:?}");
+        assert_eq!(answer[0].body, b"I");
+        // The same connection goes on, with a new server.
+        let n = wire::simple_query(&mut c, "SELECT count(*) FROM t WHERE client = 99")
+            .await
+            .unwrap();
+        assert_eq!(n, vec![Some("0".to_string())]);
+        let mut batch = extended("INSERT INTO t VALUES (98, 1)");
+        batch.extend(wire::tagged(b'S', &[]));
+        wire::send(&mut c, &batch).await.unwrap();
+        let answer = wire::read_until_ready(&mut c).await.unwrap();
+        assert!(answer.iter().all(|m| m.tag != b'E'), "{answer:?}");
+        let n = wire::simple_query(&mut c, "SELECT count(*) FROM t WHERE client = 98")
+            .await
+            .unwrap();
+        assert_eq!(n, vec![Some("1".to_string())]);
     })
     .await
 }

@@ -157,6 +157,7 @@ async fn a_failover_under_load_fails_only_what_was_in_flight() {
         let c = pooler.connect("app", "postgres", "").await;
         c.batch_execute("CREATE TABLE ledger (id int)").await.unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        let t0 = Instant::now();
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let cfg = pooler.config("app", "postgres", "");
@@ -167,10 +168,18 @@ async fn a_failover_under_load_fails_only_what_was_in_flight() {
                     let mut done: Vec<(Instant, bool)> = Vec::new();
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
                         let r = c
                             .simple_query(&format!("INSERT INTO ledger VALUES ({})", w * 1_000_000 + i))
                             .await;
                         i += 1;
+                        if let Err(e) = &r {
+                            eprintln!(
+                                "writer {w}: started at {:?}, failed after {:?}: {e:?}",
+                                started - t0,
+                                started.elapsed()
+                            );
+                        }
                         done.push((Instant::now(), r.is_ok()));
                         if c.is_closed() {
                             // The pooler closed this client: a failure the
@@ -190,6 +199,7 @@ async fn a_failover_under_load_fails_only_what_was_in_flight() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         standby.promote();
         let promoted = Instant::now();
+        eprintln!("promoted at {:?}", promoted - t0);
         // Long enough for a loaded machine (the whole suite runs at once).
         tokio::time::sleep(Duration::from_millis(3000)).await;
         stop.store(true, Ordering::Relaxed);

@@ -96,6 +96,13 @@ impl Tracking<'_> {
         }
     }
 
+    /// The server was lost: undo what the unanswered messages did.
+    pub(crate) fn abandon(&mut self) {
+        if let Some(c) = self.client.as_deref_mut() {
+            c.queue.abandon(&mut c.names, self.server);
+        }
+    }
+
     /// Server Parse count of a link whose client sent `client` Parses.
     pub(crate) fn server_parses(&self, client: u64) -> u64 {
         let d = self.client.as_ref().map_or(0, |c| c.parse_delta);

@@ -126,6 +126,16 @@ impl Queue {
         }
     }
 
+    /// The server was lost with answers outstanding: everything they did
+    /// is undone, as if each had failed (a statement whose Parse was not
+    /// answered is not the client's).
+    pub(crate) fn abandon(&mut self, names: &mut Names, server: &mut ServerStatements) {
+        while let Some(e) = self.entries.pop_front() {
+            undo(e.undo, names, server);
+        }
+        self.skipping = false;
+    }
+
     /// A new link: nothing is outstanding.
     pub(crate) fn reset(&mut self) {
         self.entries.clear();

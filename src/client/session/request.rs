@@ -4,7 +4,8 @@
 //! paths are out-of-line functions, so the request's poll (the hot path)
 //! stays small.
 
-use tokio::io::AsyncReadExt;
+use bytes::Buf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use super::{Client, Step};
@@ -13,12 +14,13 @@ use crate::client::handoff::{
     checkout_error, finish, in_sync, link_failed, poll_mark, release, server_failed, sync_params,
     waited,
 };
-use crate::client::relay::{Outcome, Rules, relay};
+use crate::client::relay::{Outcome, Owed, Rules, relay};
 use crate::client::timeouts::{self, Clock, Limits};
 use crate::config::PoolMode;
 use crate::pool::Pool;
+use crate::protocol::backend::{Severity, error_response, ready_for_query};
 use crate::protocol::frontend::is_frontend_tag;
-use crate::protocol::{Header, ProtocolError};
+use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::routing::split::SplitRoute;
 use crate::runtime::clock::clock_ns;
 use std::sync::Arc;
@@ -129,6 +131,10 @@ impl Client {
                 finish(&pool, server, clean, session_mode).await;
                 Err(error.into())
             }
+            Outcome::ServerGone {
+                error,
+                owed: Some(owed),
+            } => Box::pin(self.server_lost(pool, server, error, owed)).await,
             other => Err(link_broken(
                 &pool,
                 server,
@@ -215,6 +221,88 @@ impl Client {
             state.ended(lsn);
         }
         Ok(Step::Idle)
+    }
+
+    /// The server was lost in a transaction the client can be told about
+    /// and go on from (see `Owed`): each request still unanswered fails
+    /// with 08006 and the session waits for the client's next one. A
+    /// driver's connection stays usable (the pool of a failover's clients
+    /// stays whole); PgBouncer closes the client instead.
+    #[cold]
+    async fn server_lost(
+        &mut self,
+        pool: Arc<Pool>,
+        server: Box<crate::server::ServerConn>,
+        error: std::io::Error,
+        owed: Owed,
+    ) -> Result<Step, SessionEnd> {
+        warn!(
+            client = self.held.registration.entry.id,
+            server = server.id,
+            "server connection lost during a transaction ({error}): \
+             the client's request fails with 08006, its connection stays"
+        );
+        pool.discard(server);
+        if let Some((_, _, state)) = self.held.route.split() {
+            state.ended(None);
+        }
+        let mut out = bytes::BytesMut::new();
+        for _ in 0..owed.answers {
+            lost_error(&mut out);
+            ready_for_query(&mut out, b'I');
+        }
+        if owed.open_group {
+            lost_error(&mut out);
+        }
+        self.stream.write_all(&out).await?;
+        if owed.open_group {
+            let max_len = self.held.cfg.general.max_packet_size;
+            if !self.skip_to_sync(max_len).await? {
+                return Ok(Step::End(SessionEnd::Goodbye { terminate: true }));
+            }
+            out.clear();
+            ready_for_query(&mut out, b'I');
+            self.stream.write_all(&out).await?;
+        }
+        Ok(Step::Idle)
+    }
+
+    /// Skip the client's messages up to and including its next Sync (what
+    /// PostgreSQL does after an error in an extended-protocol group).
+    /// False when the client said goodbye first (Terminate or EOF).
+    async fn skip_to_sync(&mut self, max_len: u32) -> Result<bool, SessionEnd> {
+        // Bytes of a message larger than what was buffered, still to drop.
+        let mut rest = 0usize;
+        loop {
+            let n = rest.min(self.buf.len());
+            self.buf.advance(n);
+            rest -= n;
+            while rest == 0
+                && let Some(h) = Header::parse(&self.buf)
+            {
+                if !is_frontend_tag(h.tag) {
+                    return Err(ProtocolError::UnknownTag(h.tag).into());
+                }
+                h.check(max_len)?;
+                if h.tag == b'X' {
+                    return Ok(false);
+                }
+                let total = h.total();
+                if self.buf.len() < total {
+                    rest = total - self.buf.len();
+                    self.buf.clear();
+                    break;
+                }
+                self.buf.advance(total);
+                if h.tag == b'S' {
+                    return Ok(true);
+                }
+            }
+            self.buf.reserve(crate::client::relay::READ_CHUNK);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Ok(false);
+            }
+        }
     }
 
     /// A standby refused the unit it was sent as a write (25006) and
@@ -313,6 +401,16 @@ fn split_choice(
         primary
     };
     pool.clone()
+}
+
+/// The error each request still unanswered gets when its server was lost.
+fn lost_error(out: &mut bytes::BytesMut) {
+    error_response(
+        out,
+        Severity::Error,
+        sqlstate::CONNECTION_FAILURE,
+        "server connection closed unexpectedly",
+    );
 }
 
 /// A cancel request for the server is still in flight after
