@@ -19,6 +19,7 @@ mod session;
 mod startup;
 mod timeouts;
 mod tls;
+mod wait_notice;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -96,6 +96,9 @@ pub struct General {
     pub query_timeout: Duration,
     /// Disconnect clients waiting longer than this for a server (120s), 0 = off.
     pub query_wait_timeout: Duration,
+    /// Tell a client waiting longer than this for a server that it is
+    /// queued (a NOTICE, once per wait; 5s), 0 = off.
+    pub query_wait_notify: Duration,
     /// pgsluice extension: which hosts of a host list new server
     /// connections go to (libpq's values; `any`).
     pub target_session_attrs: super::SessionAttrs,
@@ -231,6 +234,7 @@ impl General {
             client_login_timeout: v.time("client_login_timeout"),
             query_timeout: v.time("query_timeout"),
             query_wait_timeout: v.time("query_wait_timeout"),
+            query_wait_notify: v.time("query_wait_notify"),
             target_session_attrs: super::SessionAttrs::from_name(v.str("target_session_attrs"))
                 .unwrap_or_default(),
             primary_wait_timeout: v.time("primary_wait_timeout"),
@@ -355,6 +359,7 @@ mod tests {
         assert_eq!(g.client_login_timeout, Duration::from_secs(60));
         assert_eq!(g.query_timeout, Duration::ZERO);
         assert_eq!(g.query_wait_timeout, Duration::from_secs(120));
+        assert_eq!(g.query_wait_notify, Duration::from_secs(5));
         assert_eq!(g.client_idle_timeout, Duration::ZERO);
         assert_eq!(g.idle_transaction_timeout, Duration::ZERO);
         assert_eq!(g.cancel_wait_timeout, Duration::from_secs(10));

@@ -286,7 +286,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "login_notify_message",
     "peer_id",
     "pool_idle_timeout",
-    "query_wait_notify",
     "resolv_conf",
     "sbuf_loopcnt",
     "scram_iterations",

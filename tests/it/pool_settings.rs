@@ -178,3 +178,59 @@ async fn client_login_timeout_closes_silent_clients() {
     })
     .await
 }
+
+/// query_wait_notify: a client queued longer than that is told so while
+/// it still waits (PgBouncer's NOTICE, once per wait), and again in a later
+/// wait; a client that gets a server at once is not told.
+#[tokio::test]
+async fn query_wait_notify_tells_a_queued_client_once_per_wait() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("wait_notify");
+        pg.create_db(&db).await;
+        let p = PoolerBuilder::new()
+            .set("query_wait_notify", "1")
+            .pg_database(pg, &db, "pool_size=1")
+            .start()
+            .await;
+        let mut c = p.raw_connect().await;
+        support::wire::login_trust(&mut c, "postgres", &db).await;
+        // Served at once: no notice.
+        let answer = {
+            support::wire::send(&mut c, &support::wire::query("SELECT 1"))
+                .await
+                .unwrap();
+            support::wire::read_until_ready(&mut c).await.unwrap()
+        };
+        assert!(answer.iter().all(|m| m.tag != b'N'), "{answer:?}");
+        for round in 0..2 {
+            let holder = p.connect(&db, "postgres", "").await;
+            holder.simple_query("BEGIN").await.unwrap();
+            support::wire::send(&mut c, &support::wire::query("SELECT 1"))
+                .await
+                .unwrap();
+            // The notice comes while the only server is still held.
+            let notice = support::wire::read_msg(&mut c)
+                .await
+                .unwrap()
+                .expect("closed");
+            assert_eq!(notice.tag, b'N', "round {round}: {notice:?}");
+            assert_eq!(
+                notice.message(),
+                "No server connection available in postgres backend, client being queued"
+            );
+            assert_eq!(notice.fields()[&b'S'], "NOTICE");
+            assert_eq!(notice.sqlstate(), "00000");
+            // Once per wait: nothing more while it goes on.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            holder.simple_query("COMMIT").await.unwrap();
+            let rest = support::wire::read_until_ready(&mut c).await.unwrap();
+            assert!(
+                rest.iter().all(|m| m.tag != b'N' && m.tag != b'E'),
+                "{rest:?}"
+            );
+            assert!(rest.iter().any(|m| m.tag == b'D'), "{rest:?}");
+        }
+    })
+    .await
+}

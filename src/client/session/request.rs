@@ -16,6 +16,7 @@ use crate::client::handoff::{
 };
 use crate::client::relay::{Outcome, Owed, Rules, relay};
 use crate::client::timeouts::{self, Clock, Limits};
+use crate::client::wait_notice::{WaitNotice, Waited, queued_notice};
 use crate::config::PoolMode;
 use crate::pool::Pool;
 use crate::protocol::backend::{Severity, error_response, ready_for_query};
@@ -23,6 +24,7 @@ use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::routing::split::SplitRoute;
 use crate::runtime::clock::clock_ns;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 
 /// Start linking once this many bytes of a large first message are buffered.
@@ -48,7 +50,15 @@ impl Client {
         // The request's clock starts here; a checkout that had to wait (it
         // yielded) counts that as wait_time and starts it again.
         let (asked, mark) = (clock_ns(), poll_mark());
-        let mut server = pool.checkout().await.map_err(checkout_error)?;
+        // A wait longer than query_wait_notify is told to the client while
+        // it goes on (see `wait_notice`).
+        let mut server = take_server(
+            &pool,
+            &self.held.registration,
+            &mut self.stream,
+            cfg.general.query_wait_notify,
+        )
+        .await?;
         if let Some((_, _, state)) = self.held.route.split() {
             if state.need_lsn().is_some() {
                 (pool, server) = Box::pin(self.settle_split(pool, server)).await?;
@@ -401,6 +411,42 @@ fn split_choice(
         primary
     };
     pool.clone()
+}
+
+/// A server of `pool` for the session of `registration`: a checkout
+/// that, while it waits longer than query_wait_notify (`notify`), tells
+/// the client on `stream` that it is queued. One future of its own: the
+/// checkout is alive across two awaits here, which inside the request's
+/// future would size every one of its states.
+async fn take_server(
+    pool: &Pool,
+    registration: &crate::context::Registration,
+    stream: &mut crate::transport::Stream,
+    notify: std::time::Duration,
+) -> Result<Box<crate::server::ServerConn>, SessionEnd> {
+    let (entry, epoch) = (&*registration.entry, &registration.owner().epoch);
+    let mut notice = WaitNotice::new(notify);
+    let got = {
+        let mut checkout = std::pin::pin!(pool.checkout());
+        loop {
+            match poll_fn(|cx| notice.poll(checkout.as_mut().poll(cx), entry, epoch)).await {
+                Waited::Done(got) => break got.map_err(checkout_error),
+                Waited::Notify => {
+                    if let Err(e) = Box::pin(tell_queued(stream)).await {
+                        break Err(e.into());
+                    }
+                }
+            }
+        }
+    };
+    notice.finish(entry);
+    got
+}
+
+/// query_wait_notify: tell the waiting client it is queued.
+#[cold]
+async fn tell_queued(stream: &mut crate::transport::Stream) -> std::io::Result<()> {
+    stream.write_all(&queued_notice()).await
 }
 
 /// The error each request still unanswered gets when its server was lost.
