@@ -418,7 +418,8 @@ async fn timed(
     let mut watch = Watch::new(rules.limits);
     let timer = poll_fn(|cx| {
         let answered = link.answered.load(Relaxed);
-        watch.poll(link.phase(), answered, rules.clock, cx)
+        let idle = link.idle.load(Relaxed);
+        watch.poll((link.phase(), answered, idle), rules.clock, cx)
     });
     // Biased, timer last: it sees every phase change the directions made
     // in the same poll.

@@ -452,10 +452,7 @@ where
         release_when_idle: true,
         statement_mode: false,
         max_len: 1 << 20,
-        limits: Limits {
-            query: std::time::Duration::ZERO,
-            idle_transaction: std::time::Duration::ZERO,
-        },
+        limits: Limits::default(),
         clock: Clock {
             target: &entry,
             epoch: &epoch,

@@ -22,21 +22,37 @@ use std::time::Duration;
 use super::SessionEnd;
 use crate::registry::SessionEntry;
 
-use crate::protocol::sqlstate::IDLE_IN_TRANSACTION_TIMEOUT;
-
-/// The timeouts that apply while a client is linked (zero = off).
+/// The timeouts that apply while a client is linked, in sweep epochs
+/// (whole seconds, rounded up; zero = off): small, since they are part of
+/// every request's future.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Limits {
     /// query_timeout.
-    pub query: Duration,
+    query: u32,
     /// idle_transaction_timeout.
-    pub idle_transaction: Duration,
+    idle_transaction: u32,
+    /// transaction_timeout.
+    transaction: u32,
 }
 
 impl Limits {
+    /// query_timeout, idle_transaction_timeout and transaction_timeout.
+    pub(crate) fn new(
+        query: Duration,
+        idle_transaction: Duration,
+        transaction: Duration,
+    ) -> Limits {
+        let e = |d: Duration| u32::try_from(epochs(d)).unwrap_or(u32::MAX / 4);
+        Limits {
+            query: e(query),
+            idle_transaction: e(idle_transaction),
+            transaction: e(transaction),
+        }
+    }
+
     /// Whether any timer is needed.
     pub(crate) fn any(&self) -> bool {
-        !self.query.is_zero() || !self.idle_transaction.is_zero()
+        self.query != 0 || self.idle_transaction != 0 || self.transaction != 0
     }
 }
 
@@ -47,21 +63,32 @@ pub(super) enum Expired {
     Query,
     /// The client idled in a transaction longer than idle_transaction_timeout.
     IdleTransaction,
+    /// A transaction stayed open longer than transaction_timeout.
+    Transaction,
 }
 
 impl Expired {
     /// The FATAL error the client gets.
     pub(crate) fn client_error(self) -> SessionEnd {
         match self {
-            // 57014 query_canceled, as PostgreSQL's statement_timeout.
-            Expired::Query => SessionEnd::fatal(
-                crate::protocol::sqlstate::QUERY_CANCELED,
-                "query_timeout: the query ran too long; server connection closed",
-            ),
+            // PgBouncer's texts, which logs and alerts match. 57014
+            // query_canceled, as PostgreSQL's statement_timeout (a driver
+            // reports it as an operational error, as PgBouncer's 08P01).
+            Expired::Query => {
+                SessionEnd::fatal(crate::protocol::sqlstate::QUERY_CANCELED, "query timeout")
+            }
+            // PgBouncer's code, not PostgreSQL's 25P03 / 25P04: the
+            // connection is closed, and drivers report a class 08 error as
+            // a lost connection (psycopg's OperationalError; 25P03 is an
+            // InternalError there), which retry logic written for
+            // PgBouncer keys on.
             Expired::IdleTransaction => SessionEnd::fatal(
-                IDLE_IN_TRANSACTION_TIMEOUT,
-                "idle_transaction_timeout: idle in transaction too long; \
-                 server connection closed, the transaction is rolled back",
+                crate::protocol::sqlstate::PROTOCOL_VIOLATION,
+                "idle transaction timeout",
+            ),
+            Expired::Transaction => SessionEnd::fatal(
+                crate::protocol::sqlstate::PROTOCOL_VIOLATION,
+                "transaction timeout",
             ),
         }
     }
@@ -71,6 +98,7 @@ impl Expired {
         match self {
             Expired::Query => "query_timeout",
             Expired::IdleTransaction => "idle_transaction_timeout",
+            Expired::Transaction => "transaction_timeout",
         }
     }
 }
@@ -109,27 +137,32 @@ fn epochs(d: Duration) -> u64 {
 pub(super) struct Watch {
     query: u64,
     idle_transaction: u64,
+    transaction: u64,
     armed: Option<(Phase, u32)>,
     deadline: Option<(u64, Expired)>,
+    /// The open transaction (transaction_timeout): the ReadyForQuery count
+    /// when it began, and its deadline.
+    xact: Option<(u32, u64)>,
 }
 
 impl Watch {
     /// A timer for `limits`, not armed yet.
     pub(crate) fn new(limits: Limits) -> Watch {
         Watch {
-            query: epochs(limits.query),
-            idle_transaction: epochs(limits.idle_transaction),
+            query: u64::from(limits.query),
+            idle_transaction: u64::from(limits.idle_transaction),
+            transaction: u64::from(limits.transaction),
             armed: None,
             deadline: None,
+            xact: None,
         }
     }
 
-    /// Ready with the timeout that expired. `phase` and `answered`
-    /// describe the link now.
+    /// Ready with the timeout that expired. `phase`, `answered` and `idle`
+    /// (the last ReadyForQuery said 'I') describe the link now.
     pub(crate) fn poll(
         &mut self,
-        phase: Phase,
-        answered: u32,
+        (phase, answered, idle): (Phase, u32, bool),
         clock: Clock<'_>,
         cx: &mut Context<'_>,
     ) -> Poll<Expired> {
@@ -137,7 +170,7 @@ impl Watch {
         // session registered before the request (see `client::session`).
         let _ = cx;
         let epoch = clock.epoch.load(Ordering::Relaxed);
-        if let Some(deadline) = self.enter(phase, answered, epoch) {
+        if let Some(deadline) = self.enter(phase, answered, idle, epoch) {
             clock.target.set_link_deadline(deadline);
         }
         match self.expired(epoch) {
@@ -148,12 +181,20 @@ impl Watch {
 
     /// Note where the link is in (open) epoch `epoch`. When that is a new
     /// phase, the deadline to publish (0: none).
-    fn enter(&mut self, phase: Phase, answered: u32, epoch: u64) -> Option<u64> {
+    fn enter(&mut self, phase: Phase, answered: u32, idle: bool, epoch: u64) -> Option<u64> {
         let key = (phase, answered);
         if self.armed == Some(key) {
             return None;
         }
         self.armed = Some(key);
+        // A transaction is open from the first request after a
+        // ReadyForQuery 'I' (or the link's start) to the next 'I'.
+        self.xact = match (phase, self.xact) {
+            (Phase::Quiet, _) => None,
+            _ if self.transaction == 0 => None,
+            (_, Some((since, _))) if !idle || since == answered => self.xact,
+            _ => Some((answered, epoch + self.transaction)),
+        };
         let (limit, what) = match phase {
             Phase::Request => (self.query, Expired::Query),
             Phase::IdleInTransaction => (self.idle_transaction, Expired::IdleTransaction),
@@ -163,14 +204,25 @@ impl Watch {
         // is over when the sweep closes epoch e + limit: by then it lasted
         // more than `limit` seconds.
         self.deadline = (limit > 0).then(|| (epoch + limit, what));
-        Some(self.deadline.map_or(0, |(d, _)| d))
+        let phase = self.deadline.map(|(d, _)| d);
+        let xact = self.xact.map(|(_, d)| d);
+        Some(match (phase, xact) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
+        })
     }
 
     /// The expired timeout, if the sweep closed the deadline's epoch
     /// (`epoch` is the open one).
     fn expired(&self, epoch: u64) -> Option<Expired> {
-        let (deadline, what) = self.deadline?;
-        (epoch.saturating_sub(1) >= deadline).then_some(what)
+        let closed = epoch.saturating_sub(1);
+        if let Some((deadline, what)) = self.deadline
+            && closed >= deadline
+        {
+            return Some(what);
+        }
+        let (_, deadline) = self.xact?;
+        (closed >= deadline).then_some(Expired::Transaction)
     }
 }
 
@@ -179,52 +231,95 @@ mod tests {
     use super::*;
 
     fn watch(query: u64, idle_transaction: u64) -> Watch {
-        Watch::new(Limits {
-            query: Duration::from_secs(query),
-            idle_transaction: Duration::from_secs(idle_transaction),
-        })
+        Watch::new(Limits::new(
+            Duration::from_secs(query),
+            Duration::from_secs(idle_transaction),
+            Duration::ZERO,
+        ))
+    }
+
+    #[test]
+    fn transaction_timeout_runs_from_the_first_request_to_the_next_idle() {
+        let mut w = Watch::new(Limits::new(
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::from_secs(3),
+        ));
+        // BEGIN sent in epoch 10: the transaction must be over by 13.
+        assert_eq!(w.enter(Phase::Request, 0, true, 10), Some(13));
+        // Answered 'T', idle in it, another request: the clock runs on.
+        assert_eq!(w.enter(Phase::IdleInTransaction, 1, false, 11), Some(13));
+        assert_eq!(w.enter(Phase::Request, 1, false, 12), Some(13));
+        assert_eq!(w.expired(13), None);
+        assert_eq!(w.expired(14), Some(Expired::Transaction));
+        // Over ('I'), then a new transaction: timed anew.
+        assert_eq!(w.enter(Phase::Quiet, 2, true, 13), Some(0));
+        assert_eq!(w.expired(30), None);
+        assert_eq!(w.enter(Phase::Request, 2, true, 30), Some(33));
+        // Pipelined autocommit requests: each 'I' starts the next one.
+        assert_eq!(w.enter(Phase::Request, 3, true, 32), Some(35));
+        assert_eq!(w.expired(35), None);
+    }
+
+    #[test]
+    fn the_nearest_deadline_is_published() {
+        let mut w = Watch::new(Limits::new(
+            Duration::from_secs(5),
+            Duration::ZERO,
+            Duration::from_secs(2),
+        ));
+        assert_eq!(w.enter(Phase::Request, 0, true, 10), Some(12));
+        assert_eq!(w.expired(13), Some(Expired::Transaction));
+        let mut w = Watch::new(Limits::new(
+            Duration::from_secs(1),
+            Duration::ZERO,
+            Duration::from_secs(9),
+        ));
+        assert_eq!(w.enter(Phase::Request, 0, true, 10), Some(11));
+        assert_eq!(w.expired(12), Some(Expired::Query));
     }
 
     #[test]
     fn query_timeout_restarts_per_request() {
         let mut w = watch(2, 0);
-        assert_eq!(w.enter(Phase::Request, 0, 10), Some(12));
+        assert_eq!(w.enter(Phase::Request, 0, true, 10), Some(12));
         // Polled again in the same request: the deadline stays.
-        assert_eq!(w.enter(Phase::Request, 0, 11), None);
+        assert_eq!(w.enter(Phase::Request, 0, true, 11), None);
         assert_eq!(w.expired(12), None);
         assert_eq!(w.expired(13), Some(Expired::Query));
         // Answered, and the next request came at once: timed anew.
-        assert_eq!(w.enter(Phase::Request, 1, 13), Some(15));
+        assert_eq!(w.enter(Phase::Request, 1, true, 13), Some(15));
         assert_eq!(w.expired(15), None);
         // Idle in a transaction: not timed without idle_transaction_timeout.
-        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 20), Some(0));
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, true, 20), Some(0));
         assert_eq!(w.expired(100), None);
-        assert_eq!(w.enter(Phase::Request, 2, 100), Some(102));
-        assert_eq!(w.enter(Phase::Quiet, 3, 101), Some(0));
+        assert_eq!(w.enter(Phase::Request, 2, true, 100), Some(102));
+        assert_eq!(w.enter(Phase::Quiet, 3, true, 101), Some(0));
         assert_eq!(w.expired(200), None);
     }
 
     #[test]
     fn idle_transaction_timeout_only_while_idle_in_a_transaction() {
         let mut w = watch(0, 1);
-        assert_eq!(w.enter(Phase::Request, 0, 5), Some(0));
+        assert_eq!(w.enter(Phase::Request, 0, true, 5), Some(0));
         assert_eq!(w.expired(50), None);
-        assert_eq!(w.enter(Phase::IdleInTransaction, 1, 50), Some(51));
+        assert_eq!(w.enter(Phase::IdleInTransaction, 1, true, 50), Some(51));
         assert_eq!(w.expired(51), None);
         // The client sent something in time: the idle clock stops...
-        assert_eq!(w.enter(Phase::Request, 1, 51), Some(0));
+        assert_eq!(w.enter(Phase::Request, 1, true, 51), Some(0));
         assert_eq!(w.expired(60), None);
         // ...and starts afresh after the answer.
-        assert_eq!(w.enter(Phase::IdleInTransaction, 2, 60), Some(61));
+        assert_eq!(w.enter(Phase::IdleInTransaction, 2, true, 60), Some(61));
         assert_eq!(w.expired(62), Some(Expired::IdleTransaction));
     }
 
     #[test]
     fn limits_are_whole_seconds_rounded_up() {
-        let w = Watch::new(Limits {
-            query: Duration::from_millis(1500),
-            idle_transaction: Duration::from_millis(1),
-        });
+        let w = Watch::new(Limits::new(
+            Duration::from_millis(1500),
+            Duration::from_millis(1),
+            Duration::ZERO,
+        ));
         assert_eq!((w.query, w.idle_transaction), (2, 1));
     }
 
@@ -239,11 +334,13 @@ mod tests {
             epoch: &epoch,
         };
         let mut w = watch(1, 0);
-        let first = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        let first =
+            std::future::poll_fn(|cx| Poll::Ready(w.poll((Phase::Request, 0, true), clock, cx)));
         assert_eq!(first.await, Poll::Pending);
         assert_eq!(target.link_deadline(), 8);
         epoch.store(9, Ordering::Relaxed); // the sweep closed epoch 8
-        let second = std::future::poll_fn(|cx| Poll::Ready(w.poll(Phase::Request, 0, clock, cx)));
+        let second =
+            std::future::poll_fn(|cx| Poll::Ready(w.poll((Phase::Request, 0, true), clock, cx)));
         assert_eq!(second.await, Poll::Ready(Expired::Query));
     }
 }

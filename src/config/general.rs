@@ -113,6 +113,9 @@ pub struct General {
     pub client_idle_timeout: Duration,
     /// Disconnect clients idle in a transaction this long, 0 = off.
     pub idle_transaction_timeout: Duration,
+    /// Close a client whose transaction has been open longer than this
+    /// (its server too: the transaction rolls back), 0 = off.
+    pub transaction_timeout: Duration,
     /// Give up on a waiting cancel request after this (10s).
     pub cancel_wait_timeout: Duration,
     /// SUSPEND buffer flush deadline (10s).
@@ -246,6 +249,7 @@ impl General {
             }),
             client_idle_timeout: v.time("client_idle_timeout"),
             idle_transaction_timeout: v.time("idle_transaction_timeout"),
+            transaction_timeout: v.time("transaction_timeout"),
             cancel_wait_timeout: v.time("cancel_wait_timeout"),
             suspend_timeout: v.time("suspend_timeout"),
             max_packet_size: v.u32("max_packet_size"),

@@ -300,7 +300,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "tcp_keepintvl",
     "tcp_socket_buffer",
     "tcp_user_timeout",
-    "transaction_timeout",
     "user",
 ];
 

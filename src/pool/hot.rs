@@ -23,6 +23,16 @@ pub(super) struct Hot {
     mode: AtomicU8,
     query_timeout_ns: AtomicU64,
     idle_transaction_timeout_ns: AtomicU64,
+    transaction_timeout_ns: AtomicU64,
+}
+
+/// What a link of the pool runs under: pool_mode and its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkSettings {
+    pub mode: PoolMode,
+    pub query_timeout: Duration,
+    pub idle_transaction_timeout: Duration,
+    pub transaction_timeout: Duration,
 }
 
 impl Hot {
@@ -46,6 +56,8 @@ impl Hot {
         self.query_timeout_ns.store(nanos(s.query_timeout), Relaxed);
         let idle = nanos(s.idle_transaction_timeout);
         self.idle_transaction_timeout_ns.store(idle, Relaxed);
+        let xact = nanos(s.transaction_timeout);
+        self.transaction_timeout_ns.store(xact, Relaxed);
     }
 
     /// server_round_robin.
@@ -70,18 +82,21 @@ impl Hot {
         self.reset_always.load(Relaxed)
     }
 
-    /// pool_mode, query_timeout and idle_transaction_timeout.
-    pub(super) fn link(&self) -> (PoolMode, Duration, Duration) {
+    /// pool_mode and the link timeouts.
+    pub(super) fn link(&self) -> LinkSettings {
         let mode = match self.mode.load(Relaxed) {
             0 => PoolMode::Session,
             2 => PoolMode::Statement,
             _ => PoolMode::Transaction,
         };
-        (
+        LinkSettings {
             mode,
-            Duration::from_nanos(self.query_timeout_ns.load(Relaxed)),
-            Duration::from_nanos(self.idle_transaction_timeout_ns.load(Relaxed)),
-        )
+            query_timeout: Duration::from_nanos(self.query_timeout_ns.load(Relaxed)),
+            idle_transaction_timeout: Duration::from_nanos(
+                self.idle_transaction_timeout_ns.load(Relaxed),
+            ),
+            transaction_timeout: Duration::from_nanos(self.transaction_timeout_ns.load(Relaxed)),
+        }
     }
 }
 

@@ -290,13 +290,7 @@ impl Pool {
 
     /// pool_mode, query_timeout and idle_transaction_timeout (read per
     /// transaction: no settings load).
-    pub(crate) fn link_settings(
-        &self,
-    ) -> (
-        crate::config::PoolMode,
-        std::time::Duration,
-        std::time::Duration,
-    ) {
+    pub(crate) fn link_settings(&self) -> super::hot::LinkSettings {
         self.hot.link()
     }
 

@@ -63,6 +63,8 @@ pub struct PoolSettings {
     pub query_timeout: Duration,
     /// idle_transaction_timeout (for the pool's clients).
     pub idle_transaction_timeout: Duration,
+    /// transaction_timeout (for the pool's clients).
+    pub transaction_timeout: Duration,
     /// client_idle_timeout (for the pool's clients).
     pub client_idle_timeout: Duration,
     /// max_db_connections of the pool's database (0 = no limit).
@@ -238,6 +240,7 @@ impl PoolSettings {
                 |u| u.idle_transaction_timeout,
                 g.idle_transaction_timeout,
             ),
+            transaction_timeout: user_time(|u| u.transaction_timeout, g.transaction_timeout),
             client_idle_timeout: user_time(|u| u.client_idle_timeout, g.client_idle_timeout),
             max_db_connections: n(db.max_db_connections.unwrap_or(g.max_db_connections)),
             max_user_connections: n(user

@@ -135,7 +135,7 @@ fn per_transaction_settings_follow_every_store() {
     // Defaults: no reset after each transaction (server_reset_query_always
     // is off), transaction mode.
     assert!(!pool.reset_always());
-    assert_eq!(pool.link_settings().0, s.mode);
+    assert_eq!(pool.link_settings().mode, s.mode);
     let mut next = (*s).clone();
     next.mode = PoolMode::Statement;
     next.query_timeout = Duration::from_millis(1500);
@@ -147,14 +147,13 @@ fn per_transaction_settings_follow_every_store() {
     next.check_query = None;
     next.check_delay = Duration::ZERO;
     pool.set_settings(next.clone());
-    assert_eq!(
-        pool.link_settings(),
-        (
-            PoolMode::Statement,
-            Duration::from_millis(1500),
-            Duration::from_secs(7)
-        )
-    );
+    next.transaction_timeout = Duration::from_secs(9);
+    pool.set_settings(next.clone());
+    let link = pool.link_settings();
+    assert_eq!(link.mode, PoolMode::Statement);
+    assert_eq!(link.query_timeout, Duration::from_millis(1500));
+    assert_eq!(link.idle_transaction_timeout, Duration::from_secs(7));
+    assert_eq!(link.transaction_timeout, Duration::from_secs(9));
     assert!(pool.reset_always());
     assert!(pool.hot.round_robin());
     assert_eq!(pool.hot.lifetime_ns(), 3_000_000_000);

@@ -90,9 +90,6 @@ pub(crate) const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState::new("26000");
 pub(crate) const QUERY_CANCELED: SqlState = SqlState::new("57014");
 /// XX000 internal_error.
 pub(crate) const INTERNAL_ERROR: SqlState = SqlState::new("XX000");
-/// 25P03 idle_in_transaction_session_timeout: PostgreSQL's own code for a
-/// session closed for idling in a transaction (idle_transaction_timeout).
-pub(crate) const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState::new("25P03");
 /// 57P05 idle_session_timeout: PostgreSQL's own code for a session closed
 /// for idling outside a transaction (client_idle_timeout).
 pub(crate) const IDLE_SESSION_TIMEOUT: SqlState = SqlState::new("57P05");

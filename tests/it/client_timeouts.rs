@@ -1,4 +1,5 @@
-//! query_timeout, idle_transaction_timeout and client_idle_timeout, each
+//! query_timeout, idle_transaction_timeout, transaction_timeout and
+//! client_idle_timeout, each
 //! against the real PostgreSQL with a short (1 to 3 s) setting: the client
 //! gets a FATAL error with the right SQLSTATE and is disconnected, the
 //! server is closed when it was in use (the query stops, the transaction
@@ -78,7 +79,7 @@ async fn query_timeout_closes_server_and_client() {
             .unwrap();
         let err = fatal_then_closed(&mut s).await;
         assert_eq!(err.sqlstate(), "57014", "{:?}", err.fields());
-        assert!(err.message().contains("query_timeout"), "{}", err.message());
+        assert_eq!(err.message(), "query timeout");
         // The backend is gone long before its sleep would have ended.
         eventually(
             &direct,
@@ -125,12 +126,9 @@ async fn idle_transaction_timeout_rolls_back_and_disconnects() {
             .unwrap();
         // Now idle in the transaction.
         let err = fatal_then_closed(&mut s).await;
-        assert_eq!(err.sqlstate(), "25P03", "{:?}", err.fields());
-        assert!(
-            err.message().contains("idle_transaction_timeout"),
-            "{}",
-            err.message()
-        );
+        // PgBouncer's code and text (see `timeouts::Expired`).
+        assert_eq!(err.sqlstate(), "08P01", "{:?}", err.fields());
+        assert_eq!(err.message(), "idle transaction timeout");
         // The server was closed: PostgreSQL rolled the insert back.
         eventually(
             &direct,
@@ -207,6 +205,82 @@ async fn client_idle_timeout_closes_idle_and_parked_clients_only() {
             tokio::time::sleep(Duration::from_millis(1000)).await;
             assert_eq!(one(&chatty, &format!("SELECT {i}")).await, i.to_string());
         }
+    })
+    .await
+}
+
+/// transaction_timeout (global, and a user's winning over it): a
+/// transaction open longer, busy or idle, closes its client (FATAL 08P01
+/// `transaction timeout`, PgBouncer's) and its server (the transaction
+/// rolls back); many short transactions over a longer time are fine.
+#[tokio::test]
+async fn transaction_timeout_ends_long_transactions_only() {
+    bounded(async {
+        let (db, direct) = database("xt_db").await;
+        let pg = PgCluster::shared();
+        let user = unique("xt_user");
+        pg.create_trusted_role(&user).await;
+        direct
+            .batch_execute(&format!("GRANT ALL ON t TO {user}"))
+            .await
+            .unwrap();
+        let pooler = PoolerBuilder::new()
+            .set("transaction_timeout", "60")
+            .trust(&user)
+            .user(&user, "transaction_timeout=1")
+            .pg_database(pg, &db, "pool_size=2")
+            .start()
+            .await;
+        // Autocommit statements for longer than the limit altogether: fine.
+        let ok = pooler.connect(&db, &user, "").await;
+        for i in 0..8 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ok.simple_query(&format!("SELECT {i}")).await.unwrap();
+        }
+        // A transaction kept busy (never idle for long) past the limit.
+        let mut s = pooler.raw_connect().await;
+        wire::login_trust(&mut s, &user, &db).await;
+        wire::simple_query(&mut s, "BEGIN").await.unwrap();
+        wire::simple_query(&mut s, "INSERT INTO t VALUES (7)")
+            .await
+            .unwrap();
+        let mut answered = 0;
+        let err = loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            wire::send(&mut s, &wire::query("SELECT 1")).await.unwrap();
+            // The answer, or the FATAL error (the request may be sent just
+            // before or after the limit closed the connection).
+            let mut fatal = None;
+            loop {
+                match wire::read_msg(&mut s).await {
+                    Ok(Some(m)) if m.tag == b'Z' => break,
+                    Ok(Some(m)) if m.tag == b'E' => {
+                        fatal = Some(m);
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => panic!("closed without an error"),
+                }
+            }
+            if let Some(e) = fatal {
+                assert_eq!(e.fields()[&b'S'], "FATAL", "{:?}", e.fields());
+                assert!(wire::read_to_close(&mut s).await.is_ok());
+                break e;
+            }
+            answered += 1;
+            assert!(answered < 40, "the transaction was never ended");
+        };
+        assert!(answered >= 2, "ended too early: {answered}");
+        assert_eq!(err.sqlstate(), "08P01", "{:?}", err.fields());
+        assert_eq!(err.message(), "transaction timeout");
+        // Rolled back: the server was closed.
+        eventually(&direct, "SELECT count(*) FROM t WHERE n = 7", "0").await;
+        // The global limit (60 s) applies to other users: not ended.
+        let other = pooler.connect(&db, "postgres", "").await;
+        other.simple_query("BEGIN").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        other.simple_query("COMMIT").await.unwrap();
+        assert_eq!(one(&ok, "SELECT 9").await, "9");
     })
     .await
 }

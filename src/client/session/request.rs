@@ -368,17 +368,19 @@ fn rules<'a>(
     registration: &'a crate::context::Registration,
     (started, wait_us): (u64, u64),
 ) -> (Rules<'a>, bool) {
-    let (mode, query_timeout, idle_transaction_timeout) = pool.link_settings();
+    let link = pool.link_settings();
+    let mode = link.mode;
     let session_mode = mode == PoolMode::Session;
     let rules = Rules {
         extra_tracked: &cfg.general.track_extra_parameters,
         release_when_idle: !session_mode,
         statement_mode: mode == PoolMode::Statement,
         max_len: cfg.general.max_packet_size,
-        limits: Limits {
-            query: query_timeout,
-            idle_transaction: idle_transaction_timeout,
-        },
+        limits: Limits::new(
+            link.query_timeout,
+            link.idle_transaction_timeout,
+            link.transaction_timeout,
+        ),
         clock: Clock {
             target: &registration.entry,
             epoch: &registration.owner().epoch,
