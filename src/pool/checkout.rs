@@ -113,8 +113,40 @@ impl Pool {
             };
             // Boxed: connecting is rare, and its state would otherwise be
             // carried by every checkout future.
-            return Box::pin(self.open(slot)).await;
+            match Box::pin(self.open(slot)).await {
+                Err(CheckoutError::Server(e)) if e.cannot_connect_now() => {
+                    // PostgreSQL is starting up or shutting down (a restart):
+                    // as PgBouncer, the client is not failed for it but
+                    // tries again after server_login_retry, within
+                    // query_wait_timeout.
+                    let since = *first_wait.get_or_insert_with(Instant::now);
+                    if !Box::pin(self.retry_later(since)).await {
+                        return Err(CheckoutError::Server(e));
+                    }
+                }
+                other => return other,
+            }
         }
+    }
+
+    /// After a login refused for now: wait server_login_retry (250 ms when
+    /// it is 0) and say to try again, unless that would end past
+    /// query_wait_timeout counted from `since`.
+    #[cold]
+    async fn retry_later(&self, since: Instant) -> bool {
+        let s = self.settings();
+        let pause = if s.login_retry.is_zero() {
+            Duration::from_millis(250)
+        } else {
+            s.login_retry
+        };
+        let limit = s.wait_timeout;
+        drop(s);
+        if !limit.is_zero() && since.elapsed() + pause > limit {
+            return false;
+        }
+        crate::runtime::timer::sleep(pause).await;
+        true
     }
 
     pub(super) fn slot(&self) -> SlotGuard<'_> {
@@ -392,7 +424,7 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) => {
-                if !s.login_retry.is_zero() {
+                if !s.login_retry.is_zero() && !e.cannot_connect_now() {
                     let (code, message) = e.client_error();
                     st.login_failure = Some(LoginFailure {
                         at: std::time::Instant::now(),

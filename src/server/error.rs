@@ -132,6 +132,14 @@ impl ServerError {
         }
     }
 
+    /// The server refused the login for now (57P03: starting up, shutting
+    /// down, in recovery without hot standby): it will take logins again
+    /// soon, so the attempt is retried rather than failed and remembered.
+    pub(crate) fn cannot_connect_now(&self) -> bool {
+        matches!(self, ServerError::Rejected { code, .. }
+            if *code == crate::protocol::sqlstate::CANNOT_CONNECT_NOW)
+    }
+
     /// SQLSTATE and message to send to a client that this error affects.
     pub(crate) fn client_error(&self) -> (SqlState, String) {
         match self {

@@ -202,3 +202,56 @@ async fn server_round_robin_rotates_idle_servers() {
     })
     .await
 }
+
+/// A server that refuses logins for now (57P03; here a standby without
+/// hot standby, as PostgreSQL starting up or shutting down does) keeps its
+/// clients waiting, each trying again after server_login_retry, as
+/// PgBouncer does, and the refusal is not cached to fail later clients;
+/// once it takes logins (promoted) they are served. query_wait_timeout
+/// still bounds the wait.
+#[tokio::test]
+async fn cannot_connect_now_is_waited_out_not_failed() {
+    support::bounded_for(Duration::from_secs(120), async {
+        let primary = PgCluster::dedicated();
+        let cold = PgCluster::standby_with(&primary, "hot_standby = off");
+        let target = format!("host=127.0.0.1 port={} dbname=postgres", cold.port());
+        let p = PoolerBuilder::new()
+            .set("server_login_retry", "0.5")
+            .set("query_wait_timeout", "60")
+            .database("cold", &target)
+            .start()
+            .await;
+        let short = PoolerBuilder::new()
+            .set("server_login_retry", "0.5")
+            .set("query_wait_timeout", "2")
+            .database("cold", &target)
+            .start()
+            .await;
+        // Bounded by query_wait_timeout: the refusal's own code and text.
+        let e = short.try_connect("cold", "postgres", "").await.unwrap_err();
+        assert_eq!(support::sqlstate(&e).as_deref(), Some("57P03"), "{e:?}");
+        let clients: Vec<_> = (0..2)
+            .map(|i| {
+                let cfg = p.config("cold", "postgres", "");
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(700 * i)).await;
+                    let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(conn);
+                    let rows = c.simple_query("SELECT pg_is_in_recovery()").await?;
+                    Ok::<_, tokio_postgres::Error>(support::rows_col0(&rows))
+                })
+            })
+            .collect();
+        // Both wait (the second came after a refusal: not failed fast).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            clients.iter().all(|c| !c.is_finished()),
+            "a client was failed"
+        );
+        cold.promote();
+        for c in clients {
+            assert_eq!(c.await.unwrap().expect("served"), ["f"]);
+        }
+    })
+    .await
+}

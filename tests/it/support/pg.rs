@@ -349,6 +349,13 @@ impl PgCluster {
     /// replication from the primary's Unix socket), started on a port of
     /// its own and accepting connections.
     pub fn standby_of(primary: &PgCluster) -> PgCluster {
+        Self::standby_with(primary, "")
+    }
+
+    /// A standby of `primary` (as [`standby_of`](Self::standby_of)) with
+    /// `conf` added to its configuration (e.g. `hot_standby = off`: it then
+    /// refuses every login with 57P03 until promoted).
+    pub fn standby_with(primary: &PgCluster, conf: &str) -> PgCluster {
         let dir = tempfile::Builder::new()
             .prefix("pgsluice-standby-")
             .tempdir()
@@ -383,6 +390,13 @@ impl PgCluster {
             "pg_basebackup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if !conf.is_empty() {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(standby.data_dir().join("postgresql.auto.conf"))
+                .expect("open the standby's postgresql.auto.conf");
+            writeln!(f, "{conf}").expect("write the standby's configuration");
+        }
         let mut last_err = String::new();
         for _ in 0..5 {
             standby.port = free_port();
