@@ -301,9 +301,11 @@ async fn stats_period(ctx: Arc<Context>, mut tick: watch::Receiver<u64>) {
 /// log_stats, log one line per database. Returns the rows logged.
 pub(crate) fn stats_tick(ctx: &Context, now: std::time::Instant) -> Vec<crate::stats::StatsRow> {
     let pools = ctx.pools.all();
-    let rows = crate::stats::report::tick(pools.iter().map(|p| (p.database(), &p.stats)), now);
+    let all = crate::admin::stats_show::all_stats(ctx, &pools);
+    let rows = crate::stats::report::tick(all, now);
     if ctx.config().general.log_stats {
-        for row in &rows {
+        // The pools' databases (the console's figures are in SHOW STATS).
+        for row in rows.iter().filter(|r| r.database != crate::admin::ADMIN_DB) {
             info!(database = %row.database, "{}", crate::stats::log_line(&row.avg));
         }
     }

@@ -29,6 +29,10 @@ pub struct Context {
     pub client_errors: Mutex<std::collections::BTreeMap<SqlState, u64>>,
     /// Failed logins, by SQLSTATE.
     pub login_failures: Mutex<std::collections::BTreeMap<SqlState, u64>>,
+    /// The admin console's statistics (database `pgbouncer` in SHOW STATS
+    /// and counted in SHOW TOTALS, as PgBouncer counts its console): each
+    /// command is a transaction and a query.
+    pub admin_stats: crate::stats::PoolStats,
     /// Serializes reloads; holds the values set with SET (kept over
     /// reloads, as long as the process runs).
     reloading: Mutex<Vec<(String, String)>>,
@@ -71,6 +75,7 @@ impl Context {
             reloading: Mutex::new(Vec::new()),
             client_errors: Mutex::new(Default::default()),
             login_failures: Mutex::new(Default::default()),
+            admin_stats: crate::stats::PoolStats::new(),
             shutdown,
             epoch: AtomicU64::new(1),
             shards,

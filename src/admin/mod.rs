@@ -16,7 +16,7 @@ mod pools;
 mod rows;
 mod show;
 mod sockets;
-mod stats_show;
+pub(crate) mod stats_show;
 
 use std::sync::Arc;
 
@@ -214,9 +214,21 @@ async fn session(
         };
         match msg {
             FrontendMessage::Query(q) => {
+                // Counted before it runs, as PgBouncer counts a console
+                // command (SHOW TOTALS includes itself).
+                ctx.admin_stats.add(&crate::stats::Totals {
+                    xact_count: 1,
+                    query_count: 1,
+                    bytes_received: q.len() as u64 + 6,
+                    ..Default::default()
+                });
                 let mut out = BytesMut::new();
                 answer(ctx, role, &q, &mut out).await;
                 backend::ready_for_query(&mut out, b'I');
+                ctx.admin_stats.add(&crate::stats::Totals {
+                    bytes_sent: out.len() as u64,
+                    ..Default::default()
+                });
                 if stream.write_all(&out).await.is_err() {
                     return Ok(());
                 }

@@ -13,7 +13,7 @@ use crate::stats::{COUNTERS, StatsRow};
 /// on yet).
 pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
     let pools = ctx.pools.all();
-    let measured = crate::stats::report::rows(pools.iter().map(|p| (p.database(), &p.stats)));
+    let measured = crate::stats::report::rows(all_stats(ctx, &pools));
     let mut names = super::pools::database_names(ctx);
     for m in &measured {
         if !names.contains(&m.database) {
@@ -35,6 +35,19 @@ pub fn stats_rows(ctx: &Context) -> Vec<StatsRow> {
             },
         )
         .collect()
+}
+
+/// Every pool's statistics by database name, the admin console's
+/// (`pgbouncer`) included: what SHOW STATS, SHOW TOTALS and the
+/// stats_period tick read.
+pub(crate) fn all_stats<'a>(
+    ctx: &'a Context,
+    pools: &'a [std::sync::Arc<crate::pool::Pool>],
+) -> impl Iterator<Item = (&'a str, &'a crate::stats::PoolStats)> + Clone {
+    pools
+        .iter()
+        .map(|p| (p.database(), &p.stats))
+        .chain(std::iter::once((super::ADMIN_DB, &ctx.admin_stats)))
 }
 
 fn cells(database: &str, parts: &[&[u64]]) -> Vec<Cell> {
@@ -73,7 +86,7 @@ pub(crate) fn show_stats_part(ctx: &Context, averages: bool, out: &mut BytesMut)
 /// (averages over all of them, not sums of per-database averages).
 pub(crate) fn show_totals(ctx: &Context, out: &mut BytesMut) {
     let pools = ctx.pools.all();
-    let all = crate::stats::report::all(pools.iter().map(|p| (p.database(), &p.stats)));
+    let all = crate::stats::report::all(all_stats(ctx, &pools));
     let mut t = Table::new(out, &[("name", super::rows::TEXT), ("value", BIGINT)]);
     for (c, v) in COUNTERS.iter().zip(&all.total) {
         t.row(vec![Cell::from(c.total), Cell::from(*v)]);

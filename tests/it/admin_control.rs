@@ -316,8 +316,12 @@ async fn show_stats_counts_the_transactions_that_ran() {
         assert_eq!(show_value(&c, "SHOW STATS_TOTALS", &db, 2).await, "30");
         let logins = show_value(&c, "SHOW STATS_TOTALS", &db, 12).await;
         assert_eq!(logins, "1");
+        // SHOW TOTALS counts the console's commands too, this one
+        // included (as PgBouncer: 3 before it).
         let xacts = show_value(&c, "SHOW TOTALS", "total_xact_count", 1).await;
-        assert_eq!(xacts, "30");
+        assert_eq!(xacts, "34");
+        // They are database pgbouncer's in SHOW STATS (this is the 5th).
+        assert_eq!(show_value(&c, "SHOW STATS", "pgbouncer", 2).await, "5");
     })
     .await
 }
