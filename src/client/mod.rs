@@ -24,7 +24,6 @@ mod wait_notice;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use bytes::BytesMut;
@@ -88,8 +87,6 @@ impl SessionEnd {
     }
 }
 
-static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
-
 /// Start a task serving one client connection until it ends. `permit` is
 /// its max_client_conn slot (None when over the limit: it gets 53300 after
 /// its startup packet, unless it asks for the admin console).
@@ -106,7 +103,7 @@ pub(crate) fn spawn(
 }
 
 fn next_id() -> u64 {
-    NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+    crate::runtime::ids::next_socket_id()
 }
 
 /// Serve one client connection until it ends (see [`spawn`]).

@@ -4,6 +4,7 @@
 //! layer: it imports nothing else of the crate.
 
 pub(crate) mod clock;
+pub(crate) mod ids;
 pub mod shard;
 pub(crate) mod ticker;
 pub mod timer;

@@ -94,8 +94,6 @@ impl Drop for ServerConn {
     }
 }
 
-static NEXT_SERVER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 impl ServerConn {
     /// A new connection over `stream` to `addr`, not logged in yet and
     /// counted nowhere. Boxed: a server moves between the pool and sessions
@@ -123,7 +121,7 @@ impl ServerConn {
             generation: 0,
             owner: None,
             home: crate::runtime::shard::current(),
-            id: NEXT_SERVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: crate::runtime::ids::next_socket_id(),
         })
     }
 

@@ -325,3 +325,41 @@ async fn show_stats_counts_the_transactions_that_ran() {
     })
     .await
 }
+
+/// One id counter for clients and servers, as PgBouncer's: a client's new
+/// server has a later id than the client, and no client shares an id with
+/// a server (SHOW SOCKETS lists both kinds by these ids).
+#[tokio::test]
+async fn clients_and_servers_share_one_id_counter() {
+    bounded(async {
+        let [db] = fresh_dbs(["ctl_ids"]).await;
+        let p = pooler(&db, "pool_mode=session").await;
+        let c = p.connect(&db, "postgres", "").await;
+        assert_eq!(one(&c, "SELECT 1").await, "1");
+        let a = admin(&p).await;
+        let ids = |msgs: Vec<SimpleQueryMessage>, db: &str| -> Vec<u64> {
+            msgs.iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(r) if r.get("database") == Some(db) => {
+                        r.get("id").and_then(|v| v.parse().ok())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let clients = ids(a.simple_query("SHOW CLIENTS").await.unwrap(), &db);
+        let servers = ids(a.simple_query("SHOW SERVERS").await.unwrap(), &db);
+        assert_eq!(
+            (clients.len(), servers.len()),
+            (1, 1),
+            "{clients:?} {servers:?}"
+        );
+        assert!(servers[0] > clients[0], "{clients:?} {servers:?}");
+        let admins = ids(a.simple_query("SHOW CLIENTS").await.unwrap(), "pgbouncer");
+        assert!(
+            admins.iter().all(|id| *id != servers[0]),
+            "{admins:?} {servers:?}"
+        );
+    })
+    .await
+}
