@@ -31,6 +31,9 @@ pub struct Pooler {
     unix_path: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
     acceptors: Vec<JoinHandle<()>>,
+    /// The Unix socket's accept loops: kept during a WAIT_FOR_* shutdown,
+    /// for the admin console (as PgBouncer keeps its Unix socket).
+    unix_acceptors: Vec<JoinHandle<()>>,
 }
 
 impl Pooler {
@@ -90,11 +93,12 @@ impl Pooler {
         // SHOW STATS averages and the log_stats line, every stats_period.
         acceptors.push(tokio::spawn(stats_period(ctx.clone(), tick)));
         let mut unix_path = None;
+        let mut unix_acceptors = Vec::new();
         if let Some((l, path)) = listeners.unix {
             info!(path = %path.display(), "listening");
             for shard in ctx.shards() {
                 let (l, ctx, path) = (l.try_clone()?, ctx.clone(), path.clone());
-                acceptors.push(shard.spawn(async move {
+                unix_acceptors.push(shard.spawn(async move {
                     match UnixListener::from_std(l) {
                         Ok(l) => accept_unix(l, ctx).await,
                         Err(e) => {
@@ -120,6 +124,7 @@ impl Pooler {
             unix_path,
             metrics_addr,
             acceptors,
+            unix_acceptors,
         })
     }
 
@@ -152,21 +157,30 @@ impl Pooler {
 
     /// Stop in the given way (see [`ShutdownMode`]).
     pub async fn shutdown_with(self, mode: ShutdownMode) {
+        self.ctx.begin_stop();
         for a in &self.acceptors {
             a.abort();
         }
-        if let Some(path) = &self.unix_path {
-            let _ = std::fs::remove_file(path);
+        // Waiting modes keep the Unix socket for the admin console (other
+        // logins are refused) until the wait is over.
+        if mode == ShutdownMode::Immediate {
+            self.close_unix_socket();
         }
         let all = self.ctx.client_capacity();
         match mode {
             ShutdownMode::WaitForClients => {
-                info!("shutting down: no new connections, waiting for every client to leave");
+                info!(
+                    "shutting down: no new connections (the admin console on the Unix socket \
+                     only), waiting for every client to leave"
+                );
                 let _ = self.ctx.client_slots.acquire_many(all).await;
                 info!("all clients are gone");
             }
             ShutdownMode::WaitForServers => {
-                info!("shutting down: no new connections, waiting for running transactions");
+                info!(
+                    "shutting down: no new connections (the admin console on the Unix socket \
+                     only), waiting for running transactions"
+                );
                 let _ = self.shutdown_tx.send(true);
                 self.ctx.registry.close_all();
                 let wait = self.ctx.client_slots.acquire_many(all);
@@ -181,8 +195,19 @@ impl Pooler {
                 self.ctx.registry.close_all();
             }
         }
+        self.close_unix_socket();
         for pool in self.ctx.pools.all() {
             pool.close_idle();
+        }
+    }
+
+    /// Stop accepting on the Unix socket and remove its file.
+    fn close_unix_socket(&self) {
+        for a in &self.unix_acceptors {
+            a.abort();
+        }
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// Parking epoch, advanced by the sweeper (see `Registry::sweep`).
     pub epoch: AtomicU64,
+    /// A shutdown of any mode has begun (WAIT_FOR_CLIENTS included): only
+    /// the admin console takes new connections, RESUME is refused.
+    stopping: std::sync::atomic::AtomicBool,
     /// The shards' runtimes (`crate::runtime::shard`), to start tasks for parked
     /// clients from any thread.
     shards: Vec<tokio::runtime::Handle>,
@@ -78,6 +81,7 @@ impl Context {
             admin_stats: crate::stats::PoolStats::new(),
             shutdown,
             epoch: AtomicU64::new(1),
+            stopping: Default::default(),
             shards,
             next_shard: Default::default(),
         }
@@ -93,6 +97,16 @@ impl Context {
     /// Every shard's runtime, shard 0 first.
     pub fn shards(&self) -> &[tokio::runtime::Handle] {
         &self.shards
+    }
+
+    /// A shutdown begins (any mode).
+    pub(crate) fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a shutdown (any mode) has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The current config.

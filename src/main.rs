@@ -259,6 +259,9 @@ async fn stop(pooler: pgsluice::Pooler, mode: ShutdownMode, signals: &mut Unboun
             match signals.recv().await {
                 Some(SIGTERM | SIGINT) => break warn!("second signal: exiting immediately"),
                 Some(SIGQUIT) => break warn!("SIGQUIT: exiting immediately"),
+                // PgBouncer's words: nothing is resumed or paused now.
+                Some(SIGUSR2) => info!("got SIGUSR2 while shutting down, ignoring"),
+                Some(SIGUSR1) => info!("got SIGUSR1 while shutting down, ignoring"),
                 Some(_) => {}
                 None => std::future::pending().await,
             }

@@ -26,6 +26,13 @@ pub(crate) async fn run(
     let pools = &ctx.pools;
     match cmd {
         Control::Pause(db) => pools.pause(&cfg, db.as_deref()).await.map_err(control)?,
+        Control::Resume(_) if ctx.stopping() => {
+            // PgBouncer's answer: nothing is resumed during a shutdown.
+            return Err(AdminError::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                "pooler is shutting down",
+            ));
+        }
         Control::Resume(db) => pools.resume(&cfg, db.as_deref()).map_err(control)?,
         Control::Suspend => pools.suspend(&cfg).await.map_err(control)?,
         Control::Disable(db) => pools.set_disabled(&cfg, db, true).map_err(control)?,

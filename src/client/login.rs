@@ -115,6 +115,14 @@ pub(super) async fn login(
     super::tls::check_required(stream, ctx)?;
     let cfg = ctx.config();
     let (user, database) = who(&startup)?;
+    // Shutting down: the console stays reachable (on the Unix socket, kept
+    // open until the last client left), nothing else (PgBouncer's words).
+    if ctx.stopping() && database != crate::admin::ADMIN_DB {
+        return Err(super::SessionEnd::fatal(
+            crate::protocol::sqlstate::ADMIN_SHUTDOWN,
+            "pooler is shutting down",
+        ));
+    }
     // Over max_client_conn only the admin console is let in (as in
     // PgBouncer: a DBA can still look and act when clients fill it).
     if over_limit && database != crate::admin::ADMIN_DB {

@@ -87,6 +87,13 @@ impl SessionEnd {
     }
 }
 
+/// What a client closed by a shutdown is told (PgBouncer's text, which logs
+/// and alerts match: `closing because: server shutting down`).
+pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
+
+/// What a client closed by KILL / KILL_CLIENT is told.
+pub(crate) const KILLED: &str = "terminating connection due to administrator command (KILL)";
+
 /// Start a task serving one client connection until it ends. `permit` is
 /// its max_client_conn slot (None when over the limit: it gets 53300 after
 /// its startup packet, unless it asks for the admin console).

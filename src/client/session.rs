@@ -475,11 +475,11 @@ impl Client {
             }
             Some(CloseRequest::Shutdown) => Poll::Ready(Err(SessionEnd::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
-                "pgsluice is shutting down",
+                super::SHUTTING_DOWN,
             ))),
             Some(CloseRequest::Killed) => Poll::Ready(Err(SessionEnd::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to administrator command (KILL)",
+                super::KILLED,
             ))),
             Some(CloseRequest::IdleTimeout) => {
                 info!(

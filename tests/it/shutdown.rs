@@ -112,3 +112,77 @@ async fn shutdown_with_no_clients_returns() {
     })
     .await
 }
+
+/// SHUTDOWN WAIT_FOR_SERVERS as PgBouncer does it: a client waiting for a
+/// server is closed (`server shutting down`), a running transaction goes
+/// on and commits, TCP is closed, the Unix socket stays for the admin
+/// console only (other logins: `pooler is shutting down`; RESUME is
+/// refused), and goes away once the last client left.
+#[tokio::test]
+async fn a_waiting_shutdown_keeps_the_console_on_the_unix_socket() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("shut_wait");
+        pg.create_db(&db).await;
+        let mut pooler = PoolerBuilder::new()
+            .trust("shut_admin")
+            .set("admin_users", "shut_admin")
+            .pg_database(pg, &db, "pool_size=1")
+            .start()
+            .await;
+        let (addr, sock) = (pooler.addr(), pooler.unix_socket_path().unwrap());
+        let unix_db = pooler.unix_config(&db, "postgres");
+        let unix_admin = pooler.unix_config("pgbouncer", "shut_admin");
+        // One client holds the only server in a transaction; another waits.
+        let holder = pooler.connect(&db, "postgres", "").await;
+        holder.simple_query("BEGIN").await.unwrap();
+        holder.simple_query("SELECT 1").await.unwrap();
+        let queued = pooler.connect(&db, "postgres", "").await;
+        let waiting = tokio::spawn(async move { queued.simple_query("SELECT 2").await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "the second client was not queued");
+
+        let shutdown = pooler.begin_shutdown(pgsluice::context::ShutdownMode::WaitForServers);
+        let e = waiting
+            .await
+            .unwrap()
+            .expect_err("the waiting client was served");
+        assert_eq!(support::sqlstate(&e).as_deref(), Some("57P01"), "{e:?}");
+        assert_eq!(
+            support::db_message(&e).as_deref(),
+            Some("server shutting down")
+        );
+        assert!(refuses_new_clients(addr, &db).await, "TCP still serves");
+        // The console over the Unix socket: reachable, RESUME refused.
+        let (admin, conn) = unix_admin.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        admin.simple_query("SHOW VERSION").await.unwrap();
+        let e = admin.simple_query("RESUME").await.unwrap_err();
+        assert_eq!(support::sqlstate(&e).as_deref(), Some("08P01"), "{e:?}");
+        assert_eq!(
+            support::db_message(&e).as_deref(),
+            Some("pooler is shutting down")
+        );
+        // Any other database over it: refused.
+        let e = unix_db
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("logged in");
+        assert_eq!(support::sqlstate(&e).as_deref(), Some("57P01"), "{e:?}");
+        assert_eq!(
+            support::db_message(&e).as_deref(),
+            Some("pooler is shutting down")
+        );
+        // The running transaction finishes.
+        holder.simple_query("SELECT 3").await.unwrap();
+        holder.simple_query("COMMIT").await.unwrap();
+        drop((admin, holder));
+        tokio::time::timeout(Duration::from_secs(60), shutdown)
+            .await
+            .expect("shutdown did not return")
+            .unwrap();
+        assert!(!sock.exists(), "the Unix socket outlived the shutdown");
+    })
+    .await
+}

@@ -431,8 +431,16 @@ async fn take_server(
     let got = {
         let mut checkout = std::pin::pin!(pool.checkout());
         loop {
-            match poll_fn(|cx| notice.poll(checkout.as_mut().poll(cx), entry, epoch)).await {
-                Waited::Done(got) => break got.map_err(checkout_error),
+            let polled = poll_fn(|cx| match checkout.as_mut().poll(cx) {
+                // A shutdown (WAIT_FOR_SERVERS) or KILL ends a wait, as
+                // PgBouncer closes its waiting clients then.
+                std::task::Poll::Pending if let Some(end) = closed_while_waiting(entry, epoch) => {
+                    std::task::Poll::Ready(Waited::Done(Err(end)))
+                }
+                polled => notice.poll(polled.map(|r| r.map_err(checkout_error)), entry, epoch),
+            });
+            match polled.await {
+                Waited::Done(got) => break got,
                 Waited::Notify => {
                     if let Err(e) = Box::pin(tell_queued(stream)).await {
                         break Err(e.into());
@@ -443,6 +451,26 @@ async fn take_server(
     };
     notice.finish(entry);
     got
+}
+
+/// The error that ends a session told to close while it waits for a
+/// server (the sweep and close requests wake it through its entry).
+#[cold]
+fn closed_while_waiting(
+    entry: &crate::registry::SessionEntry,
+    epoch: &std::sync::atomic::AtomicU64,
+) -> Option<SessionEnd> {
+    match entry.closing_reason(epoch)? {
+        crate::registry::CloseRequest::Shutdown => Some(SessionEnd::fatal(
+            sqlstate::ADMIN_SHUTDOWN,
+            crate::client::SHUTTING_DOWN,
+        )),
+        crate::registry::CloseRequest::Killed => Some(SessionEnd::fatal(
+            sqlstate::ADMIN_SHUTDOWN,
+            crate::client::KILLED,
+        )),
+        crate::registry::CloseRequest::IdleTimeout => None,
+    }
 }
 
 /// query_wait_notify: tell the waiting client it is queued.

@@ -280,6 +280,17 @@ impl TestPooler {
             .expect("shutdown panicked");
     }
 
+    /// Begin shutting down in `mode` on shard 0 (as the console's SHUTDOWN
+    /// does); the returned task ends when the pooler has stopped. Configs
+    /// and addresses must be taken before (the pooler handle is gone).
+    pub fn begin_shutdown(
+        &mut self,
+        mode: pgsluice::context::ShutdownMode,
+    ) -> tokio::task::JoinHandle<()> {
+        let p = self.pooler.take().expect("pooler already shut down");
+        self.shard0.spawn(p.shutdown_with(mode))
+    }
+
     /// tokio-postgres config for a connection through the pooler over TCP.
     pub fn config(&self, db: &str, user: &str, password: &str) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
