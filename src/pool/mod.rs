@@ -175,6 +175,10 @@ impl Pools {
             role,
         };
         let settings = make();
+        if settings.autodb_idle_timeout.is_some() && !map.keys().any(|k| k.database == database) {
+            // PgBouncer's words, which logs are searched for.
+            tracing::info!("registered new auto-database: {database}");
+        }
         let db_limit = Self::limit(&self.db_limits, &key.database, settings.max_db_connections);
         let user_limit = Self::limit(&self.user_limits, &key.user, settings.max_user_connections);
         let control = self.db_control(&key.database);
