@@ -200,6 +200,11 @@ fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg:
         return 1;
     }
     if c.names.contains_key(name) {
+        // PgBouncer's log line, which its users' alerts match.
+        tracing::warn!(
+            "prepared statement '{}' was already prepared",
+            String::from_utf8_lossy(name)
+        );
         // PostgreSQL's answer, made to come in order: a Describe that
         // fails (starting the skip to Sync as the real error would) and
         // whose error is replaced by this one.
