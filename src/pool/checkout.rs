@@ -81,7 +81,21 @@ impl Pool {
     pub(crate) async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
         let mut first_wait = None;
         loop {
-            let slot = match self.try_take(first_wait)? {
+            let next = match self.try_take(first_wait) {
+                Ok(next) => next,
+                // A client that waits already (in the queue, or trying
+                // again) waits on while the server cannot be reached, as
+                // PgBouncer's waiting clients do; a new one fails fast.
+                Err(e) => match first_wait {
+                    Some(since)
+                        if self.unreachable_lately() && Box::pin(self.retry_later(since)).await =>
+                    {
+                        continue;
+                    }
+                    _ => return Err(e),
+                },
+            };
+            let slot = match next {
                 Next::Ready(s) => match self.check(s).await {
                     Some(s) => return Ok(s),
                     None => continue,
@@ -102,7 +116,14 @@ impl Pool {
                             let failure = self.state.lock().login_failure.clone();
                             if let Some(e) = self.recent_login_failure(&failure) {
                                 // Dropping the slot hands it to the next
-                                // waiter, who fails fast the same way.
+                                // waiter, who fails fast the same way, or
+                                // (the server could not be reached) waits
+                                // on, as this one does.
+                                drop(slot);
+                                let unreachable = failure.is_some_and(|f| f.unreachable);
+                                if unreachable && Box::pin(self.retry_later(since)).await {
+                                    continue;
+                                }
                                 return Err(e);
                             }
                             slot
@@ -114,11 +135,12 @@ impl Pool {
             // Boxed: connecting is rare, and its state would otherwise be
             // carried by every checkout future.
             match Box::pin(self.open(slot)).await {
-                Err(CheckoutError::Server(e)) if e.cannot_connect_now() => {
-                    // PostgreSQL is starting up or shutting down (a restart):
-                    // as PgBouncer, the client is not failed for it but
-                    // tries again after server_login_retry, within
-                    // query_wait_timeout.
+                Err(CheckoutError::Server(e)) if e.cannot_connect_now() || e.unreachable() => {
+                    // PostgreSQL could not be reached, or is starting up or
+                    // shutting down (a restart): as PgBouncer, the client
+                    // is not failed for it but tries again after
+                    // server_login_retry, within query_wait_timeout (then
+                    // it gets this error).
                     let since = *first_wait.get_or_insert_with(Instant::now);
                     if !Box::pin(self.retry_later(since)).await {
                         return Err(CheckoutError::Server(e));
@@ -129,9 +151,17 @@ impl Pool {
         }
     }
 
-    /// After a login refused for now: wait server_login_retry (250 ms when
-    /// it is 0) and say to try again, unless that would end past
-    /// query_wait_timeout counted from `since`.
+    /// Whether the pool's recent login failure is a server that could not
+    /// be reached.
+    #[cold]
+    fn unreachable_lately(&self) -> bool {
+        let st = self.state.lock();
+        st.login_failure.as_ref().is_some_and(|f| f.unreachable)
+    }
+
+    /// After a server that could not be reached or refused logins for now:
+    /// wait server_login_retry (250 ms when it is 0) and say to try again,
+    /// unless that would end past query_wait_timeout counted from `since`.
     #[cold]
     async fn retry_later(&self, since: Instant) -> bool {
         let s = self.settings();
@@ -430,6 +460,7 @@ impl Pool {
                         at: std::time::Instant::now(),
                         code,
                         message,
+                        unreachable: e.unreachable(),
                     });
                 }
                 drop(st);

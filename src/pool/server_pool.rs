@@ -85,6 +85,10 @@ pub(super) struct LoginFailure {
     pub at: Instant,
     pub code: crate::protocol::SqlState,
     pub message: String,
+    /// The server could not be reached (`ServerError::unreachable`):
+    /// clients already waiting keep waiting (new ones fail fast), as in
+    /// PgBouncer.
+    pub unreachable: bool,
 }
 
 pub(super) struct State {

@@ -140,6 +140,22 @@ impl ServerError {
             if *code == crate::protocol::sqlstate::CANNOT_CONNECT_NOW)
     }
 
+    /// The server could not be reached or went away during the login
+    /// (connect refused or timed out, TLS handshake failed, every host of
+    /// a host list down, closed before logging in), as opposed to a
+    /// server that answered and refused: a client waiting for a server
+    /// waits on and tries again (as PgBouncer's waiting clients do).
+    pub(crate) fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Connect { .. }
+                | ServerError::Timeout { .. }
+                | ServerError::Unreachable(_)
+                | ServerError::Closed
+                | ServerError::Io(_)
+        )
+    }
+
     /// SQLSTATE and message to send to a client that this error affects.
     pub(crate) fn client_error(&self) -> (SqlState, String) {
         match self {

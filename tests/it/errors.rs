@@ -237,9 +237,14 @@ async fn postgres_unreachable_then_back() {
         let port = pg.port();
         let p = PoolerBuilder::new()
             .set("server_connect_timeout", "3")
+            .set("server_login_retry", "0.5")
             .database(
                 "gone",
-                &format!("host=127.0.0.1 port={port} dbname=postgres"),
+                &format!("host=127.0.0.1 port={port} dbname=postgres query_wait_timeout=2"),
+            )
+            .database(
+                "patient",
+                &format!("host=127.0.0.1 port={port} dbname=postgres query_wait_timeout=60"),
             )
             .start()
             .await;
@@ -253,7 +258,12 @@ async fn postgres_unreachable_then_back() {
         .await
         .unwrap();
 
+        // The client waits (trying again every server_login_retry, as
+        // PgBouncer's waiting clients do) for query_wait_timeout, then gets
+        // the reason.
+        let started = std::time::Instant::now();
         let err = try_query(&p, "gone").await.expect_err("PostgreSQL is down");
+        assert!(started.elapsed() >= Duration::from_millis(1500), "{err:?}");
         assert_eq!(sqlstate(&err).as_deref(), Some("08006"), "{err:?}");
         let msg = db_message(&err).unwrap();
         // Clear, but not where the server is (as PgBouncer: only the log
@@ -264,12 +274,30 @@ async fn postgres_unreachable_then_back() {
             "the error must not name the server: {msg}"
         );
 
+        // A client that comes while it is down waits, and is served once
+        // it is back, with no error.
+        let cfg = p.config("patient", "postgres", "");
+        let waiting = tokio::spawn(async move {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            c.simple_query("SELECT 1").await.map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the client was failed: {:?}",
+            waiting.await
+        );
         let pg = tokio::task::spawn_blocking(move || {
             pg.start();
             pg
         })
         .await
         .unwrap();
+        waiting
+            .await
+            .unwrap()
+            .expect("served once PostgreSQL was back");
         let back = poll(60, Duration::from_millis(500), || async {
             try_query(&p, "gone").await.ok()
         })

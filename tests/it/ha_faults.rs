@@ -39,7 +39,7 @@ async fn hosts_that_are_down_or_refuse_logins_are_skipped() {
             .database(
                 "dead",
                 &format!(
-                    "host=127.0.0.1,127.0.0.1 port={},{} dbname=postgres",
+                    "host=127.0.0.1,127.0.0.1 port={},{} dbname=postgres query_wait_timeout=2",
                     free_port(),
                     free_port()
                 ),

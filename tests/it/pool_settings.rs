@@ -120,8 +120,10 @@ async fn server_connect_timeout_bounds_a_silent_server() {
                 held.push(s);
             }
         });
+        // query_wait_timeout below server_login_retry: no second attempt.
         let p = PoolerBuilder::new()
             .set("server_connect_timeout", "1")
+            .set("query_wait_timeout", "2")
             .database("silent", &format!("host=127.0.0.1 port={port} dbname=x"))
             .start()
             .await;

@@ -292,6 +292,8 @@ async fn server_leg_modes_check_what_they_promise() {
                 .set("server_tls_sslmode", mode)
                 .set("server_tls_ca_file", &ca)
                 .set("server_connect_timeout", "3")
+                // A failed handshake is not retried within this.
+                .set("query_wait_timeout", "2")
                 .database(&db, &by_ip)
                 .start()
                 .await;
@@ -318,6 +320,7 @@ async fn server_leg_modes_check_what_they_promise() {
             let p = PoolerBuilder::new()
                 .set("server_tls_sslmode", mode)
                 .set("server_connect_timeout", "3")
+                .set("query_wait_timeout", "2")
                 .pg_database(shared, &plain, "")
                 .start()
                 .await;
