@@ -132,7 +132,7 @@ mod tests {
             process_id: 7,
             secret_key: 9,
         };
-        target.link(Arc::new(addr), server_key, 0, false);
+        target.link((Arc::new(addr), server_key, 0), 0, false);
         (registration, target, got_rx, close_tx)
     }
 

@@ -136,7 +136,7 @@ fn client_socket(ctx: &Context, t: &SessionEntry, now: u64) -> Socket {
     let epoch = ctx.epoch.load(Ordering::Relaxed);
     let request_us = match t.idle_since_epoch() {
         Some(e) if e > 0 => now.saturating_sub(epoch.saturating_sub(e) * 1_000_000),
-        Some(_) => t.connected_us,
+        Some(_) => t.connected_us(),
         None => now,
     };
     Socket {
@@ -147,8 +147,8 @@ fn client_socket(ctx: &Context, t: &SessionEntry, now: u64) -> Socket {
         addr,
         port,
         local: None,
-        connect_us: Some(t.connected_us),
-        request_us: Some(request_us.max(t.connected_us)),
+        connect_us: Some(t.connected_us()),
+        request_us: Some(request_us.max(t.connected_us())),
         close_needed: false,
         ptr: client_ptr(t.id),
         link: linked.map_or_else(String::new, |(_, k)| server_ptr(k.process_id)),
@@ -174,7 +174,7 @@ fn server_tls(ctx: &Context, database: &str, user: &str) -> String {
 fn servers(ctx: &Context) -> Vec<Socket> {
     let mut rows = Vec::new();
     for t in clients(ctx) {
-        let (Some((addr, key)), Some(info)) = (t.linked(), t.info()) else {
+        let (Some((addr, key, id)), Some(info)) = (t.linked_server(), t.info()) else {
             continue;
         };
         let (addr, port) = server_addr(&addr);
@@ -199,7 +199,7 @@ fn servers(ctx: &Context) -> Vec<Socket> {
                 String::new()
             },
             statements: u64::from(t.statements().1),
-            id: key.process_id as u64,
+            id,
         });
     }
     let mut pools = ctx.pools.all();
@@ -224,7 +224,7 @@ fn servers(ctx: &Context) -> Vec<Socket> {
                 application_name: String::new(),
                 tls: s.tls.as_deref().unwrap_or("").to_string(),
                 statements: s.statements as u64,
-                id: s.key.process_id as u64,
+                id: s.id,
             });
         }
     }

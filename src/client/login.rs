@@ -182,14 +182,16 @@ pub(super) async fn login(
     let key = client.key;
     backend::backend_key_data(&mut out, key.process_id, key.secret_key);
     backend::ready_for_query(&mut out, b'I');
+    // Shared with the pool's other clients of the same identity. Set
+    // before the client is told it is in: what it does next (a DBA's
+    // SHOW CLIENTS right after its login) must find it listed.
+    let pool_user = pool.user();
+    let name = &answer.application_name;
+    client.set_info(pool.intern_info(user, database, pool_user, name, &tls));
     stream.write_all(&out).await?;
     if cfg.general.log_connections {
         debug!(client = client.id, %user, %database, "login ok");
     }
-    // Shared with the pool's other clients of the same identity.
-    let pool_user = pool.user();
-    let name = &answer.application_name;
-    client.set_info(pool.intern_info(user, database, pool_user, name, &tls));
     let params = answer.params.clone();
     Ok(Login::Pool(LoggedIn { route, params }))
 }

@@ -558,7 +558,7 @@ impl Client {
             }
         } else {
             let entry = self.target();
-            let (id, connected_us) = (entry.id, entry.connected_us);
+            let (id, connected_us) = (entry.id, entry.connected_us());
             let who = entry.who().to_string();
             let ctx = self.held.context();
             super::report(&mut self.stream, (id, &who, connected_us), ctx, end).await;

@@ -60,8 +60,13 @@ pub struct SessionEntry {
     /// while it is parked (no task); one lock for both keeps the entry
     /// small.
     slot: Mutex<Slot>,
-    /// When the client connected, in microseconds since the Unix epoch.
-    pub connected_us: u64,
+    /// When the client connected, in whole seconds since the Unix epoch
+    /// (SHOW CLIENTS shows seconds, as PgBouncer; u32: good until 2106).
+    connected_s: u32,
+    /// The id of the server connection linked last (SHOW SERVERS, SHOW
+    /// SOCKETS; low 32 bits: with `connected_s` it takes the 8 bytes the
+    /// entry had for a microsecond connect time).
+    linked_id: AtomicU32,
     /// Who the client is, set once logged in (for SHOW CLIENTS / SERVERS);
     /// boxed so that an entry grows by one word.
     info: std::sync::OnceLock<Arc<ClientInfo>>,
@@ -181,16 +186,22 @@ impl CloseRequest {
 impl SessionEntry {
     /// A new session's entry (see `Registry::register`).
     pub(super) fn new(id: u64, peer: Peer, key: BackendKey) -> SessionEntry {
-        let connected_us = std::time::SystemTime::now()
+        let connected_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         SessionEntry {
             id,
             peer: Some(peer),
             key,
-            connected_us,
+            connected_s,
             ..SessionEntry::default()
         }
+    }
+
+    /// When the client connected, in microseconds since the Unix epoch
+    /// (whole seconds).
+    pub fn connected_us(&self) -> u64 {
+        u64::from(self.connected_s) * 1_000_000
     }
 
     /// Drop the stored waker: a parked session's is the entry itself,
@@ -264,6 +275,13 @@ impl SessionEntry {
         self.linked.lock().clone()
     }
 
+    /// The server the client is linked to now: address, backend key and
+    /// the connection's id (SHOW SERVERS, SHOW SOCKETS).
+    pub fn linked_server(&self) -> Option<(Arc<Endpoint>, BackendKey, u64)> {
+        let (addr, key) = self.linked()?;
+        Some((addr, key, u64::from(self.linked_id.load(Ordering::Relaxed))))
+    }
+
     /// Whether the session is serving a request (linked, or waiting for a
     /// server) rather than idle.
     pub(crate) fn is_busy(&self) -> bool {
@@ -279,12 +297,18 @@ impl SessionEntry {
     /// The client was linked to a server that has `statements` prepared
     /// statements.
     /// `tls`: the server connection is TLS (SHOW SERVERS).
-    pub fn link(&self, addr: Arc<Endpoint>, key: BackendKey, statements: usize, tls: bool) {
+    pub fn link(
+        &self,
+        (addr, key, id): (Arc<Endpoint>, BackendKey, u64),
+        statements: usize,
+        tls: bool,
+    ) {
         let n = u16::try_from(statements)
             .unwrap_or(u16::MAX)
             .min(STATEMENTS);
         let flag = if tls { SERVER_TLS } else { 0 };
         self.server_statements.store(n | flag, Ordering::Relaxed);
+        self.linked_id.store(id as u32, Ordering::Relaxed);
         *self.linked.lock() = Some((addr, key));
     }
 

@@ -335,7 +335,7 @@ async fn clients_and_servers_share_one_id_counter() {
         let [db] = fresh_dbs(["ctl_ids"]).await;
         let p = pooler(&db, "pool_mode=session").await;
         let c = p.connect(&db, "postgres", "").await;
-        assert_eq!(one(&c, "SELECT 1").await, "1");
+        let pid: u64 = one(&c, "SELECT pg_backend_pid()").await.parse().unwrap();
         let a = admin(&p).await;
         let ids = |msgs: Vec<SimpleQueryMessage>, db: &str| -> Vec<u64> {
             msgs.iter()
@@ -355,6 +355,8 @@ async fn clients_and_servers_share_one_id_counter() {
             "{clients:?} {servers:?}"
         );
         assert!(servers[0] > clients[0], "{clients:?} {servers:?}");
+        // The connection's own id, not its backend's pid.
+        assert_ne!(servers[0], pid, "{servers:?}");
         let admins = ids(a.simple_query("SHOW CLIENTS").await.unwrap(), "pgbouncer");
         assert!(
             admins.iter().all(|id| *id != servers[0]),

@@ -87,8 +87,7 @@ impl Client {
         rules.bound = self.held.route.bound();
         let target = &self.held.registration.entry;
         target.link(
-            server.addr.clone(),
-            server.key,
+            (server.addr.clone(), server.key, server.id),
             server.statements.len(),
             server.tls.is_some(),
         );
