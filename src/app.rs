@@ -182,8 +182,21 @@ impl Pooler {
                      only), waiting for running transactions"
                 );
                 let _ = self.shutdown_tx.send(true);
-                self.ctx.registry.close_all();
-                let wait = self.ctx.client_slots.acquire_many(all);
+                // As PgBouncer: a client ends when it next needs a server
+                // (one waiting for a server, at the next look); once no
+                // client holds a server, the idle ones are closed.
+                let registry = &self.ctx.registry;
+                registry.drain_all();
+                let wait = async {
+                    loop {
+                        crate::runtime::timer::sleep(DRAIN_LOOK).await;
+                        if !registry.drain_waiting() {
+                            break;
+                        }
+                    }
+                    registry.close_all();
+                    self.ctx.client_slots.acquire_many(all).await
+                };
                 match crate::runtime::timer::timeout(SHUTDOWN_GRACE, wait).await {
                     Ok(_) => info!("all clients are gone"),
                     Err(_) => warn!("shutdown grace period over; closing remaining connections"),
@@ -211,6 +224,10 @@ impl Pooler {
         }
     }
 }
+
+/// How often a WAIT_FOR_SERVERS shutdown looks for clients waiting for a
+/// server (closed) and for servers still held.
+const DRAIN_LOOK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long a connection over max_client_conn waits for a slot before it
 /// is refused: a client that just left on another shard may not have given

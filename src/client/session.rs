@@ -456,7 +456,7 @@ impl Client {
         };
         let target = self.target();
         match closing {
-            None => {
+            None | Some(CloseRequest::Draining) => {
                 if self.buf.capacity() < super::relay::READ_CHUNK / 4 {
                     // No buffer kept (just logged in or woken from
                     // parking): wait without one, then take one to read.
@@ -471,7 +471,17 @@ impl Client {
                 // drops the readiness after a short read, which spares the
                 // relay an empty recv.
                 let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
-                read.map_ok(drop).map_err(Into::into)
+                let read = read.map_ok(drop).map_err(Into::into);
+                if closing.is_some() && matches!(read, Poll::Ready(Ok(()))) && !self.buf.is_empty()
+                {
+                    // Draining (SHUTDOWN WAIT_FOR_SERVERS): a request
+                    // needs a server; PgBouncer's words.
+                    return Poll::Ready(Err(SessionEnd::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        super::SHUTTING_DOWN,
+                    )));
+                }
+                read
             }
             Some(CloseRequest::Shutdown) => Poll::Ready(Err(SessionEnd::fatal(
                 sqlstate::ADMIN_SHUTDOWN,

@@ -170,6 +170,10 @@ pub enum CloseRequest {
     IdleTimeout = 2,
     /// KILL / KILL_CLIENT from the admin console (57P01).
     Killed = 3,
+    /// SHUTDOWN WAIT_FOR_SERVERS began: the session ends when it next
+    /// needs a server (its next request, or while it waits for one), as
+    /// PgBouncer's; an idle one stays until the shutdown's end.
+    Draining = 4,
 }
 
 impl CloseRequest {
@@ -178,6 +182,7 @@ impl CloseRequest {
             1 => Some(CloseRequest::Shutdown),
             2 => Some(CloseRequest::IdleTimeout),
             3 => Some(CloseRequest::Killed),
+            4 => Some(CloseRequest::Draining),
             _ => None,
         }
     }
@@ -520,6 +525,18 @@ impl SessionEntry {
             CloseRequest::Shutdown | CloseRequest::Killed => {
                 self.closing.store(reason as u8, Ordering::Release)
             }
+            // Never replaces another request; wakes nobody (the session
+            // sees it when it next wants a server; `drain_waiting` wakes
+            // the ones waiting for one).
+            CloseRequest::Draining => {
+                let _ = self.closing.compare_exchange(
+                    0,
+                    reason as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                return;
+            }
             // Never replaces a shutdown.
             CloseRequest::IdleTimeout => {
                 let _ = self.closing.compare_exchange(
@@ -531,6 +548,15 @@ impl SessionEntry {
             }
         }
         self.wake_session();
+    }
+
+    /// SHUTDOWN WAIT_FOR_SERVERS: a session told to drain that waits for a
+    /// server (busy, not linked) is woken to find it out.
+    pub(crate) fn drain_waiting(&self) {
+        let draining = self.closing.load(Ordering::Acquire) == CloseRequest::Draining as u8;
+        if draining && self.is_busy() && self.linked.lock().is_none() {
+            self.wake_session();
+        }
     }
 
     /// Wake the session's task (or, when parked, the entry itself, which

@@ -198,4 +198,23 @@ impl Registry {
             entry.close(CloseRequest::Shutdown);
         }
     }
+
+    /// SHUTDOWN WAIT_FOR_SERVERS begins: every session ends when it next
+    /// needs a server (see `CloseRequest::Draining`).
+    pub(crate) fn drain_all(&self) {
+        for entry in self.all() {
+            entry.close(CloseRequest::Draining);
+        }
+    }
+
+    /// Wake the draining sessions that wait for a server (they end), and
+    /// say whether a session still holds one.
+    pub(crate) fn drain_waiting(&self) -> bool {
+        let mut linked = false;
+        for entry in self.all() {
+            entry.drain_waiting();
+            linked |= entry.linked().is_some();
+        }
+        linked
+    }
 }

@@ -460,10 +460,9 @@ fn closed_while_waiting(
     epoch: &std::sync::atomic::AtomicU64,
 ) -> Option<SessionEnd> {
     match entry.closing_reason(epoch)? {
-        crate::registry::CloseRequest::Shutdown => Some(SessionEnd::fatal(
-            sqlstate::ADMIN_SHUTDOWN,
-            crate::client::SHUTTING_DOWN,
-        )),
+        crate::registry::CloseRequest::Shutdown | crate::registry::CloseRequest::Draining => Some(
+            SessionEnd::fatal(sqlstate::ADMIN_SHUTDOWN, crate::client::SHUTTING_DOWN),
+        ),
         crate::registry::CloseRequest::Killed => Some(SessionEnd::fatal(
             sqlstate::ADMIN_SHUTDOWN,
             crate::client::KILLED,
