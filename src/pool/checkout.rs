@@ -476,6 +476,11 @@ impl Pool {
                         // writes one for every connection it closes.
                         warn!(pool = %self.key(), "server closing because: {message} (age=0s)");
                     }
+                    other if other.unreachable() => {
+                        warn!(pool = %self.key(), "server login failed: {other}");
+                        // PgBouncer's line for a server it could not reach.
+                        warn!(pool = %self.key(), "server closing because: connect failed (age=0s)");
+                    }
                     other => warn!(pool = %self.key(), "server login failed: {other}"),
                 }
                 self.free_slot();
