@@ -17,6 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+#[cfg(test)]
 use std::time::Duration;
 
 use super::SessionEnd;
@@ -36,7 +37,9 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// query_timeout, idle_transaction_timeout and transaction_timeout.
+    /// query_timeout, idle_transaction_timeout and transaction_timeout
+    /// (tests: the pool keeps them in seconds, see `from_secs`).
+    #[cfg(test)]
     pub(crate) fn new(
         query: Duration,
         idle_transaction: Duration,
@@ -47,6 +50,16 @@ impl Limits {
             query: e(query),
             idle_transaction: e(idle_transaction),
             transaction: e(transaction),
+        }
+    }
+
+    /// The same, already in whole seconds (rounded up), as the pool keeps
+    /// them (`LinkSettings`): nothing to convert per transaction.
+    pub(crate) fn from_secs(query: u32, idle_transaction: u32, transaction: u32) -> Limits {
+        Limits {
+            query,
+            idle_transaction,
+            transaction,
         }
     }
 
@@ -126,6 +139,7 @@ pub(super) struct Clock<'a> {
 }
 
 /// Whole seconds (rounded up) = sweep epochs.
+#[cfg(test)]
 fn epochs(d: Duration) -> u64 {
     u64::try_from(d.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX / 4)
 }

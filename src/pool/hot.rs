@@ -4,7 +4,7 @@
 //! `ArcSwap` load is ~50 instructions (its debt list), and a transaction
 //! took five (callgrind, `COST_CLIENTS=50 benches/cost.sh`).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::PoolSettings;
@@ -21,18 +21,26 @@ pub(super) struct Hot {
     /// server_reset_query_always with a reset query to run.
     reset_always: AtomicBool,
     mode: AtomicU8,
-    query_timeout_ns: AtomicU64,
-    idle_transaction_timeout_ns: AtomicU64,
-    transaction_timeout_ns: AtomicU64,
+    /// The link timeouts in whole seconds, rounded up (the link's clock
+    /// is the 1 Hz sweep): converted once here, not per transaction.
+    query_timeout_s: AtomicU32,
+    idle_transaction_timeout_s: AtomicU32,
+    transaction_timeout_s: AtomicU32,
 }
 
-/// What a link of the pool runs under: pool_mode and its timeouts.
+/// What a link of the pool runs under: pool_mode and its timeouts in
+/// whole seconds, rounded up (0 = off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkSettings {
     pub mode: PoolMode,
-    pub query_timeout: Duration,
-    pub idle_transaction_timeout: Duration,
-    pub transaction_timeout: Duration,
+    pub query_timeout_s: u32,
+    pub idle_transaction_timeout_s: u32,
+    pub transaction_timeout_s: u32,
+}
+
+/// `d` in whole seconds, rounded up (saturating).
+fn secs_ceil(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u32::MAX / 4)
 }
 
 impl Hot {
@@ -53,11 +61,12 @@ impl Hot {
             PoolMode::Statement => 2,
         };
         self.mode.store(mode, Relaxed);
-        self.query_timeout_ns.store(nanos(s.query_timeout), Relaxed);
-        let idle = nanos(s.idle_transaction_timeout);
-        self.idle_transaction_timeout_ns.store(idle, Relaxed);
-        let xact = nanos(s.transaction_timeout);
-        self.transaction_timeout_ns.store(xact, Relaxed);
+        self.query_timeout_s
+            .store(secs_ceil(s.query_timeout), Relaxed);
+        let idle = secs_ceil(s.idle_transaction_timeout);
+        self.idle_transaction_timeout_s.store(idle, Relaxed);
+        let xact = secs_ceil(s.transaction_timeout);
+        self.transaction_timeout_s.store(xact, Relaxed);
     }
 
     /// server_round_robin.
@@ -91,11 +100,9 @@ impl Hot {
         };
         LinkSettings {
             mode,
-            query_timeout: Duration::from_nanos(self.query_timeout_ns.load(Relaxed)),
-            idle_transaction_timeout: Duration::from_nanos(
-                self.idle_transaction_timeout_ns.load(Relaxed),
-            ),
-            transaction_timeout: Duration::from_nanos(self.transaction_timeout_ns.load(Relaxed)),
+            query_timeout_s: self.query_timeout_s.load(Relaxed),
+            idle_transaction_timeout_s: self.idle_transaction_timeout_s.load(Relaxed),
+            transaction_timeout_s: self.transaction_timeout_s.load(Relaxed),
         }
     }
 }

@@ -151,9 +151,10 @@ fn per_transaction_settings_follow_every_store() {
     pool.set_settings(next.clone());
     let link = pool.link_settings();
     assert_eq!(link.mode, PoolMode::Statement);
-    assert_eq!(link.query_timeout, Duration::from_millis(1500));
-    assert_eq!(link.idle_transaction_timeout, Duration::from_secs(7));
-    assert_eq!(link.transaction_timeout, Duration::from_secs(9));
+    // Whole seconds, rounded up.
+    assert_eq!(link.query_timeout_s, 2);
+    assert_eq!(link.idle_transaction_timeout_s, 7);
+    assert_eq!(link.transaction_timeout_s, 9);
     assert!(pool.reset_always());
     assert!(pool.hot.round_robin());
     assert_eq!(pool.hot.lifetime_ns(), 3_000_000_000);

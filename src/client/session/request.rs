@@ -16,7 +16,7 @@ use crate::client::handoff::{
 };
 use crate::client::relay::{Outcome, Owed, Rules, relay};
 use crate::client::timeouts::{self, Clock, Limits};
-use crate::client::wait_notice::{WaitNotice, Waited, queued_notice};
+use crate::client::wait_notice::{WaitNotice, Waited};
 use crate::config::PoolMode;
 use crate::pool::Pool;
 use crate::protocol::backend::{Severity, error_response, ready_for_query};
@@ -24,7 +24,7 @@ use crate::protocol::frontend::is_frontend_tag;
 use crate::protocol::{Header, ProtocolError, sqlstate};
 use crate::routing::split::SplitRoute;
 use crate::runtime::clock::clock_ns;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::sync::Arc;
 
 /// Start linking once this many bytes of a large first message are buffered.
@@ -52,13 +52,27 @@ impl Client {
         let (asked, mark) = (clock_ns(), poll_mark());
         // A wait longer than query_wait_notify is told to the client while
         // it goes on (see `wait_notice`).
-        let mut server = take_server(
-            &pool,
-            &self.held.registration,
-            &mut self.stream,
-            cfg.general.query_wait_notify,
-        )
-        .await?;
+        let mut server = {
+            let mut notice = WaitNotice::new(cfg.general.query_wait_notify);
+            let mut checkout = std::pin::pin!(pool.checkout());
+            let (entry, epoch) = (
+                &*self.held.registration.entry,
+                &self.held.registration.owner().epoch,
+            );
+            let stream = &mut self.stream;
+            // A shutdown (WAIT_FOR_SERVERS) or KILL ends a wait, as
+            // PgBouncer closes its waiting clients then.
+            let closed = || closed_while_waiting(entry, epoch);
+            let got =
+                poll_fn(|cx| notice.poll(checkout.as_mut(), cx, (entry, epoch), stream, closed))
+                    .await;
+            notice.finish(entry);
+            match got {
+                Waited::Done(got) => got.map_err(checkout_error)?,
+                Waited::Closed(end) => return Err(end),
+                Waited::Io(e) => return Err(e.into()),
+            }
+        };
         if let Some((_, _, state)) = self.held.route.split() {
             if state.need_lsn().is_some() {
                 (pool, server) = Box::pin(self.settle_split(pool, server)).await?;
@@ -375,10 +389,10 @@ fn rules<'a>(
         release_when_idle: !session_mode,
         statement_mode: mode == PoolMode::Statement,
         max_len: cfg.general.max_packet_size,
-        limits: Limits::new(
-            link.query_timeout,
-            link.idle_transaction_timeout,
-            link.transaction_timeout,
+        limits: Limits::from_secs(
+            link.query_timeout_s,
+            link.idle_transaction_timeout_s,
+            link.transaction_timeout_s,
         ),
         clock: Clock {
             target: &registration.entry,
@@ -414,44 +428,6 @@ fn split_choice(
     pool.clone()
 }
 
-/// A server of `pool` for the session of `registration`: a checkout
-/// that, while it waits longer than query_wait_notify (`notify`), tells
-/// the client on `stream` that it is queued. One future of its own: the
-/// checkout is alive across two awaits here, which inside the request's
-/// future would size every one of its states.
-async fn take_server(
-    pool: &Pool,
-    registration: &crate::context::Registration,
-    stream: &mut crate::transport::Stream,
-    notify: std::time::Duration,
-) -> Result<Box<crate::server::ServerConn>, SessionEnd> {
-    let (entry, epoch) = (&*registration.entry, &registration.owner().epoch);
-    let mut notice = WaitNotice::new(notify);
-    let got = {
-        let mut checkout = std::pin::pin!(pool.checkout());
-        loop {
-            let polled = poll_fn(|cx| match checkout.as_mut().poll(cx) {
-                // A shutdown (WAIT_FOR_SERVERS) or KILL ends a wait, as
-                // PgBouncer closes its waiting clients then.
-                std::task::Poll::Pending if let Some(end) = closed_while_waiting(entry, epoch) => {
-                    std::task::Poll::Ready(Waited::Done(Err(end)))
-                }
-                polled => notice.poll(polled.map(|r| r.map_err(checkout_error)), entry, epoch),
-            });
-            match polled.await {
-                Waited::Done(got) => break got,
-                Waited::Notify => {
-                    if let Err(e) = Box::pin(tell_queued(stream)).await {
-                        break Err(e.into());
-                    }
-                }
-            }
-        }
-    };
-    notice.finish(entry);
-    got
-}
-
 /// The error that ends a session told to close while it waits for a
 /// server (the sweep and close requests wake it through its entry).
 #[cold]
@@ -469,12 +445,6 @@ fn closed_while_waiting(
         )),
         crate::registry::CloseRequest::IdleTimeout => None,
     }
-}
-
-/// query_wait_notify: tell the waiting client it is queued.
-#[cold]
-async fn tell_queued(stream: &mut crate::transport::Stream) -> std::io::Result<()> {
-    stream.write_all(&queued_notice()).await
 }
 
 /// The error each request still unanswered gets when its server was lost.
