@@ -190,6 +190,19 @@ fn ensure(
     1
 }
 
+/// PgBouncer's log line for a name prepared again, which its users'
+/// alerts match. Out of line: its formatting would otherwise sit in the
+/// rewriter's code (callgrind, -M prepared: 127 instructions per
+/// transaction).
+#[cold]
+#[inline(never)]
+fn already_prepared(name: &[u8]) {
+    tracing::warn!(
+        "prepared statement '{}' was already prepared",
+        String::from_utf8_lossy(name)
+    );
+}
+
 /// A client Parse (whole). Returns the Parse messages sent to the server.
 fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg: &[u8]) -> u32 {
     let body = &msg[5..];
@@ -200,11 +213,7 @@ fn parse(c: &mut ClientPrepared, server: &mut ServerStatements, max: usize, msg:
         return 1;
     }
     if c.names.contains_key(name) {
-        // PgBouncer's log line, which its users' alerts match.
-        tracing::warn!(
-            "prepared statement '{}' was already prepared",
-            String::from_utf8_lossy(name)
-        );
+        already_prepared(name);
         // PostgreSQL's answer, made to come in order: a Describe that
         // fails (starting the skip to Sync as the real error would) and
         // whose error is replaced by this one.
