@@ -54,7 +54,7 @@ impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         self.rx.close();
         match self.rx.try_recv() {
-            Ok(Grant::Server(s)) => self.pool.checkin(s),
+            Ok(Grant::Server(s)) => self.pool.checkin_unused(s),
             Ok(Grant::Slot) => self.pool.free_slot(),
             Err(_) => {}
         }
@@ -498,7 +498,7 @@ impl Pool {
             return Ok(w);
         }
         let server = Box::pin(self.checkout()).await?;
-        self.checkin(server);
+        self.checkin_unused(server);
         self.welcome()
             .ok_or(CheckoutError::Server(ServerError::Closed))
     }

@@ -320,7 +320,8 @@ impl Pool {
             }
             let idle = self.state.lock().idle.pop_back();
             match idle {
-                Some(s) => self.checkin(s),
+                // Handed on, not used: lifetime 0 does not close it.
+                Some(s) => self.checkin_unused(s),
                 None => self.on_room(),
             }
             if self.counts().waiting >= before {

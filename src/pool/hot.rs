@@ -14,7 +14,7 @@ use crate::config::PoolMode;
 #[derive(Debug, Default)]
 pub(super) struct Hot {
     round_robin: AtomicBool,
-    /// server_lifetime in nanoseconds (0 = off).
+    /// server_lifetime in nanoseconds (0: a server is used once).
     lifetime_ns: AtomicU64,
     /// server_check_delay in nanoseconds; u64::MAX without a check query.
     check_delay_ns: AtomicU64,
@@ -74,7 +74,7 @@ impl Hot {
         self.round_robin.load(Relaxed)
     }
 
-    /// server_lifetime in nanoseconds (0 = off).
+    /// server_lifetime in nanoseconds (0: a server is used once).
     pub(super) fn lifetime_ns(&self) -> u64 {
         self.lifetime_ns.load(Relaxed)
     }

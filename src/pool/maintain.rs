@@ -136,7 +136,7 @@ impl Pool {
         let slot = self.slot();
         if let Ok(conn) = self.open(slot).await {
             debug!(server = conn.id, pool = %self.key(), "opened a server for min_pool_size");
-            self.checkin(conn);
+            self.checkin_unused(conn);
         }
     }
 }

@@ -309,12 +309,26 @@ impl Pool {
     /// closed instead when it must not be reused (past server_lifetime,
     /// marked for closing) or when another pool waits for room under a
     /// shared limit.
+    #[inline]
     pub(crate) fn checkin(&self, server: Box<ServerConn>) {
+        self.checkin_as(server, true)
+    }
+
+    /// Return a server that served no client (the login that learned the
+    /// pool's parameters): `server_lifetime = 0` does not close it.
+    pub(crate) fn checkin_unused(&self, server: Box<ServerConn>) {
+        self.checkin_as(server, false)
+    }
+
+    /// `checkin`; `used`: it served a client. server_lifetime = 0 means,
+    /// as in PgBouncer, that a server is used once, then closed.
+    #[inline(always)]
+    fn checkin_as(&self, server: Box<ServerConn>, used: bool) {
         debug_assert!(server.buf.is_empty());
         let mut server = server;
         let now = crate::runtime::clock::clock_ns();
         let lifetime = self.hot.lifetime_ns();
-        if lifetime != 0 && now.saturating_sub(server.created_ns) >= lifetime {
+        if (used || lifetime != 0) && now.saturating_sub(server.created_ns) >= lifetime {
             debug!(server = server.id, "closing a server past server_lifetime");
             return self.discard_for(server, ServerEnd::Lifetime);
         }
@@ -363,7 +377,7 @@ impl Pool {
         let me: Weak<dyn crate::server::SlotOwner> = Arc::downgrade(self) as _;
         server.owner = Some(me);
         server.generation = self.generation.load(Ordering::Relaxed);
-        self.checkin(server);
+        self.checkin_unused(server);
     }
 
     /// Close a server that cannot be reused, freeing its slot.

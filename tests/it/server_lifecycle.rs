@@ -255,3 +255,26 @@ async fn cannot_connect_now_is_waited_out_not_failed() {
     })
     .await
 }
+
+/// server_lifetime = 0 means, as in PgBouncer, that a server connection
+/// serves once and is closed: every transaction of a client gets a new
+/// backend, and none is left idle.
+#[tokio::test]
+async fn server_lifetime_zero_uses_each_server_once() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let [db] = fresh_dbs(["lifetime_once"]).await;
+        let p = PoolerBuilder::new()
+            .pg_database(pg, &db, "pool_size=2 server_lifetime=0")
+            .start()
+            .await;
+        let c = p.connect(&db, "postgres", "").await;
+        let seen: HashSet<String> = pids(&c, 4, Duration::ZERO).await.into_iter().collect();
+        assert_eq!(seen.len(), 4, "a server was reused: {seen:?}");
+        assert!(
+            backends_settle(&db, None, 0).await,
+            "servers were kept after use"
+        );
+    })
+    .await
+}

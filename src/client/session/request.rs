@@ -86,7 +86,7 @@ impl Client {
             // The client left while waiting for a server (one that got
             // an idle server at once did not wait: the relay reads on).
             pool.stats.count_assignment(wait_us);
-            pool.checkin(server);
+            pool.checkin_unused(server);
             return Ok(Step::End(SessionEnd::Goodbye { terminate: false }));
         }
         if !in_sync(&server, &self.held.params)
@@ -193,7 +193,7 @@ impl Client {
                     if seen >= lsn {
                         Some(server)
                     } else {
-                        pool.checkin(server);
+                        pool.checkin_unused(server);
                         None
                     }
                 }
