@@ -66,6 +66,24 @@ async fn terminate(direct: &tokio_postgres::Client, pid: i32) {
     assert!(gone.is_some(), "backend {pid} still there");
 }
 
+/// The pid of the backend of `db` running `SELECT pg_sleep(60)`, once it
+/// shows up in pg_stat_activity.
+async fn sleeping_backend(direct: &tokio_postgres::Client, db: &str) -> i32 {
+    poll(200, Duration::from_millis(50), || async {
+        direct
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+                 AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0))
+    })
+    .await
+    .expect("the sleeping statement never showed up")
+}
+
 /// A transaction through `c` that must succeed.
 async fn commit_one(c: &tokio_postgres::Client, client: i32) {
     c.batch_execute(&format!(
@@ -113,19 +131,7 @@ async fn terminated_backend_fails_only_its_client_and_the_pool_heals() {
             let r = busy.simple_query("SELECT pg_sleep(60)").await;
             (busy, r)
         });
-        let pid = poll(200, Duration::from_millis(50), || async {
-            direct
-                .query_opt(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
-                     AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
-                    &[&db],
-                )
-                .await
-                .unwrap()
-                .map(|r| r.get::<_, i32>(0))
-        })
-        .await
-        .expect("the sleeping statement never showed up");
+        let pid = sleeping_backend(&direct, &db).await;
         terminate(&direct, pid).await;
         let (busy, r) = sleeper.await.unwrap();
         let err = r.unwrap_err();
@@ -194,19 +200,7 @@ async fn a_lost_server_fails_the_open_group_and_its_client_goes_on() {
         let mut group = extended("SELECT pg_sleep(60)");
         group.extend(wire::tagged(b'H', &[]));
         wire::send(&mut c, &group).await.unwrap();
-        let pid = poll(200, Duration::from_millis(50), || async {
-            direct
-                .query_opt(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
-                     AND query = 'SELECT pg_sleep(60)' AND state = 'active'",
-                    &[&db],
-                )
-                .await
-                .unwrap()
-                .map(|r| r.get::<_, i32>(0))
-        })
-        .await
-        .expect("the sleeping statement never showed up");
+        let pid = sleeping_backend(&direct, &db).await;
         terminate(&direct, pid).await;
         // PostgreSQL's FATAL is relayed; pgsluice's ERROR follows, and no
         // ReadyForQuery: the client has not sent its Sync.
