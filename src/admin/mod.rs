@@ -136,6 +136,7 @@ pub async fn serve(
             Stream::Tls(s) => s.info(),
             _ => String::new(),
         },
+        replication: crate::protocol::Replication::None,
     }));
     info!(client = id, user = %login.user, role = ?login.role, "admin console login");
     let mut out = BytesMut::new();

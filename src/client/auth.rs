@@ -48,15 +48,16 @@ enum Proof {
 
 /// Authenticate `user`, logging in to `database` (`target`), as the config
 /// says (auth_type, or auth_hba_file's rule), with the secret from
-/// auth_file or auth_query (`Source`).
+/// auth_file or auth_query (`Source`); `physical`: a physical replication
+/// connection (auth_hba_file's `replication` lines).
 pub(super) async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     (ctx, cfg): (&Context, &Config),
-    (user, database): (&str, &str),
+    (user, database, physical): (&str, &str, bool),
     target: Target<'_>,
 ) -> Result<Proven, SessionEnd> {
-    let Some(exchange) = auth_method::choose(stream, cfg, database, user)? else {
+    let Some(exchange) = auth_method::choose(stream, cfg, (database, physical), user)? else {
         return Ok(Proven::default());
     };
     if let Exchange::Ldap(_) | Exchange::Pam = exchange {

@@ -45,7 +45,7 @@ pub(super) enum Exchange<'a> {
 pub(super) fn choose<'a>(
     stream: &Stream,
     cfg: &'a Config,
-    database: &str,
+    database: (&str, bool),
     user: &str,
 ) -> Result<Option<Exchange<'a>>, SessionEnd> {
     let exchange = match cfg.general.auth_type {
@@ -68,7 +68,7 @@ pub(super) fn choose<'a>(
 fn hba<'a>(
     stream: &Stream,
     cfg: &'a Config,
-    database: &str,
+    (database, physical): (&str, bool),
     user: &str,
 ) -> Result<Exchange<'a>, SessionEnd> {
     let from = match (stream.unix_peer(), stream.tcp_peer_addr()) {
@@ -77,7 +77,7 @@ fn hba<'a>(
         (None, None) => From::Unix,
     };
     let tls = matches!(stream, Stream::Tls(_));
-    let Some(rule) = cfg.hba.find(from, tls, database, user) else {
+    let Some(rule) = cfg.hba.find(from, tls, (database, physical), user) else {
         warn!(%user, %database, "no auth_hba_file line matches this login");
         return Err(SessionEnd::fatal(
             sqlstate::INVALID_AUTHORIZATION,

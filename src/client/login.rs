@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::pool::{LoginAnswer, Pool};
 use crate::protocol::backend;
 use crate::protocol::frontend::{StartupPacket, read_startup};
-use crate::protocol::{Startup, sqlstate};
+use crate::protocol::{Replication, Startup, sqlstate};
 use crate::registry::SessionEntry;
 use crate::routing::{self, Route};
 use crate::server::BackendKey;
@@ -29,6 +29,9 @@ pub(super) enum Login {
     Pool(LoggedIn),
     /// Logged in to the admin console, whose session runs instead.
     Console(AdminLogin),
+    /// A replication connection, logged in to its own server (see
+    /// `replication`).
+    Replication(super::replication::ReplicationLogin),
     /// No session: a CancelRequest, or a client that left before a word.
     Gone,
 }
@@ -137,14 +140,16 @@ pub(super) async fn login(
         Stream::Tls(s) => s.info(),
         _ => String::new(),
     };
-    let wanted = startup_params(&startup, &cfg, stream)?;
+    let replication = super::startup::replication(&startup)?;
+    let wanted = startup_params(&startup, &cfg, stream, replication)?;
     if cfg.general.log_connections {
         let peer: &dyn std::fmt::Display = match &client.peer {
             Some(p) => p,
             None => &"",
         };
         let tls = if tls.is_empty() { "no" } else { &tls };
-        info!(client = client.id, %peer, %user, %database, %tls, "login attempt");
+        let replication = replication.name();
+        info!(client = client.id, %peer, %user, %database, %tls, %replication, "login attempt");
     }
     if database == crate::admin::ADMIN_DB {
         let login = admin_login(stream, buf, (ctx, &cfg), user, &startup).await?;
@@ -157,7 +162,9 @@ pub(super) async fn login(
         Some(db) => Target::Database(db, database),
         None => Target::Unknown,
     };
-    let proven = auth::authenticate(stream, buf, (ctx, &cfg), (user, database), target).await?;
+    let physical = replication == Replication::Physical;
+    let who = (user, database, physical);
+    let proven = auth::authenticate(stream, buf, (ctx, &cfg), who, target).await?;
     let db = db.ok_or_else(|| {
         SessionEnd::fatal(
             sqlstate::INVALID_CATALOG_NAME,
@@ -165,6 +172,17 @@ pub(super) async fn login(
         )
     })?;
     let route = route(ctx, &cfg, db, (database, user), proven)?;
+    if replication != Replication::None {
+        let asked = super::replication::Asked {
+            startup: &startup,
+            replication,
+            wanted: &wanted,
+            who: (user, database, &tls),
+        };
+        let server = super::replication::open(stream, client, &route, asked).await?;
+        let login = super::replication::ReplicationLogin { route, server };
+        return Ok(Login::Replication(login));
+    }
     let pool = route.home();
     let welcome = pool.ensure_welcome().await.map_err(|e| {
         let (code, message) = match &e {
@@ -316,7 +334,7 @@ async fn admin_login(
         stream,
         buf,
         (ctx, cfg),
-        (user, crate::admin::ADMIN_DB),
+        (user, crate::admin::ADMIN_DB, false),
         Target::Console,
     )
     .await?;

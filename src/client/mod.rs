@@ -14,6 +14,7 @@ mod pam;
 mod prepared;
 mod refusal;
 mod relay;
+mod replication;
 mod scan;
 mod session;
 mod startup;
@@ -192,6 +193,12 @@ async fn login_task(
             // The console session runs here, in the login's (boxed) future:
             // it is rare and short-lived, unlike pool sessions.
             crate::admin::serve(stream, (peer, id, permit), ctx, login).await;
+            None
+        }
+        Ok(session::Entered::Replication(stream, buf, login, registration, permit)) => {
+            // Rare and long-lived: it runs here, as the console does.
+            replication::serve(stream, buf, login, registration).await;
+            drop(permit);
             None
         }
         Ok(session::Entered::Gone) => {

@@ -184,6 +184,16 @@ pub(super) enum Entered {
         crate::admin::AdminLogin,
         Option<OwnedSemaphorePermit>,
     ),
+    /// A replication connection with its own server (it runs in the
+    /// login's task: see `replication`), its read buffer, its registry
+    /// entry and its max_client_conn slot.
+    Replication(
+        Stream,
+        BytesMut,
+        super::replication::ReplicationLogin,
+        Registration,
+        OwnedSemaphorePermit,
+    ),
     /// Nothing: a CancelRequest, or a client that left.
     Gone,
 }
@@ -225,6 +235,16 @@ pub(super) async fn login_phase(
             Ok(Entered::Pool(Client::logged_in(stream, buf, held)))
         }
         Ok(Login::Console(login)) => Ok(Entered::Console(stream, login, permit)),
+        Ok(Login::Replication(login)) => match permit {
+            Some(permit) => Ok(Entered::Replication(
+                stream,
+                buf,
+                login,
+                registration,
+                permit,
+            )),
+            None => Err((stream, super::too_many_clients())),
+        },
         Ok(Login::Gone) => Ok(Entered::Gone),
         Err(e) => Err((stream, e)),
     }

@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use crate::config::{Config, General};
-use crate::protocol::{Startup, sqlstate};
+use crate::protocol::{Replication, Startup, sqlstate};
 use crate::server::params::{Params, datestyle_in_full, tracked_name};
 use crate::transport::Stream;
 
@@ -25,31 +25,27 @@ use super::SessionEnd;
 ///
 /// Precedence follows PostgreSQL: what `options` sets is applied first and
 /// a parameter given on its own in the startup packet overrides it.
+///
+/// A replication connection (`replication`) gets a server of its own for
+/// its whole life, so its `options` are not checked: they go to that
+/// server as they are (as in PgBouncer; CREATE SUBSCRIPTION sends
+/// `-c extra_float_digits=3` and others there).
 pub(super) fn startup_params(
     startup: &Startup,
     cfg: &Config,
     stream: &Stream,
+    replication: Replication,
 ) -> Result<Params, SessionEnd> {
     let g = &cfg.general;
     let mut wanted = Params::new();
     for (name, value) in startup.params() {
-        if name == "options" {
+        if name == "options" && replication == Replication::None {
             parse_options(value, g, &mut wanted)?;
         }
     }
     for (name, value) in startup.params() {
-        if name == "user" || name == "database" || name == "options" {
+        if matches!(name, "user" | "database" | "options" | "replication") {
             continue;
-        }
-        if name == "replication" {
-            // replication=false asks for an ordinary session.
-            if matches!(value, "false" | "off" | "no" | "0") {
-                continue;
-            }
-            return Err(SessionEnd::fatal(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "replication connections are not supported by pgsluice; connect to PostgreSQL directly",
-            ));
         }
         if let Some(canonical) = kept_name(g, name) {
             wanted.set(canonical, value);
@@ -154,6 +150,18 @@ fn escaped_token(s: &str) -> (String, &str) {
         }
     }
     (arg, "")
+}
+
+/// What the startup packet's `replication` parameter asks for (an
+/// ordinary session without one); a bad value is refused with
+/// PostgreSQL's error.
+pub(super) fn replication(startup: &Startup) -> Result<Replication, SessionEnd> {
+    match startup.param("replication") {
+        None => Ok(Replication::None),
+        Some(value) => {
+            Replication::parse(value).map_err(|(code, message)| SessionEnd::fatal(code, message))
+        }
+    }
 }
 
 /// The client's address as PgBouncer writes it for

@@ -45,6 +45,9 @@ pub enum From {
 struct Names {
     all: bool,
     sameuser: bool,
+    /// The `replication` keyword: matches physical replication
+    /// connections (only those, as in PostgreSQL).
+    replication: bool,
     names: HashSet<String>,
 }
 
@@ -115,8 +118,17 @@ impl Hba {
     }
 
     /// The rule for a login of `user` to `database` from `from` (over TLS
-    /// or not), if one matches.
-    pub fn find(&self, from: From, tls: bool, database: &str, user: &str) -> Option<&Rule> {
+    /// or not), if one matches. A `physical` replication connection
+    /// matches only lines whose database list has `replication`, as in
+    /// PostgreSQL (a logical one, `replication=database`, matches as an
+    /// ordinary login).
+    pub fn find(
+        &self,
+        from: From,
+        tls: bool,
+        (database, physical): (&str, bool),
+        user: &str,
+    ) -> Option<&Rule> {
         self.rules.iter().find(|r| {
             let place = match (r.kind, from) {
                 (Kind::Local, From::Unix) => true,
@@ -125,7 +137,11 @@ impl Hba {
                 (Kind::HostNoSsl, _) if tls => false,
                 (_, From::Ip(ip)) => r.address.matches(ip),
             };
-            place && r.databases.matches(database, user) && r.users.matches(user, database)
+            let database_matches = match physical {
+                true => r.databases.replication,
+                false => r.databases.matches(database, user),
+            };
+            place && database_matches && r.users.matches(user, database)
         })
     }
 }
@@ -238,9 +254,7 @@ fn names(l: &mut Line<'_>, path: &Path, database: bool) -> Result<Names, String>
         match l.next() {
             Some(t) if t.is("all") => out.all = true,
             Some(t) if database && t.is("sameuser") => out.sameuser = true,
-            // Matches replication connections only, which pgsluice does
-            // not take yet (issue: replication): never a regular login.
-            Some(t) if database && t.is("replication") => {}
+            Some(t) if database && t.is("replication") => out.replication = true,
             Some(t) if database && (t.is("samerole") || t.is("samegroup")) => {
                 return Err(format!("{} is not supported", t.name().unwrap_or_default()));
             }

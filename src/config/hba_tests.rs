@@ -10,7 +10,8 @@ fn ip(s: &str) -> From {
 
 /// The method and line for a login, or None when no rule matches.
 fn method(hba: &Hba, from: From, tls: bool, db: &str, user: &str) -> Option<(Method, usize)> {
-    hba.find(from, tls, db, user).map(|r| (r.method, r.line))
+    hba.find(from, tls, (db, false), user)
+        .map(|r| (r.method, r.line))
 }
 
 #[test]
@@ -128,7 +129,9 @@ fn name_files_and_ldap_lines() {
         Some((Method::Md5, 1))
     );
     assert_eq!(method(&hba, ip("1.1.1.1"), false, "four", "u"), None);
-    let ldap = hba.find(ip("10.0.0.1"), false, "four", "u").unwrap();
+    let ldap = hba
+        .find(ip("10.0.0.1"), false, ("four", false), "u")
+        .unwrap();
     assert_eq!(ldap.method, Method::Ldap);
     let options = ldap.ldap.as_ref().unwrap();
     assert_eq!(options.servers, ["localhost"]);
@@ -176,4 +179,34 @@ fn bad_lines_name_file_and_line() {
         let shown = e.to_string();
         assert!(shown.contains("/etc/pgbouncer/hba.conf"), "{shown}");
     }
+}
+
+/// The `replication` keyword matches physical replication connections,
+/// and they match nothing else; a logical one (`replication=database`)
+/// matches as an ordinary login to its database.
+#[test]
+fn replication_lines_match_physical_replication_only() {
+    let hba = parse(
+        "host replication rep 10.0.0.0/8 trust\n\
+         host all all 10.0.0.0/8 md5\n\
+         host replication,sales all 0.0.0.0/0 password\n",
+    );
+    let at = ip("10.1.1.1");
+    let physical = |user: &str| hba.find(at, false, ("sales", true), user).map(|r| r.line);
+    assert_eq!(physical("rep"), Some(1));
+    assert_eq!(
+        physical("ann"),
+        Some(3),
+        "line 2 (all) is no replication line"
+    );
+    assert_eq!(
+        method(&hba, at, false, "replication", "rep"),
+        Some((Method::Md5, 2))
+    );
+    assert_eq!(
+        method(&hba, ip("1.2.3.4"), false, "sales", "x"),
+        Some((Method::Password, 3))
+    );
+    let none = parse("host all all 0.0.0.0/0 trust\n");
+    assert!(none.find(at, false, ("db", true), "u").is_none());
 }

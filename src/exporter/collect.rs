@@ -232,7 +232,7 @@ fn server_events(e: &mut Exposition, pools: &[Arc<Pool>], rows: &[PoolRow]) {
     e.family(
         &n,
         Kind::Counter,
-        "Server connections closed, by reason (lifetime, idle_timeout, check_failed, broken, error, admin, evicted, aborted, shutdown).",
+        "Server connections closed, by reason (lifetime, idle_timeout, check_failed, broken, error, admin, evicted, aborted, shutdown, replication).",
     );
     for (p, r) in pools.iter().zip(rows) {
         let [db, user] = r.labels();

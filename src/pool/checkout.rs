@@ -191,7 +191,7 @@ impl Pool {
     /// drops the wait for query_wait_timeout; after reserve_pool_timeout,
     /// try the reserve pool (the only timer, armed only with a reserve).
     /// Not boxed: without a reserve pool the wait is the receiver alone.
-    async fn wait(
+    pub(super) async fn wait(
         &self,
         rx: oneshot::Receiver<Grant>,
         since: Instant,
@@ -313,7 +313,7 @@ impl Pool {
     /// server of another pool.
     #[cold]
     #[inline(never)]
-    fn make_room(&self, limit: &std::sync::Arc<super::limits::Limit>) {
+    pub(super) fn make_room(&self, limit: &std::sync::Arc<super::limits::Limit>) {
         for other in limit.others(&self.me) {
             if other.close_one_idle() {
                 break;
@@ -415,15 +415,23 @@ impl Pool {
         }
     }
 
-    pub(super) async fn open(
+    pub(super) async fn open(&self, slot: SlotGuard<'_>) -> Result<Box<ServerConn>, CheckoutError> {
+        self.open_as(slot, self.settings_full(), false).await
+    }
+
+    /// Open a server with `slot` and settings `s`. A `dedicated` one (a
+    /// replication connection's, see `dedicated`) runs no connect_query,
+    /// and neither its login answers nor its failure stand for the pool's.
+    pub(super) async fn open_as(
         &self,
         mut slot: SlotGuard<'_>,
+        s: std::sync::Arc<super::PoolSettings>,
+        dedicated: bool,
     ) -> Result<Box<ServerConn>, CheckoutError> {
         let creds = self.credentials();
-        let s = self.settings_full();
         let result = async {
             let (mut conn, reported) = self.connect_hosts(&s, &creds).await?;
-            if let Some(q) = &s.connect_query {
+            if let Some(q) = s.connect_query.as_ref().filter(|_| !dedicated) {
                 conn.run_quiet(q).await?;
             }
             Ok::<_, ServerError>((conn, reported))
@@ -437,13 +445,17 @@ impl Pool {
                 conn.generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
                 let me: std::sync::Weak<dyn crate::server::SlotOwner> = self.me.clone();
                 conn.owner = Some(me);
-                st.login_failure = None;
+                if !dedicated {
+                    st.login_failure = None;
+                }
                 drop(st);
                 self.events.opened();
                 if conn.tls.is_some() {
                     *self.server_tls.lock() = conn.tls.clone();
                 }
-                self.set_welcome(reported);
+                if !dedicated {
+                    self.set_welcome(reported);
+                }
                 let from = conn.stream.local_tcp_addr();
                 let from = from.map_or_else(|| "unix socket".into(), |a| a.to_string());
                 info!(
@@ -454,6 +466,17 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) => {
+                if dedicated {
+                    drop(st);
+                    // PgBouncer's lines for a replication login refused
+                    // (the pool's other logins are not failed for it: a
+                    // missing REPLICATION right or hba line is the
+                    // client's alone).
+                    warn!(pool = %self.key(), "server login failed: {e}");
+                    warn!(pool = %self.key(), "server closing because: login failed (age=0s)");
+                    self.free_slot();
+                    return Err(e.into());
+                }
                 if !s.login_retry.is_zero() && !e.cannot_connect_now() {
                     let (code, message) = e.client_error();
                     st.login_failure = Some(LoginFailure {
@@ -529,7 +552,10 @@ pub(super) fn pop_lifo(
 
 /// Queue a waiter; `first_wait` is when this checkout first started
 /// waiting (the janitor's query_wait_timeout counts from then).
-fn enqueue(waiters: &mut std::collections::VecDeque<Waiter>, first_wait: Option<Instant>) -> Next {
+pub(super) fn enqueue(
+    waiters: &mut std::collections::VecDeque<Waiter>,
+    first_wait: Option<Instant>,
+) -> Next {
     let (tx, rx) = oneshot::channel();
     let since = first_wait.unwrap_or_else(Instant::now);
     waiters.push_back(Waiter {

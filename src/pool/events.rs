@@ -10,7 +10,7 @@ use crate::server::ServerEnd;
 #[derive(Debug, Default)]
 pub struct ServerEvents {
     opened: AtomicU64,
-    closed: [AtomicU64; 9],
+    closed: [AtomicU64; ServerEnd::ALL.len()],
     moved: AtomicU64,
 }
 

@@ -11,6 +11,7 @@ mod answers;
 mod checkout;
 mod clients;
 mod control;
+mod dedicated;
 mod events;
 mod health;
 mod hosts;

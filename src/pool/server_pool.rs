@@ -573,6 +573,7 @@ impl Pool {
                 pool_user: pool_user.to_string(),
                 application_name: application_name.to_string(),
                 tls: tls.to_string(),
+                replication: crate::protocol::Replication::None,
             },
         )
     }
@@ -646,11 +647,17 @@ impl crate::server::SlotOwner for Pool {
 impl Pool {
     /// Uncount a closed server (its generation for WAIT_CLOSE).
     fn forget(&self, generation: u64) {
+        self.forget_generation(generation);
+        self.free_slot();
+    }
+
+    /// A server of `generation` is gone: one fewer of an older generation
+    /// to wait for (WAIT_CLOSE), if it was one.
+    pub(super) fn forget_generation(&self, generation: u64) {
         if generation < self.generation.load(Ordering::Relaxed) {
             let _ = self
                 .old_servers
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
-        self.free_slot();
     }
 }

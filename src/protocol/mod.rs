@@ -7,9 +7,11 @@
 
 pub(crate) mod backend;
 pub(crate) mod frontend;
+pub(crate) mod replication;
 pub(crate) mod sqlstate;
 
 pub(crate) use frontend::{ProtocolError, Startup};
+pub(crate) use replication::Replication;
 pub(crate) use sqlstate::SqlState;
 
 /// SSLRequest code.

@@ -103,6 +103,8 @@ pub(crate) const CANT_CHANGE_RUNTIME_PARAM: SqlState = SqlState::new("55P02");
 pub(crate) const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState::new("55000");
 /// 42P05 duplicate_prepared_statement.
 pub(crate) const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState::new("42P05");
+/// 22023 invalid_parameter_value (a bad startup parameter value).
+pub(crate) const INVALID_PARAMETER_VALUE: SqlState = SqlState::new("22023");
 /// 42601 syntax_error.
 pub(crate) const SYNTAX_ERROR: SqlState = SqlState::new("42601");
 

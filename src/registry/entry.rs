@@ -142,6 +142,8 @@ pub struct ClientInfo {
     pub application_name: String,
     /// Its TLS as SHOW CLIENTS prints it (empty for plaintext).
     pub tls: String,
+    /// What its `replication` startup parameter asked for.
+    pub replication: crate::protocol::Replication,
 }
 
 /// `server_statements`: the linked server's statement count (saturating)

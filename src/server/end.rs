@@ -22,11 +22,13 @@ pub enum ServerEnd {
     Aborted,
     /// Shutdown, or its pool was freed.
     Shutdown,
+    /// A replication connection whose client left (never reused).
+    Replication,
 }
 
 impl ServerEnd {
     /// Every reason, in label order.
-    pub const ALL: [ServerEnd; 9] = [
+    pub const ALL: [ServerEnd; 10] = [
         ServerEnd::Lifetime,
         ServerEnd::IdleTimeout,
         ServerEnd::CheckFailed,
@@ -36,6 +38,7 @@ impl ServerEnd {
         ServerEnd::Evicted,
         ServerEnd::Aborted,
         ServerEnd::Shutdown,
+        ServerEnd::Replication,
     ];
 
     /// The metric label.
@@ -50,6 +53,7 @@ impl ServerEnd {
             ServerEnd::Evicted => "evicted",
             ServerEnd::Aborted => "aborted",
             ServerEnd::Shutdown => "shutdown",
+            ServerEnd::Replication => "replication",
         }
     }
 }

@@ -45,6 +45,7 @@ mod pooling;
 mod prepared;
 mod protocol;
 mod readme;
+mod replication;
 mod restart;
 mod server_lifecycle;
 mod shards;

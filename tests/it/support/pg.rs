@@ -92,6 +92,16 @@ impl PgCluster {
         })
     }
 
+    /// A cluster of its own with `conf` added to postgresql.conf (before
+    /// its first start: settings that need a restart, wal_level = logical).
+    pub fn dedicated_conf(conf: &str) -> PgCluster {
+        Self::dedicated_with(|c| {
+            let path = c.data_dir().join("postgresql.conf");
+            let text = fs::read_to_string(&path).unwrap() + conf + "\n";
+            c.write_as_owner(&path, &text);
+        })
+    }
+
     fn dedicated_with(setup: impl Fn(&mut PgCluster)) -> PgCluster {
         super::raise_nofile_limit();
         let bindir = pg_bindir();
