@@ -59,4 +59,5 @@ mod stats;
 mod stress;
 mod support_selftest;
 mod tls;
+mod tokio_postgres_tls;
 mod tools;
