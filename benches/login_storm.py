@@ -12,8 +12,14 @@ connections per second over the rounds and pgsluice's ratio to PgBouncer.
 
 The control row "file" logs in an md5 user listed in auth_file (no lookup).
 
+The row "scram-1" is a SCRAM role whose verifier has 1 PBKDF2 iteration
+instead of PostgreSQL's 4096: with 4096, pgbench's own PBKDF2 for every
+connection (on the same two cores) bounds both poolers alike; with 1, what
+is measured is the poolers' work per login (the SCRAM exchange, the lookup,
+the server login or a pooled server).
+
 Env: STORM_SECONDS (10), STORM_ROUNDS (3), STORM_CLIENTS (8), STORM_TYPES
-(file,md5,scram-sha-256), STORM_WRAP (a profiler command for pgsluice).
+(file,md5,scram-sha-256,scram-1), STORM_WRAP (a profiler command for pgsluice).
 Run through benches/login_storm.sh (builds what is missing).
 """
 
@@ -31,6 +37,20 @@ from pybench import pgbench  # noqa: E402
 from pybench.procs import Session, Target, cpu_split, free_port, log, wait_port  # noqa: E402
 
 PASSWORD = "storm-password"
+
+
+def scram_verifier(password: str, iterations: int) -> str:
+    """A SCRAM-SHA-256 verifier as PostgreSQL stores it (RFC 5802/7677)."""
+    import base64
+    import hashlib
+    import hmac
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -103,17 +123,19 @@ def main() -> int:
         session.start_postgres(scale=1)
         psql = [str(session.bindir / "psql"), "-X", "-q", "-h", "127.0.0.1",
                 "-p", str(session.pg_port), "-U", "postgres", "-d", session.dbname]
-        for role, enc in (("storm_file", "md5"), ("storm_md5", "md5"),
-                          ("storm_scram", "scram-sha-256")):
+        for role, enc, secret in (("storm_file", "md5", PASSWORD), ("storm_md5", "md5", PASSWORD),
+                                  ("storm_scram", "scram-sha-256", PASSWORD),
+                                  ("storm_scram1", "scram-sha-256", scram_verifier(PASSWORD, 1))):
             sql = (f"SET password_encryption = '{enc}'; "
-                   f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'; "
+                   f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'; "
                    f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
             subprocess.run(psql + ["-c", sql], check=True)
-        types = os.environ.get("STORM_TYPES", "file,md5,scram-sha-256").split(",")
-        for role, auth_type in (("storm_file", "file"), ("storm_md5", "md5"),
-                                ("storm_scram", "scram-sha-256")):
-            if auth_type not in types:
+        types = os.environ.get("STORM_TYPES", "file,md5,scram-sha-256,scram-1").split(",")
+        for role, kind in (("storm_file", "file"), ("storm_md5", "md5"),
+                           ("storm_scram", "scram-sha-256"), ("storm_scram1", "scram-1")):
+            if kind not in types:
                 continue
+            auth_type = "scram-sha-256" if kind == "scram-1" else kind
             poolers = [("pgbouncer", pgbouncer, None), ("pgsluice cache on", pgsluice, "1"),
                        ("pgsluice cache off", pgsluice, "0")]
             results: dict[str, list[tuple[float, float]]] = {n: [] for n, _, _ in poolers}
@@ -125,14 +147,14 @@ def main() -> int:
                         res = storm(session, t, role, seconds, clients)
                     finally:
                         session.stop(t.proc)
-                    log(f"{auth_type} round {r + 1} {name}: {res[0]:.0f} conn/s, "
+                    log(f"{kind} round {r + 1} {name}: {res[0]:.0f} conn/s, "
                         f"{res[1]:.0f} us CPU per connection")
                     results[name].append(res)
             base = statistics.median(x[0] for x in results["pgbouncer"])
             for name, _, _ in poolers:
                 tps = statistics.median(x[0] for x in results[name])
                 cpu = statistics.median(x[1] for x in results[name])
-                rows.append((auth_type, name, tps, cpu, tps / base))
+                rows.append((kind, name, tps, cpu, tps / base))
     print(f"\npgbench -C -S -c {clients} -T {seconds}, {rounds} rounds, median; "
           "every login runs auth_query (PgBouncer's default) as postgres\n")
     print("| auth_type | pooler | connections/s | pooler CPU µs/connection | vs PgBouncer |")
