@@ -7,9 +7,8 @@
 # ARCHIVE defaults to ../shared/conformance/pgbouncer-1.25.2.tar.gz beside the
 # repository. It is unpacked into a temp dir for the run only (nothing of
 # PgBouncer's is kept in this repository). The harness starts
-# test/../pgbouncer: there goes scripts/pgbouncer-flags-wrapper.sh (temporary:
-# it maps PgBouncer's flags onto pgsluice's) with the pgsluice binary beside
-# it. As the baseline run did: `pytest -n 2 -v`, one pytest run per test file,
+# test/../pgbouncer: there goes the pgsluice binary itself, which takes
+# PgBouncer's command line. As the baseline run did: `pytest -n 2 -v`, one pytest run per test file,
 # a per-file timeout, the suite's own 30 s per test; as the `postgres` OS user
 # when run as root (initdb refuses root).
 #
@@ -138,7 +137,7 @@ stop_leftovers() {
     done
     for i in "${!pids[@]}"; do
         case "${exes[$i]##*/}" in
-        pgsluice.bin | postgres) kill -QUIT "${pids[$i]}" 2>/dev/null || true ;;
+        pgbouncer | postgres) kill -QUIT "${pids[$i]}" 2>/dev/null || true ;;
         *) kill -TERM "${pids[$i]}" 2>/dev/null || true ;;
         esac
     done
@@ -224,9 +223,10 @@ log "python packages: $("$venv/bin/pip" list --format=freeze 2>/dev/null | grep 
 # show what pgsluice lacks), and LDAP on: the baseline's PgBouncer was built
 # without LDAP (its test_ldap_auth skipped), pgsluice has it and runs it.
 printf 'tls_support = yes\nldap_support = yes\n' >"$src/config.mak"
-cp "$bin" "$src/pgsluice.bin"
-cp "$SCRIPTS_DIR/pgbouncer-flags-wrapper.sh" "$src/pgbouncer"
-chmod 755 "$src/pgsluice.bin" "$src/pgbouncer"
+# pgsluice itself is the `pgbouncer` the harness starts: it takes
+# PgBouncer's command line (-d, -R, -u, -q, -v, -V, -h).
+cp "$bin" "$src/pgbouncer"
+chmod 755 "$src/pgbouncer"
 mkdir -p "$tmp/tmp" "$tmp/junit"
 if [[ ${#run_as[@]} -gt 0 ]]; then
     chown -R postgres: "$tmp"

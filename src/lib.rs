@@ -13,6 +13,7 @@ pub(crate) mod cancel;
 pub(crate) mod client;
 pub mod config;
 pub mod context;
+pub mod daemon;
 pub(crate) mod exporter;
 #[cfg(test)]
 mod layering;

@@ -28,6 +28,18 @@ struct Cli {
     /// No logging to stderr (the logfile still gets it).
     #[arg(short, long)]
     quiet: bool,
+    /// Run in the background (needs `pidfile`); the command returns once
+    /// the pooler serves, or with its error.
+    #[arg(short, long)]
+    daemon: bool,
+    /// Run as this OS user (switched to at startup; needs root).
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
+    /// PgBouncer's online restart: not supported; a warning is logged and
+    /// the pooler starts as a new process (with so_reuseport, two can
+    /// serve one port side by side).
+    #[arg(short = 'R', long)]
+    reboot: bool,
     /// Print an auth_file line with a SCRAM-SHA-256 secret for USER (the
     /// password is read from the first line of standard input) and exit.
     #[arg(long, value_name = "USER")]
@@ -92,6 +104,25 @@ fn main() -> ExitCode {
     };
     let config = loaded.config;
     let g = &config.general;
+    if cli.daemon && !pgsluice::daemon::is_child() {
+        if g.pidfile.is_none() {
+            eprintln!("pgsluice: daemon mode (-d) needs pidfile configured");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        return pgsluice::daemon::spawn_background(background_args(&cli, config_file));
+    }
+    if pgsluice::daemon::is_child()
+        && let Err(e) = pgsluice::daemon::detach()
+    {
+        eprintln!("pgsluice: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(user) = &cli.user
+        && let Err(e) = pgsluice::daemon::switch_user(user)
+    {
+        eprintln!("pgsluice: {e}");
+        return ExitCode::FAILURE;
+    }
     let verbosity = u32::from(cli.verbose) + g.verbose;
     let format = if g.log_json {
         pgsluice::logging::Format::Json
@@ -104,6 +135,12 @@ fn main() -> ExitCode {
     }
     for w in &loaded.warnings {
         warn!("{w}");
+    }
+    if cli.reboot {
+        warn!(
+            "online restart (-R) is not supported by pgsluice: starting as a new process \
+             (so_reuseport lets a new process serve the same port before the old one stops)"
+        );
     }
     let shards = pgsluice::runtime::shard::wanted();
     let listeners = match pgsluice::transport::listen::bind_sharded(g, shards) {
@@ -172,6 +209,9 @@ async fn run(
     let notify = Notifier::from_env();
     notify.ready();
     info!(version = VERSION, "pgsluice started");
+    if pgsluice::daemon::is_child() {
+        pgsluice::daemon::ready();
+    }
     let mode = until_stopped(pooler.context(), &mut signals, &notify).await;
     notify.stopping();
     stop(pooler, mode, &mut signals).await;
@@ -271,6 +311,28 @@ async fn stop(pooler: pgsluice::Pooler, mode: ShutdownMode, signals: &mut Unboun
         _ = pooler.shutdown_with(mode) => info!("shutdown complete"),
         _ = second => {}
     }
+}
+
+/// The command line of the background process `-d` starts: the same
+/// options without `-d`.
+fn background_args(cli: &Cli, config_file: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for _ in 0..cli.verbose {
+        args.push("-v".into());
+    }
+    if cli.quiet {
+        args.push("-q".into());
+    }
+    if cli.reboot {
+        args.push("-R".into());
+    }
+    if let Some(user) = &cli.user {
+        args.push("-u".into());
+        args.push(user.into());
+    }
+    args.push("--".into());
+    args.push(config_file.into());
+    args
 }
 
 /// `--hash-password USER`: read one line (the password) from stdin and

@@ -256,3 +256,164 @@ async fn a_second_pooler_on_the_same_port_fails() {
     })
     .await
 }
+
+/// `-d`: the command returns once the pooler serves in the background (in
+/// a session of its own, its pid in the pidfile); SIGTERM stops it and
+/// removes the pidfile. Without a pidfile, or with its port taken, the
+/// command fails and says why.
+#[tokio::test]
+async fn daemon_mode_runs_in_the_background() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("cli_daemon_db");
+        pg.create_db(&db).await;
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pgsluice.pid");
+        let logfile = dir.path().join("pgsluice.log");
+        let (_ini_dir, ini) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .set("unix_socket_dir", "")
+            .set("pidfile", &pidfile.display().to_string())
+            .set("logfile", &logfile.display().to_string())
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let ini = ini.display().to_string();
+        let out = tokio::process::Command::new(bin())
+            .args(["-d", "-q", &ini])
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .expect("pgsluice -d did not return")
+            .unwrap();
+        assert!(out.status.success(), "-d failed: {}", all_text(&out));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("the pidfile is written before -d returns")
+            .trim()
+            .parse()
+            .unwrap();
+        // Its own session: it is the leader of one (sid == pid).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!(
+            fields[3],
+            pid.to_string(),
+            "session id of the daemon: {stat}"
+        );
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .dbname(&db)
+            .user("postgres");
+        let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        assert_eq!(value(&c, "SELECT 6 * 7").await, "42");
+        drop(c);
+
+        // A second one on the same port: the command fails, with the error.
+        let (_ini2_dir, ini2) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .set("unix_socket_dir", "")
+            .set(
+                "pidfile",
+                &dir.path().join("second.pid").display().to_string(),
+            )
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let out = run(&["-d", &ini2.display().to_string()]);
+        assert!(!out.status.success());
+        assert!(all_text(&out).contains("in use"), "{}", all_text(&out));
+
+        // No pidfile configured: refused, as PgBouncer refuses it.
+        let (_ini3_dir, ini3) = PoolerBuilder::new()
+            .set("listen_port", &free_port().to_string())
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let out = run(&["--daemon", &ini3.display().to_string()]);
+        assert_eq!(out.status.code(), Some(64), "{}", all_text(&out));
+        assert!(
+            all_text(&out).contains("needs pidfile"),
+            "{}",
+            all_text(&out)
+        );
+
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let gone = poll(200, Duration::from_millis(50), || async {
+            (!std::path::Path::new(&format!("/proc/{pid}")).exists() && !pidfile.exists())
+                .then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "the daemon did not stop or left its pidfile"
+        );
+        let log = std::fs::read_to_string(&logfile).unwrap();
+        assert!(log.contains("pgsluice started"), "{log}");
+    })
+    .await
+}
+
+/// `-u USER` as the user the process already is works; `-R` starts the
+/// pooler as a new process with a warning (no online restart).
+#[tokio::test]
+async fn user_and_reboot_flags_are_taken() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("cli_flags_db");
+        pg.create_db(&db).await;
+        let port = free_port();
+        let (_dir, ini) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .set("unix_socket_dir", "")
+            .pg_database(pg, &db, "pool_size=1")
+            .write();
+        let me = nix_user_name();
+        let mut child = tokio::process::Command::new(bin())
+            .args(["-R", "-u", &me])
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .dbname(&db)
+            .user("postgres");
+        let client = poll(200, Duration::from_millis(50), || async {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
+            tokio::spawn(conn);
+            Some(c)
+        })
+        .await
+        .expect("pgsluice -R -u did not serve");
+        assert_eq!(value(&client, "SELECT 1").await, "1");
+        child.kill().await.unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("online restart (-R) is not supported"),
+            "{text}"
+        );
+
+        let out = run(&["-u", "no_such_os_user_xyz", &ini.display().to_string()]);
+        assert!(!out.status.success());
+        assert!(
+            all_text(&out).contains("does not exist"),
+            "{}",
+            all_text(&out)
+        );
+    })
+    .await
+}
+
+/// This process's OS user name.
+fn nix_user_name() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
