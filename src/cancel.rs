@@ -48,6 +48,42 @@ pub(crate) async fn forward(
     }
 }
 
+/// Peering: pass a CancelRequest for a key that peer `key.peer_id()` gave
+/// out to that peer (`[peers]`), with one forward fewer in its TTL, as
+/// PgBouncer does (so that a request cannot go round a misconfigured group
+/// for ever). A peer of its own id never gets here.
+pub(crate) async fn forward_to_peer(
+    peers: &std::collections::BTreeMap<u16, Endpoint>,
+    key: BackendKey,
+    tls: Option<Arc<ServerTls>>,
+    timeout: Duration,
+) {
+    let peer_id = key.peer_id();
+    if key.ttl() == 0 {
+        warn!(
+            peer_id,
+            "failed to forward cancel request because its TTL was exhausted"
+        );
+        return;
+    }
+    let Some(addr) = peers.get(&peer_id) else {
+        warn!(peer_id, "could not find peer to forward cancel request to");
+        return;
+    };
+    debug!(peer_id, %addr, "forwarding cancel request to peer");
+    // The peer closes the connection once it has passed the request on.
+    let sent = Box::pin(deliver_within(
+        addr,
+        key.forwarded(),
+        tls.as_deref(),
+        timeout,
+    ))
+    .await;
+    if let Err(e) = sent {
+        warn!(peer_id, %addr, error = %e, "could not forward cancel request to peer");
+    }
+}
+
 /// Cancel what the backend with `key` at `addr` is running, for the pooler
 /// itself (query_timeout: closing the connection alone would leave the
 /// query running until it next talks to its client). At most `timeout`

@@ -68,10 +68,12 @@ impl Context {
     ) -> Context {
         assert!(!shards.is_empty(), "at least one runtime");
         let slots = config.general.max_client_conn as usize;
+        let registry = Registry::new();
+        registry.set_peer_id(config.general.peer_id);
         Context {
             config: RwLock::new(Arc::new(config)),
             pools: Pools::new(),
-            registry: Registry::new(),
+            registry,
             client_slots: Arc::new(Semaphore::new(slots)),
             client_capacity: AtomicU32::new(slots as u32),
             shutdown_request: watch::channel(None).0,
@@ -162,6 +164,7 @@ impl Context {
         }
         let cfg = Arc::new(loaded.config);
         self.resize_client_slots(cfg.general.max_client_conn);
+        self.registry.set_peer_id(cfg.general.peer_id);
         *self.config.write() = cfg.clone();
         self.pools.apply_config(&cfg);
         info!(file = %path.display(), "configuration applied");

@@ -32,7 +32,8 @@ struct Cli {
     /// the pooler serves, or with its error.
     #[arg(short, long)]
     daemon: bool,
-    /// Run as this OS user (switched to at startup; needs root).
+    /// Run as this OS user (switched to at startup; needs root); wins
+    /// over the `user` setting.
     #[arg(short, long, value_name = "USER")]
     user: Option<String>,
     /// PgBouncer's online restart: not supported; a warning is logged and
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
         eprintln!("pgsluice: {e}");
         return ExitCode::FAILURE;
     }
-    if let Some(user) = &cli.user
+    if let Some(user) = cli.user.as_ref().or(g.user.as_ref())
         && let Err(e) = pgsluice::daemon::switch_user(user)
     {
         eprintln!("pgsluice: {e}");

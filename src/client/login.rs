@@ -82,8 +82,16 @@ async fn read_startup_message(
                     process_id,
                     secret_key,
                 };
-                let timeout = ctx.config().general.cancel_wait_timeout;
-                let tls = ctx.config().tls.server.clone();
+                let cfg = ctx.config();
+                let (timeout, tls) = (cfg.general.cancel_wait_timeout, cfg.tls.server.clone());
+                let own = cfg.general.peer_id;
+                if own > 0 && key.peer_id() != own {
+                    // Peering: a key another process of the group gave out.
+                    crate::cancel::forward_to_peer(&cfg.peers, key, tls, timeout).await;
+                    return Ok(None);
+                }
+                // Keys given out with peering carry a full TTL.
+                let key = if own > 0 { key.as_given() } else { key };
                 crate::cancel::forward(&ctx.registry, key, tls, timeout).await;
                 return Ok(None);
             }

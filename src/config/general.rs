@@ -128,8 +128,14 @@ pub struct General {
     pub listen_backlog: u32,
     /// Enable TCP keepalive (true).
     pub tcp_keepalive: bool,
-    /// Set SO_REUSEPORT on listeners (false).
+    /// Set SO_REUSEPORT on listeners (false): other processes may listen
+    /// on the same port.
     pub so_reuseport: bool,
+    /// This process's id among its peers (`[peers]`); 0: no peering.
+    pub peer_id: u16,
+    /// `user`: the OS user to switch to at startup (the `-u` option wins);
+    /// None: stay.
+    pub user: Option<String>,
     /// Log file; None = stderr only.
     pub logfile: Option<PathBuf>,
     /// PID file; None = none written.
@@ -257,6 +263,8 @@ impl General {
             listen_backlog: v.u32("listen_backlog"),
             tcp_keepalive: v.bool("tcp_keepalive"),
             so_reuseport: v.bool("so_reuseport"),
+            peer_id: u16::try_from(v.int("peer_id")).unwrap_or(0),
+            user: Some(v.str("user").trim().to_string()).filter(|u| !u.is_empty()),
             logfile: opt_path("logfile"),
             pidfile: opt_path("pidfile"),
             admin_users: list(v.str("admin_users")),

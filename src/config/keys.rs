@@ -273,7 +273,6 @@ pub(crate) const KEYS: &[KeyDef] = &[
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     // In `General`, waiting for their features:
     "suspend_timeout",
-    "so_reuseport",
     "unix_socket_group",
     "pkt_buf",
     // Not in `General` at all:
@@ -284,7 +283,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "dns_zone_check_period",
     "job_name",
     "login_notify_message",
-    "peer_id",
     "pool_idle_timeout",
     "resolv_conf",
     "sbuf_loopcnt",
@@ -300,7 +298,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "tcp_keepintvl",
     "tcp_socket_buffer",
     "tcp_user_timeout",
-    "user",
 ];
 
 /// Whether `name` is a known key that can change at run time (RELOAD, SET).

@@ -11,7 +11,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::general::General;
 use super::ini::{self, Entry, EntryKind};
 use super::keys;
-use super::peers::check_peer;
+use super::peers::parse_peer;
 use super::settings::{self, Origin, RawSetting, Values};
 use super::userlist::parse_userlist;
 use super::users::{UserSettings, parse_user};
@@ -123,6 +123,7 @@ fn parse(
         general,
         databases: sections.databases,
         users: sections.users,
+        peers: sections.peers,
         userlist,
         hba,
         ldap,
@@ -181,6 +182,7 @@ struct Sections {
     raw: HashMap<&'static str, RawSetting>,
     databases: Databases,
     users: HashMap<String, UserSettings>,
+    peers: super::peers::Peers,
 }
 
 impl Sections {
@@ -193,7 +195,6 @@ impl Sections {
         let mut out = Sections::default();
         let mut section = None;
         let mut got_main = false;
-        let mut peers = None;
         for e in entries {
             let (key, value) = match &e.kind {
                 EntryKind::Section(name) => {
@@ -222,8 +223,9 @@ impl Sections {
                     }
                 }
                 Some(Section::Peers) => {
-                    check_peer(key, value, f, l, errors);
-                    peers.get_or_insert((f.to_path_buf(), l));
+                    if let Some((id, endpoint)) = parse_peer(key, value, f, l, errors) {
+                        out.peers.insert(id, endpoint);
+                    }
                 }
                 Some(Section::Unknown) => {}
             }
@@ -231,12 +233,6 @@ impl Sections {
         if !got_main {
             let msg = "main section [pgbouncer] is missing";
             errors.push(ConfigError::new(file, 0, "pgbouncer", msg));
-        }
-        if let Some((f, l)) = peers {
-            warnings.push(format!(
-                "{}:{l}: peers: peering is not implemented by pgsluice yet; ignored",
-                f.display()
-            ));
         }
         out
     }

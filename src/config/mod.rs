@@ -89,6 +89,8 @@ pub struct Config {
     pub databases: Databases,
     /// `[users]`, by user name.
     pub users: HashMap<String, UserSettings>,
+    /// `[peers]`, by peer id.
+    pub peers: std::collections::BTreeMap<u16, Endpoint>,
     /// auth_file contents by user name (empty when auth_file is unset).
     pub userlist: HashMap<String, Secret>,
     /// auth_hba_file's rules (auth_type hba; empty otherwise).

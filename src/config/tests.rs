@@ -447,11 +447,11 @@ fn tls_files_load_and_a_client_leg_is_built() {
 fn not_implemented_settings_warn_only_when_not_default() {
     let l = ok(
         "[pgbouncer]\nauth_type=any\nmin_pool_size = 0\nserver_lifetime = 3600.0\n\
-                tcp_keepcnt = 0\nstats_period = 30\npeer_id = 3\nauth_user = pgb\n",
+                tcp_keepcnt = 0\nstats_period = 30\nsbuf_loopcnt = 3\nauth_user = pgb\n",
     );
     assert_eq!(
         l.warnings,
-        vec!["/etc/pgb.ini:7: peer_id: setting is not implemented by pgsluice yet; ignored"]
+        vec!["/etc/pgb.ini:7: sbuf_loopcnt: setting is not implemented by pgsluice yet; ignored"]
     );
     assert_eq!(l.config.general.stats_period, Duration::from_secs(30));
 }
@@ -478,12 +478,14 @@ fn structure_errors() {
 }
 
 #[test]
-fn peers_are_checked_and_warned_about() {
-    let l = ok("[pgbouncer]\nauth_type=any\n[peers]\n1 = host=/tmp/a\n2 = host=/tmp/b port=6433\n");
-    assert_eq!(
-        l.warnings,
-        vec!["/etc/pgb.ini:4: peers: peering is not implemented by pgsluice yet; ignored"]
+fn peers_are_read() {
+    let l = ok(
+        "[pgbouncer]\nauth_type=any\npeer_id=2\n[peers]\n1 = host=/tmp/a\n2 = host=/tmp/b port=6433\n",
     );
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(l.config.general.peer_id, 2);
+    assert_eq!(l.config.peers.len(), 2);
+    assert_eq!(l.config.peers[&2].to_string(), "/tmp/b/.s.PGSQL.6433");
     let e = errors_of("[pgbouncer]\nauth_type=any\n[peers]\n1 = port=6433\n");
     assert!(e[0].contains("host was not provided"));
 }

@@ -82,3 +82,77 @@ pub struct BackendKey {
     /// Secret key.
     pub secret_key: i32,
 }
+
+/// The two lowest bits of a client key's last byte: how many more times a
+/// cancel request may be forwarded between peers (PgBouncer's layout).
+const PEER_TTL: i32 = 0x03;
+
+/// Peering (`peer_id`) as PgBouncer 1.21+ encodes it in the keys it gives
+/// clients, so that peers of either kind forward each other's cancel
+/// requests: the key's 2nd and 3rd bytes (of the process id, big-endian)
+/// hold the peer id, low byte first, and its last byte's two lowest bits
+/// a forwarding TTL, 3 in a key given out.
+impl BackendKey {
+    /// This key given out by peer `peer_id`, with a full TTL.
+    pub fn with_peer(self, peer_id: u16) -> BackendKey {
+        let [low, high] = peer_id.to_le_bytes();
+        let id = (self.process_id as u32 & 0xff00_00ff)
+            | (u32::from(low) << 16)
+            | (u32::from(high) << 8);
+        BackendKey {
+            process_id: id as i32,
+            secret_key: self.secret_key | PEER_TTL,
+        }
+    }
+
+    /// The peer id the key names.
+    pub fn peer_id(self) -> u16 {
+        let id = self.process_id as u32;
+        u16::from_le_bytes([(id >> 16) as u8, (id >> 8) as u8])
+    }
+
+    /// Forwards left.
+    pub fn ttl(self) -> i32 {
+        self.secret_key & PEER_TTL
+    }
+
+    /// The key with one forward fewer (the TTL must not be 0).
+    pub fn forwarded(self) -> BackendKey {
+        BackendKey {
+            secret_key: (self.secret_key & !PEER_TTL) | (self.ttl() - 1),
+            ..self
+        }
+    }
+
+    /// The key as this peer gave it out (a full TTL).
+    pub fn as_given(self) -> BackendKey {
+        BackendKey {
+            secret_key: self.secret_key | PEER_TTL,
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod peer_key_tests {
+    use super::BackendKey;
+
+    #[test]
+    fn the_peer_id_and_ttl_sit_where_pgbouncer_puts_them() {
+        let k = BackendKey {
+            process_id: 0x7abb_ccdd,
+            secret_key: 0x1122_3344,
+        }
+        .with_peer(0x0102);
+        // Bytes of the key: 7a 02 01 dd | 11 22 33 47.
+        assert_eq!(k.process_id.to_be_bytes(), [0x7a, 0x02, 0x01, 0xdd]);
+        assert_eq!(k.secret_key.to_be_bytes()[3], 0x47);
+        assert_eq!(k.peer_id(), 0x0102);
+        assert_eq!(k.ttl(), 3);
+        let once = k.forwarded();
+        assert_eq!((once.ttl(), once.peer_id()), (2, 0x0102));
+        assert_eq!(once.forwarded().forwarded().ttl(), 0);
+        assert_eq!(once.as_given(), k);
+        assert!(k.process_id >= 0, "a peer id never sets the sign bit");
+    }
+}

@@ -35,6 +35,8 @@ type Entries = Mutex<HashMap<(i32, i32), Arc<SessionEntry>>>;
 pub struct Registry {
     /// Shared with the parker's thread, which finds parked sessions by key.
     map: Arc<Entries>,
+    /// peer_id, put in every key given out (0: no peering).
+    peer_id: std::sync::atomic::AtomicU16,
     /// Started when the first session parks (None: it could not start;
     /// sessions then stay with their tasks).
     parker: std::sync::OnceLock<Option<Parker>>,
@@ -134,11 +136,15 @@ impl Registry {
     /// A new entry with a fresh random key (see [`Registration::new`]).
     fn register(&self, id: u64, peer: Peer) -> Arc<SessionEntry> {
         let mut map = self.map.lock();
+        let peer_id = self.peer_id.load(std::sync::atomic::Ordering::Relaxed);
         let key = loop {
-            let key = BackendKey {
+            let mut key = BackendKey {
                 process_id: rand::random::<i32>() & 0x7fff_ffff,
                 secret_key: rand::random(),
             };
+            if peer_id > 0 {
+                key = key.with_peer(peer_id);
+            }
             if !map.contains_key(&(key.process_id, key.secret_key)) {
                 break key;
             }
@@ -146,6 +152,12 @@ impl Registry {
         let entry = Arc::new(SessionEntry::new(id, peer, key));
         map.insert((key.process_id, key.secret_key), entry.clone());
         entry
+    }
+
+    /// Give out keys naming peer `peer_id` from now on (0: no peering).
+    pub fn set_peer_id(&self, peer_id: u16) {
+        self.peer_id
+            .store(peer_id, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The entry of the session with client key `key`.

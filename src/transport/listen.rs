@@ -42,8 +42,12 @@ pub fn bind_sharded(general: &General, shards: usize) -> io::Result<Listeners> {
     let mut port = general.listen_port;
     for addr in listen_addrs(general)? {
         let addr = SocketAddr::new(addr.ip(), port);
-        let group = if shards > 1 {
-            if port != 0 {
+        // so_reuseport = 1: other processes (pgsluice or PgBouncer) may
+        // listen on this port too, and the kernel spreads connections over
+        // all of them (peering forwards cancel requests between them).
+        let shared = general.so_reuseport;
+        let group = if shards > 1 || shared {
+            if port != 0 && !shared {
                 drop(plain_bind(addr)?);
             }
             let first = bind_tcp(addr, general.listen_backlog, true)?;

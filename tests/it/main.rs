@@ -39,6 +39,7 @@ mod metrics;
 mod notify;
 mod pam;
 mod params;
+mod peering;
 mod pool_settings;
 mod pool_sizes;
 mod pooling;
