@@ -139,7 +139,9 @@ pub(super) fn checkout_error(e: CheckoutError) -> SessionEnd {
             let (code, message) = s.client_error();
             SessionEnd::fatal(code, message)
         }
-        CheckoutError::WaitTimeout(_) => SessionEnd::fatal(sqlstate::QUERY_CANCELED, e.to_string()),
+        CheckoutError::WaitTimeout(_) | CheckoutError::QueryTimeout(_) => {
+            SessionEnd::fatal(sqlstate::QUERY_CANCELED, e.to_string())
+        }
     }
 }
 

@@ -192,13 +192,10 @@ pub(super) async fn login(
         return Ok(Login::Replication(login));
     }
     let pool = route.home();
-    let welcome = pool.ensure_welcome().await.map_err(|e| {
-        let (code, message) = match &e {
-            crate::pool::CheckoutError::Server(s) => s.client_error(),
-            other => (sqlstate::CONNECTION_FAILURE, other.to_string()),
-        };
-        SessionEnd::fatal(code, message)
-    })?;
+    let welcome = pool
+        .ensure_welcome()
+        .await
+        .map_err(super::handoff::checkout_error)?;
     let extra = &cfg.general.track_extra_parameters;
     let answer = pool.login_answer(&welcome, wanted, extra, |welcome, wanted| {
         login_answer(pool, welcome, client_params(welcome, wanted, extra))

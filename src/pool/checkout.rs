@@ -23,6 +23,11 @@ pub enum CheckoutError {
     /// Waited query_wait_timeout without getting a server.
     #[error("query_wait_timeout: no server connection became available within {0:?}")]
     WaitTimeout(Duration),
+    /// Waited query_timeout (shorter than query_wait_timeout) without
+    /// getting a server: PgBouncer's janitor applies query_timeout to
+    /// waiting clients too, with this word.
+    #[error("query_timeout")]
+    QueryTimeout(Duration),
     /// Opening a new server connection failed.
     #[error(transparent)]
     Server(#[from] ServerError),
@@ -87,10 +92,11 @@ impl Pool {
                 // again) waits on while the server cannot be reached, as
                 // PgBouncer's waiting clients do; a new one fails fast.
                 Err(e) => match first_wait {
-                    Some(since)
-                        if self.unreachable_lately() && Box::pin(self.retry_later(since)).await =>
-                    {
-                        continue;
+                    Some(since) if self.unreachable_lately() => {
+                        if Box::pin(self.retry_later(since)).await? {
+                            continue;
+                        }
+                        return Err(e);
                     }
                     _ => return Err(e),
                 },
@@ -121,7 +127,7 @@ impl Pool {
                                 // on, as this one does.
                                 drop(slot);
                                 let unreachable = failure.is_some_and(|f| f.unreachable);
-                                if unreachable && Box::pin(self.retry_later(since)).await {
+                                if unreachable && Box::pin(self.retry_later(since)).await? {
                                     continue;
                                 }
                                 return Err(e);
@@ -142,7 +148,7 @@ impl Pool {
                     // server_login_retry, within query_wait_timeout (then
                     // it gets this error).
                     let since = *first_wait.get_or_insert_with(Instant::now);
-                    if !Box::pin(self.retry_later(since)).await {
+                    if !Box::pin(self.retry_later(since)).await? {
                         return Err(CheckoutError::Server(e));
                     }
                 }
@@ -161,22 +167,30 @@ impl Pool {
 
     /// After a server that could not be reached or refused logins for now:
     /// wait server_login_retry (250 ms when it is 0) and say to try again,
-    /// unless that would end past query_wait_timeout counted from `since`.
+    /// unless that would end past the wait's limit counted from `since`
+    /// (query_wait_timeout: false, the caller fails with its error; a
+    /// shorter query_timeout: that error, as PgBouncer's janitor gives it).
     #[cold]
-    async fn retry_later(&self, since: Instant) -> bool {
+    async fn retry_later(&self, since: Instant) -> Result<bool, CheckoutError> {
         let s = self.settings();
         let pause = if s.login_retry.is_zero() {
             Duration::from_millis(250)
         } else {
             s.login_retry
         };
-        let limit = s.wait_timeout;
+        let (limit, query_timeout) = super::server_pool::wait_limit(&s);
         drop(s);
         if !limit.is_zero() && since.elapsed() + pause > limit {
-            return false;
+            if query_timeout {
+                // Up to the limit itself, not a retry period earlier.
+                let left = limit.saturating_sub(since.elapsed());
+                crate::runtime::timer::sleep(left).await;
+                return Err(CheckoutError::QueryTimeout(limit));
+            }
+            return Ok(false);
         }
         crate::runtime::timer::sleep(pause).await;
-        true
+        Ok(true)
     }
 
     pub(super) fn slot(&self) -> SlotGuard<'_> {
@@ -214,11 +228,13 @@ impl Pool {
             Err(_) => {
                 // Dropped from the queue: by the janitor (timed out) or
                 // because the queue was cleared (start over).
-                let limit = self.settings().wait_timeout;
-                if super::server_pool::wait_expired(since, limit, Instant::now()) {
-                    Err(CheckoutError::WaitTimeout(limit))
-                } else {
+                let (limit, query_timeout) = super::server_pool::wait_limit(&self.settings());
+                if !super::server_pool::wait_expired(since, limit, Instant::now()) {
                     Ok(Next::Retry)
+                } else if query_timeout {
+                    Err(CheckoutError::QueryTimeout(limit))
+                } else {
+                    Err(CheckoutError::WaitTimeout(limit))
                 }
             }
         }
@@ -501,8 +517,13 @@ impl Pool {
                     }
                     other if other.unreachable() => {
                         warn!(pool = %self.key(), "server login failed: {other}");
-                        // PgBouncer's line for a server it could not reach.
-                        warn!(pool = %self.key(), "server closing because: connect failed (age=0s)");
+                        // PgBouncer's lines for a server it could not
+                        // reach, or whose login outlasted server_connect_timeout.
+                        let why = match other {
+                            crate::server::ServerError::Timeout { .. } => "connect timeout",
+                            _ => "connect failed",
+                        };
+                        warn!(pool = %self.key(), "server closing because: {why} (age=0s)");
                     }
                     other => warn!(pool = %self.key(), "server login failed: {other}"),
                 }

@@ -86,11 +86,13 @@ impl Pool {
                 }
             }
             st.total -= closing.len();
-            // query_wait_timeout: dropping a waiter's sender wakes it; it
-            // sees its wait expired and fails with 57014 (see `checkout`).
-            if !s.wait_timeout.is_zero() {
+            // query_wait_timeout (or a shorter query_timeout): dropping a
+            // waiter's sender wakes it; it sees its wait expired and fails
+            // with 57014 (see `checkout`).
+            let (limit, _) = super::server_pool::wait_limit(&s);
+            if !limit.is_zero() {
                 st.waiters
-                    .retain(|w| !super::server_pool::wait_expired(w.since, s.wait_timeout, now));
+                    .retain(|w| !super::server_pool::wait_expired(w.since, limit, now));
             }
             let want = s.min_size.min(s.size);
             let failing = st

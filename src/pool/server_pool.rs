@@ -73,6 +73,18 @@ fn next_waiter(waiters: &mut VecDeque<Waiter>, here: u16) -> Option<Waiter> {
     waiters.pop_front()
 }
 
+/// How long a client may wait for a server: query_wait_timeout, or
+/// query_timeout when that is set and shorter (true: it is query_timeout),
+/// as PgBouncer's janitor applies both to waiting clients. Zero: no limit.
+pub(super) fn wait_limit(s: &super::PoolSettings) -> (std::time::Duration, bool) {
+    let (wait, query) = (s.wait_timeout, s.query_timeout);
+    if !query.is_zero() && (wait.is_zero() || query < wait) {
+        (query, true)
+    } else {
+        (wait, false)
+    }
+}
+
 /// Whether a wait that started at `since` has lasted query_wait_timeout
 /// (`limit`, zero = no limit) at `now`.
 pub(super) fn wait_expired(since: Instant, limit: std::time::Duration, now: Instant) -> bool {

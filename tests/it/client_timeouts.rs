@@ -284,3 +284,35 @@ async fn transaction_timeout_ends_long_transactions_only() {
     })
     .await
 }
+
+/// query_timeout counts for a client waiting for a server too (PgBouncer's
+/// janitor applies it there, with the word `query_timeout`), when it is
+/// shorter than query_wait_timeout; the client holding the server is not
+/// touched.
+#[tokio::test]
+async fn query_timeout_ends_a_wait_for_a_server() {
+    bounded(async {
+        let (db, _direct) = database("to_waitq").await;
+        let pooler = PoolerBuilder::new()
+            .pg_database(PgCluster::shared(), &db, "pool_size=1 query_wait_timeout=0")
+            .set("query_timeout", "1")
+            .start()
+            .await;
+        let mut holder = raw_client(&pooler, &db).await;
+        wire::simple_query(&mut holder, "BEGIN").await.unwrap();
+        let mut waiter = raw_client(&pooler, &db).await;
+        wire::send(&mut waiter, &wire::query("SELECT 1"))
+            .await
+            .unwrap();
+        let err = fatal_then_closed(&mut waiter).await;
+        assert_eq!(err.sqlstate(), "57014", "{err:?}");
+        assert_eq!(err.message(), "query_timeout");
+        // The holder's transaction goes on.
+        assert_eq!(
+            wire::simple_query(&mut holder, "SELECT 2").await.unwrap(),
+            vec![Some("2".to_string())]
+        );
+        wire::simple_query(&mut holder, "COMMIT").await.unwrap();
+    })
+    .await
+}
