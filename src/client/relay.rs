@@ -570,8 +570,10 @@ fn plain_batch(
         link.set(COPIED);
     }
     if batch.forward > 0 {
-        link.stats
-            .client_sent(batch.forward, batch.parses, batch.binds);
+        // Parse and Bind counts are PgBouncer's counts of tracked named
+        // statements (max_prepared_statements): an untracked link's
+        // (unnamed statements, or tracking off) are not counted.
+        link.stats.client_sent(batch.forward, 0, 0);
     }
     Ok(batch)
 }

@@ -26,6 +26,7 @@ pub(super) struct Hot {
     query_timeout_s: AtomicU32,
     idle_transaction_timeout_s: AtomicU32,
     transaction_timeout_s: AtomicU32,
+    max_prepared: AtomicU32,
 }
 
 /// What a link of the pool runs under: pool_mode and its timeouts in
@@ -36,6 +37,8 @@ pub(crate) struct LinkSettings {
     pub query_timeout_s: u32,
     pub idle_transaction_timeout_s: u32,
     pub transaction_timeout_s: u32,
+    /// max_prepared_statements.
+    pub max_prepared: u32,
 }
 
 /// `d` in whole seconds, rounded up (saturating).
@@ -67,6 +70,7 @@ impl Hot {
         self.idle_transaction_timeout_s.store(idle, Relaxed);
         let xact = secs_ceil(s.transaction_timeout);
         self.transaction_timeout_s.store(xact, Relaxed);
+        self.max_prepared.store(s.max_prepared, Relaxed);
     }
 
     /// server_round_robin.
@@ -103,6 +107,7 @@ impl Hot {
             query_timeout_s: self.query_timeout_s.load(Relaxed),
             idle_transaction_timeout_s: self.idle_transaction_timeout_s.load(Relaxed),
             transaction_timeout_s: self.transaction_timeout_s.load(Relaxed),
+            max_prepared: self.max_prepared.load(Relaxed),
         }
     }
 }

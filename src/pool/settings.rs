@@ -67,6 +67,9 @@ pub struct PoolSettings {
     pub transaction_timeout: Duration,
     /// client_idle_timeout (for the pool's clients).
     pub client_idle_timeout: Duration,
+    /// max_prepared_statements (a RELOAD or SET applies to sessions that
+    /// are already connected, from their next transaction).
+    pub max_prepared: u32,
     /// max_db_connections of the pool's database (0 = no limit).
     pub max_db_connections: usize,
     /// max_user_connections of the pool's user (0 = no limit).
@@ -242,6 +245,7 @@ impl PoolSettings {
             ),
             transaction_timeout: user_time(|u| u.transaction_timeout, g.transaction_timeout),
             client_idle_timeout: user_time(|u| u.client_idle_timeout, g.client_idle_timeout),
+            max_prepared: g.max_prepared_statements,
             max_db_connections: n(db.max_db_connections.unwrap_or(g.max_db_connections)),
             max_user_connections: n(user
                 .and_then(|u| u.max_user_connections)

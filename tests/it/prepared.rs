@@ -440,3 +440,62 @@ async fn tokio_postgres_prepared_statements_move_between_servers() {
     })
     .await
 }
+
+/// The pooler's statements on the server the query runs on.
+const ON_SERVER: &str = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'PGSLUICE%'";
+
+/// max_prepared_statements changed with SET applies to sessions already
+/// connected (a server keeps at most that many of the pooler's statements,
+/// evicting the oldest), and with it at 0 named statements are relayed
+/// untracked and not counted in SHOW STATS' parse and bind counts, as in
+/// PgBouncer.
+#[tokio::test]
+async fn max_prepared_statements_set_at_run_time_and_untracked_counts() {
+    bounded_for(Duration::from_secs(60), async {
+        let pg = PgCluster::shared();
+        let db = unique("prep_set");
+        pg.create_db(&db).await;
+        let p = PoolerBuilder::new()
+            .set("max_prepared_statements", "0")
+            .pg_database(pg, &db, "pool_size=1")
+            .start()
+            .await;
+        let c = p.connect(&db, "postgres", "").await;
+        for i in 0..3 {
+            let s = c.prepare(&format!("SELECT {i}::int")).await.unwrap();
+            assert_eq!(c.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), i);
+        }
+        let stats = || {
+            let rows = pgsluice::admin::stats_rows(p.pooler().context());
+            let r = rows.into_iter().find(|r| r.database == db).unwrap();
+            (r["total_client_parse_count"], r["total_bind_count"])
+        };
+        assert_eq!(stats(), (0, 0), "untracked statements are not counted");
+
+        let set = |v: &str| p.pooler().context().set("max_prepared_statements", v);
+        set("1").unwrap();
+        let c = p.connect(&db, "postgres", "").await;
+        for i in 10..13 {
+            let s = c.prepare(&format!("SELECT {i}::int")).await.unwrap();
+            assert_eq!(c.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), i);
+        }
+        assert_eq!(
+            support::value(&c, ON_SERVER).await,
+            "1",
+            "evicted down to max_prepared_statements"
+        );
+        assert!(
+            stats().0 >= 3,
+            "tracked statements are counted: {:?}",
+            stats()
+        );
+        // Raised while the session is connected: its next statements stay.
+        set("5").unwrap();
+        for i in 20..24 {
+            let s = c.prepare(&format!("SELECT {i}::int")).await.unwrap();
+            assert_eq!(c.query_one(&s, &[]).await.unwrap().get::<_, i32>(0), i);
+        }
+        assert_eq!(support::value(&c, ON_SERVER).await, "5");
+    })
+    .await;
+}

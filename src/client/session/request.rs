@@ -401,11 +401,7 @@ fn rules<'a>(
         stats: &pool.stats,
         started,
         wait_us,
-        max_prepared: if session_mode {
-            0
-        } else {
-            cfg.general.max_prepared_statements
-        },
+        max_prepared: if session_mode { 0 } else { link.max_prepared },
         bound: 0,
     };
     (rules, session_mode)
