@@ -37,7 +37,12 @@ pub(crate) async fn run(
         Control::Suspend => pools.suspend(&cfg).await.map_err(control)?,
         Control::Disable(db) => pools.set_disabled(&cfg, db, true).map_err(control)?,
         Control::Enable(db) => pools.set_disabled(&cfg, db, false).map_err(control)?,
-        Control::Reconnect(db) => pools.reconnect(&cfg, db.as_deref()).map_err(control)?,
+        Control::Reconnect(db) => {
+            pools.reconnect(&cfg, db.as_deref()).map_err(control)?;
+            if cfg.general.server_fast_close {
+                fast_close(ctx, db.as_deref());
+            }
+        }
         Control::WaitClose(db) => pools
             .wait_close(&cfg, db.as_deref())
             .await
@@ -142,5 +147,29 @@ async fn gone(killed: &[std::sync::Weak<crate::registry::SessionEntry>]) {
     let deadline = std::time::Instant::now() + KILL_WAIT;
     while killed.iter().any(|k| k.strong_count() > 0) && std::time::Instant::now() < deadline {
         crate::runtime::timer::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// server_fast_close after RECONNECT: the session-mode sessions of `db`
+/// (every database: None) are told to end at their next transaction
+/// boundary, their servers with them (transaction and statement mode
+/// release servers there anyway).
+fn fast_close(ctx: &Context, db: Option<&str>) {
+    let session_pools: Vec<(String, String)> = ctx
+        .pools
+        .all()
+        .iter()
+        .filter(|p| p.settings().mode == crate::config::PoolMode::Session)
+        .map(|p| (p.database().to_string(), p.user().to_string()))
+        .collect();
+    for client in ctx.registry.all() {
+        let Some(info) = client.info() else { continue };
+        let in_db = db.is_none_or(|d| info.database == d);
+        let session = session_pools
+            .iter()
+            .any(|(d, u)| *d == info.database && *u == info.pool_user);
+        if in_db && session && client.linked().is_some() {
+            client.close(crate::registry::CloseRequest::ConfigChanged);
+        }
     }
 }

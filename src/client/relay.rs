@@ -244,6 +244,10 @@ pub(super) struct Rules<'a> {
     /// max_prepared_statements where named statements are tracked
     /// (transaction and statement mode), else 0.
     pub max_prepared: u32,
+    /// server_fast_close in session mode: the link ends between
+    /// transactions once its session is told the database's
+    /// configuration changed (`CloseRequest::ConfigChanged`).
+    pub fast_close: bool,
     /// Read/write splitting sent this link's first `n` client bytes (one
     /// unit of work) to a standby: nothing after them is sent until they
     /// are answered, and answered idle, the link ends (what the client
@@ -311,7 +315,7 @@ pub(super) async fn relay(
     // The timer branch exists only when a timeout is set: without, the
     // link runs exactly as if there were no timeouts at all. The timed
     // variant is boxed so that its larger future does not size every link.
-    let end = if rules.limits.any() {
+    let end = if rules.limits.any() || rules.fast_close {
         let up = client_to_server(cr, sw, cbuf, &link, rules.max_len);
         let down = server_to_client(sr, cw, sbuf, &link, (sparams, synced), params, rules);
         Box::pin(timed(up, down, &link, rules)).await
@@ -419,7 +423,11 @@ async fn timed(
     let timer = poll_fn(|cx| {
         let answered = link.answered.load(Relaxed);
         let idle = link.idle.load(Relaxed);
-        watch.poll((link.phase(), answered, idle), rules.clock, cx)
+        let phase = link.phase();
+        if rules.fast_close && phase == Phase::Quiet && config_changed(rules.clock) {
+            return Poll::Ready(Expired::ConfigChanged);
+        }
+        watch.poll((phase, answered, idle), rules.clock, cx)
     });
     // Biased, timer last: it sees every phase change the directions made
     // in the same poll.
@@ -431,6 +439,13 @@ async fn timed(
     };
     rules.clock.target.set_link_deadline(0);
     end
+}
+
+/// Whether the session was told its database's configuration changed
+/// (server_fast_close; its waker is the session's, registered before the
+/// request, so the request wakes this link).
+fn config_changed(clock: Clock<'_>) -> bool {
+    clock.target.closing_reason(clock.epoch) == Some(crate::registry::CloseRequest::ConfigChanged)
 }
 
 fn reserve_for_read(buf: &mut BytesMut) {

@@ -448,6 +448,7 @@ where
     );
     let rules = Rules {
         bound: 0,
+        fast_close: false,
         extra_tracked: &[],
         release_when_idle: true,
         statement_mode: false,

@@ -476,7 +476,9 @@ impl Client {
         };
         let target = self.target();
         match closing {
-            None | Some(CloseRequest::Draining) => {
+            // ConfigChanged: only a session-mode link, holding its server,
+            // ends for it (see `relay`); an idle session has no server.
+            None | Some(CloseRequest::Draining | CloseRequest::ConfigChanged) => {
                 if self.buf.capacity() < super::relay::READ_CHUNK / 4 {
                     // No buffer kept (just logged in or woken from
                     // parking): wait without one, then take one to read.

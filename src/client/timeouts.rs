@@ -78,6 +78,10 @@ pub(super) enum Expired {
     IdleTransaction,
     /// A transaction stayed open longer than transaction_timeout.
     Transaction,
+    /// server_fast_close in session mode: RECONNECT (or a reload that
+    /// changed the database) marked the server, and the session is
+    /// between transactions.
+    ConfigChanged,
 }
 
 impl Expired {
@@ -103,6 +107,12 @@ impl Expired {
                 crate::protocol::sqlstate::PROTOCOL_VIOLATION,
                 "transaction timeout",
             ),
+            // PgBouncer's words; 57P01, the code PostgreSQL gives a
+            // session an administrator ended.
+            Expired::ConfigChanged => SessionEnd::fatal(
+                crate::protocol::sqlstate::ADMIN_SHUTDOWN,
+                "database configuration changed",
+            ),
         }
     }
 
@@ -112,6 +122,7 @@ impl Expired {
             Expired::Query => "query_timeout",
             Expired::IdleTransaction => "idle_transaction_timeout",
             Expired::Transaction => "transaction_timeout",
+            Expired::ConfigChanged => "server_fast_close",
         }
     }
 }

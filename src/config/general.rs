@@ -133,6 +133,11 @@ pub struct General {
     pub so_reuseport: bool,
     /// This process's id among its peers (`[peers]`); 0: no peering.
     pub peer_id: u16,
+    /// server_fast_close: in session mode, a server marked by RECONNECT
+    /// (or a reload that changed its database) is closed at its session's
+    /// next transaction boundary, the client with it, instead of at the
+    /// session's end.
+    pub server_fast_close: bool,
     /// `user`: the OS user to switch to at startup (the `-u` option wins);
     /// None: stay.
     pub user: Option<String>,
@@ -264,6 +269,7 @@ impl General {
             tcp_keepalive: v.bool("tcp_keepalive"),
             so_reuseport: v.bool("so_reuseport"),
             peer_id: u16::try_from(v.int("peer_id")).unwrap_or(0),
+            server_fast_close: v.bool("server_fast_close"),
             user: Some(v.str("user").trim().to_string()).filter(|u| !u.is_empty()),
             logfile: opt_path("logfile"),
             pidfile: opt_path("pidfile"),

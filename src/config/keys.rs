@@ -287,7 +287,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "resolv_conf",
     "sbuf_loopcnt",
     "scram_iterations",
-    "server_fast_close",
     "service_name",
     "syslog",
     "syslog_facility",

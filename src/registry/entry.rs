@@ -176,6 +176,10 @@ pub enum CloseRequest {
     /// needs a server (its next request, or while it waits for one), as
     /// PgBouncer's; an idle one stays until the shutdown's end.
     Draining = 4,
+    /// server_fast_close: the session's database changed (RECONNECT, or a
+    /// reload that changed its connection); a session-mode session ends
+    /// between transactions, closing its server.
+    ConfigChanged = 5,
 }
 
 impl CloseRequest {
@@ -185,6 +189,7 @@ impl CloseRequest {
             2 => Some(CloseRequest::IdleTimeout),
             3 => Some(CloseRequest::Killed),
             4 => Some(CloseRequest::Draining),
+            5 => Some(CloseRequest::ConfigChanged),
             _ => None,
         }
     }
@@ -540,7 +545,7 @@ impl SessionEntry {
                 return;
             }
             // Never replaces a shutdown.
-            CloseRequest::IdleTimeout => {
+            CloseRequest::IdleTimeout | CloseRequest::ConfigChanged => {
                 let _ = self.closing.compare_exchange(
                     0,
                     reason as u8,

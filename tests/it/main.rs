@@ -24,6 +24,7 @@ mod drivers;
 mod errors;
 mod failures;
 mod fairness;
+mod fast_close;
 mod function_call;
 mod ha;
 mod ha_faults;

@@ -402,6 +402,9 @@ fn rules<'a>(
         started,
         wait_us,
         max_prepared: if session_mode { 0 } else { link.max_prepared },
+        // Whether it is on is decided where the close request is made
+        // (RECONNECT, reload): it may be SET while this link runs.
+        fast_close: session_mode,
         bound: 0,
     };
     (rules, session_mode)
@@ -439,7 +442,8 @@ fn closed_while_waiting(
             sqlstate::ADMIN_SHUTDOWN,
             crate::client::KILLED,
         )),
-        crate::registry::CloseRequest::IdleTimeout => None,
+        crate::registry::CloseRequest::IdleTimeout
+        | crate::registry::CloseRequest::ConfigChanged => None,
     }
 }
 
