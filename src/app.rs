@@ -156,14 +156,15 @@ impl Pooler {
     }
 
     /// Stop in the given way (see [`ShutdownMode`]).
-    pub async fn shutdown_with(self, mode: ShutdownMode) {
+    pub async fn shutdown_with(mut self, mode: ShutdownMode) {
         self.ctx.begin_stop();
         for a in &self.acceptors {
             a.abort();
         }
         // Waiting modes keep the Unix socket for the admin console (other
-        // logins are refused) until the wait is over.
-        if mode == ShutdownMode::Immediate {
+        // logins are refused) until the wait is over; a TAKEOVER gives it
+        // up now, for the new process to bind.
+        if mode == ShutdownMode::Immediate || self.ctx.handing_over() {
             self.close_unix_socket();
         }
         let all = self.ctx.client_capacity();
@@ -214,13 +215,16 @@ impl Pooler {
         }
     }
 
-    /// Stop accepting on the Unix socket and remove its file.
-    fn close_unix_socket(&self) {
+    /// Stop accepting on the Unix socket and remove its file (once: after
+    /// a TAKEOVER the file is the new process's).
+    fn close_unix_socket(&mut self) {
+        // The file first: a new process may bind that path as soon as the
+        // old socket stops answering, and must not lose its file to us.
+        if let Some(path) = self.unix_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
         for a in &self.unix_acceptors {
             a.abort();
-        }
-        if let Some(path) = &self.unix_path {
-            let _ = std::fs::remove_file(path);
         }
     }
 }

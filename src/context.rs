@@ -25,6 +25,8 @@ pub struct Context {
     client_capacity: AtomicU32,
     /// Shutdown asked for by the admin console or a signal.
     shutdown_request: watch::Sender<Option<ShutdownMode>>,
+    /// TAKEOVER asked this process to stop (see `hand_over`).
+    handing_over: std::sync::atomic::AtomicBool,
     /// Errors sent to clients, by SQLSTATE (for the metrics endpoint).
     pub client_errors: Mutex<std::collections::BTreeMap<SqlState, u64>>,
     /// Failed logins, by SQLSTATE.
@@ -77,6 +79,7 @@ impl Context {
             client_slots: Arc::new(Semaphore::new(slots)),
             client_capacity: AtomicU32::new(slots as u32),
             shutdown_request: watch::channel(None).0,
+            handing_over: std::sync::atomic::AtomicBool::new(false),
             reloading: Mutex::new(Vec::new()),
             client_errors: Mutex::new(Default::default()),
             login_failures: Mutex::new(Default::default()),
@@ -185,6 +188,18 @@ impl Context {
     }
 
     /// Ask the process to shut down (admin console SHUTDOWN).
+    /// TAKEOVER (`pgsluice -R` started a new process): stop as
+    /// SHUTDOWN WAIT_FOR_CLIENTS does, giving up the Unix socket at once.
+    pub(crate) fn hand_over(&self) {
+        self.handing_over.store(true, Ordering::Relaxed);
+        self.request_shutdown(ShutdownMode::WaitForClients);
+    }
+
+    /// Whether a TAKEOVER asked this process to stop.
+    pub fn handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn request_shutdown(&self, mode: ShutdownMode) {
         self.shutdown_request.send_replace(Some(mode));
     }

@@ -114,3 +114,67 @@ pub fn switch_user(name: &str) -> Result<(), String> {
     setuid(user.uid).map_err(|e| format!("setuid({}) failed: {e}", user.uid))?;
     Ok(())
 }
+
+/// `-R`: ask the pooler listening on the Unix socket `socket` (the one this
+/// configuration would use) to hand over: over its admin console, logged
+/// in as `pgbouncer` (this process's own OS user needs no password there),
+/// TAKEOVER makes it close its listening sockets at once and exit once
+/// its last client has left; this process then binds them. Ok(false): no
+/// process answers there (start normally, as PgBouncer does).
+///
+/// Unlike PgBouncer's online restart, client connections are not moved:
+/// they stay with the old process until they end (none is dropped).
+pub fn take_over(socket: &std::path::Path) -> Result<bool, String> {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return Ok(false);
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let why = |e: std::io::Error| format!("takeover over {}: {e}", socket.display());
+    let mut startup = Vec::new();
+    for (k, v) in [("user", "pgbouncer"), ("database", "pgbouncer")] {
+        startup.extend_from_slice(k.as_bytes());
+        startup.push(0);
+        startup.extend_from_slice(v.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut packet = ((startup.len() + 8) as u32).to_be_bytes().to_vec();
+    packet.extend(196_608u32.to_be_bytes());
+    packet.extend(startup);
+    s.write_all(&packet).map_err(why)?;
+    // Read messages up to ReadyForQuery; an ErrorResponse is the error.
+    let until_ready = |s: &mut UnixStream| -> Result<(), String> {
+        loop {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).map_err(why)?;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            s.read_exact(&mut body).map_err(why)?;
+            match head[0] {
+                b'Z' => return Ok(()),
+                b'E' => {
+                    let text: Vec<String> = body
+                        .split(|b| *b == 0)
+                        .filter(|f| f.first() == Some(&b'M'))
+                        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+                        .collect();
+                    return Err(format!(
+                        "the running pooler refused the takeover: {}",
+                        text.join("; ")
+                    ));
+                }
+                _ => {}
+            }
+        }
+    };
+    until_ready(&mut s)?;
+    let query = b"TAKEOVER\0";
+    let mut msg = vec![b'Q'];
+    msg.extend(((query.len() + 4) as u32).to_be_bytes());
+    msg.extend(query);
+    s.write_all(&msg).map_err(why)?;
+    until_ready(&mut s)?;
+    Ok(true)
+}

@@ -36,9 +36,9 @@ struct Cli {
     /// over the `user` setting.
     #[arg(short, long, value_name = "USER")]
     user: Option<String>,
-    /// PgBouncer's online restart: not supported; a warning is logged and
-    /// the pooler starts as a new process (with so_reuseport, two can
-    /// serve one port side by side).
+    /// Online restart: the pooler running with this configuration (found
+    /// on its Unix socket) hands its listening sockets over and exits once
+    /// its clients have left; none is dropped or moved.
     #[arg(short = 'R', long)]
     reboot: bool,
     /// Print an auth_file line with a SCRAM-SHA-256 secret for USER (the
@@ -137,14 +137,26 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         warn!("{w}");
     }
+    let mut took_over = false;
     if cli.reboot {
-        warn!(
-            "online restart (-R) is not supported by pgsluice: starting as a new process \
-             (so_reuseport lets a new process serve the same port before the old one stops)"
-        );
+        let socket =
+            std::path::Path::new(&g.unix_socket_dir).join(format!(".s.PGSQL.{}", g.listen_port));
+        match pgsluice::daemon::take_over(&socket) {
+            Ok(true) => {
+                info!(
+                    "online restart: the running pooler closed its listening sockets and finishes its clients"
+                );
+                took_over = true;
+            }
+            Ok(false) => info!("online restart: old process not found, starting normally"),
+            Err(e) => {
+                error!("online restart failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let shards = pgsluice::runtime::shard::wanted();
-    let listeners = match pgsluice::transport::listen::bind_sharded(g, shards) {
+    let listeners = match bind(g, shards, took_over) {
         Ok(l) => l,
         Err(e) => {
             error!("{e}");
@@ -311,6 +323,29 @@ async fn stop(pooler: pgsluice::Pooler, mode: ShutdownMode, signals: &mut Unboun
     tokio::select! {
         _ = pooler.shutdown_with(mode) => info!("shutdown complete"),
         _ = second => {}
+    }
+}
+
+/// Bind the listeners; after a takeover, while the old process is still
+/// letting go of them (its answer comes before its accept loops end), a
+/// port in use is tried again for up to 10 s.
+fn bind(
+    g: &pgsluice::config::General,
+    shards: usize,
+    took_over: bool,
+) -> std::io::Result<pgsluice::transport::listen::Listeners> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match pgsluice::transport::listen::bind_sharded(g, shards) {
+            Err(e)
+                if took_over
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

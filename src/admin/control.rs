@@ -94,6 +94,12 @@ pub(crate) async fn run(
             .set(key, value)
             .map_err(|e| AdminError::new(sqlstate::CANT_CHANGE_RUNTIME_PARAM, e))?,
         Control::Shutdown(mode) => ctx.request_shutdown(*mode),
+        Control::Takeover => {
+            tracing::info!(
+                "TAKEOVER: a new process takes the listening sockets over; exiting once the last client has left"
+            );
+            ctx.hand_over();
+        }
         Control::Switchover { database, to } => {
             // Boxed: a rare command's state would size every console login.
             let done = Box::pin(pools.switchover(&cfg, database, to))

@@ -24,6 +24,10 @@ pub enum Control {
     KillClient(String),
     /// SHUTDOWN, with WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS
     Shutdown(ShutdownMode),
+    /// TAKEOVER (pgsluice): a new process started with `-R` takes the
+    /// listening sockets over; this one stops accepting at once and exits
+    /// when its last client has left.
+    Takeover,
     /// WAIT_CLOSE [db]
     WaitClose(Option<String>),
     /// RELOAD
@@ -75,6 +79,7 @@ impl Control {
             Control::Kill(_) => "KILL",
             Control::KillClient(_) => "KILL_CLIENT",
             Control::Shutdown(_) => "SHUTDOWN",
+            Control::Takeover => "TAKEOVER",
             Control::WaitClose(_) => "WAIT_CLOSE",
             Control::Reload => "RELOAD",
             Control::Switchover { .. } => "SWITCHOVER",
@@ -144,6 +149,7 @@ pub fn parse(query: &str) -> Result<Command, SyntaxError> {
             Some(_) => return Err(bad()),
         }),
         "wait_close" => Control::WaitClose(arg),
+        "takeover" => none(&arg).map(|()| Control::Takeover)?,
         "reload" => none(&arg).map(|()| Control::Reload)?,
         _ => return Err(bad()),
     };

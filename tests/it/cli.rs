@@ -357,10 +357,10 @@ async fn daemon_mode_runs_in_the_background() {
     .await
 }
 
-/// `-u USER` as the user the process already is works; `-R` starts the
-/// pooler as a new process with a warning (no online restart).
+/// `-u USER` as the user the process already is works; an unknown user
+/// is refused.
 #[tokio::test]
-async fn user_and_reboot_flags_are_taken() {
+async fn user_flag_is_taken() {
     bounded(async {
         let pg = PgCluster::shared();
         let db = unique("cli_flags_db");
@@ -373,10 +373,10 @@ async fn user_and_reboot_flags_are_taken() {
             .write();
         let me = nix_user_name();
         let mut child = tokio::process::Command::new(bin())
-            .args(["-R", "-u", &me])
+            .args(["-u", &me])
             .arg(&ini)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -391,15 +391,9 @@ async fn user_and_reboot_flags_are_taken() {
             Some(c)
         })
         .await
-        .expect("pgsluice -R -u did not serve");
+        .expect("pgsluice -u did not serve");
         assert_eq!(value(&client, "SELECT 1").await, "1");
         child.kill().await.unwrap();
-        let out = child.wait_with_output().await.unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            text.contains("online restart (-R) is not supported"),
-            "{text}"
-        );
 
         let out = run(&["-u", "no_such_os_user_xyz", &ini.display().to_string()]);
         assert!(!out.status.success());
@@ -408,6 +402,73 @@ async fn user_and_reboot_flags_are_taken() {
             "{}",
             all_text(&out)
         );
+    })
+    .await
+}
+
+/// `-R`: a second process with the same configuration takes the listening
+/// sockets over (TAKEOVER on the first one's admin console); the first
+/// keeps serving the client it has, in the middle of its transaction, and
+/// exits once that client has left; new clients reach the second.
+#[tokio::test]
+async fn online_restart_hands_the_listeners_over() {
+    bounded(async {
+        let pg = PgCluster::shared();
+        let db = unique("cli_reboot_db");
+        pg.create_db(&db).await;
+        let port = free_port();
+        let (_dir, ini) = PoolerBuilder::new()
+            .set("listen_port", &port.to_string())
+            .pg_database(pg, &db, "pool_size=2")
+            .write();
+        let (mut old, cfg, client) = start_binary(&ini, &[], port, &db).await;
+        client.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(value(&client, "SELECT 1").await, "1");
+
+        let mut new = tokio::process::Command::new(bin())
+            .arg("-R")
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // The old one lets go of its listeners (the new one binds them only
+        // then): new clients reach the new one.
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            new.stderr.take().unwrap(),
+        ));
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("pgsluice started")) {
+            let line = lines.next_line().await.unwrap();
+            seen.push(line.unwrap_or_else(|| panic!("the new process ended: {seen:?}")));
+        }
+        assert!(
+            seen.iter()
+                .any(|l| l.contains("online restart: the running pooler closed")),
+            "{seen:?}"
+        );
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (served, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        assert_eq!(value(&served, "SELECT 3").await, "3");
+        assert!(new.try_wait().unwrap().is_none(), "the new process exited");
+
+        // The old one still serves its client, transaction included.
+        assert_eq!(value(&client, "SELECT 2").await, "2");
+        client.batch_execute("COMMIT").await.unwrap();
+        assert!(
+            old.try_wait().unwrap().is_none(),
+            "the old process left a client"
+        );
+        drop(client);
+        let status = tokio::time::timeout(Duration::from_secs(30), old.wait())
+            .await
+            .expect("the old process did not exit once its client left")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        assert_eq!(value(&served, "SELECT 4").await, "4");
+        new.kill().await.unwrap();
     })
     .await
 }
