@@ -146,43 +146,33 @@ fn flush(socket: &Socket, conn: &mut Connection, cx: &mut Context<'_>) -> Poll<i
 /// read buffer (a whole 16 kB buffer zeroed per read was a third of the
 /// instructions of a TLS transaction).
 fn take_plaintext(conn: &mut Connection, out: &mut ReadBuf<'_>) -> io::Result<Option<usize>> {
-    let mut reader = conn.reader();
-    let mut total = 0;
-    loop {
-        let n = match io::BufRead::fill_buf(&mut reader) {
-            Ok([]) => return Ok(Some(total)),
-            Ok(chunk) => {
-                let n = chunk.len().min(out.remaining());
-                out.put_slice(&chunk[..n]);
-                n
-            }
-            Err(e) => {
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok((total > 0).then_some(total)),
-                    io::ErrorKind::UnexpectedEof => Ok(Some(total)),
-                    _ => Err(e),
-                };
-            }
-        };
-        io::BufRead::consume(&mut reader, n);
-        total += n;
-        if out.remaining() == 0 {
-            return Ok(Some(total));
-        }
-    }
+    drain(conn, |chunk| {
+        let n = chunk.len().min(out.remaining());
+        out.put_slice(&chunk[..n]);
+        (n, out.remaining() > 0)
+    })
 }
 
 /// [`take_plaintext`] appending to `buf` (all rustls holds).
 fn take_into(conn: &mut Connection, buf: &mut bytes::BytesMut) -> io::Result<Option<usize>> {
+    drain(conn, |chunk| {
+        buf.extend_from_slice(chunk);
+        (chunk.len(), true)
+    })
+}
+
+/// Hand rustls's decrypted chunks to `put`, which says how many bytes it
+/// took and whether it takes more; the result as [`take_plaintext`]'s.
+fn drain(
+    conn: &mut Connection,
+    mut put: impl FnMut(&[u8]) -> (usize, bool),
+) -> io::Result<Option<usize>> {
     let mut reader = conn.reader();
     let mut total = 0;
     loop {
-        let n = match io::BufRead::fill_buf(&mut reader) {
+        let (n, more) = match io::BufRead::fill_buf(&mut reader) {
             Ok([]) => return Ok(Some(total)),
-            Ok(chunk) => {
-                buf.extend_from_slice(chunk);
-                chunk.len()
-            }
+            Ok(chunk) => put(chunk),
             Err(e) => {
                 return match e.kind() {
                     io::ErrorKind::WouldBlock => Ok((total > 0).then_some(total)),
@@ -193,6 +183,9 @@ fn take_into(conn: &mut Connection, buf: &mut bytes::BytesMut) -> io::Result<Opt
         };
         io::BufRead::consume(&mut reader, n);
         total += n;
+        if !more {
+            return Ok(Some(total));
+        }
     }
 }
 

@@ -36,6 +36,19 @@ fn tls_connector() -> MakeRustlsConnect {
     MakeRustlsConnect::new(config)
 }
 
+/// TLS required, to the pooler at `localhost` (its certificate's name).
+fn client_config(port: u16, db: &str, role: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("localhost")
+        .port(port)
+        .dbname(db)
+        .user(role)
+        .password("pw-Tls1")
+        .ssl_mode(SslMode::Require);
+    config
+}
+
 #[tokio::test]
 async fn tokio_postgres_over_tls_with_channel_binding_and_prepared_statements() {
     bounded_for(Duration::from_secs(120), async {
@@ -60,15 +73,8 @@ async fn tokio_postgres_over_tls_with_channel_binding_and_prepared_statements() 
 
         let mut tasks = Vec::new();
         for client in 0..CLIENTS as i32 {
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host("localhost")
-                .port(p.addr().port())
-                .dbname(&db)
-                .user(&role)
-                .password("pw-Tls1")
-                .ssl_mode(SslMode::Require)
-                .channel_binding(ChannelBinding::Require);
+            let mut config = client_config(p.addr().port(), &db, &role);
+            config.channel_binding(ChannelBinding::Require);
             let (c, conn) = config.connect(tls_connector()).await.unwrap();
             tokio::spawn(conn);
             tasks.push(tokio::spawn(async move {
@@ -109,14 +115,7 @@ async fn tokio_postgres_over_tls_with_channel_binding_and_prepared_statements() 
         }
 
         // Without the CA the certificate is refused by the client.
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("localhost")
-            .port(p.addr().port())
-            .dbname(&db)
-            .user(&role)
-            .password("pw-Tls1")
-            .ssl_mode(SslMode::Require);
+        let config = client_config(p.addr().port(), &db, &role);
         let empty = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
