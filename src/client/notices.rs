@@ -17,11 +17,18 @@ use crate::protocol::backend::{Severity, error_response};
 const LISTEN_CODE: crate::protocol::SqlState = crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED;
 
 /// Whether `buf` starts with a simple Query whose statement is LISTEN.
+/// Checked before every request: the usual case (not a Query, or one that
+/// starts with another letter) is decided inline.
+#[inline(always)]
 pub(super) fn starts_with_listen(buf: &[u8]) -> bool {
-    if buf.first() != Some(&b'Q') || buf.len() < 5 + 6 {
-        return false;
-    }
-    let sql = &buf[5..];
+    buf.len() >= 5 + 7
+        && buf[0] == b'Q'
+        && (matches!(buf[5], b'l' | b'L' | b'(') || buf[5].is_ascii_whitespace())
+        && query_is_listen(&buf[5..])
+}
+
+#[inline(never)]
+fn query_is_listen(sql: &[u8]) -> bool {
     let start = sql
         .iter()
         .position(|b| !b.is_ascii_whitespace() && *b != b'(')

@@ -259,7 +259,8 @@ impl Pool {
 
     /// One short critical section: no await inside.
     fn try_take(&self, first_wait: Option<Instant>) -> Result<Next, CheckoutError> {
-        let mut broken = Vec::new();
+        // Rare: an Option, so that the usual path has no vector to drop.
+        let mut broken: Option<Vec<Box<ServerConn>>> = None;
         let mut starved_on = None;
         let next = {
             let mut st = self.state.lock();
@@ -276,7 +277,7 @@ impl Pool {
                 match popped {
                     Some(s) if s.is_broken() => {
                         st.total -= 1;
-                        broken.push(s);
+                        broken.get_or_insert_with(Vec::new).push(s);
                     }
                     Some(s) => break Ok(Next::Ready(s)),
                     None if st.total < self.settings().size => {
@@ -299,7 +300,7 @@ impl Pool {
                 }
             }
         };
-        if !broken.is_empty() {
+        if let Some(broken) = broken {
             self.drop_broken(broken);
         }
         if let Some(limit) = starved_on {

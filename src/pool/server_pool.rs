@@ -360,8 +360,9 @@ impl Pool {
         }
         {
             let mut st = self.state.lock();
-            let here = crate::runtime::shard::current();
-            while let Some(w) = next_waiter(&mut st.waiters, here) {
+            while !st.waiters.is_empty()
+                && let Some(w) = next_waiter(&mut st.waiters, crate::runtime::shard::current())
+            {
                 match w.tx.send(Grant::Server(server)) {
                     Ok(()) => return,
                     Err(Grant::Server(back)) => server = back,

@@ -41,6 +41,7 @@ pub(crate) trait Choose: Send + Sync {
 
     /// The pool (an index into `pools`, which are in endpoint order) for
     /// the next transaction.
+    #[inline]
     fn pick(&self, pools: &[Arc<Pool>]) -> usize {
         let _ = pools;
         0

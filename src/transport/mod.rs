@@ -18,6 +18,7 @@ mod peer;
 mod read_ahead;
 mod socket;
 mod stream;
+mod sys;
 mod tls;
 
 pub use connect::{connect, connect_tls};

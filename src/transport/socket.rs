@@ -102,26 +102,9 @@ impl Socket {
     /// `poll_read` does, so the next wait goes to epoll instead of a read
     /// that would find nothing (one `recvfrom` less per TLS request).
     pub(crate) fn try_read_drain(&self, buf: &mut [u8]) -> io::Result<usize> {
-        macro_rules! drain {
-            ($s:expr) => {{
-                let (len, mut got) = (buf.len(), 0);
-                let r = $s.try_io(tokio::io::Interest::READABLE, || {
-                    got = $s.try_read(buf)?;
-                    if got > 0 && got < len {
-                        // Not an error: tells tokio to clear the readiness.
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    Ok(got)
-                });
-                match r {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
-                    r => r,
-                }
-            }};
-        }
         match self {
-            Socket::Tcp(s) => drain!(s),
-            Socket::Unix(s) => drain!(s),
+            Socket::Tcp(s) => super::sys::try_recv_drain(s, buf),
+            Socket::Unix(s) => super::sys::try_recv_drain(s, buf),
             Socket::Off(_) | Socket::Moving => Err(moving()),
         }
     }
@@ -138,21 +121,19 @@ impl Socket {
     /// Write what the socket takes now, without waiting.
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.try_write(data),
-            Socket::Unix(s) => s.try_write(data),
+            Socket::Tcp(s) => super::sys::try_send(s, data),
+            Socket::Unix(s) => super::sys::try_send(s, data),
             Socket::Off(_) | Socket::Moving => Err(moving()),
         }
     }
 
     /// Whether the peer closed or sent something (a byte found is consumed).
     pub(crate) fn has_pending_input(&self) -> bool {
-        let mut probe = [0u8; 1];
-        let read = match self {
-            Socket::Tcp(s) => s.try_read(&mut probe),
-            Socket::Unix(s) => s.try_read(&mut probe),
-            Socket::Off(_) | Socket::Moving => return true,
-        };
-        !matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        match self {
+            Socket::Tcp(s) => super::sys::has_input(s),
+            Socket::Unix(s) => super::sys::has_input(s),
+            Socket::Off(_) | Socket::Moving => true,
+        }
     }
 
     /// Take the socket off its reactor. An error (the reactor refused to
@@ -265,8 +246,8 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tcp(s) => super::sys::poll_recv::<TcpStream>(s, cx, buf),
+            Socket::Unix(s) => super::sys::poll_recv::<UnixStream>(s, cx, buf),
             Socket::Off(_) | Socket::Moving => Poll::Ready(Err(moving())),
         }
     }
@@ -279,15 +260,15 @@ impl AsyncRead for SocketRead<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SocketRead::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            SocketRead::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            SocketRead::Tcp(s) => super::sys::poll_recv::<TcpStream>(half(s), cx, buf),
+            SocketRead::Unix(s) => super::sys::poll_recv::<UnixStream>(half(s), cx, buf),
             SocketRead::None => Poll::Ready(Err(moving())),
         }
     }
 }
 
 macro_rules! delegate_write {
-    ($t:ty, $none:pat) => {
+    ($t:ty, $none:pat, $get:ident) => {
         impl AsyncWrite for $t {
             fn poll_write(
                 self: Pin<&mut Self>,
@@ -295,8 +276,8 @@ macro_rules! delegate_write {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
-                    Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-                    Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+                    Self::Tcp(s) => super::sys::poll_send::<TcpStream>($get(s), cx, buf),
+                    Self::Unix(s) => super::sys::poll_send::<UnixStream>($get(s), cx, buf),
                     $none => Poll::Ready(Err(moving())),
                 }
             }
@@ -318,5 +299,15 @@ macro_rules! delegate_write {
     };
 }
 
-delegate_write!(Socket, Socket::Off(_) | Socket::Moving);
-delegate_write!(SocketWrite<'_>, SocketWrite::None);
+/// The socket itself (for `delegate_write!`).
+fn whole<T>(s: &mut T) -> &T {
+    s
+}
+
+/// The socket a borrowed half belongs to (for `delegate_write!`).
+fn half<T, H: AsRef<T>>(h: &mut H) -> &T {
+    H::as_ref(h)
+}
+
+delegate_write!(Socket, Socket::Off(_) | Socket::Moving, whole);
+delegate_write!(SocketWrite<'_>, SocketWrite::None, half);
