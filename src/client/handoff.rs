@@ -155,26 +155,49 @@ pub(super) fn server_failed(pool: &Pool, server: Box<ServerConn>, e: ServerError
 
 /// Give a server back after a transaction (running the reset query first
 /// when server_reset_query_always or `session_end` in session mode).
-pub(super) async fn release(pool: &Pool, mut server: Box<ServerConn>, session_end: bool) {
+///
+/// Not an `async fn`: the usual case (no reset query) gives the server
+/// back at once, with no future to build, poll and drop per transaction
+/// (callgrind: ~50 instructions); the reset runs in a boxed future.
+pub(super) fn release<'a>(
+    pool: &'a Pool,
+    server: Box<ServerConn>,
+    session_end: bool,
+) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
     let reset = if session_end || pool.reset_always() {
         let s = pool.settings();
         (!s.reset_query.is_empty()).then(|| s.reset_query.clone())
     } else {
         None
     };
-    if let Some(reset) = reset {
-        match Box::pin(server.run_quiet(&reset)).await {
-            Ok(b'I') => {}
-            _ => return pool.discard(server),
+    match reset {
+        None => {
+            pool.checkin(server);
+            None
         }
+        Some(reset) => Some(Box::pin(reset_then_checkin(pool, server, reset))),
     }
-    pool.checkin(server);
+}
+
+/// Run the reset query, then give the server back (or close it).
+async fn reset_then_checkin(pool: &Pool, mut server: Box<ServerConn>, reset: String) {
+    match server.run_quiet(&reset).await {
+        Ok(b'I') => pool.checkin(server),
+        _ => pool.discard(server),
+    }
+}
+
+/// `release`, waiting for the reset query when there is one.
+pub(super) async fn release_wait(pool: &Pool, server: Box<ServerConn>, session_end: bool) {
+    if let Some(reset) = release(pool, server, session_end) {
+        reset.await;
+    }
 }
 
 /// The client is gone: reuse its server only if it is clean.
 pub(super) async fn finish(pool: &Pool, server: Box<ServerConn>, clean: bool, session_mode: bool) {
     if clean {
-        release(pool, server, session_mode).await;
+        release_wait(pool, server, session_mode).await;
     } else {
         debug!(
             server = server.id,

@@ -11,8 +11,8 @@ use tracing::{debug, warn};
 use super::{Client, Step};
 use crate::client::SessionEnd;
 use crate::client::handoff::{
-    checkout_error, finish, in_sync, link_failed, poll_mark, release, server_failed, sync_params,
-    waited,
+    checkout_error, finish, in_sync, link_failed, poll_mark, release, release_wait, server_failed,
+    sync_params, waited,
 };
 use crate::client::relay::{Outcome, Owed, Rules, relay};
 use crate::client::timeouts::{self, Clock, Limits};
@@ -138,11 +138,13 @@ impl Client {
                     }
                     state.ended(None);
                 }
-                release(&pool, server, false).await;
+                if let Some(reset) = release(&pool, server, false) {
+                    reset.await;
+                }
                 Ok(Step::Idle)
             }
             Outcome::ReadOnlyRefused => {
-                release(&pool, server, false).await;
+                release_wait(&pool, server, false).await;
                 self.retry_on_primary();
                 Ok(Step::Idle)
             }
@@ -231,7 +233,7 @@ impl Client {
     ) -> Result<Step, SessionEnd> {
         let lsn = match server.wal_insert_lsn().await {
             Ok(lsn) => {
-                release(&pool, server, false).await;
+                release_wait(&pool, server, false).await;
                 Some(lsn)
             }
             Err(e) => {
