@@ -16,6 +16,8 @@ mod refusal;
 mod relay;
 mod replication;
 mod scan;
+#[cfg(test)]
+mod scan_props;
 mod session;
 mod startup;
 mod timeouts;
