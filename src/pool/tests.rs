@@ -186,15 +186,17 @@ async fn a_checkout_prefers_a_recent_idle_server_on_its_own_shard() {
     assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 1);
     // None here: the most recent.
     assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 4);
-    // Only the last few are looked through.
+    // However far back it is.
     let mut idle = std::collections::VecDeque::new();
-    for (id, home) in [(1, 0), (2, 7), (3, 7), (4, 7), (5, 7)] {
+    for (id, home) in [(1, 0), (2, 7), (3, 7), (4, 7), (5, 7), (6, 7), (7, 7)] {
         let mut s = fake_server(&pool).await;
         s.id = id;
         s.home = home;
         idle.push_back(s);
     }
-    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 5);
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 1);
+    // None here: the most recent.
+    assert_eq!(super::checkout::pop_lifo(&mut idle).unwrap().id, 7);
     for s in idle {
         pool.discard(s);
     }
