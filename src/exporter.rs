@@ -1,7 +1,8 @@
 //! The Prometheus endpoint (`metrics_listen_addr`, a pgsluice extension):
 //! `GET /metrics` answers the text format with figures computed at scrape
 //! time (`collect.rs`); nothing on the relay's hot path records anything
-//! for it.
+//! for it. The same listener answers the health probes `/healthz` and
+//! `/readyz` (`health.rs`).
 //!
 //! Why a tiny HTTP/1 responder here instead of metrics-exporter-prometheus'
 //! listener: that listener (its `http-listener` feature) brings hyper,
@@ -13,6 +14,7 @@
 //! within 10 s), answers and closes.
 
 mod collect;
+mod health;
 mod hosts;
 pub(crate) mod text;
 
@@ -58,9 +60,12 @@ async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
         Ok(r) => r?,
         Err(_) => return Ok(()),
     };
-    let (status, body) = respond(&head, ctx);
+    let (status, body) = match request_line(&head) {
+        ("GET" | "HEAD", "/readyz") => health::readyz(ctx).await,
+        _ => respond(&head, ctx),
+    };
     let (method, _) = request_line(&head);
-    let content_type = if status == 200 {
+    let content_type = if status == 200 && request_line(&head).1 == "/metrics" {
         text::CONTENT_TYPE
     } else {
         "text/plain; charset=utf-8"
@@ -69,6 +74,7 @@ async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
         200 => "OK",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        503 => "Service Unavailable",
         _ => "Bad Request",
     };
     let mut out = format!(
@@ -110,7 +116,11 @@ fn request_line(head: &str) -> (&str, &str) {
 fn respond(head: &str, ctx: &Context) -> (u16, String) {
     match request_line(head) {
         ("GET" | "HEAD", "/metrics") => (200, render(ctx)),
-        ("GET" | "HEAD", _) => (404, "not found; metrics are at /metrics\n".into()),
+        ("GET" | "HEAD", "/healthz") => health::healthz(),
+        ("GET" | "HEAD", _) => (
+            404,
+            "not found; metrics are at /metrics, health at /healthz and /readyz\n".into(),
+        ),
         ("", _) => (400, "bad request\n".into()),
         _ => (405, "only GET and HEAD\n".into()),
     }

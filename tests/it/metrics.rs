@@ -298,3 +298,61 @@ async fn latency_histograms_count_every_transaction() {
     })
     .await
 }
+
+/// The health probes on the metrics listener: /healthz answers while the
+/// process runs; /readyz is ready when every database has a host that
+/// answers, and not ready (503, with the reason) under a global PAUSE or
+/// when a database's only host is down.
+#[tokio::test]
+async fn health_and_readiness_probes() {
+    bounded_for(Duration::from_secs(120), async {
+        let [db] = fresh_dbs(["metrics_health"]).await;
+        let dead_port = support::pg::free_port();
+        let p = PoolerBuilder::new()
+            .trust(ADMIN)
+            .set("admin_users", ADMIN)
+            .set("metrics_listen_addr", "127.0.0.1:0")
+            .pg_database(PgCluster::shared(), &db, "pool_size=1")
+            .start()
+            .await;
+        let (head, body) = get(&p, "/healthz").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, "ok\n");
+        let (head, body) = get(&p, "/readyz").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+        assert!(body.starts_with("ready\n"), "{body}");
+        assert!(body.contains(&format!("{db}: reachable (")), "{body}");
+
+        // A global PAUSE: not ready until RESUME.
+        let admin = p.connect("pgbouncer", ADMIN, "").await;
+        admin.simple_query("PAUSE").await.unwrap();
+        let (head, body) = get(&p, "/readyz").await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}\n{body}");
+        assert!(body.contains("paused"), "{body}");
+        assert!(get(&p, "/healthz").await.0.starts_with("HTTP/1.1 200"));
+        admin.simple_query("RESUME").await.unwrap();
+        assert!(get(&p, "/readyz").await.0.starts_with("HTTP/1.1 200"));
+
+        // A database whose only host is down: not ready, and it says which.
+        let dead = PoolerBuilder::new()
+            .set("metrics_listen_addr", "127.0.0.1:0")
+            .pg_database(PgCluster::shared(), &db, "pool_size=1")
+            .database(
+                "gone",
+                &format!("host=127.0.0.1 port={dead_port} dbname=postgres"),
+            )
+            .start()
+            .await;
+        let (head, body) = get(&dead, "/readyz").await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}\n{body}");
+        assert!(
+            body.contains(&format!("gone: unreachable: 127.0.0.1:{dead_port}")),
+            "{body}"
+        );
+        assert!(body.contains(&format!("{db}: reachable")), "{body}");
+        // Any other path: 404.
+        let (head, _) = get(&dead, "/nowhere").await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    })
+    .await
+}
