@@ -5,15 +5,16 @@
 //! `recv`/`send`, which are thread cancellation points: each call enables
 //! and disables asynchronous cancellation around the system call and sets
 //! errno. Four of the six system calls of a simple transaction are these
-//! reads and writes. Measured with callgrind (`benches/cost.sh`, see
-//! docs/ARCHITECTURE.md "Hand-written parts"), going straight to the kernel
-//! saves about 60 instructions per call.
+//! reads and writes. Measured with callgrind (`PGO=0 benches/cost.sh`, see
+//! docs/ARCHITECTURE.md "Choices and why"), going straight to the kernel
+//! saves about 26 instructions per call (5,753 -> 5,649 per transaction).
 //!
-//! The readiness protocol is tokio's: wait for readiness (which also
-//! consumes the task's cooperative budget), try the call inside `try_io`
-//! (a WouldBlock clears the readiness), and clear it as well after a short
-//! read or write, as tokio does: the socket is drained (or full), so the
-//! next call waits for epoll instead of failing with EAGAIN.
+//! The readiness protocol is tokio's: the task's cooperative budget is
+//! consumed, the call runs inside `try_io` (at once when the reactor has
+//! seen the socket ready; a WouldBlock clears the readiness and waits for
+//! it), and the readiness is cleared as well after a short read or write,
+//! as tokio does: the socket is drained (or full), so the next call waits
+//! for epoll instead of failing with EAGAIN.
 
 use std::io;
 use std::os::fd::AsFd;
