@@ -70,24 +70,10 @@ fn poll_io(
 ) -> Poll<io::Result<usize>> {
     let coop = ready!(tokio::task::coop::poll_proceed(cx));
     loop {
-        let mut done = 0;
-        let r = s.try_io(interest, || {
-            done = call()?;
-            if done > 0 && done < len {
-                // Not an error: tells tokio to clear the readiness.
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(done)
-        });
-        match r {
+        match try_call(s, interest, len, &mut call) {
             Ok(n) => {
                 coop.made_progress();
                 return Poll::Ready(Ok(n));
-            }
-            // Only the short call's WouldBlock comes after a success.
-            Err(_) if done > 0 => {
-                coop.made_progress();
-                return Poll::Ready(Ok(done));
             }
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
@@ -97,6 +83,33 @@ fn poll_io(
             }
             Err(e) => return Poll::Ready(Err(e)),
         }
+    }
+}
+
+/// One read or write of at most `len` bytes, if the reactor has seen the
+/// socket ready for `interest`. A short one (fewer than `len` bytes) has
+/// drained or filled the socket: its readiness is cleared, as tokio's own
+/// I/O does, so the next call waits for epoll instead of failing with
+/// EAGAIN.
+#[inline(always)]
+fn try_call(
+    s: &impl Evented,
+    interest: Interest,
+    len: usize,
+    call: &mut impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut done = 0;
+    match s.try_io(interest, || {
+        done = call()?;
+        if done > 0 && done < len {
+            // Not an error: tells tokio to clear the readiness.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(done)
+    }) {
+        // Only the short call's WouldBlock comes after a success.
+        Err(_) if done > 0 => Ok(done),
+        r => r,
     }
 }
 
@@ -122,20 +135,12 @@ pub(super) fn has_input<S: Evented>(s: &S) -> bool {
 
 /// Read what is there into `buf` without waiting (TLS reads whole records
 /// into its own buffer). A read that does not fill `buf` has drained the
-/// socket, so its readiness is cleared, as in [`poll_recv`].
+/// socket, so its readiness is cleared (see [`try_call`]).
 pub(super) fn try_recv_drain<S: Evented>(s: &S, buf: &mut [u8]) -> io::Result<usize> {
-    let (len, mut got) = (buf.len(), 0);
-    let r = s.try_io(Interest::READABLE, || {
-        got = rustix::net::recv(s, &mut *buf, RecvFlags::empty())?.0;
-        if got > 0 && got < len {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(got)
-    });
-    match r {
-        Err(_) if got > 0 => Ok(got),
-        r => r,
-    }
+    let len = buf.len();
+    try_call(s, Interest::READABLE, len, &mut || {
+        Ok(rustix::net::recv(s, &mut *buf, RecvFlags::empty())?.0)
+    })
 }
 
 /// Write what the socket takes now, without waiting.
