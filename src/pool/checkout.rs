@@ -96,21 +96,8 @@ impl Pool {
     pub(crate) async fn checkout(&self) -> Result<Box<ServerConn>, CheckoutError> {
         let mut first_wait = None;
         loop {
-            let next = match self.try_take(first_wait) {
-                Ok(next) => next,
-                // A client that waits already (in the queue, or trying
-                // again) waits on while the server cannot be reached, as
-                // PgBouncer's waiting clients do; a new one fails fast.
-                Err(e) => match first_wait {
-                    Some(since) if self.unreachable_lately() => {
-                        if Box::pin(self.retry_later(since)).await? {
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                    _ => return Err(e),
-                },
-            };
+            // Err: a server refused a login lately (server_login_retry).
+            let next = self.try_take(first_wait)?;
             let slot = match next {
                 // Checked without a future of its own: the usual idle
                 // server needs no query (callgrind: ~40 instructions per
@@ -139,14 +126,8 @@ impl Pool {
                             let failure = self.state.lock().login_failure.clone();
                             if let Some(e) = self.recent_login_failure(&failure) {
                                 // Dropping the slot hands it to the next
-                                // waiter, who fails fast the same way, or
-                                // (the server could not be reached) waits
-                                // on, as this one does.
+                                // waiter, who fails fast the same way.
                                 drop(slot);
-                                let unreachable = failure.is_some_and(|f| f.unreachable);
-                                if unreachable && Box::pin(self.retry_later(since)).await? {
-                                    continue;
-                                }
                                 return Err(e);
                             }
                             slot
@@ -160,10 +141,10 @@ impl Pool {
             match Box::pin(self.open(slot)).await {
                 Err(CheckoutError::Server(e)) if e.cannot_connect_now() || e.unreachable() => {
                     // PostgreSQL could not be reached, or is starting up or
-                    // shutting down (a restart): as PgBouncer, the client
-                    // is not failed for it but tries again after
-                    // server_login_retry, within query_wait_timeout (then
-                    // it gets this error).
+                    // shutting down (a restart): the client is not failed
+                    // for it but tries again when the pool's backoff says
+                    // (`LoginFailure`), within query_wait_timeout (then it
+                    // gets this error).
                     let since = *first_wait.get_or_insert_with(Instant::now);
                     if !Box::pin(self.retry_later(since)).await? {
                         return Err(CheckoutError::Server(e));
@@ -174,27 +155,21 @@ impl Pool {
         }
     }
 
-    /// Whether the pool's recent login failure is a server that could not
-    /// be reached.
-    #[cold]
-    fn unreachable_lately(&self) -> bool {
-        let st = self.state.lock();
-        st.login_failure.as_ref().is_some_and(|f| f.unreachable)
-    }
-
     /// After a server that could not be reached or refused logins for now:
-    /// wait server_login_retry (250 ms when it is 0) and say to try again,
-    /// unless that would end past the wait's limit counted from `since`
-    /// (query_wait_timeout: false, the caller fails with its error; a
-    /// shorter query_timeout: that error, as PgBouncer's janitor gives it).
+    /// wait until the pool's next retry (`LoginFailure::retry_at`, at least
+    /// 1 ms) and say to try again, unless that would end past the wait's
+    /// limit counted from `since` (query_wait_timeout: false, the caller
+    /// fails with its error; a shorter query_timeout: that error, as
+    /// PgBouncer's janitor gives it).
     #[cold]
     async fn retry_later(&self, since: Instant) -> Result<bool, CheckoutError> {
         let s = self.settings();
-        let pause = if s.login_retry.is_zero() {
-            Duration::from_millis(250)
-        } else {
-            s.login_retry
-        };
+        let retry_at = self.state.lock().login_failure.as_ref().map(|f| f.retry_at);
+        let pause = retry_at
+            .map_or(super::server_pool::retry_cap(s.login_retry), |at| {
+                at.saturating_duration_since(Instant::now())
+            })
+            .max(Duration::from_millis(1));
         let (limit, query_timeout) = super::server_pool::wait_limit(&s);
         drop(s);
         if !limit.is_zero() && since.elapsed() + pause > limit {
@@ -251,10 +226,25 @@ impl Pool {
                 } else if query_timeout {
                     Err(CheckoutError::QueryTimeout(limit))
                 } else {
-                    Err(CheckoutError::WaitTimeout(limit))
+                    Err(self
+                        .unreachable_error()
+                        .unwrap_or(CheckoutError::WaitTimeout(limit)))
                 }
             }
         }
+    }
+
+    /// A wait that ended while the server could not be reached ends with
+    /// the reason, as the connection that tried last got it.
+    #[cold]
+    fn unreachable_error(&self) -> Option<CheckoutError> {
+        let st = self.state.lock();
+        let f = st.login_failure.as_ref().filter(|f| f.transient)?;
+        Some(CheckoutError::Server(ServerError::Rejected {
+            severity: "FATAL".into(),
+            code: f.code,
+            message: f.message.clone(),
+        }))
     }
 
     /// The wait with a reserve pool (boxed by the caller: its timer would
@@ -300,6 +290,12 @@ impl Pool {
                     None if st.total < self.settings().size => {
                         if let Some(e) = self.recent_login_failure(&st.login_failure) {
                             break Err(e);
+                        }
+                        // A server that could not be reached: wait in the
+                        // queue unless it is time to try again.
+                        let cap = super::server_pool::retry_cap(self.settings().login_retry);
+                        if !st.may_open(Instant::now(), cap) {
+                            break Ok(enqueue(&mut st.waiters, first_wait));
                         }
                         match self.acquire_limits() {
                             Ok(()) => {
@@ -375,7 +371,10 @@ impl Pool {
         }
         let s = self.settings();
         let cap = s.size + s.reserve_size;
-        if st.total >= cap || self.recent_login_failure(&st.login_failure).is_some() {
+        if st.total >= cap
+            || self.recent_login_failure(&st.login_failure).is_some()
+            || !st.may_open(Instant::now(), super::server_pool::retry_cap(s.login_retry))
+        {
             return None;
         }
         if self.acquire_limits().is_err() {
@@ -397,8 +396,9 @@ impl Pool {
     #[cold]
     #[inline(never)]
     fn login_failure_error(&self, f: &LoginFailure) -> Option<CheckoutError> {
-        // Reported as the failure itself, marked as not retried.
-        (f.at.elapsed() < self.settings().login_retry).then(|| {
+        // Reported as the failure itself, marked as not retried. A server
+        // that could not be reached fails no client here (they wait).
+        (!f.transient && f.at.elapsed() < self.settings().login_retry).then(|| {
             CheckoutError::Server(ServerError::Rejected {
                 severity: "FATAL".into(),
                 code: f.code,
@@ -481,6 +481,7 @@ impl Pool {
         dedicated: bool,
     ) -> Result<Box<ServerConn>, CheckoutError> {
         let creds = self.credentials();
+        let started = Instant::now();
         let result = async {
             let (mut conn, reported) = self.connect_hosts(&s, &creds).await?;
             if let Some(q) = s.connect_query.as_ref().filter(|_| !dedicated) {
@@ -497,10 +498,14 @@ impl Pool {
                 conn.generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
                 let me: std::sync::Weak<dyn crate::server::SlotOwner> = self.me.clone();
                 conn.owner = Some(me);
-                if !dedicated {
-                    st.login_failure = None;
-                }
+                let recovered = !dedicated && st.login_failure.take().is_some_and(|f| f.transient);
                 drop(st);
+                if recovered {
+                    // The server is back: every waiting client gets a slot
+                    // now (up to the pool's size), not at its next retry.
+                    info!(pool = %self.key(), "server login succeeded again: serving the waiting clients");
+                    while self.on_room() {}
+                }
                 self.events.opened();
                 if conn.tls.is_some() {
                     *self.server_tls.lock() = conn.tls.clone();
@@ -529,13 +534,26 @@ impl Pool {
                     self.free_slot();
                     return Err(e.into());
                 }
-                if !s.login_retry.is_zero() && !e.cannot_connect_now() {
+                let transient = e.unreachable() || e.cannot_connect_now();
+                if transient || !s.login_retry.is_zero() {
                     let (code, message) = e.client_error();
+                    let now = Instant::now();
+                    // Connections that were trying together when the
+                    // server went away count as one failure of the backoff.
+                    let failures = match &st.login_failure {
+                        Some(f) if f.transient && transient => {
+                            f.failures + u32::from(started >= f.at)
+                        }
+                        _ => 1,
+                    };
+                    let cap = super::server_pool::retry_cap(s.login_retry);
                     st.login_failure = Some(LoginFailure {
-                        at: std::time::Instant::now(),
+                        at: now,
                         code,
                         message,
-                        unreachable: e.unreachable(),
+                        transient,
+                        failures,
+                        retry_at: now + super::server_pool::retry_backoff(failures, cap),
                     });
                 }
                 drop(st);

@@ -322,7 +322,9 @@ impl Pool {
             match idle {
                 // Handed on, not used: lifetime 0 does not close it.
                 Some(s) => self.checkin_unused(s),
-                None => self.on_room(),
+                None => {
+                    self.on_room();
+                }
             }
             if self.counts().waiting >= before {
                 return;

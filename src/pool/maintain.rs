@@ -117,6 +117,8 @@ impl Pool {
         }
         if starved {
             // A wake-up lost to a race (see `acquire_limits`) is made up here.
+            // Also the retry of a server that could not be reached, when
+            // its backoff is up and no client is trying it already.
             self.on_room();
         }
         for _ in 0..spare {

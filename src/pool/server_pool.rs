@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 use parking_lot::Mutex;
@@ -97,10 +97,59 @@ pub(super) struct LoginFailure {
     pub at: Instant,
     pub code: crate::protocol::SqlState,
     pub message: String,
-    /// The server could not be reached (`ServerError::unreachable`):
-    /// clients already waiting keep waiting (new ones fail fast), as in
-    /// PgBouncer.
-    pub unreachable: bool,
+    /// The server could not be reached, or answered that it is starting up
+    /// or shutting down (57P03: a restart). Unlike PgBouncer, clients are
+    /// not failed for it, new ones included: they wait (up to
+    /// query_wait_timeout) while one connection at a time tries again,
+    /// `retry_at` on, with a backoff from 10 ms up to server_login_retry;
+    /// the first login that succeeds wakes them all. Otherwise (a server
+    /// that refused the login), as PgBouncer: clients fail fast with the
+    /// error for server_login_retry.
+    pub transient: bool,
+    /// Consecutive transient failures (the backoff's exponent).
+    pub failures: u32,
+    /// A transient failure: when the next connection may try.
+    pub retry_at: Instant,
+}
+
+/// The first wait after a server that could not be reached.
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+
+/// The wait before trying again after `failures` consecutive transient
+/// login failures: 10 ms, doubling, at most `cap` (server_login_retry).
+pub(super) fn retry_backoff(failures: u32, cap: Duration) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    doubled.min(cap)
+}
+
+/// server_login_retry as the cap of the transient backoff (250 ms when it
+/// is 0: PgBouncer's 0 means no wait after a refused login, not a tight
+/// loop against a server that is down).
+pub(super) fn retry_cap(login_retry: Duration) -> Duration {
+    if login_retry.is_zero() {
+        Duration::from_millis(250)
+    } else {
+        login_retry
+    }
+}
+
+impl State {
+    /// Whether a new server connection may be tried now. Always, unless
+    /// the last login failed transiently and its retry time has not come;
+    /// when it has, this connection is the retry, and the next one waits
+    /// for the following step of the backoff.
+    pub(super) fn may_open(&mut self, now: Instant, cap: Duration) -> bool {
+        match self.login_failure.as_mut() {
+            Some(f) if f.transient => {
+                if now < f.retry_at {
+                    return false;
+                }
+                f.retry_at = now + retry_backoff(f.failures + 1, cap);
+                true
+            }
+            _ => true,
+        }
+    }
 }
 
 pub(super) struct State {
@@ -414,7 +463,11 @@ impl Pool {
     pub(super) fn free_slot(&self) {
         {
             let mut st = self.state.lock();
-            if st.total <= self.settings().size && !self.control.blocked() {
+            if st.total <= self.settings().size
+                && !self.control.blocked()
+                && !st.waiters.is_empty()
+                && st.may_open(Instant::now(), retry_cap(self.settings().login_retry))
+            {
                 while let Some(w) = st.waiters.pop_front() {
                     if w.tx.send(Grant::Slot).is_ok() {
                         return;
@@ -456,17 +509,22 @@ impl Pool {
 
     /// Room was made under a limit this pool waits on: open a connection
     /// for the longest-waiting client if the pool is still short of one.
-    pub(super) fn on_room(&self) {
+    /// True if a client was given a slot.
+    pub(super) fn on_room(&self) -> bool {
         let mut st = self.state.lock();
-        if st.waiters.is_empty() || st.total >= self.settings().size || self.control.blocked() {
-            return;
+        if st.waiters.is_empty()
+            || st.total >= self.settings().size
+            || self.control.blocked()
+            || !st.may_open(Instant::now(), retry_cap(self.settings().login_retry))
+        {
+            return false;
         }
         match self.acquire_limits() {
             Ok(()) => {
                 while let Some(w) = st.waiters.pop_front() {
                     if w.tx.send(Grant::Slot).is_ok() {
                         st.total += 1;
-                        return;
+                        return true;
                     }
                 }
                 drop(st);
@@ -474,6 +532,7 @@ impl Pool {
             }
             Err(limit) => limit.starve(&self.me),
         }
+        false
     }
 
     /// Close the idle server unused the longest, if any (to make room for
@@ -672,5 +731,71 @@ impl Pool {
                 .old_servers
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    fn state_with(failure: Option<LoginFailure>) -> State {
+        State {
+            idle: VecDeque::new(),
+            total: 0,
+            opening: 0,
+            waiters: VecDeque::new(),
+            login_failure: failure,
+            unused_since: None,
+        }
+    }
+
+    fn failure(transient: bool, failures: u32, retry_at: Instant) -> LoginFailure {
+        LoginFailure {
+            at: Instant::now(),
+            code: crate::protocol::sqlstate::CANNOT_CONNECT_NOW,
+            message: "the database system is starting up".into(),
+            transient,
+            failures,
+            retry_at,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_10ms_up_to_the_cap() {
+        let cap = Duration::from_secs(15);
+        let steps: Vec<u128> = (1..=13)
+            .map(|n| retry_backoff(n, cap).as_millis())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 15000, 15000
+            ]
+        );
+        assert_eq!(retry_backoff(0, cap), Duration::from_millis(10));
+        assert_eq!(retry_backoff(u32::MAX, cap), cap);
+        assert_eq!(retry_cap(Duration::ZERO), Duration::from_millis(250));
+        assert_eq!(retry_backoff(9, retry_cap(Duration::ZERO)).as_millis(), 250);
+    }
+
+    #[test]
+    fn one_retry_per_step_of_the_backoff() {
+        let cap = Duration::from_secs(15);
+        let now = Instant::now();
+        // No failure, or a refused login (fail-fast is checked elsewhere):
+        // connections may open.
+        assert!(state_with(None).may_open(now, cap));
+        assert!(state_with(Some(failure(false, 1, now + cap))).may_open(now, cap));
+        // A transient failure: not before its retry time.
+        let mut st = state_with(Some(failure(true, 3, now + Duration::from_millis(40))));
+        assert!(!st.may_open(now, cap));
+        // At it, one connection is the retry, and the next must wait for
+        // the next step (80 ms after the 4th failure's backoff).
+        let at = now + Duration::from_millis(40);
+        assert!(st.may_open(at, cap));
+        assert!(!st.may_open(at, cap));
+        let f = st.login_failure.as_ref().unwrap();
+        assert_eq!(f.retry_at, at + Duration::from_millis(80));
+        assert!(st.may_open(at + Duration::from_millis(80), cap));
     }
 }

@@ -258,9 +258,8 @@ async fn postgres_unreachable_then_back() {
         .await
         .unwrap();
 
-        // The client waits (trying again every server_login_retry, as
-        // PgBouncer's waiting clients do) for query_wait_timeout, then gets
-        // the reason.
+        // The client waits (the pool trying again after a backoff up to
+        // server_login_retry) for query_wait_timeout, then gets the reason.
         let started = std::time::Instant::now();
         let err = try_query(&p, "gone").await.expect_err("PostgreSQL is down");
         assert!(started.elapsed() >= Duration::from_millis(1500), "{err:?}");

@@ -205,8 +205,8 @@ async fn server_round_robin_rotates_idle_servers() {
 
 /// A server that refuses logins for now (57P03; here a standby without
 /// hot standby, as PostgreSQL starting up or shutting down does) keeps its
-/// clients waiting, each trying again after server_login_retry, as
-/// PgBouncer does, and the refusal is not cached to fail later clients;
+/// clients waiting while the pool tries again (backoff up to
+/// server_login_retry), and the refusal fails no later client;
 /// once it takes logins (promoted) they are served. query_wait_timeout
 /// still bounds the wait.
 #[tokio::test]
