@@ -8,7 +8,8 @@
 # Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
 # installed with apt-get when initdb or pgbench cannot be found (root or sudo);
 # the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry);
-# slapd and ldap-utils, openssl, procps and systemd likewise when missing;
+# slapd and ldap-utils, openssl, procps, nftables and systemd likewise when
+# missing;
 # the build's libpam0g-dev and libclang-dev by scripts/build-deps.sh.
 set -euo pipefail
 
@@ -56,6 +57,17 @@ if ! type -P openssl >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
     $sudo apt-get install -y -q --no-install-recommends openssl
+fi
+
+# `nft` (Debian's nftables): tests/it/blackhole.rs drops a connection's
+# packets on loopback to prove the TCP keepalive keys (needs root, as CI
+# runs).
+if ! type -P nft >/dev/null 2>&1; then
+    echo "test.sh: installing nftables" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends nftables
 fi
 
 # Debian's slapd and ldap-utils (ldapadd): tests/it/ldap.rs authenticates

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::client;
 use crate::config::Config;
@@ -262,8 +262,10 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
-                let keepalive = ctx.config().general.tcp_keepalive;
-                let _ = socket2::SockRef::from(&stream).set_keepalive(keepalive);
+                let tcp = crate::transport::TcpOptions::from_general(&ctx.config().general);
+                if let Err(e) = tcp.apply(&stream) {
+                    debug!(peer = %addr, "could not set the TCP options: {e}");
+                }
                 admit(Stream::from(stream), Peer::Tcp(addr), &ctx);
             }
             Err(e) => accept_error(e).await,
@@ -406,6 +408,7 @@ mod tests {
                     user: "u".into(),
                     startup_params: vec![],
                     tls: None,
+                    tcp: Default::default(),
                 },
                 crate::server::ServerCredentials::None,
             )

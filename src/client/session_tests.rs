@@ -34,6 +34,7 @@ fn pool() -> Arc<crate::pool::Pool> {
                 user: "u".into(),
                 startup_params: vec![],
                 tls: None,
+                tcp: Default::default(),
             },
             crate::server::ServerCredentials::None,
         ),

@@ -128,6 +128,16 @@ pub struct General {
     pub listen_backlog: u32,
     /// Enable TCP keepalive (true).
     pub tcp_keepalive: bool,
+    /// TCP_KEEPIDLE seconds, 0: the kernel's (`transport::TcpOptions`).
+    pub tcp_keepidle: u32,
+    /// TCP_KEEPINTVL seconds, 0: the kernel's.
+    pub tcp_keepintvl: u32,
+    /// TCP_KEEPCNT, 0: the kernel's.
+    pub tcp_keepcnt: u32,
+    /// TCP_USER_TIMEOUT milliseconds, 0: the kernel's.
+    pub tcp_user_timeout: u32,
+    /// SO_SNDBUF/SO_RCVBUF bytes, 0: the kernel's.
+    pub tcp_socket_buffer: u32,
     /// Set SO_REUSEPORT on listeners (false): other processes may listen
     /// on the same port.
     pub so_reuseport: bool,
@@ -267,6 +277,11 @@ impl General {
             pkt_buf: v.u32("pkt_buf"),
             listen_backlog: v.u32("listen_backlog"),
             tcp_keepalive: v.bool("tcp_keepalive"),
+            tcp_keepidle: v.u32("tcp_keepidle"),
+            tcp_keepintvl: v.u32("tcp_keepintvl"),
+            tcp_keepcnt: v.u32("tcp_keepcnt"),
+            tcp_user_timeout: v.u32("tcp_user_timeout"),
+            tcp_socket_buffer: v.u32("tcp_socket_buffer"),
             so_reuseport: v.bool("so_reuseport"),
             peer_id: u16::try_from(v.int("peer_id")).unwrap_or(0),
             server_fast_close: v.bool("server_fast_close"),

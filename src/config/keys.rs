@@ -292,11 +292,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "syslog_facility",
     "syslog_ident",
     "tcp_defer_accept",
-    "tcp_keepcnt",
-    "tcp_keepidle",
-    "tcp_keepintvl",
-    "tcp_socket_buffer",
-    "tcp_user_timeout",
 ];
 
 /// Whether `name` is a known key that can change at run time (RELOAD, SET).

@@ -137,6 +137,7 @@ impl PoolSettings {
             user: pool_user.to_string(),
             startup_params,
             tls: cfg.tls.server.clone(),
+            tcp: crate::transport::TcpOptions::from_general(&cfg.general),
         };
         let mut s = Self::build(&cfg.general, db, cfg.users.get(pool_user), target);
         s.credentials = credentials;

@@ -29,6 +29,7 @@ fn settings(size: usize) -> PoolSettings {
         user: "u".into(),
         startup_params: vec![],
         tls: None,
+        tcp: Default::default(),
     };
     let mut s = PoolSettings::with_defaults(target, ServerCredentials::None);
     s.size = size;

@@ -56,6 +56,8 @@ pub struct ServerTarget {
     pub startup_params: Vec<(String, String)>,
     /// TLS towards the server (None: `server_tls_sslmode = disable`).
     pub tls: Option<Arc<ServerTls>>,
+    /// tcp_keepalive and the other TCP keys, for the server's socket.
+    pub tcp: crate::transport::TcpOptions,
 }
 
 /// Open and log in a server connection to `addr` (one of the target's
@@ -86,6 +88,12 @@ async fn connect_inner(
 ) -> Result<(Box<ServerConn>, Vec<(String, String)>), ServerError> {
     let stream = crate::transport::connect_tls(addr, target.tls.as_deref())
         .await
+        .map_err(|source| ServerError::Connect {
+            addr: (**addr).clone(),
+            source,
+        })?;
+    stream
+        .set_tcp_options(&target.tcp)
         .map_err(|source| ServerError::Connect {
             addr: (**addr).clone(),
             source,

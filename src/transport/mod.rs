@@ -19,10 +19,12 @@ mod read_ahead;
 mod socket;
 mod stream;
 mod sys;
+mod tcp_options;
 mod tls;
 
 pub use connect::{connect, connect_tls};
 pub use peer::Peer;
 pub use socket::{DetachedSocket, Socket, SocketRead, SocketWrite, UnixPeer};
 pub use stream::{Detached, ReadHalf, Stream, WriteHalf};
+pub use tcp_options::TcpOptions;
 pub use tls::{HANDSHAKES, Handshakes, TlsHalf, TlsStream};

@@ -157,6 +157,15 @@ impl Stream {
         }
     }
 
+    /// Set PgBouncer's TCP options (`TcpOptions`) on a TCP socket; other
+    /// sockets take none.
+    pub fn set_tcp_options(&self, opts: &super::TcpOptions) -> io::Result<()> {
+        match self.socket() {
+            Socket::Tcp(s) => opts.apply(s),
+            _ => Ok(()),
+        }
+    }
+
     /// The TCP socket's local address (SHOW SOCKETS); None for others.
     pub fn local_tcp_addr(&self) -> Option<std::net::SocketAddr> {
         self.socket().local_tcp_addr()

@@ -12,6 +12,7 @@ mod admin_console;
 mod admin_control;
 mod auth;
 mod auth_query;
+mod blackhole;
 mod cancel;
 mod cli;
 mod client_timeouts;

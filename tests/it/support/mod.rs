@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ldap;
+pub mod nft;
 pub mod pg;
 pub mod pooler;
 pub mod tls;
