@@ -16,6 +16,7 @@
 mod collect;
 mod health;
 mod hosts;
+mod status;
 pub(crate) mod text;
 
 use std::sync::Arc;
@@ -65,10 +66,11 @@ async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
         _ => respond(&head, ctx),
     };
     let (method, _) = request_line(&head);
-    let content_type = if status == 200 && request_line(&head).1 == "/metrics" {
-        text::CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
+    let content_type = match (status, request_line(&head).1) {
+        (200, "/metrics") => text::CONTENT_TYPE,
+        (200, "/status") => status::HTML_TYPE,
+        (200, "/status.json") => status::JSON_TYPE,
+        _ => "text/plain; charset=utf-8",
     };
     let reason = match status {
         200 => "OK",
@@ -117,9 +119,11 @@ fn respond(head: &str, ctx: &Context) -> (u16, String) {
     match request_line(head) {
         ("GET" | "HEAD", "/metrics") => (200, render(ctx)),
         ("GET" | "HEAD", "/healthz") => health::healthz(),
+        ("GET" | "HEAD", "/status") => status::page(),
+        ("GET" | "HEAD", "/status.json") => status::json(ctx),
         ("GET" | "HEAD", _) => (
             404,
-            "not found; metrics are at /metrics, health at /healthz and /readyz\n".into(),
+            "not found; metrics are at /metrics, health at /healthz and /readyz, status at /status\n".into(),
         ),
         ("", _) => (400, "bad request\n".into()),
         _ => (405, "only GET and HEAD\n".into()),
