@@ -35,6 +35,7 @@ mod hba;
 mod idle;
 mod ldap;
 mod ldap_tls;
+mod ledger;
 mod listen;
 mod logging;
 mod metrics;
