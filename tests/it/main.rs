@@ -33,6 +33,7 @@ mod ha_switchover;
 mod hash_password;
 mod hba;
 mod idle;
+mod kubernetes;
 mod ldap;
 mod ldap_tls;
 mod ledger;
