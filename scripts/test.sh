@@ -8,8 +8,8 @@
 # Needs: a Rust toolchain (cargo). PostgreSQL server and client packages are
 # installed with apt-get when initdb or pgbench cannot be found (root or sudo);
 # the Python and Node.js drivers by scripts/drivers.sh (PyPI, npm registry);
-# slapd and ldap-utils, openssl, procps, nftables and systemd likewise when
-# missing;
+# slapd and ldap-utils, openssl, procps, nftables, chromium and systemd
+# likewise when missing;
 # the build's libpam0g-dev and libclang-dev by scripts/build-deps.sh.
 set -euo pipefail
 
@@ -68,6 +68,16 @@ if ! type -P nft >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
     $sudo apt-get install -y -q --no-install-recommends nftables
+fi
+
+# Debian's chromium: tests/it/status_page.rs loads the status page in it
+# (headless, no network needed).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "test.sh: installing chromium (status page test)" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends chromium
 fi
 
 # Debian's slapd and ldap-utils (ldapadd): tests/it/ldap.rs authenticates

@@ -221,12 +221,12 @@ async fn no_acknowledged_commit_is_lost_across_operations() {
             t.await.expect("a worker panicked (a hang)");
         }
 
-        let l = s.ledger.lock();
         let direct = pg.direct_client(&db, "postgres").await;
         let rows = direct
             .query("SELECT id FROM ledger", &[])
             .await
             .unwrap();
+        let l = s.ledger.lock();
         let mut seen = HashSet::with_capacity(rows.len());
         let mut twice = Vec::new();
         for r in &rows {
