@@ -17,6 +17,9 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub(crate) mod exporter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 #[cfg(test)]
 mod layering;
 pub mod notify;

@@ -5,6 +5,8 @@
 mod auth;
 mod auth_method;
 mod auth_source;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod handoff;
 mod ldap;
 mod ldap_starttls;

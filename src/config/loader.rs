@@ -63,7 +63,7 @@ pub fn logfile_of(path: &Path) -> Option<std::path::PathBuf> {
 /// Parses `text` as if it were the contents of `file`. `%include` and
 /// auth_file paths are used as written (relative ones against the current
 /// working directory), exactly as [`load`] does.
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigErrors> {
     parse(text, file, &[], None)
 }

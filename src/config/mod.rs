@@ -21,6 +21,8 @@ mod connstr;
 mod databases;
 mod endpoint;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod general;
 pub mod hba;
 mod hba_lex;
