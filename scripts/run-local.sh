@@ -6,7 +6,14 @@
 # Uses the PostgreSQL at PGHOST/PGPORT (default 127.0.0.1:5432) when one
 # answers; otherwise starts a throwaway cluster in a temporary directory
 # (stopped again on exit). pgsluice listens on 127.0.0.1:${PGSLUICE_PORT:-6432}
-# in transaction mode. Ctrl-C stops everything.
+# in transaction mode. One Ctrl-C stops everything (pgsluice shuts down as
+# for SIGINT, the throwaway cluster stops) and the script exits 0.
+#
+# Environment:
+#   PGHOST, PGPORT     the PostgreSQL to use (127.0.0.1, 5432)
+#   PGUSER, PGPASSWORD its user and password (postgres, none)
+#   PGSLUICE_PORT      where pgsluice listens (6432)
+#   CARGO_TARGET_DIR   cargo's target directory (target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,11 +45,29 @@ BIN=${CARGO_TARGET_DIR:-target}/release/pgsluice
 
 WORK=$(mktemp -d /tmp/pgsluice-local.XXXXXX)
 CLUSTER_PID=""
+PID=""
 cleanup() {
-  [ -n "$CLUSTER_PID" ] && kill -INT "$CLUSTER_PID" 2>/dev/null && wait "$CLUSTER_PID" 2>/dev/null
+  if [ -n "$PID" ]; then kill -INT "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; PID=""; fi
+  if [ -n "$CLUSTER_PID" ]; then
+    # The postmaster itself (runuser, between, would pass on SIGTERM and
+    # SIGKILL it 2 s later): SIGINT is PostgreSQL's fast shutdown.
+    local pm
+    pm=$(head -n 1 "$WORK/data/postmaster.pid" 2>/dev/null || echo "$CLUSTER_PID")
+    kill -INT "$pm" 2>/dev/null; wait "$CLUSTER_PID" 2>/dev/null || true; CLUSTER_PID=""
+  fi
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# The servers run in sessions of their own (setsid), so the terminal's
+# Ctrl-C reaches this script only, which then stops each of them once.
+stop() {
+  trap - INT TERM
+  echo
+  echo "== stopping"
+  cleanup
+  exit 0
+}
+trap cleanup EXIT
+trap stop INT TERM
 
 if "$(pg_bin pg_isready)" -q -h "$PGHOST" -p "$PGPORT"; then
   echo "== using the PostgreSQL at $PGHOST:$PGPORT"
@@ -61,7 +86,7 @@ else
     DBUSER=$(id -un)
   fi
   "${RUN[@]}" "$(pg_bin initdb)" -D "$WORK/data" -U "$DBUSER" -A trust >/dev/null
-  "${RUN[@]}" "$(pg_bin postgres)" -D "$WORK/data" -p "$PGPORT" -c listen_addresses=127.0.0.1 \
+  setsid "${RUN[@]}" "$(pg_bin postgres)" -D "$WORK/data" -p "$PGPORT" -c listen_addresses=127.0.0.1 \
     -c unix_socket_directories="$WORK" >"$WORK/postgres.log" 2>&1 &
   CLUSTER_PID=$!
   for _ in $(seq 50); do
@@ -95,7 +120,10 @@ cat <<MSG
    benchmark:     pgbench -h 127.0.0.1 -p $PORT -U $DBUSER -S -c 10 -T 10 postgres   (after pgbench -i)
    stop with Ctrl-C
 MSG
-"$BIN" "$WORK/pgsluice.ini" &
+setsid "$BIN" "$WORK/pgsluice.ini" &
 PID=$!
-trap 'kill -INT $PID 2>/dev/null; wait $PID 2>/dev/null; cleanup' EXIT INT TERM
-wait $PID
+# pgsluice ending by itself (a bad configuration, a port in use): its status.
+status=0
+wait "$PID" || status=$?
+PID=""
+exit "$status"

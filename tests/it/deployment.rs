@@ -160,3 +160,65 @@ fn sample_configs_load() {
         }
     }
 }
+
+/// The Docker sample serves a user out of the box: the official postgres
+/// image's superuser with the password the README starts it with, over
+/// SCRAM, through the real binary with the sample's settings (only where
+/// PostgreSQL is and where to listen changed, as a container network
+/// would have them).
+#[tokio::test]
+async fn docker_sample_serves_its_user() {
+    use crate::support::{PgCluster, bounded, poll};
+    bounded(async {
+        let pg = PgCluster::shared();
+        let dir = tempfile::tempdir().unwrap();
+        let root = env!("CARGO_MANIFEST_DIR");
+        let port = crate::support::pg::free_port();
+        let userlist = dir.path().join("userlist.txt");
+        std::fs::copy(format!("{root}/etc/docker/userlist.txt"), &userlist).unwrap();
+        let ini = file("etc/docker/pgsluice.ini")
+            .replace(
+                "* = host=postgres port=5432",
+                &format!("* = host=127.0.0.1 port={}", pg.port()),
+            )
+            .replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+            .replace("listen_port = 6432", &format!("listen_port = {port}"))
+            .replace(
+                "/etc/pgsluice/userlist.txt",
+                &userlist.display().to_string(),
+            )
+            .replace("unix_socket_dir = /tmp", "unix_socket_dir =")
+            .replace("metrics_listen_addr = *:9127", "");
+        assert!(
+            ini.contains(&format!("port={}", pg.port())),
+            "sample changed"
+        );
+        let path = dir.path().join("pgsluice.ini");
+        std::fs::write(&path, ini).unwrap();
+        let _child = crate::support::pooler::spawn_binary(&path);
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .dbname("postgres")
+            .user("postgres")
+            .password("postgres");
+        let client = poll(200, std::time::Duration::from_millis(50), || async {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
+            tokio::spawn(conn);
+            Some(c)
+        })
+        .await
+        .expect("the sample never served postgres/postgres");
+        let rows = client.simple_query("SELECT current_user").await.unwrap();
+        assert_eq!(crate::support::rows_col0(&rows), ["postgres"]);
+        // A wrong password is refused (the sample asks for SCRAM).
+        cfg.password("wrong");
+        let e = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(crate::support::sqlstate(&e).as_deref(), Some("28P01"));
+    })
+    .await
+}
