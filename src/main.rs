@@ -372,10 +372,15 @@ fn background_args(cli: &Cli, config_file: &std::path::Path) -> Vec<std::ffi::Os
 }
 
 /// `--hash-password USER`: read one line (the password) from stdin and
-/// print the auth_file line.
+/// print the auth_file line. At a terminal it asks on stderr and the
+/// password is not echoed.
 fn hash_password(user: &str) -> ExitCode {
     let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_line(&mut input) {
+    let read = {
+        let _quiet = std::io::IsTerminal::is_terminal(&std::io::stdin()).then(NoEcho::start);
+        std::io::stdin().read_line(&mut input)
+    };
+    if let Err(e) = read {
         eprintln!("pgsluice: cannot read the password from standard input: {e}");
         return ExitCode::FAILURE;
     }
@@ -385,6 +390,42 @@ fn hash_password(user: &str) -> ExitCode {
     };
     println!("{}", pgsluice::auth::mkauth::userlist_line(user, password));
     ExitCode::SUCCESS
+}
+
+/// The terminal on stdin with echo off, while it lives (then as it was,
+/// and the newline the user typed, which was not echoed, written to
+/// stderr). The prompt goes to stderr, so stdout holds only the line.
+struct NoEcho(Option<rustix::termios::Termios>);
+
+impl NoEcho {
+    fn start() -> NoEcho {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let before = tcgetattr(&stdin).ok().and_then(|before| {
+            let mut quiet = before.clone();
+            quiet.local_modes.remove(LocalModes::ECHO);
+            // ICANON stays: the line is read as typed, erase keys work.
+            tcsetattr(&stdin, OptionalActions::Now, &quiet)
+                .ok()
+                .map(|()| before)
+        });
+        // Asked once echo is off: nothing typed after it shows.
+        eprint!("Password: ");
+        NoEcho(before)
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                before,
+            );
+        }
+        eprintln!();
+    }
 }
 
 /// SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 as they arrive:

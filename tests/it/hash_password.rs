@@ -91,3 +91,50 @@ async fn postgresql_accepts_the_secret_as_a_role_password() {
     })
     .await
 }
+
+/// At a terminal (a pseudo-terminal made by util-linux's `script`), the
+/// password is asked on stderr and not echoed: the terminal's transcript
+/// holds the prompt and the auth_file line, never the password.
+#[test]
+fn at_a_terminal_the_password_is_not_echoed() {
+    use std::io::Read;
+    let cmd = format!("{} --hash-password alice", env!("CARGO_BIN_EXE_pgsluice"));
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux (bsdutils)");
+    let mut out = child.stdout.take().unwrap();
+    // A watchdog: without a prompt the reads below would wait forever.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    });
+    // Typed only once the prompt shows (echo is off by then).
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("Password: ") {
+        let n = out.read(&mut byte).unwrap();
+        assert!(n == 1, "no prompt: {:?}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Sup3r-s3cret\n").unwrap();
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    seen.extend_from_slice(&rest);
+    let transcript = String::from_utf8_lossy(&seen);
+    assert!(
+        !transcript.contains("Sup3r-s3cret"),
+        "the password was echoed: {transcript}"
+    );
+    assert!(
+        transcript.contains("\"alice\" \"SCRAM-SHA-256$4096:"),
+        "{transcript}"
+    );
+}
