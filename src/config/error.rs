@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// One problem in a configuration or auth file.
 ///
-/// Displays as `{file}:{line}: {key}: {message}`; `line` is 0 when the problem
-/// is not tied to one line (a missing section, an unreadable file).
+/// Displays as `{file}:{line}: {key}: {message}`, or `{file}: {key}:
+/// {message}` when the problem is not tied to one line (a missing section,
+/// an unreadable file, a setting left at its default that conflicts with
+/// another): no made-up line 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{}: {}: {}", .file.display(), .line, .key, .message)]
+#[error("{}{}: {}: {}", .file.display(), LineOf(*.line), .key, .message)]
 pub struct ConfigError {
     /// The file the problem is in.
     pub file: PathBuf,
@@ -37,6 +39,18 @@ impl ConfigError {
             line,
             key: key.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// `:{line}`, or nothing for line 0 (not tied to a line).
+struct LineOf(usize);
+
+impl fmt::Display for LineOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ":{n}"),
         }
     }
 }
@@ -81,6 +95,6 @@ mod tests {
             ConfigError::new("a.ini", 1, "x", "bad"),
             ConfigError::new("a.ini", 0, "y", "worse"),
         ]);
-        assert_eq!(errs.to_string(), "a.ini:1: x: bad\na.ini:0: y: worse");
+        assert_eq!(errs.to_string(), "a.ini:1: x: bad\na.ini: y: worse");
     }
 }

@@ -322,7 +322,7 @@ fn auth_rules() {
     let e = errors_of("[pgbouncer]\nlisten_port = 1\n");
     assert_eq!(
         e,
-        vec!["/etc/pgb.ini:0: auth_file: auth_type md5 needs auth_file or auth_user to be set"]
+        vec!["/etc/pgb.ini: auth_file: auth_type md5 needs auth_file or auth_user to be set"]
     );
     // auth_user, global or in an entry, is enough: users are looked up.
     ok("[pgbouncer]\nauth_user = pgb\n");
@@ -473,7 +473,7 @@ fn structure_errors() {
     let e = load(Path::new("/nonexistent/pgbouncer.ini")).expect_err("missing file");
     assert!(
         e.to_string()
-            .starts_with("/nonexistent/pgbouncer.ini:0: conffile: could not read config file")
+            .starts_with("/nonexistent/pgbouncer.ini: conffile: could not read config file")
     );
 }
 
