@@ -222,6 +222,7 @@ async fn run(
     let notify = Notifier::from_env();
     notify.ready();
     info!(version = VERSION, "pgsluice started");
+    log_fd_limit(&pooler.context().config());
     if pgsluice::daemon::is_child() {
         pgsluice::daemon::ready();
     }
@@ -390,6 +391,38 @@ fn hash_password(user: &str) -> ExitCode {
     };
     println!("{}", pgsluice::auth::mkauth::userlist_line(user, password));
     ExitCode::SUCCESS
+}
+
+/// The file-descriptor limit beside what the configuration may use, as
+/// PgBouncer logs it at start: every client, each named database's pool
+/// (with its reserve) for one user, and the listeners. A warning when the
+/// limit is lower: logins would fail with EMFILE before max_client_conn.
+fn log_fd_limit(cfg: &pgsluice::config::Config) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let g = &cfg.general;
+    let pools: u64 = cfg
+        .databases
+        .entries
+        .values()
+        .map(|d| {
+            u64::from(d.pool_size.unwrap_or(g.default_pool_size))
+                + u64::from(d.reserve_pool_size.unwrap_or(g.reserve_pool_size))
+        })
+        .sum();
+    let expected = u64::from(g.max_client_conn) + pools + 16;
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    let (soft, hard) = (show(limit.current), show(limit.maximum));
+    if limit.current.is_some_and(|n| n < expected) {
+        warn!(
+            "file descriptor limit: {soft} (hard: {hard}); max_client_conn: {}, max expected fd use: {expected}: raise the limit (ulimit -n, LimitNOFILE=)",
+            g.max_client_conn
+        );
+    } else {
+        info!(
+            "file descriptor limit: {soft} (hard: {hard}); max_client_conn: {}, max expected fd use: {expected}",
+            g.max_client_conn
+        );
+    }
 }
 
 /// The terminal on stdin with echo off, while it lives (then as it was,

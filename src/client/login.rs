@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::auth_source::Target;
 use super::startup::{client_params, startup_params};
@@ -172,14 +172,19 @@ pub(super) async fn login(
     };
     let physical = replication == Replication::Physical;
     let who = (user, database, physical);
-    let proven = auth::authenticate(stream, buf, (ctx, &cfg), who, target).await?;
-    let db = db.ok_or_else(|| {
-        SessionEnd::fatal(
-            sqlstate::INVALID_CATALOG_NAME,
-            format!("no such database: {database}"),
-        )
-    })?;
-    let route = route(ctx, &cfg, db, (database, user), proven)?;
+    let failed = |e: &SessionEnd| login_failed(client, user, database, e);
+    let proven = auth::authenticate(stream, buf, (ctx, &cfg), who, target)
+        .await
+        .inspect_err(failed)?;
+    let db = db
+        .ok_or_else(|| {
+            SessionEnd::fatal(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("no such database: {database}"),
+            )
+        })
+        .inspect_err(failed)?;
+    let route = route(ctx, &cfg, db, (database, user), proven).inspect_err(failed)?;
     if replication != Replication::None {
         let asked = super::replication::Asked {
             startup: &startup,
@@ -217,6 +222,28 @@ pub(super) async fn login(
     }
     let params = answer.params.clone();
     Ok(Login::Pool(LoggedIn { route, params }))
+}
+
+/// A login refused after the startup packet named its user and database:
+/// one line naming them (the session's closing line, written later, knows
+/// only the address), as PgBouncer names them.
+#[cold]
+#[inline(never)]
+fn login_failed(client: &SessionEntry, user: &str, database: &str, e: &SessionEnd) {
+    if let Some((code, message)) = e.response() {
+        let peer: &dyn std::fmt::Display = match &client.peer {
+            Some(p) => p,
+            None => &"",
+        };
+        warn!(
+            client = client.id,
+            %peer,
+            %user,
+            %database,
+            sqlstate = code.as_str(),
+            "login failed: {message}"
+        );
+    }
 }
 
 /// The user and database a startup packet names (the database defaults to

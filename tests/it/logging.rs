@@ -104,11 +104,11 @@ async fn json_lines_name_the_client_and_hold_no_secret() {
         let failed = events
             .iter()
             .find(|e| {
-                e["fields"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("password authentication failed"))
+                e["fields"]["message"].as_str().is_some_and(|m| {
+                    m.starts_with("closing because: password authentication failed")
+                })
             })
-            .unwrap();
+            .unwrap_or_else(|| panic!("no closing line:\n{lines}"));
         assert_eq!(failed["fields"]["sqlstate"], "28P01", "{failed}");
         assert_eq!(failed["level"], "WARN");
         assert!(
@@ -117,6 +117,27 @@ async fn json_lines_name_the_client_and_hold_no_secret() {
                 .unwrap()
                 .starts_with("@127.0.0.1:"),
             "{failed}"
+        );
+        // A line of the login itself names the user and the database.
+        let refused = events
+            .iter()
+            .find(|e| {
+                e["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("login failed: password authentication failed"))
+            })
+            .unwrap_or_else(|| panic!("no failed-login line:\n{lines}"));
+        assert_eq!(refused["fields"]["user"], "postgres", "{refused}");
+        assert_eq!(refused["fields"]["database"], db.as_str(), "{refused}");
+        assert_eq!(refused["fields"]["sqlstate"], "28P01", "{refused}");
+        // The file-descriptor limit, at start, beside what the
+        // configuration may use.
+        assert!(
+            events.iter().any(|e| e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("file descriptor limit: ")
+                    && m.contains("max expected fd use: "))),
+            "no file descriptor limit line:\n{lines}"
         );
         // The disconnection names database, user and address too.
         let gone = events
