@@ -136,8 +136,6 @@ pub struct General {
     pub tcp_keepcnt: u32,
     /// TCP_USER_TIMEOUT milliseconds, 0: the kernel's.
     pub tcp_user_timeout: u32,
-    /// SO_SNDBUF/SO_RCVBUF bytes, 0: the kernel's.
-    pub tcp_socket_buffer: u32,
     /// Set SO_REUSEPORT on listeners (false): other processes may listen
     /// on the same port.
     pub so_reuseport: bool,
@@ -281,7 +279,6 @@ impl General {
             tcp_keepintvl: v.u32("tcp_keepintvl"),
             tcp_keepcnt: v.u32("tcp_keepcnt"),
             tcp_user_timeout: v.u32("tcp_user_timeout"),
-            tcp_socket_buffer: v.u32("tcp_socket_buffer"),
             so_reuseport: v.bool("so_reuseport"),
             peer_id: u16::try_from(v.int("peer_id")).unwrap_or(0),
             server_fast_close: v.bool("server_fast_close"),

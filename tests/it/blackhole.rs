@@ -125,6 +125,10 @@ async fn a_client_that_vanished_mid_transaction_frees_its_server() {
         wire::login_trust(&mut gone, "postgres", &db).await;
         wire::simple_query(&mut gone, "BEGIN").await.expect("BEGIN");
         // It holds the only server, in a transaction; then it vanishes.
+        // Not before its kernel acknowledged the answer (a delayed ACK
+        // comes within 40 ms): with data unacknowledged the kernel
+        // retransmits instead of probing, and keepalive is not what runs.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let hole = Blackhole::port(gone_port);
         let since = Instant::now();
         let next = p.connect(&db, "postgres", "").await;
