@@ -8,31 +8,43 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{self, PgCluster, PoolerBuilder, nft::Blackhole, wire};
+use crate::support::{self, PgCluster, PoolerBuilder, TestPooler, nft::Blackhole, wire};
 
 /// How long detection may take here: the settings below find a dead
 /// peer in 2-4 s; the kernel's defaults would take hours.
 const FOUND_WITHIN: Duration = Duration::from_secs(25);
 
+/// Keepalive that finds a dead peer in about 3 s (idle 1 s, 2 probes 1 s
+/// apart).
+fn fast_keepalive(b: PoolerBuilder) -> PoolerBuilder {
+    b.set("tcp_keepalive", "1")
+        .set("tcp_keepidle", "1")
+        .set("tcp_keepintvl", "1")
+        .set("tcp_keepcnt", "2")
+}
+
+/// A cluster of its own (its port is black-holed), a pooler in front of
+/// it as `b` makes it, and a client whose server is pooled.
+async fn dedicated(b: PoolerBuilder) -> (PgCluster, TestPooler, tokio_postgres::Client) {
+    let pg = tokio::task::spawn_blocking(PgCluster::dedicated)
+        .await
+        .unwrap();
+    let p = b
+        .database(
+            "bh",
+            &format!("host=127.0.0.1 port={} dbname=postgres", pg.port()),
+        )
+        .start()
+        .await;
+    let c = p.connect("bh", "postgres", "").await;
+    c.simple_query("SELECT 1").await.unwrap();
+    (pg, p, c)
+}
+
 #[tokio::test]
 async fn keepalive_finds_a_server_that_vanished_mid_query() {
     support::bounded_for(Duration::from_secs(120), async {
-        let pg = tokio::task::spawn_blocking(PgCluster::dedicated)
-            .await
-            .unwrap();
-        let p = PoolerBuilder::new()
-            .set("tcp_keepalive", "1")
-            .set("tcp_keepidle", "1")
-            .set("tcp_keepintvl", "1")
-            .set("tcp_keepcnt", "2")
-            .database(
-                "bh",
-                &format!("host=127.0.0.1 port={} dbname=postgres", pg.port()),
-            )
-            .start()
-            .await;
-        let c = p.connect("bh", "postgres", "").await;
-        c.simple_query("SELECT 1").await.unwrap();
+        let (pg, p, c) = dedicated(fast_keepalive(PoolerBuilder::new())).await;
         let long = tokio::spawn(async move {
             let r = c.simple_query("SELECT pg_sleep(600)").await;
             (r.map(|_| ()), Instant::now())
@@ -64,21 +76,11 @@ async fn keepalive_finds_a_server_that_vanished_mid_query() {
 #[tokio::test]
 async fn tcp_user_timeout_finds_a_server_that_stopped_acknowledging() {
     support::bounded_for(Duration::from_secs(120), async {
-        let pg = tokio::task::spawn_blocking(PgCluster::dedicated)
-            .await
-            .unwrap();
-        let p = PoolerBuilder::new()
+        let b = PoolerBuilder::new()
             .set("tcp_keepalive", "0")
             .set("tcp_user_timeout", "1500")
-            .set("query_wait_timeout", "5")
-            .database(
-                "bh",
-                &format!("host=127.0.0.1 port={} dbname=postgres", pg.port()),
-            )
-            .start()
-            .await;
-        let c = p.connect("bh", "postgres", "").await;
-        c.simple_query("SELECT 1").await.unwrap();
+            .set("query_wait_timeout", "5");
+        let (pg, p, c) = dedicated(b).await;
         // The pooled server's host vanishes while the server is idle; the
         // next query goes out to it and is never acknowledged.
         let hole = Blackhole::port(pg.port());
@@ -111,11 +113,7 @@ async fn a_client_that_vanished_mid_transaction_frees_its_server() {
     support::bounded_for(Duration::from_secs(120), async {
         let pg = PgCluster::shared();
         let [db] = support::fresh_dbs(["bh_client"]).await;
-        let p = PoolerBuilder::new()
-            .set("tcp_keepalive", "1")
-            .set("tcp_keepidle", "1")
-            .set("tcp_keepintvl", "1")
-            .set("tcp_keepcnt", "2")
+        let p = fast_keepalive(PoolerBuilder::new())
             .set("query_wait_timeout", "60")
             .pg_database(pg, &db, "pool_size=1")
             .start()
